@@ -1,0 +1,201 @@
+"""Rendering, the forward direction of the codec: schema types -> class code, records -> outputs,
+and the full KnowCoder prompts for NER, RE, ED and EAE inside the official Input:/Output: wrapper.
+
+The layout (tab indents, docstrings, `List[ Entity ]` role hints, `results = [...]`) follows the
+released KnowCoder schema-following data, so the released KnowCoder-7B models can be prompted unchanged.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from knowcoder_ray.records import EventMention, Record
+from knowcoder_ray.schema.types import SchemaLibrary, SchemaType
+
+TASKS = ("ner", "re", "ed", "eae")
+TASK_KIND = {"ner": "entity", "re": "relation", "ed": "event", "eae": "event"}
+
+WRAPPER_INSTRUCTION = (
+    "You are a highly skilled assistant at digesting and extracting information from textual content. "
+    "Below is an input containing standard type definitions and textual content. "
+    "Please complete it with the extracted information in the form of structured code."
+)
+TASK_INSTRUCTION = {
+    "ner": "This is an object-oriented programming task: some Entity Classes are defined above. "
+           "Please instantiate all the corresponding Entity Objects in the following sentence.",
+    "re": "This is an object-oriented programming task: some Relation Classes and related Entity Classes are "
+          "defined above. Please instantiate all the corresponding Relation Objects in the following sentence.",
+    "ed": "This is an object-oriented programming task: some Event Classes are defined above. "
+          "Please instantiate all the corresponding Event Objects in the following sentence.",
+    "eae": "This is an object-oriented programming task: some Event Classes are defined above. "
+           "Please instantiate all the corresponding Event Objects in the following sentence.",
+}
+STOP = '"""'  # generation stops at the closing triple quote of the next docstring
+
+ENTITY_BASE = '''class Entity:
+\t"""
+\tThe base class for all entities.
+\t"""
+\tdef __init__(self, name: str):
+\t\tself.name = name'''
+RELATION_BASE = '''class Relation:
+\t"""
+\tThe base class for all relations.
+\t"""
+\tdef __init__(self, head_entity: Entity, tail_entity: Entity):
+\t\tself.head_entity = head_entity
+\t\tself.tail_entity = tail_entity'''
+EVENT_BASE_ED = '''class Event:
+\t"""
+\tThe base class for all events.
+\t"""
+\tdef __init__(self, trigger: str, arg_names, *args):
+\t\tself.trigger = trigger
+\t\tself.arguments = {}
+\t\tfor arg_name, arg_values in zip(arg_names, args):
+\t\t\tself.arguments[arg_name] = arg_values'''
+EVENT_BASE_EAE = '''class Event:
+\t"""
+\tThe base class for all events.
+\t"""
+\tdef __init__(self, trigger: str):
+\t\tself.trigger = trigger'''
+
+
+def quote(s: str) -> str:
+    """A double-quoted Python string literal that `ast` reads back to exactly `s`."""
+    out = s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    return f'"{out}"'
+
+
+def _type_hint(types: Sequence[str]) -> str:
+    return " | ".join(types) if types else "Entity"
+
+
+def _docstring(t: SchemaType, examples: bool = True) -> list[str]:
+    lines = ['\t"""', f"\tDescription: {t.description}"]
+    if examples:
+        if t.kind == "event":  # the released event classes end every example with ", "
+            lines.append("\tExamples: " + "".join(f"{e}, " for e in t.examples))
+        else:
+            lines.append("\tExamples: " + ", ".join(t.examples))
+    lines.append('\t"""')
+    return lines
+
+
+def render_class(t: SchemaType, task: str | None = None) -> str:
+    """Class definition of one type in KnowCoder's code style. Events render per task: the ED form
+    (arg_names list) or the EAE form (typed role parameters with the trigger examples as a comment)."""
+    bases = ", ".join(t.parents) or t.base
+    head = f"class {t.name}({bases}):"
+    if t.kind == "entity":
+        return "\n".join([head, *_docstring(t), "\tpass"])
+    if t.kind == "relation":
+        body = [
+            f"\tdef __init__(self, head_entity: {_type_hint(t.head_types)}, tail_entity: {_type_hint(t.tail_types)}):",
+            "\t\tsuper().__init__(head_entity = head_entity, tail_entity = tail_entity)",
+        ]
+        return "\n".join([head, *_docstring(t), *body])
+    if task == "eae":
+        params = ["\t\tself,", "\t\ttrigger: str, # Examples: " + "".join(f"{e}, " for e in t.examples)]
+        params += [f"\t\t{r.name}: List[ {_type_hint(r.entity_types)} ]," for r in t.roles]
+        params[-1] = params[-1].rstrip(",")
+        body = ["\tdef __init__(", *params, "\t):", "\t\tsuper().__init__(trigger = trigger)"]
+        body += [f"\t\tself.{r.name} = {r.name}" for r in t.roles]
+        return "\n".join([head, *_docstring(t, examples=False), *body])
+    arg_names = ", ".join(quote(r.name) for r in t.roles)
+    body = [
+        "\tdef __init__(self, trigger: str, *args):",
+        f"\t\targ_names = [{arg_names}]",
+        "\t\tsuper().__init__(trigger = trigger, arg_names = arg_names, *args)",
+    ]
+    return "\n".join([head, *_docstring(t), *body])
+
+
+def prompt_types(task: str, types: Iterable[SchemaType], library: SchemaLibrary | None = None) -> list[SchemaType]:
+    """The classes a prompt shows: the task's types, and for RE the entity types their constraints name."""
+    types = list(types)
+    kind = TASK_KIND[task]
+    bad = [t.name for t in types if t.kind != kind]
+    if bad:
+        raise ValueError(f"{task} prompt takes {kind} types; got {bad}")
+    if task != "re" or library is None:
+        return types
+    refs = dict.fromkeys(n for t in types for n in (*t.head_types, *t.tail_types) if n in library)
+    return [library[n] for n in refs] + types
+
+
+def render_definitions(task: str, types: Iterable[SchemaType], library: SchemaLibrary | None = None) -> str:
+    """The code block of a prompt before the sentence: base classes, then the type classes."""
+    shown = prompt_types(task, types, library)
+    bases = {"ner": [ENTITY_BASE], "re": [ENTITY_BASE, RELATION_BASE], "ed": [EVENT_BASE_ED],
+             "eae": [ENTITY_BASE, EVENT_BASE_EAE]}[task]
+    return "\n\n".join([*bases, *(render_class(t, task) for t in shown)]) + "\n\n"
+
+
+def render_instruction(task: str, triggers: Sequence[tuple[str, str]] = ()) -> str:
+    text = TASK_INSTRUCTION[task]
+    if task == "eae" and triggers:
+        confirmed = "; ".join(f"{quote(trig)} is the trigger of event type {quote(typ)}" for typ, trig in triggers)
+        text += f" It is important to note that the triggers of the events are confirmed as follows: {confirmed}."
+    return f'"""\n{text}\n"""\n'
+
+
+def wrap(code: str) -> str:
+    """The fixed wrapper used at SFT and inference time."""
+    return f"{WRAPPER_INSTRUCTION}\nInput:\n{code}\nOutput:\n"
+
+
+def render_prompt(task: str, types: Iterable[SchemaType], sentence: str, *,
+                  library: SchemaLibrary | None = None, triggers: Sequence[tuple[str, str]] = ()) -> str:
+    """Full prompt. `triggers` (EAE only) lists the confirmed (event type, trigger) pairs."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+    return wrap(prompt_prefix(task, types, library=library) + prompt_suffix(task, sentence, triggers))
+
+
+def prompt_prefix(task: str, types: Iterable[SchemaType], *, library: SchemaLibrary | None = None) -> str:
+    """The sentence-independent head of the code block (shared by every sentence of a schema shard)."""
+    return render_definitions(task, types, library)
+
+
+def prompt_suffix(task: str, sentence: str, triggers: Sequence[tuple[str, str]] = ()) -> str:
+    return render_instruction(task, triggers) + f"sentence = {quote(sentence)}\n"
+
+
+# ---- outputs -----------------------------------------------------------------------------------------
+
+def _results(items: list[str]) -> str:
+    if not items:
+        return "results = []"
+    return "results = [\n" + ",\n".join(f"\t{i}" for i in items) + "\n]"
+
+
+def _entity_call(type_: str, text: str) -> str:
+    return f"{type_}({quote(text)})"
+
+
+def render_event(e: EventMention, with_arguments: bool) -> str:
+    if not with_arguments:
+        return _entity_call(e.type, e.trigger)
+    roles: dict[str, list[str]] = {}
+    for a in e.arguments:
+        roles.setdefault(a.role, []).append(_entity_call(a.type or "Entity", a.text))
+    parts = [f"trigger = {quote(e.trigger)}"] + [f"{r} = [{', '.join(v)}]" for r, v in roles.items()]
+    return f"{e.type}({', '.join(parts)})"
+
+
+def render_output(task: str, record: Record, typed_relations: bool = False) -> str:
+    """The expected completion for `record` (what the model should generate), e.g.
+    ``results = [\\n\\tPerson("Michel Roux Junior")\\n]``. Relations use ``Entity(...)`` heads and tails
+    as in the released SFT data; `typed_relations` writes the entity types instead (instance codes)."""
+    if task == "ner":
+        items = [_entity_call(e.type, e.text) for e in record.entities]
+    elif task == "re":
+        def arg(m):
+            return _entity_call(m.type if typed_relations and m.type else "Entity", m.text)
+        items = [f"{r.type}({arg(r.head)}, {arg(r.tail)})" for r in record.relations]
+    elif task in ("ed", "eae"):
+        items = [render_event(e, task == "eae") for e in record.events]
+    else:
+        raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+    return _results(items)

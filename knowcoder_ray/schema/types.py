@@ -1,0 +1,243 @@
+"""The schema type model: entity, relation and event types and the library that holds them.
+
+One `SchemaType` per class of the code-style library. Entity, relation and event types share the
+dataclass (a `kind` field tells them apart) so a library round-trips through one Parquet table.
+"""
+from __future__ import annotations
+
+import keyword
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+KINDS = ("entity", "relation", "event")
+BASE_CLASS = {"entity": "Entity", "relation": "Relation", "event": "Event"}
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class SchemaError(ValueError):
+    """A schema definition is inconsistent (unknown parent, bad name, cycle...)."""
+
+
+@dataclass(frozen=True)
+class Role:
+    """An event argument role, e.g. ``institution: List[Entity]`` with its allowed entity types."""
+
+    name: str
+    entity_types: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SchemaType:
+    """One class of the library.
+
+    name: the Python class name (CamelCase identifier); label: the dataset or Wikidata label it came from.
+    parents: direct superclasses (Wikidata P279); empty means the kind's base class.
+    head_types / tail_types: relation constraints; roles: event argument roles.
+    """
+
+    name: str
+    kind: str = "entity"
+    parents: tuple[str, ...] = ()
+    wikidata_id: str | None = None
+    label: str = ""
+    description: str = ""
+    examples: tuple[str, ...] = ()
+    head_types: tuple[str, ...] = ()
+    tail_types: tuple[str, ...] = ()
+    roles: tuple[Role, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise SchemaError(f"type {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
+        if not is_class_name(self.name):
+            raise SchemaError(f"type name {self.name!r} is not a valid Python class name")
+        for role in self.roles:
+            if not is_identifier(role.name):
+                raise SchemaError(f"event type {self.name!r}: role {role.name!r} is not an identifier")
+
+    @property
+    def base(self) -> str:
+        return BASE_CLASS[self.kind]
+
+    def role(self, name: str) -> Role | None:
+        return next((r for r in self.roles if r.name == name), None)
+
+    def to_row(self) -> dict:
+        """A flat, Arrow-friendly dict (lists, not tuples; roles as two parallel lists)."""
+        return {
+            "name": self.name, "kind": self.kind, "parents": list(self.parents),
+            "wikidata_id": self.wikidata_id, "label": self.label, "description": self.description,
+            "examples": list(self.examples), "head_types": list(self.head_types),
+            "tail_types": list(self.tail_types), "role_names": [r.name for r in self.roles],
+            "role_types": [list(r.entity_types) for r in self.roles],
+        }
+
+    @classmethod
+    def from_row(cls, row: dict) -> "SchemaType":
+        roles = tuple(Role(n, tuple(t or ())) for n, t in zip(row.get("role_names") or (), row.get("role_types") or ()))
+        return cls(
+            name=row["name"], kind=row.get("kind", "entity"), parents=tuple(row.get("parents") or ()),
+            wikidata_id=row.get("wikidata_id"), label=row.get("label") or "",
+            description=row.get("description") or "", examples=tuple(row.get("examples") or ()),
+            head_types=tuple(row.get("head_types") or ()), tail_types=tuple(row.get("tail_types") or ()),
+            roles=roles,
+        )
+
+
+def is_identifier(name: str) -> bool:
+    return bool(_IDENT.match(name)) and not keyword.iskeyword(name)
+
+
+def is_class_name(name: str) -> bool:
+    return is_identifier(name) and name not in BASE_CLASS.values()
+
+
+def to_class_name(label: str) -> str:
+    """'programming language' / 'Restaurant_Name' / '/people/person/nationality' -> a CamelCase identifier."""
+    words = re.findall(r"[A-Za-z0-9]+", label)
+    name = "".join(w[:1].upper() + w[1:] for w in words)
+    if not name:
+        name = "Unnamed"
+    if name[0].isdigit():
+        name = "T" + name
+    if name in BASE_CLASS.values():
+        name += "Type"
+    return name
+
+
+def to_role_name(label: str) -> str:
+    """'Time_elapsed' / 'Place' / 'start date' -> a snake_case identifier ('from' -> 'from_')."""
+    words = re.findall(r"[A-Za-z0-9]+", re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", label))
+    name = "_".join(w.lower() for w in words) or "role"
+    if name[0].isdigit():
+        name = "r_" + name
+    return name + "_" if keyword.iskeyword(name) else name
+
+
+@dataclass
+class SchemaLibrary:
+    """A set of schema types with their taxonomy: lookup by name or Wikidata id, ancestors, descendants."""
+
+    types: dict[str, SchemaType] = field(default_factory=dict)
+
+    def __init__(self, types: Iterable[SchemaType] = ()) -> None:
+        self.types = {}
+        for t in types:
+            if t.name in self.types and self.types[t.name] != t:
+                raise SchemaError(f"duplicate type name {t.name!r}")
+            self.types[t.name] = t
+        self._by_id = {t.wikidata_id: t for t in self.types.values() if t.wikidata_id}
+        self._children: dict[str, list[str]] = {}
+        for t in self.types.values():
+            for p in t.parents:
+                self._children.setdefault(p, []).append(t.name)
+
+    # lookup
+    def __len__(self) -> int:
+        return len(self.types)
+
+    def __iter__(self) -> Iterator[SchemaType]:
+        return iter(self.types.values())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.types
+
+    def __getitem__(self, name: str) -> SchemaType:
+        try:
+            return self.types[name]
+        except KeyError:
+            raise KeyError(f"unknown schema type {name!r}") from None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SchemaLibrary) and self.types == other.types
+
+    def get(self, name: str) -> SchemaType | None:
+        return self.types.get(name)
+
+    def by_wikidata_id(self, qid: str) -> SchemaType | None:
+        return self._by_id.get(qid)
+
+    def of_kind(self, kind: str) -> list[SchemaType]:
+        return [t for t in self.types.values() if t.kind == kind]
+
+    def names(self, kind: str | None = None) -> list[str]:
+        return [t.name for t in self.types.values() if kind is None or t.kind == kind]
+
+    # taxonomy
+    def parents(self, name: str) -> tuple[str, ...]:
+        t = self.types.get(name)
+        return t.parents if t else ()
+
+    def children(self, name: str) -> list[str]:
+        return list(self._children.get(name, ()))
+
+    def ancestors(self, name: str) -> list[str]:
+        """All superclasses known to the library, nearest first (breadth first), cycles tolerated."""
+        return self._walk(name, self.parents)
+
+    def descendants(self, name: str) -> list[str]:
+        return self._walk(name, self.children)
+
+    def _walk(self, name: str, step) -> list[str]:
+        seen, out, frontier = {name}, [], [name]
+        while frontier:
+            nxt = []
+            for n in frontier:
+                for m in step(n):
+                    if m not in seen:
+                        seen.add(m)
+                        out.append(m)
+                        nxt.append(m)
+            frontier = nxt
+        return out
+
+    def is_a(self, name: str, ancestor: str) -> bool:
+        return name == ancestor or ancestor in self.ancestors(name)
+
+    # selection
+    def select(self, names: Iterable[str], with_ancestors: bool = True) -> "SchemaLibrary":
+        """The sub-library of `names` (and, as KnowCoder does, their ancestors and constraint types)."""
+        keep: dict[str, None] = {}
+        for n in names:
+            if n not in self.types:
+                raise KeyError(f"unknown schema type {n!r}")
+            keep[n] = None
+            if with_ancestors:
+                keep.update(dict.fromkeys(a for a in self.ancestors(n) if a in self.types))
+        return SchemaLibrary(self.types[n] for n in keep)
+
+    def merged(self, other: "SchemaLibrary") -> "SchemaLibrary":
+        return SchemaLibrary([*self.types.values(), *(t for t in other if t.name not in self.types)])
+
+    def validate(self) -> list[str]:
+        """Problems a user should fix: unknown parents or constraint types, inheritance cycles."""
+        problems = []
+        for t in self.types.values():
+            for p in t.parents:
+                if p not in self.types:
+                    problems.append(f"{t.name}: unknown parent {p!r}")
+                elif t.name in self.ancestors(p):
+                    problems.append(f"{t.name}: inheritance cycle through {p!r}")
+            for ref in (*t.head_types, *t.tail_types, *(e for r in t.roles for e in r.entity_types)):
+                if ref != "Entity" and ref not in self.types:
+                    problems.append(f"{t.name}: unknown constraint type {ref!r}")
+        return problems
+
+    def to_rows(self) -> list[dict]:
+        return [t.to_row() for t in self.types.values()]
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[dict]) -> "SchemaLibrary":
+        return cls(SchemaType.from_row(r) for r in rows)
+
+    def with_type(self, t: SchemaType) -> "SchemaLibrary":
+        types = dict(self.types)
+        types[t.name] = t
+        return SchemaLibrary(types.values())
+
+
+__all__ = [
+    "KINDS", "BASE_CLASS", "Role", "SchemaType", "SchemaLibrary", "SchemaError",
+    "is_identifier", "is_class_name", "to_class_name", "to_role_name",
+]
