@@ -26,7 +26,7 @@ def ray_cluster():
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
     node_ip = ray.util.get_node_ip_address()
     assert node_ip == "127.0.0.1", f"Ray bound {node_ip}, not loopback"
     yield ray

@@ -1,0 +1,32 @@
+"""`knowcoder`: one command with a subcommand per phase.
+
+Each phase keeps its subcommands in its own `cli.py` module exposing `add_commands(subparsers)`; those
+modules import nothing heavy at module level, so `knowcoder --help` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Modules that register subcommands; a phase adds its own line here.
+COMMAND_MODULES = [
+    "knowcoder_ray.codec.cli",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="knowcoder", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
