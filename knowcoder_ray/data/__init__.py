@@ -1,0 +1,1 @@
+"""Readers of real annotation formats into Records, and the Ray Data corpus pipelines."""

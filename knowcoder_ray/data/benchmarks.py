@@ -1,0 +1,253 @@
+"""The benchmark datasets of ../shared/data: where each lives, how to read it, and its schema.
+
+Each dataset's labels are mapped to KnowCoder-style class names with a short description (the class
+docstring the prompt shows). `load_benchmark(name, data_dir)` returns its Records and its SchemaLibrary.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from knowcoder_ray.data import readers
+from knowcoder_ray.records import Record
+from knowcoder_ray.schema.types import Role, SchemaLibrary, SchemaType, to_class_name, to_role_name
+
+# label -> (class name, description)
+ENTITY_LABELS: dict[str, tuple[str, str]] = {
+    "person": ("Person", "A human being."),
+    "location": ("Location", "A place, such as a geographic area, region or site."),
+    "organisation": ("Organization", "A group of people with a particular purpose, such as a company or institution."),
+    "misc": ("Miscellaneous", "A named entity that is not a person, location or organization."),
+    "country": ("Country", "A distinct territorial body or political entity."),
+    "algorithm": ("Algorithm", "A finite sequence of well-defined instructions to solve a class of problems."),
+    "conference": ("Conference", "A meeting of people to discuss a topic, such as an academic conference."),
+    "field": ("Field", "An area of academic study or research."),
+    "metrics": ("Metric", "A measure used to evaluate performance."),
+    "product": ("Product", "An artifact or service offered for use, such as software or a device."),
+    "programlang": ("ProgrammingLanguage", "A language for writing computer programs."),
+    "researcher": ("Researcher", "A person who carries out research."),
+    "task": ("Task", "A problem that a system is built to solve."),
+    "university": ("University", "An institution of higher education and research."),
+    "award": ("Award", "Something given in recognition of an achievement."),
+    "book": ("Book", "A written work published as a volume."),
+    "event": ("EventEntity", "A named occurrence, such as a festival, war or competition."),
+    "literarygenre": ("LiteraryGenre", "A category of literary composition."),
+    "magazine": ("Magazine", "A periodical publication."),
+    "poem": ("Poem", "A literary work in verse."),
+    "writer": ("Writer", "A person who writes literary works."),
+    "album": ("Album", "A collection of recorded music released as a unit."),
+    "band": ("Band", "A group of musicians performing together."),
+    "musicalartist": ("MusicalArtist", "A person who performs or composes music."),
+    "musicalinstrument": ("MusicalInstrument", "A device created to make musical sounds."),
+    "musicgenre": ("MusicGenre", "A category of music."),
+    "song": ("Song", "A musical composition for voice."),
+    "election": ("Election", "A formal decision-making process by vote."),
+    "politicalparty": ("PoliticalParty", "An organization that seeks political power."),
+    "politician": ("Politician", "A person active in politics."),
+    "academicjournal": ("AcademicJournal", "A peer-reviewed periodical of scholarly research."),
+    "astronomicalobject": ("AstronomicalObject", "A naturally occurring physical body in the universe."),
+    "chemicalcompound": ("ChemicalCompound", "A substance made of several chemical elements."),
+    "chemicalelement": ("ChemicalElement", "A species of atoms with the same number of protons."),
+    "discipline": ("Discipline", "A branch of knowledge."),
+    "enzyme": ("Enzyme", "A protein that acts as a biological catalyst."),
+    "protein": ("Protein", "A biomolecule made of chains of amino acids."),
+    "scientist": ("Scientist", "A person who does scientific research."),
+    "theory": ("Theory", "A well-substantiated explanation of some aspect of the natural world."),
+    # MIT Restaurant
+    "Amenity": ("Amenity", "A feature or service a restaurant offers."),
+    "Cuisine": ("Cuisine", "A style of cooking."),
+    "Dish": ("Dish", "A specific food preparation."),
+    "Hours": ("OpeningHours", "The time when a restaurant is open."),
+    "Location": ("Location", "A place, such as a geographic area, region or site."),
+    "Price": ("Price", "The cost of a meal or restaurant."),
+    "Rating": ("Rating", "An evaluation of a restaurant's quality."),
+    "Restaurant_Name": ("RestaurantName", "The name of a restaurant."),
+    # MIT Movie trivia10k13
+    "Actor": ("Actor", "A person who acts in films."),
+    "Award": ("Award", "Something given in recognition of an achievement."),
+    "Character_Name": ("Character", "A fictional character in a film."),
+    "Director": ("Director", "A person who directs films."),
+    "Genre": ("Genre", "A category of film."),
+    "Opinion": ("Opinion", "A judgement about a film."),
+    "Origin": ("Origin", "The source a film is based on or where it comes from."),
+    "Plot": ("Plot", "Events that make up the story of a film."),
+    "Quote": ("Quote", "A line spoken in a film."),
+    "Relationship": ("Relationship", "A relation of a film to other films, such as sequel or remake."),
+    "Soundtrack": ("Soundtrack", "Recorded music accompanying a film."),
+    "Year": ("Year", "The year or period of a film's release."),
+    # CoNLL04
+    "Peop": ("Person", "A human being."),
+    "Org": ("Organization", "A group of people with a particular purpose, such as a company or institution."),
+    "Loc": ("Location", "A place, such as a geographic area, region or site."),
+    "Other": ("Other", "A named entity that is not a person, organization or location."),
+}
+
+CONLL04_RELATIONS: dict[str, tuple[str, str, str, str]] = {  # label -> (class, description, head, tail)
+    "Work_For": ("WorkFor", "A person works for an organization.", "Person", "Organization"),
+    "Kill": ("Kill", "A person killed another person.", "Person", "Person"),
+    "OrgBased_In": ("OrgBasedIn", "An organization is based in a location.", "Organization", "Location"),
+    "Live_In": ("LiveIn", "A person lives in a location.", "Person", "Location"),
+    "Located_In": ("LocatedIn", "A location is located in another location.", "Location", "Location"),
+}
+
+# KAIROS argument entity types (WikiEvents) -> class names
+KAIROS_ENTITY = {
+    "per": "Person", "org": "Organization", "gpe": "GeopoliticalEntity", "loc": "Location", "fac": "Facility",
+    "veh": "Vehicle", "wea": "Weapon", "com": "Commodity", "mon": "Money", "val": "Value", "ttl": "Title",
+    "abs": "AbstractConcept", "bod": "BodyPart", "bal": "Ballot", "aml": "Animal", "inf": "Information",
+    "law": "Law", "mhi": "MedicalHealthIssue", "nat": "NaturalResource", "pla": "Plant", "pth": "Pathogen",
+    "res": "Result", "sen": "JudicialSentence", "sid": "Side", "side": "Side", "event": "Occurrence",
+    "crm": "Crime",
+}
+
+PHEE_EVENTS = {
+    "Adverse_event": ("AdverseEvent", "A patient suffers an unwanted effect of a drug or treatment.",
+                      ("adverse", "induced", "developed", "associated")),
+    "Potential_therapeutic_event": ("PotentialTherapeuticEvent",
+                                    "A drug or treatment has a potentially beneficial effect on a patient.",
+                                    ("treated", "therapy", "response", "improved")),
+}
+PHEE_ROLES = ("subject", "treatment", "effect", "severity", "age", "gender", "population", "race", "disorder",
+              "drug", "dosage", "route", "freq", "duration", "time_elapsed", "combination")
+
+
+def entity_schema(labels) -> SchemaLibrary:
+    types = {}
+    for label in labels:
+        name, desc = ENTITY_LABELS.get(label, (to_class_name(label), ""))
+        types[name] = SchemaType(name, "entity", label=label, description=desc)
+    return SchemaLibrary(types.values())
+
+
+def nyt_relation_name(label: str) -> str:
+    """'/people/person/place_of_birth' -> 'PersonPlaceOfBirth' (the last two path parts)."""
+    return to_class_name(" ".join(label.strip("/").split("/")[-2:]))
+
+
+def kairos_event_names(ontology: dict) -> dict[str, str]:
+    """KAIROS 'Conflict.Attack.DetonateExplode' -> 'DetonateExplode'; '.Unspecified' leaves take the
+    middle part ('Conflict.Attack.Unspecified' -> 'Attack'); name clashes fall back to the full path."""
+    names: dict[str, str] = {}
+    for label in ontology:
+        parts = label.split(".")
+        leaf = parts[-1] if parts[-1] != "Unspecified" else parts[-2]
+        names[label] = to_class_name(leaf)
+    clashes = {n for n in names.values() if list(names.values()).count(n) > 1}
+    return {k: (to_class_name(k) if v in clashes else v) for k, v in names.items()}
+
+
+def kairos_schema(ontology_path: Path) -> tuple[SchemaLibrary, dict[str, str]]:
+    """Event classes of the KAIROS ontology with their roles and role entity types; each leaf type's
+    parent is its top-level category (e.g. 'ConflictEvent'), used by two-stage event extraction."""
+    onto = json.loads(Path(ontology_path).read_text())
+    names = kairos_event_names(onto)
+    types: dict[str, SchemaType] = {}
+    for e in sorted({KAIROS_ENTITY.get(t, to_class_name(t)) for v in onto.values() for ts in v["role_types"] for t in ts}):
+        types[e] = SchemaType(e, "entity")
+    for label, v in onto.items():
+        top = to_class_name(label.split(".")[0]) + "Event"
+        types.setdefault(top, SchemaType(top, "event", label=label.split(".")[0],
+                                         description=f"An event of the KAIROS category {label.split('.')[0]}."))
+        roles = tuple(Role(to_role_name(r), tuple(dict.fromkeys(KAIROS_ENTITY.get(t, to_class_name(t)) for t in ts)))
+                      for r, ts in zip(v["roles"], v["role_types"]))
+        template = v.get("template", "").replace("<", "").replace(">", "")
+        types[names[label]] = SchemaType(names[label], "event", parents=(top,), label=label,
+                                         description=f"{label}: {template}.", examples=tuple(v.get("keywords", ())),
+                                         roles=roles)
+    return SchemaLibrary(types.values()), names
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    tasks: tuple[str, ...]
+    read: Callable[[Path, str, list], Iterator[Record]]  # (data_dir, split, bad) -> records
+    schema: Callable[[Path], SchemaLibrary]
+    splits: tuple[str, ...] = ("test",)
+
+
+def _bio(rel: str, tag_first: bool, source: str):
+    def read(data_dir: Path, split: str, bad: list) -> Iterator[Record]:
+        path = data_dir / rel.format(split=split)
+        label_map = {k: v[0] for k, v in ENTITY_LABELS.items()}
+        return readers.read_bio(path, tag_first=tag_first, source=source, label_map=label_map, bad=bad)
+
+    def schema(data_dir: Path) -> SchemaLibrary:
+        labels = set()
+        for r in readers.read_bio(data_dir / rel.format(split="test"), tag_first=tag_first, source=source):
+            labels.update(e.type for e in r.entities)
+        inverse = {v[0]: k for k, v in ENTITY_LABELS.items()}
+        return entity_schema(sorted(inverse.get(n, n) for n in labels))
+    return read, schema
+
+
+def _conll04_read(data_dir: Path, split: str, bad: list) -> Iterator[Record]:
+    return readers.read_spert_json(data_dir / f"conll04/conll04_{split}.json", source="conll04",
+                                   entity_map={k: v[0] for k, v in ENTITY_LABELS.items()},
+                                   relation_map={k: v[0] for k, v in CONLL04_RELATIONS.items()}, bad=bad)
+
+
+def _conll04_schema(data_dir: Path) -> SchemaLibrary:
+    ents = entity_schema(["Peop", "Org", "Loc", "Other"])
+    rels = [SchemaType(c, "relation", label=k, description=d, head_types=(h,), tail_types=(t,))
+            for k, (c, d, h, t) in CONLL04_RELATIONS.items()]
+    return ents.merged(SchemaLibrary(rels))
+
+
+def _nyt_read(data_dir: Path, split: str, bad: list) -> Iterator[Record]:
+    labels = (data_dir / "nyt/relations.txt").read_text().split()
+    return readers.read_nyt(data_dir / f"nyt/{split}.sent", data_dir / f"nyt/{split}.pointer",
+                            relation_map={lab: nyt_relation_name(lab) for lab in labels}, bad=bad)
+
+
+def _nyt_schema(data_dir: Path) -> SchemaLibrary:
+    labels = (data_dir / "nyt/relations.txt").read_text().split()
+    return SchemaLibrary(SchemaType(nyt_relation_name(lab), "relation", label=lab,
+                                    description=f"The Freebase relation {lab}.") for lab in labels)
+
+
+def _phee_read(data_dir: Path, split: str, bad: list) -> Iterator[Record]:
+    return readers.read_phee(data_dir / f"phee/{split}.json", event_map={k: v[0] for k, v in PHEE_EVENTS.items()},
+                             bad=bad)
+
+
+def _phee_schema(data_dir: Path) -> SchemaLibrary:
+    roles = tuple(Role(r) for r in PHEE_ROLES)
+    return SchemaLibrary(SchemaType(c, "event", label=k, description=d, examples=ex, roles=roles)
+                         for k, (c, d, ex) in PHEE_EVENTS.items())
+
+
+def _wikievents_read(data_dir: Path, split: str, bad: list) -> Iterator[Record]:
+    _, names = kairos_schema(data_dir / "wikievents/event_role_KAIROS.json")
+    return readers.read_wikievents(data_dir / f"wikievents/{split}.jsonl", event_map=names,
+                                   entity_map={k.upper(): v for k, v in KAIROS_ENTITY.items()}, bad=bad)
+
+
+BENCHMARKS: dict[str, Benchmark] = {
+    **{f"crossner_{d}": Benchmark(f"crossner_{d}", ("ner",), *_bio(f"crossner/{d}/{{split}}.txt", False, f"crossner_{d}"),
+                                  splits=("train", "dev", "test"))
+       for d in ("ai", "literature", "music", "politics", "science")},
+    "conll2003": Benchmark("conll2003", ("ner",), *_bio("conll2003/{split}.txt", False, "conll2003"), splits=("dev", "test")),
+    "mit_restaurant": Benchmark("mit_restaurant", ("ner",), *_bio("mit_restaurant/restauranttest.txt", True, "mit_restaurant")),
+    "mit_movie_trivia10k13": Benchmark("mit_movie_trivia10k13", ("ner",),
+                                       *_bio("mit_movie_trivia10k13/trivia10k13test.txt", True, "mit_movie_trivia10k13")),
+    "conll04": Benchmark("conll04", ("ner", "re"), _conll04_read, _conll04_schema, splits=("train", "dev", "test")),
+    "nyt": Benchmark("nyt", ("re",), _nyt_read, _nyt_schema),
+    "phee": Benchmark("phee", ("ed", "eae"), _phee_read, _phee_schema, splits=("dev", "test")),
+    "wikievents": Benchmark("wikievents", ("ed", "eae"), _wikievents_read,
+                            lambda d: kairos_schema(d / "wikievents/event_role_KAIROS.json")[0], splits=("dev", "test")),
+}
+
+
+def load_benchmark(name: str, data_dir: str | Path, split: str = "test",
+                   bad: list | None = None) -> tuple[list[Record], SchemaLibrary]:
+    """Records and schema of one benchmark. Malformed input goes to `bad` (a list of readers.Malformed)."""
+    if name not in BENCHMARKS:
+        raise KeyError(f"unknown benchmark {name!r}; known: {', '.join(sorted(BENCHMARKS))}")
+    b = BENCHMARKS[name]
+    if split not in b.splits:
+        raise ValueError(f"benchmark {name!r} has splits {b.splits}, not {split!r}")
+    data_dir = Path(data_dir)
+    return list(b.read(data_dir, split, bad if bad is not None else [])), b.schema(data_dir)

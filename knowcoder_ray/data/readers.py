@@ -1,0 +1,275 @@
+"""Readers of the real benchmark formats into unified Records.
+
+Each reader is a generator over Records. Labels are mapped to library class names through `label_map`
+(dataset label -> class name); an unmapped label goes through `to_class_name`. A malformed line or record
+is never dropped silently: it is appended to `bad` (a list of `Malformed`) with its line number and the
+reason, and reading goes on.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from knowcoder_ray.records import Argument, EntityMention, EventMention, Record, RelationMention
+from knowcoder_ray.schema.types import to_class_name, to_role_name
+
+
+@dataclass(frozen=True)
+class Malformed:
+    path: str
+    line: int
+    reason: str
+    raw: str
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "line": self.line, "reason": self.reason, "raw": self.raw[:2000]}
+
+
+def _name(label: str, label_map: Mapping[str, str] | None) -> str:
+    return (label_map or {}).get(label) or to_class_name(label)
+
+
+def _join(tokens: list[str]) -> tuple[str, list[int]]:
+    """Tokens joined by single spaces, with each token's character start."""
+    starts, pos = [], 0
+    for t in tokens:
+        starts.append(pos)
+        pos += len(t) + 1
+    return " ".join(tokens), starts
+
+
+def _token_span(tokens: list[str], starts: list[int], start: int, end: int) -> tuple[int, int]:
+    """Character span of tokens[start:end] (end exclusive) in the space-joined text."""
+    return starts[start], starts[end - 1] + len(tokens[end - 1])
+
+
+# ---- BIO column files --------------------------------------------------------------------------------
+
+def bio_chunks(tags: list[str]) -> list[tuple[str, int, int]]:
+    """(label, start, end exclusive) chunks of a BIO tag sequence; an I- without a B- starts a chunk
+    (the conlleval convention, as seqeval does by default)."""
+    chunks, label, start = [], None, 0
+    for i, tag in enumerate([*tags, "O"]):
+        prefix, _, lab = tag.partition("-")
+        begins = prefix == "B" or (prefix == "I" and lab != label)
+        if label is not None and (tag == "O" or begins):
+            chunks.append((label, start, i))
+            label = None
+        if prefix in ("B", "I") and (begins or label is None):
+            label, start = lab, i
+    return chunks
+
+
+def read_bio(path: str | Path, *, tag_first: bool = False, source: str = "",
+             label_map: Mapping[str, str] | None = None, bad: list[Malformed] | None = None) -> Iterator[Record]:
+    """CoNLL-style columns, one token a line, blank line between sentences. `tag_first` for the MIT files
+    (tag TAB token); else token TAB tag (CrossNER, CoNLL-2003)."""
+    path = Path(path)
+    tokens: list[str] = []
+    tags: list[str] = []
+    n = 0
+
+    def flush() -> Record | None:
+        nonlocal n
+        if not tokens:
+            return None
+        text, starts = _join(tokens)
+        ents = []
+        for label, s, e in bio_chunks(tags):
+            cs, ce = _token_span(tokens, starts, s, e)
+            ents.append(EntityMention(text[cs:ce], _name(label, label_map), cs, ce))
+        n += 1
+        return Record(f"{source or path.stem}-{n - 1}", text, ents, source=source)
+
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                rec = flush()
+                if rec:
+                    yield rec
+                tokens, tags = [], []
+                continue
+            if line.startswith("-DOCSTART-"):
+                continue
+            parts = line.split("\t") if "\t" in line else line.split()
+            if len(parts) != 2 or not parts[0] or not parts[1]:
+                if bad is not None:
+                    bad.append(Malformed(str(path), lineno, "expected two columns (token, tag)", line))
+                continue
+            token, tag = (parts[1], parts[0]) if tag_first else (parts[0], parts[1])
+            if tag != "O" and not (tag[:2] in ("B-", "I-") and len(tag) > 2):
+                if bad is not None:
+                    bad.append(Malformed(str(path), lineno, f"bad BIO tag {tag!r}", line))
+                tag = "O"
+            tokens.append(token)
+            tags.append(tag)
+    rec = flush()
+    if rec:
+        yield rec
+
+
+# ---- JSON formats ------------------------------------------------------------------------------------
+
+def read_spert_json(path: str | Path, *, source: str = "", entity_map: Mapping[str, str] | None = None,
+                    relation_map: Mapping[str, str] | None = None,
+                    bad: list[Malformed] | None = None) -> Iterator[Record]:
+    """SpERT JSON (CoNLL04): a list of {tokens, entities[{type,start,end}], relations[{type,head,tail}]}."""
+    path = Path(path)
+    with open(path, encoding="utf-8") as f:
+        docs = json.load(f)
+    for i, d in enumerate(docs):
+        try:
+            tokens = d["tokens"]
+            text, starts = _join(tokens)
+            ents = []
+            for e in d["entities"]:
+                cs, ce = _token_span(tokens, starts, e["start"], e["end"])
+                ents.append(EntityMention(text[cs:ce], _name(e["type"], entity_map), cs, ce))
+            rels = [RelationMention(_name(r["type"], relation_map), ents[r["head"]], ents[r["tail"]])
+                    for r in d.get("relations", [])]
+        except (KeyError, IndexError, TypeError) as e:
+            if bad is not None:
+                bad.append(Malformed(str(path), i, f"record {i}: {type(e).__name__}: {e}", json.dumps(d)[:2000]))
+            continue
+        yield Record(f"{source or path.stem}-{d.get('orig_id', i)}", text, ents, rels, source=source)
+
+
+def read_nyt(sent_path: str | Path, pointer_path: str | Path, *, source: str = "nyt",
+             relation_map: Mapping[str, str] | None = None,
+             bad: list[Malformed] | None = None) -> Iterator[Record]:
+    """NYT24 line-aligned files: tokens in .sent, token spans (end inclusive) + relation in .pointer."""
+    with open(sent_path, encoding="utf-8") as fs, open(pointer_path, encoding="utf-8") as fp:
+        for lineno, (sent, ptr) in enumerate(zip(fs, fp), 1):
+            tokens = sent.split()
+            text, starts = _join(tokens)
+            rels, ents = [], {}
+            try:
+                for triple in filter(None, (t.strip() for t in ptr.split("|"))):
+                    hs, he, ts, te, rel = triple.split()
+                    spans = []
+                    for s, e in ((int(hs), int(he) + 1), (int(ts), int(te) + 1)):
+                        if not 0 <= s < e <= len(tokens):
+                            raise ValueError(f"span {s}:{e} outside {len(tokens)} tokens")
+                        cs, ce = _token_span(tokens, starts, s, e)
+                        spans.append(ents.setdefault((cs, ce), EntityMention(text[cs:ce], "Entity", cs, ce)))
+                    rels.append(RelationMention(_name(rel, relation_map), spans[0], spans[1]))
+            except ValueError as e:
+                if bad is not None:
+                    bad.append(Malformed(str(pointer_path), lineno, str(e), ptr.strip()))
+                continue
+            yield Record(f"{source}-{lineno - 1}", text, relations=rels, source=source)
+
+
+def _phee_spans(slot: dict, context: str) -> list[tuple[str, int]]:
+    """PHEE slot -> (text, char start) of every part; a discontinuous mention contributes each part."""
+    out = []
+    for texts, offs in zip(slot.get("text") or [], slot.get("start") or []):
+        for t, s in zip(texts, offs):
+            out.append((t, s))
+    return out
+
+
+PHEE_MAIN_ROLES = ("Subject", "Treatment", "Effect", "Severity")
+
+
+def read_phee(path: str | Path, *, source: str = "phee", event_map: Mapping[str, str] | None = None,
+              bad: list[Malformed] | None = None) -> Iterator[Record]:
+    """PHEE JSON lines: events with a Trigger and main arguments (Subject, Treatment, Effect, Severity)
+    whose sub-arguments (Drug, Dosage, Age, ...) nest inside them; all become flat roles."""
+    path = Path(path)
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                d = json.loads(line)
+                context = d["context"]
+                events = []
+                for ann in d["annotations"]:
+                    for ev in ann["events"]:
+                        trig = _phee_spans(ev["Trigger"], context)
+                        if not trig:
+                            raise ValueError(f"event {ev.get('event_id')} has no trigger text")
+                        args = []
+                        for main in PHEE_MAIN_ROLES:
+                            slot = ev.get(main)
+                            if not isinstance(slot, dict):
+                                continue
+                            args += [Argument(to_role_name(main), t, "Entity", s, s + len(t))
+                                     for t, s in _phee_spans(slot, context)]
+                            for sub, subslot in slot.items():
+                                if isinstance(subslot, dict) and "text" in subslot:
+                                    args += [Argument(to_role_name(sub), t, "Entity", s, s + len(t))
+                                             for t, s in _phee_spans(subslot, context)]
+                        t, s = trig[0]
+                        events.append(EventMention(_name(ev["event_type"], event_map), t, tuple(args), s, s + len(t)))
+            except (ValueError, KeyError, TypeError) as e:
+                if bad is not None:
+                    bad.append(Malformed(str(path), lineno, f"{type(e).__name__}: {e}", line))
+                continue
+            yield Record(f"{source}-{d.get('id', lineno)}", context, events=events, source=source)
+
+
+def read_wikievents(path: str | Path, *, source: str = "wikievents", event_map: Mapping[str, str] | None = None,
+                    entity_map: Mapping[str, str] | None = None,
+                    bad: list[Malformed] | None = None) -> Iterator[Record]:
+    """WikiEvents JSON lines (one document a line, document-level token offsets, end exclusive), split
+    into one Record per sentence. An argument outside its trigger's sentence cannot be expressed in a
+    sentence-level record; such arguments are reported in `bad` (reason 'cross-sentence argument')."""
+    path = Path(path)
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                d = json.loads(line)
+                sent_of, sent_tokens, first = {}, [], 0
+                for si, (toks, _text) in enumerate(d["sentences"]):
+                    sent_tokens.append([t[0] for t in toks])
+                    for k in range(len(toks)):
+                        sent_of[first + k] = (si, k)
+                    first += len(toks)
+                if first != len(d["tokens"]):
+                    raise ValueError(f"sentences hold {first} tokens, the document {len(d['tokens'])}")
+                mentions = {m["id"]: m for m in d["entity_mentions"]}
+                per_sent: dict[int, list[EventMention]] = {}
+                joined = [_join(s) for s in sent_tokens]
+                ent_per_sent: dict[int, list[EntityMention]] = {}
+                for m in d["entity_mentions"]:
+                    si, k0 = sent_of[m["start"]]
+                    _, k1 = sent_of[m["end"] - 1]
+                    text, starts = joined[si]
+                    cs, ce = _token_span(sent_tokens[si], starts, k0, k1 + 1)
+                    ent_per_sent.setdefault(si, []).append(
+                        EntityMention(text[cs:ce], _name(m["entity_type"], entity_map), cs, ce))
+                for ev in d["event_mentions"]:
+                    trig = ev["trigger"]
+                    si, k0 = sent_of[trig["start"]]
+                    _, k1 = sent_of[trig["end"] - 1]
+                    text, starts = joined[si]
+                    ts, te = _token_span(sent_tokens[si], starts, k0, k1 + 1)
+                    args = []
+                    for a in ev["arguments"]:
+                        m = mentions[a["entity_id"]]
+                        asi, a0 = sent_of[m["start"]]
+                        _, a1 = sent_of[m["end"] - 1]
+                        if asi != si:
+                            if bad is not None:
+                                bad.append(Malformed(str(path), lineno, "cross-sentence argument",
+                                                     json.dumps({"doc_id": d["doc_id"], "event": ev["id"], **a})))
+                            continue
+                        cs, ce = _token_span(sent_tokens[si], starts, a0, a1 + 1)
+                        args.append(Argument(to_role_name(a["role"]), text[cs:ce],
+                                             _name(m["entity_type"], entity_map), cs, ce))
+                    per_sent.setdefault(si, []).append(
+                        EventMention(_name(ev["event_type"], event_map), text[ts:te], tuple(args), ts, te))
+            except (ValueError, KeyError, TypeError, IndexError) as e:
+                if bad is not None:
+                    bad.append(Malformed(str(path), lineno, f"{type(e).__name__}: {e}", line))
+                continue
+            for si in range(len(sent_tokens)):
+                yield Record(f"{source}-{d['doc_id']}-{si}", joined[si][0], ent_per_sent.get(si, []),
+                             events=per_sent.get(si, []), source=source)

@@ -1,0 +1,1 @@
+"""Official metrics, distributed benchmark evaluation and reports."""
