@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import keyword
 import re
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -70,7 +71,10 @@ def split_items(text: str) -> tuple[list[str], bool, list[str]]:
             buf, too_deep = [], False
             continue
         buf.append(ch)
-    return items, True, errors  # no closing bracket: the pending item is incomplete, drop it
+    # No closing bracket: the output was cut. The pending item counts only if it is complete.
+    if depth == 0 and not quote and "".join(buf).rstrip().endswith(")"):
+        _flush(buf, items, errors, too_deep)
+    return items, True, errors
 
 
 def _flush(buf: list[str], items: list[str], errors: list[str], too_deep: bool) -> None:
@@ -88,10 +92,12 @@ def _flush(buf: list[str], items: list[str], errors: list[str], too_deep: bool) 
 def _read_item(item: str) -> ast.expr:
     """The item as an expression tree (parsed only). Python keywords used as role names (`from = [...]`,
     which the released event schema has) are read as `from_`."""
-    try:
-        return ast.parse(item, mode="eval").body
-    except SyntaxError:
-        return ast.parse(_KEYWORD_ARG.sub(r"\1_\2", item), mode="eval").body
+    with warnings.catch_warnings():  # invalid escapes in model text are not our warnings to show
+        warnings.simplefilter("ignore")
+        try:
+            return ast.parse(item, mode="eval").body
+        except SyntaxError:
+            return ast.parse(_KEYWORD_ARG.sub(r"\1_\2", item), mode="eval").body
 
 
 class _Bad(Exception):

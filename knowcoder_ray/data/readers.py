@@ -63,9 +63,10 @@ def bio_chunks(tags: list[str]) -> list[tuple[str, int, int]]:
 
 
 def read_bio(path: str | Path, *, tag_first: bool = False, source: str = "",
-             label_map: Mapping[str, str] | None = None, bad: list[Malformed] | None = None) -> Iterator[Record]:
+             label_map: Mapping[str, str] | None = None, raw_labels: bool = False,
+             bad: list[Malformed] | None = None) -> Iterator[Record]:
     """CoNLL-style columns, one token a line, blank line between sentences. `tag_first` for the MIT files
-    (tag TAB token); else token TAB tag (CrossNER, CoNLL-2003)."""
+    (tag TAB token); else token TAB tag (CrossNER, CoNLL-2003). `raw_labels` keeps the file's labels."""
     path = Path(path)
     tokens: list[str] = []
     tags: list[str] = []
@@ -79,7 +80,7 @@ def read_bio(path: str | Path, *, tag_first: bool = False, source: str = "",
         ents = []
         for label, s, e in bio_chunks(tags):
             cs, ce = _token_span(tokens, starts, s, e)
-            ents.append(EntityMention(text[cs:ce], _name(label, label_map), cs, ce))
+            ents.append(EntityMention(text[cs:ce], label if raw_labels else _name(label, label_map), cs, ce))
         n += 1
         return Record(f"{source or path.stem}-{n - 1}", text, ents, source=source)
 

@@ -1,0 +1,149 @@
+"""The safe output parser: behaviour on valid, truncated and hostile outputs; it never raises and never
+executes anything; the package calls neither `eval` nor `exec`."""
+import ast
+import builtins
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from knowcoder_ray.codec import Parser, split_items
+
+PKG = Path(__file__).resolve().parents[1] / "knowcoder_ray"
+NER = Parser("ner", ["Person", "Location"])
+RE = Parser("re", ["LocatedIn", "WorkFor"], entity_types=["Person", "Location", "Organization"])
+EAE = Parser("eae", ["Marriage"], roles={"Marriage": ["spouse", "place", "from_"]})
+VALID = [
+    'results = [\n\tPerson("Ann Lee"),\n\tLocation("Paris, \\"France\\"")\n]',
+    'results = [ LocatedIn(Entity("Kurush"), Location("Dokuzparinsky District")), WorkFor(head_entity=Person("A"), tail_entity=Entity("B")) ]',
+    'results = [ Marriage(trigger = "married", spouse = [Entity("Ann"), Entity("Bob")], place = [Location("Rome")]) ]',
+]
+
+
+def test_truncated_output_keeps_completed_items():
+    r = NER.parse('results = [\n\tPerson("Ann"),\n\tLocation("Par')
+    assert [(e.type, e.text) for e in r.entities] == [("Person", "Ann")]
+    assert r.truncated
+    r = NER.parse('results = [\n\tPerson("Ann"),\n\tLocation("Paris")')  # cut after a complete item
+    assert [e.text for e in r.entities] == ["Ann", "Paris"] and r.truncated
+
+
+def test_unknown_class_is_reported_as_hallucinated():
+    r = NER.parse('results = [ Person("Ann"), Spaceship("Enterprise") ]')
+    assert [e.text for e in r.entities] == ["Ann"] and r.hallucinated == ["Spaceship"] and not r.truncated
+
+
+def test_relations_positional_keyword_and_nested_heads():
+    r = RE.parse(VALID[1])
+    assert [(x.type, x.head.text, x.head.type, x.tail.text) for x in r.relations] == [
+        ("LocatedIn", "Kurush", "Entity", "Dokuzparinsky District"), ("WorkFor", "A", "Person", "B")]
+    bad = RE.parse('results = [ LocatedIn(Entity("a")), LocatedIn(Rocket("a"), Entity("b")) ]')
+    assert bad.relations == [] and len(bad.errors) == 2
+
+
+def test_event_arguments_roles_and_python_keyword_role():
+    r = EAE.parse('results = [ Marriage(trigger="wed", spouse=[Entity("A")], from = [Entity("1990")]) ]')
+    (e,) = r.events
+    assert [(a.role, a.text) for a in e.arguments] == [("spouse", "A"), ("from_", "1990")]
+    r = EAE.parse('results = [ Marriage("wed", planet=[Entity("Mars")]) ]')
+    assert r.events == [] and "unknown role 'planet'" in r.errors[0]
+
+
+def test_text_after_the_list_and_stop_quote_is_ignored():
+    r = NER.parse('results = [ Person("Ann") ]\n"""\nThis is more text Location("x")')
+    assert [e.text for e in r.entities] == ["Ann"] and not r.errors
+
+
+def test_code_is_never_run(tmp_path, monkeypatch):
+    marker = tmp_path / "pwned"
+    calls = []
+    for name in ("eval", "exec", "__import__"):
+        real = getattr(builtins, name)
+        monkeypatch.setattr(builtins, name, lambda *a, _real=real, _n=name, **k: (calls.append(_n), _real(*a, **k))[1])
+    payloads = [
+        f'results = [ Person(__import__("os").system("touch {marker}")) ]',
+        f'results = [ Person(open("{marker}", "w").write("x")) ]',
+        f'results = [ Person("a" if open("{marker}","w") else "b"), (lambda: open("{marker}","w"))() ]',
+        'results = [ Person(name=f"{open(\'%s\',\'w\')}") ]' % marker,
+    ]
+    for p in payloads:
+        r = NER.parse(p)
+        assert r.entities == [] and r.errors
+    monkeypatch.undo()
+    assert not marker.exists()
+    assert calls == []
+
+
+def _called_names(tree: ast.AST) -> set[str]:
+    return {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+
+
+def test_package_never_calls_eval_or_exec():
+    offenders = []
+    for path in PKG.rglob("*.py"):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for name in ("eval", "exec"):
+            if name in _called_names(tree):
+                offenders.append(f"{path.relative_to(PKG)}: {name}()")
+            # builtins.eval / getattr(builtins, "eval") style references
+            if any(isinstance(n, ast.Attribute) and n.attr == name and isinstance(n.value, ast.Name)
+                   and n.value.id == "builtins" for n in ast.walk(tree)):
+                offenders.append(f"{path.relative_to(PKG)}: builtins.{name}")
+    assert offenders == []
+
+
+# ---- property tests ------------------------------------------------------------------------------------
+
+def _never_raises(text: str) -> None:
+    for parser in (NER, RE, EAE, Parser("ed", ["Marriage"])):
+        r = parser.parse(text)
+        assert isinstance(r.entities, list) and isinstance(r.errors, list)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(max_size=400))
+def test_random_text_never_raises(text):
+    _never_raises(text)
+    _never_raises("results = [" + text)
+
+
+@st.composite
+def mutated(draw):
+    base = draw(st.sampled_from(VALID))
+    ops = draw(st.lists(st.tuples(st.sampled_from(["delete", "cut", "insert", "dup"]),
+                                  st.integers(0, 10_000), st.sampled_from(list("()[]{}\"',=\\\n") + ["Entity(", '"""'])),
+                        min_size=1, max_size=6))
+    for op, pos, ch in ops:
+        i = pos % (len(base) + 1)
+        if op == "delete" and base:
+            base = base[:i] + base[i + 1:]
+        elif op == "cut":
+            base = base[:i]
+        elif op == "insert":
+            base = base[:i] + ch + base[i:]
+        else:
+            base = base[:i] + base[i:i + 20] * 2 + base[i + 20:]
+    return base
+
+
+@settings(max_examples=400, deadline=None)
+@given(mutated())
+def test_mutated_valid_outputs_never_raise(text):
+    _never_raises(text)
+
+
+@pytest.mark.parametrize("depth", [10, 31, 33, 200, 5000, 100_000])
+def test_huge_nesting_and_unbalanced_brackets(depth):
+    for text in (
+        "results = [ Person(" + "[" * depth + '"a"' + "]" * depth + ") ]",
+        "results = [ " + "(" * depth,
+        "results = [ Person(\"a\"), " + ")" * depth + "]",
+        "results = [ " + "Entity(" * depth + '"x"' + ")" * depth + " ]",
+    ):
+        _never_raises(text)
+
+
+def test_split_items_respects_strings_and_depth():
+    items, truncated, errors = split_items('results = [ A("x, ]"), B([1, (2, 3)]), C(\'y\\\'s\') ] tail')
+    assert items == ['A("x, ]")', "B([1, (2, 3)])", "C('y\\'s')"] and not truncated and not errors

@@ -1,0 +1,61 @@
+"""Readers of the real formats: counts from SOURCE.md, offsets, and malformed input set aside."""
+import json
+
+from knowcoder_ray.data.benchmarks import load_benchmark
+from knowcoder_ray.data.readers import bio_chunks, read_bio, read_phee, read_spert_json
+
+EXPECTED = {  # (sentences, entities, relations, events) of each test file, from ../shared/data SOURCE.md
+    "crossner_ai": (431, 1809, 0, 0), "crossner_literature": (416, 2266, 0, 0), "crossner_music": (465, 3336, 0, 0),
+    "crossner_politics": (651, 4209, 0, 0), "crossner_science": (543, 3089, 0, 0), "conll2003": (3453, 5628, 0, 0),
+    "mit_restaurant": (1521, 3151, 0, 0), "mit_movie_trivia10k13": (1953, 5686, 0, 0), "conll04": (288, 1079, 422, 0),
+    "nyt": (5000, 0, 8616, 0), "phee": (968, 0, 0, 1010), "wikievents": (492, 2673, 0, 365),
+}
+
+
+def test_counts_and_offsets_match_the_sources(data_dir):
+    for name, expected in EXPECTED.items():
+        bad = []
+        records, schema = load_benchmark(name, data_dir, bad=bad)
+        got = (len(records), sum(len(r.entities) for r in records), sum(len(r.relations) for r in records),
+               sum(len(r.events) for r in records))
+        assert got == expected, name
+        for r in records:
+            for m in [*r.entities, *(x for rel in r.relations for x in (rel.head, rel.tail)),
+                      *(a for e in r.events for a in e.arguments)]:
+                assert r.text[m.start:m.end] == m.text, (name, r.id, m)
+            for e in r.events:
+                assert r.text[e.start:e.end] == e.trigger
+        used = {e.type for r in records for e in r.entities} | {x.type for r in records for x in r.relations} \
+            | {e.type for r in records for e in r.events}
+        if name != "wikievents":  # wikievents entity mentions are typed by KAIROS, its events are in the schema
+            assert used <= set(schema.names()), (name, used - set(schema.names()))
+        assert not [b for b in bad if b.reason != "cross-sentence argument"]
+    bad = []
+    load_benchmark("wikievents", data_dir, bad=bad)
+    assert len(bad) == 3  # 566 arguments in SOURCE.md; 3 lie outside their trigger's sentence
+
+
+def test_bio_chunks_conlleval_convention():
+    assert bio_chunks(["B-a", "I-a", "O", "I-b", "I-b", "B-b", "I-a"]) == [("a", 0, 2), ("b", 3, 5), ("b", 5, 6), ("a", 6, 7)]
+
+
+def test_malformed_lines_are_set_aside_with_line_numbers(tmp_path):
+    p = tmp_path / "bad.txt"
+    p.write_text("Ann\tB-person\nLee\tI-person\nbroken-line-without-tag\nvisits\tO\nRome\tX-location\n\nOk\tO\n")
+    bad = []
+    records = list(read_bio(p, bad=bad))
+    assert [r.text for r in records] == ["Ann Lee visits Rome", "Ok"]
+    assert [(b.line, b.reason) for b in bad] == [(3, "expected two columns (token, tag)"), (5, "bad BIO tag 'X-location'")]
+    assert [e.text for e in records[0].entities] == ["Ann Lee"]
+
+
+def test_malformed_json_records_are_set_aside(tmp_path):
+    p = tmp_path / "spert.json"
+    p.write_text(json.dumps([{"tokens": ["A", "b"], "entities": [{"type": "Peop", "start": 0, "end": 1}], "relations": []},
+                             {"tokens": ["x"], "entities": [], "relations": [{"type": "Kill", "head": 0, "tail": 3}]}]))
+    bad = []
+    assert len(list(read_spert_json(p, bad=bad))) == 1 and bad[0].line == 1 and "IndexError" in bad[0].reason
+    p = tmp_path / "phee.json"
+    p.write_text('{"id": "1", "context": "x", "annotations": [{"events": [{"event_type": "A", "Trigger": {}}]}]}\nnot json\n')
+    bad = []
+    assert list(read_phee(p, bad=bad)) == [] and [b.line for b in bad] == [1, 2]
