@@ -12,6 +12,10 @@ import sys
 # Modules that register subcommands; a phase adds its own line here.
 COMMAND_MODULES = [
     "knowcoder_ray.codec.cli",
+    "knowcoder_ray.data.cli",
+    "knowcoder_ray.train.cli",
+    "knowcoder_ray.schema.cli",
+    "knowcoder_ray.serve.cli",
 ]
 
 

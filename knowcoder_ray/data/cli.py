@@ -1,0 +1,120 @@
+"""`knowcoder data understanding|following`: build the two KnowCoder corpora with Ray Data.
+
+Both write sharded Parquet (or JSONL) with a manifest under --out (a path or URI), quarantine malformed
+input records with the reason, and resume an interrupted run when started again with the same options.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    data = sub.add_parser("data", help="build the schema-understanding and schema-following corpora")
+    dsub = data.add_subparsers(dest="data_command", required=True)
+
+    u = dsub.add_parser("understanding", help="definition codes of the library + instance codes from KELM")
+    u.add_argument("--kelm", nargs="*", default=[], help="KELM JSON-lines files or directories (local or URI)")
+    u.add_argument("--entity-types", help="entity -> P31 table, JSON lines {entity, instance_of: [...]}")
+    u.add_argument("--no-definitions", action="store_true", help="leave out the definition codes")
+    u.add_argument("--max-group", type=int, default=16, help="children per definition-code sample")
+    _common(u)
+    u.set_defaults(func=_clean_errors(_understanding))
+
+    f = dsub.add_parser("following", help="{prompt, output} samples for NER, RE, ED and EAE")
+    f.add_argument("--universalner", nargs="*", default=[], help="UniversalNER / Pile-NER-type JSON files")
+    f.add_argument("--instructie", nargs="*", default=[], help="InstructIE JSON / JSON-lines files")
+    f.add_argument("--lsee", nargs="*", default=[], help="LSEE wiki_sentence_annotated.with_trigger.tsv files")
+    f.add_argument("--benchmark", nargs="*", default=[], metavar="NAME[:SPLIT]",
+                   help="benchmarks of --data-dir (split defaults to train)")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--shard-size", type=int, default=8, help="classes per prompt at most")
+    f.add_argument("--distractors", type=int, default=4, help="negative classes per record and task")
+    f.add_argument("--tasks", default="ner,re,ed,eae", help="comma-separated tasks to produce")
+    _common(f)
+    f.set_defaults(func=_clean_errors(_following))
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, help="output directory or URI")
+    p.add_argument("--library", help="schema library: a Parquet schema table or a directory of "
+                                     "Entities.py/Relations.py/Events.py (default: the benchmark schemas)")
+    p.add_argument("--data-dir", default=os.environ.get("KNOWCODER_DATA_DIR", "../shared/data"),
+                   help="benchmark data directory")
+    p.add_argument("--format", choices=["parquet", "jsonl"], default="parquet")
+    p.add_argument("--block-mb", type=float, default=16, help="input megabytes per shard")
+    p.add_argument("--tokenizer", help="local Hugging Face tokenizer folder for exact token counts")
+    p.add_argument("--engine", choices=["ray", "local"], default="ray")
+    p.add_argument("--address", help="Ray cluster address (default: start a local cluster)")
+    p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray cluster")
+    p.add_argument("--workers", type=int, help="Ray Data actors (default: the cluster's CPUs)")
+    p.add_argument("--overwrite", action="store_true", help="replace an output built with other options")
+    p.add_argument("--max-shards", type=int, help="stop after this many shards (rerun to go on)")
+    p.add_argument("--quiet", action="store_true", help="no per-shard progress lines")
+
+
+def _clean_errors(handler):
+    """Usage problems (bad inputs, an output built with other options) end with one line, not a traceback."""
+    def run(args: argparse.Namespace) -> int:
+        from knowcoder_ray.data.pipeline import PipelineError
+
+        try:
+            return handler(args)
+        except (PipelineError, ValueError, FileNotFoundError) as e:
+            print(f"knowcoder data {args.data_command}: {e}", file=sys.stderr)
+            return 2
+    return run
+
+
+def _run(args: argparse.Namespace, transform, specs) -> int:
+    from knowcoder_ray.data import pipeline
+
+    if not specs:
+        print("nothing to build: give at least one input", file=sys.stderr)
+        return 2
+    if args.engine == "ray":
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # a local cluster stays on loopback
+        import ray
+        import ray.data
+
+        if not ray.is_initialized():
+            ray.init(address=args.address, num_cpus=None if args.address else args.num_cpus,
+                     include_dashboard=False, log_to_driver=False)
+        ray.data.DataContext.get_current().enable_progress_bars = False  # one progress line per shard instead
+    manifest = pipeline.run(transform, specs, args.out, fmt=args.format, tokenizer=args.tokenizer,
+                            workers=args.workers, engine=args.engine, overwrite=args.overwrite,
+                            max_shards=args.max_shards,
+                            progress=None if args.quiet else pipeline.print_progress(transform.corpus))
+    print(json.dumps({k: v for k, v in manifest.items() if k != "shards"}, indent=1))
+    return 0
+
+
+def _library(args: argparse.Namespace):
+    from knowcoder_ray.data.sources import load_library
+
+    return load_library(args.library, args.data_dir)
+
+
+def _understanding(args: argparse.Namespace) -> int:
+    from knowcoder_ray.data import understanding
+
+    library = _library(args)
+    transform = understanding.UnderstandingTransform(library, understanding.load_entity_types(args.entity_types),
+                                                     args.max_group)
+    specs = understanding.plan(library, args.kelm, definitions=not args.no_definitions, max_group=args.max_group,
+                               block_bytes=int(args.block_mb * (1 << 20)))
+    return _run(args, transform, specs)
+
+
+def _following(args: argparse.Namespace) -> int:
+    from knowcoder_ray.data import following
+
+    config = following.FollowingConfig(seed=args.seed, shard_size=args.shard_size, n_distractors=args.distractors,
+                                       tasks=tuple(t for t in args.tasks.split(",") if t))
+    transform = following.FollowingTransform(_library(args), config)
+    specs = following.plan(universalner=args.universalner, instructie=args.instructie, lsee=args.lsee,
+                           benchmarks=args.benchmark, data_dir=args.data_dir,
+                           block_bytes=int(args.block_mb * (1 << 20)))
+    return _run(args, transform, specs)

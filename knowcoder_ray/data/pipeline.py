@@ -1,0 +1,593 @@
+"""The streaming Ray Data machinery both corpora share: plan shards, transform, write, keep a manifest.
+
+Shards, not Ray blocks, are the unit of work and of resumption. The planner cuts every input into
+shards with deterministic names (`<source>-<file stem>-<hash of the URI>-<block index>`): JSON-lines/TSV
+files by byte ranges (a line belongs to the block holding its first byte), JSON arrays by element
+boundaries, Parquet files by row ranges, benchmarks by record ranges. Ray Data streams the pending
+shard specs through one `map_batches` stage on an actor pool; each call reads its shard's records,
+runs the corpus transform (the same plain function the single-process loop uses), and writes
+
+    <out>/data/<shard>.parquet|jsonl      the rows (written to a temporary name, then moved)
+    <out>/quarantine/<shard>.jsonl        malformed records with the reason (only when there are some)
+    <out>/_shards/<shard>.json            the completion record: counts per task and source, tokens
+
+in that order, so a shard counts as done only once its completion record exists. A rerun skips done
+shards and rewrites any other shard under the same name: nothing is duplicated, and an interrupted run
+resumes where it stopped. `<out>/manifest.json` sums the completion records and holds a hash of the
+configuration; a rerun with another configuration is refused unless told to overwrite.
+Paths may be local or any URI pyarrow.fs understands (s3://, gs://, ...).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import PurePosixPath
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+DEFAULT_BLOCK_BYTES = 16 << 20
+DEFAULT_BLOCK_ROWS = 50_000
+LINE_EXTS = (".jsonl", ".tsv", ".txt", ".json")
+INPUT_EXTS = (*LINE_EXTS, ".parquet")
+# The exceptions a malformed record raises; anything else is a bug and stops the run.
+MALFORMED = (ValueError, KeyError, TypeError, IndexError, AttributeError)
+
+
+class PipelineError(RuntimeError):
+    """The output location or the inputs are not usable as asked."""
+
+
+# ---- file systems ------------------------------------------------------------------------------------
+
+def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """(file system, path) for a local path or a URI (s3://, gs://, file://...)."""
+    if "://" in uri:
+        return pafs.FileSystem.from_uri(uri)
+    return pafs.LocalFileSystem(), os.path.abspath(uri)
+
+
+def _join(root: str, *parts: str) -> str:
+    return str(PurePosixPath(root, *parts))
+
+
+def _write_atomic(fs: pafs.FileSystem, path: str, data: bytes) -> None:
+    parent = str(PurePosixPath(path).parent)
+    tmp = _join(parent, f".{PurePosixPath(path).name}.tmp-{uuid.uuid4().hex[:8]}")
+    with fs.open_output_stream(tmp) as f:
+        f.write(data)
+    fs.move(tmp, path)
+
+
+def read_bytes(fs: pafs.FileSystem, path: str) -> bytes:
+    with fs.open_input_stream(path) as f:
+        return f.read()
+
+
+def _list(fs: pafs.FileSystem, folder: str) -> list[pafs.FileInfo]:
+    sel = pafs.FileSelector(folder, allow_not_found=True)
+    return sorted((i for i in fs.get_file_info(sel) if i.type == pafs.FileType.File), key=lambda i: i.path)
+
+
+def expand_inputs(paths: Iterable[str], exts: tuple[str, ...] = INPUT_EXTS) -> list[str]:
+    """Files named by `paths`: files as given, directories' files with a known extension, local globs."""
+    import glob
+
+    out: list[str] = []
+    for p in paths:
+        if "://" not in p and any(c in p for c in "*?["):
+            matched = sorted(glob.glob(p))
+            if not matched:
+                raise PipelineError(f"input {p!r} matches no file")
+            out += [os.path.abspath(m) for m in matched]
+            continue
+        fs, path = filesystem(p)
+        info = fs.get_file_info(path)
+        if info.type == pafs.FileType.NotFound:
+            raise PipelineError(f"input {p!r} does not exist")
+        if info.type == pafs.FileType.Directory:
+            found = [i.path for i in _list(fs, path) if i.path.endswith(exts) and not i.base_name.startswith(".")]
+            if not found:
+                raise PipelineError(f"input directory {p!r} holds no {'/'.join(exts)} file")
+            prefix = p.split("://")[0] + "://" if "://" in p else ""
+            out += [prefix + f if prefix and not f.startswith(prefix) else f for f in found]
+        else:
+            out.append(p if "://" in p else path)
+    return out
+
+
+# ---- shard specs and planning ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ShardSpec:
+    """One unit of work. kind: 'lines' (byte range), 'json_array' (byte range of whole elements, `first`
+    is the index of its first element), 'parquet' (row range), 'benchmark' (record range of `path`
+    = benchmark name, `extra` = [split, data_dir]) or 'items' (`extra` holds the items)."""
+
+    shard: str
+    source: str
+    kind: str
+    path: str = ""
+    start: int = 0
+    stop: int = 0
+    first: int = 0
+    size: int = 0
+    extra: tuple = ()
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, s: str) -> "ShardSpec":
+        d = json.loads(s)
+        d["extra"] = tuple(tuple(x) if isinstance(x, list) else x for x in d.get("extra") or ())
+        return cls(**d)
+
+
+def _shard_name(source: str, path: str, index: int) -> str:
+    stem = PurePosixPath(path.split("://")[-1]).name.split(".")[0] or "input"
+    stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)[:40]
+    digest = hashlib.sha1(path.encode()).hexdigest()[:8]
+    return f"{source}-{stem}-{digest}-{index:05d}"
+
+
+def plan_files(source: str, paths: Iterable[str], block_bytes: int = DEFAULT_BLOCK_BYTES,
+               block_rows: int = DEFAULT_BLOCK_ROWS) -> list[ShardSpec]:
+    """Shard specs for the input files of one source (see the module docstring)."""
+    specs: list[ShardSpec] = []
+    for uri in expand_inputs(paths):
+        fs, path = filesystem(uri)
+        size = fs.get_file_info(path).size
+        if uri.endswith(".parquet"):
+            with fs.open_input_file(path) as f:
+                rows = pq.ParquetFile(f).metadata.num_rows
+            ranges = [(s, min(s + block_rows, rows), 0) for s in range(0, rows, block_rows)]
+            kind = "parquet"
+        elif uri.endswith(".json") and _first_char(fs, path) == "[":
+            ranges, kind = _plan_json_array(read_bytes(fs, path), block_bytes), "json_array"
+        else:
+            ranges = [(s, min(s + block_bytes, size), 0) for s in range(0, size, block_bytes)]
+            kind = "lines"
+        specs += [ShardSpec(_shard_name(source, uri, i), source, kind, uri, s, e, first, size)
+                  for i, (s, e, first) in enumerate(ranges)]
+    return specs
+
+
+def plan_items(source: str, name: str, items: list, per_shard: int) -> list[ShardSpec]:
+    """Shard specs that carry their (small, JSON-able) items, e.g. definition-code groups."""
+    return [ShardSpec(_shard_name(source, name, i // per_shard), source, "items", name, i,
+                      min(i + per_shard, len(items)), extra=tuple(items[i:i + per_shard]))
+            for i in range(0, len(items), per_shard)]
+
+
+def plan_benchmark(name: str, split: str, data_dir: str, per_shard: int = 5_000) -> list[ShardSpec]:
+    from knowcoder_ray.data.benchmarks import load_benchmark
+
+    n = len(load_benchmark(name, data_dir, split)[0])
+    return [ShardSpec(_shard_name("benchmark", f"{name}.{split}", i // per_shard), name, "benchmark", name,
+                      i, min(i + per_shard, n), extra=(split, os.path.abspath(data_dir)))
+            for i in range(0, max(n, 1), per_shard)]
+
+
+def _first_char(fs: pafs.FileSystem, path: str) -> str:
+    with fs.open_input_stream(path) as f:
+        head = f.read(4096).lstrip()
+    return head[:1].decode("latin-1")
+
+
+def _plan_json_array(data: bytes, block_bytes: int) -> list[tuple[int, int, int]]:
+    """Byte ranges of whole top-level elements of a JSON array, ~block_bytes each: (start, stop, first
+    element index). A syntax error ends planning with a final range from the error on, which the reader
+    then quarantines with the decoder's message."""
+    text = data.decode("utf-8", errors="replace")
+    dec = json.JSONDecoder()
+    pos_c, pos_b = 0, 0
+
+    def byte_at(i: int) -> int:  # char offset -> byte offset, walking forward only
+        nonlocal pos_c, pos_b
+        pos_b += len(text[pos_c:i].encode("utf-8", errors="replace"))
+        pos_c = i
+        return pos_b
+
+    i = _skip(text, text.index("[") + 1)
+    ranges, start_b, first, k = [], byte_at(i), 0, 0
+    while i < len(text) and text[i] != "]":
+        try:
+            _, end = dec.raw_decode(text, i)
+        except json.JSONDecodeError:
+            if byte_at(i) > start_b:
+                ranges.append((start_b, byte_at(i), first))
+            ranges.append((byte_at(i), len(data), k))
+            return ranges
+        k += 1
+        i = _skip(text, end)
+        if byte_at(i) - start_b >= block_bytes:
+            ranges.append((start_b, byte_at(i), first))
+            start_b, first = byte_at(i), k
+    if k > first:
+        ranges.append((start_b, byte_at(i), first))
+    return ranges
+
+
+def _skip(text: str, i: int) -> int:
+    while i < len(text) and text[i] in " \t\r\n,":
+        i += 1
+    return i
+
+
+# ---- reading one shard -------------------------------------------------------------------------------
+
+@dataclass
+class Item:
+    key: str          # where the record came from: "<file>:<byte offset | row | element>" or an id
+    payload: object   # a line (str), a dict, a Record, or a spec item
+
+
+def read_shard(spec: ShardSpec, bad: list[dict]) -> Iterator[Item]:
+    """The records of one shard. Unreadable bytes or JSON syntax go to `bad` with the reason."""
+    if spec.kind == "items":
+        for i, it in enumerate(spec.extra):
+            yield Item(f"{spec.path}:{spec.start + i}", it)
+        return
+    if spec.kind == "benchmark":
+        yield from _read_benchmark(spec, bad)
+        return
+    fs, path = filesystem(spec.path)
+    name = PurePosixPath(path).name
+    if spec.kind == "parquet":
+        with fs.open_input_file(path) as f:
+            pf, row0 = pq.ParquetFile(f), 0
+            for g in range(pf.metadata.num_row_groups):
+                n = pf.metadata.row_group(g).num_rows
+                if row0 + n > spec.start and row0 < spec.stop:
+                    rows = pf.read_row_group(g).slice(max(spec.start - row0, 0)).to_pylist()
+                    for j, row in enumerate(rows[: spec.stop - max(spec.start, row0)]):
+                        yield Item(f"{name}:{max(spec.start, row0) + j}", row)
+                row0 += n
+        return
+    if spec.kind == "json_array":  # the planner cut at element boundaries: read exactly the range
+        with fs.open_input_file(path) as f:
+            f.seek(spec.start)
+            yield from _array_items(f.read(spec.stop - spec.start), spec, name, bad)
+        return
+    data, base = _read_range(fs, path, spec.start, spec.stop)
+    offset = base
+    for raw in data.splitlines(keepends=True):
+        here, offset = offset, offset + len(raw)
+        if not raw.strip():
+            continue
+        try:
+            yield Item(f"{name}:{here}", raw.decode("utf-8").rstrip("\r\n"))
+        except UnicodeDecodeError as e:
+            bad.append(quarantine_row(spec, f"{name}:{here}", f"not UTF-8: {e}", raw[:2000].decode("latin-1")))
+
+
+def _read_range(fs: pafs.FileSystem, path: str, start: int, stop: int) -> tuple[bytes, int]:
+    """Bytes of the lines that start in [start, stop): from the first line start at or after `start`
+    through the end of the line holding byte stop-1."""
+    with fs.open_input_file(path) as f:
+        begin = max(start - 1, 0)
+        f.seek(begin)
+        data = f.read(stop - begin)
+        while data and not data.endswith(b"\n"):
+            more = f.read(1 << 16)
+            if not more:
+                break
+            cut = more.find(b"\n")
+            data += more if cut < 0 else more[: cut + 1]
+            if cut >= 0:
+                break
+    if start > 0:  # the line holding byte start-1 belongs to the previous shard
+        cut = data.find(b"\n")
+        return (data[cut + 1:], begin + cut + 1) if cut >= 0 else (b"", stop)
+    return data, 0
+
+
+def _array_items(data: bytes, spec: ShardSpec, name: str, bad: list[dict]) -> Iterator[Item]:
+    text = data.decode("utf-8", errors="replace")
+    dec, i, k = json.JSONDecoder(), _skip(text, 0), spec.first
+    while i < len(text) and text[i] != "]":
+        try:
+            obj, end = dec.raw_decode(text, i)
+        except json.JSONDecodeError as e:
+            bad.append(quarantine_row(spec, f"{name}:element {k}", f"JSON array unreadable from here on: {e}",
+                                      text[i:i + 2000]))
+            return
+        yield Item(f"{name}:{k}", obj)
+        k, i = k + 1, _skip(text, end)
+
+
+@lru_cache(maxsize=8)
+def _benchmark(name: str, split: str, data_dir: str):
+    from knowcoder_ray.data.benchmarks import load_benchmark
+
+    bad: list = []
+    records, schema = load_benchmark(name, data_dir, split, bad)
+    return records, schema, bad
+
+
+def _read_benchmark(spec: ShardSpec, bad: list[dict]) -> Iterator[Item]:
+    split, data_dir = spec.extra
+    records, schema, malformed = _benchmark(spec.path, split, data_dir)
+    if spec.start == 0:  # the reader's own malformed records are reported once, by the first shard
+        bad += [quarantine_row(spec, f"{m.path}:{m.line}", m.reason, m.raw) for m in malformed]
+    for r in records[spec.start:spec.stop]:
+        yield Item(r.id, (r, schema))
+
+
+def quarantine_row(spec: ShardSpec, key: str, reason: str, raw) -> dict:
+    if not isinstance(raw, str):
+        try:
+            raw = json.dumps(raw, ensure_ascii=False, default=str)
+        except (TypeError, ValueError):
+            raw = repr(raw)
+    return {"shard": spec.shard, "source": spec.source, "path": spec.path, "key": key, "reason": reason,
+            "raw": raw[:2000]}
+
+
+# ---- transforms and token counts ---------------------------------------------------------------------
+
+class Transform:
+    """What a corpus does to one record. Subclasses set `corpus` and `schema` (the output columns, with
+    n_tokens) and implement `rows(spec, item)` -> [(task, row without n_tokens)], raising one of
+    MALFORMED for a malformed record, and `token_text(row)`, the text the token count covers."""
+
+    corpus = ""
+    schema: pa.Schema = pa.schema([])
+
+    def fingerprint(self) -> dict:
+        return {}
+
+    def rows(self, spec: ShardSpec, item: Item) -> list[tuple[str, dict]]:
+        raise NotImplementedError
+
+    def token_text(self, row: dict) -> str:
+        raise NotImplementedError
+
+
+class TokenCounter:
+    """Token counts: an estimate by default (max of whitespace words and characters / 4, about what a
+    LLaMA tokenizer gives on English), or exact counts with a local Hugging Face tokenizer folder."""
+
+    def __init__(self, tokenizer_path: str | None = None) -> None:
+        self.path = tokenizer_path
+        self._tok = None
+
+    @property
+    def kind(self) -> str:
+        return f"hf:{self.path}" if self.path else "estimate:max(words,chars/4)"
+
+    def count(self, texts: list[str]) -> list[int]:
+        if not self.path:
+            return [max(len(t.split()), math.ceil(len(t) / 4)) for t in texts]
+        if self._tok is None:
+            from transformers import AutoTokenizer
+
+            self._tok = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
+        return [len(ids) for ids in self._tok(texts, add_special_tokens=False)["input_ids"]] if texts else []
+
+
+# ---- processing one shard ----------------------------------------------------------------------------
+
+@dataclass
+class ShardResult:
+    rows: list[dict] = field(default_factory=list)
+    bad: list[dict] = field(default_factory=list)
+    records: int = 0
+    tasks: list[str] = field(default_factory=list)
+
+
+def transform_shard(transform: Transform, spec: ShardSpec, counter: TokenCounter) -> ShardResult:
+    """Read, transform and count one shard in memory (the shard is the memory bound)."""
+    out = ShardResult()
+    for item in read_shard(spec, out.bad):
+        out.records += 1
+        try:
+            produced = transform.rows(spec, item)
+        except MALFORMED as e:
+            out.bad.append(quarantine_row(spec, item.key, f"{type(e).__name__}: {e}", item.payload))
+            continue
+        for task, row in produced:
+            out.tasks.append(task)
+            out.rows.append(row)
+    counts = counter.count([transform.token_text(r) for r in out.rows])
+    for row, n in zip(out.rows, counts):
+        row["n_tokens"] = n
+    return out
+
+
+def encode_rows(rows: list[dict], schema: pa.Schema, fmt: str) -> bytes:
+    if fmt == "parquet":
+        sink = pa.BufferOutputStream()
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), sink, compression="zstd")
+        return sink.getvalue().to_pybytes()
+    if fmt == "jsonl":
+        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
+    raise PipelineError(f"unknown output format {fmt!r}; expected parquet or jsonl")
+
+
+def process_shard(transform: Transform, spec: ShardSpec, out: str, fmt: str, counter: TokenCounter) -> dict:
+    """Transform one shard and commit it: data file, quarantine file, then the completion record."""
+    t0 = time.perf_counter()
+    res = transform_shard(transform, spec, counter)
+    fs, root = filesystem(out)
+    data_rel = f"data/{spec.shard}.{fmt}"
+    _write_atomic(fs, _join(root, data_rel), encode_rows(res.rows, transform.schema, fmt))
+    q_rel = None
+    if res.bad:
+        q_rel = f"quarantine/{spec.shard}.jsonl"
+        _write_atomic(fs, _join(root, q_rel), encode_rows(res.bad, pa.schema([]), "jsonl"))
+    by_task, by_source, tok_task, tok_source = Counter(), Counter(), Counter(), Counter()
+    for task, row in zip(res.tasks, res.rows):
+        by_task[task] += 1
+        by_source[row["source"]] += 1
+        tok_task[task] += row["n_tokens"]
+        tok_source[row["source"]] += row["n_tokens"]
+    marker = {
+        "shard": spec.shard, "source": spec.source, "path": spec.path, "start": spec.start, "stop": spec.stop,
+        "records": res.records, "rows": len(res.rows), "quarantined": len(res.bad),
+        "n_tokens": sum(tok_task.values()), "by_task": dict(by_task), "by_source": dict(by_source),
+        "tokens_by_task": dict(tok_task), "tokens_by_source": dict(tok_source),
+        "data": data_rel, "quarantine": q_rel, "seconds": round(time.perf_counter() - t0, 3),
+    }
+    _write_atomic(fs, _join(root, f"_shards/{spec.shard}.json"), json.dumps(marker).encode())
+    return marker
+
+
+class ShardWriter:
+    """The Ray Data actor: holds the transform (and its schema library) and commits shards."""
+
+    def __init__(self, transform: Transform, out: str, fmt: str, tokenizer: str | None) -> None:
+        self.transform, self.out, self.fmt = transform, out, fmt
+        self.counter = TokenCounter(tokenizer)
+
+    def __call__(self, batch: dict) -> dict:
+        markers = [process_shard(self.transform, ShardSpec.from_json(s), self.out, self.fmt, self.counter)
+                   for s in batch["spec"]]
+        return {"marker": [json.dumps(m) for m in markers]}
+
+
+# ---- running a corpus --------------------------------------------------------------------------------
+
+def config_hash(transform: Transform, specs: list[ShardSpec], fmt: str, counter: TokenCounter) -> str:
+    cfg = {"corpus": transform.corpus, "transform": transform.fingerprint(), "format": fmt,
+           "tokens": counter.kind, "specs": [[s.shard, s.kind, s.path, s.start, s.stop, s.size] for s in specs]}
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def completed(out: str) -> dict[str, dict]:
+    """Completion records of the shards already written under `out`."""
+    fs, root = filesystem(out)
+    return {i.base_name[: -len(".json")]: json.loads(read_bytes(fs, i.path))
+            for i in _list(fs, _join(root, "_shards")) if i.base_name.endswith(".json")}
+
+
+def _prepare(out: str, chash: str, overwrite: bool) -> None:
+    """Check (or reset) the output location and remove temporaries a killed run left behind."""
+    fs, root = filesystem(out)
+    mpath = _join(root, "manifest.json")
+    exists = fs.get_file_info(mpath).type == pafs.FileType.File
+    if exists and not overwrite:
+        old = json.loads(read_bytes(fs, mpath)).get("config_hash")
+        if old != chash:
+            raise PipelineError(f"{out} holds a corpus built with another configuration (config_hash {old}, "
+                                f"now {chash}); write to a new path or pass overwrite")
+    if not exists and completed(out) and not overwrite:
+        raise PipelineError(f"{out} holds shard records but no manifest.json; write to a new path or pass overwrite")
+    for sub in ("data", "quarantine", "_shards"):
+        folder = _join(root, sub)
+        if overwrite:
+            fs.delete_dir_contents(folder, missing_dir_ok=True)
+        fs.create_dir(folder, recursive=True)
+        for i in _list(fs, folder):
+            if ".tmp-" in i.base_name:
+                fs.delete_file(i.path)
+
+
+def write_manifest(out: str, transform: Transform, specs: list[ShardSpec], fmt: str, counter: TokenCounter,
+                   chash: str) -> dict:
+    done = completed(out)
+    planned = {s.shard for s in specs}
+    shards = [done[k] for k in sorted(done) if k in planned]
+    totals: dict = {k: Counter() for k in ("by_task", "by_source", "tokens_by_task", "tokens_by_source")}
+    for m in shards:
+        for k in totals:
+            totals[k].update(m[k])
+    manifest = {
+        "corpus": transform.corpus, "format": fmt, "config_hash": chash, "config": transform.fingerprint(),
+        "token_counter": counter.kind, "columns": transform.schema.names,
+        "shards_planned": len(specs), "shards_complete": len(shards), "complete": len(shards) == len(specs),
+        "records": sum(m["records"] for m in shards), "rows": sum(m["rows"] for m in shards),
+        "quarantined": sum(m["quarantined"] for m in shards), "n_tokens": sum(m["n_tokens"] for m in shards),
+        **{k: dict(sorted(v.items())) for k, v in totals.items()},
+        "shards": shards,
+    }
+    fs, root = filesystem(out)
+    _write_atomic(fs, _join(root, "manifest.json"), json.dumps(manifest, indent=1).encode())
+    return manifest
+
+
+def run(transform: Transform, specs: list[ShardSpec], out: str, *, fmt: str = "parquet",
+        tokenizer: str | None = None, workers: int | None = None, engine: str = "ray",
+        overwrite: bool = False, progress: Callable[[dict, int, int], None] | None = None,
+        max_shards: int | None = None) -> dict:
+    """Build a corpus: process every pending shard of `specs` into `out` and return the manifest.
+
+    engine 'ray': a Ray Data pipeline over the current Ray cluster (ray.init first; `workers` actors,
+    default: the cluster's CPUs); 'local': the same shards one after another in this process.
+    `max_shards` stops after that many shards (a bounded run; rerun to go on)."""
+    if len({s.shard for s in specs}) != len(specs):
+        raise PipelineError("shard names collide: an input is listed twice")
+    counter = TokenCounter(tokenizer)
+    chash = config_hash(transform, specs, fmt, counter)
+    _prepare(out, chash, overwrite)
+    write_manifest(out, transform, specs, fmt, counter, chash)
+    done = completed(out)
+    pending = [s for s in specs if s.shard not in done][:max_shards]
+    if pending:
+        markers = (_run_local(transform, pending, out, fmt, counter) if engine == "local"
+                   else _run_ray(transform, pending, out, fmt, tokenizer, workers))
+        for i, marker in enumerate(markers, 1):
+            if progress:
+                progress(marker, i, len(pending))
+    return write_manifest(out, transform, specs, fmt, counter, chash)
+
+
+def _run_local(transform, pending, out, fmt, counter) -> Iterator[dict]:
+    for spec in pending:
+        yield process_shard(transform, spec, out, fmt, counter)
+
+
+def _run_ray(transform, pending, out, fmt, tokenizer, workers) -> Iterator[dict]:
+    import ray
+    import ray.data
+
+    if not ray.is_initialized():
+        raise PipelineError("engine 'ray' needs a Ray cluster: call ray.init() first (or use engine 'local')")
+    n = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    n = min(n, len(pending))
+    ds = ray.data.from_items([{"spec": s.to_json()} for s in pending], override_num_blocks=len(pending))
+    ds = ds.map_batches(ShardWriter, fn_constructor_kwargs={"transform": transform, "out": out, "fmt": fmt,
+                                                            "tokenizer": tokenizer},
+                        batch_size=1, num_cpus=1, compute=ray.data.ActorPoolStrategy(size=n))
+    for row in ds.iter_rows():
+        yield json.loads(row["marker"])
+
+
+def print_progress(name: str) -> Callable[[dict, int, int], None]:
+    """A progress line per committed shard on stderr (a log-friendly progress display)."""
+    t0 = time.perf_counter()
+    total = Counter()
+
+    def show(marker: dict, i: int, n: int) -> None:
+        total.update(rows=marker["rows"], bad=marker["quarantined"], tok=marker["n_tokens"], rec=marker["records"])
+        rate = total["rec"] / max(time.perf_counter() - t0, 1e-9)
+        print(f"[{name}] {i}/{n} shards  {marker['shard']}: {marker['rows']} rows, {marker['quarantined']} "
+              f"quarantined | total {total['rows']:,} rows, {total['bad']:,} quarantined, {total['tok']:,} tokens, "
+              f"{rate:,.0f} records/s", file=sys.stderr, flush=True)
+    return show
+
+
+def read_rows(out: str) -> list[dict]:
+    """All rows of a corpus written by `run`, in shard order (for tests and small corpora)."""
+    fs, root = filesystem(out)
+    manifest = json.loads(read_bytes(fs, _join(root, "manifest.json")))
+    rows: list[dict] = []
+    for m in manifest["shards"]:
+        data = read_bytes(fs, _join(root, m["data"]))
+        if m["data"].endswith(".parquet"):
+            rows += pq.read_table(io.BytesIO(data)).to_pylist()
+        else:
+            rows += [json.loads(line) for line in data.decode("utf-8").splitlines() if line]
+    return rows

@@ -1,0 +1,339 @@
+"""Readers of the automatically built corpora KnowCoder trains on, into unified Records.
+
+- KELM (Agarwal et al. 2021; google-research-datasets/KELM-corpus): JSON lines with "triples" (lists of
+  [subject, relation, object], or [subject, object, qualifier, value] quadruples for a statement's
+  qualifiers), "serialized_triples" and "gen_sentence" (TEKGEN files: "sentence"). Entity types are
+  resolved through P31 ("instance of" triples in the line, or an entity -> P31 table) into the library.
+- UniversalNER / Pile-NER-type: a JSON array of {"conversations": [{"from": "human", "value": "Text: ..."},
+  {"from": "gpt", "value": "I've read this text."}, {"from": "human", "value": "What describes X in the
+  text?"}, {"from": "gpt", "value": "[\\"m1\\", ...]"}, ...], "id"}.
+- InstructIE (zjunlp): {"id", "cate", "text", "relation": [{"head", "head_type", "relation", "tail",
+  "tail_type"}]} per record (JSON lines or a JSON array).
+- LSEE (Chen et al. 2017, acl2017submission/event-data): wiki_sentence_annotated.with_trigger.tsv, TAB
+  separated: key entity, key entity, event instance id (or "negative"), sentence, then annotations
+  "role,mid,start,end" (role "negative" for non-arguments) and "<type>.trigger,text,start,end".
+
+Every reader raises `SourceError` (a ValueError) naming what is wrong with a malformed record; the
+pipeline quarantines it with that reason. Labels resolve to library classes through `TypeIndex` (by
+Wikidata id, class name or label); a label the library lacks becomes a synthesized class of that name.
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from knowcoder_ray.records import Argument, EntityMention, EventMention, Record, RelationMention, span_of
+from knowcoder_ray.schema.types import KINDS, Role, SchemaLibrary, SchemaType, to_class_name, to_role_name
+
+INSTANCE_OF = {"instanceof", "p31"}  # normalized keys of the P31 predicate
+_QUESTION = re.compile(r"^What describes (.+) in the text\?$", re.S)
+_ANNOTATION_SPLIT = re.compile(r" {2,}")  # the LSEE README itself separates some annotations by spaces
+
+
+class SourceError(ValueError):
+    """A source record is malformed or cannot be used; the message is the quarantine reason."""
+
+
+def _norm(key: str) -> str:
+    return to_class_name(key).lower()
+
+
+class TypeIndex:
+    """Resolves a source's type label, class name or Wikidata id to a library class of one kind."""
+
+    def __init__(self, library: SchemaLibrary) -> None:
+        self.library = library
+        self._keys: dict[str, dict[str, str]] = {k: {} for k in KINDS}
+        for t in library:
+            for key in (t.name, t.label, t.wikidata_id):
+                if key:
+                    self._keys[t.kind].setdefault(_norm(key), t.name)
+
+    def find(self, kind: str, key: str) -> SchemaType | None:
+        name = self._keys[kind].get(_norm(key)) if key else None
+        return self.library[name] if name else None
+
+    def get(self, kind: str, label: str, roles: Sequence[str] = ()) -> SchemaType:
+        """The library class for `label`, else a synthesized class (name from the label, no description)."""
+        found = self.find(kind, label)
+        if found is not None:
+            return found
+        return SchemaType(to_class_name(label), kind, label=label, roles=tuple(Role(r) for r in roles))
+
+
+def as_object(payload) -> dict:
+    """A JSON source record: a dict (Parquet row, JSON array element) or one JSON line."""
+    if isinstance(payload, str):
+        payload = json.loads(payload)
+    if not isinstance(payload, dict):
+        raise SourceError(f"expected a JSON object, got {type(payload).__name__}")
+    return payload
+
+
+def _mention(text: str, sentence: str, type_: str = "Entity") -> EntityMention:
+    span = span_of(sentence, text)
+    return EntityMention(text, type_, *(span or (None, None)))
+
+
+def _str(value, what: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise SourceError(f"{what} must be a non-empty string, got {value!r:.60}")
+    return value
+
+
+# ---- KELM --------------------------------------------------------------------------------------------
+
+@dataclass
+class KelmStats:
+    """What a KELM line lost: mentions not in the sentence, entities without a library type, predicates
+    that are not library relations/events."""
+
+    not_in_sentence: int = 0
+    untyped: int = 0
+    unknown_predicates: int = 0
+
+
+def read_kelm(payload, index: TypeIndex, entity_types: Mapping[str, Sequence[str]] | None = None,
+              id: str = "", stats: KelmStats | None = None) -> Record:
+    """One KELM line -> a Record whose entities carry P31 types from the library, relations whose
+    predicates are library relations, and events (trigger-less) for statements with qualifiers whose
+    predicate is a library event. `entity_types` maps an entity label or Wikidata id to its P31 values."""
+    obj = as_object(payload)
+    sentence = obj.get("gen_sentence") or obj.get("sentence")
+    sentence = _str(sentence, "'gen_sentence' (or 'sentence')")
+    triples = obj.get("triples")
+    if not isinstance(triples, list) or not triples:
+        raise SourceError("'triples' must be a non-empty list")
+    stats = stats if stats is not None else KelmStats()
+    facts, qualifiers, p31 = [], {}, {}
+    for t in triples:
+        if not isinstance(t, list) or len(t) not in (3, 4) or not all(isinstance(x, str) and x for x in t):
+            raise SourceError(f"a triple must be 3 or 4 non-empty strings, got {t!r:.80}")
+        if len(t) == 4:
+            qualifiers.setdefault((t[0], t[1]), []).append((t[2], t[3]))
+        elif _norm(t[1]) in INSTANCE_OF:
+            p31.setdefault(t[0], []).append(t[2])
+        else:
+            facts.append(tuple(t))
+
+    def entity_type(name: str) -> str | None:
+        for cand in [*p31.get(name, ()), *((entity_types or {}).get(name, ()))]:
+            found = index.find("entity", cand)
+            if found is not None:
+                return found.name
+        return None
+
+    entities: dict[str, EntityMention] = {}
+    for name in dict.fromkeys([*p31, *(x for s, _, o in facts for x in (s, o))]):
+        typ = entity_type(name)
+        if typ is None:
+            stats.untyped += 1
+        elif name not in sentence:
+            stats.not_in_sentence += 1
+        else:
+            entities[name] = _mention(name, sentence, typ)
+    relations, events = [], []
+    for s, p, o in facts:
+        rel, ev = index.find("relation", p), index.find("event", p)
+        if ev is not None and (s, o) in qualifiers:
+            args = []
+            for q, v in qualifiers[(s, o)]:
+                role = to_role_name(q)
+                if ev.roles and ev.role(role) is None:
+                    continue
+                if v not in sentence:
+                    stats.not_in_sentence += 1
+                    continue
+                m = _mention(v, sentence, entities[v].type if v in entities else "Entity")
+                args.append(Argument(role, v, m.type, m.start, m.end))
+            if args:
+                events.append(EventMention(ev.name, "", tuple(args)))
+        elif rel is not None:
+            if s in sentence and o in sentence:
+                relations.append(RelationMention(rel.name, entities.get(s) or _mention(s, sentence),
+                                                 entities.get(o) or _mention(o, sentence)))
+            else:
+                stats.not_in_sentence += 1
+        else:
+            stats.unknown_predicates += 1
+    if not (entities or relations or events):
+        raise SourceError("unresolved: no entity with a library P31 type, no library relation or event "
+                          "found in the sentence")
+    return Record(id, sentence, list(entities.values()), relations, events, source="kelm")
+
+
+# ---- UniversalNER / Pile-NER -------------------------------------------------------------------------
+
+@dataclass
+class Example:
+    """A source record and the classes its annotation covers (queried types count: an empty answer is
+    a negative). `tasks` are the schema-following tasks it yields."""
+
+    record: Record
+    types: list[SchemaType] = field(default_factory=list)
+    tasks: tuple[str, ...] = ()
+
+
+def read_universalner(payload, index: TypeIndex, id: str = "") -> Example:
+    obj = as_object(payload)
+    conv = obj.get("conversations")
+    if not isinstance(conv, list) or len(conv) < 2:
+        raise SourceError("'conversations' must be a list of turns")
+    try:
+        first = conv[0]
+        if first.get("from") != "human" or not str(first.get("value", "")).startswith("Text:"):
+            raise SourceError("the first turn must be the human 'Text: ...' passage")
+        text = first["value"][len("Text:"):].strip()
+        pairs = conv[2:]
+        if len(pairs) % 2:
+            raise SourceError("questions and answers do not pair up")
+        types: dict[str, SchemaType] = {}
+        mentions: dict[tuple[str, str], EntityMention] = {}
+        for q, a in zip(pairs[::2], pairs[1::2]):
+            if q.get("from") != "human" or a.get("from") != "gpt":
+                raise SourceError("expected a human question followed by a gpt answer")
+            m = _QUESTION.match(q.get("value", "").strip())
+            if m is None:
+                raise SourceError(f"unrecognized question {q.get('value')!r:.80}")
+            t = index.get("entity", m.group(1).strip())
+            types.setdefault(t.name, t)
+            try:
+                answers = json.loads(a.get("value", ""))
+            except json.JSONDecodeError as e:
+                raise SourceError(f"answer to {q.get('value')!r:.60} is not JSON ({e}): {a.get('value')!r:.80}") from None
+            if not isinstance(answers, list) or not all(isinstance(x, str) for x in answers):
+                raise SourceError(f"answer is not a JSON list of strings: {a.get('value')!r:.80}")
+            for ans in answers:
+                if ans.strip():
+                    mentions.setdefault((t.name, ans), _mention(ans, text, t.name))
+    except (AttributeError, TypeError) as e:
+        raise SourceError(f"malformed conversation: {e}") from None
+    rec = Record(str(obj.get("id") or id), _str(text, "passage"), list(mentions.values()), source="universalner")
+    return Example(rec, list(types.values()), ("ner",))
+
+
+# ---- InstructIE --------------------------------------------------------------------------------------
+
+def read_instructie(payload, index: TypeIndex, id: str = "") -> Example:
+    obj = as_object(payload)
+    text = _str(obj.get("text") or obj.get("input"), "'text'")
+    rels = obj.get("relation")
+    if not isinstance(rels, list):
+        raise SourceError("'relation' must be a list of {head, head_type, relation, tail, tail_type}")
+    types: dict[str, SchemaType] = {}
+    relations = []
+    for r in rels:
+        if not isinstance(r, dict):
+            raise SourceError(f"a relation must be an object, got {r!r:.60}")
+        rel = index.get("relation", _str(r.get("relation"), "'relation'"))
+        types.setdefault(rel.name, rel)
+        ends = []
+        for end in ("head", "tail"):
+            et = index.find("entity", r.get(f"{end}_type") or "")
+            ends.append(_mention(_str(r.get(end), f"'{end}'"), text, et.name if et else "Entity"))
+        relations.append(RelationMention(rel.name, *ends))
+    rec = Record(str(obj.get("id") or id), text, relations=relations, source="instructie")
+    return Example(rec, list(types.values()), ("re",))
+
+
+# ---- LSEE --------------------------------------------------------------------------------------------
+
+def _lsee_span(ann: str, sentence: str) -> tuple[str, int, int]:
+    head, s, e = ann.rsplit(",", 2)
+    start, end = int(s), int(e)
+    if not 0 <= start < end <= len(sentence):
+        raise SourceError(f"span {start}:{end} outside the sentence ({len(sentence)} characters)")
+    return head, start, end
+
+
+def read_lsee(payload, index: TypeIndex, id: str = "") -> Example:
+    """One line of wiki_sentence_annotated(.with_trigger).tsv -> a sentence with zero or one event."""
+    if not isinstance(payload, str):
+        raise SourceError("an LSEE record is one TSV line")
+    cols = payload.rstrip("\r\n").split("\t")
+    if len(cols) < 4:
+        raise SourceError(f"expected at least 4 TAB-separated columns, got {len(cols)}")
+    instance, sentence = cols[2], _str(cols[3], "sentence")
+    anns = [a for c in cols[4:] for a in _ANNOTATION_SPLIT.split(c.strip()) if a]
+    trigger, args, etype = None, [], None
+    try:
+        for ann in anns:
+            head, start, end = _lsee_span(ann, sentence)
+            prop = head.split(",", 1)[0]
+            if prop.endswith(".trigger"):
+                text = head.split(",", 1)[1] if "," in head else ""
+                if sentence[start:end] != text:
+                    raise SourceError(f"trigger {text!r} is not at {start}:{end} of the sentence")
+                trigger, etype = (text, start, end), prop[: -len(".trigger")]
+            elif "," in head and prop != "negative":
+                args.append((prop, sentence[start:end], start, end))
+    except ValueError as e:
+        raise SourceError(f"bad annotation: {e}") from None
+    rid = id or f"lsee-{cols[2]}"
+    if instance == "negative":
+        return Example(Record(rid, sentence, source="lsee"), [], ("ed",))
+    if trigger is None:
+        raise SourceError("positive line without a trigger annotation (use wiki_sentence_annotated.with_trigger.tsv)")
+    roles = sorted({to_role_name(p.rsplit(".", 1)[-1]) for p, *_ in args if p.startswith(etype + ".")})
+    ev = index.find("event", etype) or index.get("event", etype.rsplit(".", 1)[-1], roles)
+    arguments = tuple(Argument(to_role_name(p.rsplit(".", 1)[-1]), t, "Entity", s, e)
+                      for p, t, s, e in args if p.startswith(etype + "."))
+    event = EventMention(ev.name, trigger[0], arguments, trigger[1], trigger[2])
+    return Example(Record(rid, sentence, events=[event], source="lsee"), [ev], ("ed", "eae"))
+
+
+# ---- the schema library ------------------------------------------------------------------------------
+
+def benchmark_library(data_dir: str | Path) -> SchemaLibrary:
+    """Every benchmark schema of ../shared/data merged into one library (first definition of a name wins)."""
+    from knowcoder_ray.data.benchmarks import BENCHMARKS
+
+    lib = SchemaLibrary()
+    for b in BENCHMARKS.values():
+        lib = lib.merged(b.schema(Path(data_dir)))
+    return lib
+
+
+def load_library(source: str | None, data_dir: str | Path | None = None) -> SchemaLibrary:
+    """The schema library: a Parquet schema table (SchemaLibrary.to_rows), a directory holding the released
+    Entities.py / Relations.py / Events.py (read with `ast`, never imported), or, when `source` is None,
+    the benchmark schemas of `data_dir` merged."""
+    if source is None:
+        if data_dir is None:
+            raise ValueError("no schema library given: pass a Parquet schema table, a directory of "
+                             "Entities.py/Relations.py/Events.py, or the benchmark data directory")
+        return benchmark_library(data_dir)
+    if source.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        from knowcoder_ray.data.pipeline import filesystem
+
+        fs, path = filesystem(source)
+        with fs.open_input_file(path) as f:
+            return SchemaLibrary.from_rows(pq.read_table(f).to_pylist())
+    return _read_py_library(source)
+
+
+def _read_py_library(folder: str) -> SchemaLibrary:
+    """The released Entities.py / Relations.py / Events.py, through the schema package's ast reader."""
+    try:
+        from knowcoder_ray.schema.pyfile import read_pyfiles
+    except ImportError:
+        raise ValueError(f"schema library {folder!r}: reading Entities.py/Relations.py/Events.py needs "
+                         "knowcoder_ray.schema.pyfile, which is not installed; pass a Parquet schema table") from None
+    try:
+        return read_pyfiles(folder)
+    except FileNotFoundError as e:
+        raise ValueError(f"schema library {folder!r}: expected a .parquet table or a directory of "
+                         f"Entities.py/Relations.py/Events.py ({e})") from None
+
+
+def library_fingerprint(library: SchemaLibrary) -> str:
+    """A short hash of a library's content (part of a corpus's configuration hash)."""
+    import hashlib
+
+    rows = sorted(library.to_rows(), key=lambda r: r["name"])
+    return hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:16]

@@ -1,0 +1,68 @@
+"""Shared helpers of the corpus tests: fixture paths, a small Wikidata-style library, parse-back checks."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from knowcoder_ray.codec.parse import Parser
+from knowcoder_ray.records import Record
+from knowcoder_ray.schema.types import Role, SchemaLibrary, SchemaType
+
+FIXTURES = Path(__file__).parent / "fixtures"
+KELM = FIXTURES / "kelm_generated_corpus.jsonl"
+KELM_TYPES = FIXTURES / "kelm_entity_types.jsonl"
+UNIVERSALNER = FIXTURES / "universalner_pile_ner_type.json"
+INSTRUCTIE = FIXTURES / "instructie_train_en.json"
+LSEE = FIXTURES / "lsee_wiki_sentence_annotated.with_trigger.tsv"
+
+
+def wikidata_library() -> SchemaLibrary:
+    """The KELM fixture's classes, with Wikidata ids and labels as the released library has them."""
+    e, r = "entity", "relation"
+    return SchemaLibrary([
+        SchemaType("Human", e, (), "Q5", "human", "Any member of Homo sapiens.", ("Douglas Adams",)),
+        SchemaType("Organization", e, (), "Q43229", "organization", "A social entity with a collective goal."),
+        SchemaType("SportsClub", e, ("Organization",), "Q847017", "sports club"),
+        SchemaType("AssociationFootballClub", e, ("SportsClub",), "Q476028", "association football club"),
+        SchemaType("Restaurant", e, ("Organization",), "Q11707", "restaurant"),
+        SchemaType("Country", e, (), "Q6256", "country"),
+        SchemaType("Station", e, (), "Q12819564", "station"),
+        SchemaType("MetroStation", e, ("Station",), "Q928830", "metro station"),
+        SchemaType("MemberOfSportsTeam", r, (), "P54", "member of sports team", head_types=("Human",),
+                   tail_types=("SportsClub",)),
+        SchemaType("Employer", r, (), "P108", "employer", head_types=("Human",), tail_types=("Organization",)),
+        SchemaType("CountryOfCitizenship", r, (), "P27", "country of citizenship", head_types=("Human",),
+                   tail_types=("Country",)),
+        SchemaType("AdjacentStation", "event", (), "P197", "adjacent station",
+                   roles=(Role("connecting_line"), Role("towards"), Role("direction"))),
+    ])
+
+
+def annotations(task: str, record: Record) -> list[tuple]:
+    """The comparable content of a record for one task (what the codec must carry)."""
+    if task == "ner":
+        return [(e.type, e.text) for e in record.entities]
+    if task == "re":
+        return [(r.type, r.head.text, r.tail.text) for r in record.relations]
+    if task == "ed":
+        return [(e.type, e.trigger) for e in record.events]
+    return [(e.type, e.trigger, tuple(sorted((a.role, a.text) for a in e.arguments))) for e in record.events]
+
+
+def parse_back(task: str, output: str, types: list[SchemaType], library: SchemaLibrary | None = None) -> Record:
+    """Read an output with the codec; it must be read cleanly (no errors, no unknown classes)."""
+    res = Parser.for_types(task, types, library).parse(output)
+    assert not res.errors and not res.hallucinated and not res.truncated, (output, res)
+    return res.to_record("parsed", "")
+
+
+def trigger_less_events(code: str) -> list[tuple]:
+    """(type, ((role, entity type, text), ...)) of the trigger-less event items of an instance code,
+    read with `ast` (the codec's event parser expects a trigger, which KELM events do not have)."""
+    tree = ast.parse(code)
+    results = [n.value for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "results"][0]
+    out = []
+    for call in results.elts:
+        args = tuple((kw.arg, v.func.id, v.args[0].value) for kw in call.keywords for v in kw.value.elts)
+        out.append((call.func.id, args))
+    return out

@@ -1,0 +1,167 @@
+"""The shared pipeline: sharding covers every record once, quarantine, rerun without duplicates,
+resume after an interruption (a bounded run, crash leftovers, and a killed driver process)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from knowcoder_ray.data import pipeline
+from knowcoder_ray.data.following import FollowingConfig, FollowingTransform, plan
+from knowcoder_ray.data.pipeline import PipelineError, plan_files, read_rows, read_shard
+from knowcoder_ray.data.sources import benchmark_library
+from test_corpora_common import INSTRUCTIE, KELM, LSEE, UNIVERSALNER
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = FollowingConfig(seed=3, shard_size=6, n_distractors=2)
+
+
+@pytest.fixture(scope="module")
+def transform(data_dir):
+    return FollowingTransform(benchmark_library(data_dir), CONFIG)
+
+
+def all_items(specs):
+    bad: list = []
+    items = [it.payload for s in specs for it in read_shard(s, bad)]
+    return items, bad
+
+
+@pytest.mark.parametrize("block", [1, 7, 100, 333, 1 << 20])
+def test_byte_range_shards_cover_every_line_once(block):
+    items, bad = all_items(plan_files("kelm", [str(KELM)], block_bytes=block))
+    assert items == KELM.read_text().splitlines() and not bad
+    specs = plan_files("kelm", [str(KELM)], block_bytes=block)
+    assert [s.shard for s in specs] == [s.shard for s in plan_files("kelm", [str(KELM)], block_bytes=block)]
+
+
+@pytest.mark.parametrize("block", [1, 500, 1 << 20])
+def test_json_array_and_parquet_shards(tmp_path, block):
+    items, bad = all_items(plan_files("universalner", [str(UNIVERSALNER)], block_bytes=block))
+    assert items == json.loads(UNIVERSALNER.read_text()) and not bad
+    rows = [json.loads(line) for line in INSTRUCTIE.read_text().splitlines()]
+    rows[3]["relation"] = []  # Parquet needs one type per column
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "ie.parquet", row_group_size=3)
+    items, _ = all_items(plan_files("instructie", [str(tmp_path / "ie.parquet")], block_rows=max(1, block // 300)))
+    assert items == pa.Table.from_pylist(rows).to_pylist()
+
+
+def test_broken_json_array_is_quarantined_from_the_break(tmp_path):
+    text = UNIVERSALNER.read_text()
+    cut = text.index('"id": "ner_3"')
+    (tmp_path / "broken.json").write_text(text[:cut] + "}} oops [")
+    items, bad = all_items(plan_files("universalner", [str(tmp_path / "broken.json")], block_bytes=400))
+    assert len(items) == 3 and len(bad) == 1 and "unreadable from here on" in bad[0]["reason"]
+
+
+def inputs(data_dir):
+    return dict(universalner=[str(UNIVERSALNER)], instructie=[str(INSTRUCTIE)], lsee=[str(LSEE)],
+                benchmarks=["conll04:dev"], data_dir=str(data_dir), block_bytes=600, records_per_shard=40)
+
+
+def listing(out: Path) -> dict:
+    return {str(p.relative_to(out)): p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+
+
+def by_shard(out) -> list:
+    return sorted(json.dumps(r, sort_keys=True) for r in read_rows(str(out)))
+
+
+def test_rerun_adds_nothing_and_quarantine_counts(ray_cluster, transform, data_dir, tmp_path):
+    specs = plan(**inputs(data_dir))
+    out = tmp_path / "out"
+    calls = []
+    m1 = pipeline.run(transform, specs, str(out), workers=2, progress=lambda *a: calls.append(a))
+    assert m1["complete"] and len(calls) == len(specs) > 8
+    assert m1["quarantined"] == 5 and m1["by_source"].keys() == {"universalner", "instructie", "lsee", "conll04"}
+    quarantined = [json.loads(line) for f in (out / "quarantine").glob("*.jsonl") for line in f.read_text().splitlines()]
+    assert len(quarantined) == 5 and all(q["reason"] and q["key"] for q in quarantined)
+    before, calls = listing(out), []
+    m2 = pipeline.run(transform, specs, str(out), workers=2, progress=lambda *a: calls.append(a))
+    after = listing(out)
+    assert calls == [] and m2["shards"] == m1["shards"]
+    assert {k: v for k, v in after.items() if k != "manifest.json"} == {k: v for k, v in before.items()
+                                                                         if k != "manifest.json"}
+    assert len(list((out / "data").iterdir())) == len(specs) == len(list((out / "_shards").iterdir()))
+    # the same corpus, row for row, from the single-process engine
+    m3 = pipeline.run(transform, specs, str(tmp_path / "local"), engine="local")
+    assert by_shard(out) == by_shard(tmp_path / "local") and m3["n_tokens"] == m1["n_tokens"]
+
+
+def test_other_configuration_is_refused_unless_overwritten(transform, data_dir, tmp_path):
+    specs = plan(benchmarks=["conll04:dev"], data_dir=str(data_dir))
+    out = str(tmp_path / "out")
+    pipeline.run(transform, specs, out, engine="local")
+    other = FollowingTransform(transform.library, FollowingConfig(seed=4))
+    with pytest.raises(PipelineError, match="another configuration"):
+        pipeline.run(other, specs, out, engine="local")
+    assert pipeline.run(other, specs, out, engine="local", overwrite=True)["config"]["seed"] == 4
+
+
+def test_interrupted_run_resumes_without_loss_or_duplicates(ray_cluster, transform, data_dir, tmp_path):
+    specs = plan(**inputs(data_dir))
+    ref = tmp_path / "ref"
+    pipeline.run(transform, specs, str(ref), engine="local")
+    out = tmp_path / "out"
+    m = pipeline.run(transform, specs, str(out), workers=2, max_shards=3)  # stopped after 3 shards
+    assert not m["complete"] and m["shards_complete"] == 3
+    pending = [s for s in specs if s.shard not in pipeline.completed(str(out))]
+    # what a crash mid-shard leaves: a data file without its completion record, and a temporary file
+    (out / "data" / f"{pending[0].shard}.parquet").write_bytes(b"half-written")
+    (out / "data" / f".{pending[1].shard}.parquet.tmp-deadbeef").write_bytes(b"partial")
+    m = pipeline.run(transform, specs, str(out), workers=2)
+    assert m["complete"] and m["shards_complete"] == len(specs)
+    assert sorted(p.name for p in (out / "data").iterdir()) == sorted(f"{s.shard}.parquet" for s in specs)
+    assert by_shard(out) == by_shard(ref)
+
+
+def test_killed_driver_resumes(ray_cluster, transform, data_dir, tmp_path):
+    """A real interruption: the CLI driver (on the test's cluster) is killed mid-run, then resumed."""
+    big = tmp_path / "lsee_big.tsv"
+    lines = LSEE.read_text().splitlines()[:4]
+    big.write_text("".join(f"{line}\n" for _ in range(800) for line in lines))
+    out = tmp_path / "out"
+    args = ["data", "following", "--lsee", str(big), "--out", str(out), "--block-mb", "0.01", "--seed", "3",
+            "--shard-size", "6", "--distractors", "2", "--data-dir", str(data_dir), "--workers", "1"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.Popen([sys.executable, "-m", "knowcoder_ray.cli", *args, "--address",
+                             ray_cluster.get_runtime_context().gcs_address, "--quiet"],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None and len(list((out / "_shards").glob("*.json"))) < 2:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    specs = plan(lsee=[str(big)], block_bytes=int(0.01 * (1 << 20)))
+    done_at_kill = len(pipeline.completed(str(out)))
+    assert 2 <= done_at_kill < len(specs), (done_at_kill, len(specs), proc.stderr.read().decode()[-2000:])
+    m = pipeline.run(transform, specs, str(out), workers=2)
+    assert m["complete"] and m["shards_complete"] == len(specs)
+    assert sorted(p.name for p in (out / "data").iterdir()) == sorted(f"{s.shard}.parquet" for s in specs)
+    ref = tmp_path / "ref"
+    pipeline.run(transform, specs, str(ref), engine="local")
+    assert by_shard(out) == by_shard(ref)
+    assert m["rows"] == pipeline.run(transform, specs, str(ref), engine="local")["rows"]
+
+
+def test_uri_paths_jsonl_output_and_hf_token_counts(transform, data_dir, tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordLevel({"[UNK]": 0, "results": 1, "=": 2}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained(tmp_path / "tok")
+    specs = plan(lsee=[f"file://{LSEE}"])
+    m = pipeline.run(transform, specs, f"file://{tmp_path}/out", fmt="jsonl", tokenizer=str(tmp_path / "tok"),
+                     engine="local")
+    rows = [json.loads(line) for line in (tmp_path / "out" / "data" / f"{specs[0].shard}.jsonl").read_text().splitlines()]
+    assert m["token_counter"].startswith("hf:") and len(rows) == m["rows"] == 7
+    pre = pre_tokenizers.Whitespace()
+    assert [r["n_tokens"] for r in rows] == [len(pre.pre_tokenize_str(r["prompt"] + r["output"])) for r in rows]
