@@ -59,3 +59,18 @@ def test_malformed_json_records_are_set_aside(tmp_path):
     p.write_text('{"id": "1", "context": "x", "annotations": [{"events": [{"event_type": "A", "Trigger": {}}]}]}\nnot json\n')
     bad = []
     assert list(read_phee(p, bad=bad)) == [] and [b.line for b in bad] == [1, 2]
+
+
+def test_records_benchmark_reads_unified_jsonl_and_sets_aside_bad_lines(tmp_path):
+    from knowcoder_ray.data.benchmarks import get_benchmark
+    from knowcoder_ray.records import EntityMention, Record, RelationMention
+
+    good = Record("a", "Ann lives in Rome.", [EntityMention("Ann", "Person"), EntityMention("Rome", "City")],
+                  [RelationMention("LiveIn", EntityMention("Ann", "Person"), EntityMention("Rome", "City"))])
+    p = tmp_path / "recs.jsonl"
+    p.write_text(json.dumps(good.to_dict()) + "\n{\"id\": 1}\n")
+    bad = []
+    records, schema = load_benchmark(f"records:{p}", tmp_path, bad=bad)
+    assert records == [good] and [b.line for b in bad] == [2]
+    assert get_benchmark(f"records:{p}").tasks == ("ner", "re")
+    assert schema["LiveIn"].head_types == ("Person",) and schema["City"].kind == "entity"

@@ -6,7 +6,7 @@ docstring the prompt shows). `load_benchmark(name, data_dir)` returns its Record
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -261,12 +261,70 @@ BENCHMARKS: dict[str, Benchmark] = {
 }
 
 
+def schema_of_records(records: Iterable[Record]) -> SchemaLibrary:
+    """The schema a set of records uses: its entity, relation and event classes, with the relation
+    head/tail types and event roles seen in the data."""
+    ents: dict[str, None] = {}
+    rels: dict[str, tuple[dict, dict]] = {}
+    events: dict[str, dict[str, None]] = {}
+    for r in records:
+        ents.update(dict.fromkeys(e.type for e in r.entities if e.type != "Entity"))
+        for rel in r.relations:
+            heads, tails = rels.setdefault(rel.type, ({}, {}))
+            heads.update(dict.fromkeys([rel.head.type] if rel.head.type != "Entity" else []))
+            tails.update(dict.fromkeys([rel.tail.type] if rel.tail.type != "Entity" else []))
+        for e in r.events:
+            events.setdefault(e.type, {}).update(dict.fromkeys(a.role for a in e.arguments))
+    for heads, tails in rels.values():
+        ents.update(heads)
+        ents.update(tails)
+    return SchemaLibrary([
+        *(SchemaType(n, "entity") for n in ents),
+        *(SchemaType(n, "relation", head_types=tuple(h), tail_types=tuple(t)) for n, (h, t) in rels.items()),
+        *(SchemaType(n, "event", roles=tuple(Role(x) for x in roles)) for n, roles in events.items()),
+    ])
+
+
+def records_benchmark(path: str | Path) -> Benchmark:
+    """A benchmark from a JSON-lines file of unified records (`Record.to_dict`), named `records:<path>`.
+    Its tasks are those the records annotate; its schema is the one they use (`schema_of_records`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"records benchmark file not found: {path}")
+
+    def read(data_dir: Path, split: str, bad: list) -> Iterator[Record]:
+        with open(path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    yield Record.from_dict(json.loads(line))
+                except (ValueError, KeyError, TypeError) as e:
+                    bad.append(readers.Malformed(str(path), lineno, f"{type(e).__name__}: {e}", line))
+
+    records = list(read(Path("."), "test", []))
+    tasks = tuple(t for t, present in (("ner", any(r.entities for r in records)), ("re", any(r.relations for r in records)),
+                                       ("ed", any(r.events for r in records)), ("eae", any(e.arguments for r in records for e in r.events)))
+                  if present)
+    return Benchmark(f"records:{path}", tasks, read, lambda _d: schema_of_records(records))
+
+
+def get_benchmark(name: str) -> Benchmark:
+    """A registered benchmark by name, or a `records:<path>` JSON-lines file of unified records."""
+    if name.startswith("records:"):
+        return records_benchmark(name.partition(":")[2])
+    if name not in BENCHMARKS:
+        raise KeyError(f"unknown benchmark {name!r}; known: {', '.join(sorted(BENCHMARKS))}, or records:<path.jsonl>")
+    return BENCHMARKS[name]
+
+
 def load_benchmark(name: str, data_dir: str | Path, split: str = "test",
                    bad: list | None = None) -> tuple[list[Record], SchemaLibrary]:
-    """Records and schema of one benchmark. Malformed input goes to `bad` (a list of readers.Malformed)."""
-    if name not in BENCHMARKS:
-        raise KeyError(f"unknown benchmark {name!r}; known: {', '.join(sorted(BENCHMARKS))}")
-    b = BENCHMARKS[name]
+    """Records and schema of one benchmark (see `get_benchmark`). Malformed input goes to `bad` (a list
+    of readers.Malformed)."""
+    b = get_benchmark(name)
+    if name.startswith("records:"):
+        split = b.splits[0]
     if split not in b.splits:
         raise ValueError(f"benchmark {name!r} has splits {b.splits}, not {split!r}")
     data_dir = Path(data_dir)
