@@ -1,0 +1,163 @@
+"""The Ray Serve application: a FastAPI ingress in front of engine replicas.
+
+    POST /v1/extract   texts + task + schema (library type names and/or the user's class code) -> mentions
+    GET  /v1/schemas   search the served schema library by name or description
+    GET  /healthz      liveness, model and library size
+    GET  /docs         OpenAPI docs (/openapi.json)
+
+A request's schema is split into prompt-sized shards (knowcoder_ray.infer.sharding), so it may name the
+whole library; every (text, shard) prompt goes to the `Engine` deployment on its own, where
+`@serve.batch` gathers prompts of all concurrent requests into one generate call, and the router spreads
+them over the replicas. The ingress merges the parsed shard outputs per text. A prompt whose replica dies
+mid-request is sent again (Serve replaces the replica), so a replica crash costs latency, not answers.
+
+`build_app(args)` is the application builder named by serve_config.yaml (`serve deploy`, RayService) and
+used by `knowcoder serve` and the tests; `args` are ServeConfig fields.
+"""
+import asyncio
+import logging
+import os
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+from typing import Literal
+
+from fastapi import FastAPI, HTTPException, Query
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from knowcoder_ray.infer.engine import Prompt
+from knowcoder_ray.serve.config import ServeConfig
+from knowcoder_ray.serve.extract import RequestError, check_limits, make_plan, resolve_schema, run
+from knowcoder_ray.serve.library import describe, load_library, search
+from knowcoder_ray.serve.models import ExtractRequest, ExtractResponse, Health, SchemaSearchResponse
+
+logger = logging.getLogger("ray.serve")
+
+api = FastAPI(
+    title="KnowCoder extraction service",
+    version="0.1.0",
+    description="Code-style universal information extraction (KnowCoder): NER, RE, ED and EAE against a "
+                "schema library or your own class code, sharded over engine replicas.",
+)
+_ERRORS = {400: {"description": "unknown type names, wrong kind of types, or malformed schema_code"},
+           413: {"description": "a text, the batch or the schema_code is over the configured limit"},
+           503: {"description": "the engine replicas could not answer (after retries)"}}
+
+
+def _retryable() -> tuple[type[BaseException], ...]:
+    """Errors that mean "the replica went away", not "the prompt is bad": safe to send again."""
+    from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+    from ray.serve.exceptions import DeploymentUnavailableError
+
+    return (RayActorError, ActorDiedError, ActorUnavailableError, DeploymentUnavailableError)
+
+
+@serve.deployment(name="Engine")
+class EngineReplica:
+    """One inference engine; prompts from all requests are batched dynamically."""
+
+    def __init__(self, config: dict) -> None:
+        import torch
+
+        from knowcoder_ray.infer.engine import load_engine
+
+        cfg = ServeConfig.from_dict(config)
+        torch.set_num_threads(cfg.engine_threads)  # replicas share the node's cores
+        self.engine = load_engine(cfg.engine_kind, cfg.engine_path(), cfg.engine_config())
+        self.generate_batch.set_max_batch_size(cfg.max_batch_size)
+        self.generate_batch.set_batch_wait_timeout_s(cfg.batch_wait_timeout_s)
+        self.batch_sizes: Counter[int] = Counter()
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
+    async def generate_batch(self, prompts: list[Prompt]) -> list[str]:
+        self.batch_sizes[len(prompts)] += 1
+        # Off the event loop, so the replica keeps answering health checks and queueing the next batch.
+        return await asyncio.get_running_loop().run_in_executor(None, self.engine.generate, prompts)
+
+    async def generate(self, prompt: Prompt) -> str:
+        return await self.generate_batch(prompt)
+
+    def info(self) -> dict:
+        return {"pid": os.getpid(), "batch_sizes": dict(self.batch_sizes),
+                "stats": dict(getattr(self.engine, "stats", {}))}
+
+
+@serve.deployment(name="Ingress")
+@serve.ingress(api)
+class Ingress:
+    def __init__(self, engine: DeploymentHandle, config: dict) -> None:
+        from transformers import AutoTokenizer
+
+        from knowcoder_ray.infer.sharding import token_counter
+
+        self.cfg = ServeConfig.from_dict(config)
+        self.engine = engine
+        self.library = load_library(self.cfg.library)
+        self.count = token_counter(AutoTokenizer.from_pretrained(self.cfg.model_dir))
+        self.model = Path(self.cfg.model_dir).name + (f"+{Path(self.cfg.adapter_dir).name}" if self.cfg.adapter_dir else "")
+        # Each request plans and merges in a worker thread that blocks on its prompts' handle results.
+        self.pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="extract")
+        self.retried = 0
+
+    @api.post("/v1/extract", response_model=ExtractResponse, responses=_ERRORS)
+    async def extract(self, req: ExtractRequest) -> dict:
+        try:
+            check_limits(req, self.cfg)
+            library, types = resolve_schema(req, self.library)
+            plan = make_plan(req, library, types, self.cfg.shard_tokens, self.count)
+        except RequestError as e:
+            raise HTTPException(e.status, e.detail) from None
+        except (ValueError, KeyError) as e:  # any other schema problem is the request's, not ours
+            raise HTTPException(400, {"error": str(e)}) from None
+        execute = partial(self._execute, library)
+        try:
+            body = await asyncio.get_running_loop().run_in_executor(self.pool, run, req, plan, execute)
+        except _retryable() as e:
+            raise HTTPException(503, {"error": f"engine replicas unavailable: {type(e).__name__}"}) from None
+        body["model"] = self.model
+        return body
+
+    def _execute(self, library, rows: list[dict]) -> list[dict]:
+        """Send every row's prompt to the engine deployment at once, wait for all, parse (worker thread)."""
+        from knowcoder_ray.infer.extraction import parse_rows
+
+        prompts = [Prompt(r["prompt"], r["prefix_chars"]) for r in rows]
+        pending = [self.engine.generate.remote(p) for p in prompts]
+        outputs = [self._result(p, resp) for p, resp in zip(prompts, pending)]
+        return parse_rows(({**r, "output": o} for r, o in zip(rows, outputs)), {r["plan"]: library for r in rows})
+
+    def _result(self, prompt: Prompt, response) -> str:
+        for attempt in range(self.cfg.retries + 1):
+            try:
+                return response.result()
+            except _retryable() as e:
+                if attempt == self.cfg.retries:
+                    raise
+                self.retried += 1
+                logger.warning("engine replica lost (%s); resending prompt (attempt %d)", type(e).__name__, attempt + 1)
+                time.sleep(0.2 * (attempt + 1))
+                response = self.engine.generate.remote(prompt)
+        raise AssertionError("unreachable")
+
+    @api.get("/v1/schemas", response_model=SchemaSearchResponse)
+    async def schemas(self, q: str = Query("", max_length=200, description="text to find in names or descriptions"),
+                      kind: Literal["entity", "relation", "event"] | None = None,
+                      limit: int = Query(20, ge=1, le=500), offset: int = Query(0, ge=0)) -> dict:
+        total, page = search(self.library, q, kind, limit, offset)
+        return {"total": total, "types": [describe(t) for t in page]}
+
+    @api.get("/healthz", response_model=Health)
+    async def healthz(self) -> dict:
+        return {"status": "ok", "model": self.model, "adapter": self.cfg.adapter_dir,
+                "library_types": len(self.library), "retried_prompts": self.retried}
+
+
+def build_app(args: dict):
+    """Serve application builder (`import_path: knowcoder_ray.serve.app:build_app`); args: ServeConfig."""
+    cfg = ServeConfig.from_dict(dict(args))
+    cfg.engine_path()  # a mismatched adapter fails at deploy time, not in every replica
+    engine = EngineReplica.options(**cfg.engine_options()).bind(cfg.to_dict())
+    return Ingress.options(ray_actor_options={"num_cpus": cfg.ingress_num_cpus}).bind(engine, cfg.to_dict())

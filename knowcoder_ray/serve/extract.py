@@ -1,0 +1,151 @@
+"""From an HTTP request to a sharded extraction plan, and from the merged results to the response.
+
+Planning, parsing and merging are knowcoder_ray.infer.extraction's (the same code the distributed
+evaluation runs); this module only maps the request onto it: the limits (413), the schema the request
+names or defines (400), and the shape of the answer. Executing the prompts is handed in, so the Serve
+ingress runs them on engine replicas and the benchmark runs them in-process.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from knowcoder_ray.infer.extraction import STAGE1_TASK, Executor, Extraction, TaskPlan, run_extraction
+from knowcoder_ray.infer.sharding import Shard, TokenCounter, shard_schema
+from knowcoder_ray.records import Record
+from knowcoder_ray.schema.types import SchemaLibrary, SchemaType
+from knowcoder_ray.serve.classcode import ClassCodeError, read_class_code
+from knowcoder_ray.serve.config import ServeConfig
+from knowcoder_ray.serve.models import ExtractRequest
+
+KIND = {"ner": "entity", "re": "relation", "ed": "event", "eae": "event"}
+
+
+class RequestError(Exception):
+    """A request the service refuses: HTTP `status` with a JSON `detail`."""
+
+    def __init__(self, status: int, detail: dict) -> None:
+        super().__init__(detail.get("error", ""))
+        self.status, self.detail = status, detail
+
+
+def check_limits(req: ExtractRequest, cfg: ServeConfig) -> None:
+    texts = req.all_texts()
+    if len(texts) > cfg.max_texts:
+        raise RequestError(413, {"error": f"{len(texts)} texts in one request; the limit is {cfg.max_texts}"})
+    long = [i for i, t in enumerate(texts) if len(t) > cfg.max_text_chars]
+    if long:
+        raise RequestError(413, {"error": f"text longer than {cfg.max_text_chars} characters",
+                                 "texts": long, "limit": cfg.max_text_chars})
+    if req.schema_code is not None and len(req.schema_code) > cfg.max_code_chars:
+        raise RequestError(413, {"error": f"schema_code longer than {cfg.max_code_chars} characters"})
+
+
+def resolve_schema(req: ExtractRequest, library: SchemaLibrary) -> tuple[SchemaLibrary, list[SchemaType] | None]:
+    """The library the request runs against (the served one, with the user's classes taking precedence)
+    and the task's types it asks for (None: every type of the task's kind)."""
+    kind = KIND[req.task]
+    lib, chosen = library, []
+    if req.schema_code is not None:
+        try:
+            user = read_class_code(req.schema_code, library)
+        except ClassCodeError as e:
+            raise RequestError(400, {"error": f"malformed schema_code: {e.message}", "line": e.line}) from None
+        lib = SchemaLibrary(user).merged(library)
+        chosen = [t for t in user if t.kind == kind]
+        if not chosen and req.types is None:
+            raise RequestError(400, {"error": f"schema_code defines no {kind} class, which task {req.task!r} needs",
+                                     "defined": [t.name for t in user]})
+    names = list(req.types or ())
+    if req.triggers is not None:
+        names += [t.type for per_text in req.triggers for t in per_text]
+    unknown = list(dict.fromkeys(n for n in names if n not in lib))
+    if unknown:
+        raise RequestError(400, {"error": f"unknown type names: {', '.join(unknown)}", "unknown": unknown})
+    wrong = {n: lib[n].kind for n in names if lib[n].kind != kind}
+    if wrong:
+        raise RequestError(400, {"error": f"task {req.task!r} takes {kind} types; got "
+                                          + ", ".join(f"{n} ({k})" for n, k in wrong.items()), "wrong_kind": wrong})
+    chosen += [lib[n] for n in names]
+    if not chosen:
+        if not lib.of_kind(kind):
+            raise RequestError(400, {"error": f"the schema library holds no {kind} types for task {req.task!r}"})
+        return lib, None
+    return lib, list({t.name: t for t in chosen}.values())
+
+
+class ConfirmedTriggerPlan(TaskPlan):
+    """EAE with the triggers the caller confirmed: no detection stage; each text's prompts define the
+    classes of its confirmed event types (sharded like any schema)."""
+
+    def __init__(self, key: str, library: SchemaLibrary, triggers: dict[str, list[tuple[str, str]]],
+                 budget: int, count: TokenCounter) -> None:
+        types = [library[n] for n in dict.fromkeys(t for pairs in triggers.values() for t, _ in pairs)]
+        super().__init__(key, "ee", library, types or library.of_kind("event")[:1], budget, count)
+        self.triggers = triggers
+
+    def stage1_rows(self, record: Record) -> list[dict]:
+        return []
+
+    def stage2_shards(self, detected: Iterable[str]) -> list[Shard]:
+        return shard_schema("eae", [self.library[n] for n in dict.fromkeys(detected)], self.budget, self.count,
+                            self.library)
+
+    def stage2_rows(self, record: Record, detected_events) -> list[dict]:
+        pairs = self.triggers.get(record.id) or []
+        shards = self.stage2_shards(t for t, _ in pairs)
+        return [self._row(record, 2, i, s, pairs) for i, s in enumerate(shards)]
+
+
+def make_plan(req: ExtractRequest, library: SchemaLibrary, types: list[SchemaType] | None, budget: int,
+              count: TokenCounter) -> TaskPlan:
+    if req.task != "eae":
+        return TaskPlan("request", req.task, library, types, budget, count)
+    if req.triggers is None:
+        return TaskPlan("request", "ee", library, types, budget, count)
+    triggers = {str(i): [(t.type, t.trigger) for t in per_text] for i, per_text in enumerate(req.triggers)}
+    return ConfirmedTriggerPlan("request", library, triggers, budget, count)
+
+
+def run(req: ExtractRequest, plan: TaskPlan, execute: Executor) -> dict:
+    """Run the plan over the request's texts with `execute`; returns the response body (a dict)."""
+    records = [Record(str(i), t) for i, t in enumerate(req.all_texts())]
+    seen: dict[tuple[str, int, int], dict] = {}
+
+    def recording(rows: list[dict]) -> list[dict]:
+        out = execute(rows)
+        for r in out:
+            seen[(r["record_id"], r["stage"], r["shard"])] = r
+        return out
+
+    results = run_extraction([("", plan, records)], recording)
+    return build_response(req, plan, [results[("", plan.key, r.id)] for r in records], seen)
+
+
+def build_response(req: ExtractRequest, plan: TaskPlan, extractions: Sequence[Extraction],
+                   rows: dict[tuple[str, int, int], dict]) -> dict:
+    shards: dict[str, list[list[str]]] = {}
+    if not isinstance(plan, ConfirmedTriggerPlan):
+        shards[STAGE1_TASK[plan.task]] = [list(s.names) for s in plan.shards1]
+    stage2: dict[tuple[str, ...], None] = {}
+    results = []
+    for ex in extractions:
+        record = ex.record.to_dict()
+        mine = sorted((r for k, r in rows.items() if k[0] == ex.record.id), key=lambda r: (r["stage"], r["shard"]))
+        for r in mine:
+            if r["stage"] == 2:  # stage-2 shards depend on what stage 1 found in each text
+                stage2.setdefault(tuple(r["names"]), None)
+        result = {
+            "text": ex.record.text, "entities": record["entities"], "relations": record["relations"],
+            "events": record["events"],
+            "hallucinated": list(dict.fromkeys(h for r in mine for h in r["hallucinated"])),
+            "errors": [e for r in mine for e in r["errors"]],
+            "truncated": any(r["truncated"] for r in mine),
+        }
+        if req.return_raw:
+            result["raw"] = [{"stage": r["task"], "shard": r["shard"], "types": list(r["names"]),
+                              "prompt_chars": len(r["prompt"]), "output": r["output"]} for r in mine]
+        results.append(result)
+    if stage2:
+        shards["eae"] = [list(names) for names in stage2]
+    return {"task": req.task, "shards": shards, "prompts": len(rows), "results": results}
+
