@@ -1,0 +1,126 @@
+"""`knowcoder schema ...`: build the schema library from a Wikidata dump, convert between Parquet and .py."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    schema = sub.add_parser("schema", help="schema library: build from Wikidata, convert Parquet <-> .py")
+    ssub = schema.add_subparsers(dest="schema_command", required=True)
+
+    b = ssub.add_parser("build", help="build the library from a Wikidata JSON dump (.json, .json.gz, .json.bz2)")
+    b.add_argument("dump", help="dump path or s3:// / gs:// URI")
+    b.add_argument("--out", required=True, help="output folder (path or URI)")
+    b.add_argument("--event-root", default="Q1190554", help="event types descend from this class ('none': no events)")
+    b.add_argument("--types", default="", help="keep only these types (names, Wikidata ids or labels, comma-separated) "
+                                               "and their ancestors and constraint types")
+    b.add_argument("--types-file", help="like --types, one per line")
+    b.add_argument("--corpus", action="append", default=[], help="keep the types this Record JSONL uses (repeatable)")
+    b.add_argument("--descriptions", help="TSV of descriptions to fill in (the missing_descriptions.tsv, completed)")
+    b.add_argument("--max-examples", type=int, default=5)
+    b.add_argument("--max-roles", type=int, default=8)
+    b.add_argument("--min-role-support", type=float, default=0.2)
+    b.add_argument("--local", action="store_true", help="plain loop in this process instead of Ray Data")
+    b.add_argument("--ray-address", help="Ray cluster to join (default: a local one, on 127.0.0.1)")
+    b.add_argument("--num-cpus", type=int, help="CPUs for a local Ray cluster")
+    b.add_argument("--parallelism", type=int, default=-1, help="read tasks (byte ranges of a plain dump)")
+    b.set_defaults(func=_build)
+
+    t = ssub.add_parser("to-py", help="render a schema Parquet table as Entities.py, Relations.py, Events.py")
+    t.add_argument("parquet")
+    t.add_argument("out")
+    t.set_defaults(func=_to_py)
+
+    f = ssub.add_parser("from-py", help="read Entities.py / Relations.py / Events.py (e.g. the released library, "
+                                        "schema_pys/) with ast into a schema Parquet table")
+    f.add_argument("src")
+    f.add_argument("parquet")
+    f.set_defaults(func=_from_py)
+
+
+def _wanted(args: argparse.Namespace, report_lines: list[str]) -> list[str] | None:
+    from knowcoder_ray.schema.storage import read_text
+    from knowcoder_ray.schema.wikidata import corpus_types
+
+    wanted = [w.strip() for w in args.types.split(",") if w.strip()]
+    if args.types_file:
+        wanted += [w.strip() for w in read_text(args.types_file).splitlines() if w.strip()]
+    if args.corpus:
+        types, bad = corpus_types(args.corpus)
+        wanted += sorted(types)
+        if bad:
+            report_lines.append(f"corpus: {bad} lines are not records (skipped)")
+    return wanted if (args.types or args.types_file or args.corpus) else None
+
+
+def _build(args: argparse.Namespace) -> int:
+    from knowcoder_ray.schema import pyfile, storage
+    from knowcoder_ray.schema.wikidata import (
+        BuildConfig, build, fill_descriptions, missing_descriptions_tsv, parse_descriptions_tsv, select,
+    )
+
+    config = BuildConfig(event_root=None if args.event_root.lower() == "none" else args.event_root,
+                         max_examples=args.max_examples, max_roles=args.max_roles,
+                         min_role_support=args.min_role_support)
+    started = False
+    if not args.local:
+        import ray
+
+        if not ray.is_initialized():
+            if not args.ray_address:
+                os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # local: loopback only
+            ray.init(address=args.ray_address, num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
+            started = True
+    try:
+        result = build(args.dump, config, use_ray=not args.local, parallelism=args.parallelism)
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+    library, report = result.library, result.report
+    notes: list[str] = []
+    wanted = _wanted(args, notes)
+    if wanted is not None:
+        library, report.unmatched = select(library, wanted)
+    if args.descriptions:
+        library, filled = fill_descriptions(library, parse_descriptions_tsv(storage.read_text(args.descriptions)))
+        notes.append(f"descriptions filled in: {filled}")
+
+    storage.makedirs(args.out)
+    storage.write_parquet(library, storage.join(args.out, "schema.parquet"))
+    pyfile.write_pyfiles(library, args.out)
+    storage.write_text(storage.join(args.out, "malformed.jsonl"),
+                       "".join(json.dumps(m, ensure_ascii=False) + "\n" for m in report.malformed))
+    storage.write_text(storage.join(args.out, "missing_descriptions.tsv"), missing_descriptions_tsv(library))
+    summary = {**report.summary(), **{f"selected_{k}_types": len(library.of_kind(k))
+                                      for k in ("entity", "relation", "event")}}
+    storage.write_text(storage.join(args.out, "report.json"), json.dumps({
+        "summary": summary, "unresolved": report.unresolved, "dropped_cycle_edges": report.dropped_cycle_edges,
+        "missing_labels": report.missing_labels, "unmatched": report.unmatched, "notes": notes,
+        "problems": library.validate()}, indent=1))
+    print(json.dumps(summary))
+    for n in notes:
+        print(n)
+    if report.malformed:
+        print(f"{len(report.malformed)} malformed lines written to {storage.join(args.out, 'malformed.jsonl')}")
+    return 0
+
+
+def _to_py(args: argparse.Namespace) -> int:
+    from knowcoder_ray.schema import pyfile, storage
+
+    for path in pyfile.write_pyfiles(storage.read_parquet(args.parquet), args.out):
+        print(path)
+    return 0
+
+
+def _from_py(args: argparse.Namespace) -> int:
+    from knowcoder_ray.schema import pyfile, storage
+
+    library = pyfile.read_pyfiles(args.src)
+    storage.write_parquet(library, args.parquet)
+    print(json.dumps({k: len(library.of_kind(k)) for k in ("entity", "relation", "event")}))
+    return 0

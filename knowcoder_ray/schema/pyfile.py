@@ -1,0 +1,228 @@
+"""The library as code: `Entities.py`, `Relations.py`, `Events.py` in the layout of the released
+KnowCoder-Schema-Library (schema_pys/), and the reader that loads such files back with `ast`.
+
+The files are never imported or executed: the reader walks the syntax tree. Each file starts with its
+base classes, then one class per type (`codec.render.render_class`, events in the ED form with their
+`arg_names`), parents before children. What the class code cannot show (Wikidata ids, labels, the
+entity types of event roles, examples that contain the ", " separator) goes into one literal dict at
+the end, `SCHEMA_METADATA`, keyed by class name and holding only the fields that reading the class
+alone would get wrong; the reader applies it, so Parquet -> .py -> library is exact. The released
+files have no such dict and read fine without it.
+"""
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterable
+
+from knowcoder_ray.codec.render import ENTITY_BASE, EVENT_BASE_ED, RELATION_BASE, render_class
+from knowcoder_ray.schema.storage import exists, join, makedirs, read_text, write_text
+from knowcoder_ray.schema.types import BASE_CLASS, Role, SchemaError, SchemaLibrary, SchemaType
+
+FILES = {"entity": "Entities.py", "relation": "Relations.py", "event": "Events.py"}
+HEADERS = {"entity": [ENTITY_BASE], "relation": ["from Entities import *", RELATION_BASE], "event": [EVENT_BASE_ED]}
+METADATA = "SCHEMA_METADATA"
+_RELATION_EXAMPLES = re.compile(r"(?<=\)),\s*(?=\()")
+
+
+# ---- writing -----------------------------------------------------------------------------------------
+
+def topological(types: Iterable[SchemaType]) -> list[SchemaType]:
+    """Parents before children (input order otherwise), so the file could be imported top to bottom."""
+    types = list(types)
+    by_name = {t.name: t for t in types}
+    out, done, on_path = [], set(), set()
+    for t in types:
+        stack = [(t, iter(t.parents))]
+        if t.name in done:
+            continue
+        on_path.add(t.name)
+        while stack:
+            node, it = stack[-1]
+            p = next(it, None)
+            if p is None:
+                stack.pop()
+                on_path.discard(node.name)
+                done.add(node.name)
+                out.append(node)
+            elif p in by_name and p not in done and p not in on_path:
+                on_path.add(p)
+                stack.append((by_name[p], iter(by_name[p].parents)))
+    return out
+
+
+def render_file(kind: str, types: Iterable[SchemaType]) -> str:
+    types = topological(t for t in types if t.kind == kind)
+    blocks = list(HEADERS[kind])
+    metadata = {}
+    for t in types:
+        code = render_class(t)
+        try:
+            shown = read_class(_only_class(code), kind, code.splitlines())
+        except SyntaxError as e:
+            raise SchemaError(f"type {t.name!r} does not render to valid Python ({e.msg}); "
+                              "check its description and examples for triple quotes") from None
+        row, seen = t.to_row(), shown.to_row()
+        extra = {k: v for k, v in row.items() if v != seen[k]}
+        if extra:
+            metadata[t.name] = extra
+        blocks.append(code)
+    if metadata:
+        lines = [f"\t{k!r}: {v!r}," for k, v in metadata.items()]
+        blocks.append("# What the classes above do not show (Wikidata ids, labels, role entity types...), a plain\n"
+                      "# literal for readers of this file; the classes are usable without it.\n"
+                      f"{METADATA} = {{\n" + "\n".join(lines) + "\n}")
+    return "\n\n".join(blocks) + "\n"
+
+
+def _only_class(code: str) -> ast.ClassDef:
+    return ast.parse(code).body[0]
+
+
+def write_pyfiles(library: SchemaLibrary, out_dir: str) -> list[str]:
+    """Entities.py, Relations.py and Events.py under `out_dir` (path or URI); returns the files written."""
+    makedirs(out_dir)
+    written = []
+    for kind, name in FILES.items():
+        uri = join(out_dir, name)
+        write_text(uri, render_file(kind, library))
+        written.append(uri)
+    return written
+
+
+# ---- reading -----------------------------------------------------------------------------------------
+
+def read_pyfiles(src_dir: str) -> SchemaLibrary:
+    """A library from the Entities.py / Relations.py / Events.py found under `src_dir` (at least one)."""
+    types: list[SchemaType] = []
+    found = False
+    for kind, name in FILES.items():
+        uri = join(src_dir, name)
+        if exists(uri):
+            found = True
+            types += read_pyfile(read_text(uri), kind, uri)
+    if not found:
+        raise FileNotFoundError(f"no {', '.join(FILES.values())} under {src_dir}")
+    return SchemaLibrary(types)
+
+
+def read_pyfile(source: str, kind: str, filename: str = "<schema>") -> list[SchemaType]:
+    """The types defined in one schema file of `kind` (entity, relation, event), read with `ast`."""
+    try:
+        tree = ast.parse(source, filename=filename)
+    except SyntaxError as e:
+        raise SchemaError(f"{filename}: not valid Python at line {e.lineno}: {e.msg}") from None
+    lines = source.splitlines()
+    metadata: dict = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == METADATA for t in node.targets):
+            try:
+                metadata = ast.literal_eval(node.value)
+            except ValueError:
+                raise SchemaError(f"{filename}: {METADATA} at line {node.lineno} is not a literal") from None
+    out = []
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name not in BASE_CLASS.values():
+            try:
+                t = read_class(node, kind, lines)
+                extra = metadata.get(node.name)
+                if extra:
+                    t = SchemaType.from_row({**t.to_row(), **extra})
+            except (SchemaError, ValueError, TypeError) as e:
+                raise SchemaError(f"{filename}: class {node.name} at line {node.lineno}: {e}") from None
+            out.append(t)
+    return out
+
+
+def read_class(node: ast.ClassDef, kind: str, lines: list[str]) -> SchemaType:
+    """One class definition -> SchemaType (name, parents, description, examples, constraints, roles)."""
+    parents = tuple(n for n in map(_name, node.bases) if n and n not in BASE_CLASS.values())
+    fields = _docstring_fields(ast.get_docstring(node, clean=False) or "")
+    description = fields.get("description", "")
+    examples_text = fields.get("examples", "")
+    init = next((f for f in node.body if isinstance(f, ast.FunctionDef) and f.name == "__init__"), None)
+    head: tuple[str, ...] = ()
+    tail: tuple[str, ...] = ()
+    roles: tuple[Role, ...] = ()
+    if init is not None and kind == "relation":
+        hints = {a.arg: _hint_types(a.annotation) for a in init.args.args}
+        head, tail = hints.get("head_entity", ()), hints.get("tail_entity", ())
+    elif init is not None and kind == "event":
+        roles, trigger_examples = _event_roles(init, lines)
+        if not examples_text and trigger_examples:
+            examples_text = trigger_examples
+    return SchemaType(node.name, kind, parents, None, "", description, _split_examples(examples_text, kind),
+                      head, tail, roles)
+
+
+def _name(node: ast.expr) -> str | None:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):  # Entities.Human
+        return node.attr
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):  # "Human" (string annotation)
+        return node.value
+    return None
+
+
+def _hint_types(node: ast.expr | None) -> tuple[str, ...]:
+    """`Human | Organization`, `List[ Human ]`, `Union[A, B]`, `"Human"` -> the entity type names."""
+    if node is None:
+        return ()
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        return _hint_types(node.left) + _hint_types(node.right)
+    if isinstance(node, ast.Subscript):
+        inner = node.slice
+        parts = inner.elts if isinstance(inner, ast.Tuple) else [inner]
+        return tuple(n for p in parts for n in _hint_types(p))
+    name = _name(node)
+    return () if name in (None, "Entity", "str") else (name,)
+
+
+def _event_roles(init: ast.FunctionDef, lines: list[str]) -> tuple[tuple[Role, ...], str]:
+    """Roles of the ED form (`arg_names = [...]`) or the EAE form (typed parameters, trigger examples as a
+    comment on the `trigger` parameter's line)."""
+    for stmt in init.body:
+        if (isinstance(stmt, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "arg_names" for t in stmt.targets)
+                and isinstance(stmt.value, (ast.List, ast.Tuple))):
+            return tuple(Role(e.value) for e in stmt.value.elts
+                         if isinstance(e, ast.Constant) and isinstance(e.value, str)), ""
+    roles, examples = [], ""
+    for a in init.args.args:
+        if a.arg == "self":
+            continue
+        if a.arg == "trigger":
+            line = lines[a.lineno - 1] if 0 < a.lineno <= len(lines) else ""
+            if "# Examples:" in line:
+                examples = line.split("# Examples:", 1)[1]
+            continue
+        roles.append(Role(a.arg, _hint_types(a.annotation)))
+    return tuple(roles), examples
+
+
+def _docstring_fields(doc: str) -> dict[str, str]:
+    """'Description: ...' / 'Examples: ...' lines (continuation lines join the field above)."""
+    fields: dict[str, str] = {}
+    current = None
+    for line in doc.split("\n"):
+        s = line.strip()
+        key = next((k for k in ("Description", "Examples") if s.startswith(k + ":")), None)
+        if key:
+            current = key.lower()
+            fields[current] = s[len(key) + 1:].strip()
+        elif s and current:
+            fields[current] = (fields[current] + " " + s).strip()
+    return fields
+
+
+def _split_examples(text: str, kind: str) -> tuple[str, ...]:
+    """Entity examples are joined by ", ", event examples each end with ", ", relation examples are
+    "(head, tail)" pairs joined by ", "."""
+    text = text.strip()
+    if not text:
+        return ()
+    if kind == "relation" and text.startswith("(") and text.endswith(")"):
+        return tuple(_RELATION_EXAMPLES.split(text))
+    if kind == "event":
+        text = text.rstrip(",").rstrip()
+    return tuple(e.strip() for e in text.split(", ") if e.strip())
