@@ -13,6 +13,7 @@ Rows: {"prompt", "output", "task", "source", "types": class names shown, "n_toke
 from __future__ import annotations
 
 import random
+from functools import lru_cache
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 
@@ -85,10 +86,8 @@ class FollowingTransform(Transform):
 
     def example(self, spec: ShardSpec, item: Item) -> Example:
         if spec.kind == "benchmark":
-            from knowcoder_ray.data.benchmarks import BENCHMARKS
-
             record, schema = item.payload
-            return Example(record, list(schema), BENCHMARKS[spec.path].tasks)
+            return Example(record, list(schema), _benchmark(spec.path).tasks)
         if spec.source not in READERS:
             raise ValueError(f"the following corpus has no source {spec.source!r}; known: {sorted(READERS)}")
         return READERS[spec.source](item.payload, self.index, id=item.key)
@@ -132,19 +131,28 @@ class FollowingTransform(Transform):
 
 
 def parse_benchmark_arg(arg: str) -> tuple[str, str]:
-    """'conll04' -> ('conll04', 'train'); 'phee:dev' -> ('phee', 'dev'). A benchmark without a train
-    split needs its split named (its test split is evaluation data)."""
-    from knowcoder_ray.data.benchmarks import BENCHMARKS
-
+    """'conll04' -> ('conll04', 'train'); 'phee:dev' -> ('phee', 'dev'); 'records:<path.jsonl>' (unified
+    records) -> (arg, its only split). A benchmark without a train split needs its split named (its test
+    split is evaluation data)."""
+    if arg.startswith("records:"):
+        return arg, _benchmark(arg).splits[0]
     name, _, split = arg.partition(":")
-    if name not in BENCHMARKS:
-        raise ValueError(f"unknown benchmark {name!r}; known: {', '.join(sorted(BENCHMARKS))}")
+    b = _benchmark(name)
     if not split:
-        if "train" not in BENCHMARKS[name].splits:
-            raise ValueError(f"benchmark {name!r} has no train split; name one of {BENCHMARKS[name].splits} "
-                             f"as {name}:<split>")
+        if "train" not in b.splits:
+            raise ValueError(f"benchmark {name!r} has no train split; name one of {b.splits} as {name}:<split>")
         split = "train"
     return name, split
+
+
+@lru_cache(maxsize=64)
+def _benchmark(name: str):
+    from knowcoder_ray.data.benchmarks import get_benchmark
+
+    try:
+        return get_benchmark(name)
+    except KeyError as e:
+        raise ValueError(e.args[0]) from None
 
 
 def plan(*, universalner: Sequence[str] = (), instructie: Sequence[str] = (), lsee: Sequence[str] = (),

@@ -535,13 +535,16 @@ def run(transform: Transform, specs: list[ShardSpec], out: str, *, fmt: str = "p
     write_manifest(out, transform, specs, fmt, counter, chash)
     done = completed(out)
     pending = [s for s in specs if s.shard not in done][:max_shards]
-    if pending:
-        markers = (_run_local(transform, pending, out, fmt, counter) if engine == "local"
-                   else _run_ray(transform, pending, out, fmt, tokenizer, workers))
-        for i, marker in enumerate(markers, 1):
-            if progress:
-                progress(marker, i, len(pending))
-    return write_manifest(out, transform, specs, fmt, counter, chash)
+    try:
+        if pending:
+            markers = (_run_local(transform, pending, out, fmt, counter) if engine == "local"
+                       else _run_ray(transform, pending, out, fmt, tokenizer, workers))
+            for i, marker in enumerate(markers, 1):
+                if progress:
+                    progress(marker, i, len(pending))
+    finally:  # also after a failure or Ctrl-C: the manifest then lists what is done
+        manifest = write_manifest(out, transform, specs, fmt, counter, chash)
+    return manifest
 
 
 def _run_local(transform, pending, out, fmt, counter) -> Iterator[dict]:
