@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "knowcoder_ray.train.cli",
     "knowcoder_ray.schema.cli",
     "knowcoder_ray.serve.cli",
+    "knowcoder_ray.eval.cli",
 ]
 
 

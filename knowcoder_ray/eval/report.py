@@ -1,0 +1,105 @@
+"""The plotly HTML report of an evaluation run: metric vs checkpoint lines, per-type F1 bars (one chart
+per dataset), a per-dataset table and the parse statistics. One self-contained file (plotly.js inlined),
+so it opens offline."""
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+CLASSIFICATION = ("EC", "RC", "TC", "AC")  # the per-type bars show these
+
+
+def load_run(run_dir: str | Path) -> tuple[dict, list[dict]]:
+    """summary.json and each checkpoint's metrics.json (in checkpoint order)."""
+    run_dir = Path(run_dir)
+    path = run_dir / "summary.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run `knowcoder eval` first")
+    summary = json.loads(path.read_text())
+    return summary, [json.loads((run_dir / c["metrics"]).read_text()) for c in summary["checkpoints"]]
+
+
+def _lines(labels: list[str], metrics: list[dict]):
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    names = list(dict.fromkeys(m for ck in metrics for m in ck["summary"]))
+    for m in names:
+        fig.add_trace(go.Scatter(x=labels, y=[ck["summary"].get(m) for ck in metrics], mode="lines+markers", name=m))
+    fig.update_layout(title="Overall F1 (%) per checkpoint", xaxis_title="checkpoint", yaxis_title="F1 (%)",
+                      yaxis_range=[0, 100], height=420)
+    return fig
+
+
+def _type_bars(dataset: str, labels: list[str], metrics: list[dict]):
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for label, ck in zip(labels, metrics):
+        scores = ck["datasets"][dataset]["metrics"]
+        x, y = [], []
+        for m in CLASSIFICATION:
+            for t, c in scores.get(m, {}).get("per_type", {}).items():
+                x.append(f"{m} · {t}")
+                y.append(round(100 * c["f1"], 2))
+        fig.add_trace(go.Bar(x=x, y=y, name=label))
+    fig.update_layout(title=f"{dataset}: F1 (%) per type", barmode="group", yaxis_title="F1 (%)",
+                      yaxis_range=[0, 100], height=420)
+    return fig
+
+
+def _table(labels: list[str], metrics: list[dict]):
+    import plotly.graph_objects as go
+
+    rows = []
+    for dataset in metrics[0]["datasets"]:
+        for m in metrics[0]["datasets"][dataset]["metrics"]:
+            cells = []
+            for ck in metrics:
+                c = ck["datasets"][dataset]["metrics"][m]["overall"]
+                cells.append(f"{100 * c['f1']:.2f} ({100 * c['p']:.1f} / {100 * c['r']:.1f})")
+            rows.append([dataset, m, str(metrics[0]["datasets"][dataset]["records"]), *cells])
+    for m in metrics[0]["overall"]:
+        rows.append(["all", m, "", *[f"{100 * ck['overall'][m]['overall']['f1']:.2f}" for ck in metrics]])
+    columns = list(zip(*rows)) if rows else [[]] * (3 + len(labels))
+    header = ["dataset", "metric", "sentences", *[f"{lab}: F1 (P / R)" for lab in labels]]
+    fig = go.Figure(go.Table(header={"values": header, "align": "left"},
+                             cells={"values": [list(c) for c in columns], "align": "left"}))
+    fig.update_layout(title="Per-dataset scores", height=140 + 21 * len(rows))
+    return fig
+
+
+def _parse_table(labels: list[str], metrics: list[dict]):
+    import plotly.graph_objects as go
+
+    keys = ["prompts", "outputs_with_errors", "errors", "hallucinated", "truncated"]
+    fig = go.Figure(go.Table(header={"values": ["checkpoint", *keys], "align": "left"},
+                             cells={"values": [labels, *[[ck["parse"][k] for ck in metrics] for k in keys]],
+                                    "align": "left"}))
+    fig.update_layout(title="Model outputs: parse statistics", height=120 + 28 * len(labels))
+    return fig
+
+
+def build_report(run_dir: str | Path) -> str:
+    """The report page as one HTML string."""
+    import plotly.io as pio
+
+    summary, metrics = load_run(run_dir)
+    labels = [c["checkpoint"] for c in summary["checkpoints"]]
+    figs = [_lines(labels, metrics), _table(labels, metrics)]
+    figs += [_type_bars(d, labels, metrics) for d in metrics[0]["datasets"]]
+    figs.append(_parse_table(labels, metrics))
+    divs = [pio.to_html(f, full_html=False, include_plotlyjs=(i == 0), div_id=f"fig{i}") for i, f in enumerate(figs)]
+    title = f"KnowCoder evaluation: {len(labels)} checkpoint(s), split {summary['split']}"
+    info = (f"<p>Datasets: {html.escape(', '.join(summary['datasets']))}<br>"
+            f"Checkpoints: {html.escape(', '.join(labels))}</p>")
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title></head>"
+            f"<body style=\"font-family: sans-serif; margin: 1em 2em\"><h1>{html.escape(title)}</h1>{info}"
+            + "\n".join(divs) + "</body></html>\n")
+
+
+def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    path = Path(out) if out else Path(run_dir) / "report.html"
+    path.write_text(build_report(run_dir))
+    return path

@@ -1,0 +1,238 @@
+"""Inference engines: prompts in, texts out (greedy, stop at the closing triple quote, max new tokens).
+
+Every engine takes `Prompt`s (or plain strings) and returns, for each, the generated text cut before the
+first `STOP`. Prompts over `max_prompt_tokens` are cut to the first `keep_head` + last `keep_tail` tokens,
+as the official KnowCoder evaluation does (3,500 -> 1,500 + 2,000).
+
+`TransformersEngine` (CPU or GPU) batches prompts with padding before the sentence part and reuses the
+key/value cache of the schema prefix: prompts of one schema shard share the wrapper instruction and the
+class definitions, so that part is run through the model once per shard (kept in a small LRU) and every
+batch of sentences starts from a copy of it. The token sequence each prompt sees is exactly the one
+plain generation sees (the prefix is cut from the prompt's own tokenization), so outputs are the same.
+"""
+from __future__ import annotations
+
+import copy
+import inspect
+import json
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from knowcoder_ray.codec.render import STOP
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A full prompt; its first `prefix_chars` characters are shared with other prompts (the schema
+    prefix: wrapper instruction + class definitions), which lets an engine reuse their KV cache."""
+
+    text: str
+    prefix_chars: int = 0
+
+
+@dataclass
+class EngineConfig:
+    max_new_tokens: int = 640
+    batch_size: int = 8
+    max_prompt_tokens: int = 3500   # official cut: longer prompts keep head + tail tokens
+    keep_head: int = 1500
+    keep_tail: int = 2000
+    prefix_reuse: bool = True
+    prefix_cache_size: int = 4      # schema prefixes kept per engine (LRU)
+    device: str = "auto"            # auto | cpu | cuda | cuda:N
+    dtype: str = "auto"             # auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "EngineConfig":
+        d = dict(d or {})
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown engine settings {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
+        return cls(**d)
+
+
+class Engine(Protocol):
+    def generate(self, prompts: Sequence[Prompt | str]) -> list[str]: ...
+
+
+def as_prompt(p: Prompt | str) -> Prompt:
+    return p if isinstance(p, Prompt) else Prompt(str(p))
+
+
+def cut_at_stop(text: str) -> str:
+    """The generated text before the first closing triple quote."""
+    return text.split(STOP, 1)[0]
+
+
+def truncate_ids(ids: list[int], max_tokens: int = 3500, head: int = 1500, tail: int = 2000) -> list[int]:
+    """The official cut: a prompt over `max_tokens` keeps its first `head` and last `tail` tokens."""
+    if len(ids) <= max_tokens:
+        return ids
+    return ids[:head] + ids[len(ids) - tail:]
+
+
+def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def adapter_base(path: str | Path) -> str | None:
+    """The base model of a PEFT adapter folder, or None when `path` is a full model folder."""
+    cfg = Path(path) / "adapter_config.json"
+    if not cfg.is_file():
+        return None
+    base = json.loads(cfg.read_text()).get("base_model_name_or_path")
+    if not base:
+        raise ValueError(f"{cfg} names no base_model_name_or_path")
+    return base
+
+
+def _device_and_dtype(config: EngineConfig):
+    import torch
+
+    device = config.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if config.dtype == "auto":
+        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    else:
+        dtype = getattr(torch, config.dtype)
+    return device, dtype
+
+
+class TransformersEngine:
+    """Greedy generation with Hugging Face transformers; batching and schema-prefix KV reuse.
+
+    `model_path` is a model folder or a PEFT adapter folder (merged into its base on load).
+    """
+
+    def __init__(self, model_path: str | Path, config: EngineConfig | None = None) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, StoppingCriteriaList
+        from transformers.generation.stopping_criteria import StopStringCriteria
+
+        self.config = config or EngineConfig()
+        self.device, dtype = _device_and_dtype(self.config)
+        base = adapter_base(model_path)
+        tok_path = model_path if (Path(model_path) / "tokenizer_config.json").is_file() or base is None else base
+        self.tokenizer = AutoTokenizer.from_pretrained(tok_path)
+        model = AutoModelForCausalLM.from_pretrained(base or model_path, dtype=dtype)
+        if base is not None:
+            from peft import PeftModel
+            model = PeftModel.from_pretrained(model, str(model_path)).merge_and_unload()
+        self.model = model.to(self.device).eval()
+        eos = self.tokenizer.eos_token_id
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos
+        self.generation_config = GenerationConfig(
+            max_new_tokens=self.config.max_new_tokens, do_sample=False, num_beams=1,
+            pad_token_id=self.pad_id, eos_token_id=eos, bos_token_id=self.tokenizer.bos_token_id)
+        self.stopping = StoppingCriteriaList([StopStringCriteria(self.tokenizer, [STOP])])
+        self._prefix_ids: OrderedDict[str, list[int]] = OrderedDict()   # prefix text -> its token ids
+        self._caches: OrderedDict[tuple[int, ...], object] = OrderedDict()  # prefix ids -> DynamicCache
+        self._torch = torch
+        # transformers >= 5.24 names the cache argument `cache` (`past_key_values` before)
+        self._cache_arg = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+        self.stats = {"prefix_computed": 0, "prefix_reused": 0, "batches": 0}
+
+    # ---- tokens ------------------------------------------------------------------------------------
+
+    def encode(self, text: str) -> list[int]:
+        c = self.config
+        return truncate_ids(self.tokenizer(text)["input_ids"], c.max_prompt_tokens, c.keep_head, c.keep_tail)
+
+    def _shared_len(self, p: Prompt, ids: list[int]) -> int:
+        """Tokens at the start of `ids` that belong to the prompt's shared prefix. Taken as the common
+        part of the prompt's own tokens and the prefix's tokens, so a BPE merge across the boundary or the
+        official cut can only shorten it; at least one token is left to generate from."""
+        if not self.config.prefix_reuse or p.prefix_chars <= 0:
+            return 0
+        head = p.text[:p.prefix_chars]
+        prefix_ids = self._prefix_ids.get(head)
+        if prefix_ids is None:
+            prefix_ids = self.tokenizer(head)["input_ids"]
+            self._prefix_ids[head] = prefix_ids
+            while len(self._prefix_ids) > 64:
+                self._prefix_ids.popitem(last=False)
+        return min(common_prefix_len(prefix_ids, ids), len(ids) - 1)
+
+    # ---- generation --------------------------------------------------------------------------------
+
+    def generate(self, prompts: Sequence[Prompt | str]) -> list[str]:
+        prompts = [as_prompt(p) for p in prompts]
+        ids = [self.encode(p.text) for p in prompts]
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, (p, tokens) in enumerate(zip(prompts, ids)):
+            groups.setdefault(tuple(tokens[:self._shared_len(p, tokens)]), []).append(i)
+        out: list[str] = [""] * len(prompts)
+        bs = max(1, self.config.batch_size)
+        for prefix, members in groups.items():
+            members.sort(key=lambda i: len(ids[i]))  # similar lengths together: less padding
+            for k in range(0, len(members), bs):
+                batch = members[k:k + bs]
+                texts = self._generate_batch(prefix, [ids[i][len(prefix):] for i in batch])
+                for i, t in zip(batch, texts):
+                    out[i] = t
+        return out
+
+    def _prefix_cache(self, prefix: tuple[int, ...]):
+        from transformers import DynamicCache
+
+        cache = self._caches.get(prefix)
+        if cache is not None:
+            self._caches.move_to_end(prefix)
+            self.stats["prefix_reused"] += 1
+            return cache
+        cache = DynamicCache(config=self.model.config)
+        with self._torch.no_grad():
+            self.model(input_ids=self._torch.tensor([prefix], device=self.device), use_cache=True,
+                       **{self._cache_arg: cache})
+        self._caches[prefix] = cache
+        while len(self._caches) > max(1, self.config.prefix_cache_size):
+            self._caches.popitem(last=False)
+        self.stats["prefix_computed"] += 1
+        return cache
+
+    def _generate_batch(self, prefix: tuple[int, ...], suffixes: list[list[int]]) -> list[str]:
+        """Rows laid out as [prefix | padding | suffix]: the prefix columns line up with the cached keys
+        and values; position ids follow the attention mask, so padding shifts no position."""
+        torch = self._torch
+        n, p, s = len(suffixes), len(prefix), max(len(x) for x in suffixes)
+        input_ids = torch.full((n, p + s), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((n, p + s), dtype=torch.long)
+        for r, suffix in enumerate(suffixes):
+            if p:
+                input_ids[r, :p] = torch.tensor(prefix)
+                mask[r, :p] = 1
+            input_ids[r, p + s - len(suffix):] = torch.tensor(suffix)
+            mask[r, p + s - len(suffix):] = 1
+        kwargs = {}
+        if p:
+            cache = copy.deepcopy(self._prefix_cache(prefix))
+            cache.batch_repeat_interleave(n)
+            kwargs[self._cache_arg] = cache
+        with torch.no_grad():
+            out = self.model.generate(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
+                                      generation_config=self.generation_config, stopping_criteria=self.stopping,
+                                      **kwargs)
+        self.stats["batches"] += 1
+        texts = self.tokenizer.batch_decode(out[:, p + s:], skip_special_tokens=True)
+        return [cut_at_stop(t) for t in texts]
+
+
+def load_engine(kind: str, model_path: str | Path, config: EngineConfig | None = None, **engine_kwargs) -> Engine:
+    """An engine by name: "transformers" or "vllm" (extra keyword arguments go to the vLLM engine)."""
+    if kind == "transformers":
+        if engine_kwargs:
+            raise ValueError(f"the transformers engine takes no {sorted(engine_kwargs)}")
+        return TransformersEngine(model_path, config)
+    if kind == "vllm":
+        from knowcoder_ray.infer.vllm_engine import VLLMEngine
+        return VLLMEngine(model_path, config, **engine_kwargs)
+    raise ValueError(f"unknown engine {kind!r}; expected 'transformers' or 'vllm'")

@@ -1,0 +1,206 @@
+"""Sharded extraction: records -> prompt rows (one per record and schema shard) -> texts -> parsed,
+merged and deduplicated predictions; events optionally in two stages as the official evaluation runs them.
+
+Planning, parsing and merging live here; *executing* the rows (texts out of an engine, then parsing) is a
+function handed in, so the same plan runs in-process (`local_executor`) or on a Ray cluster
+(`knowcoder_ray.eval.evaluate`). Rows are plain dicts of strings and ints (Arrow friendly).
+
+Two-stage events ("ee"): stage 1 is ED over the coarse types (each event type's top ancestor in the
+schema, e.g. `ConflictEvent`; a type without parents is its own coarse type); stage 2 is EAE over the
+subtypes of the coarse types detected in the sentence, with the detected triggers confirmed in the
+instruction. The final events are the stage-2 events, plus any stage-1 event whose type is itself a
+leaf type and whose trigger stage 2 did not return (so one-level schemas keep their detections).
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from knowcoder_ray.codec.parse import Parser
+from knowcoder_ray.infer.engine import Prompt
+from knowcoder_ray.infer.sharding import Shard, TokenCounter, char_counter, shard_schema, shown_names
+from knowcoder_ray.records import EventMention, Record
+from knowcoder_ray.schema.types import SchemaLibrary, SchemaType
+
+PLAN_TASKS = ("ner", "re", "ed", "ee")
+STAGE1_TASK = {"ner": "ner", "re": "re", "ed": "ed", "ee": "ed"}
+KIND = {"ner": "entity", "re": "relation", "ed": "event", "ee": "event"}
+
+Executor = Callable[[list[dict]], list[dict]]  # rows -> the same rows with "output" and parse fields
+
+
+def leaf_event_types(library: SchemaLibrary) -> list[SchemaType]:
+    events = library.of_kind("event")
+    parents = {p for t in events for p in t.parents}
+    return [t for t in events if t.name not in parents]
+
+
+def coarse_name(library: SchemaLibrary, name: str) -> str:
+    """The top ancestor of an event type within the schema (itself when it has no parent there)."""
+    up = [a for a in library.ancestors(name) if a in library and library[a].kind == "event"]
+    return up[-1] if up else name
+
+
+class TaskPlan:
+    """How one task runs over one schema: the shards of stage 1 and, for "ee", of stage 2.
+
+    key: a name unique among the plans of one run (rows carry it back to their plan).
+    types: the task's types (default: the schema's types of the task's kind; for "ed"/"ee" its leaf event
+    types); any number, e.g. the whole library: they are sharded to fit `budget` tokens per prompt head.
+    """
+
+    def __init__(self, key: str, task: str, library: SchemaLibrary, types: Sequence[SchemaType] | None = None,
+                 budget: int = 3000, count: TokenCounter | None = None) -> None:
+        if task not in PLAN_TASKS:
+            raise ValueError(f"unknown plan task {task!r}; expected one of {PLAN_TASKS}")
+        self.key, self.task, self.library, self.budget = key, task, library, budget
+        self.count = count or char_counter()
+        if types is None:
+            types = leaf_event_types(library) if KIND[task] == "event" else library.of_kind(KIND[task])
+        self.types = list(types)
+        self.leaf_names = {t.name for t in self.types}
+        if task == "ee":
+            coarse = dict.fromkeys(coarse_name(library, t.name) for t in self.types)
+            stage1 = [library[n] for n in coarse]
+        else:
+            stage1 = self.types
+        self.shards1 = shard_schema(STAGE1_TASK[task], stage1, budget, self.count, library)
+        self._shards2: OrderedDict[frozenset[str], list[Shard]] = OrderedDict()
+
+    @property
+    def two_stage(self) -> bool:
+        return self.task == "ee"
+
+    def _row(self, record: Record, stage: int, index: int, shard: Shard, triggers=()) -> dict:
+        return {"plan": self.key, "record_id": record.id, "source": record.source, "task": shard.task,
+                "stage": stage, "shard": index, "prompt": shard.prompt(record.text, triggers),
+                "prefix_chars": len(shard.head), "names": shown_names(shard, self.library)}
+
+    def stage1_rows(self, record: Record) -> list[dict]:
+        return [self._row(record, 1, i, s) for i, s in enumerate(self.shards1)]
+
+    def stage2_shards(self, detected: Iterable[str]) -> list[Shard]:
+        """EAE shards over the subtypes of the detected coarse types (cached: equal sets share prefixes)."""
+        key = frozenset(detected)
+        if key not in self._shards2:
+            types = [t for t in self.types if coarse_name(self.library, t.name) in key]
+            self._shards2[key] = shard_schema("eae", types, self.budget, self.count, self.library)
+            while len(self._shards2) > 256:
+                self._shards2.popitem(last=False)
+        return self._shards2[key]
+
+    def stage2_rows(self, record: Record, detected_events: Sequence[EventMention]) -> list[dict]:
+        if not self.two_stage or not detected_events:
+            return []
+        triggers = list(dict.fromkeys((e.type, e.trigger) for e in detected_events))
+        shards = self.stage2_shards(t for t, _ in triggers)
+        return [self._row(record, 2, i, s, triggers) for i, s in enumerate(shards)]
+
+    def final_events(self, stage1: Sequence[EventMention], stage2: Sequence[EventMention]) -> list[EventMention]:
+        if not self.two_stage:
+            return list(stage1)
+        covered = {e.trigger for e in stage2}
+        kept = [e for e in stage1 if e.type in self.leaf_names and e.trigger not in covered]
+        return dedupe(list(stage2) + kept)
+
+
+# ---- parsing -------------------------------------------------------------------------------------------
+
+_PARSERS: OrderedDict[tuple, Parser] = OrderedDict()
+
+
+def parse_row(row: dict, library: SchemaLibrary) -> dict:
+    """Parse one row's output against the classes its prompt showed; adds the parse fields."""
+    key = (id(library), row["task"], tuple(row["names"]))
+    parser = _PARSERS.get(key)
+    if parser is None:
+        parser = Parser.for_types(row["task"], [library[n] for n in row["names"]], library)
+        _PARSERS[key] = parser
+        while len(_PARSERS) > 512:
+            _PARSERS.popitem(last=False)
+    result = parser.parse(row["output"])
+    record = result.to_record(row["record_id"], "", row["source"]).to_dict()
+    return {**row, "entities": record["entities"], "relations": record["relations"], "events": record["events"],
+            "errors": list(result.errors), "hallucinated": list(result.hallucinated),
+            "truncated": bool(result.truncated)}
+
+
+def parse_rows(rows: Iterable[dict], libraries: dict[str, SchemaLibrary]) -> list[dict]:
+    return [parse_row(r, libraries[r["plan"]]) for r in rows]
+
+
+def local_executor(generate: Callable[[list[Prompt]], list[str]], plans: Iterable[TaskPlan]) -> Executor:
+    """Runs rows in this process: one engine call for all rows (it groups them by shared prefix)."""
+    libraries = {p.key: p.library for p in plans}
+
+    def execute(rows: list[dict]) -> list[dict]:
+        texts = generate([Prompt(r["prompt"], r["prefix_chars"]) for r in rows])
+        return parse_rows(({**r, "output": t} for r, t in zip(rows, texts)), libraries)
+    return execute
+
+
+# ---- merging -------------------------------------------------------------------------------------------
+
+def dedupe(items: Iterable) -> list:
+    return list(dict.fromkeys(items))
+
+
+@dataclass
+class Extraction:
+    """The merged prediction for one record of one plan, with what the shards' outputs looked like."""
+
+    record: Record
+    outputs: list[dict] = field(default_factory=list)  # per row: stage, shard, output, errors, hallucinated
+    stage1_events: list[EventMention] = field(default_factory=list)
+
+
+def _merge_into(ex: Extraction, row: dict) -> None:
+    parsed = Record.from_dict({"id": row["record_id"], "text": "", "entities": row["entities"],
+                               "relations": row["relations"], "events": row["events"]})
+    ex.record.entities = dedupe([*ex.record.entities, *parsed.entities])
+    ex.record.relations = dedupe([*ex.record.relations, *parsed.relations])
+    if row["stage"] == 1 and row["task"] == "ed":
+        ex.stage1_events = dedupe([*ex.stage1_events, *parsed.events])
+    else:
+        ex.record.events = dedupe([*ex.record.events, *parsed.events])
+    ex.outputs.append({k: row[k] for k in ("task", "stage", "shard", "output", "errors", "hallucinated", "truncated")})
+
+
+def run_extraction(jobs: Sequence[tuple[str, TaskPlan, Sequence[Record]]],
+                   execute: Executor) -> dict[tuple[str, str, str], Extraction]:
+    """Run every (group, plan, records) job; `group` (e.g. a checkpoint name) travels with each row, so
+    one executor call can serve many models. Returns {(group, plan key, record id): Extraction}."""
+    plans = {p.key: p for _, p, _ in jobs}
+    if len(plans) != len({id(p) for _, p, _ in jobs}):
+        raise ValueError("two different plans share one key")
+    results: dict[tuple[str, str, str], Extraction] = {}
+    rows = []
+    for group, plan, records in jobs:
+        for r in records:
+            key = (group, plan.key, r.id)
+            if key in results:
+                raise ValueError(f"record id {r.id!r} appears twice in plan {plan.key!r}")
+            results[key] = Extraction(Record(r.id, r.text, source=r.source))
+            rows.extend({**row, "group": group} for row in plan.stage1_rows(r))
+    for row in execute(rows) if rows else []:
+        _merge_into(results[(row["group"], row["plan"], row["record_id"])], row)
+    rows = []
+    for (group, plan_key, _), ex in results.items():
+        plan = plans[plan_key]
+        if not plan.two_stage:
+            ex.record.events = list(ex.stage1_events)
+        else:
+            rows.extend({**row, "group": group} for row in plan.stage2_rows(ex.record, ex.stage1_events))
+    for row in execute(rows) if rows else []:
+        _merge_into(results[(row["group"], row["plan"], row["record_id"])], row)
+    for (_, plan_key, _), ex in results.items():
+        if plans[plan_key].two_stage:
+            ex.record.events = plans[plan_key].final_events(ex.stage1_events, ex.record.events)
+    return results
+
+
+def extract(engine, records: Sequence[Record], plan: TaskPlan) -> list[Record]:
+    """Predictions for `records` with one engine, in this process (sharding and two stages included)."""
+    out = run_extraction([("", plan, records)], local_executor(engine.generate, [plan]))
+    return [out[("", plan.key, r.id)].record for r in records]

@@ -1,0 +1,112 @@
+"""Schema sharding: split a schema too large for one prompt (up to the full library) into shards whose
+prompt head (wrapper instruction + base classes + type classes) fits a token budget.
+
+Every shard is run for each sentence and the results are merged (see `extraction`). Each shard's head is
+rendered once; every prompt of the shard starts with it, which is what the engines' prefix reuse keys on.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from knowcoder_ray.codec.render import prompt_prefix, prompt_suffix, prompt_types, render_class, wrap
+from knowcoder_ray.schema.types import SchemaLibrary, SchemaType
+
+TokenCounter = Callable[[list[str]], list[int]]
+_MARK = "\x00"
+
+
+def shared_head(prefix_code: str) -> str:
+    """The part of a wrapped prompt that precedes the sentence part: the wrapper instruction, `Input:`
+    and the class definitions (wrap() puts the instruction before the code)."""
+    return wrap(prefix_code + _MARK).split(_MARK, 1)[0]
+
+
+def token_counter(tokenizer) -> TokenCounter:
+    """Token counts from a Hugging Face tokenizer (no special tokens)."""
+    def count(texts: list[str]) -> list[int]:
+        return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]] if texts else []
+    return count
+
+
+def char_counter(chars_per_token: float = 3.0) -> TokenCounter:
+    """A tokenizer-free estimate, for planning without a model at hand."""
+    return lambda texts: [int(len(t) / chars_per_token) + 1 for t in texts]
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One prompt-sized slice of a schema for one task."""
+
+    task: str
+    types: tuple[SchemaType, ...]   # the task's types in this shard (RE: relations; their entity classes are added)
+    head: str                       # shared head of every prompt of this shard
+    prefix_code: str
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.types)
+
+    def prompt(self, sentence: str, triggers: Sequence[tuple[str, str]] = ()) -> str:
+        """Exactly `render_prompt(task, types, sentence, library=..., triggers=...)`, reusing the prefix."""
+        return wrap(self.prefix_code + prompt_suffix(self.task, sentence, triggers))
+
+
+def make_shard(task: str, types: Sequence[SchemaType], library: SchemaLibrary | None = None) -> Shard:
+    code = prompt_prefix(task, types, library=library)
+    return Shard(task, tuple(types), shared_head(code), code)
+
+
+def shard_schema(task: str, types: Sequence[SchemaType], budget: int, count: TokenCounter,
+                 library: SchemaLibrary | None = None) -> list[Shard]:
+    """Split `types` (in order) into shards whose head fits in `budget` tokens.
+
+    Greedy packing on per-class token counts (RE also pays for the entity classes a relation's
+    constraints bring in, once per shard), then an exact count of each rendered head; a shard still over
+    budget is halved. A single class larger than the budget gets a shard of its own (the engine's
+    official head+tail cut then applies).
+    """
+    types = list(types)
+    if not types:
+        return []
+    fixed = count([shared_head(prompt_prefix(task, [], library=library))])[0]
+    extra_names = {n for t in types for n in (*t.head_types, *t.tail_types)} if task == "re" and library else set()
+    extra = [library[n] for n in sorted(extra_names) if n in library] if extra_names else []
+    cost_of = dict(zip([t.name for t in types] + [e.name for e in extra],
+                       count(["\n\n" + render_class(t, task) for t in types] +
+                             ["\n\n" + render_class(e, task) for e in extra])))
+    groups: list[list[SchemaType]] = []
+    current: list[SchemaType] = []
+    used, shown = fixed, set()
+    for t in types:
+        needs = [n for n in (*t.head_types, *t.tail_types) if n in cost_of and n not in shown and n != t.name]
+        needs = list(dict.fromkeys(needs))
+        cost = cost_of[t.name] + sum(cost_of[n] for n in needs)
+        if current and used + cost > budget:
+            groups.append(current)
+            current, used, shown = [], fixed, set()
+            needs = list(dict.fromkeys(n for n in (*t.head_types, *t.tail_types) if n in cost_of and n != t.name))
+            cost = cost_of[t.name] + sum(cost_of[n] for n in needs)
+        current.append(t)
+        shown.update(needs)
+        used += cost
+    if current:
+        groups.append(current)
+    shards: list[Shard] = []
+    for g in groups:
+        shards.extend(_fit(task, g, budget, count, library))
+    return shards
+
+
+def _fit(task: str, group: list[SchemaType], budget: int, count: TokenCounter,
+         library: SchemaLibrary | None) -> list[Shard]:
+    shard = make_shard(task, group, library)
+    if len(group) == 1 or count([shard.head])[0] <= budget:
+        return [shard]
+    mid = len(group) // 2
+    return _fit(task, group[:mid], budget, count, library) + _fit(task, group[mid:], budget, count, library)
+
+
+def shown_names(shard: Shard, library: SchemaLibrary | None = None) -> list[str]:
+    """Every class name the shard's prompts define (RE adds the constraint entity classes)."""
+    return [t.name for t in prompt_types(shard.task, shard.types, library)]
