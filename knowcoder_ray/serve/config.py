@@ -33,6 +33,7 @@ class ServeConfig:
     engine_threads: int = 1              # torch threads per replica (replicas share the node's cores)
     ingress_num_cpus: float = 0.1
     max_ongoing_requests: int = 32       # per engine replica; @serve.batch gathers from these
+    health_check_period_s: float = 10.0  # how soon Serve notices a dead engine replica and replaces it
     retries: int = 3                     # re-sends of a prompt whose engine replica died mid-request
     app_name: str = "knowcoder"
 
@@ -91,7 +92,8 @@ class ServeConfig:
     def engine_options(self) -> dict:
         """Deployment options of the engine replicas (`Deployment.options(**...)`)."""
         opts: dict = {"ray_actor_options": {"num_cpus": self.engine_num_cpus, "num_gpus": self.engine_num_gpus},
-                      "max_ongoing_requests": self.max_ongoing_requests}
+                      "max_ongoing_requests": self.max_ongoing_requests,
+                      "health_check_period_s": self.health_check_period_s}
         if self.num_replicas is not None:
             opts["num_replicas"] = int(self.num_replicas)
         else:
