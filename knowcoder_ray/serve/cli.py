@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import time
 
 DEFAULT_HOST = "127.0.0.1"
@@ -55,11 +56,12 @@ def _serve(args: argparse.Namespace) -> int:
     serve.start(http_options={"host": args.host, "port": args.port})
     serve.run(build_app(cfg.to_dict()), name=cfg.app_name)
     print(f"knowcoder serve: http://{args.host}:{args.port}/docs (Ctrl-C to stop)", flush=True)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops it as cleanly as Ctrl-C
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
         pass
-    finally:
-        serve.shutdown()
+    finally:  # on a shared cluster remove only our application
+        serve.delete(cfg.app_name) if args.address else serve.shutdown()
     return 0
