@@ -44,7 +44,8 @@ api = FastAPI(
 )
 _ERRORS = {400: {"description": "unknown type names, wrong kind of types, or malformed schema_code"},
            413: {"description": "a text, the batch or the schema_code is over the configured limit"},
-           503: {"description": "the engine replicas could not answer (after retries)"}}
+           503: {"description": "the engine replicas could not answer (after retries)"},
+           504: {"description": "the engine did not answer within prompt_timeout_s"}}
 
 
 def _retryable() -> tuple[type[BaseException], ...]:
@@ -117,6 +118,8 @@ class Ingress:
             body = await asyncio.get_running_loop().run_in_executor(self.pool, run, req, plan, execute)
         except _retryable() as e:
             raise HTTPException(503, {"error": f"engine replicas unavailable: {type(e).__name__}"}) from None
+        except TimeoutError:
+            raise HTTPException(504, {"error": f"no answer from the engine within {self.cfg.prompt_timeout_s} s"}) from None
         body["model"] = self.model
         return body
 
@@ -132,7 +135,7 @@ class Ingress:
     def _result(self, prompt: Prompt, response) -> str:
         for attempt in range(self.cfg.retries + 1):
             try:
-                return response.result()
+                return response.result(timeout_s=self.cfg.prompt_timeout_s)
             except _retryable() as e:
                 if attempt == self.cfg.retries:
                     raise
