@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -39,8 +40,6 @@ def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
     """A local path or an s3:// / gs:// / file:// URI -> (pyarrow filesystem, path inside it)."""
     if "://" in uri:
         return pafs.FileSystem.from_uri(uri)
-    import os
-
     return pafs.LocalFileSystem(), os.path.abspath(uri)
 
 
@@ -173,11 +172,14 @@ def dump_datasource(uri: str, block_lines: int = BLOCK_LINES, min_range_bytes: i
 
 def read_dump(uri: str, *, parallelism: int = -1, block_lines: int = BLOCK_LINES,
               min_range_bytes: int = MIN_RANGE_BYTES):
-    """The dump's lines as a streaming Ray Dataset (columns range:int32, line:int64, text:binary)."""
+    """The dump's lines as a streaming Ray Dataset (columns range:int32, line:int64, text:binary).
+    `parallelism`: byte ranges of a plain dump (default 4 per cluster CPU, each >= `min_range_bytes`)."""
+    import ray
     import ray.data
 
     file_size(uri)  # fail early, naming the missing path
-    ds = dump_datasource(uri, block_lines, min_range_bytes)
-    if parallelism > 0:
-        return ray.data.read_datasource(ds, override_num_blocks=parallelism)
-    return ray.data.read_datasource(ds)
+    if parallelism <= 0:
+        parallelism = 4 * max(1, int(ray.cluster_resources().get("CPU", 1)))
+    n = len(byte_ranges(uri, parallelism, min_range_bytes))
+    # one block per range as planned: no re-splitting of the read output into many small blocks
+    return ray.data.read_datasource(dump_datasource(uri, block_lines, min_range_bytes), override_num_blocks=n)

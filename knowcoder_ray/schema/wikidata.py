@@ -37,7 +37,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from knowcoder_ray.schema.dump import LineIndex, iter_lines, read_dump
+from knowcoder_ray.schema.dump import LineIndex, compression_of, iter_lines, read_dump
 from knowcoder_ray.schema.types import BASE_CLASS, Role, SchemaLibrary, SchemaType, to_class_name, to_role_name
 
 EVENT_ROOT = "Q1190554"  # occurrence
@@ -341,9 +341,14 @@ def _summarize_batch(batch, config: BuildConfig, plan: Plan | None):
 
 
 def scan_ray(uri: str, config: BuildConfig, plan: Plan | None = None, parallelism: int = -1) -> DumpSummary:
-    """One scan as a Ray Data pipeline: read (byte ranges in parallel) -> summarize batches -> merge here."""
+    """One scan as a Ray Data pipeline: read -> summarize batches -> merge the summaries here.
+
+    A plain dump is read as byte ranges in parallel, and each read task summarizes its own blocks (Ray
+    fuses the two steps: only the small summaries cross the object store). A compressed dump is one
+    stream, so its blocks go to separate summarize tasks that parse in parallel behind the reader."""
     ds = read_dump(uri, parallelism=parallelism, block_lines=config.batch_lines)
-    ds = ds.map_batches(_summarize_batch, batch_format="pyarrow", batch_size=config.batch_lines,
+    fused = compression_of(uri) is None  # batch_size=None lets Ray fuse the map into the read
+    ds = ds.map_batches(_summarize_batch, batch_format="pyarrow", batch_size=None if fused else config.batch_lines,
                         fn_kwargs={"config": config, "plan": plan})
     total = DumpSummary()
     for row in ds.iter_rows():

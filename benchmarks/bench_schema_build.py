@@ -1,0 +1,153 @@
+"""Schema build from a Wikidata dump: Ray Data builder vs a plain single-process loop.
+
+Generates dumps in the real format (tests/fixtures/wikidata_fixture.py: the fixture's classes and
+properties, filler instances multiplied by --scale) at 1x and 10x, then measures, each in a fresh
+subprocess on the same plain .json file:
+- items/s of the whole build (both scans + assembly): plain loop (`build(use_ray=False)`), Ray Data
+  builder on a local cluster with 1 and with 2 CPUs (cluster started and warmed up on the small fixture
+  first, so worker start-up is not timed);
+- peak memory of the build at 1x and 10x input: the summed PSS (shared pages counted once) of the
+  process and all its children (Ray's raylet, GCS, workers and object store included), sampled at 10 Hz.
+Prints the ratios measured in this one run. Both builders run the same `summarize` code on the same
+batches of lines, so the difference is the execution, not the work.
+
+    .venv/bin/python benchmarks/bench_schema_build.py [--scale 300]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = ROOT / "tests" / "fixtures" / "wikidata_dump.json.bz2"
+
+
+class PeakPSS(threading.Thread):
+    """Samples the PSS of this process and its descendants; `peak` in bytes."""
+
+    def __init__(self, interval: float = 0.1):
+        super().__init__(daemon=True)
+        import psutil
+
+        self.proc, self.interval, self.peak, self._stop_event = psutil.Process(), interval, 0, threading.Event()
+
+    def sample(self) -> int:
+        import psutil
+
+        total = 0
+        for p in [self.proc, *self.proc.children(recursive=True)]:
+            try:
+                total += p.memory_full_info().pss
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                pass
+        return total
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            self.peak = max(self.peak, self.sample())
+            time.sleep(self.interval)
+
+    def stop(self) -> int:
+        self._stop_event.set()
+        self.join()
+        self.peak = max(self.peak, self.sample())
+        return self.peak
+
+
+def worker(mode: str, path: str, cpus: int) -> dict:
+    from knowcoder_ray.schema.wikidata import build
+
+    if mode == "ray":
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        import ray
+
+        import bz2
+        import tempfile
+
+        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+        with tempfile.NamedTemporaryFile(suffix=".json") as small:  # warm-up: workers started, code imported
+            small.write(bz2.decompress(FIXTURE.read_bytes()))
+            small.flush()
+            build(small.name, use_ray=True)
+    sampler = PeakPSS()
+    base = sampler.sample()
+    sampler.start()
+    t0 = time.perf_counter()
+    result = build(path, use_ray=(mode == "ray"))
+    seconds = time.perf_counter() - t0
+    peak = sampler.stop()
+    c = result.report.counts
+    return {"seconds": seconds, "entities": c["items"] + c["properties"], "base_mb": base / 2**20,
+            "peak_mb": peak / 2**20, "types": [c["entity_types"], c["relation_types"], c["event_types"]],
+            "malformed": len(result.report.malformed)}
+
+
+def run(mode: str, path: Path, cpus: int = 0) -> dict:
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "PYTHONPATH": str(ROOT)}
+    env.pop("RAY_ADDRESS", None)
+    out = subprocess.run([sys.executable, __file__, "--worker", mode, str(path), str(cpus)], env=env,
+                         capture_output=True, text=True, cwd=ROOT)
+    if out.returncode:
+        raise SystemExit(f"{mode} run failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scale", type=int, default=300, help="filler multiplier of the 1x dump (10x uses 10 times it)")
+    ap.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        mode, path, cpus = args.worker
+        print(json.dumps(worker(mode, path, int(cpus))))
+        return
+
+    sys.path.insert(0, str(FIXTURE.parent))
+    import wikidata_fixture
+
+    with tempfile.TemporaryDirectory() as tmp:
+        dumps = {}
+        for factor in (1, 10):
+            t0 = time.perf_counter()
+            dumps[factor] = wikidata_fixture.write(Path(tmp) / f"dump_{factor}x.json", args.scale * factor)
+            print(f"generated {factor:>2}x dump: {dumps[factor].stat().st_size / 2**20:8.1f} MiB "
+                  f"in {time.perf_counter() - t0:.1f}s", flush=True)
+        runs = [("plain loop", "local", 1, 0), ("Ray Data 1 CPU", "ray", 1, 1), ("Ray Data 2 CPUs", "ray", 1, 2),
+                ("plain loop", "local", 10, 0), ("Ray Data 2 CPUs", "ray", 10, 2)]
+        results = {}
+        print(f"\n{'builder':<16} {'input':>5} {'entities':>9} {'seconds':>8} {'entities/s':>11} {'peak MiB':>9} "
+              f"{'(base)':>7}  types e/r/ev  malformed")
+        for label, mode, factor, cpus in runs:
+            r = run(mode, dumps[factor], cpus)
+            results[(label, factor)] = r
+            print(f"{label:<16} {factor:>4}x {r['entities']:>9} {r['seconds']:>8.2f} "
+                  f"{r['entities'] / r['seconds']:>11.0f} {r['peak_mb']:>9.0f} {r['base_mb']:>7.0f}  "
+                  f"{'/'.join(map(str, r['types'])):<13} {r['malformed']}", flush=True)
+    for factor in (1, 10):  # same dump, same library
+        same = {tuple(r["types"]) for (_, f), r in results.items() if f == factor}
+        assert len(same) == 1, f"builders disagree on the {factor}x dump: {same}"
+
+    def rate(label, factor=1):
+        r = results[(label, factor)]
+        return r["entities"] / r["seconds"]
+
+    plain, ray1, ray2 = rate("plain loop"), rate("Ray Data 1 CPU"), rate("Ray Data 2 CPUs")
+    print("\nratios (this run):")
+    print(f"  Ray Data 1 CPU  / plain loop, entities/s, 1x: {ray1 / plain:.2f}")
+    print(f"  Ray Data 2 CPUs / plain loop, entities/s, 1x: {ray2 / plain:.2f}")
+    print(f"  Ray Data 2 CPUs / 1 CPU,      entities/s, 1x: {ray2 / ray1:.2f}")
+    print(f"  Ray Data 2 CPUs / plain loop, entities/s, 10x: {rate('Ray Data 2 CPUs', 10) / rate('plain loop', 10):.2f}")
+    for label in ("plain loop", "Ray Data 2 CPUs"):
+        m1, m10 = results[(label, 1)]["peak_mb"], results[(label, 10)]["peak_mb"]
+        print(f"  peak memory 10x / 1x input, {label}: {m10 / m1:.2f}  ({m1:.0f} -> {m10:.0f} MiB)")
+
+
+if __name__ == "__main__":
+    main()
