@@ -87,3 +87,13 @@ def test_rayservice_serves_an_importable_application():
     assert attr and importlib.util.find_spec(module) is not None
     head = svc["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]["containers"][0]
     assert 8000 in {p["containerPort"] for p in head["ports"]}
+
+
+def test_rayservice_app_args_are_valid_serve_config():
+    from knowcoder_ray.serve.config import ServeConfig
+
+    svc = _manifests()["RayService"]
+    serve_cfg = yaml.safe_load(svc["spec"]["serveConfigV2"])
+    assert serve_cfg["http_options"]["host"] == "0.0.0.0"  # a pod serves its Service, not loopback
+    cfg = ServeConfig.from_dict(dict(serve_cfg["applications"][0]["args"]))
+    assert cfg.engine_kind == "vllm"
