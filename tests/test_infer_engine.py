@@ -104,3 +104,4 @@ def test_truncate_and_stop():
     assert truncate_ids(ids[:3500]) == ids[:3500]
     assert cut_at_stop('results = []\n"""\nclass X') == "results = []\n"
     assert cut_at_stop("results = [") == "results = ["
+    assert cut_at_stop("results = [Per\ufffd") == "results = [Per"  # cut inside a multi-byte character

@@ -103,6 +103,10 @@ class EngineActor:
         self.engine_config = EngineConfig.from_dict(engine_config)
         self.max_loaded = max(1, max_loaded_models)
         self.engines: OrderedDict[str, object] = OrderedDict()
+        if kind == "vllm":  # one base engine serves every adapter of that base: LoRA on when any is one
+            from knowcoder_ray.infer.engine import adapter_base
+            if any(adapter_base(p) for p in checkpoints.values()):
+                self.vllm_options = {"enable_lora": True, **vllm_options}
 
     def _engine(self, label: str):
         """(engine, adapter path or None). vLLM serves an adapter folder as a LoRA request on its base."""

@@ -63,8 +63,10 @@ def as_prompt(p: Prompt | str) -> Prompt:
 
 
 def cut_at_stop(text: str) -> str:
-    """The generated text before the first closing triple quote."""
-    return text.split(STOP, 1)[0]
+    """The generated text before the first closing triple quote. Without one, generation ran out of
+    tokens, possibly inside a multi-byte character: its undecodable tail is dropped (as vLLM does)."""
+    head, found, _ = text.partition(STOP)
+    return head if found else head.rstrip("\ufffd")
 
 
 def truncate_ids(ids: list[int], max_tokens: int = 3500, head: int = 1500, tail: int = 2000) -> list[int]:

