@@ -1,0 +1,83 @@
+"""`knowcoder train pretrain|sft`, `knowcoder merge` and `knowcoder model tiny`."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    t = sub.add_parser("train", help="train with Ray Train: schema understanding (pretrain) or following (sft)")
+    tsub = t.add_subparsers(dest="phase", required=True)
+    for phase, text in (("pretrain", "full-parameter code pretraining (DeepSpeed ZeRO)"),
+                        ("sft", "LoRA instruction tuning (DeepSpeed optional)")):
+        p = tsub.add_parser(phase, help=text)
+        p.add_argument("--config", required=True,
+                       help="YAML file, or the name of a packaged config (e.g. tiny_pretrain, llama7b_sft)")
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config key, dotted for nested keys (repeatable): --set data.seq_len=512")
+        p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or a local cluster)")
+        p.set_defaults(func=_train)
+
+    m = sub.add_parser("merge", help="merge a LoRA adapter into its base model (HF folder)")
+    m.add_argument("--adapter", required=True, help="PEFT adapter folder (path or URI)")
+    m.add_argument("--out", required=True, help="merged model folder to write (path or URI)")
+    m.add_argument("--base", default=None, help="base model folder (default: the one the adapter names)")
+    m.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16")
+    m.set_defaults(func=_merge)
+
+    mo = sub.add_parser("model", help="model utilities")
+    msub = mo.add_subparsers(dest="model_command", required=True)
+    tiny = msub.add_parser("tiny", help="create a tiny Llama + BPE tokenizer trained on a corpus (CPU runs)")
+    tiny.add_argument("--out", required=True, help="folder to write")
+    tiny.add_argument("--corpus", action="append", required=True,
+                      help="Parquet/JSONL corpus file(s) with text or prompt/output rows (repeatable)")
+    tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument("--vocab-size", type=int, default=1024)
+    tiny.set_defaults(func=_tiny)
+
+
+def resolve_config(name: str) -> Path:
+    """A YAML path, or a packaged config name."""
+    from knowcoder_ray.train.config import CONFIG_DIR
+
+    path = Path(name)
+    if path.exists():
+        return path
+    packaged = CONFIG_DIR / (name if name.endswith(".yaml") else f"{name}.yaml")
+    if packaged.exists():
+        return packaged
+    known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+    raise SystemExit(f"config {name!r} is neither a file nor a packaged config ({', '.join(known)})")
+
+
+def _train(args: argparse.Namespace) -> int:
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # a local cluster stays on loopback
+    import ray
+
+    from knowcoder_ray.train.config import load_config
+    from knowcoder_ray.train.run import train
+
+    cfg = load_config(resolve_config(args.config), args.overrides, phase=args.phase)
+    if not ray.is_initialized():
+        ray.init(address=args.address)
+    result = train(cfg)
+    print(json.dumps({"output_dir": result.output_dir, "checkpoint": result.checkpoint_path,
+                      "metrics": result.metrics, "data": result.data, "rejected": len(result.rejects)}, indent=2))
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from knowcoder_ray.train.merge import merge_lora
+
+    print(merge_lora(args.adapter, args.out, base_dir=args.base, dtype=args.dtype))
+    return 0
+
+
+def _tiny(args: argparse.Namespace) -> int:
+    from knowcoder_ray.train.tiny import TinySpec, corpus_texts, make_tiny_model
+
+    texts = [t for path in args.corpus for t in corpus_texts(path)]
+    print(make_tiny_model(args.out, texts, seed=args.seed, spec=TinySpec(vocab_size=args.vocab_size)))
+    return 0

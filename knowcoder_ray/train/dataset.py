@@ -1,0 +1,205 @@
+"""The training data path: read a corpus with Ray Data, tokenize and pack it, and split it over the
+Ray Train workers in a fixed order so a restarted run can skip exactly what it already trained on.
+
+Input rows are {"text"} (pretraining) or {"prompt", "output"} (SFT) in Parquet or JSON lines. Malformed
+rows (missing or non-string fields, a prompt too long for `seq_len`) are counted and set aside with their
+reason; they never reach the trainer.
+"""
+from __future__ import annotations
+
+import functools
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+from ray.train import DataConfig
+
+from knowcoder_ray.train.config import DataSpec
+from knowcoder_ray.train.packing import Sample, pack, pair_sample, text_samples
+
+TRAIN_COLUMNS = ["input_ids", "labels", "position_ids"]  # what the model takes
+DATA_COLUMNS = TRAIN_COLUMNS + ["n_tokens"]               # what workers read (real tokens, for throughput)
+JSON_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz")
+
+
+@functools.lru_cache(maxsize=4)
+def load_tokenizer(path: str):
+    """The tokenizer of a model folder, loaded once per process."""
+    from transformers import AutoTokenizer
+
+    from knowcoder_ray.train.storage import ensure_local
+
+    tok = AutoTokenizer.from_pretrained(ensure_local(path))
+    if tok.eos_token_id is None:
+        raise ValueError(f"tokenizer at {path} has no eos token; training needs one to end samples")
+    if tok.pad_token_id is None:  # Llama-2 has none; padding is masked out of the loss anyway
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def _detect_format(path: str) -> str:
+    """parquet or json, from the path's suffix or, for a folder, from the files in it."""
+    import pyarrow.fs as pafs
+
+    from knowcoder_ray.train.storage import filesystem
+
+    lower = path.lower()
+    if lower.endswith(".parquet"):
+        return "parquet"
+    if lower.endswith(JSON_SUFFIXES):
+        return "json"
+    fs, root = filesystem(path)
+    infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
+    names = [i.path.lower() for i in infos if i.type == pafs.FileType.File]
+    if any(n.endswith(".parquet") for n in names):
+        return "parquet"
+    if any(n.endswith(JSON_SUFFIXES) for n in names):
+        return "json"
+    raise ValueError(f"no .parquet or .json/.jsonl files at {path}")
+
+
+def corpus_root(path: str) -> str:
+    """The folder of rows: for a corpus written by `knowcoder data` (manifest.json next to data/), its
+    data/ folder, so completion records and quarantined rows are not read as training rows."""
+    import pyarrow.fs as pafs
+
+    from knowcoder_ray.train.storage import filesystem
+
+    fs, root = filesystem(path)
+    manifest, data = fs.get_file_info([f"{root.rstrip('/')}/manifest.json", f"{root.rstrip('/')}/data"])
+    if manifest.type == pafs.FileType.File and data.type == pafs.FileType.Directory:
+        return f"{path.rstrip('/')}/data"
+    return path
+
+
+def read_corpus(spec: DataSpec, mask_prompt: bool):
+    """The corpus at `spec.path` as a Ray Dataset in file order, with only the columns training reads:
+    prompt and output for SFT; text (or else prompt and output, joined) for pretraining."""
+    import ray.data
+
+    path = corpus_root(spec.path)
+    fmt = _detect_format(path) if spec.format == "auto" else spec.format
+    ds = ray.data.read_parquet(path, file_extensions=["parquet"]) if fmt == "parquet" else \
+        ray.data.read_json(path, lines=True)
+    names = set(ds.schema().names)
+    if mask_prompt or "text" not in names:
+        if not {"prompt", "output"} <= names:
+            need = "prompt and output" if mask_prompt else "text, or prompt and output"
+            raise ValueError(f"corpus {path} has columns {sorted(names)}; training needs {need}")
+        ds = ds.select_columns(["prompt", "output"])
+    else:
+        ds = ds.select_columns(["text"])
+    ds.context.execution_options.preserve_order = True  # the packed order must not depend on timing
+    return ds
+
+
+def _excerpt(value, n: int = 120) -> str:
+    s = repr(value)
+    return s if len(s) <= n else s[:n] + "..."
+
+
+def _samples(batch: dict, i: int, tok, seq_len: int, mask_prompt: bool) -> list[Sample]:
+    """The samples of row `i`; ValueError names what is wrong with a malformed row."""
+    def field_(name):
+        v = batch[name][i] if name in batch else None
+        if not isinstance(v, str) or not v:
+            raise ValueError(f"{name!r} is missing or not a non-empty string: {_excerpt(v)}")
+        return v
+
+    if mask_prompt:
+        return [pair_sample(tok, field_("prompt"), field_("output"), seq_len)]
+    if "text" in batch:
+        return text_samples(tok, field_("text"), seq_len)
+    return text_samples(tok, field_("prompt") + field_("output"), seq_len)  # SFT pairs as plain text
+
+
+def pack_batch(batch: dict, *, tokenizer: str, seq_len: int, packing: bool, mask_prompt: bool) -> dict:
+    """Ray Data batch function: rows in, packed rows out, plus one row per rejected input with `reject`
+    set to its reason (packed rows have reject == "")."""
+    tok = load_tokenizer(tokenizer)
+    n = len(next(iter(batch.values()))) if batch else 0
+    samples: list[Sample] = []
+    rejects: list[str] = []
+    for i in range(n):
+        try:
+            samples += _samples(batch, i, tok, seq_len, mask_prompt)
+        except ValueError as e:
+            rejects.append(str(e))
+    out = pack(samples, seq_len, tok.pad_token_id, packing)
+    out["reject"] = np.array([""] * len(out["n_samples"]), dtype=object)
+    if rejects:
+        k = len(rejects)
+        for key in TRAIN_COLUMNS:
+            out[key] = np.concatenate([out[key], np.zeros((k, seq_len), dtype=np.int32)])
+        for key in ("n_samples", "n_tokens", "n_truncated"):
+            out[key] = np.concatenate([out[key], np.zeros(k, dtype=np.int32)])
+        out["reject"] = np.concatenate([out["reject"], np.array(rejects, dtype=object)])
+    return out
+
+
+def _keep_packed(batch: dict) -> dict:
+    keep = batch["reject"] == ""
+    return {k: batch[k][keep] for k in DATA_COLUMNS}
+
+
+@dataclass
+class DataSummary:
+    samples: int = 0
+    rejected: int = 0
+    truncated: int = 0
+    rows: int = 0           # packed rows of seq_len tokens
+    tokens: int = 0         # real (non-pad) tokens
+    seq_len: int = 0
+    reasons: Counter = field(default_factory=Counter)
+
+    @property
+    def fill(self) -> float:
+        """Share of the packed rows that holds real tokens (the rest is padding)."""
+        return self.tokens / max(1, self.rows * self.seq_len)
+
+    def to_dict(self) -> dict:
+        return {"samples": self.samples, "rejected": self.rejected, "truncated": self.truncated,
+                "rows": self.rows, "tokens": self.tokens, "seq_len": self.seq_len, "fill": round(self.fill, 4),
+                "reasons": dict(self.reasons.most_common(20))}
+
+
+def prepare_dataset(spec: DataSpec, tokenizer: str, *, mask_prompt: bool, seed: int = 0):
+    """(materialized Dataset of packed rows with DATA_COLUMNS, DataSummary, rejected reasons)."""
+    ds = read_corpus(spec, mask_prompt).map_batches(
+        pack_batch, batch_size=spec.pack_window, batch_format="numpy",
+        fn_kwargs={"tokenizer": tokenizer, "seq_len": spec.seq_len, "packing": spec.packing,
+                   "mask_prompt": mask_prompt})
+    if spec.shuffle:
+        ds = ds.random_shuffle(seed=seed)
+    ds = ds.materialize()
+    summary = DataSummary(seq_len=spec.seq_len)
+    rejects: list[str] = []
+    for b in ds.select_columns(["n_samples", "n_tokens", "n_truncated", "reject"]).iter_batches(
+            batch_size=4096, batch_format="numpy"):
+        bad = b["reject"] != ""
+        rejects += [str(r) for r in b["reject"][bad]]
+        summary.samples += int(b["n_samples"].sum())
+        summary.tokens += int(b["n_tokens"].sum())
+        summary.truncated += int(b["n_truncated"].sum())
+        summary.rows += int((~bad).sum())
+    summary.rejected = len(rejects)
+    summary.reasons = Counter(r.split(":", 1)[0] for r in rejects)
+    if summary.rows == 0:
+        raise ValueError(f"no trainable rows in {spec.path}: {summary.rejected} rejected "
+                         f"({dict(summary.reasons)})")
+    packed = ds.map_batches(_keep_packed, batch_format="numpy").materialize() if rejects else \
+        ds.select_columns(DATA_COLUMNS)
+    return packed, summary, rejects
+
+
+class OrderedSplit(DataConfig):
+    """Gives worker i the i-th of `world_size` equal, fixed splits of a materialized dataset. The default
+    streaming split hands out blocks as workers ask for them, so a restarted worker could not know which
+    rows it had already trained on; with fixed splits it skips the batches its checkpoint counted."""
+
+    def configure(self, datasets, world_size, worker_handles=None, worker_node_ids=None, **kwargs):
+        out = [{} for _ in range(world_size)]
+        for name, ds in datasets.items():
+            for i, part in enumerate(ds.split(world_size, equal=True)):
+                out[i][name] = part.iterator()
+        return out

@@ -1,0 +1,225 @@
+"""Model, optimizer and distribution for one training worker: DeepSpeed ZeRO (stage 2/3, optional CPU
+offload) or plain PyTorch (DDP when there are several workers), full-parameter or LoRA.
+
+Both engines expose the same few calls the loop needs: `micro_step(batch, boundary)`, `save/load` of the
+resumable state, and `full_state_dict()` (gathered from ZeRO-3 shards) for the exported HF folder.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from dataclasses import dataclass
+
+import torch
+
+from knowcoder_ray.train.config import TrainConfig
+from knowcoder_ray.train.storage import ensure_local
+
+
+def model_dtype(cfg: TrainConfig, on_gpu: bool) -> torch.dtype:
+    """bf16 weights on GPUs where something keeps fp32 where it matters: DeepSpeed's fp32 master weights,
+    or LoRA's fp32 adapters over a frozen base. Full-parameter PyTorch training keeps fp32 weights and
+    runs the forward pass under bf16 autocast."""
+    if on_gpu and cfg.bf16 and (cfg.deepspeed.enabled or cfg.lora.enabled):
+        return torch.bfloat16
+    return torch.float32
+
+
+def make_scheduler(optimizer, cfg: TrainConfig, total_steps: int):
+    """Warmup (a share of the steps) then cosine, linear or constant."""
+    warmup = int(round(cfg.warmup_ratio * total_steps))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        if cfg.lr_schedule == "constant":
+            return 1.0
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        if cfg.lr_schedule == "linear":
+            return max(0.0, 1.0 - progress)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def deepspeed_config(cfg: TrainConfig, on_gpu: bool) -> dict:
+    ds = cfg.deepspeed
+    zero: dict = {"stage": ds.stage, "overlap_comm": on_gpu, "contiguous_gradients": True}
+    if ds.offload_optimizer:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": on_gpu}
+    if ds.offload_params:
+        zero["offload_param"] = {"device": "cpu", "pin_memory": on_gpu}
+    if ds.stage == 3:
+        zero["stage3_gather_16bit_weights_on_model_save"] = True
+    adam = {"lr": cfg.lr, "betas": [0.9, 0.95], "eps": 1e-8, "weight_decay": cfg.weight_decay}
+    if not on_gpu:
+        adam["torch_adam"] = True  # the fused and CPU Adam ops would be compiled first (+38 s here)
+    conf = {
+        "train_micro_batch_size_per_gpu": cfg.micro_batch_size,
+        "gradient_accumulation_steps": cfg.grad_accum,
+        "gradient_clipping": cfg.max_grad_norm,
+        "optimizer": {"type": "AdamW", "params": adam},
+        "zero_optimization": zero,
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+    if on_gpu and cfg.bf16:
+        conf["bf16"] = {"enabled": True}
+    return conf
+
+
+def load_model(cfg: TrainConfig, on_gpu: bool, ds_config: dict | None = None):
+    """The HF causal LM of `cfg.model`, with LoRA adapters when `cfg.lora.enabled`. Under ZeRO-3 the
+    weights load straight into partitions (HfDeepSpeedConfig must stay alive until deepspeed.initialize)."""
+    from transformers import AutoModelForCausalLM
+
+    keep = None
+    if ds_config and ds_config["zero_optimization"]["stage"] == 3:
+        from transformers.integrations import HfDeepSpeedConfig
+
+        keep = HfDeepSpeedConfig(ds_config)
+    model = AutoModelForCausalLM.from_pretrained(ensure_local(cfg.model), dtype=model_dtype(cfg, on_gpu),
+                                                 attn_implementation=cfg.attn_implementation)
+    model.config.use_cache = False
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if cfg.lora.enabled:
+            model.enable_input_require_grads()
+    if cfg.lora.enabled:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(
+            r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+            target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM"))
+    return model, keep
+
+
+def forward_loss(model, batch: dict) -> torch.Tensor:
+    # No attention mask and no cache: position ids that restart per sample give per-sample attention.
+    return model(input_ids=batch["input_ids"], labels=batch["labels"], position_ids=batch["position_ids"],
+                 use_cache=False).loss
+
+
+@dataclass
+class DeepSpeedEngine:
+    engine: object  # deepspeed.DeepSpeedEngine
+    stage: int
+    hf_ds_config: object = None  # transformers' ZeRO-3 switch, kept alive with the engine
+
+    @property
+    def module(self):
+        return self.engine.module
+
+    def micro_step(self, batch: dict, boundary: bool) -> float:
+        loss = forward_loss(self.engine, batch)
+        self.engine.backward(loss)   # scaled by 1/grad_accum inside
+        self.engine.step()           # applies the update only at the accumulation boundary
+        return float(loss.detach())
+
+    def lr(self) -> float:
+        return float(self.engine.get_lr()[0])
+
+    def save(self, path: str) -> None:
+        self.engine.save_checkpoint(path, tag="deepspeed")
+
+    def load(self, path: str) -> None:
+        loaded, _ = self.engine.load_checkpoint(path, tag="deepspeed")
+        if loaded is None:
+            raise RuntimeError(f"DeepSpeed could not load the checkpoint at {path}")
+
+    def full_state_dict(self, rank: int) -> dict | None:
+        if self.stage == 3:
+            return self.engine._zero3_consolidated_16bit_state_dict()  # collective; the dict on rank 0
+        return _cpu_state(self.module) if rank == 0 else None
+
+
+@dataclass
+class TorchEngine:
+    model: torch.nn.Module          # DDP-wrapped when distributed
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    max_grad_norm: float
+    grad_accum: int
+    autocast: bool = False
+
+    @property
+    def module(self):
+        return getattr(self.model, "module", self.model)
+
+    def micro_step(self, batch: dict, boundary: bool) -> float:
+        sync = getattr(self.model, "no_sync", None)
+        ctx = sync() if sync and not boundary else contextlib.nullcontext()
+        with ctx, torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
+            loss = forward_loss(self.model, batch)
+            (loss / self.grad_accum).backward()
+        if boundary:
+            params = [p for p in self.model.parameters() if p.requires_grad]
+            torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        return float(loss.detach())
+
+    def lr(self) -> float:
+        return float(self.scheduler.get_last_lr()[0])
+
+    def save(self, path: str) -> None:
+        if _rank() == 0:  # replicas are identical under DDP
+            trainable = {n: p.detach().cpu() for n, p in self.module.named_parameters() if p.requires_grad}
+            torch.save({"model": trainable, "optimizer": self.optimizer.state_dict(),
+                        "scheduler": self.scheduler.state_dict()}, os.path.join(path, "torch_state.pt"))
+
+    def load(self, path: str) -> None:
+        state = torch.load(os.path.join(path, "torch_state.pt"), map_location="cpu", weights_only=True)
+        missing = set(state["model"]) - {n for n, _ in self.module.named_parameters()}
+        if missing:
+            raise RuntimeError(f"checkpoint at {path} has parameters the model lacks: {sorted(missing)[:5]}")
+        self.module.load_state_dict(state["model"], strict=False)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+
+    def full_state_dict(self, rank: int) -> dict | None:
+        return _cpu_state(self.module) if rank == 0 else None
+
+
+def _rank() -> int:
+    return torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+
+
+def _cpu_state(module) -> dict:
+    return {k: v.detach().cpu() for k, v in module.state_dict().items()}
+
+
+def build_engine(cfg: TrainConfig, total_steps: int, device: torch.device):
+    """Load the model and wrap it for training on `device`."""
+    on_gpu = device.type == "cuda"
+    torch.manual_seed(cfg.seed)  # identical LoRA initialisation on every worker
+    if cfg.deepspeed.enabled:
+        import deepspeed
+
+        conf = deepspeed_config(cfg, on_gpu)
+        model, keep = load_model(cfg, on_gpu, conf)
+        engine, *_ = deepspeed.initialize(
+            model=model, model_parameters=[p for p in model.parameters() if p.requires_grad], config=conf,
+            lr_scheduler=lambda opt: make_scheduler(opt, cfg, total_steps))
+        return DeepSpeedEngine(engine, cfg.deepspeed.stage, keep)
+    model, _ = load_model(cfg, on_gpu)
+    model.to(device)
+    if torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if on_gpu else None)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8, weight_decay=cfg.weight_decay)
+    return TorchEngine(model, optimizer, make_scheduler(optimizer, cfg, total_steps), cfg.max_grad_norm,
+                       cfg.grad_accum, autocast=on_gpu and cfg.bf16)
+
+
+def export_model(module, state_dict: dict, out_dir: str, base_model: str) -> None:
+    """Write a HF model folder (full model, safetensors) or a PEFT adapter folder (LoRA), with the
+    tokenizer, from a full state dict (rank 0 only)."""
+    from transformers import AutoTokenizer
+
+    for peft_config in getattr(module, "peft_config", {}).values():
+        peft_config.base_model_name_or_path = base_model  # the path or URI given, not a local cache
+    module.save_pretrained(out_dir, state_dict=state_dict)
+    AutoTokenizer.from_pretrained(ensure_local(base_model)).save_pretrained(out_dir)

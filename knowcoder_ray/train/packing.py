@@ -1,0 +1,105 @@
+"""Tokenization and sequence packing.
+
+Several samples share one row of `seq_len` tokens. Each sample keeps its own attention: position ids
+restart at 0 at every sample, and the Llama models of transformers >= 5 turn restarting position ids into
+a block-diagonal causal mask when no attention mask is given and no KV cache is used (sdpa/eager through
+`masking_utils.find_packed_sequence_indices`, flash-attention through varlen kernels). The tests check
+that packed logits equal per-sample logits. The first token of every sample is left out of the loss so no
+sample is trained to predict from its neighbour. SFT samples mask their prompt tokens (labels -100).
+
+The official KnowCoder code pads every sample to 2,048 tokens; `packing=False` does that too (one sample a
+row), for comparison.
+"""
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+IGNORE = -100  # label of tokens outside the loss
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One tokenized sample: `ids` (BOS ... EOS) with its first `n_masked` tokens outside the loss."""
+
+    ids: tuple[int, ...]
+    n_masked: int = 1
+    truncated: bool = False
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def text_samples(tokenizer, text: str, seq_len: int) -> list[Sample]:
+    """Pretraining text: BOS + text + EOS, cut into `seq_len` chunks (each chunk a sample of its own)."""
+    ids = list(tokenizer(text)["input_ids"]) + [tokenizer.eos_token_id]
+    return [Sample(tuple(ids[i:i + seq_len])) for i in range(0, len(ids), seq_len)]
+
+
+def pair_sample(tokenizer, prompt: str, output: str, seq_len: int) -> Sample:
+    """SFT pair: BOS + prompt + output + EOS with the prompt outside the loss. Prompt and full text are
+    tokenized as they are at inference time; a token straddling the boundary counts as output. Longer than
+    `seq_len`: the end is cut (the official `cutoff_len`); a prompt that leaves no output token raises."""
+    full = list(tokenizer(prompt + output)["input_ids"]) + [tokenizer.eos_token_id]
+    n_prompt = _common_prefix(tokenizer(prompt)["input_ids"], full)
+    if n_prompt >= seq_len:
+        raise ValueError(f"prompt has {n_prompt} tokens, no room for the output in seq_len {seq_len}")
+    return Sample(tuple(full[:seq_len]), max(n_prompt, 1), truncated=len(full) > seq_len)
+
+
+def bins_best_fit(lengths: Sequence[int], capacity: int) -> list[list[int]]:
+    """Best-fit-decreasing bin packing: indices of `lengths` grouped into bins of at most `capacity`."""
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    bins: list[list[int]] = []
+    free: list[tuple[int, int]] = []  # (room left, bin index), sorted
+    for i in order:
+        n = lengths[i]
+        if n > capacity:
+            raise ValueError(f"sample of {n} tokens exceeds the bin capacity {capacity}")
+        j = bisect.bisect_left(free, (n, -1))
+        if j < len(free):
+            room, b = free.pop(j)
+        else:
+            room, b = capacity, len(bins)
+            bins.append([])
+        bins[b].append(i)
+        if room - n > 0:
+            bisect.insort(free, (room - n, b))
+    return bins
+
+
+def pack(samples: Sequence[Sample], seq_len: int, pad_id: int, packing: bool = True) -> dict[str, np.ndarray]:
+    """Rows of `seq_len` tokens: input_ids, labels and position ids (restarting at every sample and at
+    the padding), plus per-row counts of samples, real (non-pad) tokens and truncated samples."""
+    groups = bins_best_fit([len(s.ids) for s in samples], seq_len) if packing else [[i] for i in range(len(samples))]
+    n = len(groups)
+    input_ids = np.full((n, seq_len), pad_id, dtype=np.int32)
+    labels = np.full((n, seq_len), IGNORE, dtype=np.int32)
+    position_ids = np.zeros((n, seq_len), dtype=np.int32)
+    n_samples = np.zeros(n, dtype=np.int32)
+    n_tokens = np.zeros(n, dtype=np.int32)
+    n_truncated = np.zeros(n, dtype=np.int32)
+    for r, group in enumerate(groups):
+        at = 0
+        for i in group:
+            s = samples[i]
+            k = len(s.ids)
+            input_ids[r, at:at + k] = s.ids
+            labels[r, at + s.n_masked:at + k] = s.ids[s.n_masked:]
+            position_ids[r, at:at + k] = np.arange(k)
+            at += k
+        position_ids[r, at:] = np.arange(seq_len - at)  # padding forms a segment of its own
+        n_samples[r] = len(group)
+        n_tokens[r] = at
+        n_truncated[r] = sum(samples[i].truncated for i in group)
+    return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids,
+            "n_samples": n_samples, "n_tokens": n_tokens, "n_truncated": n_truncated}

@@ -1,0 +1,70 @@
+"""Driver side of a training run: pack the corpus with Ray Data, run the Ray Train TorchTrainer, and
+copy the exported model (pretrain: HF folder; sft: PEFT adapter folder) to `output_dir`.
+
+Re-running with the same `run_name` and `storage_path` resumes from the run's latest checkpoint (Ray
+Train restores it for the new workers), and so does a restart after a worker failure (`max_failures`).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+
+from knowcoder_ray.train.config import TrainConfig
+from knowcoder_ray.train.storage import copy_dir, write_text
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    output_dir: str
+    checkpoint_path: str
+    metrics: dict
+    data: dict          # DataSummary.to_dict()
+    rejects: list[str]
+
+
+def _storage_path(path: str) -> str:
+    return path if "://" in path else os.path.abspath(path)
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Run one training phase on the connected Ray cluster (ray.init first)."""
+    import ray.train
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from knowcoder_ray.train.dataset import OrderedSplit, prepare_dataset
+    from knowcoder_ray.train.loop import EXPORT_DIR, Plan, train_loop
+
+    cfg.validate()
+    packed, summary, rejects = prepare_dataset(cfg.data, cfg.model, mask_prompt=cfg.phase == "sft", seed=cfg.seed)
+    rows_per_worker = summary.rows // cfg.num_workers
+    plan = Plan.of(cfg, rows_per_worker)  # fail early, before workers start, if the data is too small
+    log.info("data %s; %d steps", summary.to_dict(), plan.total_steps)
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config={"train": cfg.to_dict(), "rows_per_worker": rows_per_worker},
+        torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
+        scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
+                                               resources_per_worker={"CPU": cfg.cpus_per_worker}),
+        run_config=ray.train.RunConfig(
+            name=cfg.run_name, storage_path=_storage_path(cfg.storage_path),
+            failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.keep_checkpoints)),
+        datasets={"train": packed},
+        dataset_config=OrderedSplit(),
+    )
+    result = trainer.fit()
+    if result.error:
+        raise result.error
+    with result.checkpoint.as_directory() as d:
+        export = os.path.join(d, EXPORT_DIR)
+        if not os.path.isdir(export):
+            raise RuntimeError(f"the last checkpoint {result.checkpoint.path} holds no exported model")
+        copy_dir(export, cfg.output_dir)
+    write_text(cfg.output_dir, "training_summary.json", json.dumps(
+        {"metrics": result.metrics, "data": summary.to_dict(), "rejects": rejects[:1000],
+         "checkpoint": result.checkpoint.path, "config": cfg.to_dict()}, indent=2, default=str))
+    return TrainResult(cfg.output_dir, result.checkpoint.path, dict(result.metrics), summary.to_dict(), rejects)
