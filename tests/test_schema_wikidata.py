@@ -60,6 +60,9 @@ def test_reader_streams_ranges_and_compressed_forms(ray_cluster, tmp_path, plain
         assert [line for _, _, line in dump.iter_lines(str(path))] == raw_lines
     ranges = dump.byte_ranges(str(plain), 4, min_bytes=1)
     assert len(ranges) == 4 and dump.byte_ranges(str(DUMP), 4, min_bytes=1) == [(0, float("inf"))]
+    size = plain.stat().st_size  # ranges are capped in size, whatever the parallelism: bounded task memory
+    capped = dump.byte_ranges(str(plain), 1, min_bytes=1, max_bytes=size // 3 - 1)
+    assert len(capped) == 4 and max(min(e, size) - s for s, e in capped) <= size // 3 - 1
     # through Ray Data: 4 byte ranges read in parallel, positions -> global line numbers
     rows = dump.read_dump(str(plain), parallelism=4, min_range_bytes=1).take_all()
     counts: dict[int, int] = {}

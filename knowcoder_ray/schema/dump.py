@@ -23,7 +23,8 @@ import pyarrow.fs as pafs
 
 CHUNK = 1 << 20  # bytes per read call
 BLOCK_LINES = 1000  # lines per Ray Data block from a read task
-MIN_RANGE_BYTES = 16 << 20  # a plain dump is split into ranges of at least this size
+MIN_RANGE_BYTES = 16 << 20  # a plain dump is split into ranges of at least this size...
+MAX_RANGE_BYTES = 32 << 20  # ...and at most this: a task's memory is bounded by its range, not the dump
 LINE_SCHEMA = pa.schema([("range", pa.int32()), ("line", pa.int64()), ("text", pa.binary())])
 
 
@@ -98,12 +99,14 @@ def iter_range(uri: str, start: int = 0, end: float = float("inf")) -> Iterator[
         yield from _split_lines(_chunks(f), skip, start, end)
 
 
-def byte_ranges(uri: str, parallelism: int, min_bytes: int = MIN_RANGE_BYTES) -> list[tuple[int, float]]:
-    """Split a plain dump into at most `parallelism` ranges of at least `min_bytes`; one range otherwise."""
+def byte_ranges(uri: str, parallelism: int, min_bytes: int = MIN_RANGE_BYTES,
+                max_bytes: int = MAX_RANGE_BYTES) -> list[tuple[int, float]]:
+    """Split a plain dump into `parallelism` ranges of at least `min_bytes` (fewer if it is small), and
+    into more when ranges would exceed `max_bytes`; a compressed dump is one range."""
     if compression_of(uri) is not None:
         return [(0, float("inf"))]
     size = file_size(uri)
-    n = max(1, min(parallelism, size // max(min_bytes, 1)))
+    n = max(1, min(parallelism, size // max(min_bytes, 1)), -(-size // max(max_bytes, 1)))
     bounds = [size * i // n for i in range(n)] + [size]
     return [(bounds[i], bounds[i + 1] if i + 1 < n else float("inf")) for i in range(n)]
 
@@ -173,7 +176,7 @@ def dump_datasource(uri: str, block_lines: int = BLOCK_LINES, min_range_bytes: i
 def read_dump(uri: str, *, parallelism: int = -1, block_lines: int = BLOCK_LINES,
               min_range_bytes: int = MIN_RANGE_BYTES):
     """The dump's lines as a streaming Ray Dataset (columns range:int32, line:int64, text:binary).
-    `parallelism`: byte ranges of a plain dump (default 4 per cluster CPU, each >= `min_range_bytes`)."""
+    `parallelism`: byte ranges of a plain dump (default 4 per cluster CPU; see `byte_ranges`)."""
     import ray
     import ray.data
 
