@@ -77,6 +77,22 @@ def make_inputs(data_dir: str, folder: Path, repeat: int) -> dict[str, dict[str,
             "following": {"instructie": [str(paths["instructie"])], "universalner": [str(paths["universalner"])]}}
 
 
+def make_tokenizer(data_dir: str, folder: Path) -> str:
+    """A byte-level BPE tokenizer (16k merges) trained on the benchmark sentences: the cost of exact
+    token counting with a Hugging Face fast tokenizer, as a LLaMA tokenizer folder would have it."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from knowcoder_ray.data.benchmarks import load_benchmark
+
+    texts = [r.text for name in ("conll2003", "nyt") for r in load_benchmark(name, data_dir, "test")[0]]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer, tok.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
+    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=16_000, special_tokens=["<s>", "</s>"]))
+    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>").save_pretrained(folder)
+    return str(folder)
+
+
 # ---- one measurement (runs in a child process) -------------------------------------------------------
 
 def build(corpus: str, data_dir: str, inputs: dict, block_bytes: int):
@@ -172,7 +188,8 @@ def child(args: argparse.Namespace) -> None:
             if not first:
                 first.append(time.perf_counter() - marker["seconds"])
         t0 = time.perf_counter()
-        m = pipeline.run(transform, specs, str(out / "corpus"), workers=args.cpus, progress=progress)
+        m = pipeline.run(transform, specs, str(out / "corpus"), workers=args.cpus, progress=progress,
+                         tokenizer=args.tokenizer)
         wall = time.perf_counter() - t0
         ray.shutdown()
         mem.stop()
@@ -181,9 +198,11 @@ def child(args: argparse.Namespace) -> None:
                       "quarantined": m["quarantined"], "shards": len(specs), **peak}))
 
 
-def measure(corpus: str, engine: str, cpus: int, inputs: dict, args: argparse.Namespace) -> dict:
+def measure(corpus: str, engine: str, cpus: int, inputs: dict, args: argparse.Namespace,
+            tokenizer: str | None = None) -> dict:
     cmd = [sys.executable, __file__, "--child", "--corpus", corpus, "--engine", engine, "--cpus", str(cpus),
-           "--inputs", json.dumps(inputs), "--data-dir", args.data_dir, "--block-mb", str(args.block_mb)]
+           "--inputs", json.dumps(inputs), "--data-dir", args.data_dir, "--block-mb", str(args.block_mb),
+           *(["--tokenizer", tokenizer] if tokenizer else [])]
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if res.returncode:
         raise SystemExit(f"{corpus}/{engine}/{cpus} failed:\n{res.stderr[-3000:]}")
@@ -206,6 +225,7 @@ def main() -> None:
     p.add_argument("--engine", help=argparse.SUPPRESS)
     p.add_argument("--cpus", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--inputs", help=argparse.SUPPRESS)
+    p.add_argument("--tokenizer", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         child(args)
@@ -213,7 +233,9 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench_corpora_inputs_"))
     base = make_inputs(args.data_dir, tmp / "x1", args.base)
     big = make_inputs(args.data_dir, tmp / f"x{args.scale}", args.base * args.scale)
-    print(f"machine: {os.cpu_count()} cores (shared with other work: timings are noisy); shards of {args.block_mb} MB input")
+    tokenizer = make_tokenizer(args.data_dir, tmp / "bpe_tokenizer")
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start (shared with other "
+          f"work: timings are noisy); shards of {args.block_mb} MB input")
     summary = {}
     for corpus in ("understanding", "following"):
         loop1 = measure(corpus, "loop", 1, base[corpus], args)
@@ -221,13 +243,15 @@ def main() -> None:
         ray2 = measure(corpus, "ray", 2, base[corpus], args)
         loop10 = measure(corpus, "loop", 1, big[corpus], args)
         ray10 = measure(corpus, "ray", 2, big[corpus], args)
+        raytok = measure(corpus, "ray", 2, base[corpus], args, tokenizer)
         assert ray1["rows"] == ray2["rows"] == loop1["rows"] and ray10["rows"] == loop10["rows"] == args.scale * loop1["rows"]
         print(f"\n== {corpus} corpus: {loop1['records']:,} input records -> {loop1['rows']:,} rows, "
               f"{loop1['n_tokens']:,} tokens (1x); {ray1['shards']} shards at 1x, {ray10['shards']} at {args.scale}x")
         print(f"{'run':<28}{'wall s':>8}{'start s':>9}{'records/s/core':>16}{'(steady)':>10}{'tokens/s/core':>15}"
               f"{'peak MB':>9}{'worker MB':>11}")
         for name, r in (("plain loop, 1 process", loop1), ("ray data, 1 CPU", ray1), ("ray data, 2 CPUs", ray2),
-                        (f"plain loop, {args.scale}x input", loop10), (f"ray data, 2 CPUs, {args.scale}x", ray10)):
+                        (f"plain loop, {args.scale}x input", loop10), (f"ray data, 2 CPUs, {args.scale}x", ray10),
+                        ("ray data, 2 CPUs, BPE counts", raytok)):
             print(f"{name:<28}{r['wall']:>8.2f}{r.get('startup', 0):>9.2f}{r['rec_s_core']:>16,.0f}"
                   f"{r['rec_s_core_steady']:>10,.0f}{r['tok_s_core_steady']:>15,.0f}{r['peak_mb']:>9.0f}"
                   f"{r.get('worker_peak_mb', float('nan')):>11.0f}")
@@ -239,15 +263,16 @@ def main() -> None:
         print(f"peak memory {args.scale}x / 1x: plain loop {loop10['peak_mb'] / loop1['peak_mb']:.2f}, "
               f"ray data worker {ray10['worker_peak_mb'] / ray2['worker_peak_mb']:.2f}, "
               f"ray total (driver + Ray processes) {ray10['peak_mb'] / ray2['peak_mb']:.2f}")
-        rate = ray10["tok_s_core_steady"]
-        hours = KNOWCODER_TOKENS[corpus] / (rate * 100) / 3600
-        summary[corpus] = hours
-        print(f"extrapolation: KnowCoder's {KNOWCODER_TOKENS[corpus] / 1e9:.2f}B-token {corpus} corpus at "
-              f"{rate:,.0f} estimated tokens/s per core (ray, {args.scale}x, steady) = {hours:.3f} hours per 100 cores "
-              f"({hours * 60:.1f} min)")
-    print(f"\nsummary: hours per 100 cores for KnowCoder-scale corpora: understanding (1.5B tokens) "
-          f"{summary['understanding']:.3f}, following (1.17B tokens) {summary['following']:.3f} "
-          "(token counts estimated; an HF tokenizer via --tokenizer adds its own cost)")
+        for label, r in (("estimated", ray10), ("HF BPE tokenizer", raytok)):
+            hours = KNOWCODER_TOKENS[corpus] / (r["tok_s_core_steady"] * 100) / 3600
+            summary[(corpus, label)] = hours
+            print(f"extrapolation ({label} token counts): KnowCoder's {KNOWCODER_TOKENS[corpus] / 1e9:.2f}B-token "
+                  f"{corpus} corpus at {r['tok_s_core_steady']:,.0f} tokens/s per core = {hours:.4f} hours "
+                  f"({hours * 3600:.0f} s) per 100 cores")
+    print(f"\nsummary, hours per 100 cores (steady state, estimated / BPE-counted tokens): understanding "
+          f"(1.5B tokens) {summary[('understanding', 'estimated')]:.4f} / {summary[('understanding', 'HF BPE tokenizer')]:.4f}, "
+          f"following (1.17B tokens) {summary[('following', 'estimated')]:.4f} / {summary[('following', 'HF BPE tokenizer')]:.4f}; "
+          f"load average {os.getloadavg()[0]:.1f} at the end")
 
 
 if __name__ == "__main__":

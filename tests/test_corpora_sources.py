@@ -115,3 +115,7 @@ def test_library_sources(tmp_path, data_dir):
     assert {"Person", "WorkFor", "AdverseEvent", "PersonPlaceOfBirth"} <= set(merged.names())
     with pytest.raises(ValueError, match="Entities.py"):
         load_library(str(tmp_path))
+    from knowcoder_ray.schema.pyfile import write_pyfiles
+
+    write_pyfiles(lib, str(tmp_path / "py"))  # the released layout, read back with ast
+    assert load_library(str(tmp_path / "py")) == lib

@@ -375,7 +375,10 @@ class TokenCounter:
             from transformers import AutoTokenizer
 
             self._tok = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
-        return [len(ids) for ids in self._tok(texts, add_special_tokens=False)["input_ids"]] if texts else []
+        counts: list[int] = []
+        for i in range(0, len(texts), 512):  # bounded batches: the ids of a whole shard need not be held at once
+            counts += [len(ids) for ids in self._tok(texts[i:i + 512], add_special_tokens=False)["input_ids"]]
+        return counts
 
 
 # ---- processing one shard ----------------------------------------------------------------------------
