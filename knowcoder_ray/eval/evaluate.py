@@ -27,7 +27,7 @@ from knowcoder_ray.schema.types import SchemaLibrary
 @dataclass
 class EvalConfig:
     checkpoints: list[str]                      # model folders or PEFT adapter folders, in plot order
-    datasets: list[str]                         # names in knowcoder_ray.data.benchmarks.BENCHMARKS
+    datasets: list[str]                         # BENCHMARKS names, or records:<path.jsonl> (get_benchmark)
     output_dir: str = "runs/eval"
     data_dir: str = "../shared/data"
     split: str = "test"
@@ -139,11 +139,22 @@ class EngineActor:
         return batch
 
 
-def parse_batch(batch, libraries: dict[str, list[dict]]):
-    """A Ray Data task: parse each output against its prompt's classes; mentions travel as JSON."""
-    import pandas as pd
+_LIBRARIES: dict[str, dict[str, SchemaLibrary]] = {}  # per worker process: built once per run
 
-    libs = {k: SchemaLibrary.from_rows(v) for k, v in libraries.items()}
+
+def parse_batch(batch, libraries: list):
+    """A Ray Data task: parse each output against its prompt's classes; mentions travel as JSON.
+    `libraries` holds one object ref to {plan key: library rows}: fetched and built once per worker
+    process (a full library has tens of thousands of types), not once per batch."""
+    import pandas as pd
+    import ray
+
+    ref = libraries[0]
+    libs = _LIBRARIES.get(ref.hex())
+    if libs is None:
+        libs = {k: SchemaLibrary.from_rows(v) for k, v in ray.get(ref).items()}
+        _LIBRARIES.clear()
+        _LIBRARIES[ref.hex()] = libs
     rows = []
     for row in batch.to_dict("records"):
         row["names"] = [str(n) for n in row["names"]]
@@ -158,7 +169,7 @@ def ray_executor(cfg: EvalConfig, plans: list[TaskPlan], checkpoints: dict[str, 
     """Runs rows through a Ray Data pipeline: engine actor pool, then parse tasks."""
     import ray
 
-    libraries = {p.key: p.library.to_rows() for p in plans}
+    libraries = [ray.put({p.key: p.library.to_rows() for p in plans})]  # a list: Ray passes the ref as is
 
     def execute(rows: list[dict]) -> list[dict]:
         # batches that share a model and a schema shard reuse the loaded model and the prefix cache
@@ -207,7 +218,7 @@ def parse_stats(extractions: list[Extraction]) -> dict:
 
 def evaluate(cfg: EvalConfig, execute: Executor | None = None) -> dict:
     """Evaluate every checkpoint on every dataset; returns the summary written to summary.json."""
-    from knowcoder_ray.data.benchmarks import BENCHMARKS, load_benchmark
+    from knowcoder_ray.data.benchmarks import get_benchmark, load_benchmark
 
     labels = cfg.checkpoint_labels()
     checkpoints = dict(zip(labels, (str(Path(c).resolve()) for c in cfg.checkpoints)))
@@ -223,7 +234,7 @@ def evaluate(cfg: EvalConfig, execute: Executor | None = None) -> dict:
         records = records[:cfg.limit] if cfg.limit is not None else records
         data[name] = (records, library, bad)
         plans[name] = [TaskPlan(f"{name}:{t}", t, library, budget=cfg.shard_tokens, count=count)
-                       for t in plan_tasks(BENCHMARKS[name].tasks)]
+                       for t in plan_tasks(get_benchmark(name).tasks)]
     all_plans = [p for ps in plans.values() for p in ps]
     jobs = [(label, p, data[name][0]) for label in labels for name in cfg.datasets for p in plans[name]]
     results = run_extraction(jobs, execute or ray_executor(cfg, all_plans, checkpoints))
@@ -245,7 +256,7 @@ def evaluate(cfg: EvalConfig, execute: Executor | None = None) -> dict:
 
 def write_checkpoint(cfg: EvalConfig, label: str, path: str, data, plans, results, out: Path) -> dict:
     """predictions.jsonl and metrics.json of one checkpoint, side by side."""
-    from knowcoder_ray.data.benchmarks import BENCHMARKS
+    from knowcoder_ray.data.benchmarks import get_benchmark
 
     out.mkdir(parents=True, exist_ok=True)
     overall: dict[str, Score] = {}
@@ -265,7 +276,7 @@ def write_checkpoint(cfg: EvalConfig, label: str, path: str, data, plans, result
                 preds.append(pred)
                 f.write(json.dumps({"dataset": name, "id": r.id, "text": r.text, "prediction": pred.to_dict(),
                                     "outputs": [o for ex in parts for o in ex.outputs]}) + "\n")
-            metric_names = [m for t in BENCHMARKS[name].tasks for m in METRICS[t]]
+            metric_names = [m for t in get_benchmark(name).tasks for m in METRICS[t]]
             scores = score(records, preds, metric_names, filter_outlier=cfg.filter_outlier,
                            schema_types=library.names(),
                            ancestors=library.ancestors if cfg.wikidata_upper else None)

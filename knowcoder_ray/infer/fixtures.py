@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from knowcoder_ray.codec.render import render_prompt
 
-
-def corpus_prompts(data_dir: str | Path, per_dataset: int = 40) -> list[str]:
-    """Real prompts (NER/RE/ED/EAE over the benchmark schemas) to train the tiny tokenizer on."""
+def corpus_prompts(data_dir: str | Path, per_dataset: int = 12) -> list[str]:
+    """Real prompt text (NER/RE/ED/EAE over the benchmark schemas) to train the tiny tokenizer on: each
+    shard's shared head once, and the sentence part of each prompt."""
     from knowcoder_ray.data.benchmarks import load_benchmark
+    from knowcoder_ray.infer.sharding import make_shard
 
     texts = []
     for name, tasks in (("conll04", ("ner", "re")), ("crossner_ai", ("ner",)), ("wikievents", ("ed", "eae")),
@@ -22,34 +22,51 @@ def corpus_prompts(data_dir: str | Path, per_dataset: int = 40) -> list[str]:
         records, library = load_benchmark(name, data_dir)
         for task in tasks:
             kind = {"ner": "entity", "re": "relation"}.get(task, "event")
-            types = library.of_kind(kind)[:40]
-            for r in records[:per_dataset]:
-                texts.append(render_prompt(task, types, r.text, library=library))
+            shard = make_shard(task, library.of_kind(kind)[:40], library)
+            texts.append(shard.head)
+            texts += [shard.prompt(r.text)[len(shard.head):] for r in records[:per_dataset]]
     return texts
 
 
 def make_engine_test_model(out_dir: str | Path, data_dir: str | Path, std: float = 0.5, seed: int = 0,
                            **spec) -> Path:
     """The shared tiny model (TinySpec fields may be overridden), its weights redrawn with `std`."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
     from knowcoder_ray.train.tiny import TinySpec, make_tiny_model
 
     out = make_tiny_model(out_dir, corpus_prompts(data_dir), seed=seed, spec=TinySpec(**spec))
-    model = AutoModelForCausalLM.from_pretrained(out)
+    return redraw_weights(out, out, std, seed)
+
+
+def redraw_weights(src: str | Path, out_dir: str | Path, std: float = 0.5, seed: int = 0) -> Path:
+    """A copy of the model folder `src` (same tokenizer and config) with weights drawn N(0, std):
+    another "checkpoint" of the same model without training a tokenizer again."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    src, out = Path(src), Path(out_dir)
+    model = AutoModelForCausalLM.from_pretrained(src)
+    if src.resolve() != out.resolve():
+        out.mkdir(parents=True, exist_ok=True)
+        for f in src.glob("tokenizer*"):
+            shutil.copy(f, out)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for name, p in model.named_parameters():
+        for p in model.parameters():
             if p.dim() > 1:  # matrices and embeddings; norms keep their ones
                 p.copy_(torch.randn(p.shape, generator=gen) * std)
     model.save_pretrained(out)
     return out
 
 
-def cached_engine_test_model(base_dir: str | Path, data_dir: str | Path, name: str = "engine-tiny", **kwargs) -> Path:
-    """`make_engine_test_model` into `base_dir/name`, reused when already there (one per test session)."""
+def cached_engine_test_model(base_dir: str | Path, data_dir: str | Path, name: str = "engine-tiny", seed: int = 0,
+                             **spec) -> Path:
+    """`make_engine_test_model` into `base_dir/name`, reused when already there (one per test session);
+    another seed of the default model only redraws the weights."""
     out = Path(base_dir) / name
-    if not (out / "config.json").is_file() or not (out / "tokenizer_config.json").is_file():
-        make_engine_test_model(out, data_dir, **kwargs)
-    return out
+    if (out / "config.json").is_file() and (out / "tokenizer_config.json").is_file():
+        return out
+    if seed != 0 and not spec:
+        return redraw_weights(cached_engine_test_model(base_dir, data_dir), out, seed=seed)
+    return make_engine_test_model(out, data_dir, seed=seed, **spec)
