@@ -8,7 +8,8 @@ subprocess on the same plain .json file:
   first, so worker start-up is not timed); best of --repeat builds at 1x, one build at 10x;
 - peak memory of the build at 1x and 10x input: the summed PSS (shared pages counted once) of the
   process and all its children (Ray's raylet, GCS, workers and object store included), sampled at 10 Hz.
-Prints the ratios measured in this one run. Both builders run the same `summarize` code on the same
+"cores used" is the CPU time the process tree got per second of wall time: on a shared machine it
+tells whether 2 CPUs were really available. Prints the ratios measured in this one run. Both builders run the same `summarize` code on the same
 batches of lines, so the difference is the execution, not the work.
 
     .venv/bin/python benchmarks/bench_schema_build.py [--scale 300]
@@ -49,6 +50,19 @@ class PeakPSS(threading.Thread):
                 pass
         return total
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of this process tree so far (Ray's workers are descendants too)."""
+        import psutil
+
+        total = 0.0
+        for p in [self.proc, *self.proc.children(recursive=True)]:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                pass
+        return total
+
     def run(self) -> None:
         while not self._stop_event.is_set():
             self.peak = max(self.peak, self.sample())
@@ -79,16 +93,18 @@ def worker(mode: str, path: str, cpus: int, repeat: int) -> dict:
     sampler = PeakPSS()
     base = sampler.sample()
     sampler.start()
-    seconds = float("inf")
+    seconds, wall, cpu0 = float("inf"), 0.0, sampler.cpu_seconds()
     for _ in range(repeat):  # best of `repeat`: the machine is shared, the minimum is the least disturbed
         t0 = time.perf_counter()
         result = build(path, use_ray=(mode == "ray"))
         seconds = min(seconds, time.perf_counter() - t0)
+        wall += time.perf_counter() - t0
+    cores = (sampler.cpu_seconds() - cpu0) / wall  # CPU the build got: shows a busy, shared machine
     peak = sampler.stop()
     c = result.report.counts
     return {"seconds": seconds, "entities": c["items"] + c["properties"], "base_mb": base / 2**20,
             "peak_mb": peak / 2**20, "types": [c["entity_types"], c["relation_types"], c["event_types"]],
-            "malformed": len(result.report.malformed)}
+            "malformed": len(result.report.malformed), "cores": cores}
 
 
 def run(mode: str, path: Path, cpus: int = 0, repeat: int = 1) -> dict:
@@ -126,12 +142,12 @@ def main() -> None:
                 ("plain loop", "local", 10, 0), ("Ray Data 2 CPUs", "ray", 10, 2)]
         results = {}
         print(f"\n{'builder':<16} {'input':>5} {'entities':>9} {'seconds':>8} {'entities/s':>11} {'peak MiB':>9} "
-              f"{'(base)':>7}  types e/r/ev  malformed")
+              f"{'(base)':>7} {'cores used':>10}  types e/r/ev  malformed")
         for label, mode, factor, cpus in runs:
             r = run(mode, dumps[factor], cpus, args.repeat if factor == 1 else 1)
             results[(label, factor)] = r
             print(f"{label:<16} {factor:>4}x {r['entities']:>9} {r['seconds']:>8.2f} "
-                  f"{r['entities'] / r['seconds']:>11.0f} {r['peak_mb']:>9.0f} {r['base_mb']:>7.0f}  "
+                  f"{r['entities'] / r['seconds']:>11.0f} {r['peak_mb']:>9.0f} {r['base_mb']:>7.0f} {r['cores']:>10.2f}  "
                   f"{'/'.join(map(str, r['types'])):<13} {r['malformed']}", flush=True)
     for factor in (1, 10):  # same dump, same library
         same = {tuple(r["types"]) for (_, f), r in results.items() if f == factor}
