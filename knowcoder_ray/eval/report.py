@@ -8,6 +8,12 @@ import json
 from pathlib import Path
 
 CLASSIFICATION = ("EC", "RC", "TC", "AC")  # the per-type bars show these
+ROW = 24  # table row height (px)
+
+
+def _table_height(rows: int) -> int:
+    """Tall enough that the whole table shows without an inner scroll bar."""
+    return 60 + 20 + ROW * (rows + 2)
 
 
 def load_run(run_dir: str | Path) -> tuple[dict, list[dict]]:
@@ -64,9 +70,9 @@ def _table(labels: list[str], metrics: list[dict]):
         rows.append(["all", m, "", *[f"{100 * ck['overall'][m]['overall']['f1']:.2f}" for ck in metrics]])
     columns = list(zip(*rows)) if rows else [[]] * (3 + len(labels))
     header = ["dataset", "metric", "sentences", *[f"{lab}: F1 (P / R)" for lab in labels]]
-    fig = go.Figure(go.Table(header={"values": header, "align": "left"},
-                             cells={"values": [list(c) for c in columns], "align": "left"}))
-    fig.update_layout(title="Per-dataset scores", height=140 + 21 * len(rows))
+    fig = go.Figure(go.Table(header={"values": header, "align": "left", "height": ROW},
+                             cells={"values": [list(c) for c in columns], "align": "left", "height": ROW}))
+    fig.update_layout(title="Per-dataset scores", height=_table_height(len(rows)), margin={"t": 60, "b": 20})
     return fig
 
 
@@ -74,10 +80,11 @@ def _parse_table(labels: list[str], metrics: list[dict]):
     import plotly.graph_objects as go
 
     keys = ["prompts", "outputs_with_errors", "errors", "hallucinated", "truncated"]
-    fig = go.Figure(go.Table(header={"values": ["checkpoint", *keys], "align": "left"},
+    fig = go.Figure(go.Table(header={"values": ["checkpoint", *keys], "align": "left", "height": ROW},
                              cells={"values": [labels, *[[ck["parse"][k] for ck in metrics] for k in keys]],
-                                    "align": "left"}))
-    fig.update_layout(title="Model outputs: parse statistics", height=120 + 28 * len(labels))
+                                    "align": "left", "height": ROW}))
+    fig.update_layout(title="Model outputs: parse statistics", height=_table_height(len(labels)),
+                      margin={"t": 60, "b": 20})
     return fig
 
 
