@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import statistics
 import sys
@@ -52,8 +53,9 @@ def build_corpus(data_dir: str, path: Path, per_source: int) -> int:
     return n
 
 
-def bare_loop(cfg, rows: list[dict], steps: int) -> list[tuple[float, int]]:
-    """(seconds, useful tokens) per optimizer step of a plain single-process loop."""
+def bare_steps(cfg, rows: list[dict], steps: int):
+    """A plain single-process loop (no Ray Train) over `rows`: yields (wall s, CPU s, useful tokens) per
+    optimizer step. The engine is built before the first step is asked for."""
     import numpy as np
     import torch
 
@@ -62,23 +64,40 @@ def bare_loop(cfg, rows: list[dict], steps: int) -> list[tuple[float, int]]:
 
     torch.set_num_threads(cfg.cpus_per_worker)
     engine = build_engine(cfg, steps, torch.device("cpu"))
-    mb = cfg.micro_batch_size
-    out = []
-    for step in range(steps):
-        t0, tokens = time.perf_counter(), 0
-        for k in range(cfg.grad_accum):
-            chunk = rows[(step * cfg.grad_accum + k) * mb:(step * cfg.grad_accum + k + 1) * mb]
-            batch = {c: torch.from_numpy(np.stack([r[c] for r in chunk])).long() for c in TRAIN_COLUMNS}
-            engine.micro_step(batch, k == cfg.grad_accum - 1)
-            tokens += sum(int(r["n_tokens"]) for r in chunk)
-        out.append((time.perf_counter() - t0, tokens))
+    mb, ga = cfg.micro_batch_size, cfg.grad_accum
+
+    def run():
+        for step in range(steps):
+            t0, c0, tokens = time.perf_counter(), time.process_time(), 0
+            for k in range(ga):
+                chunk = rows[(step * ga + k) * mb:(step * ga + k + 1) * mb]
+                batch = {c: torch.from_numpy(np.stack([r[c] for r in chunk])).long() for c in TRAIN_COLUMNS}
+                engine.micro_step(batch, k == ga - 1)
+                tokens += sum(int(r["n_tokens"]) for r in chunk)
+            yield time.perf_counter() - t0, time.process_time() - c0, tokens
+    return run()
+
+
+def interleaved(*loops) -> list[list[tuple]]:
+    """Run the loops step by step in turn, so each sees the same load on a shared machine."""
+    out = [[] for _ in loops]
+    for steps in zip(*loops):
+        for o, s in zip(out, steps):
+            o.append(s)
     return out
 
 
-def steady(per_step: list[tuple[float, int]]) -> tuple[float, float]:
-    """(median seconds per step, useful tokens/s) leaving out the first (warm-up) step."""
-    rest = per_step[1:] or per_step
-    return statistics.median(s for s, _ in rest), sum(t for _, t in rest) / sum(s for s, _ in rest)
+def steady(per_step: list[tuple], warmup: int = 1) -> dict:
+    """Medians over steps (robust to load spikes on a shared machine) of wall and CPU seconds per step
+    and of useful tokens per wall and per CPU second, leaving out the first (warm-up) steps."""
+    rest = per_step[warmup:] or per_step
+    med = statistics.median
+    return {"wall": med(s[0] for s in rest), "cpu": med(s[1] for s in rest),
+            "tps": med(s[2] / s[0] for s in rest), "tpc": med(s[2] / s[1] for s in rest)}
+
+
+def row(label: str, st: dict) -> str:
+    return f"{label:36s} {st['wall']:8.3f} {st['cpu']:8.3f} {st['tps']:10.0f} {st['tpc']:12.0f}"
 
 
 def main() -> int:
@@ -92,6 +111,7 @@ def main() -> int:
     args = ap.parse_args()
 
     import ray
+    import ray.data
 
     from knowcoder_ray.train.config import load_config
     from knowcoder_ray.train.dataset import prepare_dataset
@@ -104,6 +124,8 @@ def main() -> int:
         print(f"corpus: {build_corpus(args.data_dir, Path(corpus), args.per_source)} samples from {args.data_dir}")
     model = make_tiny_model(work / "tiny", corpus_texts(corpus), seed=0)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
 
     def config(packing: bool, name: str, **extra):
         sets = [f"model={model}", f"data.path={corpus}", f"data.seq_len={args.seq_len}", f"data.packing={packing}",
@@ -112,43 +134,43 @@ def main() -> int:
                 f"max_steps={args.steps}", f"save_every={args.steps}", "lr=1e-3"]
         return load_config(None, sets + [f"{k}={v}" for k, v in extra.items()], phase="sft")
 
-    print(f"{'':28s} {'fill':>6s} {'rows':>6s} {'s/step':>8s} {'useful tok/s':>13s}")
-    results = {}
+    data, rows = {}, {}
     for packing in (True, False):
         cfg = config(packing, "packed" if packing else "padded")
         t0 = time.perf_counter()
         ds, summary, _ = prepare_dataset(cfg.data, cfg.model, mask_prompt=True, seed=cfg.seed)
-        prep_s = time.perf_counter() - t0
-        rows = ds.take(args.steps * args.micro_batch)
-        t0 = time.perf_counter()
-        per_step = bare_loop(cfg, rows, args.steps)
-        bare_s = time.perf_counter() - t0
-        results[packing] = (summary, per_step, prep_s, bare_s)
-        sec, tps = steady(per_step)
-        label = "packed" if packing else f"padded to {args.seq_len} (official)"
-        print(f"bare loop, {label:17s} {summary.fill:6.1%} {summary.rows:6d} {sec:8.3f} {tps:13.0f}")
-    packed_tps, padded_tps = steady(results[True][1])[1], steady(results[False][1])[1]
-    print(f"samples {results[True][0].samples} (rejected {results[True][0].rejected}, "
-          f"truncated {results[True][0].truncated}); rows to train one epoch: "
-          f"packed {results[True][0].rows}, padded {results[False][0].rows} "
-          f"({results[False][0].rows / results[True][0].rows:.2f}x)")
-    print(f"ratio useful tokens/s packed / padded: {packed_tps / padded_tps:.2f}x")
+        data[packing] = (cfg, summary, time.perf_counter() - t0)
+        rows[packing] = ds.take(args.steps * args.micro_batch)
+    (cfg_p, sum_p, prep_s), (cfg_u, sum_u, _) = data[True], data[False]
+    print(f"samples {sum_p.samples} (rejected {sum_p.rejected}, truncated {sum_p.truncated}); "
+          f"rows of {args.seq_len} tokens for one epoch: packed {sum_p.rows} (fill {sum_p.fill:.1%}), "
+          f"padded {sum_u.rows} (fill {sum_u.fill:.1%}): {sum_u.rows / sum_p.rows:.2f}x the rows")
 
-    # the same packed steps through Ray Train (1 worker, 1 CPU), read from its per-step log
+    packed, padded = interleaved(bare_steps(cfg_p, rows[True], args.steps), bare_steps(cfg_u, rows[False], args.steps))
+    header = f"{'':36s} {'s/step':>8s} {'cpu/step':>8s} {'tok/s':>10s} {'tok/cpu-s':>12s}"
+    print(f"\nuseful (non-pad) tokens, micro-batch {args.micro_batch} rows, {args.steps} steps, 1 thread\n{header}")
+    sp, su = steady(packed), steady(padded)
+    fill = {k: sum(int(r["n_tokens"]) for r in v) / (len(v) * args.seq_len) for k, v in rows.items()}
+    print(row(f"bare loop, packed (fill {fill[True]:.0%})", sp))
+    print(row(f"bare loop, padded (fill {fill[False]:.0%}, official)", su))
+    print(f"ratio packed / padded: useful tokens/s {sp['tps'] / su['tps']:.2f}x, "
+          f"per CPU second {sp['tpc'] / su['tpc']:.2f}x")
+
+    # the same packed steps through Ray Train (1 worker, 1 CPU, its per-step log), bracketed by two bare runs
     log_file = work / "ray.jsonl"
-    cfg = config(True, "ray", log_file=log_file)
+    ray_fit_s = train(config(True, "ray", log_file=log_file)).timings["fit"]
     t0 = time.perf_counter()
-    train(cfg)
-    ray_s = time.perf_counter() - t0
-    lines = [json.loads(x) for x in open(log_file)]
-    ray_steps = [(x["step_s"], x["step_tokens"]) for x in lines]
-    (bare_sec, bare_tps), (ray_sec, ray_tps) = steady(results[True][1]), steady(ray_steps)
-    _, _, prep_s, bare_s = results[True]
-    print(f"Ray Train loop, packed, {args.steps} steps: {ray_sec:.3f} s/step, {ray_tps:.0f} useful tok/s")
-    print(f"ratio Ray Train / bare per step (steady state): {ray_sec / bare_sec:.2f}x")
-    print(f"end to end incl. packing, worker start, checkpoint and export: Ray Train {ray_s:.1f} s, "
-          f"bare {prep_s + bare_s:.1f} s (packing {prep_s:.1f} s + loop {bare_s:.1f} s): "
-          f"ratio {ray_s / (prep_s + bare_s):.2f}x")
+    after = list(bare_steps(cfg_p, rows[True], args.steps))
+    bare_s = time.perf_counter() - t0
+    ray_steps = [(x["step_s"], x["step_cpu_s"], x["step_tokens"]) for x in map(json.loads, open(log_file))]
+    sb, sr = steady(packed[1:] + after[1:], warmup=0), steady(ray_steps)
+    print(f"\nRay Train loop vs bare loop, the same {args.steps} packed steps\n{header}")
+    print(row("bare loop (before and after)", sb))
+    print(row("Ray Train loop (TorchTrainer)", sr))
+    print(f"ratio Ray Train / bare per step: wall {sr['wall'] / sb['wall']:.2f}x, CPU {sr['cpu'] / sb['cpu']:.2f}x")
+    print(f"whole run after packing: Ray Train {ray_fit_s:.1f} s (worker start, model load, steps, checkpoint, "
+          f"export) vs bare {bare_s:.1f} s (model load, steps): ratio {ray_fit_s / bare_s:.2f}x, "
+          f"fixed cost {ray_fit_s - bare_s:.1f} s; packing the corpus with Ray Data took {prep_s:.1f} s (cold)")
     ray.shutdown()
     return 0
 

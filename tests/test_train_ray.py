@@ -90,7 +90,8 @@ def test_sft_lora_through_cli_then_merge(ray_cluster, corpus):
                  "--set", f"log_file={log_file}"]) == 0
     summary = json.loads((adapter / "training_summary.json").read_text())
     assert summary["data"]["rejected"] == 2 and summary["data"]["samples"] == 288
-    assert any("no room for the output" in r for r in summary["rejects"])
+    assert summary["data"]["reasons"] == {"'prompt' is missing or not a non-empty string": 1,
+                                          "prompt leaves no room for the output": 1}
     assert [s["step"] for s in _steps(log_file)] == [1, 2, 3, 4]
     conf = json.loads((adapter / "adapter_config.json").read_text())
     assert (conf["r"], conf["lora_alpha"], conf["lora_dropout"]) == (32, 64, 0.1)

@@ -183,7 +183,7 @@ def prepare_dataset(spec: DataSpec, tokenizer: str, *, mask_prompt: bool, seed: 
         summary.truncated += int(b["n_truncated"].sum())
         summary.rows += int((~bad).sum())
     summary.rejected = len(rejects)
-    summary.reasons = Counter(r.split(":", 1)[0] for r in rejects)
+    summary.reasons = Counter(r.split(":", 1)[0] for r in rejects)  # messages read "reason: details"
     if summary.rows == 0:
         raise ValueError(f"no trainable rows in {spec.path}: {summary.rejected} rejected "
                          f"({dict(summary.reasons)})")

@@ -103,7 +103,7 @@ def train_loop(loop_config: dict) -> None:
     batches_per_epoch = plan.steps_per_epoch * cfg.grad_accum
     while state.step < plan.total_steps:
         epoch, skip = state.epoch, state.batch_in_epoch
-        losses, fp, tokens, t0 = [], 0, 0, time.perf_counter()
+        losses, fp, tokens, t0, c0 = [], 0, 0, time.perf_counter(), time.process_time()
         batches = shard.iter_batches(batch_size=cfg.micro_batch_size, batch_format="numpy", drop_last=True)
         for i, rows in enumerate(batches):
             if i < skip:  # trained on before the restart: skipped as numpy, never sent to the device
@@ -122,14 +122,15 @@ def train_loop(loop_config: dict) -> None:
             loss, step_tokens = _all_reduce_mean_sum(sum(losses) / len(losses), tokens, device)
             state.tokens += step_tokens
             metrics = {"step": state.step, "epoch": epoch, "loss": loss, "lr": engine.lr(), "tokens": state.tokens,
-                       "step_tokens": step_tokens, "step_s": time.perf_counter() - t0, "fingerprint": fp}
+                       "step_tokens": step_tokens, "step_s": time.perf_counter() - t0,
+                       "step_cpu_s": time.process_time() - c0, "fingerprint": fp}
             log.write(metrics)
             losses, fp, tokens = [], 0, 0
             if cfg.fail_at_step and state.step == cfg.fail_at_step and resumed_at is None and rank == world - 1:
                 raise RuntimeError(f"injected failure at step {state.step} (fail_at_step)")
             if state.step % cfg.save_every == 0 and state.step < plan.total_steps:
                 report(False, metrics)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             if state.epoch != epoch or state.step >= plan.total_steps:
                 break
         else:

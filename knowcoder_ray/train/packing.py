@@ -52,7 +52,7 @@ def pair_sample(tokenizer, prompt: str, output: str, seq_len: int) -> Sample:
     full = list(tokenizer(prompt + output)["input_ids"]) + [tokenizer.eos_token_id]
     n_prompt = _common_prefix(tokenizer(prompt)["input_ids"], full)
     if n_prompt >= seq_len:
-        raise ValueError(f"prompt has {n_prompt} tokens, no room for the output in seq_len {seq_len}")
+        raise ValueError(f"prompt leaves no room for the output: {n_prompt} prompt tokens, seq_len {seq_len}")
     return Sample(tuple(full[:seq_len]), max(n_prompt, 1), truncated=len(full) > seq_len)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass
 
 from knowcoder_ray.train.config import TrainConfig
@@ -24,6 +25,7 @@ class TrainResult:
     metrics: dict
     data: dict          # DataSummary.to_dict()
     rejects: list[str]
+    timings: dict       # seconds: prepare (read, tokenize, pack), fit (Ray Train run), total
 
 
 def _storage_path(path: str) -> str:
@@ -39,6 +41,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     from knowcoder_ray.train.loop import EXPORT_DIR, Plan, train_loop
 
     cfg.validate()
+    start = time.perf_counter()
     packed, summary, rejects = prepare_dataset(cfg.data, cfg.model, mask_prompt=cfg.phase == "sft", seed=cfg.seed)
     rows_per_worker = summary.rows // cfg.num_workers
     plan = Plan.of(cfg, rows_per_worker)  # fail early, before workers start, if the data is too small
@@ -56,7 +59,9 @@ def train(cfg: TrainConfig) -> TrainResult:
         datasets={"train": packed},
         dataset_config=OrderedSplit(),
     )
+    prepared = time.perf_counter()
     result = trainer.fit()
+    fitted = time.perf_counter()
     if result.error:
         raise result.error
     with result.checkpoint.as_directory() as d:
@@ -64,7 +69,9 @@ def train(cfg: TrainConfig) -> TrainResult:
         if not os.path.isdir(export):
             raise RuntimeError(f"the last checkpoint {result.checkpoint.path} holds no exported model")
         copy_dir(export, cfg.output_dir)
+    timings = {"prepare": prepared - start, "fit": fitted - prepared, "total": time.perf_counter() - start}
     write_text(cfg.output_dir, "training_summary.json", json.dumps(
-        {"metrics": result.metrics, "data": summary.to_dict(), "rejects": rejects[:1000],
+        {"metrics": result.metrics, "data": summary.to_dict(), "timings": timings, "rejects": rejects[:1000],
          "checkpoint": result.checkpoint.path, "config": cfg.to_dict()}, indent=2, default=str))
-    return TrainResult(cfg.output_dir, result.checkpoint.path, dict(result.metrics), summary.to_dict(), rejects)
+    return TrainResult(cfg.output_dir, result.checkpoint.path, dict(result.metrics), summary.to_dict(), rejects,
+                       timings)
