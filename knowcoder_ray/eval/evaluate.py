@@ -37,7 +37,8 @@ class EvalConfig:
     engine_config: dict = field(default_factory=dict)   # EngineConfig fields (max_new_tokens, batch_size...)
     vllm: dict = field(default_factory=dict)    # VLLMEngine options (tensor_parallel_size, gpu_memory_utilization...)
     num_actors: int = 1                         # engine actor pool size
-    num_gpus_per_actor: float = 0.0             # 1 (or tensor_parallel_size) on a GPU cluster
+    num_gpus_per_actor: float = 0.0             # 1 on a GPU cluster; vLLM tensor parallel: its tensor_parallel_size,
+                                                # so the actor holds every GPU its engine's workers use
     num_cpus_per_actor: float = 1.0
     max_loaded_models: int = 1                  # models an actor keeps loaded at once
     rows_per_batch: int = 32                    # Ray Data batch size for the engine stage
