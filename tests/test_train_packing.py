@@ -127,3 +127,17 @@ def test_config_loading_overrides_and_errors(tmp_path):
         load_config(CONFIG_DIR / "tiny_sft.yaml", ["lr=fast"])
     with pytest.raises(ConfigError, match="not 'pretrain'"):
         load_config(CONFIG_DIR / "tiny_sft.yaml", phase="pretrain")
+
+
+def test_model_tiny_command_trains_the_tokenizer_on_a_corpus_file(tmp_path, pairs):
+    import json
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from knowcoder_ray.cli import main
+
+    corpus = tmp_path / "following.jsonl"
+    corpus.write_text("".join(json.dumps({"prompt": p, "output": o}) + "\n" for p, o in pairs[:50]))
+    assert main(["model", "tiny", "--out", str(tmp_path / "m"), "--corpus", str(corpus), "--vocab-size", "512"]) == 0
+    assert len(AutoTokenizer.from_pretrained(tmp_path / "m")) == 512
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "m").config.num_hidden_layers == 2
