@@ -97,7 +97,7 @@ def steady(per_step: list[tuple], warmup: int = 1) -> dict:
 
 
 def row(label: str, st: dict) -> str:
-    return f"{label:36s} {st['wall']:8.3f} {st['cpu']:8.3f} {st['tps']:10.0f} {st['tpc']:12.0f}"
+    return f"{label:40s} {st['wall']:8.3f} {st['cpu']:8.3f} {st['tps']:10.0f} {st['tpc']:12.0f}"
 
 
 def main() -> int:
@@ -147,7 +147,7 @@ def main() -> int:
           f"padded {sum_u.rows} (fill {sum_u.fill:.1%}): {sum_u.rows / sum_p.rows:.2f}x the rows")
 
     packed, padded = interleaved(bare_steps(cfg_p, rows[True], args.steps), bare_steps(cfg_u, rows[False], args.steps))
-    header = f"{'':36s} {'s/step':>8s} {'cpu/step':>8s} {'tok/s':>10s} {'tok/cpu-s':>12s}"
+    header = f"{'':40s} {'s/step':>8s} {'cpu/step':>8s} {'tok/s':>10s} {'tok/cpu-s':>12s}"
     print(f"\nuseful (non-pad) tokens, micro-batch {args.micro_batch} rows, {args.steps} steps, 1 thread\n{header}")
     sp, su = steady(packed), steady(padded)
     fill = {k: sum(int(r["n_tokens"]) for r in v) / (len(v) * args.seq_len) for k, v in rows.items()}
