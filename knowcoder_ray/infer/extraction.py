@@ -13,6 +13,7 @@ leaf type and whose trigger stage 2 did not return (so one-level schemas keep th
 """
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -107,16 +108,20 @@ class TaskPlan:
 
 # ---- parsing -------------------------------------------------------------------------------------------
 
-_PARSERS: OrderedDict[tuple, Parser] = OrderedDict()
+# (id(library), task, names) -> (weak reference to that library, parser). The weak reference guards
+# against a new library that reuses a freed one's id (per-request libraries from user class code).
+_PARSERS: OrderedDict[tuple, tuple[weakref.ref, Parser]] = OrderedDict()
 
 
 def parse_row(row: dict, library: SchemaLibrary) -> dict:
     """Parse one row's output against the classes its prompt showed; adds the parse fields."""
     key = (id(library), row["task"], tuple(row["names"]))
-    parser = _PARSERS.get(key)
-    if parser is None:
+    cached = _PARSERS.get(key)
+    if cached is not None and cached[0]() is library:
+        parser = cached[1]
+    else:
         parser = Parser.for_types(row["task"], [library[n] for n in row["names"]], library)
-        _PARSERS[key] = parser
+        _PARSERS[key] = (weakref.ref(library), parser)
         while len(_PARSERS) > 512:
             _PARSERS.popitem(last=False)
     result = parser.parse(row["output"])
