@@ -43,6 +43,10 @@ $(VLLM_STAMP): pyproject.toml
 test-vllm: $(VLLM_STAMP)
 	unset RAY_ADDRESS; VLLM_CPU_KVCACHE_SPACE=1 $(VLLM_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/test_infer_vllm.py
 
+# The whole pipeline on a local Ray cluster with the tiny model and the bundled sample data.
+demo: $(STAMP)
+	unset RAY_ADDRESS; $(PY) jobs/pipeline.py --config jobs/configs/tiny.yaml
+
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 

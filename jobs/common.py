@@ -1,0 +1,79 @@
+"""What every job shares: the pipeline YAML, artifact paths under `workdir`, Ray start-up, and running a
+`knowcoder` subcommand in this process (the jobs are thin: the CLI is the library's front door)."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `python jobs/x.py` from a checkout or a `ray job submit` working dir
+    sys.path.insert(0, str(ROOT))
+
+ARTIFACTS = {  # artifact -> path under workdir, the one layout every job and the demo check agree on
+    "schema": "schema", "understanding": "corpus/understanding", "following": "corpus/following",
+    "tiny_model": "models/tiny-base", "pretrained": "models/pretrained", "adapter": "models/sft-adapter",
+    "merged": "models/merged", "checkpoints": "checkpoints", "eval": "eval",
+}
+
+
+def load_config(path: str | os.PathLike) -> dict:
+    cfg = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(cfg, dict) or "workdir" not in cfg:
+        raise SystemExit(f"{path}: a pipeline config is a mapping with at least `workdir`")
+    return cfg
+
+
+def artifact(cfg: dict, name: str) -> str:
+    """Path (or URI) of an artifact: `workdir/<layout>`, unless the config names one in `paths`. Local
+    paths are made absolute: Ray Train workers and Ray Data actors run in other working directories."""
+    path = (cfg.get("paths") or {}).get(name) or f"{str(cfg['workdir']).rstrip('/')}/{ARTIFACTS[name]}"
+    return str(path) if "://" in str(path) else str(Path(path).resolve())
+
+
+def init_ray(cfg: dict) -> None:
+    """Join the cluster of `ray job submit` (RAY_ADDRESS), else start a local one on loopback."""
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # local clusters stay on 127.0.0.1
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import ray
+
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(include_dashboard=False)
+    else:
+        ray.init(num_cpus=(cfg.get("ray") or {}).get("num_cpus"), include_dashboard=False, log_to_driver=False)
+
+
+def knowcoder(*argv: object) -> None:
+    """Run one `knowcoder ...` command in this process; a non-zero exit stops the job."""
+    from knowcoder_ray.cli import main
+
+    args = [str(a) for a in argv]
+    print(f"\n$ knowcoder {' '.join(args)}", flush=True)
+    started = time.perf_counter()
+    rc = main(args)
+    if rc:
+        raise SystemExit(f"knowcoder {args[0]} failed with exit code {rc}")
+    print(f"[{args[0]} done in {time.perf_counter() - started:.0f} s]", flush=True)
+
+
+def overrides(settings: dict | None) -> list[str]:
+    """{"data.seq_len": 512} -> ["--set", "data.seq_len=512", ...] for `knowcoder train`."""
+    out: list[str] = []
+    for key, value in (settings or {}).items():
+        out += ["--set", f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"]
+    return out
+
+
+def job_main(run, description: str) -> None:
+    """`python jobs/<phase>.py --config jobs/configs/tiny.yaml`: one phase on its own."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config", required=True, help="pipeline YAML (jobs/configs/*.yaml)")
+    cfg = load_config(parser.parse_args().config)
+    init_ray(cfg)
+    run(cfg)
