@@ -3,6 +3,8 @@
 `make demo` (same script, same config), run as a Ray job."""
 import json
 import os
+import re
+import secrets
 import socket
 import subprocess
 import sys
@@ -26,7 +28,9 @@ def _env(tmp: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env.update(PATH=f"{BIN}:{env.get('PATH', '')}", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
                DS_ACCELERATOR="cpu", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
-               RAY_TMPDIR=str(tmp))
+               RAY_TMPDIR=str(tmp),
+               # Ray >= 2.59 turns on token auth for local clusters: give head and client one token
+               RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))
     return env
 
 
@@ -62,10 +66,10 @@ def test_pipeline_job_succeeds_and_writes_every_artifact(head_node, tmp_path):
          "python", "jobs/pipeline.py", "--config", str(config)],
         env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert sub.returncode == 0, sub.stderr[-2000:]
-    job_id = next(w for line in sub.stdout.splitlines() for w in line.split() if w.startswith("raysubmit_"))
+    job_id = re.search(r"raysubmit_[A-Za-z0-9]+", sub.stdout).group(0)
     from ray.job_submission import JobStatus, JobSubmissionClient
 
-    client = JobSubmissionClient(address)
+    client = JobSubmissionClient(address, headers={"Authorization": f"Bearer {env['RAY_AUTH_TOKEN']}"})
     deadline = time.time() + 900
     while time.time() < deadline:
         status = client.get_job_status(job_id)
