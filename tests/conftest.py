@@ -31,3 +31,15 @@ def ray_cluster():
     assert node_ip == "127.0.0.1", f"Ray bound {node_ip}, not loopback"
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny matrices: thread start-up costs more than it saves, and on a busy 2-core machine spinning
+    OpenMP threads slow generation down by an order of magnitude. Restored after each test."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

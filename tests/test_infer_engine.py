@@ -10,16 +10,7 @@ from knowcoder_ray.infer.fixtures import cached_engine_test_model
 from knowcoder_ray.infer.sharding import make_shard
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny matrices: thread start-up costs more than it saves, and on a busy 2-core machine spinning
-    OpenMP threads slow generation down by an order of magnitude. Restored after each test."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -41,14 +41,31 @@ def head_node(tmp_path):
     tmp.mkdir(exist_ok=True)
     env = _env(tmp)
     port, dash = _free_port(), _free_port()
+    # every fixed default port gets a free one: the test session's own cluster already holds them
+    ports = [f"--{name}={_free_port()}" for name in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+                                                      "runtime-env-agent-port", "metrics-export-port",
+                                                      "ray-client-server-port")]
     subprocess.run([BIN / "ray", "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
-                    "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=4",
+                    "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=4", *ports,
                     "--include-dashboard=true", f"--temp-dir={tmp}", "--disable-usage-stats"],
                    check=True, env=env, cwd=ROOT, capture_output=True, timeout=180)
     try:
         yield f"http://127.0.0.1:{dash}", env
     finally:
-        subprocess.run([BIN / "ray", "stop", "--force"], env=env, capture_output=True, timeout=120)
+        _stop_cluster(tmp)
+
+
+def _stop_cluster(temp_dir: Path) -> None:
+    """Stop only this head's processes (their command lines name its temp dir). `ray stop` would also
+    kill the test session's own cluster, and with it this pytest process (a driver whose GCS is gone)."""
+    import psutil
+
+    procs = [p for p in psutil.process_iter(["cmdline"]) if str(temp_dir) in " ".join(p.info["cmdline"] or [])]
+    for p in procs:
+        p.terminate()
+    _, alive = psutil.wait_procs(procs, timeout=20)
+    for p in alive:
+        p.kill()
 
 
 def test_pipeline_job_succeeds_and_writes_every_artifact(head_node, tmp_path):
@@ -60,11 +77,15 @@ def test_pipeline_job_succeeds_and_writes_every_artifact(head_node, tmp_path):
     config = tmp_path / "pipeline.yaml"
     config.write_text(yaml.safe_dump(cfg))
     runtime_env = {"excludes": [".venv", ".venv-vllm", "build", ".git", "**/__pycache__", ".hypothesis"]}
-    sub = subprocess.run(
-        [BIN / "ray", "job", "submit", "--address", address, "--no-wait", "--working-dir", ".",
-         "--runtime-env-json", json.dumps(runtime_env), "--",
-         "python", "jobs/pipeline.py", "--config", str(config)],
-        env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    for _ in range(40):  # the head's job agent registers a few seconds after `ray start` returns
+        sub = subprocess.run(
+            [BIN / "ray", "job", "submit", "--address", address, "--no-wait", "--working-dir", ".",
+             "--runtime-env-json", json.dumps(runtime_env), "--",
+             "python", "jobs/pipeline.py", "--config", str(config)],
+            env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        if sub.returncode == 0 or "No available agent" not in sub.stderr:
+            break
+        time.sleep(3)
     assert sub.returncode == 0, sub.stderr[-2000:]
     job_id = re.search(r"raysubmit_[A-Za-z0-9]+", sub.stdout).group(0)
     from ray.job_submission import JobStatus, JobSubmissionClient

@@ -293,14 +293,11 @@ def records_benchmark(path: str | Path) -> Benchmark:
         raise FileNotFoundError(f"records benchmark file not found: {path}")
 
     def read(data_dir: Path, split: str, bad: list) -> Iterator[Record]:
-        with open(path, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    yield Record.from_dict(json.loads(line))
-                except (ValueError, KeyError, TypeError) as e:
-                    bad.append(readers.Malformed(str(path), lineno, f"{type(e).__name__}: {e}", line))
+        for lineno, line in readers.json_lines(path):
+            try:
+                yield Record.from_dict(json.loads(line))
+            except (ValueError, KeyError, TypeError) as e:
+                bad.append(readers.Malformed(str(path), lineno, f"{type(e).__name__}: {e}", line))
 
     records = list(read(Path("."), "test", []))
     tasks = tuple(t for t, present in (("ner", any(r.entities for r in records)), ("re", any(r.relations for r in records)),

@@ -27,6 +27,14 @@ class Malformed:
         return {"path": self.path, "line": self.line, "reason": self.reason, "raw": self.raw[:2000]}
 
 
+def json_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """(line number, line) of the non-blank lines of a JSON-lines file."""
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if line.strip():
+                yield lineno, line
+
+
 def _name(label: str, label_map: Mapping[str, str] | None) -> str:
     return (label_map or {}).get(label) or to_class_name(label)
 
@@ -181,37 +189,34 @@ def read_phee(path: str | Path, *, source: str = "phee", event_map: Mapping[str,
     """PHEE JSON lines: events with a Trigger and main arguments (Subject, Treatment, Effect, Severity)
     whose sub-arguments (Drug, Dosage, Age, ...) nest inside them; all become flat roles."""
     path = Path(path)
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                d = json.loads(line)
-                context = d["context"]
-                events = []
-                for ann in d["annotations"]:
-                    for ev in ann["events"]:
-                        trig = _phee_spans(ev["Trigger"], context)
-                        if not trig:
-                            raise ValueError(f"event {ev.get('event_id')} has no trigger text")
-                        args = []
-                        for main in PHEE_MAIN_ROLES:
-                            slot = ev.get(main)
-                            if not isinstance(slot, dict):
-                                continue
-                            args += [Argument(to_role_name(main), t, "Entity", s, s + len(t))
-                                     for t, s in _phee_spans(slot, context)]
-                            for sub, subslot in slot.items():
-                                if isinstance(subslot, dict) and "text" in subslot:
-                                    args += [Argument(to_role_name(sub), t, "Entity", s, s + len(t))
-                                             for t, s in _phee_spans(subslot, context)]
-                        t, s = trig[0]
-                        events.append(EventMention(_name(ev["event_type"], event_map), t, tuple(args), s, s + len(t)))
-            except (ValueError, KeyError, TypeError) as e:
-                if bad is not None:
-                    bad.append(Malformed(str(path), lineno, f"{type(e).__name__}: {e}", line))
-                continue
-            yield Record(f"{source}-{d.get('id', lineno)}", context, events=events, source=source)
+    for lineno, line in json_lines(path):
+        try:
+            d = json.loads(line)
+            context = d["context"]
+            events = []
+            for ann in d["annotations"]:
+                for ev in ann["events"]:
+                    trig = _phee_spans(ev["Trigger"], context)
+                    if not trig:
+                        raise ValueError(f"event {ev.get('event_id')} has no trigger text")
+                    args = []
+                    for main in PHEE_MAIN_ROLES:
+                        slot = ev.get(main)
+                        if not isinstance(slot, dict):
+                            continue
+                        args += [Argument(to_role_name(main), t, "Entity", s, s + len(t))
+                                 for t, s in _phee_spans(slot, context)]
+                        for sub, subslot in slot.items():
+                            if isinstance(subslot, dict) and "text" in subslot:
+                                args += [Argument(to_role_name(sub), t, "Entity", s, s + len(t))
+                                         for t, s in _phee_spans(subslot, context)]
+                    t, s = trig[0]
+                    events.append(EventMention(_name(ev["event_type"], event_map), t, tuple(args), s, s + len(t)))
+        except (ValueError, KeyError, TypeError) as e:
+            if bad is not None:
+                bad.append(Malformed(str(path), lineno, f"{type(e).__name__}: {e}", line))
+            continue
+        yield Record(f"{source}-{d.get('id', lineno)}", context, events=events, source=source)
 
 
 def read_wikievents(path: str | Path, *, source: str = "wikievents", event_map: Mapping[str, str] | None = None,
@@ -221,56 +226,53 @@ def read_wikievents(path: str | Path, *, source: str = "wikievents", event_map: 
     into one Record per sentence. An argument outside its trigger's sentence cannot be expressed in a
     sentence-level record; such arguments are reported in `bad` (reason 'cross-sentence argument')."""
     path = Path(path)
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                d = json.loads(line)
-                sent_of, sent_tokens, first = {}, [], 0
-                for si, (toks, _text) in enumerate(d["sentences"]):
-                    sent_tokens.append([t[0] for t in toks])
-                    for k in range(len(toks)):
-                        sent_of[first + k] = (si, k)
-                    first += len(toks)
-                if first != len(d["tokens"]):
-                    raise ValueError(f"sentences hold {first} tokens, the document {len(d['tokens'])}")
-                mentions = {m["id"]: m for m in d["entity_mentions"]}
-                per_sent: dict[int, list[EventMention]] = {}
-                joined = [_join(s) for s in sent_tokens]
-                ent_per_sent: dict[int, list[EntityMention]] = {}
-                for m in d["entity_mentions"]:
-                    si, k0 = sent_of[m["start"]]
-                    _, k1 = sent_of[m["end"] - 1]
-                    text, starts = joined[si]
-                    cs, ce = _token_span(sent_tokens[si], starts, k0, k1 + 1)
-                    ent_per_sent.setdefault(si, []).append(
-                        EntityMention(text[cs:ce], _name(m["entity_type"], entity_map), cs, ce))
-                for ev in d["event_mentions"]:
-                    trig = ev["trigger"]
-                    si, k0 = sent_of[trig["start"]]
-                    _, k1 = sent_of[trig["end"] - 1]
-                    text, starts = joined[si]
-                    ts, te = _token_span(sent_tokens[si], starts, k0, k1 + 1)
-                    args = []
-                    for a in ev["arguments"]:
-                        m = mentions[a["entity_id"]]
-                        asi, a0 = sent_of[m["start"]]
-                        _, a1 = sent_of[m["end"] - 1]
-                        if asi != si:
-                            if bad is not None:
-                                bad.append(Malformed(str(path), lineno, "cross-sentence argument",
-                                                     json.dumps({"doc_id": d["doc_id"], "event": ev["id"], **a})))
-                            continue
-                        cs, ce = _token_span(sent_tokens[si], starts, a0, a1 + 1)
-                        args.append(Argument(to_role_name(a["role"]), text[cs:ce],
-                                             _name(m["entity_type"], entity_map), cs, ce))
-                    per_sent.setdefault(si, []).append(
-                        EventMention(_name(ev["event_type"], event_map), text[ts:te], tuple(args), ts, te))
-            except (ValueError, KeyError, TypeError, IndexError) as e:
-                if bad is not None:
-                    bad.append(Malformed(str(path), lineno, f"{type(e).__name__}: {e}", line))
-                continue
-            for si in range(len(sent_tokens)):
-                yield Record(f"{source}-{d['doc_id']}-{si}", joined[si][0], ent_per_sent.get(si, []),
-                             events=per_sent.get(si, []), source=source)
+    for lineno, line in json_lines(path):
+        try:
+            d = json.loads(line)
+            sent_of, sent_tokens, first = {}, [], 0
+            for si, (toks, _text) in enumerate(d["sentences"]):
+                sent_tokens.append([t[0] for t in toks])
+                for k in range(len(toks)):
+                    sent_of[first + k] = (si, k)
+                first += len(toks)
+            if first != len(d["tokens"]):
+                raise ValueError(f"sentences hold {first} tokens, the document {len(d['tokens'])}")
+            mentions = {m["id"]: m for m in d["entity_mentions"]}
+            per_sent: dict[int, list[EventMention]] = {}
+            joined = [_join(s) for s in sent_tokens]
+            ent_per_sent: dict[int, list[EntityMention]] = {}
+            for m in d["entity_mentions"]:
+                si, k0 = sent_of[m["start"]]
+                _, k1 = sent_of[m["end"] - 1]
+                text, starts = joined[si]
+                cs, ce = _token_span(sent_tokens[si], starts, k0, k1 + 1)
+                ent_per_sent.setdefault(si, []).append(
+                    EntityMention(text[cs:ce], _name(m["entity_type"], entity_map), cs, ce))
+            for ev in d["event_mentions"]:
+                trig = ev["trigger"]
+                si, k0 = sent_of[trig["start"]]
+                _, k1 = sent_of[trig["end"] - 1]
+                text, starts = joined[si]
+                ts, te = _token_span(sent_tokens[si], starts, k0, k1 + 1)
+                args = []
+                for a in ev["arguments"]:
+                    m = mentions[a["entity_id"]]
+                    asi, a0 = sent_of[m["start"]]
+                    _, a1 = sent_of[m["end"] - 1]
+                    if asi != si:
+                        if bad is not None:
+                            bad.append(Malformed(str(path), lineno, "cross-sentence argument",
+                                                 json.dumps({"doc_id": d["doc_id"], "event": ev["id"], **a})))
+                        continue
+                    cs, ce = _token_span(sent_tokens[si], starts, a0, a1 + 1)
+                    args.append(Argument(to_role_name(a["role"]), text[cs:ce],
+                                         _name(m["entity_type"], entity_map), cs, ce))
+                per_sent.setdefault(si, []).append(
+                    EventMention(_name(ev["event_type"], event_map), text[ts:te], tuple(args), ts, te))
+        except (ValueError, KeyError, TypeError, IndexError) as e:
+            if bad is not None:
+                bad.append(Malformed(str(path), lineno, f"{type(e).__name__}: {e}", line))
+            continue
+        for si in range(len(sent_tokens)):
+            yield Record(f"{source}-{d['doc_id']}-{si}", joined[si][0], ent_per_sent.get(si, []),
+                         events=per_sent.get(si, []), source=source)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Protocol
 
 from knowcoder_ray.codec.render import STOP
+from knowcoder_ray.train.packing import common_prefix_len
 
 
 @dataclass(frozen=True)
@@ -74,15 +75,6 @@ def truncate_ids(ids: list[int], max_tokens: int = 3500, head: int = 1500, tail:
     if len(ids) <= max_tokens:
         return ids
     return ids[:head] + ids[len(ids) - tail:]
-
-
-def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def adapter_base(path: str | Path) -> str | None:

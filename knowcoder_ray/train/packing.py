@@ -30,7 +30,8 @@ class Sample:
     truncated: bool = False
 
 
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading token ids two sequences share."""
     n = 0
     for x, y in zip(a, b):
         if x != y:
@@ -50,7 +51,7 @@ def pair_sample(tokenizer, prompt: str, output: str, seq_len: int) -> Sample:
     tokenized as they are at inference time; a token straddling the boundary counts as output. Longer than
     `seq_len`: the end is cut (the official `cutoff_len`); a prompt that leaves no output token raises."""
     full = list(tokenizer(prompt + output)["input_ids"]) + [tokenizer.eos_token_id]
-    n_prompt = _common_prefix(tokenizer(prompt)["input_ids"], full)
+    n_prompt = common_prefix_len(tokenizer(prompt)["input_ids"], full)
     if n_prompt >= seq_len:
         raise ValueError(f"prompt leaves no room for the output: {n_prompt} prompt tokens, seq_len {seq_len}")
     return Sample(tuple(full[:seq_len]), max(n_prompt, 1), truncated=len(full) > seq_len)
