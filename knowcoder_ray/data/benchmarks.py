@@ -292,14 +292,18 @@ def records_benchmark(path: str | Path) -> Benchmark:
     if not path.is_file():
         raise FileNotFoundError(f"records benchmark file not found: {path}")
 
-    def read(data_dir: Path, split: str, bad: list) -> Iterator[Record]:
-        for lineno, line in readers.json_lines(path):
-            try:
-                yield Record.from_dict(json.loads(line))
-            except (ValueError, KeyError, TypeError) as e:
-                bad.append(readers.Malformed(str(path), lineno, f"{type(e).__name__}: {e}", line))
+    # the file is parsed once: its records give the tasks and the schema, and every read replays them
+    records, malformed = [], []
+    for lineno, line in readers.json_lines(path):
+        try:
+            records.append(Record.from_dict(json.loads(line)))
+        except (ValueError, KeyError, TypeError) as e:
+            malformed.append(readers.Malformed(str(path), lineno, f"{type(e).__name__}: {e}", line))
 
-    records = list(read(Path("."), "test", []))
+    def read(data_dir: Path, split: str, bad: list) -> Iterator[Record]:
+        bad.extend(malformed)
+        return iter(records)
+
     tasks = tuple(t for t, present in (("ner", any(r.entities for r in records)), ("re", any(r.relations for r in records)),
                                        ("ed", any(r.events for r in records)), ("eae", any(e.arguments for r in records for e in r.events)))
                   if present)

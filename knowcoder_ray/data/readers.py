@@ -172,7 +172,7 @@ def read_nyt(sent_path: str | Path, pointer_path: str | Path, *, source: str = "
             yield Record(f"{source}-{lineno - 1}", text, relations=rels, source=source)
 
 
-def _phee_spans(slot: dict, context: str) -> list[tuple[str, int]]:
+def _phee_spans(slot: dict) -> list[tuple[str, int]]:
     """PHEE slot -> (text, char start) of every part; a discontinuous mention contributes each part."""
     out = []
     for texts, offs in zip(slot.get("text") or [], slot.get("start") or []):
@@ -196,7 +196,7 @@ def read_phee(path: str | Path, *, source: str = "phee", event_map: Mapping[str,
             events = []
             for ann in d["annotations"]:
                 for ev in ann["events"]:
-                    trig = _phee_spans(ev["Trigger"], context)
+                    trig = _phee_spans(ev["Trigger"])
                     if not trig:
                         raise ValueError(f"event {ev.get('event_id')} has no trigger text")
                     args = []
@@ -205,11 +205,11 @@ def read_phee(path: str | Path, *, source: str = "phee", event_map: Mapping[str,
                         if not isinstance(slot, dict):
                             continue
                         args += [Argument(to_role_name(main), t, "Entity", s, s + len(t))
-                                 for t, s in _phee_spans(slot, context)]
+                                 for t, s in _phee_spans(slot)]
                         for sub, subslot in slot.items():
                             if isinstance(subslot, dict) and "text" in subslot:
                                 args += [Argument(to_role_name(sub), t, "Entity", s, s + len(t))
-                                         for t, s in _phee_spans(subslot, context)]
+                                         for t, s in _phee_spans(subslot)]
                     t, s = trig[0]
                     events.append(EventMention(_name(ev["event_type"], event_map), t, tuple(args), s, s + len(t)))
         except (ValueError, KeyError, TypeError) as e:
