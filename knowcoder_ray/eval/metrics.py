@@ -1,4 +1,4 @@
-"""The official KnowCoder metrics (DESIGN.md section 3): micro P/R/F1, matching by string, not offsets.
+"""KnowCoder metrics (DESIGN.md section 3): micro P/R/F1, matching by string, not offsets.
 
 | task | identification   | classification              |
 | NER  | EI: span          | EC: (type, span)            |
@@ -6,11 +6,45 @@
 | ED   | TI: trigger       | TC: (type, trigger)         |
 | EAE  | AI: (type, arg)   | AC: (type, arg, role)       |
 
-Matching is per sentence and one-to-one (a gold tuple matches at most one prediction), so repeated
-predictions do not inflate precision. Counts add up, so shards can be scored apart and summed.
+Two named modes:
+
+`official` reproduces the released KnowCoder scorer (its `eval/src/metric.py` and `convert/*.py`), quirks
+included, so figures compare with the paper's. Every way it differs from `strict` is listed here, once:
+
+  O1 counting: a prediction is correct when its tuple is in the sentence's gold list (membership, not
+     one-to-one); duplicate predictions each count, both as predictions and as hits, so recall can exceed
+     100. Duplicate gold tuples each count as gold.
+  O2 empty spans (entity, head, tail, trigger, argument) are dropped before counting, gold and predicted.
+  O3 types and roles are compared after `norm_name`: `-` or `_` become spaces, else camelCase is split;
+     then lower-cased (`Restaurant_Name`, `RestaurantName` and `restaurantname`... see `norm_name`).
+  O4 NER: entities whose normalised type is `other` are dropped, gold and predicted.
+  O5 ED: ACE 2005 subtypes map to their coarse type (`ACE_COARSE`), gold and predicted, after O3.
+  O6 filter_outlier (predictions only; schema checks compare normalised names):
+       NER: drop a span that is empty or not a substring of the sentence (so `" "` stays), and a type
+            outside the schema (so `Entity` goes);
+       RE:  drop empty heads or tails, head == tail, spans not in the sentence, types outside the schema;
+       ED:  drop an empty trigger or one not in the sentence; no type check;
+       EAE: drop an event whose type is outside the schema or whose trigger is empty or not in the
+            sentence (an event written without `trigger` is checked on its first quoted string, the
+            first argument, which is what the official reader takes as its trigger); arguments are
+            never filtered (not-in-sentence arguments stay).
+  O7 per type: gold and predicted tuples are deduplicated per sentence; a prediction whose type has not
+     yet been seen in gold (sentences taken in order) is ignored; only gold types are reported.
+  O8 wikidata_upper (NER): a prediction is correct when its type or any ancestor type equals the gold
+     type; per type it is credited to its own (predicted) type.
+
+`strict` is our cleaner definition: exact type names, one-to-one matching per sentence (a gold tuple
+matches at most one prediction), empty spans count as predictions, no `other`/ACE mapping; its
+filter_outlier drops empty or out-of-sentence spans (arguments included), types outside the schema
+(`Entity` allowed) and head == tail relations; per type counts every tuple, a prediction credited through
+an ancestor counts for the gold type it matched.
+
+Hallucinated types and roles are predictions in both modes: they count as false positives unless
+filter_outlier removes them. Counts add up, so shards can be scored apart and summed.
 """
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -18,7 +52,33 @@ from dataclasses import dataclass
 from knowcoder_ray.records import Record
 
 METRICS = {"ner": ("EI", "EC"), "re": ("RI", "RC"), "ed": ("TI", "TC"), "eae": ("AI", "AC")}
+TASK_OF = {m: t for t, ms in METRICS.items() for m in ms}
 TYPED = {"EC", "RC", "TC", "AI", "AC"}  # metrics whose tuples start with a type (per-type scores)
+MODES = ("official", "strict")
+
+# O5: ACE 2005 event subtypes (normalised) -> coarse type
+ACE_COARSE = {sub: coarse for coarse, subs in {
+    "business": ("declare bankruptcy", "end organization", "merge organization", "start organization"),
+    "conflict": ("attack", "demonstrate"),
+    "contact": ("meet", "phone write"),
+    "justice": ("acquit", "appeal", "arrest jail detain", "charge indict", "convict", "execute", "extradite",
+                "fine", "pardon", "release parole", "sentence", "sue", "trial hearing"),
+    "life": ("be born", "die", "divorce", "injure", "marry"),
+    "movement": ("transportation",),
+    "personnel": ("elect", "end position", "nominate", "start position"),
+    "transaction": ("transfer money", "transfer ownership"),
+}.items() for sub in subs}
+
+
+def norm_name(name: str) -> str:
+    """O3: the official type/role normalisation. A name with `-` has only those replaced by spaces; else
+    one with `_` has those replaced; else camelCase is split (a lower-case letter then an upper-case one).
+    Lower-cased in every case: 'Restaurant_Name' and 'RestaurantName' -> 'restaurant name', 'PER' -> 'per'."""
+    if "-" in name:
+        return name.replace("-", " ").lower()
+    if "_" in name:
+        return name.replace("_", " ").lower()
+    return re.sub(r"([a-z])([A-Z])", r"\1 \2", name).lower()
 
 
 @dataclass
@@ -48,7 +108,7 @@ class Counts:
 
 
 def tuples(record: Record, metric: str) -> list[tuple]:
-    """The scored tuples of one record; the first element is the type where the metric has one."""
+    """The scored tuples of one record (strict mode); the first element is the type where the metric has one."""
     if metric == "EI":
         return [(e.text,) for e in record.entities]
     if metric == "EC":
@@ -65,11 +125,11 @@ def tuples(record: Record, metric: str) -> list[tuple]:
         return [(e.type, a.text) for e in record.events for a in e.arguments]
     if metric == "AC":
         return [(e.type, a.text, a.role) for e in record.events for a in e.arguments]
-    raise ValueError(f"unknown metric {metric!r}; expected one of {sorted(TYPED | {'EI', 'RI', 'TI'})}")
+    raise ValueError(f"unknown metric {metric!r}; expected one of {sorted(TASK_OF)}")
 
 
 def filter_outliers(pred: Record, schema_types: Iterable[str] | None) -> Record:
-    """The official `filter_outlier`: drop predicted spans that are empty or not in the sentence, types
+    """Strict mode's filter_outlier: drop predicted spans that are empty or not in the sentence, types
     outside the dataset's schema, and relations whose head equals its tail."""
     allowed = None if schema_types is None else set(schema_types) | {"Entity"}
 
@@ -92,6 +152,79 @@ def filter_outliers(pred: Record, schema_types: Iterable[str] | None) -> Record:
         events, pred.source,
     )
 
+
+# ---- official mode -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Upper:
+    """O8: a predicted type with its ancestors (all normalised); `own` is the predicted type."""
+    types: frozenset
+    own: str
+
+
+def official_tuples(record: Record, metric: str, *, pred: bool = False, filter_outlier: bool = False,
+                    schema: frozenset[str] | None = None,
+                    ancestors: Callable[[str], Iterable[str]] | None = None) -> list[tuple]:
+    """The tuples the official scorer builds for one record (gold with pred=False). `schema`: normalised
+    class names for filter_outlier's type checks (None: no type check); `ancestors`: O8, predictions only."""
+    task, text, out = TASK_OF.get(metric), record.text, []
+    if task is None:
+        raise ValueError(f"unknown metric {metric!r}; expected one of {sorted(TASK_OF)}")
+    drop = pred and filter_outlier
+
+    def outside(t: str) -> bool:
+        return schema is not None and t not in schema
+
+    if task == "ner":
+        for e in record.entities:
+            t = norm_name(e.type)
+            if t == "other" or (drop and (not e.text or e.text not in text or outside(t))) or not e.text:
+                continue
+            if metric == "EI":
+                out.append((e.text,))
+            elif pred and ancestors is not None:
+                out.append((_Upper(frozenset([*map(norm_name, ancestors(e.type)), t]), t), e.text))
+            else:
+                out.append((t, e.text))
+    elif task == "re":
+        for r in record.relations:
+            t, h, tl = norm_name(r.type), r.head.text, r.tail.text
+            if drop and (not h or not tl or h == tl or h not in text or tl not in text or outside(t)):
+                continue
+            if h and tl:
+                out.append((h, tl) if metric == "RI" else (t, h, tl))
+    elif task == "ed":
+        for e in record.events:
+            t = norm_name(e.type)
+            t = ACE_COARSE.get(t, t)
+            if (drop and (not e.trigger or e.trigger not in text)) or not e.trigger:
+                continue
+            out.append((e.trigger,) if metric == "TI" else (t, e.trigger))
+    else:
+        for e in record.events:
+            t = norm_name(e.type)
+            if drop:
+                trigger = e.trigger or (e.arguments[0].text if e.arguments else "")
+                if outside(t) or not trigger or trigger not in text:
+                    continue
+            for a in e.arguments:
+                if a.text:
+                    out.append((t, a.text) if metric == "AI" else (t, a.text, norm_name(a.role)))
+    return out
+
+
+def _member(p: tuple, gold: list[tuple]) -> bool:
+    """O1 (with O8's ancestor types): is the prediction in the gold list?"""
+    if p and isinstance(p[0], _Upper):
+        return any(g[1:] == p[1:] and g[0] in p[0].types for g in gold)
+    return p in gold
+
+
+def _type_key(p: tuple) -> str:
+    return p[0].own if isinstance(p[0], _Upper) else p[0]
+
+
+# ---- strict mode ---------------------------------------------------------------------------------------
 
 def _match(gold: list[tuple], pred: list[tuple], same_type: Callable[[str, str], bool] | None) -> list[tuple | None]:
     """For each prediction, the still-unmatched gold tuple it matched (one-to-one), or None."""
@@ -126,43 +259,76 @@ class Score:
                 "per_source": {k: v.to_dict() for k, v in sorted(self.per_source.items())}}
 
 
-def score(golds: Sequence[Record], preds: Sequence[Record], metrics: Iterable[str], *,
+def score(golds: Sequence[Record], preds: Sequence[Record], metrics: Iterable[str], *, mode: str = "official",
           filter_outlier: bool = False, schema_types: Iterable[str] | None = None,
           ancestors: Callable[[str], Iterable[str]] | None = None) -> dict[str, Score]:
     """Score predictions against gold records (paired by id; a missing prediction scores as empty).
 
-    filter_outlier: apply `filter_outliers` with `schema_types` (the dataset's class names).
-    ancestors: the `wikidata_upper` option (NER): a predicted type also counts as correct when one of
-    its ancestors (e.g. `library.ancestors`) equals the gold type.
+    mode: `official` or `strict` (module docstring). filter_outlier: drop outlier predictions, checking
+    types against `schema_types` (the dataset's class names; None: no type check). ancestors: the
+    `wikidata_upper` option (NER, e.g. `library.ancestors`): an ancestor of the predicted type may match.
     """
+    if mode not in MODES:
+        raise ValueError(f"unknown metric mode {mode!r}; expected one of {MODES}")
     by_id = {p.id: p for p in preds}
     schema_types = None if schema_types is None else list(schema_types)
+    out = {}
+    for metric in metrics:
+        if metric not in TASK_OF:
+            raise ValueError(f"unknown metric {metric!r}; expected one of {sorted(TASK_OF)}")
+        pairs = [(g, by_id.get(g.id) or Record(g.id, g.text, source=g.source)) for g in golds]
+        if mode == "official":
+            out[metric] = _score_official(pairs, metric, filter_outlier, schema_types,
+                                          ancestors if metric == "EC" else None)
+        else:
+            out[metric] = _score_strict(pairs, metric, filter_outlier, schema_types,
+                                        ancestors if metric == "EC" else None)
+    return out
+
+
+def _score_official(pairs, metric, filter_outlier, schema_types, ancestors) -> Score:
+    schema = None if schema_types is None else frozenset(map(norm_name, schema_types))
+    overall, per_type, per_source = Counts(), {}, defaultdict(Counts)
+    for g, p in pairs:
+        gt = official_tuples(g, metric)
+        pt = official_tuples(p, metric, pred=True, filter_outlier=filter_outlier, schema=schema, ancestors=ancestors)
+        c = Counts(sum(_member(x, gt) for x in pt), len(pt), len(gt))
+        overall += c
+        per_source[g.source] += c
+        if metric in TYPED:  # O7
+            for x in dict.fromkeys(gt):
+                per_type.setdefault(x[0], Counts()).gold += 1
+            for x in dict.fromkeys(pt):
+                key = _type_key(x)
+                if key in per_type:
+                    per_type[key].pred += 1
+                    per_type[key].tp += _member(x, gt)
+    return Score(overall, per_type, dict(per_source))
+
+
+def _score_strict(pairs, metric, filter_outlier, schema_types, ancestors) -> Score:
     same_type = None
     if ancestors is not None:
         def same_type(pred_t: str, gold_t: str) -> bool:
             return gold_t in ancestors(pred_t)
-    out = {}
-    for metric in metrics:
-        overall, per_type, per_source = Counts(), defaultdict(Counts), defaultdict(Counts)
-        for g in golds:
-            p = by_id.get(g.id) or Record(g.id, g.text, source=g.source)
-            if filter_outlier:
-                p = filter_outliers(p, schema_types)
-            gt, pt = tuples(g, metric), tuples(p, metric)
-            hits = _match(gt, pt, same_type if metric == "EC" else None)
-            c = Counts(sum(h is not None for h in hits), len(pt), len(gt))
-            overall += c
-            per_source[g.source] += c
-            if metric in TYPED:
-                for t in gt:
-                    per_type[t[0]].gold += 1
-                for t, hit in zip(pt, hits):
-                    # a prediction credited through an ancestor counts for the gold type it matched
-                    key = hit[0] if hit is not None else t[0]
-                    per_type[key].pred += 1
-                    per_type[key].tp += hit is not None
-        out[metric] = Score(overall, dict(per_type), dict(per_source))
-    return out
+    overall, per_type, per_source = Counts(), defaultdict(Counts), defaultdict(Counts)
+    for g, p in pairs:
+        if filter_outlier:
+            p = filter_outliers(p, schema_types)
+        gt, pt = tuples(g, metric), tuples(p, metric)
+        hits = _match(gt, pt, same_type)
+        c = Counts(sum(h is not None for h in hits), len(pt), len(gt))
+        overall += c
+        per_source[g.source] += c
+        if metric in TYPED:
+            for t in gt:
+                per_type[t[0]].gold += 1
+            for t, hit in zip(pt, hits):
+                # a prediction credited through an ancestor counts for the gold type it matched
+                key = hit[0] if hit is not None else t[0]
+                per_type[key].pred += 1
+                per_type[key].tp += hit is not None
+    return Score(overall, dict(per_type), dict(per_source))
 
 
 def summary(scores: dict[str, Score]) -> dict[str, float]:
