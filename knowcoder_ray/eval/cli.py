@@ -1,4 +1,5 @@
-"""`knowcoder eval` (distributed benchmark evaluation) and `knowcoder report` (the plotly HTML report)."""
+"""`knowcoder eval` (distributed benchmark evaluation), `knowcoder score` (a predictions file, no model) and
+`knowcoder report` (the plotly HTML report)."""
 from __future__ import annotations
 
 import argparse
@@ -21,6 +22,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-gpus-per-actor", type=float)
     p.add_argument("--ray-address", help="Ray cluster to join (default: RAY_ADDRESS or a local cluster)")
     p.set_defaults(func=_eval)
+
+    s = sub.add_parser("score", help="score a predictions file (P/R/F1) without running a model")
+    s.add_argument("predictions", help="JSON lines: {task, sentence, gold, pred} rows or an eval predictions.jsonl")
+    s.add_argument("--mode", choices=["official", "strict"], default="official",
+                   help="official: the released KnowCoder scorer's counting (default); strict: one-to-one")
+    s.add_argument("--filter-outlier", action="store_true", help="drop outlier predictions before scoring")
+    s.add_argument("--schema-types", help="comma-separated class names for --filter-outlier's type check")
+    s.add_argument("--data-dir", help="benchmark data folder: eval rows of a known benchmark take its schema")
+    s.add_argument("--per-type", action="store_true", help="also score each type")
+    s.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    s.set_defaults(func=_score)
 
     r = sub.add_parser("report", help="(re)write report.html of an evaluation run")
     r.add_argument("run_dir", help="the eval output folder (holds summary.json)")
@@ -51,6 +63,34 @@ def _eval(args: argparse.Namespace) -> int:
     result = evaluate(cfg)
     print(json.dumps({c["checkpoint"]: c["summary"] for c in result["checkpoints"]}, indent=2))
     print(f"wrote {cfg.output_dir}/summary.json" + (" and report.html" if cfg.report else ""))
+    return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    import sys
+
+    from knowcoder_ray.eval.scorefile import ScoreFileError, read_rows, score_rows, table, to_json
+
+    try:
+        rows = read_rows(args.predictions)
+    except (OSError, ScoreFileError) as e:
+        print(f"knowcoder score: {e}", file=sys.stderr)
+        return 2
+    schemas = {}
+    if args.data_dir:
+        from knowcoder_ray.data.benchmarks import BENCHMARKS, get_benchmark
+        from pathlib import Path
+        for source in {s for _, s in rows.groups}:
+            if source in BENCHMARKS:
+                schemas[source] = get_benchmark(source).schema(Path(args.data_dir)).names()
+    types = [t.strip() for t in args.schema_types.split(",") if t.strip()] if args.schema_types else None
+    results = score_rows(rows, args.mode, args.filter_outlier, types, schemas)
+    if args.json:
+        print(json.dumps({"mode": args.mode, "filter_outlier": args.filter_outlier,
+                          "scores": to_json(results, args.per_type)}, indent=2))
+    else:
+        print(f"mode: {args.mode}, filter_outlier: {args.filter_outlier}")
+        print(table(results, args.per_type))
     return 0
 
 

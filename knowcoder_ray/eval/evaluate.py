@@ -18,7 +18,7 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from knowcoder_ray.eval.metrics import METRICS, Score, score, summary
+from knowcoder_ray.eval.metrics import METRICS, MODES, Score, score, summary
 from knowcoder_ray.infer.extraction import Executor, Extraction, TaskPlan, parse_row, run_extraction
 from knowcoder_ray.records import Record
 from knowcoder_ray.schema.types import SchemaLibrary
@@ -44,6 +44,7 @@ class EvalConfig:
     rows_per_batch: int = 32                    # Ray Data batch size for the engine stage
     shard_tokens: int = 3000                    # token budget of a prompt head (instruction + classes)
     filter_outlier: bool = True                 # the official filter_outlier option
+    metric_mode: str = "official"               # official | strict: the mode of `summary`; metrics.json has both
     wikidata_upper: bool = False                # NER: a predicted ancestor type of the gold type counts
     report: bool = True                         # also write report.html
 
@@ -260,7 +261,9 @@ def write_checkpoint(cfg: EvalConfig, label: str, path: str, data, plans, result
     from knowcoder_ray.data.benchmarks import get_benchmark
 
     out.mkdir(parents=True, exist_ok=True)
-    overall: dict[str, Score] = {}
+    if cfg.metric_mode not in MODES:
+        raise ValueError(f"metric_mode must be one of {MODES}, got {cfg.metric_mode!r}")
+    overall: dict[str, dict[str, Score]] = {mode: {} for mode in MODES}
     datasets = {}
     extractions: list[Extraction] = []
     with (out / "predictions.jsonl").open("w") as f:
@@ -276,19 +279,23 @@ def write_checkpoint(cfg: EvalConfig, label: str, path: str, data, plans, result
                     pred.events += ex.record.events
                 preds.append(pred)
                 f.write(json.dumps({"dataset": name, "id": r.id, "text": r.text, "prediction": pred.to_dict(),
-                                    "outputs": [o for ex in parts for o in ex.outputs]}) + "\n")
+                                    "gold": r.to_dict(), "outputs": [o for ex in parts for o in ex.outputs]}) + "\n")
             metric_names = [m for t in get_benchmark(name).tasks for m in METRICS[t]]
-            scores = score(records, preds, metric_names, filter_outlier=cfg.filter_outlier,
-                           schema_types=library.names(),
-                           ancestors=library.ancestors if cfg.wikidata_upper else None)
-            for m, s in scores.items():
-                overall[m] = overall[m] + s if m in overall else s
+            modes = {}
+            for mode in MODES:
+                scores = score(records, preds, metric_names, mode=mode, filter_outlier=cfg.filter_outlier,
+                               schema_types=library.names(),
+                               ancestors=library.ancestors if cfg.wikidata_upper else None)
+                for m, s in scores.items():
+                    overall[mode][m] = overall[mode][m] + s if m in overall[mode] else s
+                modes[mode] = {"summary": summary(scores), "metrics": {m: s.to_dict() for m, s in scores.items()}}
             datasets[name] = {"records": len(records), "malformed_inputs": [b.to_dict() for b in bad],
-                              "summary": summary(scores), "metrics": {m: s.to_dict() for m, s in scores.items()}}
-    metrics = {"checkpoint": label, "path": path, "split": cfg.split,
+                              **modes[cfg.metric_mode], "modes": modes}
+    by_mode = {mode: {"summary": summary(s), "overall": {m: v.to_dict() for m, v in s.items()}}
+               for mode, s in overall.items()}
+    metrics = {"checkpoint": label, "path": path, "split": cfg.split, "mode": cfg.metric_mode,
                "options": {"filter_outlier": cfg.filter_outlier, "wikidata_upper": cfg.wikidata_upper,
-                           "shard_tokens": cfg.shard_tokens, "engine": cfg.engine},
-               "summary": summary(overall), "overall": {m: s.to_dict() for m, s in overall.items()},
-               "datasets": datasets, "parse": parse_stats(extractions)}
+                           "shard_tokens": cfg.shard_tokens, "engine": cfg.engine, "metric_mode": cfg.metric_mode},
+               **by_mode[cfg.metric_mode], "modes": by_mode, "datasets": datasets, "parse": parse_stats(extractions)}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics

@@ -1,5 +1,5 @@
-"""Sharded extraction: records -> prompt rows (one per record and schema shard) -> texts -> parsed,
-merged and deduplicated predictions; events optionally in two stages as the official evaluation runs them.
+"""Sharded extraction: records -> prompt rows (one per record and schema shard) -> texts -> parsed and
+merged predictions (kept as the model wrote them, repeats included: the metrics decide what repeats count); events optionally in two stages as the official evaluation runs them.
 
 Planning, parsing and merging live here; *executing* the rows (texts out of an engine, then parsing) is a
 function handed in, so the same plan runs in-process (`local_executor`) or on a Ray cluster
@@ -103,7 +103,7 @@ class TaskPlan:
             return list(stage1)
         covered = {e.trigger for e in stage2}
         kept = [e for e in stage1 if e.type in self.leaf_names and e.trigger not in covered]
-        return dedupe(list(stage2) + kept)
+        return list(stage2) + kept
 
 
 # ---- parsing -------------------------------------------------------------------------------------------
@@ -147,9 +147,6 @@ def local_executor(generate: Callable[[list[Prompt]], list[str]], plans: Iterabl
 
 # ---- merging -------------------------------------------------------------------------------------------
 
-def dedupe(items: Iterable) -> list:
-    return list(dict.fromkeys(items))
-
 
 @dataclass
 class Extraction:
@@ -163,12 +160,12 @@ class Extraction:
 def _merge_into(ex: Extraction, row: dict) -> None:
     parsed = Record.from_dict({"id": row["record_id"], "text": "", "entities": row["entities"],
                                "relations": row["relations"], "events": row["events"]})
-    ex.record.entities = dedupe([*ex.record.entities, *parsed.entities])
-    ex.record.relations = dedupe([*ex.record.relations, *parsed.relations])
+    ex.record.entities += parsed.entities
+    ex.record.relations += parsed.relations
     if row["stage"] == 1 and row["task"] == "ed":
-        ex.stage1_events = dedupe([*ex.stage1_events, *parsed.events])
+        ex.stage1_events += parsed.events
     else:
-        ex.record.events = dedupe([*ex.record.events, *parsed.events])
+        ex.record.events += parsed.events
     ex.outputs.append({k: row[k] for k in ("task", "stage", "shard", "output", "errors", "hallucinated", "truncated")})
 
 

@@ -1,0 +1,143 @@
+"""Scoring a predictions file without running a model (`knowcoder score`).
+
+Two row layouts are read, one JSON object per line:
+
+- items: `{"task": "ner"|"re"|"ed"|"eae", "sentence": str, "gold": [...], "pred": [...]}` with items
+  `[type, span]` (NER), `[type, head, tail]` (RE), `[type, trigger]` (ED), `[type, trigger, role, argument]`
+  (EAE, one argument per item); an optional "source" names the row's dataset.
+- the evaluation's `predictions.jsonl` as written (`{"dataset", "id", "text", "prediction", "gold"}` with
+  record dicts); its tasks are the benchmark's (or, for other names, those its gold annotates).
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from knowcoder_ray.eval.metrics import METRICS, Score, score
+from knowcoder_ray.records import Argument, EntityMention, EventMention, Record, RelationMention
+
+ITEM_WIDTH = {"ner": 2, "re": 3, "ed": 2, "eae": 4}
+
+
+class ScoreFileError(ValueError):
+    """A row of a predictions file that cannot be scored; the message names the line."""
+
+
+@dataclass
+class Rows:
+    """Gold and predicted records of one file, grouped by (task, source)."""
+
+    groups: dict[tuple[str, str], tuple[list[Record], list[Record]]] = field(default_factory=dict)
+
+    def add(self, task: str, source: str, gold: Record, pred: Record) -> None:
+        g, p = self.groups.setdefault((task, source), ([], []))
+        g.append(gold)
+        p.append(pred)
+
+
+def _items_record(id: str, task: str, sentence: str, items, source: str, where: str) -> Record:
+    if not isinstance(items, list):
+        raise ScoreFileError(f"{where}: expected a list of items, got {type(items).__name__}")
+    r = Record(id, sentence, source=source)
+    for item in items:
+        if (not isinstance(item, list) or len(item) != ITEM_WIDTH[task]
+                or not all(isinstance(x, str) for x in item)):
+            raise ScoreFileError(f"{where}: a {task} item is a list of {ITEM_WIDTH[task]} strings, got {item!r}")
+        if task == "ner":
+            r.entities.append(EntityMention(item[1], item[0]))
+        elif task == "re":
+            r.relations.append(RelationMention(item[0], EntityMention(item[1]), EntityMention(item[2])))
+        elif task == "ed":
+            r.events.append(EventMention(item[0], item[1]))
+        else:
+            r.events.append(EventMention(item[0], item[1], (Argument(item[2], item[3]),)))
+    return r
+
+
+def _record_tasks(dataset: str, gold: Record) -> tuple[str, ...]:
+    from knowcoder_ray.data.benchmarks import BENCHMARKS
+
+    if dataset in BENCHMARKS:
+        return BENCHMARKS[dataset].tasks
+    tasks = ("ner",) * bool(gold.entities) + ("re",) * bool(gold.relations)
+    return tasks + (("ed", "eae") if gold.events else ())
+
+
+def read_rows(path: str | Path) -> Rows:
+    rows = Rows()
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{n}"
+            try:
+                d = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ScoreFileError(f"{where}: not JSON ({e.msg})") from None
+            if not isinstance(d, dict):
+                raise ScoreFileError(f"{where}: expected a JSON object")
+            if "task" in d:
+                task = d["task"]
+                if task not in ITEM_WIDTH:
+                    raise ScoreFileError(f"{where}: task must be one of {sorted(ITEM_WIDTH)}, got {task!r}")
+                sentence = d.get("sentence")
+                if not isinstance(sentence, str):
+                    raise ScoreFileError(f"{where}: 'sentence' must be a string")
+                source = str(d.get("source") or task)
+                rows.add(task, source, _items_record(str(n), task, sentence, d.get("gold"), source, where + " gold"),
+                         _items_record(str(n), task, sentence, d.get("pred"), source, where + " pred"))
+            elif "prediction" in d and "gold" in d:
+                try:
+                    gold, pred = Record.from_dict(d["gold"]), Record.from_dict(d["prediction"])
+                except (KeyError, TypeError, AttributeError) as e:
+                    raise ScoreFileError(f"{where}: malformed record ({e!r})") from None
+                dataset = str(d.get("dataset") or gold.source or "records")
+                pred.text, pred.id, gold.id = gold.text, str(n), str(n)  # one line, one sentence
+                for task in _record_tasks(dataset, gold):
+                    rows.add(task, dataset, gold, pred)
+            else:
+                raise ScoreFileError(f"{where}: expected 'task'/'sentence'/'gold'/'pred' or an evaluation row "
+                                     "with 'prediction' and 'gold'")
+    if not rows.groups:
+        raise ScoreFileError(f"{path}: no rows")
+    return rows
+
+
+def score_rows(rows: Rows, mode: str = "official", filter_outlier: bool = False,
+               schema_types: Iterable[str] | None = None, schemas: dict[str, list[str]] | None = None
+               ) -> dict[str, dict[str, Score]]:
+    """{source: {metric: Score}} plus "all" summed over sources. `schemas` (source -> class names) wins
+    over `schema_types` for filter_outlier's type check."""
+    out: dict[str, dict[str, Score]] = {}
+    for (task, source), (golds, preds) in rows.groups.items():
+        types = (schemas or {}).get(source, schema_types)
+        scores = score(golds, preds, METRICS[task], mode=mode, filter_outlier=filter_outlier, schema_types=types)
+        out.setdefault(source, {}).update(scores)
+    total: dict[str, Score] = {}
+    for scores in out.values():
+        for m, s in scores.items():
+            total[m] = total[m] + s if m in total else s
+    return {**out, "all": total} if len(out) > 1 else {"all": total}
+
+
+def table(results: dict[str, dict[str, Score]], per_type: bool = False) -> str:
+    lines = [f"{'source':<24} {'metric':<6} {'type':<24} {'P':>7} {'R':>7} {'F1':>7} {'tp':>7} {'pred':>7} {'gold':>7}"]
+    for source, scores in results.items():
+        for m, s in scores.items():
+            rows = [("", s.overall)] + (sorted(s.per_type.items()) if per_type else [])
+            for t, c in rows:
+                lines.append(f"{source:<24} {m:<6} {t:<24} {100 * c.precision:7.2f} {100 * c.recall:7.2f} "
+                             f"{100 * c.f1:7.2f} {c.tp:7d} {c.pred:7d} {c.gold:7d}")
+    return "\n".join(lines)
+
+
+def to_json(results: dict[str, dict[str, Score]], per_type: bool = False) -> dict:
+    out = {}
+    for source, scores in results.items():
+        out[source] = {}
+        for m, s in scores.items():
+            d = s.to_dict()
+            out[source][m] = d if per_type else {"overall": d["overall"]}
+    return out
