@@ -20,14 +20,20 @@ def test_names():
     assert to_class_name("Restaurant_Name") == "RestaurantName"
     assert to_class_name("/people/person/nationality") == "PeoplePersonNationality"
     assert to_class_name("3D model") == "T3DModel" and to_class_name("entity") == "EntityType"
-    assert to_role_name("Time_elapsed") == "time_elapsed" and to_role_name("from") == "from_"
+    assert to_role_name("Time_elapsed") == "time_elapsed" and to_role_name("from") == "from"  # as released
     assert to_role_name("StartDate") == "start_date"
-    with pytest.raises(SchemaError, match="not a valid Python class name"):
+    with pytest.raises(SchemaError, match="not a valid entity class name"):
         SchemaType("not valid")
+    assert SchemaType("Event").name == "Event"  # the released library's `class Event(Entity)`
+    with pytest.raises(SchemaError, match="not a valid relation class name"):
+        SchemaType("Relation", "relation")
+    with pytest.raises(SchemaError, match="not a valid event class name"):
+        SchemaType("Event", "event")
     with pytest.raises(SchemaError, match="kind must be"):
         SchemaType("X", kind="thing")
-    with pytest.raises(SchemaError, match="role 'class'"):
-        SchemaType("X", "event", roles=(Role("class"),))
+    assert SchemaType("X", "event", roles=(Role("from"),)).roles[0].name == "from"  # keyword roles, as released
+    with pytest.raises(SchemaError, match="role 'a b'"):
+        SchemaType("X", "event", roles=(Role("a b"),))
 
 
 def test_taxonomy_queries():

@@ -18,6 +18,7 @@ def _parse(args: argparse.Namespace) -> int:
 
     result = Parser(args.task, [t for t in args.types.split(",") if t]).parse(sys.stdin.read())
     record = result.to_record("stdin", "").to_dict()
-    record.update(hallucinated=result.hallucinated, errors=result.errors, truncated=result.truncated)
+    record.update(hallucinated=result.hallucinated, unknown_roles=result.unknown_roles, errors=result.errors,
+                  truncated=result.truncated)
     print(json.dumps(record, indent=2))
     return 0

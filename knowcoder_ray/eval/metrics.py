@@ -15,8 +15,8 @@ included, so figures compare with the paper's. Every way it differs from `strict
      one-to-one); duplicate predictions each count, both as predictions and as hits, so recall can exceed
      100. Duplicate gold tuples each count as gold.
   O2 empty spans (entity, head, tail, trigger, argument) are dropped before counting, gold and predicted.
-  O3 types and roles are compared after `norm_name`: `-` or `_` become spaces, else camelCase is split;
-     then lower-cased (`Restaurant_Name`, `RestaurantName` and `restaurantname`... see `norm_name`).
+  O3 types and roles are compared after `norm_name` (schema.types): `-` or else `_` become spaces, else
+     camelCase is split; then lower-cased (`Restaurant_Name` and `RestaurantName` -> `restaurant name`).
   O4 NER: entities whose normalised type is `other` are dropped, gold and predicted.
   O5 ED: ACE 2005 subtypes map to their coarse type (`ACE_COARSE`), gold and predicted, after O3.
   O6 filter_outlier (predictions only; schema checks compare normalised names):
@@ -44,12 +44,12 @@ filter_outlier removes them. Counts add up, so shards can be scored apart and su
 """
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from knowcoder_ray.records import Record
+from knowcoder_ray.schema.types import norm_name  # O3
 
 METRICS = {"ner": ("EI", "EC"), "re": ("RI", "RC"), "ed": ("TI", "TC"), "eae": ("AI", "AC")}
 TASK_OF = {m: t for t, ms in METRICS.items() for m in ms}
@@ -68,17 +68,6 @@ ACE_COARSE = {sub: coarse for coarse, subs in {
     "personnel": ("elect", "end position", "nominate", "start position"),
     "transaction": ("transfer money", "transfer ownership"),
 }.items() for sub in subs}
-
-
-def norm_name(name: str) -> str:
-    """O3: the official type/role normalisation. A name with `-` has only those replaced by spaces; else
-    one with `_` has those replaced; else camelCase is split (a lower-case letter then an upper-case one).
-    Lower-cased in every case: 'Restaurant_Name' and 'RestaurantName' -> 'restaurant name', 'PER' -> 'per'."""
-    if "-" in name:
-        return name.replace("-", " ").lower()
-    if "_" in name:
-        return name.replace("_", " ").lower()
-    return re.sub(r"([a-z])([A-Z])", r"\1 \2", name).lower()
 
 
 @dataclass

@@ -50,10 +50,10 @@ class SchemaType:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise SchemaError(f"type {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
-        if not is_class_name(self.name):
-            raise SchemaError(f"type name {self.name!r} is not a valid Python class name")
+        if not is_class_name(self.name, self.kind):
+            raise SchemaError(f"type name {self.name!r} is not a valid {self.kind} class name")
         for role in self.roles:
-            if not is_identifier(role.name):
+            if not is_role_name(role.name):
                 raise SchemaError(f"event type {self.name!r}: role {role.name!r} is not an identifier")
 
     @property
@@ -89,8 +89,33 @@ def is_identifier(name: str) -> bool:
     return bool(_IDENT.match(name)) and not keyword.iskeyword(name)
 
 
-def is_class_name(name: str) -> bool:
-    return is_identifier(name) and name not in BASE_CLASS.values()
+def is_role_name(name: str) -> bool:
+    """A role is an identifier or a Python keyword: the released schema has roles such as `from`
+    (written `from: List[ Entity ]` and `from = [...]`, which the codec reads without executing)."""
+    return bool(_IDENT.match(name))
+
+
+# Names a class of each kind may not take: its own base class, and `Entity`, which every prompt with
+# entities defines. An entity class named `Event` exists in the released library (`class Event(Entity)`).
+RESERVED = {"entity": {"Entity"}, "relation": {"Entity", "Relation"}, "event": {"Entity", "Event"}}
+
+
+def is_class_name(name: str, kind: str | None = None) -> bool:
+    """A valid class name for `kind` (None: for every kind)."""
+    reserved = RESERVED[kind] if kind in RESERVED else set(BASE_CLASS.values())
+    return is_identifier(name) and name not in reserved
+
+
+def norm_name(name: str) -> str:
+    """The released KnowCoder scorer's name normalisation (used to compare types and roles): a name with
+    `-` has those replaced by spaces; else one with `_` has those replaced; else camelCase is split (a
+    lower-case letter then an upper-case one); lower-cased in every case.
+    'Restaurant_Name' and 'RestaurantName' -> 'restaurant name'; 'PER' -> 'per'."""
+    if "-" in name:
+        return name.replace("-", " ").lower()
+    if "_" in name:
+        return name.replace("_", " ").lower()
+    return re.sub(r"([a-z])([A-Z])", r"\1 \2", name).lower()
 
 
 def to_class_name(label: str) -> str:
@@ -107,12 +132,13 @@ def to_class_name(label: str) -> str:
 
 
 def to_role_name(label: str) -> str:
-    """'Time_elapsed' / 'Place' / 'start date' -> a snake_case identifier ('from' -> 'from_')."""
+    """'Time_elapsed' / 'Place' / 'start date' -> a snake_case name; Python keywords stay ('from'), as
+    in the released schema (see `is_role_name`)."""
     words = re.findall(r"[A-Za-z0-9]+", re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", label))
     name = "_".join(w.lower() for w in words) or "role"
     if name[0].isdigit():
         name = "r_" + name
-    return name + "_" if keyword.iskeyword(name) else name
+    return name
 
 
 @dataclass
@@ -239,5 +265,5 @@ class SchemaLibrary:
 
 __all__ = [
     "KINDS", "BASE_CLASS", "Role", "SchemaType", "SchemaLibrary", "SchemaError",
-    "is_identifier", "is_class_name", "to_class_name", "to_role_name",
+    "is_identifier", "is_class_name", "is_role_name", "norm_name", "to_class_name", "to_role_name", "RESERVED",
 ]
