@@ -17,22 +17,18 @@ inside spans, escapes, and Python keywords as role names (`from = [...]`).
 from __future__ import annotations
 
 import ast
-import io
-import keyword
 import re
-import tokenize
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from knowcoder_ray.records import Argument, EntityMention, EventMention, Record, RelationMention
-from knowcoder_ray.schema.types import norm_name
+from knowcoder_ray.schema.types import mark_keyword_names, norm_name, unmark
 
 MAX_DEPTH = 32          # deeper items are rejected before ast sees them
 MAX_ITEM_CHARS = 20_000  # a single item longer than this is rejected
 _RESULTS = re.compile(r"results\s*=\s*\[")
 _STOP = '"""'
-_KW_MARK = "__kw__"      # a Python keyword used as an argument name is read as name + this mark
 _OPEN, _CLOSE = "([{", ")]}"
 _PAIR = dict(zip(_OPEN, _CLOSE))
 
@@ -179,25 +175,6 @@ def _flush(item: str, too_deep: bool, items: list[str], errors: list[str]) -> No
         items.append(item)
 
 
-def _mark_keyword_arguments(item: str) -> str:
-    """`from = [...]` -> `from__kw__ = [...]`: Python keywords used as argument names, found with the
-    tokenizer (so string contents are never touched)."""
-    starts = [0]
-    for line in item.splitlines(keepends=True):
-        starts.append(starts[-1] + len(line))
-    marks = []
-    try:
-        tokens = list(tokenize.generate_tokens(io.StringIO(item).readline))
-    except (tokenize.TokenError, IndentationError, SyntaxError):
-        return item
-    for tok, nxt in zip(tokens, tokens[1:]):
-        if tok.type == tokenize.NAME and keyword.iskeyword(tok.string) and nxt.string == "=":
-            marks.append(starts[tok.end[0] - 1] + tok.end[1])
-    for pos in reversed(marks):
-        item = item[:pos] + _KW_MARK + item[pos:]
-    return item
-
-
 def _read_item(item: str) -> ast.expr:
     """The item as an expression tree (parsed only)."""
     with warnings.catch_warnings():  # invalid escapes in model text are not our warnings to show
@@ -205,11 +182,7 @@ def _read_item(item: str) -> ast.expr:
         try:
             return ast.parse(item, mode="eval").body
         except SyntaxError:
-            return ast.parse(_mark_keyword_arguments(item), mode="eval").body
-
-
-def _arg_name(name: str) -> str:
-    return name[:-len(_KW_MARK)] if name.endswith(_KW_MARK) else name
+            return ast.parse(mark_keyword_names(item), mode="eval").body
 
 
 class _Bad(Exception):
@@ -229,7 +202,7 @@ def _call(node: ast.AST) -> tuple[str, list[ast.expr], dict[str, ast.expr]]:
     for k in node.keywords:
         if k.arg is None:
             raise _Bad("**kwargs are not allowed")
-        kwargs[_arg_name(k.arg)] = k.value
+        kwargs[unmark(k.arg)] = k.value
     if any(isinstance(a, ast.Starred) for a in node.args):
         raise _Bad("*args are not allowed")
     return node.func.id, list(node.args), kwargs

@@ -1,12 +1,15 @@
 """Rendering, the forward direction of the codec: schema types -> class code, records -> outputs,
 and the full KnowCoder prompts for NER, RE, ED and EAE inside the official Input:/Output: wrapper.
 
-The layout (tab indents, docstrings, `List[ Entity ]` role hints, `results = [...]`) follows the
-released KnowCoder schema-following data, so the released KnowCoder-7B models can be prompted unchanged.
+The layout follows the released KnowCoder schema-following data byte for byte (tab indents, docstrings,
+`List[ Entity ]` role hints, Python keywords as role names, the sentence line written raw, relation classes
+with `Entity` hints and no entity classes, `results = [...]`), so the released KnowCoder-7B models can be
+prompted unchanged. `Layout` names the two departures a user may want instead.
 """
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from knowcoder_ray.records import EventMention, Record
 from knowcoder_ray.schema.types import SchemaLibrary, SchemaType
@@ -61,6 +64,23 @@ EVENT_BASE_EAE = '''class Event:
 \t\tself.trigger = trigger'''
 
 
+@dataclass(frozen=True)
+class Layout:
+    """How prompts are written; the default is the released layout.
+
+    escape: write the sentence line and the confirmed-trigger hints as Python string literals (`quote`),
+    so the prompt is valid Python; released: raw text between double quotes.
+    relation_entity_classes: RE prompts also define the entity classes that relation constraints name and
+    type the head/tail hints with them; released: `head_entity: Entity, tail_entity: Entity` only.
+    """
+
+    escape: bool = False
+    relation_entity_classes: bool = False
+
+
+RELEASED = Layout()
+
+
 def quote(s: str) -> str:
     """A double-quoted Python string literal that `ast` reads back to exactly `s`."""
     out = s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
@@ -82,16 +102,18 @@ def _docstring(t: SchemaType, examples: bool = True) -> list[str]:
     return lines
 
 
-def render_class(t: SchemaType, task: str | None = None) -> str:
+def render_class(t: SchemaType, task: str | None = None, typed: bool = True) -> str:
     """Class definition of one type in KnowCoder's code style. Events render per task: the ED form
-    (arg_names list) or the EAE form (typed role parameters with the trigger examples as a comment)."""
+    (arg_names list) or the EAE form (typed role parameters with the trigger examples as a comment).
+    typed=False writes relation heads and tails as `Entity` (the released RE prompts)."""
     bases = ", ".join(t.parents) or t.base
     head = f"class {t.name}({bases}):"
     if t.kind == "entity":
         return "\n".join([head, *_docstring(t), "\tpass"])
     if t.kind == "relation":
         body = [
-            f"\tdef __init__(self, head_entity: {_type_hint(t.head_types)}, tail_entity: {_type_hint(t.tail_types)}):",
+            f"\tdef __init__(self, head_entity: {_type_hint(t.head_types if typed else ())}, "
+            f"tail_entity: {_type_hint(t.tail_types if typed else ())}):",
             "\t\tsuper().__init__(head_entity = head_entity, tail_entity = tail_entity)",
         ]
         return "\n".join([head, *_docstring(t), *body])
@@ -111,31 +133,40 @@ def render_class(t: SchemaType, task: str | None = None) -> str:
     return "\n".join([head, *_docstring(t), *body])
 
 
-def prompt_types(task: str, types: Iterable[SchemaType], library: SchemaLibrary | None = None) -> list[SchemaType]:
-    """The classes a prompt shows: the task's types, and for RE the entity types their constraints name."""
+def prompt_types(task: str, types: Iterable[SchemaType], library: SchemaLibrary | None = None,
+                 layout: Layout = RELEASED) -> list[SchemaType]:
+    """The classes a prompt shows: the task's types (and, for RE with `relation_entity_classes`, the entity
+    types their constraints name)."""
     types = list(types)
     kind = TASK_KIND[task]
     bad = [t.name for t in types if t.kind != kind]
     if bad:
         raise ValueError(f"{task} prompt takes {kind} types; got {bad}")
-    if task != "re" or library is None:
+    if task != "re" or library is None or not layout.relation_entity_classes:
         return types
     refs = dict.fromkeys(n for t in types for n in (*t.head_types, *t.tail_types) if n in library)
     return [library[n] for n in refs] + types
 
 
-def render_definitions(task: str, types: Iterable[SchemaType], library: SchemaLibrary | None = None) -> str:
+def render_definitions(task: str, types: Iterable[SchemaType], library: SchemaLibrary | None = None,
+                       layout: Layout = RELEASED) -> str:
     """The code block of a prompt before the sentence: base classes, then the type classes."""
-    shown = prompt_types(task, types, library)
+    shown = prompt_types(task, types, library, layout)
     bases = {"ner": [ENTITY_BASE], "re": [ENTITY_BASE, RELATION_BASE], "ed": [EVENT_BASE_ED],
              "eae": [ENTITY_BASE, EVENT_BASE_EAE]}[task]
-    return "\n\n".join([*bases, *(render_class(t, task) for t in shown)]) + "\n\n"
+    typed = layout.relation_entity_classes
+    return "\n\n".join([*bases, *(render_class(t, task, typed) for t in shown)]) + "\n\n"
 
 
-def render_instruction(task: str, triggers: Sequence[tuple[str, str]] = ()) -> str:
+def _literal(s: str, layout: Layout) -> str:
+    return quote(s) if layout.escape else f'"{s}"'
+
+
+def render_instruction(task: str, triggers: Sequence[tuple[str, str]] = (), layout: Layout = RELEASED) -> str:
     text = TASK_INSTRUCTION[task]
     if task == "eae" and triggers:
-        confirmed = "; ".join(f"{quote(trig)} is the trigger of event type {quote(typ)}" for typ, trig in triggers)
+        confirmed = "; ".join(f"{_literal(trig, layout)} is the trigger of event type {_literal(typ, layout)}"
+                              for typ, trig in triggers)
         text += f" It is important to note that the triggers of the events are confirmed as follows: {confirmed}."
     return f'"""\n{text}\n"""\n'
 
@@ -146,20 +177,30 @@ def wrap(code: str) -> str:
 
 
 def render_prompt(task: str, types: Iterable[SchemaType], sentence: str, *,
-                  library: SchemaLibrary | None = None, triggers: Sequence[tuple[str, str]] = ()) -> str:
-    """Full prompt. `triggers` (EAE only) lists the confirmed (event type, trigger) pairs."""
+                  library: SchemaLibrary | None = None, triggers: Sequence[tuple[str, str]] = (),
+                  layout: Layout = RELEASED, shots: Sequence[tuple[str, str]] = ()) -> str:
+    """Full prompt. `triggers` (EAE only) lists the confirmed (event type, trigger) pairs; `shots` are
+    (sentence, output) examples written before the sentence (few-shot prompting)."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
-    return wrap(prompt_prefix(task, types, library=library) + prompt_suffix(task, sentence, triggers))
+    return wrap(prompt_prefix(task, types, library=library, layout=layout)
+                + prompt_suffix(task, sentence, triggers, layout, shots))
 
 
-def prompt_prefix(task: str, types: Iterable[SchemaType], *, library: SchemaLibrary | None = None) -> str:
+def prompt_prefix(task: str, types: Iterable[SchemaType], *, library: SchemaLibrary | None = None,
+                  layout: Layout = RELEASED) -> str:
     """The sentence-independent head of the code block (shared by every sentence of a schema shard)."""
-    return render_definitions(task, types, library)
+    return render_definitions(task, types, library, layout)
 
 
-def prompt_suffix(task: str, sentence: str, triggers: Sequence[tuple[str, str]] = ()) -> str:
-    return render_instruction(task, triggers) + f"sentence = {quote(sentence)}\n"
+def prompt_suffix(task: str, sentence: str, triggers: Sequence[tuple[str, str]] = (), layout: Layout = RELEASED,
+                  shots: Sequence[tuple[str, str]] = ()) -> str:
+    """The instruction and sentence line; few-shot `shots` come first, each an instruction, its sentence
+    line and its output."""
+    instruction = render_instruction(task, triggers, layout)
+    examples = "".join(f"{render_instruction(task, (), layout)}sentence = {_literal(s, layout)}\n{out}\n\n"
+                       for s, out in shots)
+    return examples + instruction + f"sentence = {_literal(sentence, layout)}\n"
 
 
 # ---- outputs -----------------------------------------------------------------------------------------

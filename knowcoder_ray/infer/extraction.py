@@ -7,8 +7,10 @@ function handed in, so the same plan runs in-process (`local_executor`) or on a 
 
 Two-stage events ("ee"): stage 1 is ED over the coarse types (each event type's top ancestor in the
 schema, e.g. `ConflictEvent`; a type without parents is its own coarse type); stage 2 is EAE over the
-subtypes of the coarse types detected in the sentence, with the detected triggers confirmed in the
-instruction. The final events are the stage-2 events, plus any stage-1 event whose type is itself a
+subtypes of the coarse types detected in the sentence. The instruction confirms a detected trigger only
+with a type the prompt defines (as in the released data, `"wife" is the trigger of event type "Marriage"`
+next to `class Marriage`); a coarse type the stage-2 prompt does not define is not named, as the official
+evaluation's stage-2 prompts confirm no triggers. The final events are the stage-2 events, plus any stage-1 event whose type is itself a
 leaf type and whose trigger stage 2 did not return (so one-level schemas keep their detections).
 """
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from knowcoder_ray.codec.parse import Parser
+from knowcoder_ray.codec.render import RELEASED, Layout, render_output
 from knowcoder_ray.infer.engine import Prompt
 from knowcoder_ray.infer.sharding import Shard, TokenCounter, char_counter, shard_schema, shown_names
 from knowcoder_ray.records import EventMention, Record
@@ -49,13 +52,18 @@ class TaskPlan:
     key: a name unique among the plans of one run (rows carry it back to their plan).
     types: the task's types (default: the schema's types of the task's kind; for "ed"/"ee" its leaf event
     types); any number, e.g. the whole library: they are sharded to fit `budget` tokens per prompt head.
+    layout: how prompts are written (codec.render.Layout); shots: annotated records shown before each
+    sentence (few-shot), each reduced to the classes its prompt defines.
     """
 
     def __init__(self, key: str, task: str, library: SchemaLibrary, types: Sequence[SchemaType] | None = None,
-                 budget: int = 3000, count: TokenCounter | None = None) -> None:
+                 budget: int = 3000, count: TokenCounter | None = None, layout: Layout = RELEASED,
+                 shots: Sequence[Record] = ()) -> None:
         if task not in PLAN_TASKS:
             raise ValueError(f"unknown plan task {task!r}; expected one of {PLAN_TASKS}")
         self.key, self.task, self.library, self.budget = key, task, library, budget
+        self.layout, self.shots = layout, list(shots)
+        self._shot_cache: dict[tuple, list[tuple[str, str]]] = {}
         self.count = count or char_counter()
         if types is None:
             types = leaf_event_types(library) if KIND[task] == "event" else library.of_kind(KIND[task])
@@ -66,16 +74,38 @@ class TaskPlan:
             stage1 = [library[n] for n in coarse]
         else:
             stage1 = self.types
-        self.shards1 = shard_schema(STAGE1_TASK[task], stage1, budget, self.count, library)
+        self.shards1 = shard_schema(STAGE1_TASK[task], stage1, budget, self.count, library, layout)
         self._shards2: OrderedDict[frozenset[str], list[Shard]] = OrderedDict()
 
     @property
     def two_stage(self) -> bool:
         return self.task == "ee"
 
+    def _shot_pairs(self, stage: int, shard: Shard) -> list[tuple[str, str]]:
+        """(sentence, output) of each shot, keeping only mentions of the shard's classes."""
+        key = (stage, shard.names)
+        if key not in self._shot_cache:
+            names = set(shard.names)
+            pairs = []
+            for r in self.shots:
+                if shard.task == "ner":
+                    kept = Record(r.id, r.text, entities=[e for e in r.entities if e.type in names])
+                elif shard.task == "re":
+                    kept = Record(r.id, r.text, relations=[x for x in r.relations if x.type in names])
+                else:
+                    events = r.events
+                    if self.two_stage and stage == 1:
+                        events = [EventMention(coarse_name(self.library, e.type), e.trigger) for e in events]
+                    kept = Record(r.id, r.text, events=[e for e in events if e.type in names])
+                pairs.append((r.text, render_output(shard.task, kept)))
+            self._shot_cache[key] = pairs
+        return self._shot_cache[key]
+
     def _row(self, record: Record, stage: int, index: int, shard: Shard, triggers=()) -> dict:
+        triggers = [(t, trig) for t, trig in triggers if t in shard.names]  # hints name defined classes only
         return {"plan": self.key, "record_id": record.id, "source": record.source, "task": shard.task,
-                "stage": stage, "shard": index, "prompt": shard.prompt(record.text, triggers),
+                "stage": stage, "shard": index,
+                "prompt": shard.prompt(record.text, triggers, self._shot_pairs(stage, shard) if self.shots else ()),
                 "prefix_chars": len(shard.head), "names": shown_names(shard, self.library)}
 
     def stage1_rows(self, record: Record) -> list[dict]:
@@ -86,7 +116,7 @@ class TaskPlan:
         key = frozenset(detected)
         if key not in self._shards2:
             types = [t for t in self.types if coarse_name(self.library, t.name) in key]
-            self._shards2[key] = shard_schema("eae", types, self.budget, self.count, self.library)
+            self._shards2[key] = shard_schema("eae", types, self.budget, self.count, self.library, self.layout)
             while len(self._shards2) > 256:
                 self._shards2.popitem(last=False)
         return self._shards2[key]

@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from knowcoder_ray.codec.render import prompt_prefix, prompt_suffix, prompt_types, render_class, wrap
+from knowcoder_ray.codec.render import (
+    RELEASED, Layout, prompt_prefix, prompt_suffix, prompt_types, render_class, wrap,
+)
 from knowcoder_ray.schema.types import SchemaLibrary, SchemaType
 
 TokenCounter = Callable[[list[str]], list[int]]
@@ -42,23 +44,27 @@ class Shard:
     types: tuple[SchemaType, ...]   # the task's types in this shard (RE: relations; their entity classes are added)
     head: str                       # shared head of every prompt of this shard
     prefix_code: str
+    layout: Layout = RELEASED
 
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(t.name for t in self.types)
 
-    def prompt(self, sentence: str, triggers: Sequence[tuple[str, str]] = ()) -> str:
-        """Exactly `render_prompt(task, types, sentence, library=..., triggers=...)`, reusing the prefix."""
-        return wrap(self.prefix_code + prompt_suffix(self.task, sentence, triggers))
+    def prompt(self, sentence: str, triggers: Sequence[tuple[str, str]] = (),
+               shots: Sequence[tuple[str, str]] = ()) -> str:
+        """Exactly `render_prompt(task, types, sentence, library=..., triggers=..., layout=..., shots=...)`,
+        reusing the prefix."""
+        return wrap(self.prefix_code + prompt_suffix(self.task, sentence, triggers, self.layout, shots))
 
 
-def make_shard(task: str, types: Sequence[SchemaType], library: SchemaLibrary | None = None) -> Shard:
-    code = prompt_prefix(task, types, library=library)
-    return Shard(task, tuple(types), shared_head(code), code)
+def make_shard(task: str, types: Sequence[SchemaType], library: SchemaLibrary | None = None,
+               layout: Layout = RELEASED) -> Shard:
+    code = prompt_prefix(task, types, library=library, layout=layout)
+    return Shard(task, tuple(types), shared_head(code), code, layout)
 
 
 def shard_schema(task: str, types: Sequence[SchemaType], budget: int, count: TokenCounter,
-                 library: SchemaLibrary | None = None) -> list[Shard]:
+                 library: SchemaLibrary | None = None, layout: Layout = RELEASED) -> list[Shard]:
     """Split `types` (in order) into shards whose head fits in `budget` tokens.
 
     Greedy packing on per-class token counts (RE also pays for the entity classes a relation's
@@ -69,11 +75,12 @@ def shard_schema(task: str, types: Sequence[SchemaType], budget: int, count: Tok
     types = list(types)
     if not types:
         return []
-    fixed = count([shared_head(prompt_prefix(task, [], library=library))])[0]
-    extra_names = {n for t in types for n in (*t.head_types, *t.tail_types)} if task == "re" and library else set()
+    fixed = count([shared_head(prompt_prefix(task, [], library=library, layout=layout))])[0]
+    with_entities = task == "re" and library is not None and layout.relation_entity_classes
+    extra_names = {n for t in types for n in (*t.head_types, *t.tail_types)} if with_entities else set()
     extra = [library[n] for n in sorted(extra_names) if n in library] if extra_names else []
     cost_of = dict(zip([t.name for t in types] + [e.name for e in extra],
-                       count(["\n\n" + render_class(t, task) for t in types] +
+                       count(["\n\n" + render_class(t, task, layout.relation_entity_classes) for t in types] +
                              ["\n\n" + render_class(e, task) for e in extra])))
     groups: list[list[SchemaType]] = []
     current: list[SchemaType] = []
@@ -94,19 +101,20 @@ def shard_schema(task: str, types: Sequence[SchemaType], budget: int, count: Tok
         groups.append(current)
     shards: list[Shard] = []
     for g in groups:
-        shards.extend(_fit(task, g, budget, count, library))
+        shards.extend(_fit(task, g, budget, count, library, layout))
     return shards
 
 
 def _fit(task: str, group: list[SchemaType], budget: int, count: TokenCounter,
-         library: SchemaLibrary | None) -> list[Shard]:
-    shard = make_shard(task, group, library)
+         library: SchemaLibrary | None, layout: Layout) -> list[Shard]:
+    shard = make_shard(task, group, library, layout)
     if len(group) == 1 or count([shard.head])[0] <= budget:
         return [shard]
     mid = len(group) // 2
-    return _fit(task, group[:mid], budget, count, library) + _fit(task, group[mid:], budget, count, library)
+    return _fit(task, group[:mid], budget, count, library, layout) + _fit(task, group[mid:], budget, count, library, layout)
 
 
 def shown_names(shard: Shard, library: SchemaLibrary | None = None) -> list[str]:
-    """Every class name the shard's prompts define (RE adds the constraint entity classes)."""
-    return [t.name for t in prompt_types(shard.task, shard.types, library)]
+    """Every class name the shard's prompts define (RE with `relation_entity_classes` adds the constraint
+    entity classes)."""
+    return [t.name for t in prompt_types(shard.task, shard.types, library, shard.layout)]

@@ -120,7 +120,20 @@ def _to_py(args: argparse.Namespace) -> int:
 def _from_py(args: argparse.Namespace) -> int:
     from knowcoder_ray.schema import pyfile, storage
 
-    library = pyfile.read_pyfiles(args.src)
+    import sys
+
+    problems: list = []
+    try:
+        library = pyfile.read_pyfiles(args.src, problems)
+    except (OSError, ValueError) as e:  # no schema files, unreadable folder, conflicting definitions
+        print(f"knowcoder schema from-py: {e}", file=sys.stderr)
+        return 2
+    for p in problems:
+        print(f"skipped {p}", file=sys.stderr)
+    if not len(library):
+        print(f"knowcoder schema from-py: no class could be read under {args.src} "
+              f"({len(problems)} skipped)", file=sys.stderr)
+        return 2
     storage.write_parquet(library, args.parquet)
     print(json.dumps({k: len(library.of_kind(k)) for k in ("entity", "relation", "event")}))
     return 0

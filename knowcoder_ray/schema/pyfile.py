@@ -7,17 +7,23 @@ base classes, then one class per type (`codec.render.render_class`, events in th
 entity types of event roles, examples that contain the ", " separator) goes into one literal dict at
 the end, `SCHEMA_METADATA`, keyed by class name and holding only the fields that reading the class
 alone would get wrong; the reader applies it, so Parquet -> .py -> library is exact. The released
-files have no such dict and read fine without it.
+files have no such dict and read fine without it. The reader takes the released files as they are:
+Python keywords as role names (`from: List[ Entity ]`, not valid Python), an entity class named `Event`,
+and a broken class, which is reported (`ClassProblem`) and skipped while the others load.
 """
 from __future__ import annotations
 
 import ast
 import re
+import warnings
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from knowcoder_ray.codec.render import ENTITY_BASE, EVENT_BASE_ED, RELATION_BASE, render_class
 from knowcoder_ray.schema.storage import exists, join, makedirs, read_text, write_text
-from knowcoder_ray.schema.types import BASE_CLASS, Role, SchemaError, SchemaLibrary, SchemaType
+from knowcoder_ray.schema.types import (
+    BASE_CLASS, Role, SchemaError, SchemaLibrary, SchemaType, mark_keyword_names, unmark,
+)
 
 FILES = {"entity": "Entities.py", "relation": "Relations.py", "event": "Events.py"}
 HEADERS = {"entity": [ENTITY_BASE], "relation": ["from Entities import *", RELATION_BASE], "event": [EVENT_BASE_ED]}
@@ -92,44 +98,103 @@ def write_pyfiles(library: SchemaLibrary, out_dir: str) -> list[str]:
 
 # ---- reading -----------------------------------------------------------------------------------------
 
-def read_pyfiles(src_dir: str) -> SchemaLibrary:
-    """A library from the Entities.py / Relations.py / Events.py found under `src_dir` (at least one)."""
-    types: list[SchemaType] = []
+@dataclass(frozen=True)
+class ClassProblem:
+    """A class the reader skipped, and why."""
+
+    file: str
+    name: str
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: class {self.name}: {self.reason}"
+
+
+class _Warn(list):
+    """The problems list of a caller that passed none: each problem is also a warning."""
+
+    def append(self, p: ClassProblem) -> None:
+        warnings.warn(f"skipped {p}", stacklevel=2)
+        super().append(p)
+
+
+def read_pyfiles(src_dir: str, problems: list[ClassProblem] | None = None) -> SchemaLibrary:
+    """A library from the Entities.py / Relations.py / Events.py found under `src_dir` (at least one).
+    A class that cannot be read is skipped and appended to `problems` (None: a warning names each)."""
+    problems = _Warn() if problems is None else problems
+    types: dict[str, SchemaType] = {}
     found = False
     for kind, name in FILES.items():
         uri = join(src_dir, name)
-        if exists(uri):
-            found = True
-            types += read_pyfile(read_text(uri), kind, uri)
+        if not exists(uri):
+            continue
+        found = True
+        for t in read_pyfile(read_text(uri), kind, uri, problems):
+            if t.name in types and types[t.name] != t:
+                problems.append(ClassProblem(uri, t.name, 0, f"defined again (first as {types[t.name].kind}); "
+                                                              "the first definition is kept"))
+            else:
+                types[t.name] = t
     if not found:
         raise FileNotFoundError(f"no {', '.join(FILES.values())} under {src_dir}")
-    return SchemaLibrary(types)
+    return SchemaLibrary(types.values())
 
 
-def read_pyfile(source: str, kind: str, filename: str = "<schema>") -> list[SchemaType]:
-    """The types defined in one schema file of `kind` (entity, relation, event), read with `ast`."""
+_TOP_LEVEL = re.compile(r"^(class\s|from\s|import\s|[A-Za-z_]\w*\s*=)")
+_CLASS_NAME = re.compile(r"class\s+(\w+)")
+
+
+def _chunks(source: str) -> list[tuple[int, str]]:
+    """(first line index, text) of each top-level statement group, so one broken class can be parsed
+    apart from the others."""
+    lines = source.splitlines(keepends=True)
+    starts = [i for i, line in enumerate(lines) if _TOP_LEVEL.match(line)]
+    if not starts or starts[0] != 0:
+        starts.insert(0, 0)
+    return [(a, "".join(lines[a:b])) for a, b in zip(starts, starts[1:] + [len(lines)])]
+
+
+def read_pyfile(source: str, kind: str, filename: str = "<schema>",
+                problems: list[ClassProblem] | None = None) -> list[SchemaType]:
+    """The types defined in one schema file of `kind` (entity, relation, event), read with `ast`, never
+    executed. Python keywords as role names (`from: List[ Entity ]`, `self.from = from`) are read. A class
+    that cannot be read is skipped and reported in `problems` (None: a warning); the others load."""
+    problems = _Warn() if problems is None else problems
     try:
-        tree = ast.parse(source, filename=filename)
-    except SyntaxError as e:
-        raise SchemaError(f"{filename}: not valid Python at line {e.lineno}: {e.msg}") from None
-    lines = source.splitlines()
-    metadata: dict = {}
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == METADATA for t in node.targets):
+        parts = [(0, source, ast.parse(mark_keyword_names(source), filename=filename))]
+    except (SyntaxError, RecursionError, MemoryError):
+        parts = []
+        for offset, chunk in _chunks(source):
             try:
-                metadata = ast.literal_eval(node.value)
-            except ValueError:
-                raise SchemaError(f"{filename}: {METADATA} at line {node.lineno} is not a literal") from None
+                parts.append((offset, chunk, ast.parse(mark_keyword_names(chunk), filename=filename)))
+            except (SyntaxError, RecursionError, MemoryError) as e:
+                m = _CLASS_NAME.match(chunk)
+                reason = (f"not valid Python at line {offset + (e.lineno or 1)}: {e.msg}" if isinstance(e, SyntaxError)
+                          else f"too deeply nested for Python's parser ({type(e).__name__})")
+                problems.append(ClassProblem(filename, m.group(1) if m else "(top level)", offset + 1, reason))
+    metadata: dict = {}
+    for offset, _, tree in parts:
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == METADATA for t in node.targets):
+                try:
+                    metadata = ast.literal_eval(node.value)
+                except (ValueError, TypeError, SyntaxError, RecursionError):
+                    problems.append(ClassProblem(filename, METADATA, offset + node.lineno, "not a literal; ignored"))
     out = []
-    for node in tree.body:
-        if isinstance(node, ast.ClassDef) and node.name not in BASE_CLASS.values():
+    for offset, chunk, tree in parts:
+        lines = chunk.splitlines()
+        for node in tree.body:
+            if not isinstance(node, ast.ClassDef) or (node.name in BASE_CLASS.values() and not node.bases):
+                continue  # the base classes of the file (`class Event(Entity)` is a type, `class Event:` is not)
             try:
                 t = read_class(node, kind, lines)
-                extra = metadata.get(node.name)
+                extra = metadata.get(node.name) if isinstance(metadata, dict) else None
                 if extra:
                     t = SchemaType.from_row({**t.to_row(), **extra})
-            except (SchemaError, ValueError, TypeError) as e:
-                raise SchemaError(f"{filename}: class {node.name} at line {node.lineno}: {e}") from None
+            except (SchemaError, ValueError, TypeError, KeyError, RecursionError) as e:
+                problems.append(ClassProblem(filename, node.name, offset + node.lineno, str(e)))
+                continue
             out.append(t)
     return out
 
@@ -165,18 +230,26 @@ def _name(node: ast.expr) -> str | None:
     return None
 
 
+MAX_HINT_TYPES = 10_000  # a longer `A | B | ...` hint is cut here
+
+
 def _hint_types(node: ast.expr | None) -> tuple[str, ...]:
-    """`Human | Organization`, `List[ Human ]`, `Union[A, B]`, `"Human"` -> the entity type names."""
-    if node is None:
-        return ()
-    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
-        return _hint_types(node.left) + _hint_types(node.right)
-    if isinstance(node, ast.Subscript):
-        inner = node.slice
-        parts = inner.elts if isinstance(inner, ast.Tuple) else [inner]
-        return tuple(n for p in parts for n in _hint_types(p))
-    name = _name(node)
-    return () if name in (None, "Entity", "str") else (name,)
+    """`Human | Organization`, `List[ Human ]`, `Union[A, B]`, `"Human"` -> the entity type names. Walked
+    with an explicit stack (left to right), so a hint of thousands of `|` terms needs no recursion."""
+    out: list[str] = []
+    stack = [node] if node is not None else []
+    while stack and len(out) < MAX_HINT_TYPES:
+        n = stack.pop()
+        if isinstance(n, ast.BinOp) and isinstance(n.op, ast.BitOr):
+            stack += [n.right, n.left]
+        elif isinstance(n, ast.Subscript):
+            parts = n.slice.elts if isinstance(n.slice, ast.Tuple) else [n.slice]
+            stack += reversed(parts)
+        else:
+            name = _name(n)
+            if name not in (None, "Entity", "str"):
+                out.append(name)
+    return tuple(out)
 
 
 def _event_roles(init: ast.FunctionDef, lines: list[str]) -> tuple[tuple[Role, ...], str]:
@@ -196,7 +269,7 @@ def _event_roles(init: ast.FunctionDef, lines: list[str]) -> tuple[tuple[Role, .
             if "# Examples:" in line:
                 examples = line.split("# Examples:", 1)[1]
             continue
-        roles.append(Role(a.arg, _hint_types(a.annotation)))
+        roles.append(Role(unmark(a.arg), _hint_types(a.annotation)))
     return tuple(roles), examples
 
 

@@ -266,4 +266,51 @@ class SchemaLibrary:
 __all__ = [
     "KINDS", "BASE_CLASS", "Role", "SchemaType", "SchemaLibrary", "SchemaError",
     "is_identifier", "is_class_name", "is_role_name", "norm_name", "to_class_name", "to_role_name", "RESERVED",
+    "KW_MARK", "mark_keyword_names", "unmark",
 ]
+
+
+# ---- Python keywords as role names ---------------------------------------------------------------------
+
+KW_MARK = "__kw__"  # `from` is read as `from__kw__`, so `ast` accepts the released `from: List[ Entity ]`
+
+
+def mark_keyword_names(source: str) -> str:
+    """Append KW_MARK to Python keywords used as names in class code or outputs: parameters
+    (`from: List[ Entity ]`, `from = [...]` inside a call), attributes (`self.from`) and plain values
+    (`= from` ending a line). Found with the tokenizer, so string contents are never touched; text the
+    tokenizer cannot read is returned unchanged."""
+    import io
+    import tokenize
+
+    try:
+        tokens = [t for t in tokenize.generate_tokens(io.StringIO(source).readline)
+                  if t.type not in (tokenize.COMMENT, tokenize.NL)]
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        return source
+    starts = [0]
+    for line in source.splitlines(keepends=True):
+        starts.append(starts[-1] + len(line))
+    marks, depth = [], 0
+    for i, tok in enumerate(tokens):
+        if tok.type == tokenize.OP:
+            depth += tok.string in "([{"
+            depth -= tok.string in ")]}"
+        if tok.type != tokenize.NAME or not keyword.iskeyword(tok.string):
+            continue
+        prev = tokens[i - 1].string if i else ""
+        nxt = tokens[i + 1] if i + 1 < len(tokens) else None
+        nxt_s = nxt.string if nxt is not None else ""
+        as_parameter = depth > 0 and prev in ("(", ",") and nxt_s in ("=", ":")
+        as_attribute = prev == "."
+        as_value = prev == "=" and (nxt is None or nxt.type in (tokenize.NEWLINE, tokenize.ENDMARKER)
+                                    or nxt_s in (",", ")"))
+        if as_parameter or as_attribute or as_value:
+            marks.append(starts[tok.end[0] - 1] + tok.end[1])
+    for pos in reversed(marks):
+        source = source[:pos] + KW_MARK + source[pos:]
+    return source
+
+
+def unmark(name: str) -> str:
+    return name[:-len(KW_MARK)] if name.endswith(KW_MARK) else name

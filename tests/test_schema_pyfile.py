@@ -1,0 +1,149 @@
+"""The .py library reader on files in the released layout: Python keywords as role names, the
+`from: List[ Entity ]` hint (not valid Python), `class Event(Entity)`, a broken class reported and skipped,
+a relation hint of thousands of `|` terms, and `schema from-py` ending in one line when nothing loads."""
+import pytest
+
+from knowcoder_ray.cli import main
+from knowcoder_ray.schema.pyfile import read_pyfile, read_pyfiles
+
+ENTITIES = '''class Entity:
+\t"""
+\tThe base class for all entities.
+\t"""
+\tdef __init__(self, name: str):
+\t\tself.name = name
+
+class Event(Entity):
+\t"""
+\tDescription: Something that happens at a given place and time.
+\tExamples: harvest festival, the 1999 flood
+\t"""
+\tpass
+
+class Lake(Entity):
+\t"""
+\tDescription: A body of standing water.
+\tExamples: Lake Ohrid, Crater Lake
+\t"""
+\tpass
+
+class Broken(Entity):
+\t"""
+\tDescription: This class is cut short
+\tpass
+
+class River(Lake):
+\t"""
+\tDescription: A flowing body of water.
+\tExamples: Drina
+\t"""
+\tpass
+'''
+
+EVENTS_EAE = '''class Entity:
+\t"""
+\tThe base class for all entities.
+\t"""
+\tdef __init__(self, name: str):
+\t\tself.name = name
+
+class Event:
+\t"""
+\tThe base class for all events.
+\t"""
+\tdef __init__(self, trigger: str):
+\t\tself.trigger = trigger
+
+class Apprenticeship(Event):
+\t"""
+\tDescription: A person learns a trade from a master.
+\t"""
+\tdef __init__(
+\t\tself,
+\t\ttrigger: str, # Examples: apprenticed, trained, 
+\t\tapprentice: List[ Entity ],
+\t\tmaster: List[ Lake | River ],
+\t\tfrom: List[ Entity ],
+\t\tto: List[ Entity ]
+\t):
+\t\tsuper().__init__(trigger = trigger)
+\t\tself.apprentice = apprentice
+\t\tself.master = master
+\t\tself.from = from
+\t\tself.to = to
+'''
+
+EVENTS_ED = '''class Voyage(Event):
+\t"""
+\tDescription: A long journey by sea.
+\tExamples: sailed, voyage, 
+\t"""
+\tdef __init__(self, trigger: str, *args):
+\t\targ_names = ["vessel", "from", "to"]
+\t\tsuper().__init__(trigger = trigger, arg_names = arg_names, *args)
+'''
+
+
+def test_released_layout_with_keyword_roles_event_entity_and_a_broken_class(tmp_path):
+    (tmp_path / "Entities.py").write_text(ENTITIES)
+    (tmp_path / "Events.py").write_text(EVENTS_EAE)
+    problems = []
+    lib = read_pyfiles(str(tmp_path), problems)
+    assert [(p.name, p.line) for p in problems] == [("Broken", 22)]
+    assert "not valid Python" in problems[0].reason and "Entities.py" in str(problems[0])
+    assert lib.names("entity") == ["Event", "Lake", "River"]   # `class Event(Entity)` is a type
+    assert lib["Event"].description == "Something that happens at a given place and time."
+    assert lib["River"].parents == ("Lake",)
+    (app,) = lib.of_kind("event")
+    assert [(r.name, r.entity_types) for r in app.roles] == [
+        ("apprentice", ()), ("master", ("Lake", "River")), ("from", ()), ("to", ())]
+    assert app.examples == ("apprenticed", "trained")
+
+
+def test_ed_form_keyword_roles():
+    (voyage,) = read_pyfile(EVENTS_ED, "event", "Events.py", [])
+    assert [r.name for r in voyage.roles] == ["vessel", "from", "to"] and voyage.examples == ("sailed", "voyage")
+
+
+def test_without_a_problems_list_each_skipped_class_is_a_warning():
+    with pytest.warns(UserWarning, match="class Broken"):
+        types = read_pyfile(ENTITIES, "entity", "Entities.py")
+    assert [t.name for t in types] == ["Event", "Lake", "River"]
+
+
+def test_a_class_with_a_bad_role_is_reported_and_the_rest_load():
+    source = EVENTS_ED + '''
+class Odd(Event):
+\t"""
+\tDescription: A role that is not a name.
+\t"""
+\tdef __init__(self, trigger: str, *args):
+\t\targ_names = ["two words"]
+\t\tsuper().__init__(trigger = trigger, arg_names = arg_names, *args)
+'''
+    problems = []
+    assert [t.name for t in read_pyfile(source, "event", "Events.py", problems)] == ["Voyage"]
+    assert [(p.name, p.line) for p in problems] == [("Odd", 10)] and "role 'two words'" in problems[0].reason
+
+
+@pytest.mark.parametrize("terms", [1000, 2000, 20_000])
+def test_relation_hint_of_thousands_of_terms(terms):
+    hint = " | ".join(f"T{i}" for i in range(terms))
+    source = f'class Near(Relation):\n\tdef __init__(self, head_entity: {hint}, tail_entity: Entity):\n\t\tpass\n'
+    problems = []
+    types = read_pyfile(source, "relation", "Relations.py", problems)
+    if types:
+        assert types[0].head_types[:3] == ("T0", "T1", "T2") and len(types[0].head_types) == min(terms, 10_000)
+    else:  # a hint too deep for Python's own parser is one class reported, never an exception
+        assert [p.name for p in problems] == ["Near"]
+    assert terms > 2000 or types
+
+
+def test_from_py_ends_in_one_line_when_nothing_loads(tmp_path, capsys):
+    (tmp_path / "Entities.py").write_text("class Broken(Entity):\n\t\"\"\"\n\tDescription: cut\n")
+    assert main(["schema", "from-py", str(tmp_path), str(tmp_path / "lib.parquet")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("knowcoder schema from-py: no class could be read under")
+    assert "class Broken" in err[0] and len(err) == 2
+    assert main(["schema", "from-py", str(tmp_path / "nowhere"), str(tmp_path / "lib.parquet")]) == 2
+    assert capsys.readouterr().err.strip().count("\n") == 0
