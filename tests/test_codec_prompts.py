@@ -1,5 +1,16 @@
-"""Rendered prompts compared against literal expected text, one per task."""
-from knowcoder_ray.codec import Parser, prompt_prefix, prompt_suffix, render_class, render_output, render_prompt, wrap
+"""Rendered prompts compared against literal expected text, one per task, and one test per layout fact of
+the released KnowCoder SFT format (raw sentence line, Python keywords as role names in ED/EAE classes and
+outputs, `class Event(Entity)`, the RE layout, the wrapper)."""
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from knowcoder_ray.codec import (
+    Layout, Parser, prompt_prefix, prompt_suffix, render_class, render_output, render_prompt, wrap,
+)
 from knowcoder_ray.records import Argument, EntityMention, EventMention, Record, RelationMention
 from knowcoder_ray.schema import Role, SchemaLibrary, SchemaType
 
@@ -29,12 +40,35 @@ def test_ner_prompt_literal():
         'class Person(Entity):\n\t"""\n\tDescription: A human being.\n\tExamples: Barack Obama, Marie Curie\n\t"""\n\tpass\n\n'
         '"""\nThis is an object-oriented programming task: some Entity Classes are defined above. Please instantiate '
         'all the corresponding Entity Objects in the following sentence.\n"""\n'
-        'sentence = "Michel Roux Junior hosts \\"Professional Master Chef\\"."\n\nOutput:\n'
+        'sentence = "Michel Roux Junior hosts "Professional Master Chef"."\n\nOutput:\n'   # raw, as released
     )
 
 
-def test_re_prompt_literal_includes_constraint_entity_classes():
+def test_escape_option_writes_a_python_string_literal():
+    got = render_prompt("ner", [PERSON], 'He said "hi"\nthen left.', layout=Layout(escape=True))
+    assert got.endswith('sentence = "He said \\"hi\\"\\nthen left."\n\nOutput:\n')
+    raw = render_prompt("ner", [PERSON], 'He said "hi"\nthen left.')
+    assert raw.endswith('sentence = "He said "hi"\nthen left."\n\nOutput:\n')
+
+
+def test_re_prompt_released_layout_entity_hints_and_no_entity_classes():
     got = render_prompt("re", [LOCATED], "Kurush is in Dokuzparinsky District.", library=LIB)
+    assert got == WRAP_HEAD + ENTITY_BASE + (
+        'class Relation:\n\t"""\n\tThe base class for all relations.\n\t"""\n'
+        '\tdef __init__(self, head_entity: Entity, tail_entity: Entity):\n'
+        '\t\tself.head_entity = head_entity\n\t\tself.tail_entity = tail_entity\n\n'
+        'class LocatedIn(Relation):\n\t"""\n\tDescription: Located in a place.\n\tExamples: (Ontario, Canada)\n\t"""\n'
+        '\tdef __init__(self, head_entity: Entity, tail_entity: Entity):\n'
+        '\t\tsuper().__init__(head_entity = head_entity, tail_entity = tail_entity)\n\n'
+        '"""\nThis is an object-oriented programming task: some Relation Classes and related Entity Classes are '
+        'defined above. Please instantiate all the corresponding Relation Objects in the following sentence.\n"""\n'
+        'sentence = "Kurush is in Dokuzparinsky District."\n\nOutput:\n'
+    )
+
+
+def test_re_prompt_option_includes_constraint_entity_classes():
+    got = render_prompt("re", [LOCATED], "Kurush is in Dokuzparinsky District.", library=LIB,
+                        layout=Layout(relation_entity_classes=True))
     assert got == WRAP_HEAD + ENTITY_BASE + (
         'class Relation:\n\t"""\n\tThe base class for all relations.\n\t"""\n'
         '\tdef __init__(self, head_entity: Entity, tail_entity: Entity):\n'
@@ -86,6 +120,79 @@ def test_prefix_and_suffix_compose_the_prompt():
     for task, types in [("ner", [PERSON]), ("re", [LOCATED]), ("ed", [MARRIAGE]), ("eae", [MARRIAGE])]:
         prompt = render_prompt(task, types, "A sentence.", library=LIB)
         assert prompt == wrap(prompt_prefix(task, types, library=LIB) + prompt_suffix(task, "A sentence."))
+
+
+FROM_EVENT = SchemaType("Voyage", "event", description="A long journey by sea.", examples=("sailed",),
+                        roles=(Role("vessel"), Role("from"), Role("to")))
+
+
+def test_keyword_roles_in_ed_and_eae_classes_and_outputs():
+    assert render_class(FROM_EVENT, "ed") == (
+        'class Voyage(Event):\n\t"""\n\tDescription: A long journey by sea.\n\tExamples: sailed, \n\t"""\n'
+        '\tdef __init__(self, trigger: str, *args):\n\t\targ_names = ["vessel", "from", "to"]\n'
+        '\t\tsuper().__init__(trigger = trigger, arg_names = arg_names, *args)')
+    assert render_class(FROM_EVENT, "eae") == (
+        'class Voyage(Event):\n\t"""\n\tDescription: A long journey by sea.\n\t"""\n'
+        '\tdef __init__(\n\t\tself,\n\t\ttrigger: str, # Examples: sailed, \n'
+        '\t\tvessel: List[ Entity ],\n\t\tfrom: List[ Entity ],\n\t\tto: List[ Entity ]\n\t):\n'
+        '\t\tsuper().__init__(trigger = trigger)\n\t\tself.vessel = vessel\n\t\tself.from = from\n\t\tself.to = to')
+    r = Record("1", "They sailed from Lisbon.", events=[EventMention("Voyage", "sailed", (Argument("from", "Lisbon"),))])
+    out = render_output("eae", r)
+    assert out == 'results = [\n\tVoyage(trigger = "sailed", from = [Entity("Lisbon")])\n]'
+    (e,) = Parser.for_types("eae", [FROM_EVENT]).parse(out).events
+    assert [(a.role, a.text) for a in e.arguments] == [("from", "Lisbon")]
+
+
+def test_entity_class_named_event():
+    event = SchemaType("Event", description="Something that happens.", examples=("World War II", "Brexit"))
+    got = prompt_prefix("ner", [event])
+    assert got == ENTITY_BASE + (
+        'class Event(Entity):\n\t"""\n\tDescription: Something that happens.\n\tExamples: World War II, Brexit\n'
+        '\t"""\n\tpass\n\n')
+    r = Parser.for_types("ner", [event]).parse('results = [\n\tEvent("Brexit")\n]')
+    assert [(x.type, x.text) for x in r.entities] == [("Event", "Brexit")] and not r.hallucinated
+
+
+def test_wrapper_and_few_shot_examples():
+    assert wrap("CODE") == WRAP_HEAD + "CODE\nOutput:\n"
+    got = prompt_suffix("ner", "Bob sleeps.", shots=[("Ann runs.", 'results = [\n\tPerson("Ann")\n]')])
+    instruction = ('"""\nThis is an object-oriented programming task: some Entity Classes are defined above. Please '
+                   'instantiate all the corresponding Entity Objects in the following sentence.\n"""\n')
+    assert got == (instruction + 'sentence = "Ann runs."\nresults = [\n\tPerson("Ann")\n]\n\n'
+                   + instruction + 'sentence = "Bob sleeps."\n')
+
+
+OFFICIAL = Path("/work/.mirror/ICT-GoKnow+KnowCoder/repo")
+
+
+def _released_samples():
+    if not (OFFICIAL / "HEAD").exists() and not (OFFICIAL / ".git").exists():
+        return None
+    out = subprocess.run(["git", "-C", str(OFFICIAL), "show", "HEAD:sft/data/example_data/example_data.jsonl"],
+                         capture_output=True, text=True)
+    return [json.loads(x) for x in out.stdout.splitlines()] if out.returncode == 0 else None
+
+
+def test_released_sft_samples_byte_for_byte():
+    """When the released KnowCoder repository is at hand (read at test time, never copied here): its
+    classes read with our library reader and rendered again give each sample's prompt and output exactly."""
+    from knowcoder_ray.schema.pyfile import read_pyfile
+
+    samples = _released_samples()
+    if samples is None:
+        pytest.skip("the released KnowCoder repository is not available here")
+    assert len(samples) == 9
+    for i, d in enumerate(samples):
+        prompt, output = d["one-stage"]["zero-shot"]["prompt"], d["one-stage"]["output"]
+        task = ("ner" if "Entity Objects" in prompt else "re" if "Relation Objects" in prompt
+                else "ed" if "arg_names" in prompt else "eae")
+        problems = []
+        types = read_pyfile(prompt[:prompt.index('"""\nThis is an object')],
+                            {"ner": "entity", "re": "relation"}.get(task, "event"), f"sample {i}", problems)
+        triggers = [(t, g) for g, t in re.findall(r'"([^"]*)" is the trigger of event type "([^"]*)"', prompt)]
+        assert problems == [] and prompt_prefix(task, types) + prompt_suffix(task, d["sentence"], triggers) == prompt, i
+        parsed = Parser.for_types(task, types).parse(output)
+        assert render_output(task, parsed.to_record(str(i), d["sentence"])) == output and not parsed.hallucinated, i
 
 
 def test_rendered_classes_are_valid_python_syntax():
