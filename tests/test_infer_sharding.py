@@ -5,7 +5,6 @@ The model here is a rule engine that reads the prompt the way a perfect extracto
 defines, the sentence, the confirmed triggers) and answers with the gold mentions of those classes, in
 the codec's output format; so any difference between sharded and single-prompt runs is the sharding's.
 """
-import ast
 import re
 
 import pytest
@@ -20,7 +19,12 @@ from knowcoder_ray.records import Record
 from knowcoder_ray.schema.types import Role, SchemaLibrary, SchemaType
 
 _CLASS = re.compile(r"^class (\w+)\(", re.M)
-_SENTENCE = re.compile(r"^sentence = (.*)$", re.M)
+_HINT = re.compile(r'"[^"]*" is the trigger of event type "([^"]*)"')
+
+
+def sentence_of(prompt: str) -> str:
+    """The sentence of a prompt: its sentence line is written raw, as in the released data."""
+    return prompt[prompt.rindex('\nsentence = "') + len('\nsentence = "'):prompt.rindex('"\n\nOutput:')]
 
 
 class RuleEngine:
@@ -37,13 +41,13 @@ class RuleEngine:
 
     def _answer(self, text):
         shown = set(_CLASS.findall(text))
-        sentence = ast.parse(_SENTENCE.search(text).group(1), mode="eval").body.value
+        sentence = sentence_of(text)
         gold = self.gold[sentence]
         if "Relation Objects" in text:
             return render_output("re", Record("", sentence, relations=[r for r in gold.relations if r.type in shown]))
         if "Entity Objects" in text:
             return render_output("ner", Record("", sentence, entities=[e for e in gold.entities if e.type in shown]))
-        if "confirmed as follows" in text:  # stage 2: arguments of the subtypes shown
+        if "\tdef __init__(\n\t\tself," in text:  # stage 2 (EAE form): arguments of the subtypes shown
             return render_output("eae", Record("", sentence, events=[e for e in gold.events if e.type in shown]))
         # stage 1: detection over coarse types
         events = [type(e)(coarse_name(self.library, e.type), e.trigger) for e in gold.events
@@ -147,5 +151,18 @@ def test_two_stage_prompts_hold_only_subtypes_of_detected_categories(data_dir):
     rows = plan.stage2_rows(record, detected)
     shown = {n for r in rows for n in r["names"]}
     assert shown == {t.name for t in plan.types if coarse_name(library, t.name) in {e.type for e in detected}}
-    assert all(f'"{detected[0].trigger}" is the trigger' in r["prompt"] for r in rows)
+    # the detected types are coarse ones the stage-2 prompts do not define: no hint names them
+    assert all(set(_HINT.findall(r["prompt"])) <= set(r["names"]) for r in rows)
+    assert not any(_HINT.findall(r["prompt"]) for r in rows)
     assert plan.stage2_rows(record, []) == []
+
+
+def test_stage_two_hints_name_the_defined_class_of_one_level_schemas(data_dir):
+    records, library = load_benchmark("phee", data_dir)
+    plan = TaskPlan("p", "ee", library)
+    record = next(r for r in records if r.events)
+    detected = [type(e)(e.type, e.trigger) for e in record.events]  # PHEE types are their own coarse types
+    rows = plan.stage2_rows(record, detected)
+    e = detected[0]
+    assert rows and all(f'"{e.trigger}" is the trigger of event type "{e.type}"' in r["prompt"]
+                        and f"class {e.type}(Event)" in r["prompt"] for r in rows)
