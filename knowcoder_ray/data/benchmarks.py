@@ -1,13 +1,14 @@
 """The benchmark datasets of ../shared/data: where each lives, how to read it, and its schema.
 
 Each dataset's labels are mapped to KnowCoder-style class names with a short description (the class
-docstring the prompt shows). `load_benchmark(name, data_dir)` returns its Records and its SchemaLibrary.
+docstring the prompt shows). `load_benchmark(name, data_dir)` returns its Records and its SchemaLibrary;
+with class_names="official" the classes take the names the released KnowCoder evaluation uses.
 """
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from knowcoder_ray.data import readers
@@ -144,7 +145,8 @@ def kairos_schema(ontology_path: Path) -> tuple[SchemaLibrary, dict[str, str]]:
     onto = json.loads(Path(ontology_path).read_text())
     names = kairos_event_names(onto)
     types: dict[str, SchemaType] = {}
-    for e in sorted({KAIROS_ENTITY.get(t, to_class_name(t)) for v in onto.values() for ts in v["role_types"] for t in ts}):
+    role_types = {KAIROS_ENTITY.get(t, to_class_name(t)) for v in onto.values() for ts in v["role_types"] for t in ts}
+    for e in sorted(role_types | set(KAIROS_ENTITY.values())):  # the data also types mentions as e.g. crm
         types[e] = SchemaType(e, "entity")
     for label, v in onto.items():
         top = to_class_name(label.split(".")[0]) + "Event"
@@ -319,14 +321,116 @@ def get_benchmark(name: str) -> Benchmark:
     return BENCHMARKS[name]
 
 
+# ---- the released evaluation's class names -----------------------------------------------------------
+# Our class name -> (the Wikidata-aligned class name the released KnowCoder evaluation uses for the same
+# benchmark label, as listed in its eval/src/class_defs, and a description written here). Labels with no
+# counterpart there (e.g. CoNLL's misc, most CrossNER and KAIROS types, PHEE) keep our names. Where the
+# match is by analogy rather than by the same label, the comment says so.
+OFFICIAL_CLASSES: dict[str, tuple[str, str]] = {
+    "Person": ("Human", "A person: an individual member of the species Homo sapiens."),
+    "Location": ("SpatialEntity", "A place or region: a geographic area, site, address or landmark."),
+    "Organization": ("Organization", "A group of people with a particular purpose, such as a company or institution."),
+    "EventEntity": ("Event", "A named occurrence, such as a festival, war, election or competition."),
+    "Product": ("Product", "An artifact or service offered for use, such as software or a device."),
+    "Protein": ("Protein", "A biomolecule made of chains of amino acids."),
+    "AstronomicalObject": ("AstronomicalObject", "A naturally occurring physical body in the universe."),
+    # MIT Restaurant
+    "OpeningHours": ("OpeningHours", "The time when a restaurant is open."),
+    "Rating": ("UserRating", "How guests rate a restaurant's quality."),
+    "RestaurantName": ("Name", "The name of a restaurant."),
+    # MIT Movie trivia10k13 (Song and Review: by analogy with MIT Movie's SONG and REVIEW labels)
+    "Character": ("Character", "A fictional character in a film."),
+    "Soundtrack": ("Song", "Music heard in a film, such as its soundtrack or theme song."),
+    "Opinion": ("Review", "A judgement or opinion about a film."),
+    # CoNLL04 relations
+    "OrgBasedIn": ("HeadquartersLocation", "An organization is based or headquartered in a location."),
+    "LiveIn": ("Residence", "A person lives or has lived in a location."),
+}
+# NYT relation label -> official class name (NYT's labels keep their Freebase description)
+OFFICIAL_NYT: dict[str, str] = {
+    "/business/company/founders": "FoundedBy", "/people/person/place_of_birth": "PlaceOfBirth",
+    "/people/deceased_person/place_of_death": "PlaceOfDeath",
+    "/business/company_shareholder/major_shareholder_of": "CompanyShareholderAmongMajorShareholders",
+    "/people/ethnicity/people": "EthnicityOfPeople", "/location/neighborhood/neighborhood_of": "NeighborhoodOf",
+    "/sports/sports_team/location": "SportsTeamOfLocation", "/business/person/company": "WorkFor",
+    "/business/company/industry": "Industry", "/business/company/place_founded": "CompanyFoundedPlace",
+    "/location/administrative_division/country": "CountryOfAdministrativeDivisions",
+    "/sports/sports_team_location/teams": "SportsTeamLocationOfTeams", "/people/person/nationality": "CountryOfCitizenship",
+    "/people/person/religion": "ReligionOrWorldview", "/business/company/advisors": "CompanyAdvisors",
+    "/people/person/ethnicity": "EthnicGroup", "/people/ethnicity/geographic_distribution": "GeographicDistribution",
+    "/people/person/place_lived": "Residence", "/business/company/major_shareholders": "CompanyMajorShareholders",
+    "/people/person/profession": "Occupation", "/location/country/capital": "Capital",
+    "/location/location/contains": "Container", "/location/country/administrative_divisions": "AdministrativeDivisionOfCountry",
+    "/people/person/children": "Child",
+}
+CLASS_NAMINGS = ("project", "official")
+
+
+def official_renames(library: SchemaLibrary) -> dict[str, tuple[str, str | None]]:
+    """Our class name -> (official name, new description or None) for the classes of `library`."""
+    out: dict[str, tuple[str, str | None]] = {}
+    for t in library:
+        if t.name in OFFICIAL_CLASSES:
+            out[t.name] = OFFICIAL_CLASSES[t.name]
+        elif t.kind == "relation" and t.label in OFFICIAL_NYT:
+            out[t.name] = (OFFICIAL_NYT[t.label], None)
+    return out
+
+
+def with_official_names(records: list[Record], library: SchemaLibrary) -> tuple[list[Record], SchemaLibrary]:
+    """The records and schema of a benchmark under the released evaluation's class names."""
+    renames = official_renames(library)
+    new = {k: v[0] for k, v in renames.items()}
+    if len(set(new.values()) | (set(library.names()) - set(new))) != len(library):
+        raise ValueError("official class names collide in this schema")
+
+    def n(name: str) -> str:
+        return new.get(name, name)
+
+    types = []
+    for t in library:
+        desc = renames.get(t.name, (None, None))[1]
+        types.append(replace(t, name=n(t.name), description=desc or t.description, parents=tuple(map(n, t.parents)),
+                             head_types=tuple(map(n, t.head_types)), tail_types=tuple(map(n, t.tail_types)),
+                             roles=tuple(Role(r.name, tuple(map(n, r.entity_types))) for r in t.roles)))
+    out = []
+    for r in records:
+        out.append(Record(
+            r.id, r.text, [replace(e, type=n(e.type)) for e in r.entities],
+            [replace(x, type=n(x.type), head=replace(x.head, type=n(x.head.type)), tail=replace(x.tail, type=n(x.tail.type)))
+             for x in r.relations],
+            [replace(e, type=n(e.type), arguments=tuple(replace(a, type=n(a.type)) for a in e.arguments)) for e in r.events],
+            r.source))
+    return out, SchemaLibrary(types)
+
+
 def load_benchmark(name: str, data_dir: str | Path, split: str = "test",
-                   bad: list | None = None) -> tuple[list[Record], SchemaLibrary]:
+                   bad: list | None = None, class_names: str = "project") -> tuple[list[Record], SchemaLibrary]:
     """Records and schema of one benchmark (see `get_benchmark`). Malformed input goes to `bad` (a list
-    of readers.Malformed)."""
+    of readers.Malformed). class_names: "project" (ours) or "official" (the released evaluation's
+    Wikidata-aligned names, `OFFICIAL_CLASSES`)."""
+    if class_names not in CLASS_NAMINGS:
+        raise ValueError(f"class_names must be one of {CLASS_NAMINGS}, got {class_names!r}")
     b = get_benchmark(name)
     if name.startswith("records:"):
         split = b.splits[0]
     if split not in b.splits:
         raise ValueError(f"benchmark {name!r} has splits {b.splits}, not {split!r}")
     data_dir = Path(data_dir)
-    return list(b.read(data_dir, split, bad if bad is not None else [])), b.schema(data_dir)
+    records, library = list(b.read(data_dir, split, bad if bad is not None else [])), b.schema(data_dir)
+    if class_names == "official":
+        records, library = with_official_names(records, library)
+    return records, library
+
+
+def few_shot_records(name: str, data_dir: str | Path, k: int, eval_split: str = "test",
+                     class_names: str = "project") -> list[Record]:
+    """The first `k` annotated records of the benchmark's train split (else dev), for first-k-shot
+    prompts as the released evaluation runs them; never the evaluated split."""
+    b = get_benchmark(name)
+    split = next((s for s in ("train", "dev") if s in b.splits and s != eval_split), None)
+    if split is None:
+        raise ValueError(f"benchmark {name!r} has no train or dev split to take few-shot examples from "
+                         f"(splits: {', '.join(b.splits)})")
+    records, _ = load_benchmark(name, data_dir, split, [], class_names)
+    return [r for r in records if r.entities or r.relations or r.events][:k]

@@ -20,6 +20,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--engine", choices=["transformers", "vllm"])
     p.add_argument("--num-actors", type=int)
     p.add_argument("--num-gpus-per-actor", type=float)
+    p.add_argument("--metric-mode", choices=["official", "strict"], help="mode of the summary (both are written)")
+    p.add_argument("--class-names", choices=["official", "project"], help="benchmark class names (default official)")
+    p.add_argument("--few-shot", type=int, help="first-k-shot prompts from the train (else dev) split")
     p.add_argument("--ray-address", help="Ray cluster to join (default: RAY_ADDRESS or a local cluster)")
     p.set_defaults(func=_eval)
 
@@ -49,7 +52,7 @@ def _eval(args: argparse.Namespace) -> int:
         with open(args.config) as f:
             settings = yaml.safe_load(f) or {}
     for key in ("checkpoints", "datasets", "output_dir", "data_dir", "split", "limit", "engine", "num_actors",
-                "num_gpus_per_actor"):
+                "num_gpus_per_actor", "metric_mode", "class_names", "few_shot"):
         value = getattr(args, key)
         if value is not None:
             settings[key] = value
@@ -78,11 +81,18 @@ def _score(args: argparse.Namespace) -> int:
         return 2
     schemas = {}
     if args.data_dir:
-        from knowcoder_ray.data.benchmarks import BENCHMARKS, get_benchmark
         from pathlib import Path
-        for source in {s for _, s in rows.groups}:
-            if source in BENCHMARKS:
-                schemas[source] = get_benchmark(source).schema(Path(args.data_dir)).names()
+
+        from knowcoder_ray.data.benchmarks import BENCHMARKS, get_benchmark, with_official_names
+        for (_, source), (golds, _) in rows.groups.items():
+            if source in BENCHMARKS and source not in schemas:
+                project = get_benchmark(source).schema(Path(args.data_dir))
+                used = {m.type for g in golds for m in (*g.entities, *g.relations, *g.events)}
+                # the file's gold tells which class names it was written with
+                names = project.names()
+                if not used <= set(names):
+                    names = with_official_names([], project)[1].names()
+                schemas[source] = names
     types = [t.strip() for t in args.schema_types.split(",") if t.strip()] if args.schema_types else None
     results = score_rows(rows, args.mode, args.filter_outlier, types, schemas)
     if args.json:

@@ -45,6 +45,8 @@ class EvalConfig:
     shard_tokens: int = 3000                    # token budget of a prompt head (instruction + classes)
     filter_outlier: bool = True                 # the official filter_outlier option
     metric_mode: str = "official"               # official | strict: the mode of `summary`; metrics.json has both
+    class_names: str = "official"               # official (the released evaluation's class names) | project
+    few_shot: int = 0                           # first-k-shot prompts: k annotated train (else dev) records
     wikidata_upper: bool = False                # NER: a predicted ancestor type of the gold type counts
     report: bool = True                         # also write report.html
 
@@ -220,7 +222,7 @@ def parse_stats(extractions: list[Extraction]) -> dict:
 
 def evaluate(cfg: EvalConfig, execute: Executor | None = None) -> dict:
     """Evaluate every checkpoint on every dataset; returns the summary written to summary.json."""
-    from knowcoder_ray.data.benchmarks import get_benchmark, load_benchmark
+    from knowcoder_ray.data.benchmarks import few_shot_records, get_benchmark, load_benchmark
 
     labels = cfg.checkpoint_labels()
     checkpoints = dict(zip(labels, (str(Path(c).resolve()) for c in cfg.checkpoints)))
@@ -232,10 +234,11 @@ def evaluate(cfg: EvalConfig, execute: Executor | None = None) -> dict:
     plans: dict[str, list[TaskPlan]] = {}
     for name in cfg.datasets:
         bad: list = []
-        records, library = load_benchmark(name, cfg.data_dir, cfg.split, bad)
+        records, library = load_benchmark(name, cfg.data_dir, cfg.split, bad, class_names=cfg.class_names)
+        shots = few_shot_records(name, cfg.data_dir, cfg.few_shot, cfg.split, cfg.class_names) if cfg.few_shot else []
         records = records[:cfg.limit] if cfg.limit is not None else records
         data[name] = (records, library, bad)
-        plans[name] = [TaskPlan(f"{name}:{t}", t, library, budget=cfg.shard_tokens, count=count)
+        plans[name] = [TaskPlan(f"{name}:{t}", t, library, budget=cfg.shard_tokens, count=count, shots=shots)
                        for t in plan_tasks(get_benchmark(name).tasks)]
     all_plans = [p for ps in plans.values() for p in ps]
     jobs = [(label, p, data[name][0]) for label in labels for name in cfg.datasets for p in plans[name]]
@@ -295,7 +298,8 @@ def write_checkpoint(cfg: EvalConfig, label: str, path: str, data, plans, result
                for mode, s in overall.items()}
     metrics = {"checkpoint": label, "path": path, "split": cfg.split, "mode": cfg.metric_mode,
                "options": {"filter_outlier": cfg.filter_outlier, "wikidata_upper": cfg.wikidata_upper,
-                           "shard_tokens": cfg.shard_tokens, "engine": cfg.engine, "metric_mode": cfg.metric_mode},
+                           "shard_tokens": cfg.shard_tokens, "engine": cfg.engine, "metric_mode": cfg.metric_mode,
+                           "class_names": cfg.class_names, "few_shot": cfg.few_shot},
                **by_mode[cfg.metric_mode], "modes": by_mode, "datasets": datasets, "parse": parse_stats(extractions)}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
