@@ -238,7 +238,8 @@ def evaluate(cfg: EvalConfig, execute: Executor | None = None) -> dict:
         shots = few_shot_records(name, cfg.data_dir, cfg.few_shot, cfg.split, cfg.class_names) if cfg.few_shot else []
         records = records[:cfg.limit] if cfg.limit is not None else records
         data[name] = (records, library, bad)
-        plans[name] = [TaskPlan(f"{name}:{t}", t, library, budget=cfg.shard_tokens, count=count, shots=shots)
+        plans[name] = [TaskPlan(f"{name}:{t}", t, library, budget=cfg.shard_tokens, count=count, shots=shots,
+                                as_written=True)  # scored as written: repeats and hallucinations count
                        for t in plan_tasks(get_benchmark(name).tasks)]
     all_plans = [p for ps in plans.values() for p in ps]
     jobs = [(label, p, data[name][0]) for label in labels for name in cfg.datasets for p in plans[name]]

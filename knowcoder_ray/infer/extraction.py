@@ -1,5 +1,7 @@
 """Sharded extraction: records -> prompt rows (one per record and schema shard) -> texts -> parsed and
-merged predictions (kept as the model wrote them, repeats included: the metrics decide what repeats count); events optionally in two stages as the official evaluation runs them.
+merged predictions: clean by default (mentions of the classes each prompt defined, each once, for users),
+or as written (`as_written`, for evaluation: repeats and hallucinated types and roles stay, the metrics
+decide what they count); events optionally in two stages as the official evaluation runs them.
 
 Planning, parsing and merging live here; *executing* the rows (texts out of an engine, then parsing) is a
 function handed in, so the same plan runs in-process (`local_executor`) or on a Ray cluster
@@ -53,16 +55,18 @@ class TaskPlan:
     types: the task's types (default: the schema's types of the task's kind; for "ed"/"ee" its leaf event
     types); any number, e.g. the whole library: they are sharded to fit `budget` tokens per prompt head.
     layout: how prompts are written (codec.render.Layout); shots: annotated records shown before each
-    sentence (few-shot), each reduced to the classes its prompt defines.
+    sentence (few-shot), each reduced to the classes its prompt defines. as_written: keep predictions as
+    the model wrote them (evaluation); otherwise merged predictions hold only the classes and roles the
+    prompts defined, each mention once.
     """
 
     def __init__(self, key: str, task: str, library: SchemaLibrary, types: Sequence[SchemaType] | None = None,
                  budget: int = 3000, count: TokenCounter | None = None, layout: Layout = RELEASED,
-                 shots: Sequence[Record] = ()) -> None:
+                 shots: Sequence[Record] = (), as_written: bool = False) -> None:
         if task not in PLAN_TASKS:
             raise ValueError(f"unknown plan task {task!r}; expected one of {PLAN_TASKS}")
         self.key, self.task, self.library, self.budget = key, task, library, budget
-        self.layout, self.shots = layout, list(shots)
+        self.layout, self.shots, self.as_written = layout, list(shots), as_written
         self._shot_cache: dict[tuple, list[tuple[str, str]]] = {}
         self.count = count or char_counter()
         if types is None:
@@ -133,7 +137,7 @@ class TaskPlan:
             return list(stage1)
         covered = {e.trigger for e in stage2}
         kept = [e for e in stage1 if e.type in self.leaf_names and e.trigger not in covered]
-        return list(stage2) + kept
+        return list(stage2) + kept if self.as_written else dedupe(list(stage2) + kept)
 
 
 # ---- parsing -------------------------------------------------------------------------------------------
@@ -187,15 +191,32 @@ class Extraction:
     stage1_events: list[EventMention] = field(default_factory=list)
 
 
-def _merge_into(ex: Extraction, row: dict) -> None:
+def dedupe(items: Iterable) -> list:
+    return list(dict.fromkeys(items))
+
+
+def _clean(parsed: Record, names: set[str], library: SchemaLibrary) -> Record:
+    """Only the classes the prompt defined (and each event's own roles), each mention once."""
+    def roles_of(t: str) -> set[str]:
+        return {r.name for r in library[t].roles} if t in library else set()
+    events = [EventMention(e.type, e.trigger, tuple(a for a in e.arguments if a.role in roles_of(e.type)), e.start, e.end)
+              for e in parsed.events if e.type in names]
+    return Record(parsed.id, parsed.text, dedupe(e for e in parsed.entities if e.type in names),
+                  dedupe(r for r in parsed.relations if r.type in names), dedupe(events), parsed.source)
+
+
+def _merge_into(ex: Extraction, row: dict, plan: TaskPlan) -> None:
     parsed = Record.from_dict({"id": row["record_id"], "text": "", "entities": row["entities"],
                                "relations": row["relations"], "events": row["events"]})
-    ex.record.entities += parsed.entities
-    ex.record.relations += parsed.relations
+    merge = (lambda old, new: old + new) if plan.as_written else (lambda old, new: dedupe([*old, *new]))
+    if not plan.as_written:
+        parsed = _clean(parsed, set(row["names"]), plan.library)
+    ex.record.entities = merge(ex.record.entities, parsed.entities)
+    ex.record.relations = merge(ex.record.relations, parsed.relations)
     if row["stage"] == 1 and row["task"] == "ed":
-        ex.stage1_events += parsed.events
+        ex.stage1_events = merge(ex.stage1_events, parsed.events)
     else:
-        ex.record.events += parsed.events
+        ex.record.events = merge(ex.record.events, parsed.events)
     ex.outputs.append({k: row[k] for k in ("task", "stage", "shard", "output", "errors", "hallucinated", "truncated")})
 
 
@@ -216,7 +237,7 @@ def run_extraction(jobs: Sequence[tuple[str, TaskPlan, Sequence[Record]]],
             results[key] = Extraction(Record(r.id, r.text, source=r.source))
             rows.extend({**row, "group": group} for row in plan.stage1_rows(r))
     for row in execute(rows) if rows else []:
-        _merge_into(results[(row["group"], row["plan"], row["record_id"])], row)
+        _merge_into(results[(row["group"], row["plan"], row["record_id"])], row, plans[row["plan"]])
     rows = []
     for (group, plan_key, _), ex in results.items():
         plan = plans[plan_key]
@@ -225,7 +246,7 @@ def run_extraction(jobs: Sequence[tuple[str, TaskPlan, Sequence[Record]]],
         else:
             rows.extend({**row, "group": group} for row in plan.stage2_rows(ex.record, ex.stage1_events))
     for row in execute(rows) if rows else []:
-        _merge_into(results[(row["group"], row["plan"], row["record_id"])], row)
+        _merge_into(results[(row["group"], row["plan"], row["record_id"])], row, plans[row["plan"]])
     for (_, plan_key, _), ex in results.items():
         if plans[plan_key].two_stage:
             ex.record.events = plans[plan_key].final_events(ex.stage1_events, ex.record.events)
