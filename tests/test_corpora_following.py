@@ -2,7 +2,7 @@
 the classes its prompt shows, on the fixtures of the automatic sources and on every real benchmark."""
 import pytest
 
-from knowcoder_ray.codec.render import TASK_KIND, quote
+from knowcoder_ray.codec.render import TASK_KIND
 from knowcoder_ray.data import pipeline
 from knowcoder_ray.data.benchmarks import BENCHMARKS, load_benchmark
 from knowcoder_ray.data.following import FollowingConfig, FollowingTransform, parse_benchmark_arg, plan, restrict
@@ -41,7 +41,7 @@ def check_example(transform, ex, rows):
             types = [known.get(n) or transform.index.get(TASK_KIND[task], n) for n in r["types"]]
             back = parse_back(task, r["output"], types, transform.library)
             assert annotations(task, back) == annotations(task, restrict(ex.record, task, {t.name: t for t in types}))
-            assert r["prompt"].endswith(f"sentence = {quote(ex.record.text)}\n\nOutput:\n")
+            assert r["prompt"].endswith(f'sentence = "{ex.record.text}"\n\nOutput:\n')  # raw, as released
             if task == "eae":
                 for e in back.events:
                     assert f'"{e.trigger}" is the trigger of event type "{e.type}"' in r["prompt"]
