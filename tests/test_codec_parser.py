@@ -86,6 +86,8 @@ def test_reads_events_without_trigger_and_nested_entity_calls():
     assert e.trigger == "" and e.arguments[0].text == "Ann"
     (e,) = Parser("ed", ["Marriage"]).parse('results = [ Marriage() ]').events
     assert e.trigger == ""
+    (e,) = Parser("ed", ["Marriage"]).parse('results = [ Marriage(spouse = [Entity("Ann")]) ]').events
+    assert e.trigger == "" and e.arguments[0].text == "Ann"  # the official reader's trigger (metrics O9)
     r = NER.parse('results = [ Person(Entity("Ann")) ]')  # the official reader takes the inner class
     assert [(e.type, e.text) for e in r.entities] == [("Entity", "Ann")]
 

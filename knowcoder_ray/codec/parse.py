@@ -319,12 +319,7 @@ class Parser:
             if head is None or tail is None:
                 raise _Bad(f"{name}: missing head_entity or tail_entity")
             out.relations.append(RelationMention(type_, self._mention(head, out), self._mention(tail, out)))
-        elif self.task == "ed":
-            values = args[:1] + ([kwargs["trigger"]] if "trigger" in kwargs else [])
-            if len(values) > 1:
-                raise _Bad(f"{name}: two triggers")
-            out.events.append(EventMention(type_, _string(values[0]) if values else ""))
-        else:
+        else:  # ED reads the EAE form too (its arguments matter when the trigger is missing)
             out.events.append(self._event(type_, args, kwargs, out))
 
     def _event(self, name: str, args: list[ast.expr], kwargs: dict[str, ast.expr], out: ParseResult) -> EventMention:

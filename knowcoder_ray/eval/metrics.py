@@ -24,14 +24,14 @@ included, so figures compare with the paper's. Every way it differs from `strict
             outside the schema (so `Entity` goes);
        RE:  drop empty heads or tails, head == tail, spans not in the sentence, types outside the schema;
        ED:  drop an empty trigger or one not in the sentence; no type check;
-       EAE: drop an event whose type is outside the schema or whose trigger is empty or not in the
-            sentence (an event written without `trigger` is checked on its first quoted string, the
-            first argument, which is what the official reader takes as its trigger); arguments are
-            never filtered (not-in-sentence arguments stay).
+       EAE: drop an event whose type is outside the schema or whose trigger (O9) is empty or not in
+            the sentence; arguments are never filtered (not-in-sentence arguments stay).
   O7 per type: gold and predicted tuples are deduplicated per sentence; a prediction whose type has not
      yet been seen in gold (sentences taken in order) is ignored; only gold types are reported.
   O8 wikidata_upper (NER): a prediction is correct when its type or any ancestor type equals the gold
      type; per type it is credited to its own (predicted) type.
+  O9 an event written without a trigger has, for the official readers, the first quoted string of its
+     call as trigger, i.e. its first argument (ED scoring and the EAE filter).
 
 `strict` is our cleaner definition: exact type names, one-to-one matching per sentence (a gold tuple
 matches at most one prediction), empty spans count as predictions, no `other`/ACE mapping; its
@@ -186,20 +186,26 @@ def official_tuples(record: Record, metric: str, *, pred: bool = False, filter_o
         for e in record.events:
             t = norm_name(e.type)
             t = ACE_COARSE.get(t, t)
-            if (drop and (not e.trigger or e.trigger not in text)) or not e.trigger:
+            trigger = _trigger(e) if pred else e.trigger
+            if (drop and (not trigger or trigger not in text)) or not trigger:
                 continue
-            out.append((e.trigger,) if metric == "TI" else (t, e.trigger))
+            out.append((trigger,) if metric == "TI" else (t, trigger))
     else:
         for e in record.events:
             t = norm_name(e.type)
             if drop:
-                trigger = e.trigger or (e.arguments[0].text if e.arguments else "")
+                trigger = _trigger(e)
                 if outside(t) or not trigger or trigger not in text:
                     continue
             for a in e.arguments:
                 if a.text:
                     out.append((t, a.text) if metric == "AI" else (t, a.text, norm_name(a.role)))
     return out
+
+
+def _trigger(e) -> str:
+    """O9: the trigger as the official readers take it."""
+    return e.trigger or (e.arguments[0].text if e.arguments else "")
 
 
 def _member(p: tuple, gold: list[tuple]) -> bool:

@@ -55,24 +55,35 @@ def _type_bars(dataset: str, labels: list[str], metrics: list[dict]):
     return fig
 
 
-def _table(labels: list[str], metrics: list[dict]):
+def _modes(ck: dict) -> list[str]:
+    """The metric modes a checkpoint's metrics.json holds, its summary's mode first (older runs: one)."""
+    primary = ck.get("mode", "")
+    return [primary, *(m for m in ck.get("modes", {}) if m != primary)]
+
+
+def _in_mode(d: dict, mode: str, key: str) -> dict:
+    return d["modes"][mode][key] if mode and mode in d.get("modes", {}) else d[key]
+
+
+def _table(labels: list[str], metrics: list[dict], mode: str = ""):
     import plotly.graph_objects as go
 
     rows = []
     for dataset in metrics[0]["datasets"]:
-        for m in metrics[0]["datasets"][dataset]["metrics"]:
+        for m in _in_mode(metrics[0]["datasets"][dataset], mode, "metrics"):
             cells = []
             for ck in metrics:
-                c = ck["datasets"][dataset]["metrics"][m]["overall"]
+                c = _in_mode(ck["datasets"][dataset], mode, "metrics")[m]["overall"]
                 cells.append(f"{100 * c['f1']:.2f} ({100 * c['p']:.1f} / {100 * c['r']:.1f})")
             rows.append([dataset, m, str(metrics[0]["datasets"][dataset]["records"]), *cells])
-    for m in metrics[0]["overall"]:
-        rows.append(["all", m, "", *[f"{100 * ck['overall'][m]['overall']['f1']:.2f}" for ck in metrics]])
+    for m in _in_mode(metrics[0], mode, "overall"):
+        rows.append(["all", m, "", *[f"{100 * _in_mode(ck, mode, 'overall')[m]['overall']['f1']:.2f}" for ck in metrics]])
     columns = list(zip(*rows)) if rows else [[]] * (3 + len(labels))
     header = ["dataset", "metric", "sentences", *[f"{lab}: F1 (P / R)" for lab in labels]]
     fig = go.Figure(go.Table(header={"values": header, "align": "left", "height": ROW},
                              cells={"values": [list(c) for c in columns], "align": "left", "height": ROW}))
-    fig.update_layout(title="Per-dataset scores", height=_table_height(len(rows)), margin={"t": 60, "b": 20})
+    title = f"Per-dataset scores ({mode} metrics)" if mode else "Per-dataset scores"
+    fig.update_layout(title=title, height=_table_height(len(rows)), margin={"t": 60, "b": 20})
     return fig
 
 
@@ -94,7 +105,7 @@ def build_report(run_dir: str | Path) -> str:
 
     summary, metrics = load_run(run_dir)
     labels = [c["checkpoint"] for c in summary["checkpoints"]]
-    figs = [_lines(labels, metrics), _table(labels, metrics)]
+    figs = [_lines(labels, metrics), *(_table(labels, metrics, mode) for mode in _modes(metrics[0]))]
     figs += [_type_bars(d, labels, metrics) for d in metrics[0]["datasets"]]
     figs.append(_parse_table(labels, metrics))
     divs = [pio.to_html(f, full_html=False, include_plotlyjs=(i == 0), div_id=f"fig{i}") for i, f in enumerate(figs)]
