@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from knowcoder_ray.data.readers import json_lines
 from knowcoder_ray.eval.metrics import METRICS, Score, score
 from knowcoder_ray.records import Argument, EntityMention, EventMention, Record, RelationMention
 
@@ -67,39 +68,36 @@ def _record_tasks(dataset: str, gold: Record) -> tuple[str, ...]:
 
 def read_rows(path: str | Path) -> Rows:
     rows = Rows()
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{n}"
+    for n, line in json_lines(path):
+        where = f"{path}:{n}"
+        try:
+            d = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ScoreFileError(f"{where}: not JSON ({e.msg})") from None
+        if not isinstance(d, dict):
+            raise ScoreFileError(f"{where}: expected a JSON object")
+        if "task" in d:
+            task = d["task"]
+            if task not in ITEM_WIDTH:
+                raise ScoreFileError(f"{where}: task must be one of {sorted(ITEM_WIDTH)}, got {task!r}")
+            sentence = d.get("sentence")
+            if not isinstance(sentence, str):
+                raise ScoreFileError(f"{where}: 'sentence' must be a string")
+            source = str(d.get("source") or task)
+            rows.add(task, source, _items_record(str(n), task, sentence, d.get("gold"), source, where + " gold"),
+                     _items_record(str(n), task, sentence, d.get("pred"), source, where + " pred"))
+        elif "prediction" in d and "gold" in d:
             try:
-                d = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ScoreFileError(f"{where}: not JSON ({e.msg})") from None
-            if not isinstance(d, dict):
-                raise ScoreFileError(f"{where}: expected a JSON object")
-            if "task" in d:
-                task = d["task"]
-                if task not in ITEM_WIDTH:
-                    raise ScoreFileError(f"{where}: task must be one of {sorted(ITEM_WIDTH)}, got {task!r}")
-                sentence = d.get("sentence")
-                if not isinstance(sentence, str):
-                    raise ScoreFileError(f"{where}: 'sentence' must be a string")
-                source = str(d.get("source") or task)
-                rows.add(task, source, _items_record(str(n), task, sentence, d.get("gold"), source, where + " gold"),
-                         _items_record(str(n), task, sentence, d.get("pred"), source, where + " pred"))
-            elif "prediction" in d and "gold" in d:
-                try:
-                    gold, pred = Record.from_dict(d["gold"]), Record.from_dict(d["prediction"])
-                except (KeyError, TypeError, AttributeError) as e:
-                    raise ScoreFileError(f"{where}: malformed record ({e!r})") from None
-                dataset = str(d.get("dataset") or gold.source or "records")
-                pred.text, pred.id, gold.id = gold.text, str(n), str(n)  # one line, one sentence
-                for task in _record_tasks(dataset, gold):
-                    rows.add(task, dataset, gold, pred)
-            else:
-                raise ScoreFileError(f"{where}: expected 'task'/'sentence'/'gold'/'pred' or an evaluation row "
-                                     "with 'prediction' and 'gold'")
+                gold, pred = Record.from_dict(d["gold"]), Record.from_dict(d["prediction"])
+            except (KeyError, TypeError, AttributeError) as e:
+                raise ScoreFileError(f"{where}: malformed record ({e!r})") from None
+            dataset = str(d.get("dataset") or gold.source or "records")
+            pred.text, pred.id, gold.id = gold.text, str(n), str(n)  # one line, one sentence
+            for task in _record_tasks(dataset, gold):
+                rows.add(task, dataset, gold, pred)
+        else:
+            raise ScoreFileError(f"{where}: expected 'task'/'sentence'/'gold'/'pred' or an evaluation row "
+                                 "with 'prediction' and 'gold'")
     if not rows.groups:
         raise ScoreFileError(f"{path}: no rows")
     return rows
