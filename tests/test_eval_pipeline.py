@@ -182,4 +182,6 @@ def test_config_errors_name_the_problem(tmp_path):
         EvalConfig.from_yaml(path)
     with pytest.raises(ValueError, match="datasets"):
         EvalConfig.from_dict({"checkpoints": ["a"]})
+    with pytest.raises(ValueError, match="unknown layout options \\['escap'\\]"):
+        EvalConfig.from_dict({"checkpoints": ["a"], "datasets": ["nyt"], "layout": {"escap": True}})
     assert EvalConfig(checkpoints=["x/final", "y/final"], datasets=["nyt"]).checkpoint_labels() == ["final", "final-2"]

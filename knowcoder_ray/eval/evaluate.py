@@ -18,6 +18,7 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from knowcoder_ray.codec.render import Layout
 from knowcoder_ray.eval.metrics import METRICS, MODES, Score, score, summary
 from knowcoder_ray.infer.extraction import Executor, Extraction, TaskPlan, parse_row, run_extraction
 from knowcoder_ray.records import Record
@@ -47,6 +48,8 @@ class EvalConfig:
     metric_mode: str = "official"               # official | strict: the mode of `summary`; metrics.json has both
     class_names: str = "official"               # official (the released evaluation's class names) | project
     few_shot: int = 0                           # first-k-shot prompts: k annotated train (else dev) records
+    layout: dict = field(default_factory=dict)  # codec Layout options (escape, relation_entity_classes);
+                                                # default: the released prompt layout
     wikidata_upper: bool = False                # NER: a predicted ancestor type of the gold type counts
     report: bool = True                         # also write report.html
 
@@ -58,6 +61,9 @@ class EvalConfig:
         missing = [k for k in ("checkpoints", "datasets") if not d.get(k)]
         if missing:
             raise ValueError(f"eval config needs {missing}")
+        bad_layout = set(d.get("layout") or {}) - set(Layout.__dataclass_fields__)
+        if bad_layout:
+            raise ValueError(f"unknown layout options {sorted(bad_layout)}; known: {sorted(Layout.__dataclass_fields__)}")
         return cls(**d)
 
     @classmethod
@@ -239,7 +245,7 @@ def evaluate(cfg: EvalConfig, execute: Executor | None = None) -> dict:
         records = records[:cfg.limit] if cfg.limit is not None else records
         data[name] = (records, library, bad)
         plans[name] = [TaskPlan(f"{name}:{t}", t, library, budget=cfg.shard_tokens, count=count, shots=shots,
-                                as_written=True)  # scored as written: repeats and hallucinations count
+                                layout=Layout(**cfg.layout), as_written=True)  # scored as written: repeats and hallucinations count
                        for t in plan_tasks(get_benchmark(name).tasks)]
     all_plans = [p for ps in plans.values() for p in ps]
     jobs = [(label, p, data[name][0]) for label in labels for name in cfg.datasets for p in plans[name]]
@@ -300,7 +306,7 @@ def write_checkpoint(cfg: EvalConfig, label: str, path: str, data, plans, result
     metrics = {"checkpoint": label, "path": path, "split": cfg.split, "mode": cfg.metric_mode,
                "options": {"filter_outlier": cfg.filter_outlier, "wikidata_upper": cfg.wikidata_upper,
                            "shard_tokens": cfg.shard_tokens, "engine": cfg.engine, "metric_mode": cfg.metric_mode,
-                           "class_names": cfg.class_names, "few_shot": cfg.few_shot},
+                           "class_names": cfg.class_names, "few_shot": cfg.few_shot, "layout": cfg.layout},
                **by_mode[cfg.metric_mode], "modes": by_mode, "datasets": datasets, "parse": parse_stats(extractions)}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
