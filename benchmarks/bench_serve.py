@@ -88,7 +88,7 @@ def main() -> None:
     from knowcoder_ray.infer.extraction import local_executor
     from knowcoder_ray.infer.fixtures import make_engine_test_model
     from knowcoder_ray.infer.sharding import token_counter
-    from knowcoder_ray.schema.storage import write_parquet
+    from knowcoder_ray.schema.table import write_parquet
     from knowcoder_ray.schema.types import SchemaLibrary
     from knowcoder_ray.serve.app import build_app
     from knowcoder_ray.serve.extract import make_plan, resolve_schema, run

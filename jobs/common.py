@@ -22,7 +22,10 @@ ARTIFACTS = {  # artifact -> path under workdir, the one layout every job and th
 
 
 def load_config(path: str | os.PathLike) -> dict:
-    cfg = yaml.safe_load(Path(path).read_text()) or {}
+    """The pipeline YAML, from a local path or a bucket URI."""
+    from knowcoder_ray.storage import read_text
+
+    cfg = yaml.safe_load(read_text(str(path))) or {}
     if not isinstance(cfg, dict) or "workdir" not in cfg:
         raise SystemExit(f"{path}: a pipeline config is a mapping with at least `workdir`")
     return cfg

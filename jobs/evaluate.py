@@ -1,8 +1,8 @@
 """Distributed benchmark evaluation of every checkpoint of the run, with the plotly report."""
-from pathlib import Path
-
 import yaml
 from common import artifact, job_main, knowcoder
+
+from knowcoder_ray import storage
 
 CHECKPOINTS = {"base": "tiny_model", "pretrained": "pretrained", "merged": "merged"}
 
@@ -13,9 +13,8 @@ def run(cfg: dict) -> None:
     e["checkpoints"] = [artifact(cfg, CHECKPOINTS[c]) for c in which]
     e["labels"] = list(which)
     e["output_dir"] = artifact(cfg, "eval")
-    settings = Path(cfg["workdir"]) / "eval_config.yaml" if "://" not in str(cfg["workdir"]) else Path("eval_config.yaml")
-    settings.parent.mkdir(parents=True, exist_ok=True)
-    settings.write_text(yaml.safe_dump(e, sort_keys=False))
+    settings = storage.join(artifact(cfg, "eval"), "eval_config.yaml")  # beside its outputs, in the workdir
+    storage.write_text(settings, yaml.safe_dump(e, sort_keys=False))
     knowcoder("eval", "--config", settings)
 
 

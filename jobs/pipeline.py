@@ -17,6 +17,8 @@ import serve
 import sft
 from common import artifact, init_ray, load_config
 
+from knowcoder_ray import storage
+
 PHASES = {"schema": schema_build.run, "corpora": corpora.run, "pretrain": pretrain.run, "sft": sft.run,
           "merge": merge.run, "eval": evaluate.run, "serve": serve.run}
 
@@ -37,11 +39,9 @@ def main() -> None:
         PHASES[name](cfg)
     print(f"\n=== pipeline done in {time.perf_counter() - started:.0f} s ===")
     summary_path = f"{artifact(cfg, 'eval')}/summary.json"
-    try:
-        with open(summary_path) as f:
-            summary = json.load(f)
-    except OSError:
+    if not storage.isfile(summary_path):
         return
+    summary = json.loads(storage.read_text(summary_path))
     print_metrics(summary)
     print(f"report: {artifact(cfg, 'eval')}/report.html")
 

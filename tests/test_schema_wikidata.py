@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from knowcoder_ray.schema import Role, SchemaLibrary, SchemaType, is_class_name
-from knowcoder_ray.schema import dump, pyfile, storage
+from knowcoder_ray.schema import dump, pyfile, table
 from knowcoder_ray.schema.wikidata import (
     BuildConfig, build, corpus_types, dedupe_class_names, fill_descriptions, missing_descriptions_tsv,
     parse_descriptions_tsv, select,
@@ -196,8 +196,8 @@ def test_selection_and_corpus(lib, tmp_path):
 
 
 def test_parquet_and_pyfile_round_trip(lib, tmp_path):
-    storage.write_parquet(lib, str(tmp_path / "schema.parquet"))
-    from_parquet = storage.read_parquet(str(tmp_path / "schema.parquet"))
+    table.write_parquet(lib, str(tmp_path / "schema.parquet"))
+    from_parquet = table.read_parquet(str(tmp_path / "schema.parquet"))
     assert from_parquet == lib
     files = pyfile.write_pyfiles(from_parquet, str(tmp_path / "py"))
     assert [Path(f).name for f in files] == ["Entities.py", "Relations.py", "Events.py"]
@@ -295,6 +295,6 @@ def test_cli_build_select_and_convert(ray_cluster, tmp_path, capsys):
     table = pq.read_table(out / "schema.parquet")
     assert "Battle" in table.column("name").to_pylist() and "Spouse" in table.column("name").to_pylist()
     assert main(["schema", "from-py", str(out), str(tmp_path / "back.parquet")]) == 0
-    assert storage.read_parquet(str(tmp_path / "back.parquet")) == storage.read_parquet(str(out / "schema.parquet"))
+    assert table.read_parquet(str(tmp_path / "back.parquet")) == table.read_parquet(str(out / "schema.parquet"))
     assert main(["schema", "to-py", str(tmp_path / "back.parquet"), str(tmp_path / "py2")]) == 0
     assert (tmp_path / "py2" / "Events.py").read_text() == (out / "Events.py").read_text()

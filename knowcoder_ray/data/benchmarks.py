@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from knowcoder_ray import storage
 from knowcoder_ray.data import readers
 from knowcoder_ray.records import Record
 from knowcoder_ray.schema.types import Role, SchemaLibrary, SchemaType, to_class_name, to_role_name
@@ -139,10 +140,10 @@ def kairos_event_names(ontology: dict) -> dict[str, str]:
     return {k: (to_class_name(k) if v in clashes else v) for k, v in names.items()}
 
 
-def kairos_schema(ontology_path: Path) -> tuple[SchemaLibrary, dict[str, str]]:
+def kairos_schema(ontology_path: str) -> tuple[SchemaLibrary, dict[str, str]]:
     """Event classes of the KAIROS ontology with their roles and role entity types; each leaf type's
     parent is its top-level category (e.g. 'ConflictEvent'), used by two-stage event extraction."""
-    onto = json.loads(Path(ontology_path).read_text())
+    onto = json.loads(storage.read_text(str(ontology_path)))
     names = kairos_event_names(onto)
     types: dict[str, SchemaType] = {}
     role_types = {KAIROS_ENTITY.get(t, to_class_name(t)) for v in onto.values() for ts in v["role_types"] for t in ts}
@@ -165,77 +166,77 @@ def kairos_schema(ontology_path: Path) -> tuple[SchemaLibrary, dict[str, str]]:
 class Benchmark:
     name: str
     tasks: tuple[str, ...]
-    read: Callable[[Path, str, list], Iterator[Record]]  # (data_dir, split, bad) -> records
-    schema: Callable[[Path], SchemaLibrary]
+    read: Callable[[str, str, list], Iterator[Record]]  # (data_dir, split, bad) -> records
+    schema: Callable[[str], SchemaLibrary]
     splits: tuple[str, ...] = ("test",)
 
 
-def _bio_labels(path: Path, tag_first: bool) -> set[str]:
+def _bio_labels(path: str, tag_first: bool) -> set[str]:
     """The raw entity labels used in a BIO file."""
     return {e.type for r in readers.read_bio(path, tag_first=tag_first, raw_labels=True)
             for e in r.entities}
 
 
 def _bio(rel: str, tag_first: bool, source: str):
-    def read(data_dir: Path, split: str, bad: list) -> Iterator[Record]:
-        path = data_dir / rel.format(split=split)
+    def read(data_dir: str, split: str, bad: list) -> Iterator[Record]:
+        path = storage.join(data_dir, rel.format(split=split))
         label_map = {k: v[0] for k, v in ENTITY_LABELS.items()}
         return readers.read_bio(path, tag_first=tag_first, source=source, label_map=label_map, bad=bad)
 
-    def schema(data_dir: Path) -> SchemaLibrary:
-        return entity_schema(sorted(_bio_labels(data_dir / rel.format(split="test"), tag_first)))
+    def schema(data_dir: str) -> SchemaLibrary:
+        return entity_schema(sorted(_bio_labels(storage.join(data_dir, rel.format(split="test")), tag_first)))
     return read, schema
 
 
-def _conll04_read(data_dir: Path, split: str, bad: list) -> Iterator[Record]:
-    return readers.read_spert_json(data_dir / f"conll04/conll04_{split}.json", source="conll04",
+def _conll04_read(data_dir: str, split: str, bad: list) -> Iterator[Record]:
+    return readers.read_spert_json(storage.join(data_dir, f"conll04/conll04_{split}.json"), source="conll04",
                                    entity_map={k: v[0] for k, v in ENTITY_LABELS.items()},
                                    relation_map={k: v[0] for k, v in CONLL04_RELATIONS.items()}, bad=bad)
 
 
-def _conll04_schema(data_dir: Path) -> SchemaLibrary:
+def _conll04_schema(data_dir: str) -> SchemaLibrary:
     ents = entity_schema(["Peop", "Org", "Loc", "Other"])
     rels = [SchemaType(c, "relation", label=k, description=d, head_types=(h,), tail_types=(t,))
             for k, (c, d, h, t) in CONLL04_RELATIONS.items()]
     return ents.merged(SchemaLibrary(rels))
 
 
-def _nyt_read(data_dir: Path, split: str, bad: list) -> Iterator[Record]:
-    labels = (data_dir / "nyt/relations.txt").read_text().split()
-    return readers.read_nyt(data_dir / f"nyt/{split}.sent", data_dir / f"nyt/{split}.pointer",
+def _nyt_read(data_dir: str, split: str, bad: list) -> Iterator[Record]:
+    labels = storage.read_text(storage.join(data_dir, "nyt/relations.txt")).split()
+    return readers.read_nyt(storage.join(data_dir, f"nyt/{split}.sent"), storage.join(data_dir, f"nyt/{split}.pointer"),
                             relation_map={lab: nyt_relation_name(lab) for lab in labels}, bad=bad)
 
 
-def _nyt_schema(data_dir: Path) -> SchemaLibrary:
-    labels = (data_dir / "nyt/relations.txt").read_text().split()
+def _nyt_schema(data_dir: str) -> SchemaLibrary:
+    labels = storage.read_text(storage.join(data_dir, "nyt/relations.txt")).split()
     return SchemaLibrary(SchemaType(nyt_relation_name(lab), "relation", label=lab,
                                     description=f"The Freebase relation {lab}.") for lab in labels)
 
 
-def _phee_read(data_dir: Path, split: str, bad: list) -> Iterator[Record]:
-    return readers.read_phee(data_dir / f"phee/{split}.json", event_map={k: v[0] for k, v in PHEE_EVENTS.items()},
+def _phee_read(data_dir: str, split: str, bad: list) -> Iterator[Record]:
+    return readers.read_phee(storage.join(data_dir, f"phee/{split}.json"), event_map={k: v[0] for k, v in PHEE_EVENTS.items()},
                              bad=bad)
 
 
-def _phee_schema(data_dir: Path) -> SchemaLibrary:
+def _phee_schema(data_dir: str) -> SchemaLibrary:
     roles = tuple(Role(r) for r in PHEE_ROLES)
     return SchemaLibrary(SchemaType(c, "event", label=k, description=d, examples=ex, roles=roles)
                          for k, (c, d, ex) in PHEE_EVENTS.items())
 
 
-def _wikievents_read(data_dir: Path, split: str, bad: list) -> Iterator[Record]:
-    _, names = kairos_schema(data_dir / "wikievents/event_role_KAIROS.json")
-    return readers.read_wikievents(data_dir / f"wikievents/{split}.jsonl", event_map=names,
+def _wikievents_read(data_dir: str, split: str, bad: list) -> Iterator[Record]:
+    _, names = kairos_schema(storage.join(data_dir, "wikievents/event_role_KAIROS.json"))
+    return readers.read_wikievents(storage.join(data_dir, f"wikievents/{split}.jsonl"), event_map=names,
                                    entity_map={k.upper(): v for k, v in KAIROS_ENTITY.items()}, bad=bad)
 
 
-def _wikievents_schema(data_dir: Path) -> SchemaLibrary:
+def _wikievents_schema(data_dir: str) -> SchemaLibrary:
     """The KAIROS ontology plus the few event types the data uses without listing them in the ontology
     (e.g. Contact.RequestCommand.Correspondence), with the roles the data gives them."""
-    library, names = kairos_schema(data_dir / "wikievents/event_role_KAIROS.json")
+    library, names = kairos_schema(storage.join(data_dir, "wikievents/event_role_KAIROS.json"))
     extra: dict[str, dict[str, None]] = {}
     for split in ("dev", "test"):
-        with open(data_dir / f"wikievents/{split}.jsonl", encoding="utf-8") as f:
+        with storage.open_text(storage.join(data_dir, f"wikievents/{split}.jsonl")) as f:
             for line in f:
                 for ev in json.loads(line)["event_mentions"]:
                     if ev["event_type"] not in names:
@@ -290,8 +291,8 @@ def schema_of_records(records: Iterable[Record]) -> SchemaLibrary:
 def records_benchmark(path: str | Path) -> Benchmark:
     """A benchmark from a JSON-lines file of unified records (`Record.to_dict`), named `records:<path>`.
     Its tasks are those the records annotate; its schema is the one they use (`schema_of_records`)."""
-    path = Path(path)
-    if not path.is_file():
+    path = str(path)
+    if not storage.isfile(path):
         raise FileNotFoundError(f"records benchmark file not found: {path}")
 
     # the file is parsed once: its records give the tasks and the schema, and every read replays them
@@ -302,7 +303,7 @@ def records_benchmark(path: str | Path) -> Benchmark:
         except (ValueError, KeyError, TypeError) as e:
             malformed.append(readers.Malformed(str(path), lineno, f"{type(e).__name__}: {e}", line))
 
-    def read(data_dir: Path, split: str, bad: list) -> Iterator[Record]:
+    def read(data_dir: str, split: str, bad: list) -> Iterator[Record]:
         bad.extend(malformed)
         return iter(records)
 
@@ -416,7 +417,7 @@ def load_benchmark(name: str, data_dir: str | Path, split: str = "test",
         split = b.splits[0]
     if split not in b.splits:
         raise ValueError(f"benchmark {name!r} has splits {b.splits}, not {split!r}")
-    data_dir = Path(data_dir)
+    data_dir = str(data_dir)  # a folder or URI: readers go through knowcoder_ray.storage
     records, library = list(b.read(data_dir, split, bad if bad is not None else [])), b.schema(data_dir)
     if class_names == "official":
         records, library = with_official_names(records, library)

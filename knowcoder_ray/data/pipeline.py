@@ -19,6 +19,7 @@ Paths may be local or any URI pyarrow.fs understands (s3://, gs://, ...).
 """
 from __future__ import annotations
 
+import codecs
 import hashlib
 import io
 import json
@@ -26,7 +27,6 @@ import math
 import os
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -36,6 +36,9 @@ from pathlib import PurePosixPath
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+
+from knowcoder_ray import storage
+from knowcoder_ray.storage import filesystem
 
 DEFAULT_BLOCK_BYTES = 16 << 20
 DEFAULT_BLOCK_ROWS = 50_000
@@ -51,59 +54,27 @@ class PipelineError(RuntimeError):
 
 # ---- file systems ------------------------------------------------------------------------------------
 
-def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
-    """(file system, path) for a local path or a URI (s3://, gs://, file://...)."""
-    if "://" in uri:
-        return pafs.FileSystem.from_uri(uri)
-    return pafs.LocalFileSystem(), os.path.abspath(uri)
-
-
-def _join(root: str, *parts: str) -> str:
-    return str(PurePosixPath(root, *parts))
-
-
-def _write_atomic(fs: pafs.FileSystem, path: str, data: bytes) -> None:
-    parent = str(PurePosixPath(path).parent)
-    tmp = _join(parent, f".{PurePosixPath(path).name}.tmp-{uuid.uuid4().hex[:8]}")
-    with fs.open_output_stream(tmp) as f:
-        f.write(data)
-    fs.move(tmp, path)
-
-
-def read_bytes(fs: pafs.FileSystem, path: str) -> bytes:
-    with fs.open_input_stream(path) as f:
-        return f.read()
-
-
-def _list(fs: pafs.FileSystem, folder: str) -> list[pafs.FileInfo]:
-    sel = pafs.FileSelector(folder, allow_not_found=True)
-    return sorted((i for i in fs.get_file_info(sel) if i.type == pafs.FileType.File), key=lambda i: i.path)
-
-
 def expand_inputs(paths: Iterable[str], exts: tuple[str, ...] = INPUT_EXTS) -> list[str]:
-    """Files named by `paths`: files as given, directories' files with a known extension, local globs."""
-    import glob
-
+    """Files named by `paths` (local or URIs): files as given, folders' files with a known extension,
+    shell patterns (`s3://b/kelm/*.jsonl` too), listed through storage where the files are."""
     out: list[str] = []
     for p in paths:
-        if "://" not in p and any(c in p for c in "*?["):
-            matched = sorted(glob.glob(p))
+        if any(c in p for c in "*?["):
+            matched = storage.glob(p)
             if not matched:
                 raise PipelineError(f"input {p!r} matches no file")
-            out += [os.path.abspath(m) for m in matched]
+            out += matched
             continue
-        fs, path = filesystem(p)
-        info = fs.get_file_info(path)
-        if info.type == pafs.FileType.NotFound:
-            raise PipelineError(f"input {p!r} does not exist")
-        if info.type == pafs.FileType.Directory:
-            found = [i.path for i in _list(fs, path) if i.path.endswith(exts) and not i.base_name.startswith(".")]
+        if storage.isdir(p):
+            found = [f for f in storage.list_files(p, recursive=False)
+                     if f.endswith(exts) and not storage.name(f).startswith(".")]
             if not found:
                 raise PipelineError(f"input directory {p!r} holds no {'/'.join(exts)} file")
-            prefix = p.split("://")[0] + "://" if "://" in p else ""
-            out += [prefix + f if prefix and not f.startswith(prefix) else f for f in found]
+            out += found
+        elif storage.isfile(p):
+            out.append(p if storage.is_uri(p) else os.path.abspath(p))
         else:
-            out.append(p if "://" in p else path)
+            raise PipelineError(f"input {p!r} does not exist")
     return out
 
 
@@ -155,7 +126,8 @@ def plan_files(source: str, paths: Iterable[str], block_bytes: int = DEFAULT_BLO
             ranges = [(s, min(s + block_rows, rows), 0) for s in range(0, rows, block_rows)]
             kind = "parquet"
         elif uri.endswith(".json") and _first_char(fs, path) == "[":
-            ranges, kind = _plan_json_array(read_bytes(fs, path), block_bytes), "json_array"
+            with fs.open_input_stream(path, compression=None) as f:  # streamed: never held whole
+                ranges, kind = _plan_json_array(f, size, block_bytes), "json_array"
         else:
             ranges = [(s, min(s + block_bytes, size), 0) for s in range(0, size, block_bytes)]
             kind = "lines"
@@ -176,7 +148,7 @@ def plan_benchmark(name: str, split: str, data_dir: str, per_shard: int = 5_000)
 
     n = len(load_benchmark(name, data_dir, split)[0])
     return [ShardSpec(_shard_name("benchmark", f"{name}.{split}", i // per_shard), name, "benchmark", name,
-                      i, min(i + per_shard, n), extra=(split, os.path.abspath(data_dir)))
+                      i, min(i + per_shard, n), extra=(split, data_dir if storage.is_uri(data_dir) else os.path.abspath(data_dir)))
             for i in range(0, max(n, 1), per_shard)]
 
 
@@ -186,13 +158,24 @@ def _first_char(fs: pafs.FileSystem, path: str) -> str:
     return head[:1].decode("latin-1")
 
 
-def _plan_json_array(data: bytes, block_bytes: int) -> list[tuple[int, int, int]]:
-    """Byte ranges of whole top-level elements of a JSON array, ~block_bytes each: (start, stop, first
-    element index). A syntax error ends planning with a final range from the error on, which the reader
-    then quarantines with the decoder's message."""
-    text = data.decode("utf-8", errors="replace")
+def _plan_json_array(f, size: int, block_bytes: int, chunk: int = 1 << 20,
+                     max_element: int = 64 << 20) -> list[tuple[int, int, int]]:
+    """Byte ranges of whole top-level elements of a JSON array read from the stream `f`, ~block_bytes
+    each: (start, stop, first element index). The array is decoded a chunk at a time and the decoded
+    text is dropped as planning moves on, so planning a large file on the driver holds one chunk and one
+    element, never the file. A syntax error (or an element over `max_element`) ends planning with a
+    final range from the error on, which the reader then quarantines with the decoder's message."""
     dec = json.JSONDecoder()
-    pos_c, pos_b = 0, 0
+    utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    text, eof = "", False
+    pos_c, pos_b = 0, 0  # text[pos_c] is file byte pos_b
+
+    def more() -> None:
+        nonlocal text, eof, pos_c
+        data = f.read(chunk)
+        eof = not data
+        text = text[pos_c:] + utf8.decode(data, final=eof)  # drop what is planned already
+        pos_c = 0
 
     def byte_at(i: int) -> int:  # char offset -> byte offset, walking forward only
         nonlocal pos_c, pos_b
@@ -200,18 +183,36 @@ def _plan_json_array(data: bytes, block_bytes: int) -> list[tuple[int, int, int]
         pos_c = i
         return pos_b
 
-    i = _skip(text, text.index("[") + 1)
+    def skip(i: int) -> int:
+        while True:
+            i = _skip(text, i)
+            if i < len(text) or eof:
+                return i
+            base = pos_c
+            more()
+            i -= base
+
+    while "[" not in text and not eof:
+        more()
+    i = skip(text.index("[") + 1)
     ranges, start_b, first, k = [], byte_at(i), 0, 0
     while i < len(text) and text[i] != "]":
         try:
             _, end = dec.raw_decode(text, i)
-        except json.JSONDecodeError:
+            if end == len(text) and not eof:
+                raise ValueError("a number may go on in the next chunk")
+        except ValueError:  # JSONDecodeError too: maybe only cut by the chunk, else malformed
+            if not eof and len(text) - i < max_element:
+                base = pos_c
+                more()
+                i -= base
+                continue
             if byte_at(i) > start_b:
                 ranges.append((start_b, byte_at(i), first))
-            ranges.append((byte_at(i), len(data), k))
+            ranges.append((byte_at(i), size, k))
             return ranges
         k += 1
-        i = _skip(text, end)
+        i = skip(end)
         if byte_at(i) - start_b >= block_bytes:
             ranges.append((start_b, byte_at(i), first))
             start_b, first = byte_at(i), k
@@ -424,13 +425,12 @@ def process_shard(transform: Transform, spec: ShardSpec, out: str, fmt: str, cou
     """Transform one shard and commit it: data file, quarantine file, then the completion record."""
     t0 = time.perf_counter()
     res = transform_shard(transform, spec, counter)
-    fs, root = filesystem(out)
     data_rel = f"data/{spec.shard}.{fmt}"
-    _write_atomic(fs, _join(root, data_rel), encode_rows(res.rows, transform.schema, fmt))
+    storage.write_bytes(storage.join(out, data_rel), encode_rows(res.rows, transform.schema, fmt))
     q_rel = None
     if res.bad:
         q_rel = f"quarantine/{spec.shard}.jsonl"
-        _write_atomic(fs, _join(root, q_rel), encode_rows(res.bad, pa.schema([]), "jsonl"))
+        storage.write_bytes(storage.join(out, q_rel), encode_rows(res.bad, pa.schema([]), "jsonl"))
     by_task, by_source, tok_task, tok_source = Counter(), Counter(), Counter(), Counter()
     for task, row in zip(res.tasks, res.rows):
         by_task[task] += 1
@@ -444,7 +444,7 @@ def process_shard(transform: Transform, spec: ShardSpec, out: str, fmt: str, cou
         "tokens_by_task": dict(tok_task), "tokens_by_source": dict(tok_source),
         "data": data_rel, "quarantine": q_rel, "seconds": round(time.perf_counter() - t0, 3),
     }
-    _write_atomic(fs, _join(root, f"_shards/{spec.shard}.json"), json.dumps(marker).encode())
+    storage.write_bytes(storage.join(out, f"_shards/{spec.shard}.json"), json.dumps(marker).encode())
     return marker
 
 
@@ -471,31 +471,30 @@ def config_hash(transform: Transform, specs: list[ShardSpec], fmt: str, counter:
 
 def completed(out: str) -> dict[str, dict]:
     """Completion records of the shards already written under `out`."""
-    fs, root = filesystem(out)
-    return {i.base_name[: -len(".json")]: json.loads(read_bytes(fs, i.path))
-            for i in _list(fs, _join(root, "_shards")) if i.base_name.endswith(".json")}
+    return {storage.name(p)[: -len(".json")]: json.loads(storage.read_bytes(p))
+            for p in storage.list_files(storage.join(out, "_shards"), recursive=False) if p.endswith(".json")}
 
 
 def _prepare(out: str, chash: str, overwrite: bool) -> None:
     """Check (or reset) the output location and remove temporaries a killed run left behind."""
     fs, root = filesystem(out)
-    mpath = _join(root, "manifest.json")
-    exists = fs.get_file_info(mpath).type == pafs.FileType.File
+    mpath = storage.join(out, "manifest.json")
+    exists = storage.isfile(mpath)
     if exists and not overwrite:
-        old = json.loads(read_bytes(fs, mpath)).get("config_hash")
+        old = json.loads(storage.read_bytes(mpath)).get("config_hash")
         if old != chash:
             raise PipelineError(f"{out} holds a corpus built with another configuration (config_hash {old}, "
                                 f"now {chash}); write to a new path or pass overwrite")
     if not exists and completed(out) and not overwrite:
         raise PipelineError(f"{out} holds shard records but no manifest.json; write to a new path or pass overwrite")
     for sub in ("data", "quarantine", "_shards"):
-        folder = _join(root, sub)
+        folder = f"{root.rstrip('/')}/{sub}"
         if overwrite:
             fs.delete_dir_contents(folder, missing_dir_ok=True)
         fs.create_dir(folder, recursive=True)
-        for i in _list(fs, folder):
-            if ".tmp-" in i.base_name:
-                fs.delete_file(i.path)
+        for p in storage.list_files(storage.join(out, sub), recursive=False):
+            if ".tmp-" in storage.name(p):
+                storage.remove(p)
 
 
 def write_manifest(out: str, transform: Transform, specs: list[ShardSpec], fmt: str, counter: TokenCounter,
@@ -516,8 +515,7 @@ def write_manifest(out: str, transform: Transform, specs: list[ShardSpec], fmt: 
         **{k: dict(sorted(v.items())) for k, v in totals.items()},
         "shards": shards,
     }
-    fs, root = filesystem(out)
-    _write_atomic(fs, _join(root, "manifest.json"), json.dumps(manifest, indent=1).encode())
+    storage.write_bytes(storage.join(out, "manifest.json"), json.dumps(manifest, indent=1).encode())
     return manifest
 
 
@@ -587,11 +585,10 @@ def print_progress(name: str) -> Callable[[dict, int, int], None]:
 
 def read_rows(out: str) -> list[dict]:
     """All rows of a corpus written by `run`, in shard order (for tests and small corpora)."""
-    fs, root = filesystem(out)
-    manifest = json.loads(read_bytes(fs, _join(root, "manifest.json")))
+    manifest = json.loads(storage.read_bytes(storage.join(out, "manifest.json")))
     rows: list[dict] = []
     for m in manifest["shards"]:
-        data = read_bytes(fs, _join(root, m["data"]))
+        data = storage.read_bytes(storage.join(out, m["data"]))
         if m["data"].endswith(".parquet"):
             rows += pq.read_table(io.BytesIO(data)).to_pylist()
         else:

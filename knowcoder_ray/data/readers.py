@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from knowcoder_ray import storage
 from knowcoder_ray.records import Argument, EntityMention, EventMention, Record, RelationMention
 from knowcoder_ray.schema.types import to_class_name, to_role_name
 
@@ -29,7 +30,7 @@ class Malformed:
 
 def json_lines(path: str | Path) -> Iterator[tuple[int, str]]:
     """(line number, line) of the non-blank lines of a JSON-lines file."""
-    with open(path, encoding="utf-8") as f:
+    with storage.open_text(str(path)) as f:
         for lineno, line in enumerate(f, 1):
             if line.strip():
                 yield lineno, line
@@ -75,7 +76,7 @@ def read_bio(path: str | Path, *, tag_first: bool = False, source: str = "",
              bad: list[Malformed] | None = None) -> Iterator[Record]:
     """CoNLL-style columns, one token a line, blank line between sentences. `tag_first` for the MIT files
     (tag TAB token); else token TAB tag (CrossNER, CoNLL-2003). `raw_labels` keeps the file's labels."""
-    path = Path(path)
+    path = str(path)
     tokens: list[str] = []
     tags: list[str] = []
     n = 0
@@ -90,9 +91,9 @@ def read_bio(path: str | Path, *, tag_first: bool = False, source: str = "",
             cs, ce = _token_span(tokens, starts, s, e)
             ents.append(EntityMention(text[cs:ce], label if raw_labels else _name(label, label_map), cs, ce))
         n += 1
-        return Record(f"{source or path.stem}-{n - 1}", text, ents, source=source)
+        return Record(f"{source or Path(storage.name(path)).stem}-{n - 1}", text, ents, source=source)
 
-    with open(path, encoding="utf-8") as f:
+    with storage.open_text(str(path)) as f:
         for lineno, line in enumerate(f, 1):
             line = line.rstrip("\r\n")
             if not line.strip():
@@ -126,9 +127,8 @@ def read_spert_json(path: str | Path, *, source: str = "", entity_map: Mapping[s
                     relation_map: Mapping[str, str] | None = None,
                     bad: list[Malformed] | None = None) -> Iterator[Record]:
     """SpERT JSON (CoNLL04): a list of {tokens, entities[{type,start,end}], relations[{type,head,tail}]}."""
-    path = Path(path)
-    with open(path, encoding="utf-8") as f:
-        docs = json.load(f)
+    path = str(path)
+    docs = json.loads(storage.read_text(path))
     for i, d in enumerate(docs):
         try:
             tokens = d["tokens"]
@@ -143,14 +143,14 @@ def read_spert_json(path: str | Path, *, source: str = "", entity_map: Mapping[s
             if bad is not None:
                 bad.append(Malformed(str(path), i, f"record {i}: {type(e).__name__}: {e}", json.dumps(d)[:2000]))
             continue
-        yield Record(f"{source or path.stem}-{d.get('orig_id', i)}", text, ents, rels, source=source)
+        yield Record(f"{source or Path(storage.name(path)).stem}-{d.get('orig_id', i)}", text, ents, rels, source=source)
 
 
 def read_nyt(sent_path: str | Path, pointer_path: str | Path, *, source: str = "nyt",
              relation_map: Mapping[str, str] | None = None,
              bad: list[Malformed] | None = None) -> Iterator[Record]:
     """NYT24 line-aligned files: tokens in .sent, token spans (end inclusive) + relation in .pointer."""
-    with open(sent_path, encoding="utf-8") as fs, open(pointer_path, encoding="utf-8") as fp:
+    with storage.open_text(str(sent_path)) as fs, storage.open_text(str(pointer_path)) as fp:
         for lineno, (sent, ptr) in enumerate(zip(fs, fp), 1):
             tokens = sent.split()
             text, starts = _join(tokens)
@@ -188,7 +188,7 @@ def read_phee(path: str | Path, *, source: str = "phee", event_map: Mapping[str,
               bad: list[Malformed] | None = None) -> Iterator[Record]:
     """PHEE JSON lines: events with a Trigger and main arguments (Subject, Treatment, Effect, Severity)
     whose sub-arguments (Drug, Dosage, Age, ...) nest inside them; all become flat roles."""
-    path = Path(path)
+    path = str(path)
     for lineno, line in json_lines(path):
         try:
             d = json.loads(line)
@@ -225,7 +225,7 @@ def read_wikievents(path: str | Path, *, source: str = "wikievents", event_map: 
     """WikiEvents JSON lines (one document a line, document-level token offsets, end exclusive), split
     into one Record per sentence. An argument outside its trigger's sentence cannot be expressed in a
     sentence-level record; such arguments are reported in `bad` (reason 'cross-sentence argument')."""
-    path = Path(path)
+    path = str(path)
     for lineno, line in json_lines(path):
         try:
             d = json.loads(line)

@@ -293,7 +293,7 @@ def benchmark_library(data_dir: str | Path) -> SchemaLibrary:
 
     lib = SchemaLibrary()
     for b in BENCHMARKS.values():
-        lib = lib.merged(b.schema(Path(data_dir)))
+        lib = lib.merged(b.schema(str(data_dir)))
     return lib
 
 
@@ -309,7 +309,7 @@ def load_library(source: str | None, data_dir: str | Path | None = None) -> Sche
     if source.endswith(".parquet"):
         import pyarrow.parquet as pq
 
-        from knowcoder_ray.data.pipeline import filesystem
+        from knowcoder_ray.storage import filesystem
 
         fs, path = filesystem(source)
         with fs.open_input_file(path) as f:

@@ -158,11 +158,10 @@ def load_entity_types(path: str | None) -> dict[str, list[str]]:
     (e.g. cut from a Wikidata dump for the entities of KELM)."""
     if not path:
         return {}
-    from knowcoder_ray.data.pipeline import filesystem, read_bytes
+    from knowcoder_ray.storage import read_text
 
-    fs, p = filesystem(path)
     table: dict[str, list[str]] = {}
-    for n, line in enumerate(read_bytes(fs, p).decode("utf-8").splitlines(), 1):
+    for n, line in enumerate(read_text(path).splitlines(), 1):
         if line.strip():
             d = json.loads(line)
             if not isinstance(d.get("entity"), str) or not isinstance(d.get("instance_of"), list):

@@ -49,8 +49,9 @@ def _eval(args: argparse.Namespace) -> int:
     settings: dict = {}
     if args.config:
         import yaml
-        with open(args.config) as f:
-            settings = yaml.safe_load(f) or {}
+
+        from knowcoder_ray.storage import read_text
+        settings = yaml.safe_load(read_text(args.config)) or {}
     for key in ("checkpoints", "datasets", "output_dir", "data_dir", "split", "limit", "engine", "num_actors",
                 "num_gpus_per_actor", "metric_mode", "class_names", "few_shot"):
         value = getattr(args, key)

@@ -12,12 +12,15 @@ and with vLLM, PEFT adapters of one base are served by one engine as LoRA reques
 """
 from __future__ import annotations
 
+import io
 import json
 import math
+import os
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from knowcoder_ray import storage
 from knowcoder_ray.codec.render import Layout
 from knowcoder_ray.eval.metrics import METRICS, MODES, Score, score, summary
 from knowcoder_ray.infer.extraction import Executor, Extraction, TaskPlan, parse_row, run_extraction
@@ -70,7 +73,7 @@ class EvalConfig:
     def from_yaml(cls, path: str | Path) -> "EvalConfig":
         import yaml
 
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        data = yaml.safe_load(storage.read_text(str(path))) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping of eval settings, got {type(data).__name__}")
         return cls.from_dict(data)
@@ -82,7 +85,7 @@ class EvalConfig:
             return list(self.labels)
         out: list[str] = []
         for c in self.checkpoints:
-            name = Path(c).name or "model"
+            name = storage.name(c) or "model"
             label, k = name, 2
             while label in out:
                 label, k = f"{name}-{k}", k + 1
@@ -214,9 +217,9 @@ def _token_counter(checkpoint: str):
     from knowcoder_ray.infer.sharding import token_counter
 
     path = checkpoint
-    if adapter_base(checkpoint) and not (Path(checkpoint) / "tokenizer_config.json").is_file():
+    if adapter_base(checkpoint) and not storage.isfile(storage.join(checkpoint, "tokenizer_config.json")):
         path = adapter_base(checkpoint)
-    return token_counter(AutoTokenizer.from_pretrained(path))
+    return token_counter(AutoTokenizer.from_pretrained(storage.local_copy(path)))
 
 
 def parse_stats(extractions: list[Extraction]) -> dict:
@@ -231,9 +234,10 @@ def evaluate(cfg: EvalConfig, execute: Executor | None = None) -> dict:
     from knowcoder_ray.data.benchmarks import few_shot_records, get_benchmark, load_benchmark
 
     labels = cfg.checkpoint_labels()
-    checkpoints = dict(zip(labels, (str(Path(c).resolve()) for c in cfg.checkpoints)))
+    # local folders made absolute (actors run elsewhere); URIs as given, fetched by each node's cache
+    checkpoints = dict(zip(labels, (c if storage.is_uri(c) else os.path.abspath(c) for c in cfg.checkpoints)))
     for label, path in checkpoints.items():
-        if not Path(path).is_dir():
+        if not storage.isdir(path):
             raise FileNotFoundError(f"checkpoint {label!r}: no model folder at {path}")
     count = _token_counter(checkpoints[labels[0]])
     data: dict[str, tuple[list[Record], SchemaLibrary, list]] = {}
@@ -251,32 +255,31 @@ def evaluate(cfg: EvalConfig, execute: Executor | None = None) -> dict:
     jobs = [(label, p, data[name][0]) for label in labels for name in cfg.datasets for p in plans[name]]
     results = run_extraction(jobs, execute or ray_executor(cfg, all_plans, checkpoints))
 
-    out_dir = Path(cfg.output_dir)
+    out_dir = cfg.output_dir
     summary_rows = []
     for label in labels:
-        metrics = write_checkpoint(cfg, label, checkpoints[label], data, plans, results, out_dir / label)
+        metrics = write_checkpoint(cfg, label, checkpoints[label], data, plans, results, storage.join(out_dir, label))
         summary_rows.append({"checkpoint": label, "path": checkpoints[label], "metrics": f"{label}/metrics.json",
                              "predictions": f"{label}/predictions.jsonl", "summary": metrics["summary"]})
     result = {"split": cfg.split, "datasets": list(cfg.datasets), "checkpoints": summary_rows,
               "config": asdict(cfg)}
-    (out_dir / "summary.json").write_text(json.dumps(result, indent=2))
+    storage.write_text(storage.join(out_dir, "summary.json"), json.dumps(result, indent=2))
     if cfg.report:
         from knowcoder_ray.eval.report import write_report
         write_report(out_dir)
     return result
 
 
-def write_checkpoint(cfg: EvalConfig, label: str, path: str, data, plans, results, out: Path) -> dict:
+def write_checkpoint(cfg: EvalConfig, label: str, path: str, data, plans, results, out: str) -> dict:
     """predictions.jsonl and metrics.json of one checkpoint, side by side."""
     from knowcoder_ray.data.benchmarks import get_benchmark
 
-    out.mkdir(parents=True, exist_ok=True)
     if cfg.metric_mode not in MODES:
         raise ValueError(f"metric_mode must be one of {MODES}, got {cfg.metric_mode!r}")
     overall: dict[str, dict[str, Score]] = {mode: {} for mode in MODES}
     datasets = {}
     extractions: list[Extraction] = []
-    with (out / "predictions.jsonl").open("w") as f:
+    with io.StringIO() as f:  # predictions.jsonl, written whole: an object store takes whole objects
         for name, (records, library, bad) in data.items():
             preds = []
             for r in records:
@@ -301,6 +304,7 @@ def write_checkpoint(cfg: EvalConfig, label: str, path: str, data, plans, result
                 modes[mode] = {"summary": summary(scores), "metrics": {m: s.to_dict() for m, s in scores.items()}}
             datasets[name] = {"records": len(records), "malformed_inputs": [b.to_dict() for b in bad],
                               **modes[cfg.metric_mode], "modes": modes}
+        storage.write_text(storage.join(out, "predictions.jsonl"), f.getvalue())
     by_mode = {mode: {"summary": summary(s), "overall": {m: v.to_dict() for m, v in s.items()}}
                for mode, s in overall.items()}
     metrics = {"checkpoint": label, "path": path, "split": cfg.split, "mode": cfg.metric_mode,
@@ -308,5 +312,5 @@ def write_checkpoint(cfg: EvalConfig, label: str, path: str, data, plans, result
                            "shard_tokens": cfg.shard_tokens, "engine": cfg.engine, "metric_mode": cfg.metric_mode,
                            "class_names": cfg.class_names, "few_shot": cfg.few_shot, "layout": cfg.layout},
                **by_mode[cfg.metric_mode], "modes": by_mode, "datasets": datasets, "parse": parse_stats(extractions)}
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    storage.write_text(storage.join(out, "metrics.json"), json.dumps(metrics, indent=2))
     return metrics

@@ -7,6 +7,8 @@ import html
 import json
 from pathlib import Path
 
+from knowcoder_ray import storage
+
 CLASSIFICATION = ("EC", "RC", "TC", "AC")  # the per-type bars show these
 ROW = 24  # table row height (px)
 
@@ -18,12 +20,11 @@ def _table_height(rows: int) -> int:
 
 def load_run(run_dir: str | Path) -> tuple[dict, list[dict]]:
     """summary.json and each checkpoint's metrics.json (in checkpoint order)."""
-    run_dir = Path(run_dir)
-    path = run_dir / "summary.json"
-    if not path.is_file():
+    path = storage.join(run_dir, "summary.json")
+    if not storage.isfile(path):
         raise FileNotFoundError(f"{path} not found: run `knowcoder eval` first")
-    summary = json.loads(path.read_text())
-    return summary, [json.loads((run_dir / c["metrics"]).read_text()) for c in summary["checkpoints"]]
+    summary = json.loads(storage.read_text(path))
+    return summary, [json.loads(storage.read_text(storage.join(run_dir, c["metrics"]))) for c in summary["checkpoints"]]
 
 
 def _lines(labels: list[str], metrics: list[dict]):
@@ -117,7 +118,7 @@ def build_report(run_dir: str | Path) -> str:
             + "\n".join(divs) + "</body></html>\n")
 
 
-def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
-    path = Path(out) if out else Path(run_dir) / "report.html"
-    path.write_text(build_report(run_dir))
+def write_report(run_dir: str | Path, out: str | Path | None = None) -> str:
+    path = str(out) if out else storage.join(run_dir, "report.html")
+    storage.write_text(path, build_report(run_dir))
     return path

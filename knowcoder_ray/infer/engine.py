@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import inspect
-import json
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import Protocol
 
 from knowcoder_ray.codec.render import STOP
+from knowcoder_ray.storage import local_copy
+from knowcoder_ray.train.merge import adapter_base
 from knowcoder_ray.train.packing import common_prefix_len
 
 
@@ -77,17 +78,6 @@ def truncate_ids(ids: list[int], max_tokens: int = 3500, head: int = 1500, tail:
     return ids[:head] + ids[len(ids) - tail:]
 
 
-def adapter_base(path: str | Path) -> str | None:
-    """The base model of a PEFT adapter folder, or None when `path` is a full model folder."""
-    cfg = Path(path) / "adapter_config.json"
-    if not cfg.is_file():
-        return None
-    base = json.loads(cfg.read_text()).get("base_model_name_or_path")
-    if not base:
-        raise ValueError(f"{cfg} names no base_model_name_or_path")
-    return base
-
-
 def _device_and_dtype(config: EngineConfig):
     import torch
 
@@ -115,12 +105,14 @@ class TransformersEngine:
         self.config = config or EngineConfig()
         self.device, dtype = _device_and_dtype(self.config)
         base = adapter_base(model_path)
-        tok_path = model_path if (Path(model_path) / "tokenizer_config.json").is_file() or base is None else base
+        local = local_copy(str(model_path))  # a bucket URI is fetched once per node (so is its base)
+        base_local = local_copy(base) if base is not None else None
+        tok_path = local if (Path(local) / "tokenizer_config.json").is_file() or base is None else base_local
         self.tokenizer = AutoTokenizer.from_pretrained(tok_path)
-        model = AutoModelForCausalLM.from_pretrained(base or model_path, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(base_local or local, dtype=dtype)
         if base is not None:
             from peft import PeftModel
-            model = PeftModel.from_pretrained(model, str(model_path)).merge_and_unload()
+            model = PeftModel.from_pretrained(model, local).merge_and_unload()
         self.model = model.to(self.device).eval()
         eos = self.tokenizer.eos_token_id
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos

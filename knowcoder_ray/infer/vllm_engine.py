@@ -13,6 +13,7 @@ from pathlib import Path
 
 from knowcoder_ray.codec.render import STOP
 from knowcoder_ray.infer.engine import EngineConfig, Prompt, adapter_base, as_prompt, cut_at_stop, truncate_ids
+from knowcoder_ray.storage import local_copy
 
 
 class VLLMEngine:
@@ -31,7 +32,7 @@ class VLLMEngine:
         self.config = config or EngineConfig()
         base = adapter_base(model_path)
         self.default_adapter = str(model_path) if base else None
-        model = base or str(model_path)
+        model = local_copy(base or str(model_path))  # vLLM reads a local folder: URIs are cached per node
         if dtype is None and self.config.dtype != "auto":
             dtype = self.config.dtype
         self.llm = LLM(model=model, tensor_parallel_size=tensor_parallel_size, enable_prefix_caching=True,
@@ -47,7 +48,7 @@ class VLLMEngine:
         adapter = adapter or self.default_adapter
         if adapter is None:
             return None
-        adapter = str(Path(adapter).resolve())
+        adapter = local_copy(str(adapter))
         if adapter not in self._lora_ids:
             self._lora_ids[adapter] = len(self._lora_ids) + 1  # vLLM wants a stable positive id per adapter
         return LoRARequest(Path(adapter).name or "adapter", self._lora_ids[adapter], adapter)

@@ -41,7 +41,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _wanted(args: argparse.Namespace, report_lines: list[str]) -> list[str] | None:
-    from knowcoder_ray.schema.storage import read_text
+    from knowcoder_ray.storage import read_text
     from knowcoder_ray.schema.wikidata import corpus_types
 
     wanted = [w.strip() for w in args.types.split(",") if w.strip()]
@@ -56,7 +56,8 @@ def _wanted(args: argparse.Namespace, report_lines: list[str]) -> list[str] | No
 
 
 def _build(args: argparse.Namespace) -> int:
-    from knowcoder_ray.schema import pyfile, storage
+    from knowcoder_ray import storage
+    from knowcoder_ray.schema import pyfile, table
     from knowcoder_ray.schema.wikidata import (
         BuildConfig, build, fill_descriptions, missing_descriptions_tsv, parse_descriptions_tsv, select,
     )
@@ -90,7 +91,7 @@ def _build(args: argparse.Namespace) -> int:
         notes.append(f"descriptions filled in: {filled}")
 
     storage.makedirs(args.out)
-    storage.write_parquet(library, storage.join(args.out, "schema.parquet"))
+    table.write_parquet(library, storage.join(args.out, "schema.parquet"))
     pyfile.write_pyfiles(library, args.out)
     storage.write_text(storage.join(args.out, "malformed.jsonl"),
                        "".join(json.dumps(m, ensure_ascii=False) + "\n" for m in report.malformed))
@@ -110,15 +111,15 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _to_py(args: argparse.Namespace) -> int:
-    from knowcoder_ray.schema import pyfile, storage
+    from knowcoder_ray.schema import pyfile, table
 
-    for path in pyfile.write_pyfiles(storage.read_parquet(args.parquet), args.out):
+    for path in pyfile.write_pyfiles(table.read_parquet(args.parquet), args.out):
         print(path)
     return 0
 
 
 def _from_py(args: argparse.Namespace) -> int:
-    from knowcoder_ray.schema import pyfile, storage
+    from knowcoder_ray.schema import pyfile, table
 
     import sys
 
@@ -134,6 +135,6 @@ def _from_py(args: argparse.Namespace) -> int:
         print(f"knowcoder schema from-py: no class could be read under {args.src} "
               f"({len(problems)} skipped)", file=sys.stderr)
         return 2
-    storage.write_parquet(library, args.parquet)
+    table.write_parquet(library, args.parquet)
     print(json.dumps({k: len(library.of_kind(k)) for k in ("entity", "relation", "event")}))
     return 0

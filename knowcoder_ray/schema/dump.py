@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import bz2
 import gzip
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.fs as pafs
+
+from knowcoder_ray.storage import filesystem
 
 CHUNK = 1 << 20  # bytes per read call
 BLOCK_LINES = 1000  # lines per Ray Data block from a read task
@@ -37,15 +38,8 @@ def compression_of(path: str) -> str | None:
     return None
 
 
-def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
-    """A local path or an s3:// / gs:// / file:// URI -> (pyarrow filesystem, path inside it)."""
-    if "://" in uri:
-        return pafs.FileSystem.from_uri(uri)
-    return pafs.LocalFileSystem(), os.path.abspath(uri)
-
-
 def file_size(uri: str) -> int:
-    fs, path = resolve(uri)
+    fs, path = filesystem(uri)
     info = fs.get_file_info(path)
     if info.type != pafs.FileType.File:
         raise FileNotFoundError(f"Wikidata dump not found: {uri}")
@@ -82,7 +76,7 @@ def _chunks(f) -> Iterator[bytes]:
 
 def iter_range(uri: str, start: int = 0, end: float = float("inf")) -> Iterator[bytes]:
     """The raw lines of one byte range of a plain dump, or of the whole of a compressed dump."""
-    fs, path = resolve(uri)
+    fs, path = filesystem(uri)
     codec = compression_of(path)
     if codec is not None:
         if start != 0 or end != float("inf"):

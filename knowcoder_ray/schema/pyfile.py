@@ -20,10 +20,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from knowcoder_ray.codec.render import ENTITY_BASE, EVENT_BASE_ED, RELATION_BASE, render_class
-from knowcoder_ray.schema.storage import exists, join, makedirs, read_text, write_text
 from knowcoder_ray.schema.types import (
     BASE_CLASS, Role, SchemaError, SchemaLibrary, SchemaType, mark_keyword_names, unmark,
 )
+from knowcoder_ray.storage import exists, join, makedirs, read_text, write_text
 
 FILES = {"entity": "Entities.py", "relation": "Relations.py", "event": "Events.py"}
 HEADERS = {"entity": [ENTITY_BASE], "relation": ["from Entities import *", RELATION_BASE], "event": [EVENT_BASE_ED]}

@@ -621,12 +621,12 @@ def corpus_types(uris: Iterable[str]) -> tuple[set[str], int]:
     """The type names a corpus of Record JSONL files uses (entities, relations, events, arguments), and the
     number of lines that are not records (reported by the caller)."""
     from knowcoder_ray.records import Record
-    from knowcoder_ray.schema.dump import resolve
+    from knowcoder_ray.storage import filesystem
 
     types: set[str] = set()
     bad = 0
     for uri in uris:
-        fs, path = resolve(uri)
+        fs, path = filesystem(uri)
         with fs.open_input_stream(path, compression="detect") as f:
             for line in _text_lines(f):
                 if not line.strip():

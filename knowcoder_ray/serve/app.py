@@ -21,7 +21,6 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from pathlib import Path
 from typing import Literal
 
 from fastapi import FastAPI, HTTPException, Query
@@ -33,6 +32,7 @@ from knowcoder_ray.serve.config import ServeConfig
 from knowcoder_ray.serve.extract import RequestError, check_limits, make_plan, resolve_schema, run
 from knowcoder_ray.serve.library import describe, load_library, search
 from knowcoder_ray.serve.models import ExtractRequest, ExtractResponse, Health, SchemaSearchResponse
+from knowcoder_ray.storage import local_copy, name
 
 logger = logging.getLogger("ray.serve")
 
@@ -97,8 +97,8 @@ class Ingress:
         self.cfg = ServeConfig.from_dict(config)
         self.engine = engine
         self.library = load_library(self.cfg.library)
-        self.count = token_counter(AutoTokenizer.from_pretrained(self.cfg.model_dir))
-        self.model = Path(self.cfg.model_dir).name + (f"+{Path(self.cfg.adapter_dir).name}" if self.cfg.adapter_dir else "")
+        self.count = token_counter(AutoTokenizer.from_pretrained(local_copy(self.cfg.model_dir)))  # URI: per-node cache
+        self.model = name(self.cfg.model_dir) + (f"+{name(self.cfg.adapter_dir)}" if self.cfg.adapter_dir else "")
         # Each request plans and merges in a worker thread that blocks on its prompts' handle results.
         self.pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="extract")
         self.retried = 0

@@ -33,8 +33,9 @@ def config_from_args(args: argparse.Namespace):
     if args.config:
         import yaml
 
-        with open(args.config, encoding="utf-8") as f:
-            fields = dict(yaml.safe_load(f) or {})
+        from knowcoder_ray.storage import read_text
+
+        fields = dict(yaml.safe_load(read_text(args.config)) or {})
     for name in ("model_dir", "adapter_dir", "library", "num_replicas"):
         if getattr(args, name) is not None:
             fields[name] = getattr(args, name)

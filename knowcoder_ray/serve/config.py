@@ -64,7 +64,7 @@ class ServeConfig:
         base = adapter_base(self.adapter_dir)
         if base is None:
             raise ValueError(f"serve config: adapter_dir {self.adapter_dir} holds no adapter_config.json")
-        if Path(base).resolve() != Path(self.model_dir).resolve():
+        if not _same_place(base, self.model_dir):
             raise ValueError(f"serve config: adapter {self.adapter_dir} was trained on {base}, not model_dir "
                              f"{self.model_dir}")
         return self.adapter_dir
@@ -84,8 +84,9 @@ class ServeConfig:
     def from_yaml(cls, path: str | Path) -> "ServeConfig":
         import yaml
 
-        with open(path, encoding="utf-8") as f:
-            return cls.from_dict(yaml.safe_load(f) or {})
+        from knowcoder_ray.storage import read_text
+
+        return cls.from_dict(yaml.safe_load(read_text(str(path))) or {})
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -100,3 +101,10 @@ class ServeConfig:
         else:
             opts["autoscaling_config"] = dict(self.autoscaling)
         return opts
+
+
+def _same_place(a: str, b: str) -> bool:
+    """Two model locations name one folder: URIs compared as written (a trailing / aside), paths resolved."""
+    if "://" in a or "://" in b:
+        return a.rstrip("/") == b.rstrip("/")
+    return Path(a).resolve() == Path(b).resolve()

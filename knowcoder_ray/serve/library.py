@@ -10,7 +10,7 @@ from knowcoder_ray.schema.types import SchemaLibrary, SchemaType
 def load_library(uri: str) -> SchemaLibrary:
     """A Parquet schema table, or a folder of Entities.py / Relations.py / Events.py (path or URI)."""
     from knowcoder_ray.schema.pyfile import read_pyfiles
-    from knowcoder_ray.schema.storage import read_parquet
+    from knowcoder_ray.schema.table import read_parquet
 
     uri = str(uri)
     return read_parquet(uri) if uri.endswith(".parquet") else read_pyfiles(uri)

@@ -27,9 +27,9 @@ def load_tokenizer(path: str):
     """The tokenizer of a model folder, loaded once per process."""
     from transformers import AutoTokenizer
 
-    from knowcoder_ray.train.storage import ensure_local
+    from knowcoder_ray.storage import local_copy
 
-    tok = AutoTokenizer.from_pretrained(ensure_local(path))
+    tok = AutoTokenizer.from_pretrained(local_copy(path))
     if tok.eos_token_id is None:
         raise ValueError(f"tokenizer at {path} has no eos token; training needs one to end samples")
     if tok.pad_token_id is None:  # Llama-2 has none; padding is masked out of the loss anyway
@@ -41,7 +41,7 @@ def _detect_format(path: str) -> str:
     """parquet or json, from the path's suffix or, for a folder, from the files in it."""
     import pyarrow.fs as pafs
 
-    from knowcoder_ray.train.storage import filesystem
+    from knowcoder_ray.storage import filesystem
 
     lower = path.lower()
     if lower.endswith(".parquet"):
@@ -63,7 +63,7 @@ def corpus_root(path: str) -> str:
     data/ folder, so completion records and quarantined rows are not read as training rows."""
     import pyarrow.fs as pafs
 
-    from knowcoder_ray.train.storage import filesystem
+    from knowcoder_ray.storage import filesystem
 
     fs, root = filesystem(path)
     manifest, data = fs.get_file_info([f"{root.rstrip('/')}/manifest.json", f"{root.rstrip('/')}/data"])

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from knowcoder_ray.storage import local_copy
 from knowcoder_ray.train.config import TrainConfig
-from knowcoder_ray.train.storage import ensure_local
 
 
 def model_dtype(cfg: TrainConfig, on_gpu: bool) -> torch.dtype:
@@ -79,7 +79,7 @@ def load_model(cfg: TrainConfig, on_gpu: bool, ds_config: dict | None = None):
         from transformers.integrations import HfDeepSpeedConfig
 
         keep = HfDeepSpeedConfig(ds_config)
-    model = AutoModelForCausalLM.from_pretrained(ensure_local(cfg.model), dtype=model_dtype(cfg, on_gpu),
+    model = AutoModelForCausalLM.from_pretrained(local_copy(cfg.model), dtype=model_dtype(cfg, on_gpu),
                                                  attn_implementation=cfg.attn_implementation)
     model.config.use_cache = False
     if cfg.gradient_checkpointing:
@@ -222,4 +222,4 @@ def export_model(module, state_dict: dict, out_dir: str, base_model: str) -> Non
     for peft_config in getattr(module, "peft_config", {}).values():
         peft_config.base_model_name_or_path = base_model  # the path or URI given, not a local cache
     module.save_pretrained(out_dir, state_dict=state_dict)
-    AutoTokenizer.from_pretrained(ensure_local(base_model)).save_pretrained(out_dir)
+    AutoTokenizer.from_pretrained(local_copy(base_model)).save_pretrained(out_dir)

@@ -12,8 +12,8 @@ import os
 import time
 from dataclasses import dataclass
 
+from knowcoder_ray import storage
 from knowcoder_ray.train.config import TrainConfig
-from knowcoder_ray.train.storage import copy_dir, write_text
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,19 @@ class TrainResult:
 
 def _storage_path(path: str) -> str:
     return path if "://" in path else os.path.abspath(path)
+
+
+def copy_export(checkpoint, export_dir: str, out: str) -> None:
+    """Copy only the checkpoint's exported model to `out`, straight from where Ray Train stored it: the
+    optimizer state and ZeRO shards next to it (~112 GB for 7B) never travel to the driver."""
+    import pyarrow.fs as pafs
+
+    src = f"{checkpoint.path.rstrip('/')}/{export_dir}"
+    if checkpoint.filesystem.get_file_info(src).type != pafs.FileType.Directory:
+        raise RuntimeError(f"the last checkpoint {checkpoint.path} holds no exported model")
+    dst_fs, dst = storage.filesystem(out)
+    dst_fs.create_dir(dst, recursive=True)
+    pafs.copy_files(src, dst, source_filesystem=checkpoint.filesystem, destination_filesystem=dst_fs)
 
 
 def train(cfg: TrainConfig) -> TrainResult:
@@ -64,13 +77,9 @@ def train(cfg: TrainConfig) -> TrainResult:
     fitted = time.perf_counter()
     if result.error:
         raise result.error
-    with result.checkpoint.as_directory() as d:
-        export = os.path.join(d, EXPORT_DIR)
-        if not os.path.isdir(export):
-            raise RuntimeError(f"the last checkpoint {result.checkpoint.path} holds no exported model")
-        copy_dir(export, cfg.output_dir)
+    copy_export(result.checkpoint, EXPORT_DIR, cfg.output_dir)
     timings = {"prepare": prepared - start, "fit": fitted - prepared, "total": time.perf_counter() - start}
-    write_text(cfg.output_dir, "training_summary.json", json.dumps(
+    storage.write_text(storage.join(cfg.output_dir, "training_summary.json"), json.dumps(
         {"metrics": result.metrics, "data": summary.to_dict(), "timings": timings, "rejects": rejects[:1000],
          "checkpoint": result.checkpoint.path, "config": cfg.to_dict()}, indent=2, default=str))
     return TrainResult(cfg.output_dir, result.checkpoint.path, dict(result.metrics), summary.to_dict(), rejects,

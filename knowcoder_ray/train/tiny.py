@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from knowcoder_ray.storage import is_uri, output_folder
+
 BOS, EOS, PAD, UNK = "<s>", "</s>", "<pad>", "<unk>"
 
 
@@ -46,7 +48,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024):
 
 
 def make_tiny_model(out_dir: str | Path, corpus_texts: Iterable[str], seed: int = 0,
-                    spec: TinySpec = TinySpec()) -> Path:
+                    spec: TinySpec = TinySpec()) -> Path | str:
     """Write a randomly initialised tiny Llama and its tokenizer to `out_dir`; return the folder."""
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
@@ -54,8 +56,6 @@ def make_tiny_model(out_dir: str | Path, corpus_texts: Iterable[str], seed: int 
     texts = [t for t in corpus_texts if isinstance(t, str) and t]
     if not texts:
         raise ValueError("make_tiny_model needs a non-empty corpus of strings to train its tokenizer")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     tokenizer = train_tokenizer(texts, spec.vocab_size)
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=spec.hidden_size, intermediate_size=spec.intermediate_size,
@@ -68,9 +68,10 @@ def make_tiny_model(out_dir: str | Path, corpus_texts: Iterable[str], seed: int 
     model = LlamaForCausalLM(config)
     model.generation_config = GenerationConfig(bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id,
                                                pad_token_id=config.pad_token_id)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
+    with output_folder(str(out_dir)) as out:  # a bucket URI: written locally, then uploaded
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+    return out_dir if is_uri(out_dir) else Path(out_dir)
 
 
 def corpus_texts(path: str, limit: int = 0) -> list[str]:

@@ -1,0 +1,236 @@
+"""Every file the project reads or writes, at a local path or a `file://`, `s3://` or `gs://` URI.
+
+One layer over `pyarrow.fs`: Ray Data and Ray Train already resolve their paths with it, so a URI means
+the same bucket, credentials and endpoint (`AWS_ENDPOINT_URL`, instance profiles, workload identity) in
+every phase. Nothing here assumes that a path written on one node is visible on another: engines that
+need a model folder on disk get a per-node cached copy (`local_copy`).
+"""
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import hashlib
+import io
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+import pyarrow.fs as pafs
+
+CACHE_ENV = "KNOWCODER_CACHE_DIR"  # where model folders are cached on a node (default: $TMPDIR/knowcoder-cache)
+
+
+def is_uri(path: str | os.PathLike) -> bool:
+    return "://" in str(path)
+
+
+def _scheme(path: str) -> str:
+    return str(path).split("://", 1)[0] + "://" if is_uri(path) and not str(path).startswith("file://") else ""
+
+
+def filesystem(path: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
+    """(pyarrow FileSystem, path inside it): local paths are made absolute, `file://` is local."""
+    path = str(path)
+    if is_uri(path):
+        return pafs.FileSystem.from_uri(path)
+    return pafs.LocalFileSystem(), os.path.abspath(path)
+
+
+def _outer(like: str, inner: str) -> str:
+    """A path inside the file system of `like` as the caller's kind of path (URI or local)."""
+    return _scheme(like) + inner
+
+
+def join(base: str | os.PathLike, *names: str) -> str:
+    out = str(base).rstrip("/")
+    for name in names:
+        out += "/" + str(name).strip("/")
+    return out
+
+
+def name(path: str) -> str:
+    """The last part of a path or URI (`s3://b/models/merged/` -> `merged`)."""
+    return str(path).rstrip("/").rsplit("/", 1)[-1]
+
+
+def _type(path: str) -> pafs.FileType:
+    fs, inner = filesystem(path)
+    return fs.get_file_info(inner).type
+
+
+def exists(path: str) -> bool:
+    return _type(path) != pafs.FileType.NotFound
+
+
+def isfile(path: str) -> bool:
+    return _type(path) == pafs.FileType.File
+
+
+def isdir(path: str) -> bool:
+    return _type(path) == pafs.FileType.Directory
+
+
+def makedirs(path: str) -> None:
+    fs, inner = filesystem(path)
+    fs.create_dir(inner, recursive=True)
+
+
+def remove(path: str) -> None:
+    """Delete a file or a folder (missing is fine)."""
+    fs, inner = filesystem(path)
+    t = fs.get_file_info(inner).type
+    if t == pafs.FileType.Directory:
+        fs.delete_dir(inner)
+    elif t == pafs.FileType.File:
+        fs.delete_file(inner)
+
+
+def open_input(path: str):
+    """A seekable binary reader (a context manager)."""
+    fs, inner = filesystem(path)
+    return fs.open_input_file(inner)
+
+
+def open_text(path: str, encoding: str = "utf-8", errors: str = "strict") -> io.TextIOWrapper:
+    """A text reader for line-by-line reading: `with open_text(uri) as f: for line in f: ...`."""
+    fs, inner = filesystem(path)
+    return io.TextIOWrapper(fs.open_input_stream(inner, compression=None), encoding=encoding, errors=errors)
+
+
+def read_bytes(path: str) -> bytes:
+    fs, inner = filesystem(path)
+    with fs.open_input_stream(inner, compression=None) as f:  # the bytes as stored, never decompressed
+        return f.read()
+
+
+def read_text(path: str) -> str:
+    return read_bytes(path).decode("utf-8")
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    """Write a whole file; readers never see it half written. A local file is written beside its target
+    and renamed over it; an object store PUT is already all-or-nothing."""
+    fs, inner = filesystem(path)
+    parent = inner.rsplit("/", 1)[0]
+    if parent:
+        fs.create_dir(parent, recursive=True)
+    if isinstance(fs, pafs.LocalFileSystem):
+        tmp = f"{parent}/.{inner.rsplit('/', 1)[-1]}.tmp-{uuid.uuid4().hex[:8]}"
+        with fs.open_output_stream(tmp, compression=None) as f:
+            f.write(data)
+        os.replace(tmp, inner)
+        return
+    with fs.open_output_stream(inner, compression=None) as f:
+        f.write(data)
+
+
+def write_text(path: str, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def _files(fs: pafs.FileSystem, inner: str, recursive: bool) -> list[pafs.FileInfo]:
+    sel = pafs.FileSelector(inner, recursive=recursive, allow_not_found=True)
+    return sorted((i for i in fs.get_file_info(sel) if i.type == pafs.FileType.File), key=lambda i: i.path)
+
+
+def list_files(folder: str, recursive: bool = True) -> list[str]:
+    """The files under `folder` (sorted; the caller's kind of path); [] when it does not exist."""
+    fs, inner = filesystem(folder)
+    return [_outer(folder, i.path) for i in _files(fs, inner, recursive)]
+
+
+def glob(pattern: str) -> list[str]:
+    """Files matching a shell pattern (`*`, `?`, `[...]`) in any file system, sorted. The listing
+    starts at the deepest folder without a wildcard, so a bucket is never listed whole."""
+    fs, inner = filesystem(pattern)
+    parts = inner.split("/")
+    fixed = next(i for i, p in enumerate(parts) if any(c in p for c in "*?[")) if any(
+        c in inner for c in "*?[") else len(parts)
+    if fixed == len(parts):
+        return [_outer(pattern, inner)] if fs.get_file_info(inner).type == pafs.FileType.File else []
+    root = "/".join(parts[:fixed]) or "/"
+    recursive = len(parts) - fixed > 1 or "**" in inner
+    return [_outer(pattern, i.path) for i in _files(fs, root, recursive)
+            if fnmatch.fnmatchcase(i.path, inner)]
+
+
+def copy_file(src: str, dst: str) -> None:
+    src_fs, src_inner = filesystem(src)
+    dst_fs, dst_inner = filesystem(dst)
+    dst_fs.create_dir(dst_inner.rsplit("/", 1)[0], recursive=True)
+    pafs.copy_files(src_inner, dst_inner, source_filesystem=src_fs, destination_filesystem=dst_fs)
+
+
+def copy_dir(src: str, dst: str) -> str:
+    """Copy the folder `src` to `dst` (local paths or URIs, either way up or down); returns `dst`."""
+    src_fs, src_inner = filesystem(src)
+    dst_fs, dst_inner = filesystem(dst)
+    if src_fs.get_file_info(src_inner).type != pafs.FileType.Directory:
+        raise FileNotFoundError(f"no folder at {src}")
+    dst_fs.create_dir(dst_inner, recursive=True)
+    pafs.copy_files(src_inner, dst_inner, source_filesystem=src_fs, destination_filesystem=dst_fs)
+    return str(dst)
+
+
+@contextlib.contextmanager
+def output_folder(path: str):
+    """A local folder for libraries that only write to disk (`save_pretrained`): `path` itself when
+    local, else a temporary folder uploaded to the URI when the block ends without an error."""
+    if not is_uri(path) or path.startswith("file://"):
+        local = filesystem(path)[1]
+        os.makedirs(local, exist_ok=True)
+        yield local
+        return
+    with tempfile.TemporaryDirectory(prefix="knowcoder-out-") as tmp:
+        yield tmp
+        copy_dir(tmp, path)
+
+
+# ---- the per-node model cache ----------------------------------------------------------------------------
+
+def cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or Path(tempfile.gettempdir()) / "knowcoder-cache")
+
+
+def _fingerprint(fs: pafs.FileSystem, inner: str) -> str:
+    """What a cached copy stands for: the URI and every file's name, size and modification time, so a
+    model re-trained to the same URI is fetched again instead of served stale."""
+    infos = _files(fs, inner, recursive=True)
+    if not infos:
+        raise FileNotFoundError(f"no files under {inner}")
+    h = hashlib.sha1(inner.encode())
+    for i in infos:
+        h.update(f"\0{i.path}\0{i.size}\0{i.mtime_ns}".encode())
+    return h.hexdigest()[:20]
+
+
+def local_copy(path: str) -> str:
+    """A local folder with the contents of `path`: a local folder as it is, a URI's folder downloaded
+    once per node into the cache. The download goes to a temporary folder renamed into place, under a
+    per-entry file lock, so concurrent actors on a node fetch it once and never see a partial copy."""
+    import fcntl
+
+    path = str(path)
+    fs, inner = filesystem(path)
+    if isinstance(fs, pafs.LocalFileSystem):
+        if fs.get_file_info(inner).type != pafs.FileType.Directory:
+            raise FileNotFoundError(f"model folder {path} does not exist")
+        return inner
+    root = cache_dir()
+    target = root / f"{name(path)}-{_fingerprint(fs, inner)}"
+    if target.is_dir():
+        return str(target)
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / f"{target.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not target.is_dir():  # another process may have finished while this one waited
+            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=root))
+            try:
+                pafs.copy_files(inner, str(tmp), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+                os.rename(tmp, target)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    shutil.rmtree(tmp)
+    return str(target)
