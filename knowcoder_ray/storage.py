@@ -11,6 +11,7 @@ import contextlib
 import fnmatch
 import hashlib
 import io
+import logging
 import os
 import shutil
 import tempfile
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
+log = logging.getLogger(__name__)
 CACHE_ENV = "KNOWCODER_CACHE_DIR"  # where model folders are cached on a node (default: $TMPDIR/knowcoder-cache)
 
 
@@ -227,6 +229,7 @@ def local_copy(path: str) -> str:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
         if not target.is_dir():  # another process may have finished while this one waited
             tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=root))
+            log.info("downloading %s to %s", path, target)
             try:
                 pafs.copy_files(inner, str(tmp), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
                 os.rename(tmp, target)

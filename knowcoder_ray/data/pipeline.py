@@ -375,7 +375,7 @@ class TokenCounter:
         if self._tok is None:
             from transformers import AutoTokenizer
 
-            self._tok = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
+            self._tok = AutoTokenizer.from_pretrained(storage.local_copy(self.path), local_files_only=True)
         counts: list[int] = []
         for i in range(0, len(texts), 512):  # bounded batches: the ids of a whole shard need not be held at once
             counts += [len(ids) for ids in self._tok(texts[i:i + 512], add_special_tokens=False)["input_ids"]]
