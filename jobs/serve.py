@@ -13,11 +13,12 @@ def run(cfg: dict) -> None:
     from knowcoder_ray.serve.app import build_app
 
     s = dict(cfg.get("serve", {}))
-    host, port = s.pop("host", "127.0.0.1"), s.pop("port", 8000)
+    # loopback by default; `host: 0.0.0.0` on a cluster, where the proxy serves other machines
+    host, port, proxies = s.pop("host", "127.0.0.1"), s.pop("port", 8000), s.pop("proxy_location", "EveryNode")
     keep, text = s.pop("keep_running", False), s.pop("smoke_text", "Barack Obama was born in Honolulu.")
     s.pop("enabled", None)
     app_cfg = {"model_dir": artifact(cfg, "merged"), "library": f"{artifact(cfg, 'schema')}/schema.parquet", **s}
-    serve.start(http_options={"host": host, "port": port})
+    serve.start(proxy_location=proxies, http_options={"host": host, "port": port})
     serve.run(build_app(app_cfg), name="knowcoder", route_prefix="/")
     body = json.dumps({"texts": [text], "task": "ner"}).encode()
     req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/extract", body, {"Content-Type": "application/json"})
