@@ -21,8 +21,9 @@ def data_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def ray_cluster():
-    """A real local Ray cluster bound to 127.0.0.1, shared by the whole session."""
+def ray_cluster(s3_server):
+    """A real local Ray cluster bound to 127.0.0.1, shared by the whole session. Started after the S3
+    server so that its worker processes inherit the AWS_* settings that point at it."""
     import ray
 
     if not ray.is_initialized():

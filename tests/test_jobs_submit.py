@@ -68,6 +68,31 @@ def _stop_cluster(temp_dir: Path) -> None:
         p.kill()
 
 
+def submit_and_wait(address: str, env: dict, argv: list[str], runtime_env: dict, timeout: float = 900):
+    """`ray job submit --no-wait --working-dir .` of `argv` from the repository root (retried while the
+    head's job agent registers), then wait for the job to end: (status, logs, client, submission id)."""
+    for _ in range(40):  # the head's job agent registers a few seconds after `ray start` returns
+        sub = subprocess.run(
+            [BIN / "ray", "job", "submit", "--address", address, "--no-wait", "--working-dir", ".",
+             "--runtime-env-json", json.dumps(runtime_env), "--", *argv],
+            env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        if sub.returncode == 0 or "No available agent" not in sub.stderr:
+            break
+        time.sleep(3)
+    assert sub.returncode == 0, sub.stderr[-2000:]
+    submission_id = re.search(r"raysubmit_[A-Za-z0-9]+", sub.stdout).group(0)
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    client = JobSubmissionClient(address, headers={"Authorization": f"Bearer {env['RAY_AUTH_TOKEN']}"})
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status = client.get_job_status(submission_id)
+        if status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
+            break
+        time.sleep(5)
+    return status, client.get_job_logs(submission_id), client, submission_id
+
+
 def test_pipeline_job_succeeds_and_writes_every_artifact(head_node, tmp_path):
     address, env = head_node
     cfg = yaml.safe_load((ROOT / "jobs/configs/tiny.yaml").read_text())
@@ -77,27 +102,10 @@ def test_pipeline_job_succeeds_and_writes_every_artifact(head_node, tmp_path):
     config = tmp_path / "pipeline.yaml"
     config.write_text(yaml.safe_dump(cfg))
     runtime_env = {"excludes": [".venv", ".venv-vllm", "build", ".git", "**/__pycache__", ".hypothesis"]}
-    for _ in range(40):  # the head's job agent registers a few seconds after `ray start` returns
-        sub = subprocess.run(
-            [BIN / "ray", "job", "submit", "--address", address, "--no-wait", "--working-dir", ".",
-             "--runtime-env-json", json.dumps(runtime_env), "--",
-             "python", "jobs/pipeline.py", "--config", str(config)],
-            env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
-        if sub.returncode == 0 or "No available agent" not in sub.stderr:
-            break
-        time.sleep(3)
-    assert sub.returncode == 0, sub.stderr[-2000:]
-    job_id = re.search(r"raysubmit_[A-Za-z0-9]+", sub.stdout).group(0)
-    from ray.job_submission import JobStatus, JobSubmissionClient
+    status, logs, _, _ = submit_and_wait(address, env, ["python", "jobs/pipeline.py", "--config", str(config)],
+                                         runtime_env)
+    from ray.job_submission import JobStatus
 
-    client = JobSubmissionClient(address, headers={"Authorization": f"Bearer {env['RAY_AUTH_TOKEN']}"})
-    deadline = time.time() + 900
-    while time.time() < deadline:
-        status = client.get_job_status(job_id)
-        if status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
-            break
-        time.sleep(5)
-    logs = client.get_job_logs(job_id)
     assert status == JobStatus.SUCCEEDED, logs[-4000:]
 
     # every phase's artifacts

@@ -38,13 +38,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     tiny.set_defaults(func=_tiny)
 
 
-def resolve_config(name: str) -> Path:
-    """A YAML path, or a packaged config name."""
+def resolve_config(name: str) -> str | Path:
+    """A YAML path or URI, or a packaged config name."""
+    from knowcoder_ray import storage
     from knowcoder_ray.train.config import CONFIG_DIR
 
-    path = Path(name)
-    if path.exists():
-        return path
+    if storage.isfile(name):
+        return name
     packaged = CONFIG_DIR / (name if name.endswith(".yaml") else f"{name}.yaml")
     if packaged.exists():
         return packaged

@@ -159,7 +159,9 @@ def apply_overrides(d: dict, overrides: list[str]) -> dict:
 
 def load_config(path: str | Path | None = None, overrides: list[str] = (), phase: str | None = None) -> TrainConfig:
     """Read a YAML config (or start empty), apply overrides and phase defaults, and validate."""
-    d = yaml.safe_load(Path(path).read_text()) if path else {}
+    from knowcoder_ray.storage import read_text
+
+    d = yaml.safe_load(read_text(str(path))) if path else {}
     d = apply_overrides(d or {}, list(overrides))
     if phase:
         if d.get("phase", phase) != phase:

@@ -78,9 +78,12 @@ def train(cfg: TrainConfig) -> TrainResult:
     if result.error:
         raise result.error
     copy_export(result.checkpoint, EXPORT_DIR, cfg.output_dir)
+    checkpoint = result.checkpoint.path  # inside its file system: as a URI when the storage is one
+    if storage.is_uri(cfg.storage_path):
+        checkpoint = cfg.storage_path.split("://", 1)[0] + "://" + checkpoint.lstrip("/")
     timings = {"prepare": prepared - start, "fit": fitted - prepared, "total": time.perf_counter() - start}
     storage.write_text(storage.join(cfg.output_dir, "training_summary.json"), json.dumps(
         {"metrics": result.metrics, "data": summary.to_dict(), "timings": timings, "rejects": rejects[:1000],
-         "checkpoint": result.checkpoint.path, "config": cfg.to_dict()}, indent=2, default=str))
-    return TrainResult(cfg.output_dir, result.checkpoint.path, dict(result.metrics), summary.to_dict(), rejects,
+         "checkpoint": checkpoint, "config": cfg.to_dict()}, indent=2, default=str))
+    return TrainResult(cfg.output_dir, checkpoint, dict(result.metrics), summary.to_dict(), rejects,
                        timings)
