@@ -292,8 +292,8 @@ def test_cli_build_select_and_convert(ray_cluster, tmp_path, capsys):
     report = json.loads((out / "report.json").read_text())
     assert report["unmatched"] == ["NotAType"] and report["problems"] == []
     assert report["summary"]["malformed"] == 7 and report["summary"]["selected_relation_types"] == 1
-    table = pq.read_table(out / "schema.parquet")
-    assert "Battle" in table.column("name").to_pylist() and "Spouse" in table.column("name").to_pylist()
+    rows = pq.read_table(out / "schema.parquet")
+    assert "Battle" in rows.column("name").to_pylist() and "Spouse" in rows.column("name").to_pylist()
     assert main(["schema", "from-py", str(out), str(tmp_path / "back.parquet")]) == 0
     assert table.read_parquet(str(tmp_path / "back.parquet")) == table.read_parquet(str(out / "schema.parquet"))
     assert main(["schema", "to-py", str(tmp_path / "back.parquet"), str(tmp_path / "py2")]) == 0
