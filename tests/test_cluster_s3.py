@@ -95,7 +95,7 @@ def _nodes_that_ran(address: str, env: dict, job_id: str) -> dict[str, set[str]]
     """node id -> names of the tasks and actors of this job that ran there (Ray's state API)."""
     from ray.util.state import list_actors, list_tasks
 
-    os.environ["RAY_AUTH_TOKEN"] = env["RAY_AUTH_TOKEN"]  # the state API client reads the token from here
+    os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=env["RAY_AUTH_TOKEN"])  # read by the state API client
     try:
         out: dict[str, set[str]] = {}
         tasks = list_tasks(address=address, filters=[("job_id", "=", job_id)], limit=10_000, detail=True,
@@ -109,6 +109,7 @@ def _nodes_that_ran(address: str, env: dict, job_id: str) -> dict[str, set[str]]
         return out
     finally:
         os.environ.pop("RAY_AUTH_TOKEN", None)
+        os.environ.pop("RAY_AUTH_MODE", None)
 
 
 def test_pipeline_on_two_nodes_with_an_s3_workdir(two_nodes, s3_server, tmp_path):

@@ -144,3 +144,24 @@ def test_engine_and_serve_config_load_an_adapter_whose_base_is_a_bucket_uri(s3_s
     with pytest.raises(ValueError, match="trained on"):
         ServeConfig.from_dict({"model_dir": f"s3://{bucket}/other", "adapter_dir": adapter_uri,
                                "library": "x.parquet"}).engine_path()
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 1 << 20])
+def test_json_array_planning_streams_in_chunks(chunk):
+    """A JSON array input is planned from a stream a chunk at a time (never read whole on the driver):
+    any chunk size, multi-byte characters cut by a chunk, numbers at a chunk's end give the same ranges."""
+    import io
+
+    from knowcoder_ray.data.pipeline import _plan_json_array
+    from test_corpora_common import UNIVERSALNER
+
+    items = json.loads(UNIVERSALNER.read_text())[:6] + [12345, "Zürich — 東京", {"k": [1, 2.5, None]}]
+    data = json.dumps(items, ensure_ascii=False, indent=1).encode("utf-8")
+    ranges = _plan_json_array(io.BytesIO(data), len(data), 300, chunk=chunk)
+    assert ranges == _plan_json_array(io.BytesIO(data), len(data), 300)
+    back = [json.loads(b"[" + data[s:e].rstrip().rstrip(b",]") + b"]") for s, e, _ in ranges]
+    assert [x for part in back for x in part] == items
+    assert [first for _, _, first in ranges] == [0, *[sum(map(len, back[:i])) for i in range(1, len(back))]]
+    broken = data[: data.index(b"Z\xc3\xbcrich") - 1] + b"oops, ]"
+    tail = _plan_json_array(io.BytesIO(broken), len(broken), 300, chunk=chunk)[-1]
+    assert tail[1] == len(broken) and tail[2] == items.index("Zürich — 東京")  # from the element that breaks
