@@ -7,6 +7,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import subprocess
 import sys
 import uuid
@@ -68,6 +69,8 @@ def two_nodes(s3_server, tmp_path):
     finally:
         _stop_cluster(temps["worker"])
         _stop_cluster(temps["head"])
+        for t in temps.values():
+            shutil.rmtree(t, ignore_errors=True)
 
 
 def _files(folder: Path) -> set[str]:
@@ -92,24 +95,17 @@ def _upload_inputs(cfg: dict, base: str) -> dict:
 
 
 def _nodes_that_ran(address: str, env: dict, job_id: str) -> dict[str, set[str]]:
-    """node id -> names of the tasks and actors of this job that ran there (Ray's state API)."""
-    from ray.util.state import list_actors, list_tasks
-
-    os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=env["RAY_AUTH_TOKEN"])  # read by the state API client
-    try:
-        out: dict[str, set[str]] = {}
-        tasks = list_tasks(address=address, filters=[("job_id", "=", job_id)], limit=10_000, detail=True,
-                           raise_on_missing_output=False)
-        for t in tasks:
-            if t.node_id:
-                out.setdefault(t.node_id, set()).add(t.name)
-        for a in list_actors(address=address, limit=10_000, detail=True, raise_on_missing_output=False):
-            if a.node_id and a.job_id == job_id:
-                out.setdefault(a.node_id, set()).add(a.class_name)
-        return out
-    finally:
-        os.environ.pop("RAY_AUTH_TOKEN", None)
-        os.environ.pop("RAY_AUTH_MODE", None)
+    """node id -> names of this job's tasks and actors that ran there (Ray's state API, `ray list`)."""
+    out: dict[str, set[str]] = {}
+    for kind, label in (("tasks", "name"), ("actors", "class_name")):
+        proc = subprocess.run([BIN / "ray", "list", kind, "--address", address, "--filter", f"job_id={job_id}",
+                               "--detail", "--format", "json", "--limit", "10000"],
+                              env=env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        for row in json.loads(proc.stdout):
+            if row.get("node_id"):
+                out.setdefault(row["node_id"], set()).add(row[label])
+    return out
 
 
 def test_pipeline_on_two_nodes_with_an_s3_workdir(two_nodes, s3_server, tmp_path):
@@ -141,7 +137,7 @@ def test_pipeline_on_two_nodes_with_an_s3_workdir(two_nodes, s3_server, tmp_path
     assert "POST /v1/extract -> 200" in logs and "report: s3://" in logs
 
     # work ran on both nodes
-    ran = _nodes_that_ran(address, env, client.get_job_info(submission_id).job_id)
+    ran = _nodes_that_ran(address, nodes["head"], client.get_job_info(submission_id).job_id)
     assert len(ran) == 2, ran
     print({node[:8]: sorted(names)[:12] for node, names in ran.items()})
 
