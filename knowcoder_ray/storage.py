@@ -154,8 +154,9 @@ def glob(pattern: str) -> list[str]:
         return [_outer(pattern, inner)] if fs.get_file_info(inner).type == pafs.FileType.File else []
     root = "/".join(parts[:fixed]) or "/"
     recursive = len(parts) - fixed > 1 or "**" in inner
+    depth = None if "**" in inner else inner.count("/")  # `*` stays within one folder, `**` spans any
     return [_outer(pattern, i.path) for i in _files(fs, root, recursive)
-            if fnmatch.fnmatchcase(i.path, inner)]
+            if fnmatch.fnmatchcase(i.path, inner) and depth in (None, i.path.count("/"))]
 
 
 def copy_file(src: str, dst: str) -> None:

@@ -39,6 +39,7 @@ def test_files_list_glob_and_remove(root):
     assert storage.list_files(storage.join(root, "a"), recursive=False) == every[:2]
     assert storage.glob(storage.join(root, "a/*.jsonl")) == [every[1]]
     assert storage.glob(storage.join(root, "*/*.txt")) == [every[0]]
+    assert storage.glob(storage.join(root, "*/*.jsonl")) == [every[1]]  # not d/e/f.jsonl: one folder deep
     assert storage.glob(storage.join(root, "**/*.jsonl")) == every[1:]
     assert storage.glob(storage.join(root, "a/b.txt")) == [every[0]]
     assert storage.name(storage.join(root, "a") + "/") == "a"
