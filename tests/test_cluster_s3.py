@@ -48,7 +48,10 @@ def two_nodes(s3_server, tmp_path):
     for t in temps.values():
         t.mkdir(exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env.update(aws, PATH=f"{BIN}:{env.get('PATH', '')}", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
+    # RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 (what keeps a local ray.init on loopback) also forbids a node to
+    # join a cluster: the nodes get 1 and stay on 127.0.0.1 by --node-ip-address; the job's processes get 0
+    # (runtime env), so the addresses they pick for themselves (e.g. torch.distributed's) are loopback too
+    env.update(aws, PATH=f"{BIN}:{env.get('PATH', '')}", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="1",
                DS_ACCELERATOR="cpu", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", PYTHONDONTWRITEBYTECODE="1",
                RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))
     port, dash = _free_port(), _free_port()
@@ -59,13 +62,11 @@ def two_nodes(s3_server, tmp_path):
                     "--include-dashboard=true", f"--ray-client-server-port={_free_port()}",
                     *[f"--{p}={_free_port()}" for p in AGENT_PORTS], f"--temp-dir={temps['head']}", *common],
                    nodes["head"], tmp_path)
-        # RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 (what keeps Ray's processes on loopback) also forbids a node
-        # to join a cluster: `ray start` of the worker gets 1, its node stays on 127.0.0.1 by --node-ip-address
         _ray_start([f"--address=127.0.0.1:{port}", *[f"--{p}={_free_port()}" for p in AGENT_PORTS],
                     f"--node-manager-port={_free_port()}", f"--object-manager-port={_free_port()}",
                     f"--temp-dir={temps['worker']}", *common],
-                   {**nodes["worker"], "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1"}, tmp_path)
-        yield f"http://127.0.0.1:{dash}", env, nodes, temps["head"]
+                   nodes["worker"], tmp_path)
+        yield f"http://127.0.0.1:{dash}", env, nodes, temps
     finally:
         _stop_cluster(temps["worker"])
         _stop_cluster(temps["head"])
@@ -109,7 +110,7 @@ def _nodes_that_ran(address: str, env: dict, job_id: str) -> dict[str, set[str]]
 
 
 def test_pipeline_on_two_nodes_with_an_s3_workdir(two_nodes, s3_server, tmp_path):
-    address, env, nodes, temp = two_nodes
+    address, env, nodes, temps = two_nodes
     _, bucket, aws = s3_server
     base = f"s3://{bucket}/e2e-{uuid.uuid4().hex[:8]}"
     cfg = _upload_inputs(yaml.safe_load((ROOT / "jobs/configs/tiny.yaml").read_text()), base)
@@ -172,8 +173,10 @@ def test_pipeline_on_two_nodes_with_an_s3_workdir(two_nodes, s3_server, tmp_path
         assert not stray, (node, stray[:20])
     caches = [_files(Path(e["TMPDIR"]) / "knowcoder-cache") for e in nodes.values()]
     assert any(any("merged-" in p for p in c) for c in caches), "no node cached the merged model"
-    (working_dir,) = list(temp.glob("session_*/runtime_resources/working_dir_files/*"))
-    uploaded = _files(working_dir)
-    assert uploaded <= _files(ROOT), sorted(uploaded - _files(ROOT))[:20]  # the job wrote nothing beside its code
+    working_dirs = [d for t in temps.values() for d in t.glob("session_*/runtime_resources/working_dir_files/*")
+                    if d.is_dir()]  # the job's code, unpacked on each node: its processes' working directory
+    assert working_dirs
+    for d in working_dirs:
+        assert _files(d) <= _files(ROOT), sorted(_files(d) - _files(ROOT))[:20]  # nothing written beside the code
     after = {p: (ROOT / p).stat().st_mtime_ns for p in _files(ROOT) if not p.startswith((".venv", "build"))}
     assert after == repo_before
