@@ -82,12 +82,10 @@ def _score(args: argparse.Namespace) -> int:
         return 2
     schemas = {}
     if args.data_dir:
-        from pathlib import Path
-
         from knowcoder_ray.data.benchmarks import BENCHMARKS, get_benchmark, with_official_names
         for (_, source), (golds, _) in rows.groups.items():
             if source in BENCHMARKS and source not in schemas:
-                project = get_benchmark(source).schema(Path(args.data_dir))
+                project = get_benchmark(source).schema(str(args.data_dir))
                 used = {m.type for g in golds for m in (*g.entities, *g.relations, *g.events)}
                 # the file's gold tells which class names it was written with
                 names = project.names()
