@@ -18,7 +18,10 @@ import tempfile
 import uuid
 from pathlib import Path
 
-import pyarrow.fs as pafs
+try:
+    import pyarrow.fs as pafs
+except ImportError:  # an engine-only environment (the vLLM test venv) still reads local folders
+    pafs = None
 
 log = logging.getLogger(__name__)
 CACHE_ENV = "KNOWCODER_CACHE_DIR"  # where model folders are cached on a node (default: $TMPDIR/knowcoder-cache)
@@ -26,6 +29,14 @@ CACHE_ENV = "KNOWCODER_CACHE_DIR"  # where model folders are cached on a node (d
 
 def is_uri(path: str | os.PathLike) -> bool:
     return "://" in str(path)
+
+
+def _local(path: str | os.PathLike) -> str | None:
+    """The absolute local path of a plain path or `file://` URI; None for any other URI."""
+    path = str(path)
+    if path.startswith("file://"):
+        return path[len("file://"):]
+    return None if is_uri(path) else os.path.abspath(path)
 
 
 def _scheme(path: str) -> str:
@@ -57,21 +68,25 @@ def name(path: str) -> str:
     return str(path).rstrip("/").rsplit("/", 1)[-1]
 
 
-def _type(path: str) -> pafs.FileType:
+def _type(path: str) -> str:
+    local = _local(path)
+    if local is not None:
+        return "file" if os.path.isfile(local) else "dir" if os.path.isdir(local) else ""
     fs, inner = filesystem(path)
-    return fs.get_file_info(inner).type
+    t = fs.get_file_info(inner).type
+    return {pafs.FileType.File: "file", pafs.FileType.Directory: "dir"}.get(t, "")
 
 
 def exists(path: str) -> bool:
-    return _type(path) != pafs.FileType.NotFound
+    return _type(path) != ""
 
 
 def isfile(path: str) -> bool:
-    return _type(path) == pafs.FileType.File
+    return _type(path) == "file"
 
 
 def isdir(path: str) -> bool:
-    return _type(path) == pafs.FileType.Directory
+    return _type(path) == "dir"
 
 
 def makedirs(path: str) -> None:
@@ -102,6 +117,10 @@ def open_text(path: str, encoding: str = "utf-8", errors: str = "strict") -> io.
 
 
 def read_bytes(path: str) -> bytes:
+    local = _local(path)
+    if local is not None:
+        with open(local, "rb") as f:
+            return f.read()
     fs, inner = filesystem(path)
     with fs.open_input_stream(inner, compression=None) as f:  # the bytes as stored, never decompressed
         return f.read()
@@ -181,8 +200,8 @@ def copy_dir(src: str, dst: str) -> str:
 def output_folder(path: str):
     """A local folder for libraries that only write to disk (`save_pretrained`): `path` itself when
     local, else a temporary folder uploaded to the URI when the block ends without an error."""
-    if not is_uri(path) or path.startswith("file://"):
-        local = filesystem(path)[1]
+    local = _local(path)
+    if local is not None:
         os.makedirs(local, exist_ok=True)
         yield local
         return
@@ -216,11 +235,12 @@ def local_copy(path: str) -> str:
     import fcntl
 
     path = str(path)
-    fs, inner = filesystem(path)
-    if isinstance(fs, pafs.LocalFileSystem):
-        if fs.get_file_info(inner).type != pafs.FileType.Directory:
+    local = _local(path)
+    if local is not None:
+        if not os.path.isdir(local):
             raise FileNotFoundError(f"model folder {path} does not exist")
-        return inner
+        return local
+    fs, inner = filesystem(path)
     root = cache_dir()
     target = root / f"{name(path)}-{_fingerprint(fs, inner)}"
     if target.is_dir():
