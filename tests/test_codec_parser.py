@@ -184,3 +184,103 @@ def test_huge_nesting_and_unbalanced_brackets(depth):
 def test_split_items_respects_strings_and_depth():
     items, truncated, errors = split_items('results = [ A("x, ]"), B([1, (2, 3)]), C(\'y\\\'s\') ] tail')
     assert items == ['A("x, ]")', "B([1, (2, 3)])", "C('y\\'s')"] and not truncated and not errors
+
+
+# ---- the fast reader and the `ast` reader give the same result ------------------------------------------
+
+PARSER_ARGS = [
+    ("ner", ["Person", "Location", "RestaurantName"], None, None),
+    ("re", ["LocatedIn", "WorkFor"], ["Person", "Location", "Organization"], None),
+    ("re", ["LocatedIn"], None, None),
+    ("ed", ["Marriage", "Die"], None, None),
+    ("eae", ["Marriage", "Die"], None, {"Marriage": ["spouse", "place", "from_"], "Die": ["victim", "from"]}),
+]
+PAIRS = [(Parser(t, k, e, r), Parser(t, k, e, r, fast=False)) for t, k, e, r in PARSER_ARGS]
+
+# Mostly well-formed items of each task's shape (so the fast reader is exercised), some odd ones (names
+# `ast` refuses or reads differently, strings with escapes, line breaks, NUL or lone surrogates), then damage.
+_clean_names = ["Person", "person", "Location", "Restaurant_Name", "LocatedIn", "WorkFor", "Marriage", "Die",
+                "Entity", "Spaceship", "spouse", "from", "place", "victim"]
+_odd_names = ["trigger", "from_", "class", "None", "lambda", "spouse__kw__", "Ünï", "_", "a1", "name"]
+_names = st.sampled_from(_clean_names * 6 + _odd_names)
+_chars = st.sampled_from(["Ann", " ", "a b", "Ünï", "x", "B(z)", "1,2"] * 15 + list("(]{=#\"'\\\n\r\t\x00\ud800")
+                         + ['"""', 'B("z")', "\\n", "results = ["])
+_blank = st.sampled_from([""] * 6 + [" ", "\t", "  ", "\n", "\x0c"])
+
+
+@st.composite
+def _literal(draw):
+    q = draw(st.sampled_from(['"'] * 8 + ["'", 'u"', '"""']))
+    return q + "".join(draw(st.lists(_chars, max_size=4))) + q[-1]
+
+
+@st.composite
+def _mention(draw):
+    lit, name, inner = draw(_literal()), draw(_names), draw(_names)
+    return draw(st.sampled_from([lit] * 4 + [f"{name}({lit})"] * 6 + [f"{name}( {lit} )",
+                                 f"{name}({inner}({lit}))", f"{name}(name={lit})", "3", "[]"]))
+
+
+@st.composite
+def _item(draw):
+    b = draw(_blank)
+    name, m1, m2 = draw(_names), draw(_mention()), draw(_mention())
+    kwargs = []
+    for _ in range(draw(st.integers(0, 3))):
+        role, values = draw(_names), draw(st.lists(_mention(), max_size=3))
+        value = draw(st.sampled_from([f"[{', '.join(values)}]"] * 3 + [f"[{b}{','.join(values)}{b}]",
+                                      f"({', '.join(values)})", values[0] if values else "[]"]))
+        kwargs.append(draw(st.sampled_from([f"{role} = {value}", f"{role}{b}={b}{value}"])))
+    trigger = draw(st.sampled_from([[], [draw(_literal())], [draw(_literal())], [f"trigger = {draw(_literal())}"]]))
+    return draw(st.sampled_from([
+        f"{name}({m1})", f"{name}({b}{m1}{b})", f"{name}({m1}, {m2})", f"{name}({m1},{b}{m2})",
+        f"{name}{b}({m1}, {m2}, {m1})", f"{name}({', '.join(trigger + kwargs)})",
+        f"{name}({', '.join(trigger + kwargs)})", f"{name}({b}{(',' + b).join(kwargs + trigger)}{b})",
+    ]))
+
+
+@st.composite
+def _output(draw):
+    items = draw(st.lists(_item(), max_size=5))
+    seps = draw(st.lists(st.sampled_from([",\n\t"] * 4 + [", ", ",", "\n\t# a note, (x\n\t"]), min_size=len(items),
+                         max_size=len(items)))
+    text = "results = [\n\t" + "".join(i + s for i, s in zip(items, seps))[:-1] + draw(st.sampled_from(["\n]", "]", ""]))
+    for op, pos, ch in draw(st.lists(st.tuples(st.sampled_from(["delete", "cut", "insert"]), st.integers(0, 10_000),
+                                               st.sampled_from(list("()[]\"',=\\\n#") + ['"""'])), max_size=2)):
+        i = pos % (len(text) + 1)
+        text = {"delete": text[:i] + text[i + 1:], "cut": text[:i], "insert": text[:i] + ch + text[i:]}[op]
+    return text
+
+
+def _same_both_ways(text: str) -> None:
+    assert split_items(text) == split_items(text, fast=False)
+    for fast, reference in PAIRS:
+        assert fast.parse(text) == reference.parse(text), (fast.task, text)
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_output())
+def test_fast_reader_equals_ast_reader_on_generated_outputs(text):
+    _same_both_ways(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(mutated())
+def test_fast_reader_equals_ast_reader_on_mutated_outputs(text):
+    _same_both_ways(text)
+
+
+def test_fast_reader_equals_ast_reader_on_the_examples_here():
+    for text in VALID + [
+        'results = [ Person("Ann"), Spaceship("Enterprise") ]',
+        'results = [ Marriage(trigger="wed", spouse=[Entity("A")], from = [Entity("1990")]) ]',
+        'results = [ Marriage("wed", planet=[Entity("Mars")], spouse=[Entity("Bo")]) ]',
+        'results = [ person("Ann"), Restaurant_Name("Jo\'s"), PERSON("Bo") ]',
+        'results = [\n\t# the people, Ann\'s "friends"\n\tPerson("Ann")\n] and Location("Paris").\n"""',
+        'results = [ Marriage(spouse = [Entity("Ann")]), Marriage(), Person(Entity("Ann")) ]',
+        'results = [ Die(trigger = "a", trigger = "b"), Die("a", trigger = "b"), Die(victim = [A("x")], victim = "y") ]',
+        'results = [ LocatedIn("a", "b"), LocatedIn(Rocket("a"), Entity("b")), class("x"), Person(None("x")) ]',
+    ]:
+        _same_both_ways(text)
+    r = PAIRS[4][0].parse('results = [ Die(trigger = "a", from = [Person("x")]), Marriage(from = "y") ]')
+    assert [[(a.role, a.text) for a in e.arguments] for e in r.events] == [[("from", "x")], [("from_", "y")]]

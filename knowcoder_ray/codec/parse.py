@@ -3,7 +3,10 @@
 The text is never executed. A small scanner splits the `results = [...]` list into its top-level items
 (tracking strings, comments and bracket depth), and each item is read with `ast.parse` and walked: only
 calls of class names with string, list and keyword arguments are accepted. So one malformed item does not
-lose its neighbours.
+lose its neighbours. For speed, plain items are cut by one regular expression each and items of the common
+shapes (`Type("span")`, `Rel(Entity("h"), Entity("t"))`, `Event(trigger = "t", role = [Type("a")])` with
+simple strings) are read by regular expressions too; everything else goes the `ast` way, and both ways give
+the same result (tests compare them on generated and damaged outputs; `Parser(fast=False)` is `ast` only).
 
 It reads at least what the released KnowCoder evaluation's regular expressions read, as predictions:
 class names outside the prompt (reported in `hallucinated`, kept as mentions so the metrics count them),
@@ -17,13 +20,14 @@ inside spans, escapes, and Python keywords as role names (`from = [...]`).
 from __future__ import annotations
 
 import ast
+import keyword
 import re
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from knowcoder_ray.records import Argument, EntityMention, EventMention, Record, RelationMention
-from knowcoder_ray.schema.types import mark_keyword_names, norm_name, unmark
+from knowcoder_ray.schema.types import KW_MARK, mark_keyword_names, norm_name, unmark
 
 MAX_DEPTH = 32          # deeper items are rejected before ast sees them
 MAX_ITEM_CHARS = 20_000  # a single item longer than this is rejected
@@ -31,6 +35,43 @@ _RESULTS = re.compile(r"results\s*=\s*\[")
 _STOP = '"""'
 _OPEN, _CLOSE = "([{", ")]}"
 _PAIR = dict(zip(_OPEN, _CLOSE))
+
+
+# ---- the fast path's regular expressions ---------------------------------------------------------------
+# A string as the scanner reads it when it ends at its own quote (escapes kept as written).
+_SCAN_STR = r"""(?:"[^"\\\n]*(?:\\[\s\S][^"\\\n]*)*"|'[^'\\\n]*(?:\\[\s\S][^'\\\n]*)*')"""
+
+
+def _plain_item_pattern(levels: int) -> str:
+    """One top-level item then its `,` or `]`, as the scanner cuts it when the item has no comment, no
+    string cut by a line break, no stray closer and brackets nested at most `levels` deep. Written as
+    unrolled loops (`x*(?:(?:s|g)x*)*`) so a failed match backtracks in linear time."""
+    inner = r"[^\"'#()\[\]{}]*"  # characters inside brackets that open or close nothing
+    group = ""
+    for _ in range(levels):
+        starts = _SCAN_STR + (f"|{group}" if group else "")
+        group = rf"(?:[(\[{{]{inner}(?:(?:{starts}){inner})*[)\]}}])"
+    top = r"[^\"'#()\[\]{},]*"
+    return rf"({top}(?:(?:{_SCAN_STR}|{group}){top})*)([,\]])"
+
+
+_PLAIN_ITEM = re.compile(_plain_item_pattern(3))
+
+# The fast reader takes items of the common shapes with simple strings (no escapes, no line breaks, nothing
+# `ast` refuses), ASCII names and blanks only; anything else goes to `ast`, which reads it the same way.
+_W = r"[ \t]*"
+_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+_STR = r"""(?:"[^"\\\n\r\x00\ud800-\udfff]*"|'[^'\\\n\r\x00\ud800-\udfff]*')"""
+_M = rf"(?:{_NAME}{_W}\({_W}{_STR}{_W}\)|{_STR})"                   # "x" or Cls("x")
+_M_CAPTURED = rf"(?:({_NAME}){_W}\({_W}({_STR}){_W}\)|({_STR}))"  # groups: class, its string, bare string
+_LIST = rf"\[{_W}(?:{_M}(?:{_W},{_W}{_M})*)?{_W}\]"
+_KW = rf"{_NAME}{_W}={_W}(?:{_LIST}|{_M})"
+_FAST_NER = re.compile(rf"({_NAME}){_W}\({_W}{_M_CAPTURED}{_W}\)")
+_FAST_RE = re.compile(rf"({_NAME}){_W}\({_W}{_M_CAPTURED}{_W},{_W}{_M_CAPTURED}{_W}\)")
+_FAST_EVENT = re.compile(rf"({_NAME}){_W}\({_W}(?:({_STR})(?:{_W},{_W}{_KW})*|{_KW}(?:{_W},{_W}{_KW})*)?{_W}\)")
+_FAST_KW = re.compile(rf"({_NAME}){_W}={_W}(?:({_LIST})|{_M_CAPTURED})")
+_FAST_MENTION = re.compile(_M_CAPTURED)
+_KEYWORDS = frozenset(keyword.kwlist)  # as class names `ast` refuses them (as role names it reads them)
 
 
 @dataclass
@@ -97,10 +138,10 @@ class _Scan:
         return item, deep
 
 
-def split_items(text: str) -> tuple[list[str], bool, list[str]]:
+def split_items(text: str, fast: bool = True) -> tuple[list[str], bool, list[str]]:
     """Top-level items of the first `results = [...]` list, then the calls written after its `]` (up to the
     stop quote): (items, truncated, errors). A list cut short yields its pending item closed, unless the
-    cut fell inside a string."""
+    cut fell inside a string. fast=False: the character scanner alone (same result)."""
     m = _RESULTS.search(text)
     if m is None:
         return [], False, ([] if not text.strip() else ["no 'results = [' list in output"])
@@ -108,9 +149,22 @@ def split_items(text: str) -> tuple[list[str], bool, list[str]]:
     body = text[m.end():stop if stop >= 0 else len(text)]
     items: list[str] = []
     errors: list[str] = []
+    # Fast path: whole plain items (simple strings, brackets nested up to 3 deep) are cut out by one regular
+    # expression each; at the first item it cannot take, the character scanner below goes on from there
+    # (an item boundary, so its state starts empty). Both cut the same items.
+    start = 0
+    while fast:
+        m = _PLAIN_ITEM.match(body, start)
+        if m is None:
+            break
+        _flush(m.group(1), False, items, errors)
+        start = m.end()
+        if body[start - 1] == "]":
+            _tail_calls(body[start:], items, errors)
+            return items, False, errors
     scan = _Scan()
-    for i, ch in enumerate(body):
-        event = scan.step(ch)
+    for i in range(start, len(body)):
+        event = scan.step(body[i])
         if event is not None:
             _flush(*scan.take(), items, errors)
             if event == "end":
@@ -244,14 +298,16 @@ class Parser:
     known: class names of the task's kind; entity_types: entity classes of the schema (None: any), used to
     recognise relation heads and argument types; roles: event type -> its role names (None: any).
     Names outside them are read as written and reported (`hallucinated`, `unknown_roles`).
+    fast: read items of the common shapes without `ast` (same results; False is the reference reader).
     """
 
     def __init__(self, task: str, known: Iterable[str], entity_types: Iterable[str] | None = None,
-                 roles: dict[str, Iterable[str]] | None = None) -> None:
+                 roles: dict[str, Iterable[str]] | None = None, *, fast: bool = True) -> None:
         from knowcoder_ray.codec.render import TASKS
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
         self.task = task
+        self.fast = fast
         self.known = frozenset(known)
         self._known = _resolver(self.known)
         self.entity_types = None if entity_types is None else frozenset(entity_types)
@@ -260,14 +316,14 @@ class Parser:
         self._roles = {} if roles is None else {k: _resolver(v) for k, v in self.roles.items()}
 
     @classmethod
-    def for_types(cls, task: str, types, library=None) -> "Parser":
+    def for_types(cls, task: str, types, library=None, *, fast: bool = True) -> "Parser":
         """A parser for the classes a prompt showed (the same list given to `render_prompt`)."""
         types = list(types)
         entity_types = None
         if library is not None:
             entity_types = library.names("entity")
         return cls(task, [t.name for t in types], entity_types,
-                   {t.name: [r.name for r in t.roles] for t in types} if task == "eae" else None)
+                   {t.name: [r.name for r in t.roles] for t in types} if task == "eae" else None, fast=fast)
 
     def parse(self, text: str) -> ParseResult:
         """Never raises on any input text."""
@@ -275,8 +331,10 @@ class Parser:
         if not isinstance(text, str):
             result.errors.append(f"output is {type(text).__name__}, not text")
             return result
-        items, result.truncated, result.errors = split_items(text)
+        items, result.truncated, result.errors = split_items(text, self.fast)
         for item in items:
+            if self.fast and self._fast_item(item, result):
+                continue
             try:
                 self._item(_read_item(item), result)
             except _Bad as e:
@@ -293,7 +351,10 @@ class Parser:
         return known
 
     def _mention(self, node: ast.AST, out: ParseResult) -> EntityMention:
-        name, text = _named_string(node, "entity")
+        return self._typed(*_named_string(node, "entity"), out)
+
+    def _typed(self, name: str | None, text: str, out: ParseResult) -> EntityMention:
+        """A relation head/tail or argument: `text` written bare (name None) or inside `name(...)`."""
         if name is None:
             return EntityMention(text)
         known = self._entity(name) if self.entity_types is not None else name
@@ -301,14 +362,28 @@ class Parser:
             out.hallucinated.append(name)
         return EntityMention(text, known or name)
 
+    def _ner_entity(self, name: str, inner: str, text: str, out: ParseResult) -> None:
+        """`name(text)` (inner == name) or `name(inner(text))`."""
+        if inner == name:
+            out.entities.append(EntityMention(text, self._class(name, out)))
+        else:  # Person(Entity("Ann")): the official reader takes the inner class
+            out.entities.append(EntityMention(text, inner if inner == "Entity" else self._class(inner, out)))
+
+    def _role(self, event: str, role: str, out: ParseResult) -> str:
+        if self.roles is None:
+            return role
+        resolve = self._roles.get(event)
+        known = resolve(role) if resolve else None
+        if known is None and resolve and resolve(role + "_"):  # a library written with `from_`
+            known = resolve(role + "_")
+        if known is None:
+            out.unknown_roles.append(f"{event}.{role}")
+        return known or role
+
     def _item(self, node: ast.expr, out: ParseResult) -> None:
         name, args, kwargs = _call(node)
         if self.task == "ner":
-            inner, text = _named_string(node, name)
-            if inner == name:
-                out.entities.append(EntityMention(text, self._class(name, out)))
-            else:  # Person(Entity("Ann")): the official reader takes the inner class
-                out.entities.append(EntityMention(text, inner if inner == "Entity" else self._class(inner, out)))
+            self._ner_entity(name, *_named_string(node, name), out)
             return
         type_ = self._class(name, out)
         if self.task == "re":
@@ -329,19 +404,65 @@ class Parser:
         trigger = _string(values[0]) if values else ""  # an event without a trigger is still read
         if len(args) > 1:
             raise _Bad(f"{name}: arguments must be given by role name")
-        resolve = None if self.roles is None else self._roles.get(name)
         arguments = []
         for role, value in kwargs.items():
             if role == "trigger":
                 continue
-            if self.roles is not None:
-                known = resolve(role) if resolve else None
-                if known is None and resolve and resolve(role + "_"):  # a library written with `from_`
-                    known = resolve(role + "_")
-                if known is None:
-                    out.unknown_roles.append(f"{name}.{role}")
-                role = known or role
+            role = self._role(name, role, out)
             for v in value.elts if isinstance(value, (ast.List, ast.Tuple)) else [value]:
                 m = self._mention(v, out)
                 arguments.append(Argument(role, m.text, m.type))
         return EventMention(name, trigger, tuple(arguments))
+
+    def _fast_item(self, item: str, out: ParseResult) -> bool:
+        """Read an item of the common shape without building a tree: `Type("span")`, `Type(Entity("span"))`,
+        `Rel(Entity("h"), Entity("t"))`, `Event("trigger")`, `Event(trigger = "t", role = [Type("a")])`.
+        False (nothing recorded) for anything else, which `ast` then reads; both give the same result."""
+        if self.task == "ner":
+            m = _FAST_NER.fullmatch(item)
+            if m is None:
+                return False
+            name, inner, inner_text, bare = m.groups()
+            if name in _KEYWORDS or inner in _KEYWORDS:
+                return False
+            self._ner_entity(name, inner or name, (inner_text or bare)[1:-1], out)
+            return True
+        if self.task == "re":
+            m = _FAST_RE.fullmatch(item)
+            if m is None:
+                return False
+            name, h_cls, h_in, h_bare, t_cls, t_in, t_bare = m.groups()
+            if name in _KEYWORDS or h_cls in _KEYWORDS or t_cls in _KEYWORDS:
+                return False
+            type_ = self._class(name, out)
+            head = self._typed(h_cls, (h_in or h_bare)[1:-1], out)
+            out.relations.append(RelationMention(type_, head, self._typed(t_cls, (t_in or t_bare)[1:-1], out)))
+            return True
+        m = _FAST_EVENT.fullmatch(item)
+        if m is None:
+            return False
+        name, trigger = m.groups()
+        kwargs: dict[str, tuple] = {}
+        for k in _FAST_KW.finditer(item, m.end(2) if trigger else m.end(1)):
+            role, listed = k.group(1), k.group(2)
+            values = ([v.groups() for v in _FAST_MENTION.finditer(listed)] if listed is not None
+                      else [k.group(3, 4, 5)])
+            if role.endswith(KW_MARK) or any(v[0] in _KEYWORDS for v in values):
+                return False
+            kwargs[role] = (listed, values)
+        if name in _KEYWORDS:
+            return False
+        if "trigger" in kwargs:  # must be the only trigger, a bare string
+            listed, values = kwargs.pop("trigger")
+            if trigger or listed is not None or values[0][0] is not None:
+                return False
+            trigger = values[0][2]
+        type_ = self._class(name, out)
+        arguments = []
+        for role, (_, values) in kwargs.items():
+            role = self._role(type_, role, out)
+            for cls, inner_text, bare in values:
+                m = self._typed(cls, (inner_text or bare)[1:-1], out)
+                arguments.append(Argument(role, m.text, m.type))
+        out.events.append(EventMention(type_, trigger[1:-1] if trigger else "", tuple(arguments)))
+        return True

@@ -160,14 +160,12 @@ def official_tuples(record: Record, metric: str, *, pred: bool = False, filter_o
     if task is None:
         raise ValueError(f"unknown metric {metric!r}; expected one of {sorted(TASK_OF)}")
     drop = pred and filter_outlier
-
-    def outside(t: str) -> bool:
-        return schema is not None and t not in schema
+    check_type = drop and schema is not None
 
     if task == "ner":
         for e in record.entities:
             t = norm_name(e.type)
-            if t == "other" or (drop and (not e.text or e.text not in text or outside(t))) or not e.text:
+            if t == "other" or (drop and (not e.text or e.text not in text or (check_type and t not in schema))) or not e.text:
                 continue
             if metric == "EI":
                 out.append((e.text,))
@@ -178,7 +176,8 @@ def official_tuples(record: Record, metric: str, *, pred: bool = False, filter_o
     elif task == "re":
         for r in record.relations:
             t, h, tl = norm_name(r.type), r.head.text, r.tail.text
-            if drop and (not h or not tl or h == tl or h not in text or tl not in text or outside(t)):
+            if drop and (not h or not tl or h == tl or h not in text or tl not in text
+                         or (check_type and t not in schema)):
                 continue
             if h and tl:
                 out.append((h, tl) if metric == "RI" else (t, h, tl))
@@ -195,7 +194,7 @@ def official_tuples(record: Record, metric: str, *, pred: bool = False, filter_o
             t = norm_name(e.type)
             if drop:
                 trigger = _trigger(e)
-                if outside(t) or not trigger or trigger not in text:
+                if (check_type and t not in schema) or not trigger or trigger not in text:
                     continue
             for a in e.arguments:
                 if a.text:
@@ -223,12 +222,25 @@ def _type_key(p: tuple) -> str:
 
 def _match(gold: list[tuple], pred: list[tuple], same_type: Callable[[str, str], bool] | None) -> list[tuple | None]:
     """For each prediction, the still-unmatched gold tuple it matched (one-to-one), or None."""
+    if not gold or not pred:
+        return [None] * len(pred)
+    if same_type is None:  # a match is an equal tuple: count the free ones instead of searching a list
+        free_count: dict[tuple, int] = {}
+        for g in gold:
+            free_count[g] = free_count.get(g, 0) + 1
+        out = []
+        for p in pred:
+            n = free_count.get(p, 0)
+            if n:
+                free_count[p] = n - 1
+            out.append(p if n else None)
+        return out
     free: list[tuple | None] = list(gold)
     out = []
     for p in pred:
         hit = None
         for i, g in enumerate(free):
-            if g is not None and g[1:] == p[1:] and (g[0] == p[0] or (same_type is not None and same_type(p[0], g[0]))):
+            if g is not None and g[1:] == p[1:] and (g[0] == p[0] or same_type(p[0], g[0])):
                 hit, free[i] = g, None
                 break
         out.append(hit)
@@ -271,7 +283,8 @@ def score(golds: Sequence[Record], preds: Sequence[Record], metrics: Iterable[st
     for metric in metrics:
         if metric not in TASK_OF:
             raise ValueError(f"unknown metric {metric!r}; expected one of {sorted(TASK_OF)}")
-        pairs = [(g, by_id.get(g.id) or Record(g.id, g.text, source=g.source)) for g in golds]
+        # a generator, not a list: fewer live objects, fewer garbage-collector passes
+        pairs = ((g, by_id.get(g.id) or Record(g.id, g.text, source=g.source)) for g in golds)
         if mode == "official":
             out[metric] = _score_official(pairs, metric, filter_outlier, schema_types,
                                           ancestors if metric == "EC" else None)
@@ -283,22 +296,36 @@ def score(golds: Sequence[Record], preds: Sequence[Record], metrics: Iterable[st
 
 def _score_official(pairs, metric, filter_outlier, schema_types, ancestors) -> Score:
     schema = None if schema_types is None else frozenset(map(norm_name, schema_types))
-    overall, per_type, per_source = Counts(), {}, defaultdict(Counts)
+    tp = n_pred = n_gold = 0
+    per_type: dict[str, Counts] = {}
+    per_source: dict[str, list[int]] = {}  # source -> [tp, pred, gold]
+    typed = metric in TYPED
     for g, p in pairs:
         gt = official_tuples(g, metric)
         pt = official_tuples(p, metric, pred=True, filter_outlier=filter_outlier, schema=schema, ancestors=ancestors)
-        c = Counts(sum(_member(x, gt) for x in pt), len(pt), len(gt))
-        overall += c
-        per_source[g.source] += c
-        if metric in TYPED:  # O7
+        if ancestors is None:  # plain tuples: membership is `in` (O1)
+            hits = sum(map(gt.__contains__, pt)) if pt else 0
+        else:
+            hits = sum(_member(x, gt) for x in pt)
+        tp, n_pred, n_gold = tp + hits, n_pred + len(pt), n_gold + len(gt)
+        counts = per_source.get(g.source)
+        if counts is None:
+            counts = per_source[g.source] = [0, 0, 0]
+        counts[0] += hits
+        counts[1] += len(pt)
+        counts[2] += len(gt)
+        if typed:  # O7
             for x in dict.fromkeys(gt):
-                per_type.setdefault(x[0], Counts()).gold += 1
+                c = per_type.get(x[0])
+                if c is None:
+                    c = per_type[x[0]] = Counts()
+                c.gold += 1
             for x in dict.fromkeys(pt):
-                key = _type_key(x)
-                if key in per_type:
-                    per_type[key].pred += 1
-                    per_type[key].tp += _member(x, gt)
-    return Score(overall, per_type, dict(per_source))
+                c = per_type.get(_type_key(x))
+                if c is not None:
+                    c.pred += 1
+                    c.tp += _member(x, gt)
+    return Score(Counts(tp, n_pred, n_gold), per_type, {k: Counts(*v) for k, v in per_source.items()})
 
 
 def _score_strict(pairs, metric, filter_outlier, schema_types, ancestors) -> Score:
@@ -306,16 +333,24 @@ def _score_strict(pairs, metric, filter_outlier, schema_types, ancestors) -> Sco
     if ancestors is not None:
         def same_type(pred_t: str, gold_t: str) -> bool:
             return gold_t in ancestors(pred_t)
-    overall, per_type, per_source = Counts(), defaultdict(Counts), defaultdict(Counts)
+    tp = n_pred = n_gold = 0
+    per_type: dict[str, Counts] = defaultdict(Counts)
+    per_source: dict[str, list[int]] = {}  # source -> [tp, pred, gold]
+    typed = metric in TYPED
     for g, p in pairs:
         if filter_outlier:
             p = filter_outliers(p, schema_types)
         gt, pt = tuples(g, metric), tuples(p, metric)
         hits = _match(gt, pt, same_type)
-        c = Counts(sum(h is not None for h in hits), len(pt), len(gt))
-        overall += c
-        per_source[g.source] += c
-        if metric in TYPED:
+        n_hits = len(hits) - hits.count(None)
+        tp, n_pred, n_gold = tp + n_hits, n_pred + len(pt), n_gold + len(gt)
+        counts = per_source.get(g.source)
+        if counts is None:
+            counts = per_source[g.source] = [0, 0, 0]
+        counts[0] += n_hits
+        counts[1] += len(pt)
+        counts[2] += len(gt)
+        if typed:
             for t in gt:
                 per_type[t[0]].gold += 1
             for t, hit in zip(pt, hits):
@@ -323,7 +358,7 @@ def _score_strict(pairs, metric, filter_outlier, schema_types, ancestors) -> Sco
                 key = hit[0] if hit is not None else t[0]
                 per_type[key].pred += 1
                 per_type[key].tp += hit is not None
-    return Score(overall, dict(per_type), dict(per_source))
+    return Score(Counts(tp, n_pred, n_gold), dict(per_type), {k: Counts(*v) for k, v in per_source.items()})
 
 
 def summary(scores: dict[str, Score]) -> dict[str, float]:

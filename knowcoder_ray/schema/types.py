@@ -5,6 +5,7 @@ dataclass (a `kind` field tells them apart) so a library round-trips through one
 """
 from __future__ import annotations
 
+import functools
 import keyword
 import re
 from collections.abc import Iterable, Iterator
@@ -106,6 +107,7 @@ def is_class_name(name: str, kind: str | None = None) -> bool:
     return is_identifier(name) and name not in reserved
 
 
+@functools.lru_cache(maxsize=1 << 16)  # the scorer asks for the same few names per tuple
 def norm_name(name: str) -> str:
     """The released KnowCoder scorer's name normalisation (used to compare types and roles): a name with
     `-` has those replaced by spaces; else one with `_` has those replaced; else camelCase is split (a
@@ -115,7 +117,10 @@ def norm_name(name: str) -> str:
         return name.replace("-", " ").lower()
     if "_" in name:
         return name.replace("_", " ").lower()
-    return re.sub(r"([a-z])([A-Z])", r"\1 \2", name).lower()
+    return _CAMEL.sub(r"\1 \2", name).lower()
+
+
+_CAMEL = re.compile(r"([a-z])([A-Z])")
 
 
 def to_class_name(label: str) -> str:
