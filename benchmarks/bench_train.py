@@ -1,11 +1,14 @@
 """Training throughput: useful (non-pad) tokens/s of packed rows against rows padded to the maximum
-length (what the official KnowCoder code does), on the real length distribution of a schema-following
-corpus; and the overhead of the Ray Train loop against a bare single-process PyTorch loop running the
-same steps on the same rows.
+length (what the official KnowCoder code does), on the real length distributions of a schema-following
+corpus (SFT, prompt masked) and a schema-understanding corpus (pretraining: short instance codes and
+definition codes); and the overhead of the Ray Train loop against a bare single-process PyTorch loop
+running the same steps on the same rows.
 
-The corpus is built from ../shared/data (KnowCoder prompts and outputs for NER, RE and ED over CoNLL04,
-the five CrossNER domains, MIT Restaurant and PHEE), or read from --corpus (a `knowcoder data following`
-output). Model: the tiny Llama of `knowcoder model tiny` with its tokenizer trained on the corpus. Both
+The following corpus is built from ../shared/data (KnowCoder prompts and outputs for NER, RE and ED over
+CoNLL04, the five CrossNER domains, MIT Restaurant and PHEE), or read from --corpus (a `knowcoder data
+following` output); the understanding corpus holds the instance codes (the layout KELM lines give) of the
+CoNLL04 and NYT test records and the definition codes of their schema libraries. Model: the tiny Llama
+of `knowcoder model tiny` with its tokenizer trained on both corpora. Both
 loops use one CPU thread (a Ray Train worker with 1 CPU gets one), the PyTorch engine (no DeepSpeed)
 and the same micro-batches. Timings on this shared 2-core machine are noisy.
 
@@ -50,6 +53,24 @@ def build_corpus(data_dir: str, path: Path, per_source: int) -> int:
                     prompt = render_prompt(task, types, r.text, library=library)
                     f.write(json.dumps({"prompt": prompt, "output": render_output(task, r)}) + "\n")
                     n += 1
+    return n
+
+
+def build_understanding(data_dir: str, path: Path, per_source: int) -> int:
+    """Instance codes of real records (what `knowcoder data understanding` writes for KELM lines) and
+    definition codes of their libraries, as {"text"} rows."""
+    from knowcoder_ray.data.benchmarks import load_benchmark
+    from knowcoder_ray.data.understanding import definition_code, definition_groups, instance_codes
+
+    n = 0
+    with open(path, "w") as f:
+        for name in ("conll04", "nyt"):
+            records, library = load_benchmark(name, data_dir, "test")
+            texts = [code for r in records[:per_source] for _, code in instance_codes(r)]
+            texts += [definition_code(g, library) for g in definition_groups(library)]
+            for t in texts:
+                f.write(json.dumps({"text": t}) + "\n")
+            n += len(texts)
     return n
 
 
@@ -121,56 +142,73 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-train-"))
     corpus = args.corpus or str(work / "following.jsonl")
     if not args.corpus:
-        print(f"corpus: {build_corpus(args.data_dir, Path(corpus), args.per_source)} samples from {args.data_dir}")
-    model = make_tiny_model(work / "tiny", corpus_texts(corpus), seed=0)
+        print(f"following corpus: {build_corpus(args.data_dir, Path(corpus), args.per_source)} samples from {args.data_dir}")
+    understanding = str(work / "understanding.jsonl")
+    print(f"understanding corpus: {build_understanding(args.data_dir, Path(understanding), 4 * args.per_source)} "
+          f"samples from {args.data_dir}")
+    model = make_tiny_model(work / "tiny", corpus_texts(corpus) + corpus_texts(understanding), seed=0)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
 
-    def config(packing: bool, name: str, **extra):
-        sets = [f"model={model}", f"data.path={corpus}", f"data.seq_len={args.seq_len}", f"data.packing={packing}",
+    def config(packing: bool, name: str, path: str = corpus, phase: str = "sft", **extra):
+        sets = [f"model={model}", f"data.path={path}", f"data.seq_len={args.seq_len}", f"data.packing={packing}",
                 f"output_dir={work / name}", f"storage_path={work / 'ckpt'}", f"run_name={name}",
                 "deepspeed.enabled=false", "num_workers=1", f"micro_batch_size={args.micro_batch}",
                 f"max_steps={args.steps}", f"save_every={args.steps}", "lr=1e-3"]
-        return load_config(None, sets + [f"{k}={v}" for k, v in extra.items()], phase="sft")
+        return load_config(None, sets + [f"{k}={v}" for k, v in extra.items()], phase=phase)
 
-    data, rows = {}, {}
-    for packing in (True, False):
-        cfg = config(packing, "packed" if packing else "padded")
-        t0 = time.perf_counter()
-        ds, summary, _ = prepare_dataset(cfg.data, cfg.model, mask_prompt=True, seed=cfg.seed)
-        data[packing] = (cfg, summary, time.perf_counter() - t0)
-        rows[packing] = ds.take(args.steps * args.micro_batch)
-    (cfg_p, sum_p, prep_s), (cfg_u, sum_u, _) = data[True], data[False]
-    print(f"samples {sum_p.samples} (rejected {sum_p.rejected}, truncated {sum_p.truncated}); "
-          f"rows of {args.seq_len} tokens for one epoch: packed {sum_p.rows} (fill {sum_p.fill:.1%}), "
-          f"padded {sum_u.rows} (fill {sum_u.fill:.1%}): {sum_u.rows / sum_p.rows:.2f}x the rows")
-
-    packed, padded = interleaved(bare_steps(cfg_p, rows[True], args.steps), bare_steps(cfg_u, rows[False], args.steps))
     header = f"{'':40s} {'s/step':>8s} {'cpu/step':>8s} {'tok/s':>10s} {'tok/cpu-s':>12s}"
-    print(f"\nuseful (non-pad) tokens, micro-batch {args.micro_batch} rows, {args.steps} steps, 1 thread\n{header}")
-    sp, su = steady(packed), steady(padded)
-    fill = {k: sum(int(r["n_tokens"]) for r in v) / (len(v) * args.seq_len) for k, v in rows.items()}
-    print(row(f"bare loop, packed (fill {fill[True]:.0%})", sp))
-    print(row(f"bare loop, padded (fill {fill[False]:.0%}, official)", su))
-    print(f"ratio packed / padded: useful tokens/s {sp['tps'] / su['tps']:.2f}x, "
-          f"per CPU second {sp['tpc'] / su['tpc']:.2f}x")
+    ratios = {}
+    for label, path, phase in (("following", corpus, "sft"), ("understanding", understanding, "pretrain")):
+        data, rows = {}, {}
+        for packing in (True, False):
+            cfg = config(packing, f"{label}-{'packed' if packing else 'padded'}", path, phase)
+            t0 = time.perf_counter()
+            ds, summary, _ = prepare_dataset(cfg.data, cfg.model, mask_prompt=phase == "sft", seed=cfg.seed)
+            data[packing] = (cfg, summary, time.perf_counter() - t0)
+            rows[packing] = ds.take(args.steps * args.micro_batch)
+        (cfg_p, sum_p, prep), (cfg_u, sum_u, _) = data[True], data[False]
+        if label == "following":
+            prep_s, following_rows = prep, rows[True]
+        print(f"\n{label} corpus: samples {sum_p.samples} (rejected {sum_p.rejected}, truncated {sum_p.truncated}); "
+              f"rows of {args.seq_len} tokens for one epoch: packed {sum_p.rows} (fill {sum_p.fill:.1%}), "
+              f"padded {sum_u.rows} (fill {sum_u.fill:.1%}): {sum_u.rows / sum_p.rows:.2f}x the rows")
+        packed, padded = interleaved(bare_steps(cfg_p, rows[True], args.steps),
+                                     bare_steps(cfg_u, rows[False], args.steps))
+        print(f"useful (non-pad) tokens, micro-batch {args.micro_batch} rows, {args.steps} steps, 1 thread\n{header}")
+        sp, su = steady(packed), steady(padded)
+        fill = {k: sum(int(r["n_tokens"]) for r in v) / (len(v) * args.seq_len) for k, v in rows.items()}
+        print(row(f"bare loop, packed (fill {fill[True]:.0%})", sp))
+        print(row(f"bare loop, padded (fill {fill[False]:.0%}, official)", su))
+        ratios[label] = (sp["tps"] / su["tps"], sp["tpc"] / su["tpc"])
+        print(f"ratio packed / padded ({label}): useful tokens/s {ratios[label][0]:.2f}x, "
+              f"per CPU second {ratios[label][1]:.2f}x")
+        if label == "following":
+            following = (cfg_p, packed)
+    print("\npacked / padded useful tokens/s: " + ", ".join(
+        f"{k} {w:.2f}x (per CPU second {c:.2f}x)" for k, (w, c) in ratios.items()))
+    cfg_p, packed = following
+    rows = {True: following_rows}
 
     # the same packed steps through Ray Train (1 worker, 1 CPU, its per-step log), bracketed by two bare runs
     log_file = work / "ray.jsonl"
-    ray_fit_s = train(config(True, "ray", log_file=log_file)).timings["fit"]
+    ray_timings = train(config(True, "ray", log_file=log_file)).timings
+    ray_fit_s = ray_timings["fit"]
     t0 = time.perf_counter()
     after = list(bare_steps(cfg_p, rows[True], args.steps))
     bare_s = time.perf_counter() - t0
     ray_steps = [(x["step_s"], x["step_cpu_s"], x["step_tokens"]) for x in map(json.loads, open(log_file))]
     sb, sr = steady(packed[1:] + after[1:], warmup=0), steady(ray_steps)
-    print(f"\nRay Train loop vs bare loop, the same {args.steps} packed steps\n{header}")
+    print(f"\nRay Train loop vs bare loop, the same {args.steps} packed steps (following corpus)\n{header}")
     print(row("bare loop (before and after)", sb))
     print(row("Ray Train loop (TorchTrainer)", sr))
     print(f"ratio Ray Train / bare per step: wall {sr['wall'] / sb['wall']:.2f}x, CPU {sr['cpu'] / sb['cpu']:.2f}x")
     print(f"whole run after packing: Ray Train {ray_fit_s:.1f} s (worker start, model load, steps, checkpoint, "
           f"export) vs bare {bare_s:.1f} s (model load, steps): ratio {ray_fit_s / bare_s:.2f}x, "
           f"fixed cost {ray_fit_s - bare_s:.1f} s; packing the corpus with Ray Data took {prep_s:.1f} s (cold)")
+    print("Ray Train fit phases, s: " + ", ".join(f"{k} {v:.1f}" for k, v in ray_timings["fit_phases"].items())
+          + " (start: workers and data split; load: model; save: checkpoint and export; report: persist, shutdown)")
     ray.shutdown()
     return 0
 

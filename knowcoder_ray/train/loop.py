@@ -67,6 +67,7 @@ def train_loop(loop_config: dict) -> None:
     import ray.train
     import ray.train.torch
 
+    marks = {"t_enter": time.time()}  # wall-clock marks of the fixed costs, reported with the final metrics
     cfg = TrainConfig.from_dict(loop_config["train"])
     plan = Plan.of(cfg, loop_config["rows_per_worker"])
     ctx = ray.train.get_context()
@@ -84,6 +85,7 @@ def train_loop(loop_config: dict) -> None:
             state = TrainState.load(d)
             _load_rng(d, rank)
     resumed_at = state.step if checkpoint else None
+    marks["t_loaded"] = time.time()
 
     def report(final: bool, metrics: dict) -> None:
         with tempfile.TemporaryDirectory(prefix="knowcoder-ckpt-") as d:
@@ -93,6 +95,7 @@ def train_loop(loop_config: dict) -> None:
                 full = engine.full_state_dict(rank)  # collective under ZeRO-3
                 if rank == 0:
                     export_model(engine.module, full, os.path.join(d, EXPORT_DIR), cfg.model)
+                metrics["t_saved"] = time.time()
             if rank == 0:
                 state.save(d)
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
@@ -136,7 +139,8 @@ def train_loop(loop_config: dict) -> None:
         else:
             raise RuntimeError(f"worker {rank}: data shard ran out in epoch {epoch} before the "
                                f"{batches_per_epoch} micro-batches planned per epoch")
-    report(True, {**metrics, "final": True})
+    marks["t_trained"] = time.time()
+    report(True, {**metrics, **marks, "final": True})
 
 
 def _save_rng(path: str, rank: int) -> None:

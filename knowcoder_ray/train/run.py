@@ -45,6 +45,17 @@ def copy_export(checkpoint, export_dir: str, out: str) -> None:
     pafs.copy_files(src, dst, source_filesystem=checkpoint.filesystem, destination_filesystem=dst_fs)
 
 
+def fit_phases(metrics: dict, fit_start: float, fit_end: float) -> dict:
+    """Where a fit's wall time went, from the loop's marks (rank 0's clock, the driver's machine or not):
+    start (workers, process group, data split), load (engine build, resume), steps, save (checkpoint and
+    export written), report (checkpoint persisted, workers shut down). Empty without the marks."""
+    keys = ("t_enter", "t_loaded", "t_trained", "t_saved")
+    if not all(k in metrics for k in keys):
+        return {}
+    t = [fit_start, *(metrics[k] for k in keys), fit_end]
+    return {name: round(b - a, 3) for name, a, b in zip(("start", "load", "steps", "save", "report"), t, t[1:])}
+
+
 def train(cfg: TrainConfig) -> TrainResult:
     """Run one training phase on the connected Ray cluster (ray.init first)."""
     import ray.train
@@ -72,16 +83,17 @@ def train(cfg: TrainConfig) -> TrainResult:
         datasets={"train": packed},
         dataset_config=OrderedSplit(),
     )
-    prepared = time.perf_counter()
+    prepared, fit_start = time.perf_counter(), time.time()
     result = trainer.fit()
-    fitted = time.perf_counter()
+    fitted, fit_end = time.perf_counter(), time.time()
     if result.error:
         raise result.error
     copy_export(result.checkpoint, EXPORT_DIR, cfg.output_dir)
     checkpoint = result.checkpoint.path  # inside its file system: as a URI when the storage is one
     if storage.is_uri(cfg.storage_path):
         checkpoint = cfg.storage_path.split("://", 1)[0] + "://" + checkpoint.lstrip("/")
-    timings = {"prepare": prepared - start, "fit": fitted - prepared, "total": time.perf_counter() - start}
+    timings = {"prepare": prepared - start, "fit": fitted - prepared, "total": time.perf_counter() - start,
+               "fit_phases": fit_phases(result.metrics, fit_start, fit_end)}
     storage.write_text(storage.join(cfg.output_dir, "training_summary.json"), json.dumps(
         {"metrics": result.metrics, "data": summary.to_dict(), "timings": timings, "rejects": rejects[:1000],
          "checkpoint": checkpoint, "config": cfg.to_dict()}, indent=2, default=str))
