@@ -47,8 +47,15 @@ test-vllm: $(VLLM_STAMP)
 demo: $(STAMP)
 	unset RAY_ADDRESS; $(PY) jobs/pipeline.py --config jobs/configs/tiny.yaml
 
+# Every benchmark in turn, each timed, then the total (goal: under 15 minutes on a quiet 2-core machine).
 bench: $(STAMP)
-	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@unset RAY_ADDRESS; t0=$$(date +%s); \
+	for b in benchmarks/bench_*.py; do \
+		echo "== $$b"; t=$$(date +%s); \
+		$(PY) $$b || exit 1; \
+		echo "== $$b took $$(( $$(date +%s) - t )) s"; \
+	done; \
+	echo "== all benchmarks took $$(( $$(date +%s) - t0 )) s (load average now: $$(cut -d' ' -f1 /proc/loadavg))"
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) .pytest_cache build *.egg-info
