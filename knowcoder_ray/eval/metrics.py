@@ -296,7 +296,6 @@ def score(golds: Sequence[Record], preds: Sequence[Record], metrics: Iterable[st
 
 def _score_official(pairs, metric, filter_outlier, schema_types, ancestors) -> Score:
     schema = None if schema_types is None else frozenset(map(norm_name, schema_types))
-    tp = n_pred = n_gold = 0
     per_type: dict[str, Counts] = {}
     per_source: dict[str, list[int]] = {}  # source -> [tp, pred, gold]
     typed = metric in TYPED
@@ -307,13 +306,7 @@ def _score_official(pairs, metric, filter_outlier, schema_types, ancestors) -> S
             hits = sum(map(gt.__contains__, pt)) if pt else 0
         else:
             hits = sum(_member(x, gt) for x in pt)
-        tp, n_pred, n_gold = tp + hits, n_pred + len(pt), n_gold + len(gt)
-        counts = per_source.get(g.source)
-        if counts is None:
-            counts = per_source[g.source] = [0, 0, 0]
-        counts[0] += hits
-        counts[1] += len(pt)
-        counts[2] += len(gt)
+        _tally(per_source, g.source, hits, len(pt), len(gt))
         if typed:  # O7
             for x in dict.fromkeys(gt):
                 c = per_type.get(x[0])
@@ -325,7 +318,23 @@ def _score_official(pairs, metric, filter_outlier, schema_types, ancestors) -> S
                 if c is not None:
                     c.pred += 1
                     c.tp += _member(x, gt)
-    return Score(Counts(tp, n_pred, n_gold), per_type, {k: Counts(*v) for k, v in per_source.items()})
+    return _score(per_type, per_source)
+
+
+def _tally(per_source: dict[str, list[int]], source: str, tp: int, pred: int, gold: int) -> None:
+    """Add one sentence's counts to its source's [tp, pred, gold] (plain ints: no object per sentence)."""
+    counts = per_source.get(source)
+    if counts is None:
+        per_source[source] = [tp, pred, gold]
+    else:
+        counts[0] += tp
+        counts[1] += pred
+        counts[2] += gold
+
+
+def _score(per_type: dict[str, Counts], per_source: dict[str, list[int]]) -> Score:
+    overall = Counts(*map(sum, zip(*per_source.values()))) if per_source else Counts()
+    return Score(overall, per_type, {k: Counts(*v) for k, v in per_source.items()})
 
 
 def _score_strict(pairs, metric, filter_outlier, schema_types, ancestors) -> Score:
@@ -333,7 +342,6 @@ def _score_strict(pairs, metric, filter_outlier, schema_types, ancestors) -> Sco
     if ancestors is not None:
         def same_type(pred_t: str, gold_t: str) -> bool:
             return gold_t in ancestors(pred_t)
-    tp = n_pred = n_gold = 0
     per_type: dict[str, Counts] = defaultdict(Counts)
     per_source: dict[str, list[int]] = {}  # source -> [tp, pred, gold]
     typed = metric in TYPED
@@ -342,14 +350,7 @@ def _score_strict(pairs, metric, filter_outlier, schema_types, ancestors) -> Sco
             p = filter_outliers(p, schema_types)
         gt, pt = tuples(g, metric), tuples(p, metric)
         hits = _match(gt, pt, same_type)
-        n_hits = len(hits) - hits.count(None)
-        tp, n_pred, n_gold = tp + n_hits, n_pred + len(pt), n_gold + len(gt)
-        counts = per_source.get(g.source)
-        if counts is None:
-            counts = per_source[g.source] = [0, 0, 0]
-        counts[0] += n_hits
-        counts[1] += len(pt)
-        counts[2] += len(gt)
+        _tally(per_source, g.source, len(hits) - hits.count(None), len(pt), len(gt))
         if typed:
             for t in gt:
                 per_type[t[0]].gold += 1
@@ -358,7 +359,7 @@ def _score_strict(pairs, metric, filter_outlier, schema_types, ancestors) -> Sco
                 key = hit[0] if hit is not None else t[0]
                 per_type[key].pred += 1
                 per_type[key].tp += hit is not None
-    return Score(Counts(tp, n_pred, n_gold), dict(per_type), {k: Counts(*v) for k, v in per_source.items()})
+    return _score(dict(per_type), per_source)
 
 
 def summary(scores: dict[str, Score]) -> dict[str, float]:
