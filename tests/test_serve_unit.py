@@ -98,8 +98,13 @@ def test_request_schema_resolution_and_limits():
         resolve_schema(ExtractRequest(task="re", text="a", types=["Person"]), LIB)
     assert e.value.status == 400 and e.value.detail["wrong_kind"] == {"Person": "entity"}
     # user classes take precedence over library types of the same name; library names may be mixed in
-    lib, types = resolve_schema(ExtractRequest(task="ner", text="a", schema_code=CODE, types=["Location"]), LIB)
-    assert [t.name for t in types] == ["Person", "Organization", "Location"]
+    # a head/tail type defined nowhere ("Company") is refused, naming it
+    with pytest.raises(RequestError) as e:
+        resolve_schema(ExtractRequest(task="ner", text="a", schema_code=CODE), LIB)
+    assert e.value.status == 400 and "'Company'" in e.value.detail["error"]
+    code = CODE + "\nclass Company(Organization):\n\tpass\n"
+    lib, types = resolve_schema(ExtractRequest(task="ner", text="a", schema_code=code, types=["Location"]), LIB)
+    assert [t.name for t in types] == ["Person", "Organization", "Company", "Location"]
     assert lib["Person"].examples == ("Ada Lovelace", "Alan Turing") and "Scientist" in lib
     assert resolve_schema(ExtractRequest(task="ed", text="a"), LIB) == (LIB, None)  # whole library
 

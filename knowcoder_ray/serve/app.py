@@ -16,6 +16,7 @@ used by `knowcoder serve` and the tests; `args` are ServeConfig fields.
 """
 import asyncio
 import logging
+import math
 import os
 import time
 from collections import Counter
@@ -23,7 +24,9 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Literal
 
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
@@ -42,6 +45,54 @@ api = FastAPI(
     description="Code-style universal information extraction (KnowCoder): NER, RE, ED and EAE against a "
                 "schema library or your own class code, sharded over engine replicas.",
 )
+_NON_FINITE = "the body holds NaN, Infinity or a number out of range (e.g. 1e400); JSON numbers must be finite"
+
+
+def _json_safe(value, flags: set[str]):
+    """`value` with what JSON/UTF-8 cannot carry made visible instead: non-finite floats (Python's JSON
+    reader accepts NaN, Infinity and overflows to inf) become strings, lone surrogates backslash escapes."""
+    if isinstance(value, float) and not math.isfinite(value):
+        flags.add("non-finite")
+        return repr(value)
+    if isinstance(value, str):
+        safe = value.encode("utf-8", "backslashreplace").decode("utf-8")
+        if safe != value:
+            flags.add("surrogate")
+        return safe[:300]
+    if isinstance(value, dict):
+        return {_json_safe(str(k), flags): _json_safe(v, flags) for k, v in list(value.items())[:20]}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v, flags) for v in list(value)[:20]]
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    return _json_safe(str(value), flags)
+
+
+@api.middleware("http")
+async def _refuse_chunked_bodies(request: Request, call_next):
+    """A chunked body is read until its last chunk, however long that takes (a chunk size of
+    FFFFFFFFFFFFFFFF waits forever): refuse it at once and close; JSON bodies carry a Content-Length."""
+    if "chunked" in request.headers.get("transfer-encoding", "").lower():
+        return JSONResponse({"error": "chunked request bodies are not accepted: send the JSON body with a "
+                                      "Content-Length header"}, status_code=411, headers={"connection": "close"})
+    return await call_next(request)
+
+
+@api.exception_handler(RequestValidationError)
+async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 naming each problem. FastAPI's own handler echoes the input, which fails to encode (a 500)
+    when the body held NaN/Infinity/1e400 or a lone surrogate; here the echo is made safe first."""
+    flags: set[str] = set()
+    errors = [{"loc": _json_safe(list(e.get("loc", ())), flags), "msg": _json_safe(e.get("msg", ""), flags),
+               "type": e.get("type", ""), "input": _json_safe(e.get("input"), flags)} for e in exc.errors()]
+    summary = "; ".join(f"{'.'.join(map(str, e['loc'][1:])) or 'body'}: {e['msg']}" for e in errors[:5])
+    if "non-finite" in flags:
+        summary = f"{_NON_FINITE}; {summary}"
+    if "surrogate" in flags:
+        summary = f"the body holds a lone surrogate (shown backslash-escaped), which is not Unicode text; {summary}"
+    return JSONResponse({"error": summary, "detail": errors}, status_code=422)
+
+
 _ERRORS = {400: {"description": "unknown type names, wrong kind of types, or malformed schema_code"},
            413: {"description": "a text, the batch or the schema_code is over the configured limit"},
            503: {"description": "the engine replicas could not answer (after retries)"},

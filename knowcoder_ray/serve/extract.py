@@ -13,7 +13,7 @@ from knowcoder_ray.infer.extraction import STAGE1_TASK, Executor, Extraction, Ta
 from knowcoder_ray.infer.sharding import Shard, TokenCounter, shard_schema
 from knowcoder_ray.records import Record
 from knowcoder_ray.schema.types import SchemaLibrary, SchemaType
-from knowcoder_ray.serve.classcode import ClassCodeError, read_class_code
+from knowcoder_ray.serve.classcode import ClassCodeError, check_references, read_class_code
 from knowcoder_ray.serve.config import ServeConfig
 from knowcoder_ray.serve.models import ExtractRequest
 
@@ -51,6 +51,10 @@ def resolve_schema(req: ExtractRequest, library: SchemaLibrary) -> tuple[SchemaL
         except ClassCodeError as e:
             raise RequestError(400, {"error": f"malformed schema_code: {e.message}", "line": e.line}) from None
         lib = SchemaLibrary(user).merged(library)
+        try:
+            check_references(user, lib)
+        except ClassCodeError as e:
+            raise RequestError(400, {"error": f"malformed schema_code: {e.message}", "line": e.line}) from None
         chosen = [t for t in user if t.kind == kind]
         if not chosen and req.types is None:
             raise RequestError(400, {"error": f"schema_code defines no {kind} class, which task {req.task!r} needs",
