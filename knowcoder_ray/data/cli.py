@@ -62,10 +62,27 @@ def _clean_errors(handler):
 
         try:
             return handler(args)
-        except (PipelineError, ValueError, FileNotFoundError) as e:
-            print(f"knowcoder data {args.data_command}: {e}", file=sys.stderr)
+        except Exception as e:
+            known = _usage_error(e, (PipelineError, ValueError, FileNotFoundError))
+            if known is None:
+                raise
+            print(f"knowcoder data {args.data_command}: {known}", file=sys.stderr)
             return 2
     return run
+
+
+def _usage_error(e: BaseException, kinds: tuple) -> BaseException | None:
+    """The innermost usage error of `e`'s chain: a shard's PipelineError (a cut .gz input) reaches the
+    driver wrapped by Ray Data and Ray in exceptions whose text is a remote traceback."""
+    found, seen = None, set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, kinds):
+            found = e
+        e = getattr(e, "cause", None) or e.__cause__
+    if found is not None and type(found).__module__.startswith("ray."):  # RayTaskError(PipelineError)
+        return getattr(found, "cause", found)
+    return found
 
 
 def _run(args: argparse.Namespace, transform, specs) -> int:

@@ -43,7 +43,8 @@ from knowcoder_ray.storage import filesystem
 DEFAULT_BLOCK_BYTES = 16 << 20
 DEFAULT_BLOCK_ROWS = 50_000
 LINE_EXTS = (".jsonl", ".tsv", ".txt", ".json")
-INPUT_EXTS = (*LINE_EXTS, ".parquet")
+COMPRESSED_EXTS = (".gz", ".bz2", ".zst")
+INPUT_EXTS = (*LINE_EXTS, *(e + c for e in LINE_EXTS for c in COMPRESSED_EXTS), ".parquet")
 # The exceptions a malformed record raises; anything else is a bug and stops the run.
 MALFORMED = (ValueError, KeyError, TypeError, IndexError, AttributeError)
 
@@ -82,9 +83,11 @@ def expand_inputs(paths: Iterable[str], exts: tuple[str, ...] = INPUT_EXTS) -> l
 
 @dataclass(frozen=True)
 class ShardSpec:
-    """One unit of work. kind: 'lines' (byte range), 'json_array' (byte range of whole elements, `first`
-    is the index of its first element), 'parquet' (row range), 'benchmark' (record range of `path`
-    = benchmark name, `extra` = [split, data_dir]) or 'items' (`extra` holds the items)."""
+    """One unit of work. kind: 'lines' (byte range; `first` is the number of newlines before byte
+    start-1, for line numbers), 'compressed' (a whole gzip/bz2/zstd file of lines or a JSON array,
+    `extra` = [codec]), 'json_array' (byte range of whole elements, `first` is the index of its first
+    element), 'parquet' (row range), 'benchmark' (record range of `path` = benchmark name, `extra` =
+    [split, data_dir]) or 'items' (`extra` holds the items)."""
 
     shard: str
     source: str
@@ -106,6 +109,38 @@ class ShardSpec:
         return cls(**d)
 
 
+def compression_of(fs: pafs.FileSystem, path: str) -> str | None:
+    """'gzip', 'bz2' or 'zstd' when the file starts with that format's magic bytes (whatever its name)."""
+    with fs.open_input_stream(path, compression=None) as f:
+        head = f.read(10)
+    if head[:2] == b"\x1f\x8b":
+        return "gzip"
+    if head[:4] == b"\x28\xb5\x2f\xfd":
+        return "zstd"
+    # "BZh" + block size digit + the magic of a first block (or of the end of an empty stream)
+    if head[:3] == b"BZh" and head[3:4].isdigit() and head[4:10] in (b"\x31\x41\x59\x26\x53\x59",
+                                                                 b"\x17\x72\x45\x38\x50\x90"):
+        return "bz2"
+    return None
+
+
+def _newlines_before(fs: pafs.FileSystem, path: str, cuts: list[int]) -> list[int]:
+    """For each byte offset in `cuts` (ascending), the number of newlines before it (one streaming pass),
+    so each shard knows the line number it starts at."""
+    out, seen, pos, i = [], 0, 0, 0
+    with fs.open_input_stream(path, compression=None) as f:
+        while i < len(cuts):
+            chunk = f.read(1 << 20)
+            end = pos + len(chunk)
+            while i < len(cuts) and (cuts[i] <= end or not chunk):
+                out.append(seen + chunk[: max(cuts[i] - pos, 0)].count(b"\n"))
+                i += 1
+            if not chunk:
+                break
+            seen, pos = seen + chunk.count(b"\n"), end
+    return out
+
+
 def _shard_name(source: str, path: str, index: int) -> str:
     stem = PurePosixPath(path.split("://")[-1]).name.split(".")[0] or "input"
     stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)[:40]
@@ -125,11 +160,17 @@ def plan_files(source: str, paths: Iterable[str], block_bytes: int = DEFAULT_BLO
                 rows = pq.ParquetFile(f).metadata.num_rows
             ranges = [(s, min(s + block_rows, rows), 0) for s in range(0, rows, block_rows)]
             kind = "parquet"
+        elif (codec := compression_of(fs, path)) is not None:
+            # a compressed stream cannot be cut by byte ranges: one shard reads the whole file
+            specs.append(ShardSpec(_shard_name(source, uri, 0), source, "compressed", uri, 0, size, 0, size, (codec,)))
+            continue
         elif uri.endswith(".json") and _first_char(fs, path) == "[":
             with fs.open_input_stream(path, compression=None) as f:  # streamed: never held whole
                 ranges, kind = _plan_json_array(f, size, block_bytes), "json_array"
         else:
-            ranges = [(s, min(s + block_bytes, size), 0) for s in range(0, size, block_bytes)]
+            starts = list(range(0, size, block_bytes))
+            before = _newlines_before(fs, path, [max(s - 1, 0) for s in starts])
+            ranges = [(s, min(s + block_bytes, size), n) for s, n in zip(starts, before)]
             kind = "lines"
         specs += [ShardSpec(_shard_name(source, uri, i), source, kind, uri, s, e, first, size)
                   for i, (s, e, first) in enumerate(ranges)]
@@ -153,7 +194,7 @@ def plan_benchmark(name: str, split: str, data_dir: str, per_shard: int = 5_000)
 
 
 def _first_char(fs: pafs.FileSystem, path: str) -> str:
-    with fs.open_input_stream(path) as f:
+    with fs.open_input_stream(path, compression=None) as f:
         head = f.read(4096).lstrip()
     return head[:1].decode("latin-1")
 
@@ -231,8 +272,10 @@ def _skip(text: str, i: int) -> int:
 
 @dataclass
 class Item:
-    key: str          # where the record came from: "<file>:<byte offset | row | element>" or an id
+    key: str          # where the record came from: "<file>:<line | row | element>" or an id
     payload: object   # a line (str), a dict, a Record, or a spec item
+    line: int | None = None    # 1-based line number in the (decompressed) file, for line inputs
+    offset: int | None = None  # byte offset of that line in the (decompressed) file
 
 
 def read_shard(spec: ShardSpec, bad: list[dict]) -> Iterator[Item]:
@@ -262,16 +305,54 @@ def read_shard(spec: ShardSpec, bad: list[dict]) -> Iterator[Item]:
             f.seek(spec.start)
             yield from _array_items(f.read(spec.stop - spec.start), spec, name, bad)
         return
+    if spec.kind == "compressed":
+        yield from _compressed_items(fs, path, spec, name, bad)
+        return
     data, base = _read_range(fs, path, spec.start, spec.stop)
-    offset = base
-    for raw in data.splitlines(keepends=True):
-        here, offset = offset, offset + len(raw)
-        if not raw.strip():
+    yield from _line_items(data, base, spec.first + 2 if spec.start > 0 else 1, spec, name, bad)
+
+
+def _line_items(data: bytes, offset: int, line_no: int, spec: ShardSpec, name: str, bad: list[dict]) -> Iterator[Item]:
+    """Records of whole lines: split on "\n" only (a stray "\r" or other Unicode line break inside a
+    record is data, not a line end), a trailing "\r" dropped. Empty lines hold no record; a line of only
+    whitespace is quarantined, as is one that is not UTF-8."""
+    lines = data.split(b"\n")
+    if lines and not lines[-1]:
+        lines.pop()
+    for i, raw in enumerate(lines):
+        here, offset = offset, offset + len(raw) + 1
+        line = raw[:-1] if raw.endswith(b"\r") else raw
+        if not line:
+            continue
+        where = {"line": line_no + i, "offset": here}
+        key = f"{name}:{line_no + i}"
+        if not line.strip():
+            bad.append(quarantine_row(spec, key, "line holds only whitespace (tabs or spaces), no record",
+                                      line.decode("latin-1"), **where))
             continue
         try:
-            yield Item(f"{name}:{here}", raw.decode("utf-8").rstrip("\r\n"))
+            yield Item(key, line.decode("utf-8"), **where)
         except UnicodeDecodeError as e:
-            bad.append(quarantine_row(spec, f"{name}:{here}", f"not UTF-8: {e}", raw[:2000].decode("latin-1")))
+            bad.append(quarantine_row(spec, key, f"not UTF-8: {e}", line[:2000].decode("latin-1"), **where))
+
+
+def _compressed_items(fs: pafs.FileSystem, path: str, spec: ShardSpec, name: str, bad: list[dict]) -> Iterator[Item]:
+    """A gzip/bz2/zstd file: decompressed as a stream, its lines (or its JSON array) read as above. A
+    stream cut short (a truncated download) is an error naming the file and what was read."""
+    codec = spec.extra[0]
+    data = bytearray()
+    try:
+        with fs.open_input_stream(path, compression=None) as raw, pa.CompressedInputStream(raw, codec) as f:
+            while chunk := f.read(1 << 20):
+                data += chunk
+    except OSError as e:
+        lines = data.count(b"\n")
+        raise PipelineError(f"{spec.path}: the {codec} stream is cut or corrupt after {len(data):,} decompressed "
+                            f"bytes ({lines:,} complete lines; nothing of this file was written): {e}") from None
+    if bytes(data[:4096]).lstrip()[:1] == b"[":  # a JSON array: its elements, from after the "["
+        yield from _array_items(bytes(data[data.index(b"[") + 1:]), spec, name, bad)
+    else:
+        yield from _line_items(bytes(data), 0, 1, spec, name, bad)
 
 
 def _read_range(fs: pafs.FileSystem, path: str, start: int, stop: int) -> tuple[bytes, int]:
@@ -327,14 +408,15 @@ def _read_benchmark(spec: ShardSpec, bad: list[dict]) -> Iterator[Item]:
         yield Item(r.id, (r, schema))
 
 
-def quarantine_row(spec: ShardSpec, key: str, reason: str, raw) -> dict:
+def quarantine_row(spec: ShardSpec, key: str, reason: str, raw, line: int | None = None,
+                   offset: int | None = None) -> dict:
     if not isinstance(raw, str):
         try:
             raw = json.dumps(raw, ensure_ascii=False, default=str)
         except (TypeError, ValueError):
             raw = repr(raw)
-    return {"shard": spec.shard, "source": spec.source, "path": spec.path, "key": key, "reason": reason,
-            "raw": raw[:2000]}
+    return {"shard": spec.shard, "source": spec.source, "path": spec.path, "key": key, "line": line,
+            "offset": offset, "reason": reason, "raw": raw[:2000]}
 
 
 # ---- transforms and token counts ---------------------------------------------------------------------
@@ -355,6 +437,11 @@ class Transform:
 
     def token_text(self, row: dict) -> str:
         raise NotImplementedError
+
+    def counters(self) -> dict[str, int]:
+        """Running totals of what records lost without being quarantined (e.g. KELM facts whose names are
+        not in the sentence); each shard's share goes into its completion record and the manifest."""
+        return {}
 
 
 class TokenCounter:
@@ -388,23 +475,34 @@ class TokenCounter:
 class ShardResult:
     rows: list[dict] = field(default_factory=list)
     bad: list[dict] = field(default_factory=list)
-    records: int = 0
+    records: int = 0   # every record read, quarantined ones included: records = written + len(bad)
+    written: int = 0   # records that gave at least one row
     tasks: list[str] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=dict)
 
 
 def transform_shard(transform: Transform, spec: ShardSpec, counter: TokenCounter) -> ShardResult:
-    """Read, transform and count one shard in memory (the shard is the memory bound)."""
+    """Read, transform and count one shard in memory (the shard is the memory bound). Every record read
+    is either written (one or more rows) or quarantined with the reason."""
     out = ShardResult()
+    before = Counter(transform.counters())
     for item in read_shard(spec, out.bad):
-        out.records += 1
+        where = {"line": item.line, "offset": item.offset}
         try:
             produced = transform.rows(spec, item)
         except MALFORMED as e:
-            out.bad.append(quarantine_row(spec, item.key, f"{type(e).__name__}: {e}", item.payload))
+            out.bad.append(quarantine_row(spec, item.key, f"{type(e).__name__}: {e}", item.payload, **where))
             continue
+        if not produced:
+            out.bad.append(quarantine_row(spec, item.key, "the record gives no row (nothing of it is usable)",
+                                          item.payload, **where))
+            continue
+        out.written += 1
         for task, row in produced:
             out.tasks.append(task)
             out.rows.append(row)
+    out.records = out.written + len(out.bad)
+    out.counters = {k: v - before.get(k, 0) for k, v in transform.counters().items()}
     counts = counter.count([transform.token_text(r) for r in out.rows])
     for row, n in zip(out.rows, counts):
         row["n_tokens"] = n
@@ -439,10 +537,10 @@ def process_shard(transform: Transform, spec: ShardSpec, out: str, fmt: str, cou
         tok_source[row["source"]] += row["n_tokens"]
     marker = {
         "shard": spec.shard, "source": spec.source, "path": spec.path, "start": spec.start, "stop": spec.stop,
-        "records": res.records, "rows": len(res.rows), "quarantined": len(res.bad),
+        "records": res.records, "written": res.written, "rows": len(res.rows), "quarantined": len(res.bad),
         "n_tokens": sum(tok_task.values()), "by_task": dict(by_task), "by_source": dict(by_source),
         "tokens_by_task": dict(tok_task), "tokens_by_source": dict(tok_source),
-        "data": data_rel, "quarantine": q_rel, "seconds": round(time.perf_counter() - t0, 3),
+        "counters": res.counters, "data": data_rel, "quarantine": q_rel, "seconds": round(time.perf_counter() - t0, 3),
     }
     storage.write_bytes(storage.join(out, f"_shards/{spec.shard}.json"), json.dumps(marker).encode())
     return marker
@@ -502,10 +600,14 @@ def write_manifest(out: str, transform: Transform, specs: list[ShardSpec], fmt: 
     done = completed(out)
     planned = {s.shard for s in specs}
     shards = [done[k] for k in sorted(done) if k in planned]
-    totals: dict = {k: Counter() for k in ("by_task", "by_source", "tokens_by_task", "tokens_by_source")}
+    totals: dict = {k: Counter() for k in ("by_task", "by_source", "tokens_by_task", "tokens_by_source", "counters")}
     for m in shards:
         for k in totals:
-            totals[k].update(m[k])
+            totals[k].update(m.get(k, {}))
+    files: dict[str, Counter] = {}
+    for m in shards:  # per input file: records in = records written + quarantined
+        files.setdefault(m["path"], Counter()).update(
+            {k: m.get(k, 0) for k in ("records", "written", "quarantined", "rows")})
     manifest = {
         "corpus": transform.corpus, "format": fmt, "config_hash": chash, "config": transform.fingerprint(),
         "token_counter": counter.kind, "columns": transform.schema.names,
@@ -513,6 +615,8 @@ def write_manifest(out: str, transform: Transform, specs: list[ShardSpec], fmt: 
         "records": sum(m["records"] for m in shards), "rows": sum(m["rows"] for m in shards),
         "quarantined": sum(m["quarantined"] for m in shards), "n_tokens": sum(m["n_tokens"] for m in shards),
         **{k: dict(sorted(v.items())) for k, v in totals.items()},
+        "files": {p: {**dict(c), "balanced": c["records"] == c["written"] + c["quarantined"]}
+                  for p, c in sorted(files.items())},
         "shards": shards,
     }
     storage.write_bytes(storage.join(out, "manifest.json"), json.dumps(manifest, indent=1).encode())

@@ -20,6 +20,7 @@ Wikidata id, class name or label); a label the library lacks becomes a synthesiz
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -65,16 +66,55 @@ class TypeIndex:
 
 
 def as_object(payload) -> dict:
-    """A JSON source record: a dict (Parquet row, JSON array element) or one JSON line."""
+    """A JSON source record: a dict (Parquet row, JSON array element) or one JSON line. NaN, Infinity
+    and numbers too large for a float (Python's reader accepts them all) are refused."""
     if isinstance(payload, str):
         payload = json.loads(payload)
     if not isinstance(payload, dict):
         raise SourceError(f"expected a JSON object, got {type(payload).__name__}")
+    where = _non_finite(payload)
+    if where is not None:
+        raise SourceError(f"non-finite number (NaN, Infinity or out of range) at {where}: not valid JSON")
     return payload
 
 
+def _non_finite(value, path: str = "$") -> str | None:
+    """The JSON path of the first NaN/Infinity in `value`, else None."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else path
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for k, v in items:
+        found = _non_finite(v, f"{path}[{k!r}]" if isinstance(k, str) else f"{path}[{k}]")
+        if found is not None:
+            return found
+    return None
+
+
+def word_span(sentence: str, mention: str) -> tuple[int, int] | None:
+    """The first occurrence of `mention` in `sentence` not inside a longer word ("C" is not found in
+    "BASIC"); scripts written without spaces (no ASCII letter or digit at the mention's edges) fall back
+    to the first occurrence."""
+    if not mention:
+        return None
+    m = re.search(r"(?<!\w)" + re.escape(mention) + r"(?!\w)", sentence)
+    if m:
+        return m.start(), m.end()
+    if not (_ascii_alnum(mention[0]) or _ascii_alnum(mention[-1])):
+        return span_of(sentence, mention)
+    return None
+
+
+def _ascii_alnum(c: str) -> bool:
+    return c.isascii() and c.isalnum()
+
+
 def _mention(text: str, sentence: str, type_: str = "Entity") -> EntityMention:
-    span = span_of(sentence, text)
+    span = word_span(sentence, text)
     return EntityMention(text, type_, *(span or (None, None)))
 
 
@@ -89,11 +129,43 @@ def _str(value, what: str) -> str:
 @dataclass
 class KelmStats:
     """What a KELM line lost: mentions not in the sentence, entities without a library type, predicates
-    that are not library relations/events."""
+    that are not library relations/events, qualifier rows whose statement (a triple of the same subject
+    and object) is not in the line."""
 
     not_in_sentence: int = 0
     untyped: int = 0
     unknown_predicates: int = 0
+    orphan_qualifiers: int = 0
+
+
+_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+           "November", "December")
+# KELM writes Wikidata dates as "DD Month YYYY", "00 Month YYYY" or "00 YYYY" (day/month unknown)
+_KELM_DATE = re.compile(r"^(\d{1,2}) (?:(%s) )?(-?\d{1,4})$" % "|".join(_MONTHS))
+_DISAMBIGUATOR = re.compile(r"^(.+?) \( [^()]+ \)$")  # "The Planets ( 1999 TV series )"
+
+
+def kelm_surface(value: str, sentence: str) -> str | None:
+    """How a KELM triple item appears in the sentence: itself; a normalised date as the sentence writes
+    it ("01 January 1945" -> "1 January 1945", "January 1, 1945", "January 1945" or "1945"); a name
+    without its disambiguator ("The Planets ( 1999 TV series )" -> "The Planets"). None if absent."""
+    candidates = [value]
+    m = _KELM_DATE.match(value)
+    if m:
+        day, month, year = int(m.group(1)), m.group(2), m.group(3).lstrip("0") or "0"
+        if month and day:
+            candidates += [f"{day} {month} {year}", f"{day:02d} {month} {year}", f"{month} {day}, {year}",
+                           f"{month} {day} {year}"]
+        if month:
+            candidates.append(f"{month} {year}")
+        candidates.append(year)
+    d = _DISAMBIGUATOR.match(value)
+    if d:
+        candidates.append(d.group(1))
+    for c in candidates:
+        if word_span(sentence, c) is not None:
+            return c
+    return None
 
 
 def read_kelm(payload, index: TypeIndex, entity_types: Mapping[str, Sequence[str]] | None = None,
@@ -118,6 +190,12 @@ def read_kelm(payload, index: TypeIndex, entity_types: Mapping[str, Sequence[str
             p31.setdefault(t[0], []).append(t[2])
         else:
             facts.append(tuple(t))
+    # a 4-item row is a qualifier (subject, object, qualifier, value) of a statement of the line; one
+    # whose subject and object no triple links is malformed or orphaned: counted, its names still used
+    stated = {(s, o) for s, _, o in facts}
+    orphans = [(so, qv) for so, qv in qualifiers.items() if so not in stated]
+    stats.orphan_qualifiers += sum(len(qv) for _, qv in orphans)
+    orphan_names = [x for (s, o), qv in orphans for x in (s, o, *(v for _, v in qv))]
 
     def entity_type(name: str) -> str | None:
         for cand in [*p31.get(name, ()), *((entity_types or {}).get(name, ()))]:
@@ -127,14 +205,19 @@ def read_kelm(payload, index: TypeIndex, entity_types: Mapping[str, Sequence[str
         return None
 
     entities: dict[str, EntityMention] = {}
-    for name in dict.fromkeys([*p31, *(x for s, _, o in facts for x in (s, o))]):
+    for name in dict.fromkeys([*p31, *(x for s, _, o in facts for x in (s, o)), *orphan_names]):
         typ = entity_type(name)
+        surface = kelm_surface(name, sentence)
         if typ is None:
             stats.untyped += 1
-        elif name not in sentence:
+        elif surface is None:
             stats.not_in_sentence += 1
         else:
-            entities[name] = _mention(name, sentence, typ)
+            entities[name] = _mention(surface, sentence, typ)
+
+    def mention(name: str, surface: str) -> EntityMention:
+        return entities.get(name) or _mention(surface, sentence)
+
     relations, events = [], []
     for s, p, o in facts:
         rel, ev = index.find("relation", p), index.find("event", p)
@@ -144,24 +227,27 @@ def read_kelm(payload, index: TypeIndex, entity_types: Mapping[str, Sequence[str
                 role = to_role_name(q)
                 if ev.roles and ev.role(role) is None:
                     continue
-                if v not in sentence:
+                surface = kelm_surface(v, sentence)
+                if surface is None:
                     stats.not_in_sentence += 1
                     continue
-                m = _mention(v, sentence, entities[v].type if v in entities else "Entity")
-                args.append(Argument(role, v, m.type, m.start, m.end))
+                m = mention(v, surface)
+                args.append(Argument(role, m.text, m.type, m.start, m.end))
             if args:
                 events.append(EventMention(ev.name, "", tuple(args)))
         elif rel is not None:
-            if s in sentence and o in sentence:
-                relations.append(RelationMention(rel.name, entities.get(s) or _mention(s, sentence),
-                                                 entities.get(o) or _mention(o, sentence)))
+            s_text, o_text = kelm_surface(s, sentence), kelm_surface(o, sentence)
+            if s_text is not None and o_text is not None:
+                relations.append(RelationMention(rel.name, mention(s, s_text), mention(o, o_text)))
             else:
                 stats.not_in_sentence += 1
         else:
             stats.unknown_predicates += 1
     if not (entities or relations or events):
+        orphan = (f"; {sum(len(qv) for _, qv in orphans)} qualifier row(s) name no statement of the line "
+                  f"(e.g. {list(orphans[0][0]) + list(orphans[0][1][0])!r:.80})") if orphans else ""
         raise SourceError("unresolved: no entity with a library P31 type, no library relation or event "
-                          "found in the sentence")
+                          f"found in the sentence{orphan}")
     return Record(id, sentence, list(entities.values()), relations, events, source="kelm")
 
 
@@ -217,13 +303,43 @@ def read_universalner(payload, index: TypeIndex, id: str = "") -> Example:
 
 # ---- InstructIE --------------------------------------------------------------------------------------
 
+def instructie_entity_type(index: TypeIndex, label) -> SchemaType | None:
+    """The library entity class of an InstructIE type label: the label itself, each alternative of
+    "organization/human", or the label without a trailing " type" ("astronomical object type")."""
+    if not isinstance(label, str) or not label.strip():
+        return None
+    label = label.strip()
+    candidates = [label, *(p.strip() for p in label.split("/") if p.strip())]
+    candidates += [c[: -len(" type")] for c in candidates if c.lower().endswith(" type")]
+    for c in candidates:
+        found = index.find("entity", c)
+        if found is not None:
+            return found
+    return None
+
+
 def read_instructie(payload, index: TypeIndex, id: str = "") -> Example:
+    """An InstructIE record. The older layout also lists the entities with their types
+    ("entity": [{"entity"|"name": ..., "entity_type"|"type": ...}]): they become NER annotations and type
+    the relation ends that have no type of their own."""
     obj = as_object(payload)
     text = _str(obj.get("text") or obj.get("input"), "'text'")
-    rels = obj.get("relation")
+    rels = obj.get("relation", [] if "entity" in obj else None)
     if not isinstance(rels, list):
         raise SourceError("'relation' must be a list of {head, head_type, relation, tail, tail_type}")
+    ents = obj.get("entity") or []
+    if not isinstance(ents, list):
+        raise SourceError("'entity' must be a list of {entity, entity_type}")
     types: dict[str, SchemaType] = {}
+    entities: dict[str, EntityMention] = {}
+    for e in ents:
+        if not isinstance(e, dict):
+            raise SourceError(f"an entity must be an object, got {e!r:.60}")
+        name = _str(e.get("entity") or e.get("name"), "entity name")
+        label = _str(e.get("entity_type") or e.get("type"), f"type of entity {name!r:.40}")
+        et = instructie_entity_type(index, label) or index.get("entity", label)
+        types.setdefault(et.name, et)
+        entities.setdefault(name, _mention(name, text, et.name))
     relations = []
     for r in rels:
         if not isinstance(r, dict):
@@ -232,11 +348,14 @@ def read_instructie(payload, index: TypeIndex, id: str = "") -> Example:
         types.setdefault(rel.name, rel)
         ends = []
         for end in ("head", "tail"):
-            et = index.find("entity", r.get(f"{end}_type") or "")
-            ends.append(_mention(_str(r.get(end), f"'{end}'"), text, et.name if et else "Entity"))
+            name = _str(r.get(end), f"'{end}'")
+            et = instructie_entity_type(index, r.get(f"{end}_type"))
+            typ = et.name if et else (entities[name].type if name in entities else "Entity")
+            ends.append(_mention(name, text, typ))
         relations.append(RelationMention(rel.name, *ends))
-    rec = Record(str(obj.get("id") or id), text, relations=relations, source="instructie")
-    return Example(rec, list(types.values()), ("re",))
+    rec = Record(str(obj.get("id") or id), text, list(entities.values()), relations, source="instructie")
+    tasks = (("ner",) if entities else ()) + (("re",) if relations or not entities else ())
+    return Example(rec, list(types.values()), tasks)
 
 
 # ---- LSEE --------------------------------------------------------------------------------------------
@@ -250,7 +369,8 @@ def _lsee_span(ann: str, sentence: str) -> tuple[str, int, int]:
 
 
 def read_lsee(payload, index: TypeIndex, id: str = "") -> Example:
-    """One line of wiki_sentence_annotated(.with_trigger).tsv -> a sentence with zero or one event."""
+    """One line of wiki_sentence_annotated(.with_trigger).tsv -> a sentence with its events: one per
+    trigger annotation (a line may hold several), each with the arguments of its event type."""
     if not isinstance(payload, str):
         raise SourceError("an LSEE record is one TSV line")
     cols = payload.rstrip("\r\n").split("\t")
@@ -258,7 +378,7 @@ def read_lsee(payload, index: TypeIndex, id: str = "") -> Example:
         raise SourceError(f"expected at least 4 TAB-separated columns, got {len(cols)}")
     instance, sentence = cols[2], _str(cols[3], "sentence")
     anns = [a for c in cols[4:] for a in _ANNOTATION_SPLIT.split(c.strip()) if a]
-    trigger, args, etype = None, [], None
+    triggers, args = [], []
     try:
         for ann in anns:
             head, start, end = _lsee_span(ann, sentence)
@@ -267,7 +387,7 @@ def read_lsee(payload, index: TypeIndex, id: str = "") -> Example:
                 text = head.split(",", 1)[1] if "," in head else ""
                 if sentence[start:end] != text:
                     raise SourceError(f"trigger {text!r} is not at {start}:{end} of the sentence")
-                trigger, etype = (text, start, end), prop[: -len(".trigger")]
+                triggers.append((prop[: -len(".trigger")], text, start, end))
             elif "," in head and prop != "negative":
                 args.append((prop, sentence[start:end], start, end))
     except ValueError as e:
@@ -275,14 +395,17 @@ def read_lsee(payload, index: TypeIndex, id: str = "") -> Example:
     rid = id or f"lsee-{cols[2]}"
     if instance == "negative":
         return Example(Record(rid, sentence, source="lsee"), [], ("ed",))
-    if trigger is None:
+    if not triggers:
         raise SourceError("positive line without a trigger annotation (use wiki_sentence_annotated.with_trigger.tsv)")
-    roles = sorted({to_role_name(p.rsplit(".", 1)[-1]) for p, *_ in args if p.startswith(etype + ".")})
-    ev = index.find("event", etype) or index.get("event", etype.rsplit(".", 1)[-1], roles)
-    arguments = tuple(Argument(to_role_name(p.rsplit(".", 1)[-1]), t, "Entity", s, e)
-                      for p, t, s, e in args if p.startswith(etype + "."))
-    event = EventMention(ev.name, trigger[0], arguments, trigger[1], trigger[2])
-    return Example(Record(rid, sentence, events=[event], source="lsee"), [ev], ("ed", "eae"))
+    events, types = [], {}
+    for etype, text, start, end in dict.fromkeys(triggers):
+        mine = [(p, t, s, e) for p, t, s, e in args if p.startswith(etype + ".")]
+        roles = sorted({to_role_name(p.rsplit(".", 1)[-1]) for p, *_ in mine})
+        ev = index.find("event", etype) or index.get("event", etype.rsplit(".", 1)[-1], roles)
+        types.setdefault(ev.name, ev)
+        arguments = tuple(Argument(to_role_name(p.rsplit(".", 1)[-1]), t, "Entity", s, e) for p, t, s, e in mine)
+        events.append(EventMention(ev.name, text, arguments, start, end))
+    return Example(Record(rid, sentence, events=events, source="lsee"), list(types.values()), ("ed", "eae"))
 
 
 # ---- the schema library ------------------------------------------------------------------------------

@@ -25,12 +25,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 
 import pyarrow as pa
 
 from knowcoder_ray.codec.render import quote, render_class, render_event, render_output
 from knowcoder_ray.data.pipeline import DEFAULT_BLOCK_BYTES, Item, ShardSpec, Transform, plan_files, plan_items
-from knowcoder_ray.data.sources import TypeIndex, library_fingerprint, read_kelm
+from knowcoder_ray.data.sources import KelmStats, TypeIndex, library_fingerprint, read_kelm
 from knowcoder_ray.records import EventMention, Record
 from knowcoder_ray.schema.types import KINDS, SchemaLibrary
 
@@ -126,6 +127,7 @@ class UnderstandingTransform(Transform):
         self.library, self.max_group = library, max_group
         self.entity_types = {k: list(v) for k, v in (entity_types or {}).items()}
         self.index = TypeIndex(library)
+        self.kelm_stats = KelmStats()
 
     def fingerprint(self) -> dict:
         et = hashlib.sha256(json.dumps(self.entity_types, sort_keys=True).encode()).hexdigest()[:16]
@@ -136,13 +138,16 @@ class UnderstandingTransform(Transform):
             return [("definition", {"text": definition_code(item.payload, self.library), "kind": "definition",
                                     "source": "library"})]
         if spec.source == "kelm":
-            record = read_kelm(item.payload, self.index, self.entity_types, id=item.key)
+            record = read_kelm(item.payload, self.index, self.entity_types, id=item.key, stats=self.kelm_stats)
             return [(task, {"text": code, "kind": "instance", "source": "kelm"})
                     for task, code in instance_codes(record)]
         raise ValueError(f"the understanding corpus has no source {spec.source!r}")
 
     def token_text(self, row: dict) -> str:
         return row["text"]
+
+    def counters(self) -> dict[str, int]:
+        return {f"kelm_{k}": v for k, v in asdict(self.kelm_stats).items()}
 
 
 def plan(library: SchemaLibrary, kelm: Sequence[str] = (), *, definitions: bool = True, max_group: int = 16,
