@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -59,7 +60,7 @@ def _build(args: argparse.Namespace) -> int:
     from knowcoder_ray import storage
     from knowcoder_ray.schema import pyfile, table
     from knowcoder_ray.schema.wikidata import (
-        BuildConfig, build, fill_descriptions, missing_descriptions_tsv, parse_descriptions_tsv, select,
+        BuildConfig, DumpError, build, fill_descriptions, missing_descriptions_tsv, parse_descriptions_tsv, select,
     )
 
     config = BuildConfig(event_root=None if args.event_root.lower() == "none" else args.event_root,
@@ -76,6 +77,9 @@ def _build(args: argparse.Namespace) -> int:
             started = True
     try:
         result = build(args.dump, config, use_ray=not args.local, parallelism=args.parallelism)
+    except DumpError as e:
+        print(f"knowcoder schema build: {e}", file=sys.stderr)
+        return 2
     finally:
         if started:
             import ray
@@ -101,12 +105,16 @@ def _build(args: argparse.Namespace) -> int:
     storage.write_text(storage.join(args.out, "report.json"), json.dumps({
         "summary": summary, "unresolved": report.unresolved, "dropped_cycle_edges": report.dropped_cycle_edges,
         "missing_labels": report.missing_labels, "unmatched": report.unmatched, "notes": notes,
+        "truncated": report.truncated,
         "problems": library.validate()}, indent=1))
     print(json.dumps(summary))
     for n in notes:
         print(n)
     if report.malformed:
         print(f"{len(report.malformed)} malformed lines written to {storage.join(args.out, 'malformed.jsonl')}")
+    if report.truncated:  # outputs are written, but the status tells scripts the input was incomplete
+        print(f"knowcoder schema build: {args.dump}: {report.truncated}", file=sys.stderr)
+        return 3
     return 0
 
 

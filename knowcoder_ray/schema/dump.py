@@ -6,6 +6,10 @@ blocks. A plain (uncompressed) file is split into byte ranges read in parallel; 
 single stream (gzip and bzip2 cannot be entered in the middle), read by one task while the parsing
 downstream still runs in parallel.
 
+A compressed dump that ends early (a cut download) or holds corrupt data yields what it held and then one
+marker line, `TRUNCATED` + the decoder's message, which the parser reports as a malformed line: the
+build goes on with what was read and names the cut (never a bare EOFError).
+
 Every line is identified by (range, index in range): lines belong to the range their first byte falls
 in, so line ``k`` of range ``r`` is global line ``1 + sum(lines of ranges < r) + k``. Callers count the
 lines per range and turn positions into line numbers at the end (`LineIndex`).
@@ -27,6 +31,7 @@ BLOCK_LINES = 1000  # lines per Ray Data block from a read task
 MIN_RANGE_BYTES = 16 << 20  # a plain dump is split into ranges of at least this size...
 MAX_RANGE_BYTES = 32 << 20  # ...and at most this: a task's memory is bounded by its range, not the dump
 LINE_SCHEMA = pa.schema([("range", pa.int32()), ("line", pa.int64()), ("text", pa.binary())])
+TRUNCATED = b"\x00knowcoder:truncated\x00"  # marker line: no dump line starts with a NUL byte
 
 
 def compression_of(path: str) -> str | None:
@@ -66,9 +71,18 @@ def _split_lines(chunks: Iterator[bytes], skip_first: bool, start: int, end: flo
         yield tail
 
 
-def _chunks(f) -> Iterator[bytes]:
+def _chunks(f, cut: list[str] | None = None) -> Iterator[bytes]:
+    """The data of `f` in chunks; with `cut`, a decoder error (stream cut short, corrupt data) ends the
+    chunks and is recorded there instead of raised."""
+    read = getattr(f, "read1", f.read)  # read1: what a decoder has decoded so far is not lost at a cut
     while True:
-        data = f.read(CHUNK)
+        try:
+            data = read(CHUNK)
+        except (EOFError, OSError) as e:
+            if cut is None:
+                raise
+            cut.append(f"{type(e).__name__}: {e}")
+            return
         if not data:
             return
         yield data
@@ -84,8 +98,11 @@ def iter_range(uri: str, start: int = 0, end: float = float("inf")) -> Iterator[
         with fs.open_input_stream(path, compression=None) as raw:
             # stdlib decoders: both read multi-stream/multi-member files, as the real dumps are
             f = bz2.BZ2File(raw) if codec == "bz2" else gzip.GzipFile(fileobj=raw)
+            cut: list[str] = []
             with f:
-                yield from _split_lines(_chunks(f), False, 0, end)
+                yield from _split_lines(_chunks(f, cut), False, 0, end)
+            if cut:
+                yield TRUNCATED + f"the {codec} stream ends early or is corrupt ({cut[0]})".encode()
         return
     with fs.open_input_file(path) as f:
         skip = start > 0

@@ -37,7 +37,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from knowcoder_ray.schema.dump import LineIndex, compression_of, iter_lines, read_dump
+from knowcoder_ray.schema.dump import TRUNCATED, LineIndex, compression_of, iter_lines, read_dump
 from knowcoder_ray.schema.types import BASE_CLASS, Role, SchemaLibrary, SchemaType, to_class_name, to_role_name
 
 EVENT_ROOT = "Q1190554"  # occurrence
@@ -128,6 +128,17 @@ def _targets(claims: dict, pid: str) -> list[str]:
     return list(out)
 
 
+def _literal_targets(claims: dict, pid: str) -> list[tuple[str, str]]:
+    """(datavalue type, value) of the statements of `pid` whose value is not an entity."""
+    out = []
+    for st in _statements(claims, pid):
+        snak = st["mainsnak"]
+        v = _snak_value(snak)
+        if v and v[0] == "lit":
+            out.append((snak["datavalue"]["type"], v[1]))
+    return out
+
+
 def _qualifier_targets(st: dict, pid: str) -> list[str]:
     out = []
     for snak in (st.get("qualifiers") or {}).get(pid) or ():
@@ -160,8 +171,19 @@ class Malformed(ValueError):
     """A dump line that is not an entity we can read."""
 
 
+class Truncated(Malformed):
+    """The compressed dump ends early: the marker line `dump.iter_range` adds after the last line read."""
+
+
+class DumpError(ValueError):
+    """The dump cannot give a library at all (empty, or no Wikidata entity in it)."""
+
+
 def parse_line(raw: bytes) -> dict | None:
     """One dump line -> the entity dict, None for the array brackets and blank lines; `Malformed` else."""
+    if raw.startswith(TRUNCATED):
+        raise Truncated("dump truncated: " + raw[len(TRUNCATED):].decode("utf-8", "replace")
+                        + "; the library holds what was read before")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -274,13 +296,17 @@ def summarize(rows: Iterable[tuple[int, int, bytes]], config: BuildConfig, plan:
             if entity is None:
                 s.count("structural")
             elif plan is None:
-                _first_scan(s, entity, config)
+                problems: list[str] = []
+                _first_scan(s, entity, config, problems)
+                for why in problems:  # a readable entity with a claim of the wrong kind: reported, not dropped
+                    s.count("malformed_claims")
+                    s.malformed.append([rng, index, why, raw.decode("utf-8", "replace")])
             else:
                 _second_scan(s, entity, plan, config)
         except Malformed as e:
             if plan is None:  # the second scan sees the same lines; report them once
-                s.count("malformed")
-                s.malformed.append([rng, index, str(e), raw.decode("utf-8", "replace")])
+                s.count("truncated" if isinstance(e, Truncated) else "malformed")
+                s.malformed.append([rng, index, str(e), "" if isinstance(e, Truncated) else raw.decode("utf-8", "replace")])
         except (KeyError, TypeError, AttributeError) as e:
             if plan is None:
                 s.count("malformed")
@@ -289,7 +315,7 @@ def summarize(rows: Iterable[tuple[int, int, bytes]], config: BuildConfig, plan:
     return s
 
 
-def _first_scan(s: DumpSummary, entity: dict, config: BuildConfig) -> None:
+def _first_scan(s: DumpSummary, entity: dict, config: BuildConfig, problems: list[str]) -> None:
     eid, etype = entity["id"], entity["type"]
     claims = entity.get("claims") or {}
     if etype == "property":
@@ -303,6 +329,11 @@ def _first_scan(s: DumpSummary, entity: dict, config: BuildConfig) -> None:
     label = _text(entity, "labels")
     parents = _targets(claims, P_SUBCLASS_OF)
     instance_of = _targets(claims, P_INSTANCE_OF)
+    for pid in (P_INSTANCE_OF, P_SUBCLASS_OF):  # these must point at items; a string value is a data error
+        bad = _literal_targets(claims, pid)
+        if bad:
+            problems.append(f"{eid}: {pid} claim with a {bad[0][0]} value {bad[0][1]!r:.60}, not an item "
+                            "(the claim is ignored, the rest of the entity is used)")
     row = [label, _text(entity, "descriptions"), parents, _aliases(entity, config.max_aliases)] if parents else None
     s.count("items")
     if row:
@@ -467,6 +498,7 @@ class BuildReport:
     missing_labels: list[str]  # wikidata ids named after their id
     missing_descriptions: list[dict]  # {"name", "kind", "wikidata_id", "label"}
     unmatched: list[str] = field(default_factory=list)  # selection names the library does not have
+    truncated: str | None = None  # why the dump ended early (a cut .gz/.bz2): the library holds what was read
 
     def summary(self) -> dict:
         return {**self.counts, "malformed": len(self.malformed), "unresolved": len(self.unresolved),
@@ -523,6 +555,7 @@ def assemble(s1: DumpSummary, s2: DumpSummary, config: BuildConfig) -> tuple[Sch
               **{f"{k}_types": len(library.of_kind(k)) for k in ("entity", "relation", "event")}}
     counts.pop("malformed", None)
     report = BuildReport(
+        truncated=next((m["reason"] for m in malformed if m["reason"].startswith("dump truncated")), None),
         counts=counts, malformed=malformed, unresolved=sorted(kept - known, key=num),
         dropped_cycle_edges=dropped,
         missing_labels=[t.wikidata_id for t in library if not t.label],
@@ -576,9 +609,34 @@ def build(uri: str, config: BuildConfig = BuildConfig(), *, use_ray: bool = True
         return scan_ray(uri, config, plan, parallelism) if use_ray else scan_local(uri, config, plan)
 
     s1 = scan(None)
+    if not any(n for k, n in s1.counts.items() if k in ("items", "properties") or k.startswith("skipped_")):
+        raise DumpError(_no_entities(uri, s1))
     plan, _ = plan_second_scan(s1, config)
     s2 = scan(plan) if plan.needed or plan.events else DumpSummary()
     return BuildResult(*assemble(s1, s2, config))
+
+
+def _no_entities(uri: str, s1: DumpSummary) -> str:
+    """Why a dump gave no entity at all: empty, cut before its first entity, or not a Wikidata JSON dump."""
+    index = LineIndex(s1.lines)
+    if not index.total:
+        return f"{uri}: the dump is empty (no line)"
+    first = min(s1.malformed, key=lambda m: index.line_number(m[0], m[1]), default=None)
+    msg = f"{uri}: no Wikidata entity in its {index.total} line(s)"
+    if first is not None:
+        msg += f"; line {index.line_number(first[0], first[1])}: {first[2]}"
+    cut = next((m[2] for m in s1.malformed if m[2].startswith("dump truncated")), None)
+    if cut is not None and cut != first[2]:
+        msg += f"; {cut}"
+    if compression_of(uri) is None:
+        from knowcoder_ray.schema.dump import resolve
+
+        fs, path = resolve(uri)
+        with fs.open_input_stream(path, compression=None) as f:
+            head = f.read(4)
+        if head[:2] == b"\x1f\x8b" or head[:3] == b"BZh":  # compressed, but not named .gz/.bz2
+            msg += "; the file looks compressed: name it .json.gz or .json.bz2"
+    return msg + " (expected a Wikidata JSON dump: a JSON array with one entity object per line)"
 
 
 def resolve_names(library: SchemaLibrary, wanted: Iterable[str]) -> tuple[list[str], list[str]]:

@@ -1,0 +1,92 @@
+"""The schema build on broken dumps: a cut .bz2/.gz gives the library of what was read, malformed.jsonl
+and a report naming the cut (exit status 3), never an EOFError; an empty or non-JSON dump exits non-zero
+with one clear line; a P31 claim with a string value is reported as malformed."""
+import bz2
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from knowcoder_ray.cli import main
+from knowcoder_ray.schema.wikidata import BuildConfig, DumpError, build
+
+DUMP = Path(__file__).parent / "fixtures" / "wikidata_dump.json.bz2"
+def _multistream_bz2(data: bytes) -> bytes:
+    """bzip2 in independent streams of 50 lines, as the released dumps are (lbzip2)."""
+    lines = data.split(b"\n")
+    return b"".join(bz2.compress(b"\n".join(lines[i:i + 50]) + (b"\n" if i + 50 < len(lines) else b""))
+                    for i in range(0, len(lines), 50))
+
+
+COMPRESS = {"bz2": _multistream_bz2, "gz": gzip.compress}
+
+
+@pytest.fixture(scope="module")
+def text() -> bytes:
+    return bz2.decompress(DUMP.read_bytes())
+
+
+@pytest.mark.parametrize("ext", ["bz2", "gz"])
+@pytest.mark.parametrize("use_ray", [False, True])
+def test_cut_dump_builds_what_was_read_and_names_the_cut(request, ext, use_ray, text, tmp_path, capsys):
+    if use_ray:
+        request.getfixturevalue("ray_cluster")
+    whole = COMPRESS[ext](text)
+    cut = tmp_path / f"cut.json.{ext}"
+    cut.write_bytes(whole[: len(whole) * 3 // 4])
+    full = build(str(DUMP), BuildConfig(), use_ray=False)
+    result = build(str(cut), BuildConfig(), use_ray=use_ray)
+    assert result.report.truncated and "dump truncated" in result.report.truncated
+    assert ext.replace("gz", "gzip") in result.report.truncated
+    assert 0 < result.report.counts["items"] < full.report.counts["items"]
+    assert result.report.counts["truncated"] == 1 and len(result.library) > 0
+    last = max(m["line"] for m in result.report.malformed)
+    assert [m for m in result.report.malformed if m["line"] == last][0]["reason"].startswith("dump truncated")
+    if use_ray:
+        return
+    out = tmp_path / "lib"
+    assert main(["schema", "build", str(cut), "--out", str(out), "--local"]) == 3
+    err = capsys.readouterr().err
+    assert "dump truncated" in err and str(cut) in err and "Traceback" not in err
+    report = json.loads((out / "report.json").read_text())
+    assert "dump truncated" in report["truncated"] and report["summary"]["truncated"] == 1
+    malformed = [json.loads(line) for line in (out / "malformed.jsonl").read_text().splitlines()]
+    assert any(m["reason"].startswith("dump truncated") for m in malformed)
+    assert (out / "schema.parquet").is_file() and (out / "Entities.py").is_file()
+
+
+@pytest.mark.parametrize("name, data, words", [
+    ("empty.json", b"", "empty"),
+    ("empty.json.bz2", bz2.compress(b""), "empty"),
+    ("brackets.json", b"[\n]\n", "no Wikidata entity"),
+    ("notjson.json", b"hello\nworld\n", "invalid JSON"),
+    ("csv.json", b"id,label\nQ5,human\n", "line 1: invalid JSON"),
+    ("array.json", b"[1, 2, 3]\n", "not a JSON object"),
+    ("hidden.json", gzip.compress(b"[\n]\n"), "looks compressed"),
+    ("cut_early.json.gz", gzip.compress(b"[\n" + b'{"id": "Q1"' * 50)[:20], "dump truncated"),
+])
+def test_empty_or_non_json_dump_fails_clearly(name, data, words, tmp_path, capsys):
+    p = tmp_path / name
+    p.write_bytes(data)
+    with pytest.raises(DumpError, match=words):
+        build(str(p), BuildConfig(), use_ray=False)
+    assert main(["schema", "build", str(p), "--out", str(tmp_path / "lib"), "--local"]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err and not (tmp_path / "lib").exists()
+
+
+def test_p31_claim_with_a_string_value_is_reported(text, tmp_path):
+    lines = text.split(b"\n")
+    i = next(k for k, line in enumerate(lines) if b'"P31"' in line and b'"type":"item"' in line.replace(b" ", b""))
+    entity = json.loads(lines[i].rstrip(b","))
+    entity["claims"]["P31"].append({"mainsnak": {"snaktype": "value", "property": "P31",
+                                                 "datavalue": {"value": "human", "type": "string"}},
+                                    "type": "statement", "rank": "normal"})
+    lines[i] = json.dumps(entity).encode() + (b"," if lines[i].endswith(b",") else b"")
+    p = tmp_path / "bad_p31.json"
+    p.write_bytes(b"\n".join(lines))
+    report = build(str(p), BuildConfig(), use_ray=False).report
+    bad = [m for m in report.malformed if "P31 claim with a string value 'human'" in m["reason"]]
+    assert len(bad) == 1 and bad[0]["line"] == i + 1 and entity["id"] in bad[0]["reason"]
+    assert report.counts["malformed_claims"] == 1
