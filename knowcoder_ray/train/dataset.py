@@ -195,11 +195,22 @@ def prepare_dataset(spec: DataSpec, tokenizer: str, *, mask_prompt: bool, seed: 
 class OrderedSplit(DataConfig):
     """Gives worker i the i-th of `world_size` equal, fixed splits of a materialized dataset. The default
     streaming split hands out blocks as workers ask for them, so a restarted worker could not know which
-    rows it had already trained on; with fixed splits it skips the batches its checkpoint counted."""
+    rows it had already trained on; with fixed splits it skips the batches its checkpoint counted.
+
+    `parts` are splits cut beforehand on the driver (`Dataset.split(n, equal=True)`), while every CPU is
+    free: reading a materialized split then runs no Ray Data task, so a cluster whose CPUs all go to the
+    training workers (2 workers on a 2-CPU machine) cannot leave the data pipeline waiting for a CPU."""
+
+    def __init__(self, parts: dict[str, list] | None = None) -> None:
+        super().__init__()
+        self.parts = parts or {}
 
     def configure(self, datasets, world_size, worker_handles=None, worker_node_ids=None, **kwargs):
         out = [{} for _ in range(world_size)]
         for name, ds in datasets.items():
-            for i, part in enumerate(ds.split(world_size, equal=True)):
+            parts = self.parts.get(name)
+            if parts is None or len(parts) != world_size:
+                parts = ds.split(world_size, equal=True)
+            for i, part in enumerate(parts):
                 out[i][name] = part.iterator()
         return out

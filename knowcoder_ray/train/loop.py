@@ -4,6 +4,11 @@ A checkpoint holds the engine state (DeepSpeed ZeRO shards, one file set per ran
 state), each worker's random state and `trainer_state.json` (optimizer step, epoch, micro-batches consumed in the epoch). Every
 worker reads a fixed split of the packed data in a fixed order (dataset.OrderedSplit), so a run restarted
 after a failure skips the micro-batches its checkpoint counted and continues where it left off.
+
+Each rank also writes `files_rank<r>.json`, the size and CRC32 of every file it put in the checkpoint.
+On resume all ranks check their files first and agree: a checkpoint with a missing, cut or altered file
+is named with the problem and the run falls back to the newest older checkpoint that is whole (the run
+keeps `keep_checkpoints` of them), instead of failing in a pickle error on every attempt.
 """
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import json
 import os
 import tempfile
 import time
+import zlib
 from dataclasses import asdict, dataclass
 
 import torch
@@ -20,6 +26,50 @@ from knowcoder_ray.train.dataset import TRAIN_COLUMNS
 
 STATE_FILE = "trainer_state.json"
 EXPORT_DIR = "export"
+FILES = "files_rank{}.json"  # per rank: {relative path: [size, crc32]} of the files it wrote
+
+
+def _crc32(path: str) -> int:
+    crc = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            crc = zlib.crc32(chunk, crc)
+    return crc
+
+
+def write_file_list(d: str, rank: int) -> None:
+    """Record what this rank wrote into checkpoint folder `d` (call last, after every file is written)."""
+    files = {}
+    for root, _, names in os.walk(d):
+        for n in names:
+            path = os.path.join(root, n)
+            rel = os.path.relpath(path, d)
+            if not (n.startswith("files_rank") and n.endswith(".json")):
+                files[rel] = [os.path.getsize(path), _crc32(path)]
+    with open(os.path.join(d, FILES.format(rank)), "w") as f:
+        json.dump(files, f)
+
+
+def checkpoint_problem(d: str, rank: int) -> str | None:
+    """Why this rank's part of the checkpoint in `d` cannot be used (a file missing, cut or altered),
+    or None. A checkpoint from before file lists were written is taken as it is."""
+    listing = os.path.join(d, FILES.format(rank))
+    if not os.path.exists(listing):
+        return None
+    try:
+        with open(listing) as f:
+            files = json.load(f)
+    except (OSError, ValueError) as e:
+        return f"{FILES.format(rank)} is unreadable ({e})"
+    for rel, (size, crc) in sorted(files.items()):
+        path = os.path.join(d, rel)
+        if not os.path.isfile(path):
+            return f"{rel} is missing"
+        if os.path.getsize(path) != size:
+            return f"{rel} has {os.path.getsize(path)} bytes, {size} were written (cut short)"
+        if _crc32(path) != crc:
+            return f"{rel} does not match the CRC32 written with it (corrupt)"
+    return None
 
 
 @dataclass
@@ -78,13 +128,12 @@ def train_loop(loop_config: dict) -> None:
 
     engine = build_engine(cfg, plan.total_steps, device)
     state = TrainState()
+    log = _StepLog(cfg.log_file if rank == 0 else "", None)
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
-        with checkpoint.as_directory() as d:
-            engine.load(d)
-            state = TrainState.load(d)
-            _load_rng(d, rank)
+        state = _resume(checkpoint, engine, rank, log)
     resumed_at = state.step if checkpoint else None
+    log.resumed_at = resumed_at
     marks["t_loaded"] = time.time()
 
     def report(final: bool, metrics: dict) -> None:
@@ -98,9 +147,9 @@ def train_loop(loop_config: dict) -> None:
                 metrics["t_saved"] = time.time()
             if rank == 0:
                 state.save(d)
+            write_file_list(d, rank)
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
 
-    log = _StepLog(cfg.log_file if rank == 0 else "", resumed_at)
     shard = ray.train.get_dataset_shard("train")
     metrics: dict = {"step": state.step}
     batches_per_epoch = plan.steps_per_epoch * cfg.grad_accum
@@ -143,6 +192,54 @@ def train_loop(loop_config: dict) -> None:
     report(True, {**metrics, **marks, "final": True})
 
 
+def _resume(latest, engine, rank: int, log: "_StepLog") -> TrainState:
+    """Load the newest whole checkpoint: `latest`, else the older ones kept beside it, newest first. All
+    ranks check their own files and agree before any rank loads (loading under DeepSpeed is collective)."""
+    problems = []
+    for cp in [latest, *_older_checkpoints(latest)]:
+        with cp.as_directory() as d:
+            mine = checkpoint_problem(d, rank)
+            if mine is None and not os.path.isfile(os.path.join(d, STATE_FILE)):
+                mine = f"{STATE_FILE} is missing"
+            bad = [f"rank {r}: {p}" for r, p in enumerate(_gather(mine)) if p]
+            if bad:
+                problems.append(f"checkpoint {cp.path} is unusable ({'; '.join(bad)})")
+                log.event({"event": "checkpoint_skipped", "checkpoint": cp.path, "problem": "; ".join(bad)})
+                continue
+            try:
+                engine.load(d)
+                state = TrainState.load(d)
+                _load_rng(d, rank)
+            except Exception as e:  # not recorded as altered, yet unreadable: name it rather than a bare pickle error
+                raise RuntimeError(f"checkpoint {cp.path} could not be loaded: {type(e).__name__}: {e}") from e
+            if problems:
+                log.event({"event": "checkpoint_fallback", "checkpoint": cp.path, "step": state.step,
+                           "skipped": problems})
+            return state
+    raise RuntimeError("no usable checkpoint to resume from: " + " | ".join(problems))
+
+
+def _older_checkpoints(cp) -> list:
+    """The run's other checkpoints older than `cp` (Ray Train names them checkpoint_<timestamp>), newest first."""
+    import pyarrow.fs as pafs
+    import ray.train
+
+    parent, name = os.path.dirname(cp.path.rstrip("/")), os.path.basename(cp.path.rstrip("/"))
+    infos = cp.filesystem.get_file_info(pafs.FileSelector(parent, allow_not_found=True))
+    older = sorted((i.path for i in infos if i.type == pafs.FileType.Directory
+                    and i.base_name.startswith("checkpoint_") and i.base_name < name), reverse=True)
+    return [ray.train.Checkpoint(p, filesystem=cp.filesystem) for p in older]
+
+
+def _gather(value):
+    """`value` of every rank, in rank order (one process: just ours)."""
+    if not torch.distributed.is_initialized():
+        return [value]
+    out = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(out, value)
+    return out
+
+
 def _save_rng(path: str, rank: int) -> None:
     """Each worker's random state (LoRA dropout), so a resumed step repeats exactly."""
     state = {"cpu": torch.get_rng_state()}
@@ -173,6 +270,14 @@ class _StepLog:
 
     def __init__(self, path: str, resumed_at: int | None):
         self.path, self.resumed_at = path, resumed_at
+
+    def event(self, line: dict) -> None:
+        """A line about the run itself (a skipped checkpoint), printed by every rank, logged by rank 0."""
+        line = {**line, "time": round(time.time(), 3)}
+        print(json.dumps(line), flush=True)
+        if self.path:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(line) + "\n")
 
     def write(self, metrics: dict) -> None:
         line = {**metrics, "resumed_at": self.resumed_at, "time": round(time.time(), 3)}

@@ -81,7 +81,8 @@ def train(cfg: TrainConfig) -> TrainResult:
             failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.keep_checkpoints)),
         datasets={"train": packed},
-        dataset_config=OrderedSplit(),
+        # split (and so computed) here, before the workers take their CPUs: see OrderedSplit
+        dataset_config=OrderedSplit({"train": packed.split(cfg.num_workers, equal=True)}),
     )
     prepared, fit_start = time.perf_counter(), time.time()
     result = trainer.fit()
