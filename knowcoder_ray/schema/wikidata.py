@@ -629,9 +629,9 @@ def _no_entities(uri: str, s1: DumpSummary) -> str:
     if cut is not None and cut != first[2]:
         msg += f"; {cut}"
     if compression_of(uri) is None:
-        from knowcoder_ray.schema.dump import resolve
+        from knowcoder_ray.storage import filesystem
 
-        fs, path = resolve(uri)
+        fs, path = filesystem(uri)
         with fs.open_input_stream(path, compression=None) as f:
             head = f.read(4)
         if head[:2] == b"\x1f\x8b" or head[:3] == b"BZh":  # compressed, but not named .gz/.bz2
