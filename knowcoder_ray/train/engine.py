@@ -104,12 +104,14 @@ def loss_positions(labels: torch.Tensor) -> torch.Tensor:
 
 def forward_loss(model, batch: dict) -> torch.Tensor:
     """Mean next-token cross-entropy over the labelled tokens (what HF's `labels=` loss computes), with
-    the LM head applied only at the positions that predict them."""
+    the LM head applied only at the positions that predict them, and the trailing padding left out."""
     # No attention mask and no cache: position ids that restart per sample give per-sample attention.
     labels = batch["labels"]
     keep = loss_positions(labels)
-    logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], logits_to_keep=keep,
-                   use_cache=False).logits
+    # the padding after the last labelled token of every row changes nothing: leave it out of the pass
+    end = int(keep[-1]) + 2 if len(keep) else labels.shape[1]
+    logits = model(input_ids=batch["input_ids"][:, :end], position_ids=batch["position_ids"][:, :end],
+                   logits_to_keep=keep, use_cache=False).logits
     targets = labels[:, keep + 1]
     return torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
                                              ignore_index=-100)
