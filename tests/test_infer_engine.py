@@ -117,6 +117,7 @@ def test_repeated_item_ends_the_list():
     assert drop_repeats(LOOP) == 'results = [\n\tLocation("America"),\n\tOther("1980")\n]'
     clean = 'results = [\n\tPerson("Ann"),\n\tPerson("Bob")\n]'
     assert drop_repeats(clean) == clean
+    assert drop_repeats("Entity:\nEntity:\nEnt") == "Entity:"  # no list opened: only cut
     # an item still being written is not a repeat yet
     assert drop_repeats('results = [\n\tPerson("Ann"),\n\tPerson("Ann"') == 'results = [\n\tPerson("Ann"),\n\tPerson("Ann"'
 

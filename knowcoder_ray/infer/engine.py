@@ -89,7 +89,10 @@ def drop_repeats(text: str) -> str:
     """Greedy decoding of a small model can loop (`Location("America"),` again and again until the token
     limit). An extraction lists each item once, so the list ends before the first repeated item."""
     at = first_repeat(text)
-    return text if at is None else text[:at].rstrip().rstrip(",") + "\n]"
+    if at is None:
+        return text
+    head = text[:at].rstrip()
+    return head.rstrip(",") + "\n]" if "results = [" in head else head
 
 
 def truncate_ids(ids: list[int], max_tokens: int = 3500, head: int = 1500, tail: int = 2000) -> list[int]:
