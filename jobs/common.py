@@ -54,21 +54,25 @@ DATA_SOURCES = {
 def data_dir(cfg: dict) -> str:
     """The benchmark data folder: `data_dir` of the config, else $KNOWCODER_DATA_DIR, else ../shared/data
     (relative to the working directory), made absolute for the Ray workers."""
-    return str(Path(cfg.get("data_dir") or os.environ.get("KNOWCODER_DATA_DIR") or "../shared/data").resolve())
+    value = str(cfg.get("data_dir") or os.environ.get("KNOWCODER_DATA_DIR") or "../shared/data")
+    return value if "://" in value else str(Path(value).resolve())
 
 
 def require_benchmarks(cfg: dict, names) -> str:
     """The data folder, after checking that it holds every benchmark in `names` (e.g. conll04,
     crossner_ai, conll04:train); a clear error says which are missing and where each comes from."""
-    root = Path(data_dir(cfg))
+    from knowcoder_ray import storage
+
+    root = data_dir(cfg)
     folders = dict.fromkeys(n.partition(":")[0].split("_")[0] if n.startswith("crossner") else n.partition(":")[0]
                             for n in names if not str(n).startswith("records:"))
-    missing = [f for f in folders if not (root / f).is_dir()]
+    missing = [f for f in folders if not storage.isdir(storage.join(root, f))]
     if missing:
-        lines = "\n".join(f"  {root / f}: {DATA_SOURCES.get(f, 'see knowcoder_ray/data/benchmarks.py')}" for f in missing)
+        lines = "\n".join(f"  {storage.join(root, f)}: {DATA_SOURCES.get(f, 'see knowcoder_ray/data/benchmarks.py')}"
+                           for f in missing)
         raise SystemExit(f"benchmark data missing under {root} (set `data_dir` in the config or "
                          f"KNOWCODER_DATA_DIR):\n{lines}")
-    return str(root)
+    return root
 
 
 def base_model(cfg: dict) -> str:
