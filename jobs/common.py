@@ -38,6 +38,60 @@ def artifact(cfg: dict, name: str) -> str:
     return str(path) if "://" in str(path) else str(Path(path).resolve())
 
 
+# Where each benchmark folder of the data directory comes from (its SOURCE.md there tells more).
+DATA_SOURCES = {
+    "conll04": "CoNLL04, SpERT split: conll04/conll04_{train,dev,test}.json "
+               "(http://lavis.cs.hs-rm.de/storage/spert/public/datasets/conll04/)",
+    "crossner": "CrossNER: crossner/<domain>/{train,dev,test}.txt (https://github.com/zliucr/CrossNER, ner_data/)",
+    "conll2003": "CoNLL-2003: conll2003/{dev,test}.txt (token TAB BIO tag)",
+    "mit_restaurant": "MIT Restaurant: mit_restaurant/test.txt (https://groups.csail.mit.edu/sls/downloads/restaurant/)",
+    "nyt": "NYT (CopyRE split): nyt/test.{sent,tup,pointer}",
+    "phee": "PHEE: phee/{dev,test}.json (https://github.com/ZhaoyueSun/PHEE)",
+    "wikievents": "WikiEvents: wikievents/{dev,test}.jsonl + event_role_KAIROS.json (https://github.com/raspberryice/gen-arg)",
+}
+
+
+def data_dir(cfg: dict) -> str:
+    """The benchmark data folder: `data_dir` of the config, else $KNOWCODER_DATA_DIR, else ../shared/data
+    (relative to the working directory), made absolute for the Ray workers."""
+    value = str(cfg.get("data_dir") or os.environ.get("KNOWCODER_DATA_DIR") or "../shared/data")
+    return value if "://" in value else str(Path(value).resolve())
+
+
+def require_benchmarks(cfg: dict, names) -> str:
+    """The data folder, after checking that it holds every benchmark in `names` (e.g. conll04,
+    crossner_ai, conll04:train); a clear error says which are missing and where each comes from."""
+    from knowcoder_ray import storage
+
+    root = data_dir(cfg)
+    folders = dict.fromkeys(n.partition(":")[0].split("_")[0] if n.startswith("crossner") else n.partition(":")[0]
+                            for n in names if not str(n).startswith("records:"))
+    missing = [f for f in folders if not storage.isdir(storage.join(root, f))]
+    if missing:
+        lines = "\n".join(f"  {storage.join(root, f)}: {DATA_SOURCES.get(f, 'see knowcoder_ray/data/benchmarks.py')}"
+                           for f in missing)
+        raise SystemExit(f"benchmark data missing under {root} (set `data_dir` in the config or "
+                         f"KNOWCODER_DATA_DIR):\n{lines}")
+    return root
+
+
+def base_model(cfg: dict) -> str:
+    """The model the run starts from: the tiny model it creates, a model imported once from a GGUF file
+    or an installed package (`base_model.import`, cached by `knowcoder model import`), or a model folder
+    (`pretrain.model`)."""
+    if "tiny_model" in cfg:
+        return artifact(cfg, "tiny_model")
+    source = (cfg.get("base_model") or {}).get("import")
+    if source:
+        from knowcoder_ray.train.hub import import_model
+
+        started = time.perf_counter()
+        path = str(import_model(source, cache_dir=cfg["base_model"].get("cache_dir")))
+        print(f"base model {source} -> {path} ({time.perf_counter() - started:.0f} s)", flush=True)
+        return path
+    return cfg["pretrain"]["model"]
+
+
 def init_ray(cfg: dict) -> None:
     """Join the cluster of `ray job submit` (RAY_ADDRESS), else start a local one on loopback."""
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # local clusters stay on 127.0.0.1

@@ -1,16 +1,19 @@
 """Distributed benchmark evaluation of every checkpoint of the run, with the plotly report."""
 import yaml
-from common import artifact, job_main, knowcoder
+from common import artifact, base_model, job_main, knowcoder, require_benchmarks
 
 from knowcoder_ray import storage
 
-CHECKPOINTS = {"base": "tiny_model", "pretrained": "pretrained", "merged": "merged"}
+CHECKPOINTS = {"pretrained": "pretrained", "merged": "merged", "adapter": "adapter"}
 
 
 def run(cfg: dict) -> None:
     e = dict(cfg["eval"])
-    which = e.pop("checkpoints", ["base", "pretrained", "merged"] if "tiny_model" in cfg else ["pretrained", "merged"])
-    e["checkpoints"] = [artifact(cfg, CHECKPOINTS[c]) for c in which]
+    starts_from_base = "tiny_model" in cfg or "base_model" in cfg
+    which = e.pop("checkpoints", ["base", "pretrained", "merged"] if starts_from_base else ["pretrained", "merged"])
+    e["checkpoints"] = [base_model(cfg) if c == "base" else artifact(cfg, CHECKPOINTS[c]) for c in which]
+    if any(not str(d).startswith("records:") for d in e["datasets"]):
+        e["data_dir"] = require_benchmarks(cfg, e["datasets"]) if "data_dir" not in e else e["data_dir"]
     e["labels"] = list(which)
     e["output_dir"] = artifact(cfg, "eval")
     settings = storage.join(artifact(cfg, "eval"), "eval_config.yaml")  # beside its outputs, in the workdir

@@ -1,13 +1,13 @@
 """Phase 1: full-parameter code pretraining (schema understanding) with Ray Train + DeepSpeed ZeRO.
-With `tiny_model` in the config, first creates the tiny CPU model from the built corpora."""
-from common import artifact, job_main, knowcoder, overrides
+With `tiny_model` in the config, first creates the tiny CPU model from the built corpora; with
+`base_model.import`, starts from a pretrained model imported once from a GGUF file or package."""
+from common import artifact, base_model, job_main, knowcoder, overrides
 
 
 def run(cfg: dict) -> None:
     p = cfg["pretrain"]
-    model = p.get("model")
+    model = base_model(cfg)
     if "tiny_model" in cfg:
-        model = artifact(cfg, "tiny_model")
         knowcoder("model", "tiny", "--out", model, "--corpus", artifact(cfg, "understanding"),
                   "--corpus", artifact(cfg, "following"), "--vocab-size", cfg["tiny_model"].get("vocab_size", 1024))
     knowcoder("train", "pretrain", "--config", p["config"],

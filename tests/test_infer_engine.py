@@ -4,8 +4,8 @@ import pytest
 
 from knowcoder_ray.codec.render import render_prompt
 from knowcoder_ray.data.benchmarks import load_benchmark
-from knowcoder_ray.infer.engine import (EngineConfig, Prompt, TransformersEngine, cut_at_stop, load_engine,
-                                        truncate_ids)
+from knowcoder_ray.infer.engine import (EngineConfig, Prompt, RepeatedItemStop, TransformersEngine, cut_at_stop,
+                                        drop_repeats, load_engine, truncate_ids)
 from knowcoder_ray.infer.fixtures import cached_engine_test_model
 from knowcoder_ray.infer.sharding import make_shard
 
@@ -108,3 +108,29 @@ def test_truncate_and_stop():
     assert cut_at_stop('results = []\n"""\nclass X') == "results = []\n"
     assert cut_at_stop("results = [") == "results = ["
     assert cut_at_stop("results = [Per\ufffd") == "results = [Per"  # cut inside a multi-byte character
+
+
+LOOP = 'results = [\n\tLocation("America"),\n\tOther("1980"),\n\tLocation("America"),\n\tOther("1980"),\n\tLoc'
+
+
+def test_repeated_item_ends_the_list():
+    assert drop_repeats(LOOP) == 'results = [\n\tLocation("America"),\n\tOther("1980")\n]'
+    clean = 'results = [\n\tPerson("Ann"),\n\tPerson("Bob")\n]'
+    assert drop_repeats(clean) == clean
+    assert drop_repeats("Entity:\nEntity:\nEnt") == "Entity:"  # no list opened: only cut
+    # an item still being written is not a repeat yet
+    assert drop_repeats('results = [\n\tPerson("Ann"),\n\tPerson("Ann"') == 'results = [\n\tPerson("Ann"),\n\tPerson("Ann"'
+
+
+def test_repeat_stop_criterion_per_row(model_dir):
+    import torch
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    prompt = tok("sentence = 1\n")["input_ids"]
+    looping = tok(LOOP.rsplit("\n", 1)[0] + "\n", add_special_tokens=False)["input_ids"]
+    fine = tok('results = [\n\tLocation("America"),\n\tOther("1980"),\n', add_special_tokens=False)["input_ids"]
+    n = max(len(looping), len(fine))
+    rows = [prompt + [tok.pad_token_id] * (n - len(x)) + x for x in (looping, fine)]
+    stop = RepeatedItemStop(tok, start=len(prompt))
+    assert stop(torch.tensor(rows), None).tolist() == [True, False]

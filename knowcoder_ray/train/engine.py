@@ -95,10 +95,26 @@ def load_model(cfg: TrainConfig, on_gpu: bool, ds_config: dict | None = None):
     return model, keep
 
 
+def loss_positions(labels: torch.Tensor) -> torch.Tensor:
+    """Positions whose next token is in the loss (in any row of the batch): the only positions whose
+    logits are needed. For SFT that is the output, a tenth of a prompt-heavy row; computing vocabulary
+    logits everywhere made a small model's step 1.2-2x slower."""
+    return torch.nonzero((labels[:, 1:] != -100).any(dim=0)).flatten()
+
+
 def forward_loss(model, batch: dict) -> torch.Tensor:
+    """Mean next-token cross-entropy over the labelled tokens (what HF's `labels=` loss computes), with
+    the LM head applied only at the positions that predict them, and the trailing padding left out."""
     # No attention mask and no cache: position ids that restart per sample give per-sample attention.
-    return model(input_ids=batch["input_ids"], labels=batch["labels"], position_ids=batch["position_ids"],
-                 use_cache=False).loss
+    labels = batch["labels"]
+    keep = loss_positions(labels)
+    # the padding after the last labelled token of every row changes nothing: leave it out of the pass
+    end = int(keep[-1]) + 2 if len(keep) else labels.shape[1]
+    logits = model(input_ids=batch["input_ids"][:, :end], position_ids=batch["position_ids"][:, :end],
+                   logits_to_keep=keep, use_cache=False).logits
+    targets = labels[:, keep + 1]
+    return torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                                             ignore_index=-100)
 
 
 @dataclass

