@@ -88,13 +88,8 @@ class Predictions:
 def read_predictions(path: str | Path) -> Predictions:
     """The evaluation layout only (what `evaluate` scores and `knowcoder score` reads the same way)."""
     out = Predictions()
-    for n, line in json_lines(path):
-        where = f"{path}:{n}"
-        try:
-            d = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ScoreFileError(f"{where}: not JSON ({e.msg})") from None
-        if not isinstance(d, dict) or "prediction" not in d or "gold" not in d:
+    for n, where, d in _objects(path):
+        if "prediction" not in d or "gold" not in d:
             raise ScoreFileError(f"{where}: expected an evaluation row with 'prediction' and 'gold'")
         dataset, gold, pred = _evaluation_row(d, n, where)
         golds, preds = out.datasets.setdefault(dataset, ([], []))
@@ -104,8 +99,8 @@ def read_predictions(path: str | Path) -> Predictions:
     return out
 
 
-def read_rows(path: str | Path) -> Rows:
-    rows = Rows()
+def _objects(path: str | Path):
+    """(line number, "path:line", JSON object) of each line."""
     for n, line in json_lines(path):
         where = f"{path}:{n}"
         try:
@@ -114,6 +109,12 @@ def read_rows(path: str | Path) -> Rows:
             raise ScoreFileError(f"{where}: not JSON ({e.msg})") from None
         if not isinstance(d, dict):
             raise ScoreFileError(f"{where}: expected a JSON object")
+        yield n, where, d
+
+
+def read_rows(path: str | Path) -> Rows:
+    rows = Rows()
+    for n, where, d in _objects(path):
         if "task" in d:
             task = d["task"]
             if task not in ITEM_WIDTH:
