@@ -114,7 +114,7 @@ def test_ray_serve_llm_answers_extract(ray_cluster, model_dir, data_dir, tmp_pat
     import httpx
     from ray import serve
 
-    from knowcoder_ray.schema.storage import write_parquet
+    from knowcoder_ray.schema.table import write_parquet
     from knowcoder_ray.serve.app import build_app
 
     _, lib = load_benchmark("conll04", data_dir)
