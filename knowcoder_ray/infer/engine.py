@@ -66,10 +66,9 @@ def as_prompt(p: Prompt | str) -> Prompt:
 
 
 def cut_at_stop(text: str) -> str:
-    """The generated text before the first closing triple quote. Without one, generation ran out of
-    tokens, possibly inside a multi-byte character: its undecodable tail is dropped (as vLLM does)."""
-    head, found, _ = text.partition(STOP)
-    return head if found else head.rstrip("\ufffd")
+    """The generated text before the first closing triple quote. An undecodable tail (a multi-byte
+    character cut by the token limit or by the stop string) is dropped, as vLLM's detokenizer does."""
+    return text.partition(STOP)[0].rstrip("\ufffd")
 
 
 def first_repeat(text: str) -> int | None:
@@ -262,7 +261,8 @@ class RepeatedItemStop:
 
 
 def load_engine(kind: str, model_path: str | Path, config: EngineConfig | None = None, **engine_kwargs) -> Engine:
-    """An engine by name: "transformers" or "vllm" (extra keyword arguments go to the vLLM engine)."""
+    """An engine by name: "transformers", "vllm" (extra keyword arguments go to the vLLM engine) or a
+    plugin "module:Class" (e.g. the oracle engine of the tests)."""
     if kind == "transformers":
         if engine_kwargs:
             raise ValueError(f"the transformers engine takes no {sorted(engine_kwargs)}")
@@ -270,4 +270,9 @@ def load_engine(kind: str, model_path: str | Path, config: EngineConfig | None =
     if kind == "vllm":
         from knowcoder_ray.infer.vllm_engine import VLLMEngine
         return VLLMEngine(model_path, config, **engine_kwargs)
-    raise ValueError(f"unknown engine {kind!r}; expected 'transformers' or 'vllm'")
+    if ":" in kind:  # a plugin engine "module:Class", built as Class(model_path, config, **engine_kwargs)
+        import importlib
+
+        module, _, name = kind.partition(":")
+        return getattr(importlib.import_module(module), name)(model_path, config, **engine_kwargs)
+    raise ValueError(f"unknown engine {kind!r}; expected 'transformers', 'vllm' or 'module:Class'")

