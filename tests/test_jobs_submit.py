@@ -68,7 +68,7 @@ def _stop_cluster(temp_dir: Path) -> None:
         p.kill()
 
 
-def submit_and_wait(address: str, env: dict, argv: list[str], runtime_env: dict, timeout: float = 900):
+def submit_and_wait(address: str, env: dict, argv: list[str], runtime_env: dict, timeout: float = 1800):
     """`ray job submit --no-wait --working-dir .` of `argv` from the repository root (retried while the
     head's job agent registers), then wait for the job to end: (status, logs, client, submission id)."""
     for _ in range(40):  # the head's job agent registers a few seconds after `ray start` returns
