@@ -127,7 +127,7 @@ def test_pipeline_on_two_nodes_with_an_s3_workdir(two_nodes, s3_server, tmp_path
     runtime_env = {"excludes": [".venv", ".venv-vllm", "build", ".git", "**/__pycache__", ".hypothesis"],
                    "env_vars": {**aws, "PYTHONDONTWRITEBYTECODE": "1", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}}
     status, logs, client, submission_id = submit_and_wait(
-        address, nodes["head"], ["python", "jobs/pipeline.py", "--config", config_uri], runtime_env, timeout=1200)
+        address, nodes["head"], ["python", "jobs/pipeline.py", "--config", config_uri], runtime_env, timeout=1800)
     from ray.job_submission import JobStatus
 
     assert status == JobStatus.SUCCEEDED, logs[-6000:]
