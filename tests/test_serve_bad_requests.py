@@ -58,7 +58,10 @@ def service(data_dir, tmp_path_factory):
                              "serve", "--config", str(root / "serve.yaml"), "--port", str(port),
                              "--client-timeout", str(CLIENT_TIMEOUT_S)],
                             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+    # A fresh connection per request: the server closes a connection idle for CLIENT_TIMEOUT_S (that is what
+    # these tests check), so a pooled one reused near that moment races the close (RFC 9112 section 9.3.1).
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60,
+                          limits=httpx.Limits(max_keepalive_connections=0))
     try:
         deadline = time.time() + 300
         while True:
