@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "knowcoder_ray.schema.cli",
     "knowcoder_ray.serve.cli",
     "knowcoder_ray.eval.cli",
+    "knowcoder_ray.api",
 ]
 
 

@@ -4,9 +4,10 @@ import json
 import pytest
 from test_corpora_common import INSTRUCTIE, KELM, KELM_TYPES, LSEE, UNIVERSALNER, wikidata_library
 
-from knowcoder_ray.data.sources import (KelmStats, SourceError, TypeIndex, load_library, read_instructie,
+from knowcoder_ray.data.sources import (KelmStats, SourceError, TypeIndex, benchmark_library, read_instructie,
                                         read_kelm, read_lsee, read_universalner)
 from knowcoder_ray.data.understanding import load_entity_types
+from knowcoder_ray.schema.table import load_library
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +112,7 @@ def test_library_sources(tmp_path, data_dir):
     lib = wikidata_library()
     pq.write_table(pa.Table.from_pylist(lib.to_rows()), tmp_path / "lib.parquet")
     assert load_library(str(tmp_path / "lib.parquet")) == lib
-    merged = load_library(None, data_dir)
+    merged = benchmark_library(data_dir)
     assert {"Person", "WorkFor", "AdverseEvent", "PersonPlaceOfBirth"} <= set(merged.names())
     with pytest.raises(ValueError, match="Entities.py"):
         load_library(str(tmp_path))

@@ -104,8 +104,31 @@ def _check_against_parser(body, library, kind):
         record = Record("x", "", dedupe(e for p in parsed for e in p.entities),
                         dedupe(r for p in parsed for r in p.relations), dedupe(e for p in parsed for e in p.events))
         expected = record.to_dict()
-        assert (result["entities"], result["relations"], result["events"]) == (
+        assert (_unplaced(result["entities"]), _unplaced(result["relations"]), _unplaced(result["events"])) == (
             expected["entities"], expected["relations"], expected["events"])
+        _check_spans(result)
+
+
+def _unplaced(value):
+    """The mentions without the character spans the service adds (the parser reads none)."""
+    if isinstance(value, list):
+        return [_unplaced(v) for v in value]
+    if isinstance(value, dict):
+        return {k: (None if k in ("start", "end") else _unplaced(v)) for k, v in value.items()}
+    return value
+
+
+def _check_spans(result):
+    """Every span points at its mention in the text; a mention without a span does not occur in it."""
+    text = result["text"]
+    mentions = [(m, "text") for m in result["entities"]]
+    mentions += [(m, "text") for r in result["relations"] for m in (r["head"], r["tail"])]
+    mentions += [(e, "trigger") for e in result["events"]] + [(a, "text") for e in result["events"] for a in e["arguments"]]
+    for m, key in mentions:
+        if m["start"] is None:
+            assert m[key] not in text or not m[key]
+        else:
+            assert text[m["start"]:m["end"]] == m[key]
 
 
 @pytest.mark.parametrize("task, kind, schema", [

@@ -109,9 +109,16 @@ def _run(args: argparse.Namespace, transform, specs) -> int:
 
 
 def _library(args: argparse.Namespace):
-    from knowcoder_ray.data.sources import load_library
+    """--library (a Parquet table or a folder of class-code files), else the benchmark classes of --data-dir."""
+    from knowcoder_ray.data.sources import benchmark_library
+    from knowcoder_ray.schema.table import load_library
 
-    return load_library(args.library, args.data_dir)
+    if args.library:
+        return load_library(args.library)
+    if not args.data_dir:
+        raise SystemExit("no schema library given: pass --library (a Parquet schema table or a folder of "
+                         "Entities.py/Relations.py/Events.py) or --data-dir (the benchmark classes)")
+    return benchmark_library(args.data_dir)
 
 
 def _understanding(args: argparse.Namespace) -> int:

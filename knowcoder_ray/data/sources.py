@@ -420,40 +420,6 @@ def benchmark_library(data_dir: str | Path) -> SchemaLibrary:
     return lib
 
 
-def load_library(source: str | None, data_dir: str | Path | None = None) -> SchemaLibrary:
-    """The schema library: a Parquet schema table (SchemaLibrary.to_rows), a directory holding the released
-    Entities.py / Relations.py / Events.py (read with `ast`, never imported), or, when `source` is None,
-    the benchmark schemas of `data_dir` merged."""
-    if source is None:
-        if data_dir is None:
-            raise ValueError("no schema library given: pass a Parquet schema table, a directory of "
-                             "Entities.py/Relations.py/Events.py, or the benchmark data directory")
-        return benchmark_library(data_dir)
-    if source.endswith(".parquet"):
-        import pyarrow.parquet as pq
-
-        from knowcoder_ray.storage import filesystem
-
-        fs, path = filesystem(source)
-        with fs.open_input_file(path) as f:
-            return SchemaLibrary.from_rows(pq.read_table(f).to_pylist())
-    return _read_py_library(source)
-
-
-def _read_py_library(folder: str) -> SchemaLibrary:
-    """The released Entities.py / Relations.py / Events.py, through the schema package's ast reader."""
-    try:
-        from knowcoder_ray.schema.pyfile import read_pyfiles
-    except ImportError:
-        raise ValueError(f"schema library {folder!r}: reading Entities.py/Relations.py/Events.py needs "
-                         "knowcoder_ray.schema.pyfile, which is not installed; pass a Parquet schema table") from None
-    try:
-        return read_pyfiles(folder)
-    except FileNotFoundError as e:
-        raise ValueError(f"schema library {folder!r}: expected a .parquet table or a directory of "
-                         f"Entities.py/Relations.py/Events.py ({e})") from None
-
-
 def library_fingerprint(library: SchemaLibrary) -> str:
     """A short hash of a library's content (part of a corpus's configuration hash)."""
     import hashlib

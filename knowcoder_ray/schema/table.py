@@ -1,4 +1,5 @@
-"""The schema library as one Parquet table (local path or URI), one row per type."""
+"""The schema library as one Parquet table (local path or URI), one row per type; `load_library` reads
+either form a library is kept in (the table, or the released Entities.py / Relations.py / Events.py)."""
 from __future__ import annotations
 
 import pyarrow as pa
@@ -29,3 +30,18 @@ def read_parquet(uri: str) -> SchemaLibrary:
     if missing:
         raise ValueError(f"{uri}: not a schema table, missing columns {missing}")
     return SchemaLibrary.from_rows(table.to_pylist())
+
+
+def load_library(uri: str) -> SchemaLibrary:
+    """A Parquet schema table, or a folder of Entities.py / Relations.py / Events.py read with `ast`, never
+    imported (path or URI)."""
+    from knowcoder_ray.schema.pyfile import read_pyfiles
+
+    uri = str(uri)
+    if uri.endswith(".parquet"):
+        return read_parquet(uri)
+    try:
+        return read_pyfiles(uri)
+    except FileNotFoundError as e:
+        raise ValueError(f"schema library {uri!r}: expected a .parquet table or a folder of "
+                         f"Entities.py/Relations.py/Events.py ({e})") from None

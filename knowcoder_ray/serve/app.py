@@ -39,7 +39,8 @@ from ray.serve.handle import DeploymentHandle
 from knowcoder_ray.infer.engine import Prompt
 from knowcoder_ray.serve.config import ServeConfig
 from knowcoder_ray.serve.extract import RequestError, arun, check_limits, make_plan, resolve_schema
-from knowcoder_ray.serve.library import describe, load_library, search
+from knowcoder_ray.schema.table import load_library
+from knowcoder_ray.serve.library import describe, search
 from knowcoder_ray.serve.models import ExtractRequest, ExtractResponse, Health, SchemaSearchResponse
 from knowcoder_ray.storage import local_copy, name
 

@@ -13,7 +13,7 @@ from knowcoder_ray.infer.extraction import (
     STAGE1_TASK, Executor, Extraction, TaskPlan, arun_extraction, run_extraction,
 )
 from knowcoder_ray.infer.sharding import Shard, TokenCounter, shard_schema
-from knowcoder_ray.records import Record
+from knowcoder_ray.records import Record, span_of
 from knowcoder_ray.schema.types import SchemaLibrary, SchemaType
 from knowcoder_ray.serve.classcode import ClassCodeError, check_references, read_class_code
 from knowcoder_ray.serve.config import ServeConfig
@@ -153,9 +153,13 @@ def build_response(req: ExtractRequest, plan: TaskPlan, extractions: Sequence[Ex
         for r in mine:
             if r["stage"] == 2:  # stage-2 shards depend on what stage 1 found in each text
                 stage2.setdefault(tuple(r["names"]), None)
+        text = ex.record.text
         result = {
-            "text": ex.record.text, "entities": record["entities"], "relations": record["relations"],
-            "events": record["events"],
+            "text": text, "entities": [_located(e, text) for e in record["entities"]],
+            "relations": [{**r, "head": _located(r["head"], text), "tail": _located(r["tail"], text)}
+                          for r in record["relations"]],
+            "events": [{**_located(e, text, "trigger"), "arguments": [_located(a, text) for a in e["arguments"]]}
+                       for e in record["events"]],
             "hallucinated": list(dict.fromkeys(h for r in mine for h in r["hallucinated"])),
             "errors": [e for r in mine for e in r["errors"]],
             "truncated": any(r["truncated"] for r in mine),
@@ -168,3 +172,10 @@ def build_response(req: ExtractRequest, plan: TaskPlan, extractions: Sequence[Ex
         shards["eae"] = [list(names) for names in stage2]
     return {"task": req.task, "shards": shards, "prompts": len(rows), "results": results}
 
+
+
+def _located(mention: dict, text: str, key: str = "text") -> dict:
+    """The mention with the character span of its first occurrence in the text (None: not in the text;
+    the model writes mention strings, not offsets)."""
+    span = span_of(text, mention[key], mention.get("start"))
+    return {**mention, "start": span[0] if span else None, "end": span[1] if span else None}

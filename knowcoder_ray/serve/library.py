@@ -1,19 +1,7 @@
-"""The schema library the service extracts against: loading it from a file and searching it.
-
-Libraries are read by knowcoder_ray.schema: a Parquet table or KnowCoder class-code files (read with `ast`).
-"""
+"""Searching the schema library the service extracts against (read by knowcoder_ray.schema.table.load_library)."""
 from __future__ import annotations
 
 from knowcoder_ray.schema.types import SchemaLibrary, SchemaType
-
-
-def load_library(uri: str) -> SchemaLibrary:
-    """A Parquet schema table, or a folder of Entities.py / Relations.py / Events.py (path or URI)."""
-    from knowcoder_ray.schema.pyfile import read_pyfiles
-    from knowcoder_ray.schema.table import read_parquet
-
-    uri = str(uri)
-    return read_parquet(uri) if uri.endswith(".parquet") else read_pyfiles(uri)
 
 
 def describe(t: SchemaType) -> dict:
