@@ -14,5 +14,8 @@ def test_quickstart_notebook_executes():
     outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "Human's ancestors" in outputs and "hallucinated: ['Spaceship']" in outputs
     assert "report.html" in outputs
+    results = [o["data"]["text/plain"] for c in nb.cells if "KnowCoder.load" in c.source for o in c.get("outputs", [])
+               if o.get("output_type") == "execute_result"]
+    assert len(results) == 1 and results[0].startswith("TextResult(text='Barack Obama was born in Honolulu.'"), results
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
