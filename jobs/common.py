@@ -94,16 +94,10 @@ def base_model(cfg: dict) -> str:
 
 def init_ray(cfg: dict) -> None:
     """Join the cluster of `ray job submit` (RAY_ADDRESS), else start a local one on loopback."""
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # local clusters stay on 127.0.0.1
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import ray
+    from knowcoder_ray.connect import connect
 
-    if ray.is_initialized():
-        return
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(include_dashboard=False)
-    else:
-        ray.init(num_cpus=(cfg.get("ray") or {}).get("num_cpus"), include_dashboard=False, log_to_driver=False)
+    connect(num_cpus=(cfg.get("ray") or {}).get("num_cpus"), log_to_driver=bool(os.environ.get("RAY_ADDRESS")))
 
 
 def knowcoder(*argv: object) -> None:

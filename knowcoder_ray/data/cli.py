@@ -92,14 +92,13 @@ def _run(args: argparse.Namespace, transform, specs) -> int:
         print("nothing to build: give at least one input", file=sys.stderr)
         return 2
     if args.engine == "ray":
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # a local cluster stays on loopback
-        import ray
+        from knowcoder_ray.connect import connect
+
+        connect(args.address, args.num_cpus, log_to_driver=False)
         import ray.data
 
-        if not ray.is_initialized():
-            ray.init(address=args.address, num_cpus=None if args.address else args.num_cpus,
-                     include_dashboard=False, log_to_driver=False)
-        ray.data.DataContext.get_current().enable_progress_bars = False  # one progress line per shard instead
+        # Ray Data's bars on a terminal; in logs, the pipeline's own line per finished shard
+        ray.data.DataContext.get_current().enable_progress_bars = sys.stderr.isatty()
     manifest = pipeline.run(transform, specs, args.out, fmt=args.format, tokenizer=args.tokenizer,
                             workers=args.workers, engine=args.engine, overwrite=args.overwrite,
                             max_shards=args.max_shards,

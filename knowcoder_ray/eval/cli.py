@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -59,11 +58,9 @@ def _eval(args: argparse.Namespace) -> int:
             settings[key] = value
     cfg = EvalConfig.from_dict(settings)
 
-    # a local cluster stays on loopback (DESIGN.md section 6)
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    import ray
-    if not ray.is_initialized():
-        ray.init(address=args.ray_address or os.environ.get("RAY_ADDRESS"), include_dashboard=False)
+    from knowcoder_ray.connect import connect
+
+    connect(args.ray_address)
     result = evaluate(cfg)
     print(json.dumps({c["checkpoint"]: c["summary"] for c in result["checkpoints"]}, indent=2))
     print(f"wrote {cfg.output_dir}/summary.json" + (" and report.html" if cfg.report else ""))

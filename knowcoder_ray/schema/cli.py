@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 
@@ -68,13 +67,9 @@ def _build(args: argparse.Namespace) -> int:
                          min_role_support=args.min_role_support)
     started = False
     if not args.local:
-        import ray
+        from knowcoder_ray.connect import connect
 
-        if not ray.is_initialized():
-            if not args.ray_address:
-                os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # local: loopback only
-            ray.init(address=args.ray_address, num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
-            started = True
+        started = connect(args.ray_address, args.num_cpus, log_to_driver=False)
     try:
         result = build(args.dump, config, use_ray=not args.local, parallelism=args.parallelism)
     except DumpError as e:

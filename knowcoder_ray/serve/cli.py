@@ -78,13 +78,12 @@ def _serve(args: argparse.Namespace) -> int:
 
         for k, v in haproxy_env(args.client_timeout, tempfile.mkdtemp(prefix="kc-hap-", dir="/tmp")).items():  # short: socket paths max 97
             os.environ.setdefault(k, v)
-    import ray
     from ray import serve
 
+    from knowcoder_ray.connect import connect
     from knowcoder_ray.serve.app import build_app
 
-    # "local": a new Ray, never one that another `ray start` left on this machine
-    ray.init(address=args.address or "local", include_dashboard=False)
+    connect(args.address, new_local=True)  # our own Ray, with the HAProxy settings above
     serve.start(http_options={"host": args.host, "port": args.port, "keep_alive_timeout_s": args.client_timeout})
     serve.run(build_app(cfg.to_dict()), name=cfg.app_name)
     print(f"knowcoder serve: http://{args.host}:{args.port}/docs (Ctrl-C to stop)", flush=True)

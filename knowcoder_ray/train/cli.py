@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 
@@ -60,15 +59,12 @@ def resolve_config(name: str) -> str | Path:
 
 
 def _train(args: argparse.Namespace) -> int:
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # a local cluster stays on loopback
-    import ray
-
+    from knowcoder_ray.connect import connect
     from knowcoder_ray.train.config import load_config
     from knowcoder_ray.train.run import train
 
     cfg = load_config(resolve_config(args.config), args.overrides, phase=args.phase)
-    if not ray.is_initialized():
-        ray.init(address=args.address)
+    connect(args.address)
     result = train(cfg)
     print(json.dumps({"output_dir": result.output_dir, "checkpoint": result.checkpoint_path,
                       "metrics": result.metrics, "data": result.data, "rejected": len(result.rejects)}, indent=2))
