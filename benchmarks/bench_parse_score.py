@@ -15,12 +15,11 @@ import sys
 import time
 from pathlib import Path
 
-from knowcoder_ray.codec import Parser, render_output
+from knowcoder_ray.codec import TASK_KIND, Parser, render_output
 from knowcoder_ray.data.benchmarks import BENCHMARKS, load_benchmark
 from knowcoder_ray.eval.metrics import METRICS, score
 
 DATA = Path(os.environ.get("KNOWCODER_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
-KIND = {"ner": "entity", "re": "relation", "ed": "event", "eae": "event"}
 REPEATS = int(os.environ.get("BENCH_REPEATS", 3))
 
 
@@ -56,7 +55,7 @@ def main() -> None:
     for name, bench in sorted(BENCHMARKS.items()):
         records, schema = load_benchmark(name, DATA)
         for task in bench.tasks:
-            types = [t for t in schema if t.kind == KIND[task]]
+            types = [t for t in schema if t.kind == TASK_KIND[task]]
             names = [t.name for t in types]
             outputs = [damage(render_output(task, r), names, rng) for r in records]
             fast = Parser.for_types(task, types, schema)

@@ -36,11 +36,10 @@ os.environ.pop("RAY_ADDRESS", None)
 
 SOURCES = [("conll04", ("ner", "re")), ("mit_restaurant", ("ner",)), ("phee", ("ed",))] + \
     [(f"crossner_{d}", ("ner",)) for d in ("ai", "literature", "music", "politics", "science")]
-KIND = {"ner": "entity", "re": "relation", "ed": "event"}
 
 
 def build_corpus(data_dir: str, path: Path, per_source: int) -> int:
-    from knowcoder_ray.codec.render import render_output, render_prompt
+    from knowcoder_ray.codec.render import TASK_KIND, render_output, render_prompt
     from knowcoder_ray.data.benchmarks import load_benchmark
 
     n = 0
@@ -48,7 +47,7 @@ def build_corpus(data_dir: str, path: Path, per_source: int) -> int:
         for name, tasks in SOURCES:
             records, library = load_benchmark(name, data_dir, "test")
             for task in tasks:
-                types = library.of_kind(KIND[task])
+                types = library.of_kind(TASK_KIND[task])
                 for r in records[:per_source]:
                     prompt = render_prompt(task, types, r.text, library=library)
                     f.write(json.dumps({"prompt": prompt, "output": render_output(task, r)}) + "\n")

@@ -15,7 +15,8 @@ from knowcoder_ray.records import EventMention, Record
 from knowcoder_ray.schema.types import SchemaLibrary, SchemaType
 
 TASKS = ("ner", "re", "ed", "eae")
-TASK_KIND = {"ner": "entity", "re": "relation", "ed": "event", "eae": "event"}
+TASK_KIND = {"ner": "entity", "re": "relation", "ed": "event", "eae": "event",
+             "ee": "event"}  # ee: events in two stages (ED, then EAE), a plan of the extraction
 
 WRAPPER_INSTRUCTION = (
     "You are a highly skilled assistant at digesting and extracting information from textual content. "

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from knowcoder_ray.codec.parse import Parser
-from knowcoder_ray.codec.render import RELEASED, Layout, render_output
+from knowcoder_ray.codec.render import RELEASED, TASK_KIND, Layout, render_output
 from knowcoder_ray.infer.engine import Prompt
 from knowcoder_ray.infer.sharding import Shard, TokenCounter, char_counter, shard_schema, shown_names
 from knowcoder_ray.records import EventMention, Record
@@ -31,7 +31,6 @@ from knowcoder_ray.schema.types import SchemaLibrary, SchemaType
 
 PLAN_TASKS = ("ner", "re", "ed", "ee")
 STAGE1_TASK = {"ner": "ner", "re": "re", "ed": "ed", "ee": "ed"}
-KIND = {"ner": "entity", "re": "relation", "ed": "event", "ee": "event"}
 
 Executor = Callable[[list[dict]], list[dict]]  # rows -> the same rows with "output" and parse fields
 
@@ -70,7 +69,7 @@ class TaskPlan:
         self._shot_cache: dict[tuple, list[tuple[str, str]]] = {}
         self.count = count or char_counter()
         if types is None:
-            types = leaf_event_types(library) if KIND[task] == "event" else library.of_kind(KIND[task])
+            types = leaf_event_types(library) if TASK_KIND[task] == "event" else library.of_kind(TASK_KIND[task])
         self.types = list(types)
         self.leaf_names = {t.name for t in self.types}
         if task == "ee":

@@ -13,6 +13,7 @@ from pathlib import Path
 def corpus_prompts(data_dir: str | Path, per_dataset: int = 12) -> list[str]:
     """Real prompt text (NER/RE/ED/EAE over the benchmark schemas) to train the tiny tokenizer on: each
     shard's shared head once, and the sentence part of each prompt."""
+    from knowcoder_ray.codec.render import TASK_KIND
     from knowcoder_ray.data.benchmarks import load_benchmark
     from knowcoder_ray.infer.sharding import make_shard
 
@@ -21,8 +22,7 @@ def corpus_prompts(data_dir: str | Path, per_dataset: int = 12) -> list[str]:
                         ("phee", ("ed", "eae"))):
         records, library = load_benchmark(name, data_dir)
         for task in tasks:
-            kind = {"ner": "entity", "re": "relation"}.get(task, "event")
-            shard = make_shard(task, library.of_kind(kind)[:40], library)
+            shard = make_shard(task, library.of_kind(TASK_KIND[task])[:40], library)
             texts.append(shard.head)
             texts += [shard.prompt(r.text)[len(shard.head):] for r in records[:per_dataset]]
     return texts

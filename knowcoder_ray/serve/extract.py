@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
+from knowcoder_ray.codec.render import TASK_KIND
 from knowcoder_ray.infer.extraction import (
     STAGE1_TASK, Executor, Extraction, TaskPlan, arun_extraction, run_extraction,
 )
@@ -18,8 +19,6 @@ from knowcoder_ray.schema.types import SchemaLibrary, SchemaType
 from knowcoder_ray.serve.classcode import ClassCodeError, check_references, read_class_code
 from knowcoder_ray.serve.config import ServeConfig
 from knowcoder_ray.serve.models import ExtractRequest
-
-KIND = {"ner": "entity", "re": "relation", "ed": "event", "eae": "event"}
 
 
 class RequestError(Exception):
@@ -45,7 +44,7 @@ def check_limits(req: ExtractRequest, cfg: ServeConfig) -> None:
 def resolve_schema(req: ExtractRequest, library: SchemaLibrary) -> tuple[SchemaLibrary, list[SchemaType] | None]:
     """The library the request runs against (the served one, with the user's classes taking precedence)
     and the task's types it asks for (None: every type of the task's kind)."""
-    kind = KIND[req.task]
+    kind = TASK_KIND[req.task]
     lib, chosen = library, []
     if req.schema_code is not None:
         try:
