@@ -86,7 +86,10 @@ def extract_in_actors(ds, spec: dict, plans_ref, num_actors: int, records_per_ba
 
     return ds.map_batches(ExtractionStage, batch_size=records_per_batch, batch_format="numpy",
                           fn_constructor_kwargs={"spec": spec, "plans": [plans_ref]},
-                          compute=ray.data.ActorPoolStrategy(size=num_actors), num_cpus=num_cpus,
+                          # one block at a time per actor: a second block queued on the first actor
+                          # that is ready would wait there while the other actors idle
+                          compute=ray.data.ActorPoolStrategy(size=num_actors, max_tasks_in_flight_per_actor=1),
+                          num_cpus=num_cpus,
                           num_gpus=num_gpus or None)
 
 
