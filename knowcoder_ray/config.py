@@ -22,7 +22,7 @@ Library = Literal["schema", "benchmarks"]  # the schema slice built by the run, 
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid")
 
     @model_validator(mode="before")
     @classmethod
