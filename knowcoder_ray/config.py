@@ -27,7 +27,7 @@ class Section(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _known_keys(cls, data: Any) -> Any:
-        """Name the first unknown key and the known ones (pydantic's own message names neither list)."""
+        """Name the first unknown key with the known ones (pydantic's own message does not list them)."""
         known = [f.alias or name for name, f in cls.model_fields.items()]
         unknown = [k for k in data if k not in known] if isinstance(data, dict) else []
         if unknown and cls.model_config["extra"] == "forbid":
