@@ -14,20 +14,19 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python jobs/x.py` from a checkout or a `ray job submit` working dir
     sys.path.insert(0, str(ROOT))
 
-ARTIFACTS = {  # artifact -> path under workdir, the one layout every job and the demo check agree on
-    "schema": "schema", "understanding": "corpus/understanding", "following": "corpus/following",
-    "tiny_model": "models/tiny-base", "pretrained": "models/pretrained", "adapter": "models/sft-adapter",
-    "merged": "models/merged", "checkpoints": "checkpoints", "eval": "eval",
-}
+from knowcoder_ray.config import ARTIFACTS, set_items, validate  # noqa: E402  (after the sys.path line)
 
 
 def load_config(path: str | os.PathLike) -> dict:
-    """The pipeline YAML, from a local path or a bucket URI."""
+    """The pipeline YAML, from a local path or a bucket URI, validated (knowcoder_ray/config.py): a misspelled
+    or misplaced key stops here, naming its location, before any cluster time is spent."""
     from knowcoder_ray.storage import read_text
 
-    cfg = yaml.safe_load(read_text(str(path))) or {}
-    if not isinstance(cfg, dict) or "workdir" not in cfg:
-        raise SystemExit(f"{path}: a pipeline config is a mapping with at least `workdir`")
+    cfg = yaml.safe_load(read_text(str(path)))
+    try:
+        validate(cfg, str(path))
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     return cfg
 
 
@@ -115,10 +114,7 @@ def knowcoder(*argv: object) -> None:
 
 def overrides(settings: dict | None) -> list[str]:
     """{"data.seq_len": 512} -> ["--set", "data.seq_len=512", ...] for `knowcoder train`."""
-    out: list[str] = []
-    for key, value in (settings or {}).items():
-        out += ["--set", f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"]
-    return out
+    return [arg for item in set_items(settings) for arg in ("--set", item)]
 
 
 def job_main(run, description: str) -> None:

@@ -4,14 +4,12 @@ from common import artifact, base_model, job_main, knowcoder, require_benchmarks
 
 from knowcoder_ray import storage
 
-CHECKPOINTS = {"pretrained": "pretrained", "merged": "merged", "adapter": "adapter"}
-
 
 def run(cfg: dict) -> None:
     e = dict(cfg["eval"])
     starts_from_base = "tiny_model" in cfg or "base_model" in cfg
     which = e.pop("checkpoints", ["base", "pretrained", "merged"] if starts_from_base else ["pretrained", "merged"])
-    e["checkpoints"] = [base_model(cfg) if c == "base" else artifact(cfg, CHECKPOINTS[c]) for c in which]
+    e["checkpoints"] = [base_model(cfg) if c == "base" else artifact(cfg, c) for c in which]
     if any(not str(d).startswith("records:") for d in e["datasets"]):
         e["data_dir"] = require_benchmarks(cfg, e["datasets"]) if "data_dir" not in e else e["data_dir"]
     e["labels"] = list(which)

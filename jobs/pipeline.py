@@ -28,8 +28,12 @@ def main() -> None:
     parser.add_argument("--config", required=True)
     parser.add_argument("--from", dest="start", choices=list(PHASES), help="skip the phases before this one")
     parser.add_argument("--only", choices=list(PHASES), action="append", help="run just these phases")
+    parser.add_argument("--check", action="store_true", help="validate the config and exit (starts nothing)")
     args = parser.parse_args()
     cfg = load_config(args.config)
+    if args.check:
+        print(f"{args.config}: config OK")
+        return
     names = list(PHASES)[list(PHASES).index(args.start):] if args.start else list(PHASES)
     names = [n for n in names if (not args.only or n in args.only) and (n != "serve" or cfg.get("serve", {}).get("enabled", True))]
     init_ray(cfg)

@@ -1,0 +1,112 @@
+"""The pipeline config is validated before anything starts: every shipped config passes, and a misspelled
+key anywhere (top level, a section, a training override, eval, its engine settings, serve) fails with one
+message naming the key and where it is (pure Python, no Ray)."""
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from knowcoder_ray.config import validate
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "jobs/configs").glob("*.yaml"))
+
+
+def _demo() -> dict:
+    return yaml.safe_load((ROOT / "jobs/configs/demo.yaml").read_text())
+
+
+def test_every_shipped_config_validates():
+    assert {p.stem for p in CONFIGS} >= {"tiny", "demo", "7b"}
+    for path in CONFIGS:
+        validate(yaml.safe_load(path.read_text()), str(path))
+
+
+@pytest.mark.parametrize("where, typo, expected", [
+    ((), "workdr", "demo.yaml: unknown setting 'workdr' (known: workdir,"),
+    (("following",), "distractor", "demo.yaml: following: unknown setting 'distractor' (known: library,"),
+    (("sft",), "confg", "demo.yaml: sft: unknown setting 'confg' (known: config, set)"),
+    (("sft", "set"), "max_stepz", "demo.yaml: sft.set: unknown config key(s) ['max_stepz']"),
+    (("pretrain", "set"), "data.seqlen", "demo.yaml: pretrain.set: unknown config key(s) ['seqlen'] in data."),
+    (("eval",), "num_actor", "demo.yaml: eval: unknown eval settings ['num_actor']"),
+    (("eval", "engine_config"), "max_new_token", "demo.yaml: eval.engine_config: unknown engine settings ['max_new_token']"),
+    (("serve",), "prot", "demo.yaml: serve: unknown setting 'prot' (known: enabled, host, port,"),
+    (("serve", "engine"), "batchsize", "demo.yaml: serve: unknown engine settings ['batchsize']"),
+    (("base_model",), "imprt", "demo.yaml: base_model: unknown setting 'imprt' (known: import, cache_dir)"),
+])
+def test_misspelled_key_is_named_with_its_location(where, typo, expected):
+    cfg = _demo()
+    node = cfg
+    for key in where:
+        node = node[key]
+    node[typo] = 1
+    with pytest.raises(ValueError) as e:
+        validate(cfg, "demo.yaml")
+    assert str(e.value).startswith(expected), str(e.value)
+    assert "\n" not in str(e.value) and "pydantic" not in str(e.value)  # one line, no validation dump
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda c: c.pop("workdir"), "x.yaml: workdir: Field required"),
+    (lambda c: c.update(paths={"merge": "/m"}), "x.yaml: paths: unknown setting 'merge' (known: schema,"),
+    (lambda c: c["following"].update(library="wikidata"), "x.yaml: following.library: Input should be 'schema' or"),
+    (lambda c: c["sft"].update(config="no_such"), "x.yaml: sft.config: config 'no_such' is neither a file nor"),
+    (lambda c: c["sft"]["set"].update(lr="fast"), "x.yaml: sft.set: config key 'lr' needs a float, got 'fast'"),
+    (lambda c: c["eval"].update(checkpoints=["base", "merge"]), "x.yaml: eval.checkpoints.1: Input should be 'base',"),
+    (lambda c: c["eval"].update(output_dir="/o"), "x.yaml: eval: output_dir is set by the job"),
+    (lambda c: c["eval"].update(layout={"escap": True}), "x.yaml: eval: unknown layout options ['escap']"),
+    (lambda c: c["serve"].update(max_texts=0), "x.yaml: serve: serve config: max_texts must be >= 1, got 0"),
+    (lambda c: c["serve"].update(port="http"), "x.yaml: serve.port: Input should be a valid integer"),
+    (lambda c: c.pop("base_model"), "x.yaml: pretrain.model: needed when neither tiny_model nor base_model"),
+])
+def test_wrong_values_are_named_with_their_location(change, expected):
+    cfg = _demo()
+    change(cfg)
+    with pytest.raises(ValueError) as e:
+        validate(cfg, "x.yaml")
+    assert str(e.value).startswith(expected), str(e.value)
+
+
+def test_validation_leaves_the_mapping_as_written():
+    cfg = _demo()
+    validate(cfg)
+    assert cfg == _demo()
+
+
+# `python jobs/pipeline.py ARGS`, then whether Ray was even imported
+RUN_PIPELINE = """import os, runpy, sys
+sys.argv = sys.argv[1:]
+sys.path.insert(0, os.path.dirname(sys.argv[0]))
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+finally:
+    print("ray imported:", "ray" in sys.modules)
+"""
+
+
+def _check(tmp_path, cfg) -> tuple[subprocess.CompletedProcess, float]:
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", RUN_PIPELINE, str(ROOT / "jobs/pipeline.py"), "--config", str(path),
+                           "--check"], cwd=ROOT, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=60)
+    return proc, time.perf_counter() - started
+
+
+def test_pipeline_check_refuses_a_bad_config_without_starting_ray(tmp_path):
+    cfg = _demo()
+    cfg["sft"]["set"]["max_stepz"] = 5
+    proc, seconds = _check(tmp_path, cfg)
+    assert proc.returncode == 1 and seconds < 10
+    assert proc.stderr.startswith(f"{tmp_path / 'pipeline.yaml'}: sft.set: unknown config key(s) ['max_stepz']")
+    assert "Traceback" not in proc.stderr and "ray imported: False" in proc.stdout
+
+
+def test_pipeline_check_passes_a_good_config_without_starting_ray(tmp_path):
+    proc, seconds = _check(tmp_path, _demo())
+    assert proc.returncode == 0 and seconds < 10, proc.stderr
+    assert f"{tmp_path / 'pipeline.yaml'}: config OK" in proc.stdout and "ray imported: False" in proc.stdout
