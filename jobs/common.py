@@ -96,7 +96,7 @@ def init_ray(cfg: dict) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from knowcoder_ray.connect import connect
 
-    connect(num_cpus=(cfg.get("ray") or {}).get("num_cpus"), log_to_driver=bool(os.environ.get("RAY_ADDRESS")))
+    connect(num_cpus=(cfg.get("ray") or {}).get("num_cpus"))  # worker output (training progress) shown here
 
 
 def knowcoder(*argv: object) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 import time
 import zlib
@@ -132,7 +133,7 @@ def train_loop(loop_config: dict) -> None:
 
     engine = build_engine(cfg, plan.total_steps, device)
     state = TrainState()
-    log = _StepLog(cfg.log_file if rank == 0 else "", None)
+    log = _StepLog(cfg.log_file if rank == 0 else "", None, plan.total_steps if rank == 0 else 0)
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
         state = _resume(checkpoint, engine, rank, log)
@@ -270,10 +271,12 @@ def _all_reduce_mean_sum(loss: float, tokens: int, device) -> tuple[float, int]:
 
 
 class _StepLog:
-    """Per-step metrics as JSON lines (rank 0), tagged with the step the attempt resumed from."""
+    """Per-step metrics as JSON lines (rank 0), tagged with the step the attempt resumed from, and a
+    progress line per step on rank 0's output (`total_steps` 0: none)."""
 
-    def __init__(self, path: str, resumed_at: int | None):
-        self.path, self.resumed_at = path, resumed_at
+    def __init__(self, path: str, resumed_at: int | None, total_steps: int = 0):
+        self.path, self.resumed_at, self.total_steps = path, resumed_at, total_steps
+        self.started, self.first_step = time.perf_counter(), None
 
     def event(self, line: dict) -> None:
         """A line about the run itself (a skipped checkpoint), printed by every rank, logged by rank 0."""
@@ -285,7 +288,23 @@ class _StepLog:
 
     def write(self, metrics: dict) -> None:
         line = {**metrics, "resumed_at": self.resumed_at, "time": round(time.time(), 3)}
-        print(json.dumps(line), flush=True)
+        if self.total_steps:  # not print(): Ray Train patches it to write the line twice
+            sys.stdout.write(self.progress(metrics) + "\n")
+            sys.stdout.flush()
         if self.path:
             with open(self.path, "a") as f:
                 f.write(json.dumps(line) + "\n")
+
+    def progress(self, m: dict) -> str:
+        """`step 12/44  loss 0.6121  1,640 tokens/s  1m23s, ~3m40s left` (the pace of this attempt)."""
+        if self.first_step is None:
+            self.first_step = m["step"] - 1
+        done, elapsed = m["step"] - self.first_step, time.perf_counter() - self.started
+        left = elapsed / max(done, 1) * (self.total_steps - m["step"])
+        return (f"step {m['step']}/{self.total_steps}  loss {m['loss']:.4f}  "
+                f"{m['step_tokens'] / max(m['step_s'], 1e-9):,.0f} tokens/s  {_clock(elapsed)}, ~{_clock(left)} left")
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
