@@ -172,7 +172,6 @@ def build_response(req: ExtractRequest, plan: TaskPlan, extractions: Sequence[Ex
     return {"task": req.task, "shards": shards, "prompts": len(rows), "results": results}
 
 
-
 def _located(mention: dict, text: str, key: str = "text") -> dict:
     """The mention with the character span of its first occurrence in the text (None: not in the text;
     the model writes mention strings, not offsets)."""
