@@ -61,8 +61,10 @@ class KnowCoder:
         from knowcoder_ray.storage import local_copy, name
 
         spec = EngineSpec.of(engine, str(model), engine_settings)
-        count = token_counter(AutoTokenizer.from_pretrained(local_copy(spec.base)))
-        return cls(spec.load(), load_schema(schema, data_dir), count, name(str(model)), shard_tokens)
+        loaded = spec.load()
+        tokenizer = getattr(loaded, "tokenizer", None)  # the transformers engine has one already
+        count = token_counter(tokenizer or AutoTokenizer.from_pretrained(local_copy(spec.base)))
+        return cls(loaded, load_schema(schema, data_dir), count, name(str(model)), shard_tokens)
 
     def extract(self, texts: str | list[str], task: str = "ner", types: list[str] | None = None,
                 schema_code: str | None = None, triggers: list[list[dict]] | None = None,
