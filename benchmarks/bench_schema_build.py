@@ -76,7 +76,7 @@ class PeakPSS(threading.Thread):
 
 
 def worker(mode: str, path: str, cpus: int, repeat: int) -> dict:
-    from knowcoder_ray.schema.wikidata import build
+    from knowcoder_ray.schema.build import build
 
     if mode == "ray":
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")

@@ -1,17 +1,18 @@
 """Phase 0: the code-style schema library from a Wikidata dump (a slice: the types a corpus uses + ancestors)."""
-from common import artifact, job_main, knowcoder
+import json
+
+from common import artifact, job_main
+
+from knowcoder_ray.schema.build import BuildConfig, build_schema
 
 
 def run(cfg: dict) -> None:
     s = cfg["schema"]
-    argv = ["schema", "build", s["dump"], "--out", artifact(cfg, "schema")]
-    for corpus in s.get("corpus", []):
-        argv += ["--corpus", corpus]
-    if s.get("types"):
-        argv += ["--types", ",".join(s["types"])]
-    if s.get("event_root"):
-        argv += ["--event-root", s["event_root"]]
-    knowcoder(*argv)
+    config = BuildConfig(corpus=s.get("corpus") or [], types=s.get("types"), **{k: s[k] for k in ("event_root",) if k in s})
+    report = build_schema(s["dump"], artifact(cfg, "schema"), config).report
+    print(json.dumps(report.summary()), *report.notes, sep="\n", flush=True)
+    if report.truncated:
+        raise SystemExit(f"schema build: {s['dump']}: {report.truncated}")
 
 
 if __name__ == "__main__":

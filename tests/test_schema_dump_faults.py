@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from knowcoder_ray.cli import main
-from knowcoder_ray.schema.wikidata import BuildConfig, DumpError, build
+from knowcoder_ray.schema.build import BuildConfig, DumpError, build
 
 DUMP = Path(__file__).parent / "fixtures" / "wikidata_dump.json.bz2"
 def _multistream_bz2(data: bytes) -> bytes:

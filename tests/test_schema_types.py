@@ -47,10 +47,13 @@ def test_taxonomy_queries():
         LIB["Nope"]
 
 
-def test_select_keeps_ancestors():
+def test_select_keeps_ancestors_and_constraint_types():
     sub = LIB.select(["Human", "Club"])
     assert sorted(sub.names()) == ["Agent", "Club", "Human", "Organization", "Person"]
-    assert LIB.select(["Human"], with_ancestors=False).names() == ["Human"]
+    # a relation brings the entity types its constraints name, with their ancestors
+    assert set(LIB.select(["MemberOf"]).names()) >= {"MemberOf", *LIB["MemberOf"].head_types, *LIB["MemberOf"].tail_types}
+    with pytest.raises(KeyError, match="Nope"):
+        LIB.select(["Nope"])
 
 
 def test_validate_reports_unknown_references_and_cycles():

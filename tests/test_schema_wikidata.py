@@ -12,10 +12,10 @@ import pytest
 
 from knowcoder_ray.schema import Role, SchemaLibrary, SchemaType, is_class_name
 from knowcoder_ray.schema import dump, pyfile, table
-from knowcoder_ray.schema.wikidata import (
-    BuildConfig, build, corpus_types, dedupe_class_names, fill_descriptions, missing_descriptions_tsv,
-    parse_descriptions_tsv, select,
-)
+from knowcoder_ray.schema.assemble import dedupe_class_names
+from knowcoder_ray.schema.build import BuildConfig, build
+from knowcoder_ray.schema.descriptions import fill_descriptions, missing_descriptions_tsv, parse_descriptions_tsv
+from knowcoder_ray.schema.select import corpus_types, select
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DUMP = FIXTURES / "wikidata_dump.json.bz2"

@@ -40,38 +40,24 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     f.set_defaults(func=_from_py)
 
 
-def _wanted(args: argparse.Namespace, report_lines: list[str]) -> list[str] | None:
-    from knowcoder_ray.storage import read_text
-    from knowcoder_ray.schema.wikidata import corpus_types
-
-    wanted = [w.strip() for w in args.types.split(",") if w.strip()]
-    if args.types_file:
-        wanted += [w.strip() for w in read_text(args.types_file).splitlines() if w.strip()]
-    if args.corpus:
-        types, bad = corpus_types(args.corpus)
-        wanted += sorted(types)
-        if bad:
-            report_lines.append(f"corpus: {bad} lines are not records (skipped)")
-    return wanted if (args.types or args.types_file or args.corpus) else None
-
-
 def _build(args: argparse.Namespace) -> int:
-    from knowcoder_ray import storage
-    from knowcoder_ray.schema import pyfile, table
-    from knowcoder_ray.schema.wikidata import (
-        BuildConfig, DumpError, build, fill_descriptions, missing_descriptions_tsv, parse_descriptions_tsv, select,
-    )
+    from knowcoder_ray.storage import join, read_text
+    from knowcoder_ray.schema.build import BuildConfig, DumpError, build_schema
 
-    config = BuildConfig(event_root=None if args.event_root.lower() == "none" else args.event_root,
+    types = [w.strip() for w in args.types.split(",") if w.strip()]
+    if args.types_file:
+        types += [w.strip() for w in read_text(args.types_file).splitlines() if w.strip()]
+    config = BuildConfig(event_root=args.event_root,
                          max_examples=args.max_examples, max_roles=args.max_roles,
-                         min_role_support=args.min_role_support)
+                         min_role_support=args.min_role_support, corpus=args.corpus,
+                         types=types if (args.types or args.types_file) else None, descriptions=args.descriptions)
     started = False
     if not args.local:
         from knowcoder_ray.connect import connect
 
         started = connect(args.ray_address, args.num_cpus, log_to_driver=False)
     try:
-        result = build(args.dump, config, use_ray=not args.local, parallelism=args.parallelism)
+        report = build_schema(args.dump, args.out, config, use_ray=not args.local, parallelism=args.parallelism).report
     except DumpError as e:
         print(f"knowcoder schema build: {e}", file=sys.stderr)
         return 2
@@ -80,33 +66,11 @@ def _build(args: argparse.Namespace) -> int:
             import ray
 
             ray.shutdown()
-    library, report = result.library, result.report
-    notes: list[str] = []
-    wanted = _wanted(args, notes)
-    if wanted is not None:
-        library, report.unmatched = select(library, wanted)
-    if args.descriptions:
-        library, filled = fill_descriptions(library, parse_descriptions_tsv(storage.read_text(args.descriptions)))
-        notes.append(f"descriptions filled in: {filled}")
-
-    storage.makedirs(args.out)
-    table.write_parquet(library, storage.join(args.out, "schema.parquet"))
-    pyfile.write_pyfiles(library, args.out)
-    storage.write_text(storage.join(args.out, "malformed.jsonl"),
-                       "".join(json.dumps(m, ensure_ascii=False) + "\n" for m in report.malformed))
-    storage.write_text(storage.join(args.out, "missing_descriptions.tsv"), missing_descriptions_tsv(library))
-    summary = {**report.summary(), **{f"selected_{k}_types": len(library.of_kind(k))
-                                      for k in ("entity", "relation", "event")}}
-    storage.write_text(storage.join(args.out, "report.json"), json.dumps({
-        "summary": summary, "unresolved": report.unresolved, "dropped_cycle_edges": report.dropped_cycle_edges,
-        "missing_labels": report.missing_labels, "unmatched": report.unmatched, "notes": notes,
-        "truncated": report.truncated,
-        "problems": library.validate()}, indent=1))
-    print(json.dumps(summary))
-    for n in notes:
+    print(json.dumps(report.summary()))
+    for n in report.notes:
         print(n)
     if report.malformed:
-        print(f"{len(report.malformed)} malformed lines written to {storage.join(args.out, 'malformed.jsonl')}")
+        print(f"{len(report.malformed)} malformed lines written to {join(args.out, 'malformed.jsonl')}")
     if report.truncated:  # outputs are written, but the status tells scripts the input was incomplete
         print(f"knowcoder schema build: {args.dump}: {report.truncated}", file=sys.stderr)
         return 3

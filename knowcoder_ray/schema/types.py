@@ -64,6 +64,10 @@ class SchemaType:
     def role(self, name: str) -> Role | None:
         return next((r for r in self.roles if r.name == name), None)
 
+    def references(self) -> tuple[str, ...]:
+        """The entity types its relation constraints and event roles name."""
+        return (*self.head_types, *self.tail_types, *(e for r in self.roles for e in r.entity_types))
+
     def to_row(self) -> dict:
         """A flat, Arrow-friendly dict (lists, not tuples; roles as two parallel lists)."""
         return {
@@ -227,15 +231,19 @@ class SchemaLibrary:
         return name == ancestor or ancestor in self.ancestors(name)
 
     # selection
-    def select(self, names: Iterable[str], with_ancestors: bool = True) -> "SchemaLibrary":
-        """The sub-library of `names` (and, as KnowCoder does, their ancestors and constraint types)."""
+    def select(self, names: Iterable[str]) -> "SchemaLibrary":
+        """KnowCoder's selection: the named types with all their ancestors, and the entity types that the
+        constraints and roles of any kept type name (with their ancestors)."""
+        unknown = [n for n in names if n not in self.types]
+        if unknown:
+            raise KeyError(f"unknown schema type {unknown[0]!r}")
         keep: dict[str, None] = {}
-        for n in names:
-            if n not in self.types:
-                raise KeyError(f"unknown schema type {n!r}")
-            keep[n] = None
-            if with_ancestors:
-                keep.update(dict.fromkeys(a for a in self.ancestors(n) if a in self.types))
+        frontier = list(names)
+        while frontier:
+            new = [n for n in dict.fromkeys(frontier) if n not in keep]
+            new += [a for n in new for a in self.ancestors(n) if a in self.types and a not in keep]
+            keep.update(dict.fromkeys(new))
+            frontier = [r for n in new for r in self.types[n].references() if r in self.types and r not in keep]
         return SchemaLibrary(self.types[n] for n in keep)
 
     def merged(self, other: "SchemaLibrary") -> "SchemaLibrary":
@@ -250,7 +258,7 @@ class SchemaLibrary:
                     problems.append(f"{t.name}: unknown parent {p!r}")
                 elif t.name in self.ancestors(p):
                     problems.append(f"{t.name}: inheritance cycle through {p!r}")
-            for ref in (*t.head_types, *t.tail_types, *(e for r in t.roles for e in r.entity_types)):
+            for ref in t.references():
                 if ref != "Entity" and ref not in self.types:
                     problems.append(f"{t.name}: unknown constraint type {ref!r}")
         return problems

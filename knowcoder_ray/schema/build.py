@@ -1,0 +1,155 @@
+"""Build a KnowCoder schema library from a Wikidata JSON dump, with Ray Data or in one process.
+
+What becomes what (KnowCoder, section 3.1 of the paper; the released library used the 2022-07-04 dump):
+- entity types: the classes used as P31 "instance of" targets, plus their P279 "subclass of" ancestors,
+  plus the classes that relation constraints name (and their ancestors). Parents are the P279 targets
+  that are kept, with cycles broken and redundant parents (ancestors of another parent) dropped, so the
+  classes form a DAG that Python could define. Examples: the labels of the class's instances with the
+  lowest QIDs (the oldest, usually best known items).
+- relation types: properties whose datatype is in `BuildConfig.relation_datatypes`. Head / tail types
+  come from the property constraints P2302 "subject type constraint" (Q21503250) and "value type
+  constraint" (Q21510865), each with its P2308 "class" qualifiers. Examples "(head, tail)" come from
+  P1855 "Wikidata property example" (the statement's value is the subject, its qualifier of the same
+  property is the object).
+- event types: the kept classes that descend from `BuildConfig.event_root` (default Q1190554
+  "occurrence"), the root included; the root's own parents are dropped (it hangs under `Event`).
+  Roles: the properties used on instances of the event class or of its subclasses, kept when at least
+  `min_role_support` of those instances use them (at most `max_roles`, most used first); the role is
+  named after the property label and its entity types are the property's value type constraint classes.
+  Examples (trigger words): the class's English label and aliases.
+- names: English label (else "mul", en-gb, en-us) through `to_class_name`, deduplicated: the first
+  holder (entities, then events, then relations; lowest id first) keeps the plain name, the others get
+  their Wikidata id appended (``BankQ468756``). Missing descriptions stay empty and are listed in the
+  report (`missing_descriptions.tsv`), so a user can fill them (`fill_descriptions`).
+
+Two scans of the dump: the first collects classes (items with P279), properties, P31 usage and instance
+labels; the second, given what the first found, collects labels of the classes and example items that
+have no P279 of their own, and the properties used on event instances. Each scan maps batches of lines
+to small `DumpSummary`s that merge associatively, so the driver holds O(classes + properties), never
+O(items). Malformed lines are counted and reported with their line numbers; the build goes on.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from knowcoder_ray import storage
+from knowcoder_ray.schema.descriptions import fill_descriptions, missing_descriptions_tsv, parse_descriptions_tsv
+from knowcoder_ray.schema.dump import LineIndex, compression_of
+from knowcoder_ray.schema.assemble import BuildReport, assemble, plan_second_scan
+from knowcoder_ray.schema.scan import DumpSummary, scan_local, scan_ray
+from knowcoder_ray.schema.select import corpus_types, select
+from knowcoder_ray.schema.types import SchemaLibrary
+from knowcoder_ray.schema.wikidata import EVENT_ROOT, RELATION_DATATYPES
+
+
+class BuildConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_root: str | None = EVENT_ROOT  # None: no event types
+    relation_datatypes: tuple[str, ...] = RELATION_DATATYPES
+    max_examples: int = 5
+    max_roles: int = 8
+    min_role_support: float = 0.2
+    max_aliases: int = 10
+    batch_lines: int = 1000
+    # the slice to keep (with ancestors and constraint types): names, Wikidata ids or labels, and the types
+    # that Record JSONL corpora use; None and []: the whole library
+    types: list[str] | None = None
+    corpus: list[str] = []
+    descriptions: str | None = None  # a filled-in missing_descriptions.tsv
+
+    @field_validator("event_root")
+    @classmethod
+    def _no_events(cls, v: str | None) -> str | None:
+        return None if v is None or v.lower() == "none" else v
+
+
+class DumpError(ValueError):
+    """The dump cannot give a library at all (empty, or no Wikidata entity in it)."""
+
+
+@dataclass
+class BuildResult:
+    library: SchemaLibrary
+    report: BuildReport
+
+
+def build(uri: str, config: BuildConfig | None = None, *, use_ray: bool = True, parallelism: int = -1) -> BuildResult:
+    """Two scans of the dump at `uri` (local path or s3:// / gs:// URI) and the assembled library.
+    With `use_ray` the scans are Ray Data pipelines on the current cluster (`ray.init` first)."""
+    config = config or BuildConfig()
+
+    def scan(plan):
+        return scan_ray(uri, config, plan, parallelism) if use_ray else scan_local(uri, config, plan)
+
+    s1 = scan(None)
+    if not any(n for k, n in s1.counts.items() if k in ("items", "properties") or k.startswith("skipped_")):
+        raise DumpError(_no_entities(uri, s1))
+    plan, _ = plan_second_scan(s1, config)
+    s2 = scan(plan) if plan.needed or plan.events else DumpSummary()
+    return BuildResult(*assemble(s1, s2, config))
+
+
+def _no_entities(uri: str, s1: DumpSummary) -> str:
+    """Why a dump gave no entity at all: empty, cut before its first entity, or not a Wikidata JSON dump."""
+    index = LineIndex(s1.lines)
+    if not index.total:
+        return f"{uri}: the dump is empty (no line)"
+    first = min(s1.malformed, key=lambda m: index.line_number(m[0], m[1]), default=None)
+    msg = f"{uri}: no Wikidata entity in its {index.total} line(s)"
+    if first is not None:
+        msg += f"; line {index.line_number(first[0], first[1])}: {first[2]}"
+    cut = next((m[2] for m in s1.malformed if m[2].startswith("dump truncated")), None)
+    if cut is not None and cut != first[2]:
+        msg += f"; {cut}"
+    if compression_of(uri) is None:
+        from knowcoder_ray.storage import filesystem
+
+        fs, path = filesystem(uri)
+        with fs.open_input_stream(path, compression=None) as f:
+            head = f.read(4)
+        if head[:2] == b"\x1f\x8b" or head[:3] == b"BZh":  # compressed, but not named .gz/.bz2
+            msg += "; the file looks compressed: name it .json.gz or .json.bz2"
+    return msg + " (expected a Wikidata JSON dump: a JSON array with one entity object per line)"
+
+
+
+def build_schema(dump: str, out: str, config: BuildConfig | None = None, *, use_ray: bool = True,
+                 parallelism: int = -1) -> BuildResult:
+    """The schema phase: build the library from `dump`, keep the configured slice, fill in descriptions,
+    and write schema.parquet, Entities.py / Relations.py / Events.py, report.json, malformed.jsonl and
+    missing_descriptions.tsv under `out` (a path or URI). With `use_ray`, on the cluster `connect()` reaches."""
+    from knowcoder_ray.schema import pyfile, table
+
+    config = config or BuildConfig()
+    if use_ray:
+        from knowcoder_ray.connect import connect
+
+        connect(log_to_driver=False)
+    result = build(dump, config, use_ray=use_ray, parallelism=parallelism)
+    library, report = result.library, result.report
+    if config.types is not None or config.corpus:
+        types, bad = corpus_types(config.corpus)
+        if bad:
+            report.notes.append(f"corpus: {bad} lines are not records (skipped)")
+        library, report.unmatched = select(library, [*(config.types or ()), *sorted(types)])
+    if config.descriptions:
+        library, filled = fill_descriptions(library, parse_descriptions_tsv(storage.read_text(config.descriptions)))
+        report.notes.append(f"descriptions filled in: {filled}")
+
+    storage.makedirs(out)
+    table.write_parquet(library, storage.join(out, "schema.parquet"))
+    pyfile.write_pyfiles(library, out)
+    storage.write_text(storage.join(out, "malformed.jsonl"),
+                       "".join(json.dumps(m, ensure_ascii=False) + "\n" for m in report.malformed))
+    storage.write_text(storage.join(out, "missing_descriptions.tsv"), missing_descriptions_tsv(library))
+    report.selected = {f"selected_{k}_types": len(library.of_kind(k)) for k in ("entity", "relation", "event")}
+    storage.write_text(storage.join(out, "report.json"), json.dumps({
+        "summary": report.summary(), "unresolved": report.unresolved,
+        "dropped_cycle_edges": report.dropped_cycle_edges, "missing_labels": report.missing_labels,
+        "unmatched": report.unmatched, "notes": report.notes, "truncated": report.truncated,
+        "problems": library.validate()}, indent=1))
+    return BuildResult(library, report)

@@ -1,0 +1,200 @@
+"""The two scans of a Wikidata dump, as Ray Data pipelines or a plain loop: batches of lines -> small
+`DumpSummary`s that merge associatively, so the driver holds O(classes + properties), never O(items)."""
+from __future__ import annotations
+
+import bisect
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from knowcoder_ray.schema.dump import iter_lines, read_dump, compression_of
+from knowcoder_ray.schema.wikidata import (
+    P_INSTANCE_OF, P_SUBCLASS_OF, Malformed, Truncated, entity_aliases, entity_text, item_targets,
+    literal_targets, num, parse_line, property_record, statements,
+)
+
+if TYPE_CHECKING:
+    from knowcoder_ray.schema.build import BuildConfig
+
+
+@dataclass
+class Plan:
+    """What the second scan looks for, decided from the first: ids whose labels are needed, event classes."""
+
+    needed: frozenset[str] = frozenset()
+    events: frozenset[str] = frozenset()
+
+
+@dataclass
+class DumpSummary:
+    """What a batch of lines contributes; merges associatively and commutatively.
+
+    classes: qid -> [label, description, P279 parents, aliases] for items with a P279 statement.
+    properties: pid -> record (label, description, datatype, head, tail, examples).
+    usage: qid -> number of items with P31 = qid; examples: qid -> [[numeric id, label], ...] (lowest ids).
+    nodes: id -> [label, description, aliases] (second scan); events: qid -> [instances, {pid: count}].
+    """
+
+    lines: dict[int, int] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    malformed: list[list] = field(default_factory=list)  # [range, index, reason, text]
+    classes: dict[str, list] = field(default_factory=dict)
+    properties: dict[str, dict] = field(default_factory=dict)
+    usage: dict[str, int] = field(default_factory=dict)
+    examples: dict[str, list] = field(default_factory=dict)
+    nodes: dict[str, list] = field(default_factory=dict)
+    events: dict[str, list] = field(default_factory=dict)
+
+    def count(self, key: str, n: int = 1) -> None:
+        self.counts[key] = self.counts.get(key, 0) + n
+
+    def merge(self, other: "DumpSummary", max_examples: int) -> "DumpSummary":
+        for r, n in other.lines.items():
+            self.lines[r] = self.lines.get(r, 0) + n
+        for k, n in other.counts.items():
+            self.count(k, n)
+        self.malformed += other.malformed
+        for mine, theirs in ((self.classes, other.classes), (self.properties, other.properties),
+                             (self.nodes, other.nodes)):
+            for k, v in theirs.items():
+                mine.setdefault(k, v)
+        for q, n in other.usage.items():
+            self.usage[q] = self.usage.get(q, 0) + n
+        for q, ex in other.examples.items():
+            mine = self.examples.setdefault(q, [])
+            for e in ex:
+                _keep_lowest(mine, e, max_examples)
+        for q, (n, props) in other.events.items():
+            mine = self.events.setdefault(q, [0, {}])
+            mine[0] += n
+            for p, c in props.items():
+                mine[1][p] = mine[1].get(p, 0) + c
+        return self
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> "DumpSummary":
+        d = json.loads(text)
+        d["lines"] = {int(r): n for r, n in d["lines"].items()}
+        return cls(**d)
+
+
+def _keep_lowest(kept: list, item: list, k: int) -> None:
+    if item in kept:
+        return
+    bisect.insort(kept, item)
+    del kept[k:]
+
+
+def summarize(rows: Iterable[tuple[int, int, bytes]], config: BuildConfig, plan: Plan | None = None) -> DumpSummary:
+    """The summary of some dump lines: the first scan without `plan`, the second with it."""
+    s = DumpSummary()
+    for rng, index, raw in rows:
+        s.lines[rng] = s.lines.get(rng, 0) + 1
+        try:
+            entity = parse_line(raw)
+            if entity is None:
+                s.count("structural")
+            elif plan is None:
+                problems: list[str] = []
+                _first_scan(s, entity, config, problems)
+                for why in problems:  # a readable entity with a claim of the wrong kind: reported, not dropped
+                    s.count("malformed_claims")
+                    s.malformed.append([rng, index, why, raw.decode("utf-8", "replace")])
+            else:
+                _second_scan(s, entity, plan, config)
+        except Malformed as e:
+            if plan is None:  # the second scan sees the same lines; report them once
+                s.count("truncated" if isinstance(e, Truncated) else "malformed")
+                s.malformed.append([rng, index, str(e), "" if isinstance(e, Truncated) else raw.decode("utf-8", "replace")])
+        except (KeyError, TypeError, AttributeError) as e:
+            if plan is None:
+                s.count("malformed")
+                s.malformed.append([rng, index, f"unexpected structure: {type(e).__name__}: {e}",
+                                    raw.decode("utf-8", "replace")])
+    return s
+
+
+def _first_scan(s: DumpSummary, entity: dict, config: BuildConfig, problems: list[str]) -> None:
+    eid, etype = entity["id"], entity["type"]
+    claims = entity.get("claims") or {}
+    if etype == "property":
+        record = property_record(eid, entity, claims)  # read everything before counting: may raise
+        s.count("properties")
+        s.properties[eid] = record
+        return
+    if etype != "item":
+        s.count(f"skipped_{etype}")
+        return
+    label = entity_text(entity, "labels")
+    parents = item_targets(claims, P_SUBCLASS_OF)
+    instance_of = item_targets(claims, P_INSTANCE_OF)
+    for pid in (P_INSTANCE_OF, P_SUBCLASS_OF):  # these must point at items; a string value is a data error
+        bad = literal_targets(claims, pid)
+        if bad:
+            problems.append(f"{eid}: {pid} claim with a {bad[0][0]} value {bad[0][1]!r:.60}, not an item "
+                            "(the claim is ignored, the rest of the entity is used)")
+    row = [label, entity_text(entity, "descriptions"), parents, entity_aliases(entity, config.max_aliases)] if parents else None
+    s.count("items")
+    if row:
+        s.classes[eid] = row
+    for target in instance_of:
+        s.usage[target] = s.usage.get(target, 0) + 1
+        if label and config.max_examples:
+            _keep_lowest(s.examples.setdefault(target, []), [num(eid), label], config.max_examples)
+
+
+def _second_scan(s: DumpSummary, entity: dict, plan: Plan, config: BuildConfig) -> None:
+    eid = entity["id"]
+    if eid in plan.needed:
+        s.nodes[eid] = [entity_text(entity, "labels"), entity_text(entity, "descriptions"), entity_aliases(entity, config.max_aliases)]
+    if entity["type"] != "item" or not plan.events:
+        return
+    claims = entity.get("claims") or {}
+    hits = [t for t in item_targets(claims, P_INSTANCE_OF) if t in plan.events]
+    if hits:
+        used = [p for p in claims if any(True for _ in statements(claims, p))]
+        for t in hits:
+            ev = s.events.setdefault(t, [0, {}])
+            ev[0] += 1
+            for p in used:
+                ev[1][p] = ev[1].get(p, 0) + 1
+
+
+def _summarize_batch(batch, config: BuildConfig, plan: Plan | None):
+    import pyarrow as pa
+
+    rows = zip(batch.column("range").to_pylist(), batch.column("line").to_pylist(),
+               batch.column("text").to_pylist())
+    return pa.table({"summary": [summarize(rows, config, plan).to_json()]})
+
+
+def scan_ray(uri: str, config: BuildConfig, plan: Plan | None = None, parallelism: int = -1) -> DumpSummary:
+    """One scan as a Ray Data pipeline: read -> summarize batches -> merge the summaries here.
+
+    A plain dump is read as byte ranges in parallel, and each read task summarizes its own blocks (Ray
+    fuses the two steps: only the small summaries cross the object store). A compressed dump is one
+    stream, so its blocks go to separate summarize tasks that parse in parallel behind the reader."""
+    ds = read_dump(uri, parallelism=parallelism, block_lines=config.batch_lines)
+    fused = compression_of(uri) is None  # batch_size=None lets Ray fuse the map into the read
+    ds = ds.map_batches(_summarize_batch, batch_format="pyarrow", batch_size=None if fused else config.batch_lines,
+                        fn_kwargs={"config": config, "plan": plan})
+    total = DumpSummary()
+    for row in ds.iter_rows():
+        total.merge(DumpSummary.from_json(row["summary"]), config.max_examples)
+    return total
+
+
+def scan_local(uri: str, config: BuildConfig, plan: Plan | None = None) -> DumpSummary:
+    """The same scan as a plain loop in this process (the baseline of the benchmark, and for small dumps)."""
+    total, batch = DumpSummary(), []
+    for row in iter_lines(uri):
+        batch.append(row)
+        if len(batch) >= config.batch_lines:
+            total.merge(summarize(batch, config, plan), config.max_examples)
+            batch = []
+    return total.merge(summarize(batch, config, plan), config.max_examples)
+
