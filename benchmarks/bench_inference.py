@@ -17,10 +17,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # engine_helpers: the tiny engine test model
 
 from knowcoder_ray.data.benchmarks import load_benchmark  # noqa: E402
 from knowcoder_ray.infer.engine import EngineConfig, Prompt, TransformersEngine  # noqa: E402
-from knowcoder_ray.infer.fixtures import make_engine_test_model  # noqa: E402
+from engine_helpers import make_engine_test_model  # noqa: E402
 from knowcoder_ray.infer.sharding import make_shard  # noqa: E402
 
 DATA_DIR = ROOT.parent / "shared" / "data"

@@ -17,10 +17,13 @@ import argparse
 import os
 import socket
 import statistics
+import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # engine_helpers: the tiny engine test model
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # loopback only (DESIGN.md section 6)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -89,7 +92,7 @@ def main() -> None:
     from knowcoder_ray.data.benchmarks import BENCHMARKS
     from knowcoder_ray.infer.engine import EngineConfig, TransformersEngine
     from knowcoder_ray.infer.extraction import local_executor
-    from knowcoder_ray.infer.fixtures import make_engine_test_model
+    from engine_helpers import make_engine_test_model
     from knowcoder_ray.infer.sharding import token_counter
     from knowcoder_ray.schema.table import write_parquet
     from knowcoder_ray.schema.types import SchemaLibrary

@@ -7,6 +7,9 @@ os.environ.setdefault("DS_ACCELERATOR", "cpu")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.pop("RAY_ADDRESS", None)
+# Test helpers (engine_helpers.OracleEngine, loaded by name) must import in Ray workers and subprocesses too.
+TESTS = str(Path(__file__).resolve().parent)
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (TESTS, os.environ.get("PYTHONPATH")) if p)
 
 import pytest  # noqa: E402
 

@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
-from knowcoder_ray.infer.fixtures import cached_engine_test_model
+from engine_helpers import cached_engine_test_model
 
-ORACLE = "knowcoder_ray.infer.fixtures:OracleEngine"
+ORACLE = "engine_helpers:OracleEngine"
 TEXT = "Ada Lovelace worked with Charles Babbage in London."
 ANSWER = 'results = [\n\tPerson("Ada Lovelace"),\n\tLocation("London"),\n\tSpaceship("Babbage"),\n\tPerson(Charles\n]'
 

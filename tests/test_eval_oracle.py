@@ -11,12 +11,12 @@ import pytest
 
 from knowcoder_ray.codec.render import render_output
 from knowcoder_ray.infer.extraction import coarse_name, run_extraction
-from knowcoder_ray.infer.fixtures import cached_engine_test_model
+from engine_helpers import cached_engine_test_model
 from knowcoder_ray.records import EventMention, Record
 
 DATASETS = ["conll04", "crossner_ai", "wikievents", "phee"]
 LIMIT = 12
-ORACLE = "knowcoder_ray.infer.fixtures:OracleEngine"
+ORACLE = "engine_helpers:OracleEngine"
 
 
 def gold_output(row: dict, gold: Record, plan) -> str:

@@ -14,7 +14,7 @@ import yaml
 
 from knowcoder_ray.cli import main
 from knowcoder_ray.data.benchmarks import load_benchmark
-from knowcoder_ray.infer.fixtures import cached_engine_test_model
+from engine_helpers import cached_engine_test_model
 
 DATASETS = ["conll04", "crossner_ai", "phee", "wikievents"]
 LIMIT = 24

@@ -6,7 +6,7 @@ from knowcoder_ray.codec.render import render_prompt
 from knowcoder_ray.data.benchmarks import load_benchmark
 from knowcoder_ray.infer.engine import (EngineConfig, Prompt, RepeatedItemStop, TransformersEngine, cut_at_stop,
                                         drop_repeats, load_engine, truncate_ids)
-from knowcoder_ray.infer.fixtures import cached_engine_test_model
+from engine_helpers import cached_engine_test_model
 from knowcoder_ray.infer.sharding import make_shard
 
 

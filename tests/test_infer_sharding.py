@@ -13,7 +13,7 @@ from knowcoder_ray.codec.render import render_output, render_prompt
 from knowcoder_ray.data.benchmarks import load_benchmark
 from knowcoder_ray.eval.metrics import score, tuples
 from knowcoder_ray.infer.extraction import TaskPlan, coarse_name, extract
-from knowcoder_ray.infer.fixtures import cached_engine_test_model
+from engine_helpers import cached_engine_test_model
 from knowcoder_ray.infer.sharding import shard_schema, token_counter
 from knowcoder_ray.records import Record
 from knowcoder_ray.schema.types import Role, SchemaLibrary, SchemaType

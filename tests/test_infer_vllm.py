@@ -15,7 +15,7 @@ pytest.importorskip("vllm", reason="vllm is not installed in this venv; `make te
 
 from knowcoder_ray.data.benchmarks import load_benchmark  # noqa: E402
 from knowcoder_ray.infer.engine import EngineConfig, Prompt, TransformersEngine  # noqa: E402
-from knowcoder_ray.infer.fixtures import cached_engine_test_model  # noqa: E402
+from engine_helpers import cached_engine_test_model  # noqa: E402
 from knowcoder_ray.infer.sharding import make_shard  # noqa: E402
 
 CONFIG = EngineConfig(max_new_tokens=16)

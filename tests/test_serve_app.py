@@ -54,7 +54,7 @@ def served(ray_cluster, data_dir, tmp_path_factory):
     from ray import serve
 
     from knowcoder_ray.data.benchmarks import BENCHMARKS
-    from knowcoder_ray.infer.fixtures import make_engine_test_model
+    from engine_helpers import make_engine_test_model
     from knowcoder_ray.schema.table import write_parquet
     from knowcoder_ray.serve.app import build_app
 

@@ -34,7 +34,7 @@ def _free_port() -> int:
 def service(data_dir, tmp_path_factory):
     """`knowcoder serve` in a subprocess (a fresh local Ray of its own), stopped with SIGTERM."""
     from knowcoder_ray.data.sources import benchmark_library
-    from knowcoder_ray.infer.fixtures import make_engine_test_model
+    from engine_helpers import make_engine_test_model
     from knowcoder_ray.schema.table import write_parquet
 
     root = tmp_path_factory.mktemp("badday")

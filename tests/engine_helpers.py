@@ -73,7 +73,7 @@ def cached_engine_test_model(base_dir: str | Path, data_dir: str | Path, name: s
 
 
 class OracleEngine:
-    """A plugin engine for tests of the evaluation path (`engine: knowcoder_ray.infer.fixtures:OracleEngine`):
+    """A plugin engine for tests of the evaluation path (`engine: engine_helpers:OracleEngine`):
     answers each prompt with the text `<model>/oracle.json` maps it to ({"answers": {prompt: output},
     "default": output or null}); a prompt it does not know is an error unless a default is given."""
 
