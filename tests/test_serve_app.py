@@ -15,7 +15,7 @@ from knowcoder_ray.codec.parse import Parser
 from knowcoder_ray.infer.extraction import dedupe
 from knowcoder_ray.records import Record
 from knowcoder_ray.schema.types import SchemaLibrary
-from knowcoder_ray.serve.classcode import read_class_code
+from knowcoder_ray.schema.classcode import read_class_code
 
 APP = "knowcoder_test"
 TEXTS = ["Ada Lovelace worked with Charles Babbage in London.", "Rebels attacked the town of Homs on Monday."]

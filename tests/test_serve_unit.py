@@ -10,7 +10,7 @@ from knowcoder_ray.codec.parse import Parser
 from knowcoder_ray.infer.extraction import parse_rows
 from knowcoder_ray.infer.sharding import char_counter
 from knowcoder_ray.schema.types import Role, SchemaLibrary, SchemaType
-from knowcoder_ray.serve.classcode import ClassCodeError, read_class_code
+from knowcoder_ray.schema.classcode import ClassCodeError, read_class_code
 from knowcoder_ray.serve.config import ServeConfig
 from knowcoder_ray.serve.extract import RequestError, check_limits, make_plan, resolve_schema, run
 from knowcoder_ray.serve.library import search

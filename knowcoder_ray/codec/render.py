@@ -12,6 +12,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from knowcoder_ray.records import EventMention, Record
+from knowcoder_ray.schema.classcode import (  # noqa: F401  (quote, render_class: part of the codec API)
+    ENTITY_BASE, EVENT_BASE_EAE, EVENT_BASE_ED, RELATION_BASE, quote, render_class,
+)
 from knowcoder_ray.schema.types import SchemaLibrary, SchemaType
 
 TASKS = ("ner", "re", "ed", "eae")
@@ -35,36 +38,6 @@ TASK_INSTRUCTION = {
 }
 STOP = '"""'  # generation stops at the closing triple quote of the next docstring
 
-ENTITY_BASE = '''class Entity:
-\t"""
-\tThe base class for all entities.
-\t"""
-\tdef __init__(self, name: str):
-\t\tself.name = name'''
-RELATION_BASE = '''class Relation:
-\t"""
-\tThe base class for all relations.
-\t"""
-\tdef __init__(self, head_entity: Entity, tail_entity: Entity):
-\t\tself.head_entity = head_entity
-\t\tself.tail_entity = tail_entity'''
-EVENT_BASE_ED = '''class Event:
-\t"""
-\tThe base class for all events.
-\t"""
-\tdef __init__(self, trigger: str, arg_names, *args):
-\t\tself.trigger = trigger
-\t\tself.arguments = {}
-\t\tfor arg_name, arg_values in zip(arg_names, args):
-\t\t\tself.arguments[arg_name] = arg_values'''
-EVENT_BASE_EAE = '''class Event:
-\t"""
-\tThe base class for all events.
-\t"""
-\tdef __init__(self, trigger: str):
-\t\tself.trigger = trigger'''
-
-
 @dataclass(frozen=True)
 class Layout:
     """How prompts are written; the default is the released layout.
@@ -80,58 +53,6 @@ class Layout:
 
 
 RELEASED = Layout()
-
-
-def quote(s: str) -> str:
-    """A double-quoted Python string literal that `ast` reads back to exactly `s`."""
-    out = s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
-    return f'"{out}"'
-
-
-def _type_hint(types: Sequence[str]) -> str:
-    return " | ".join(types) if types else "Entity"
-
-
-def _docstring(t: SchemaType, examples: bool = True) -> list[str]:
-    lines = ['\t"""', f"\tDescription: {t.description}"]
-    if examples:
-        if t.kind == "event":  # the released event classes end every example with ", "
-            lines.append("\tExamples: " + "".join(f"{e}, " for e in t.examples))
-        else:
-            lines.append("\tExamples: " + ", ".join(t.examples))
-    lines.append('\t"""')
-    return lines
-
-
-def render_class(t: SchemaType, task: str | None = None, typed: bool = True) -> str:
-    """Class definition of one type in KnowCoder's code style. Events render per task: the ED form
-    (arg_names list) or the EAE form (typed role parameters with the trigger examples as a comment).
-    typed=False writes relation heads and tails as `Entity` (the released RE prompts)."""
-    bases = ", ".join(t.parents) or t.base
-    head = f"class {t.name}({bases}):"
-    if t.kind == "entity":
-        return "\n".join([head, *_docstring(t), "\tpass"])
-    if t.kind == "relation":
-        body = [
-            f"\tdef __init__(self, head_entity: {_type_hint(t.head_types if typed else ())}, "
-            f"tail_entity: {_type_hint(t.tail_types if typed else ())}):",
-            "\t\tsuper().__init__(head_entity = head_entity, tail_entity = tail_entity)",
-        ]
-        return "\n".join([head, *_docstring(t), *body])
-    if task == "eae":
-        params = ["\t\tself,", "\t\ttrigger: str, # Examples: " + "".join(f"{e}, " for e in t.examples)]
-        params += [f"\t\t{r.name}: List[ {_type_hint(r.entity_types)} ]," for r in t.roles]
-        params[-1] = params[-1].rstrip(",")
-        body = ["\tdef __init__(", *params, "\t):", "\t\tsuper().__init__(trigger = trigger)"]
-        body += [f"\t\tself.{r.name} = {r.name}" for r in t.roles]
-        return "\n".join([head, *_docstring(t, examples=False), *body])
-    arg_names = ", ".join(quote(r.name) for r in t.roles)
-    body = [
-        "\tdef __init__(self, trigger: str, *args):",
-        f"\t\targ_names = [{arg_names}]",
-        "\t\tsuper().__init__(trigger = trigger, arg_names = arg_names, *args)",
-    ]
-    return "\n".join([head, *_docstring(t), *body])
 
 
 def prompt_types(task: str, types: Iterable[SchemaType], library: SchemaLibrary | None = None,

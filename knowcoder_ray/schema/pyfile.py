@@ -2,7 +2,7 @@
 KnowCoder-Schema-Library (schema_pys/), and the reader that loads such files back with `ast`.
 
 The files are never imported or executed: the reader walks the syntax tree. Each file starts with its
-base classes, then one class per type (`codec.render.render_class`, events in the ED form with their
+base classes, then one class per type (`classcode.render_class`, events in the ED form with their
 `arg_names`), parents before children. What the class code cannot show (Wikidata ids, labels, the
 entity types of event roles, examples that contain the ", " separator) goes into one literal dict at
 the end, `SCHEMA_METADATA`, keyed by class name and holding only the fields that reading the class
@@ -19,16 +19,15 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from knowcoder_ray.codec.render import ENTITY_BASE, EVENT_BASE_ED, RELATION_BASE, render_class
+from knowcoder_ray.schema.classcode import ENTITY_BASE, EVENT_BASE_ED, RELATION_BASE, read_class, render_class
 from knowcoder_ray.schema.types import (
-    BASE_CLASS, Role, SchemaError, SchemaLibrary, SchemaType, mark_keyword_names, unmark,
+    BASE_CLASS, SchemaError, SchemaLibrary, SchemaType, mark_keyword_names,
 )
 from knowcoder_ray.storage import exists, join, makedirs, read_text, write_text
 
 FILES = {"entity": "Entities.py", "relation": "Relations.py", "event": "Events.py"}
 HEADERS = {"entity": [ENTITY_BASE], "relation": ["from Entities import *", RELATION_BASE], "event": [EVENT_BASE_ED]}
 METADATA = "SCHEMA_METADATA"
-_RELATION_EXAMPLES = re.compile(r"(?<=\)),\s*(?=\()")
 
 
 # ---- writing -----------------------------------------------------------------------------------------
@@ -199,103 +198,3 @@ def read_pyfile(source: str, kind: str, filename: str = "<schema>",
     return out
 
 
-def read_class(node: ast.ClassDef, kind: str, lines: list[str]) -> SchemaType:
-    """One class definition -> SchemaType (name, parents, description, examples, constraints, roles)."""
-    parents = tuple(n for n in map(_name, node.bases) if n and n not in BASE_CLASS.values())
-    fields = _docstring_fields(ast.get_docstring(node, clean=False) or "")
-    description = fields.get("description", "")
-    examples_text = fields.get("examples", "")
-    init = next((f for f in node.body if isinstance(f, ast.FunctionDef) and f.name == "__init__"), None)
-    head: tuple[str, ...] = ()
-    tail: tuple[str, ...] = ()
-    roles: tuple[Role, ...] = ()
-    if init is not None and kind == "relation":
-        hints = {a.arg: _hint_types(a.annotation) for a in init.args.args}
-        head, tail = hints.get("head_entity", ()), hints.get("tail_entity", ())
-    elif init is not None and kind == "event":
-        roles, trigger_examples = _event_roles(init, lines)
-        if not examples_text and trigger_examples:
-            examples_text = trigger_examples
-    return SchemaType(node.name, kind, parents, None, "", description, _split_examples(examples_text, kind),
-                      head, tail, roles)
-
-
-def _name(node: ast.expr) -> str | None:
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):  # Entities.Human
-        return node.attr
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):  # "Human" (string annotation)
-        return node.value
-    return None
-
-
-MAX_HINT_TYPES = 10_000  # a longer `A | B | ...` hint is cut here
-
-
-def _hint_types(node: ast.expr | None) -> tuple[str, ...]:
-    """`Human | Organization`, `List[ Human ]`, `Union[A, B]`, `"Human"` -> the entity type names. Walked
-    with an explicit stack (left to right), so a hint of thousands of `|` terms needs no recursion."""
-    out: list[str] = []
-    stack = [node] if node is not None else []
-    while stack and len(out) < MAX_HINT_TYPES:
-        n = stack.pop()
-        if isinstance(n, ast.BinOp) and isinstance(n.op, ast.BitOr):
-            stack += [n.right, n.left]
-        elif isinstance(n, ast.Subscript):
-            parts = n.slice.elts if isinstance(n.slice, ast.Tuple) else [n.slice]
-            stack += reversed(parts)
-        else:
-            name = _name(n)
-            if name not in (None, "Entity", "str"):
-                out.append(name)
-    return tuple(out)
-
-
-def _event_roles(init: ast.FunctionDef, lines: list[str]) -> tuple[tuple[Role, ...], str]:
-    """Roles of the ED form (`arg_names = [...]`) or the EAE form (typed parameters, trigger examples as a
-    comment on the `trigger` parameter's line)."""
-    for stmt in init.body:
-        if (isinstance(stmt, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "arg_names" for t in stmt.targets)
-                and isinstance(stmt.value, (ast.List, ast.Tuple))):
-            return tuple(Role(e.value) for e in stmt.value.elts
-                         if isinstance(e, ast.Constant) and isinstance(e.value, str)), ""
-    roles, examples = [], ""
-    for a in init.args.args:
-        if a.arg == "self":
-            continue
-        if a.arg == "trigger":
-            line = lines[a.lineno - 1] if 0 < a.lineno <= len(lines) else ""
-            if "# Examples:" in line:
-                examples = line.split("# Examples:", 1)[1]
-            continue
-        roles.append(Role(unmark(a.arg), _hint_types(a.annotation)))
-    return tuple(roles), examples
-
-
-def _docstring_fields(doc: str) -> dict[str, str]:
-    """'Description: ...' / 'Examples: ...' lines (continuation lines join the field above)."""
-    fields: dict[str, str] = {}
-    current = None
-    for line in doc.split("\n"):
-        s = line.strip()
-        key = next((k for k in ("Description", "Examples") if s.startswith(k + ":")), None)
-        if key:
-            current = key.lower()
-            fields[current] = s[len(key) + 1:].strip()
-        elif s and current:
-            fields[current] = (fields[current] + " " + s).strip()
-    return fields
-
-
-def _split_examples(text: str, kind: str) -> tuple[str, ...]:
-    """Entity examples are joined by ", ", event examples each end with ", ", relation examples are
-    "(head, tail)" pairs joined by ", "."""
-    text = text.strip()
-    if not text:
-        return ()
-    if kind == "relation" and text.startswith("(") and text.endswith(")"):
-        return tuple(_RELATION_EXAMPLES.split(text))
-    if kind == "event":
-        text = text.rstrip(",").rstrip()
-    return tuple(e.strip() for e in text.split(", ") if e.strip())

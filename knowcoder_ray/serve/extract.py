@@ -16,7 +16,7 @@ from knowcoder_ray.infer.extraction import (
 from knowcoder_ray.infer.sharding import Shard, TokenCounter, shard_schema
 from knowcoder_ray.records import Record, span_of
 from knowcoder_ray.schema.types import SchemaLibrary, SchemaType
-from knowcoder_ray.serve.classcode import ClassCodeError, check_references, read_class_code
+from knowcoder_ray.schema.classcode import ClassCodeError, check_references, read_class_code
 from knowcoder_ray.serve.config import ServeConfig
 from knowcoder_ray.serve.models import ExtractRequest
 
