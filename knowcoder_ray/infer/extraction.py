@@ -139,6 +139,29 @@ class TaskPlan:
         return list(stage2) + kept if self.as_written else dedupe(list(stage2) + kept)
 
 
+class ConfirmedTriggerPlan(TaskPlan):
+    """EAE with triggers given per record id (a user's confirmed triggers): no detection stage; each
+    record's prompts define the classes of its given event types (sharded like any schema)."""
+
+    def __init__(self, key: str, library: SchemaLibrary, triggers: dict[str, list[tuple[str, str]]],
+                 budget: int, count: TokenCounter) -> None:
+        types = [library[n] for n in dict.fromkeys(t for pairs in triggers.values() for t, _ in pairs)]
+        super().__init__(key, "ee", library, types or library.of_kind("event")[:1], budget, count)
+        self.triggers = triggers
+
+    def stage1_rows(self, record: Record) -> list[dict]:
+        return []
+
+    def stage2_shards(self, detected: Iterable[str]) -> list[Shard]:
+        return shard_schema("eae", [self.library[n] for n in dict.fromkeys(detected)], self.budget, self.count,
+                            self.library)
+
+    def stage2_rows(self, record: Record, detected_events) -> list[dict]:
+        pairs = self.triggers.get(record.id) or []
+        shards = self.stage2_shards(t for t, _ in pairs)
+        return [self._row(record, 2, i, s, pairs) for i, s in enumerate(shards)]
+
+
 # ---- parsing -------------------------------------------------------------------------------------------
 
 # (id(library), task, names) -> (weak reference to that library, parser). The weak reference guards

@@ -7,13 +7,13 @@ ingress runs them on engine replicas and the benchmark runs them in-process.
 """
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from knowcoder_ray.codec.render import TASK_KIND
 from knowcoder_ray.infer.extraction import (
-    STAGE1_TASK, Executor, Extraction, TaskPlan, arun_extraction, run_extraction,
+    STAGE1_TASK, ConfirmedTriggerPlan, Executor, Extraction, TaskPlan, arun_extraction, run_extraction,
 )
-from knowcoder_ray.infer.sharding import Shard, TokenCounter, shard_schema
+from knowcoder_ray.infer.sharding import TokenCounter
 from knowcoder_ray.records import Record, span_of
 from knowcoder_ray.schema.types import SchemaLibrary, SchemaType
 from knowcoder_ray.schema.classcode import ClassCodeError, check_references, read_class_code
@@ -76,29 +76,6 @@ def resolve_schema(req: ExtractRequest, library: SchemaLibrary) -> tuple[SchemaL
             raise RequestError(400, {"error": f"the schema library holds no {kind} types for task {req.task!r}"})
         return lib, None
     return lib, list({t.name: t for t in chosen}.values())
-
-
-class ConfirmedTriggerPlan(TaskPlan):
-    """EAE with the triggers the caller confirmed: no detection stage; each text's prompts define the
-    classes of its confirmed event types (sharded like any schema)."""
-
-    def __init__(self, key: str, library: SchemaLibrary, triggers: dict[str, list[tuple[str, str]]],
-                 budget: int, count: TokenCounter) -> None:
-        types = [library[n] for n in dict.fromkeys(t for pairs in triggers.values() for t, _ in pairs)]
-        super().__init__(key, "ee", library, types or library.of_kind("event")[:1], budget, count)
-        self.triggers = triggers
-
-    def stage1_rows(self, record: Record) -> list[dict]:
-        return []
-
-    def stage2_shards(self, detected: Iterable[str]) -> list[Shard]:
-        return shard_schema("eae", [self.library[n] for n in dict.fromkeys(detected)], self.budget, self.count,
-                            self.library)
-
-    def stage2_rows(self, record: Record, detected_events) -> list[dict]:
-        pairs = self.triggers.get(record.id) or []
-        shards = self.stage2_shards(t for t, _ in pairs)
-        return [self._row(record, 2, i, s, pairs) for i, s in enumerate(shards)]
 
 
 def make_plan(req: ExtractRequest, library: SchemaLibrary, types: list[SchemaType] | None, budget: int,
