@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from knowcoder_ray.schema.dump import LineIndex
-from knowcoder_ray.schema.scan import DumpSummary, Plan
+from knowcoder_ray.schema.scan import DumpSummary, ScanTargets
 from knowcoder_ray.schema.types import BASE_CLASS, Role, SchemaLibrary, SchemaType, to_class_name, to_role_name
 from knowcoder_ray.schema.wikidata import P_INSTANCE_OF, P_SUBCLASS_OF, clean, num
 
@@ -30,7 +30,7 @@ def _walk(starts: Iterable[str], step) -> set[str]:
     return seen
 
 
-def plan_second_scan(s1: DumpSummary, config: BuildConfig) -> tuple[Plan, set[str]]:
+def second_scan_targets(s1: DumpSummary, config: BuildConfig) -> tuple[ScanTargets, set[str]]:
     """(plan, kept class ids): classes used by P31 or named by relation constraints, with their ancestors."""
     relations = _relation_props(s1, config)
     seeds = set(s1.usage) | {q for d in relations.values() for q in (*d["head"], *d["tail"])}
@@ -45,7 +45,7 @@ def plan_second_scan(s1: DumpSummary, config: BuildConfig) -> tuple[Plan, set[st
         events = {config.event_root} | _walk([config.event_root], lambda q: children.get(q, ()))
     example_ids = {v[1] for d in relations.values() for pair in d["examples"] for v in pair if v[0] == "id"}
     needed = (kept | example_ids) - set(s1.classes) - set(s1.properties)
-    return Plan(frozenset(needed), frozenset(events)), kept
+    return ScanTargets(frozenset(needed), frozenset(events)), kept
 
 
 def _relation_props(s1: DumpSummary, config: BuildConfig) -> dict[str, dict]:
@@ -129,7 +129,7 @@ class BuildReport:
 
 
 def assemble(s1: DumpSummary, s2: DumpSummary, config: BuildConfig) -> tuple[SchemaLibrary, BuildReport]:
-    plan, kept = plan_second_scan(s1, config)
+    plan, kept = second_scan_targets(s1, config)
     info = {q: (c[0], c[1], c[3]) for q, c in s1.classes.items()}
     info.update({q: tuple(n) for q, n in s2.nodes.items() if q not in info})
     known = {q for q in kept if q in info}

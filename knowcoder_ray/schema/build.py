@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from knowcoder_ray import storage
 from knowcoder_ray.schema.descriptions import fill_descriptions, missing_descriptions_tsv, parse_descriptions_tsv
 from knowcoder_ray.schema.dump import LineIndex, compression_of
-from knowcoder_ray.schema.assemble import BuildReport, assemble, plan_second_scan
+from knowcoder_ray.schema.assemble import BuildReport, assemble, second_scan_targets
 from knowcoder_ray.schema.scan import DumpSummary, scan_local, scan_ray
 from knowcoder_ray.schema.select import corpus_types, select
 from knowcoder_ray.schema.types import SchemaLibrary
@@ -88,7 +88,7 @@ def build(uri: str, config: BuildConfig | None = None, *, use_ray: bool = True, 
     s1 = scan(None)
     if not any(n for k, n in s1.counts.items() if k in ("items", "properties") or k.startswith("skipped_")):
         raise DumpError(_no_entities(uri, s1))
-    plan, _ = plan_second_scan(s1, config)
+    plan, _ = second_scan_targets(s1, config)
     s2 = scan(plan) if plan.needed or plan.events else DumpSummary()
     return BuildResult(*assemble(s1, s2, config))
 

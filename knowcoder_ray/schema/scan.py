@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class Plan:
+class ScanTargets:
     """What the second scan looks for, decided from the first: ids whose labels are needed, event classes."""
 
     needed: frozenset[str] = frozenset()
@@ -89,7 +89,7 @@ def _keep_lowest(kept: list, item: list, k: int) -> None:
     del kept[k:]
 
 
-def summarize(rows: Iterable[tuple[int, int, bytes]], config: BuildConfig, plan: Plan | None = None) -> DumpSummary:
+def summarize(rows: Iterable[tuple[int, int, bytes]], config: BuildConfig, plan: ScanTargets | None = None) -> DumpSummary:
     """The summary of some dump lines: the first scan without `plan`, the second with it."""
     s = DumpSummary()
     for rng, index, raw in rows:
@@ -147,7 +147,7 @@ def _first_scan(s: DumpSummary, entity: dict, config: BuildConfig, problems: lis
             _keep_lowest(s.examples.setdefault(target, []), [num(eid), label], config.max_examples)
 
 
-def _second_scan(s: DumpSummary, entity: dict, plan: Plan, config: BuildConfig) -> None:
+def _second_scan(s: DumpSummary, entity: dict, plan: ScanTargets, config: BuildConfig) -> None:
     eid = entity["id"]
     if eid in plan.needed:
         s.nodes[eid] = [entity_text(entity, "labels"), entity_text(entity, "descriptions"), entity_aliases(entity, config.max_aliases)]
@@ -164,7 +164,7 @@ def _second_scan(s: DumpSummary, entity: dict, plan: Plan, config: BuildConfig) 
                 ev[1][p] = ev[1].get(p, 0) + 1
 
 
-def _summarize_batch(batch, config: BuildConfig, plan: Plan | None):
+def _summarize_batch(batch, config: BuildConfig, plan: ScanTargets | None):
     import pyarrow as pa
 
     rows = zip(batch.column("range").to_pylist(), batch.column("line").to_pylist(),
@@ -172,7 +172,7 @@ def _summarize_batch(batch, config: BuildConfig, plan: Plan | None):
     return pa.table({"summary": [summarize(rows, config, plan).to_json()]})
 
 
-def scan_ray(uri: str, config: BuildConfig, plan: Plan | None = None, parallelism: int = -1) -> DumpSummary:
+def scan_ray(uri: str, config: BuildConfig, plan: ScanTargets | None = None, parallelism: int = -1) -> DumpSummary:
     """One scan as a Ray Data pipeline: read -> summarize batches -> merge the summaries here.
 
     A plain dump is read as byte ranges in parallel, and each read task summarizes its own blocks (Ray
@@ -188,7 +188,7 @@ def scan_ray(uri: str, config: BuildConfig, plan: Plan | None = None, parallelis
     return total
 
 
-def scan_local(uri: str, config: BuildConfig, plan: Plan | None = None) -> DumpSummary:
+def scan_local(uri: str, config: BuildConfig, plan: ScanTargets | None = None) -> DumpSummary:
     """The same scan as a plain loop in this process (the baseline of the benchmark, and for small dumps)."""
     total, batch = DumpSummary(), []
     for row in iter_lines(uri):
