@@ -69,6 +69,9 @@ class ExtractionStage:
         self.plans_ref = plans[0]
 
     def __call__(self, batch: dict) -> dict:
+        import time
+
+        started = time.perf_counter()
         plans = _plans(self.plans_ref)
         rows = [{k: batch[k][i] for k in batch} for i in range(len(batch["record"]))]
         golds = [Record.from_dict(json.loads(r["record"])) for r in rows]
@@ -77,6 +80,9 @@ class ExtractionStage:
         results = run_extraction(jobs, local_executor(self.engine.generate, [p for _, p, _ in jobs]))
         lines = [prediction_line(r, g, [results[(str(i), p.key, g.id)] for p in plans[r["dataset"]]])
                  for i, (r, g) in enumerate(zip(rows, golds))]
+        took = time.perf_counter() - started
+        print(f"eval: {len(rows)} sentences ({', '.join(sorted({r['dataset'] for r in rows}))}) in {took:.1f} s, "
+              f"{len(rows) / max(took, 1e-9):.2f} sentences/s", flush=True)  # shown by drivers that log workers
         return {k: [x[k] for x in lines] for k in ("pos", "index", "line")}
 
 
