@@ -24,16 +24,15 @@ def load_schema(schema: "str | SchemaLibrary", data_dir: str | None = None) -> "
     """A SchemaLibrary as is; "benchmarks": the classes of the benchmarks in `data_dir` (default
     $KNOWCODER_DATA_DIR, else ../shared/data), the ones the demo's corpora and evaluation use; otherwise a
     Parquet schema table or a folder of Entities.py / Relations.py / Events.py (path or URI)."""
-    import os
-
     from knowcoder_ray.schema.types import SchemaLibrary
 
     if isinstance(schema, SchemaLibrary):
         return schema
     if schema == "benchmarks":
+        from knowcoder_ray.data.benchmarks import default_data_dir
         from knowcoder_ray.data.sources import benchmark_library
 
-        return benchmark_library(data_dir or os.environ.get("KNOWCODER_DATA_DIR") or "../shared/data")
+        return benchmark_library(data_dir or default_data_dir())
     from knowcoder_ray.schema.table import load_library
 
     return load_library(str(schema))

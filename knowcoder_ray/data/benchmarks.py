@@ -16,6 +16,13 @@ from knowcoder_ray.data import readers
 from knowcoder_ray.records import Record
 from knowcoder_ray.schema.types import Role, SchemaLibrary, SchemaType, to_class_name, to_role_name
 
+
+def default_data_dir() -> str:
+    """Where the benchmark folders are unless a command names one: $KNOWCODER_DATA_DIR, else ../shared/data."""
+    import os
+
+    return os.environ.get("KNOWCODER_DATA_DIR") or "../shared/data"
+
 # label -> (class name, description)
 ENTITY_LABELS: dict[str, tuple[str, str]] = {
     "person": ("Person", "A human being."),
