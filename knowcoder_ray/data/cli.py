@@ -1,8 +1,4 @@
-"""`knowcoder data understanding|following`: build the two KnowCoder corpora with Ray Data.
-
-Both write sharded Parquet (or JSONL) with a manifest under --out (a path or URI), quarantine malformed
-input records with the reason, and resume an interrupted run when started again with the same options.
-"""
+"""`knowcoder data understanding|following`: the two KnowCoder corpora (knowcoder_ray.data.corpora)."""
 from __future__ import annotations
 
 import argparse
@@ -21,20 +17,21 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     u.add_argument("--no-definitions", action="store_true", help="leave out the definition codes")
     u.add_argument("--max-group", type=int, default=16, help="children per definition-code sample")
     _common(u)
-    u.set_defaults(func=_clean_errors(_understanding))
+    u.set_defaults(func=_clean_errors(_build))
 
     f = dsub.add_parser("following", help="{prompt, output} samples for NER, RE, ED and EAE")
     f.add_argument("--universalner", nargs="*", default=[], help="UniversalNER / Pile-NER-type JSON files")
     f.add_argument("--instructie", nargs="*", default=[], help="InstructIE JSON / JSON-lines files")
     f.add_argument("--lsee", nargs="*", default=[], help="LSEE wiki_sentence_annotated.with_trigger.tsv files")
-    f.add_argument("--benchmark", nargs="*", default=[], metavar="NAME[:SPLIT]",
+    f.add_argument("--benchmark", dest="benchmarks", nargs="*", default=[], metavar="NAME[:SPLIT]",
                    help="benchmarks of --data-dir (split defaults to train)")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--shard-size", type=int, default=8, help="classes per prompt at most")
     f.add_argument("--distractors", type=int, default=4, help="negative classes per record and task")
-    f.add_argument("--tasks", default="ner,re,ed,eae", help="comma-separated tasks to produce")
+    f.add_argument("--tasks", type=lambda s: [t for t in s.split(",") if t], default="ner,re,ed,eae",
+                   help="comma-separated tasks to produce")
     _common(f)
-    f.set_defaults(func=_clean_errors(_following))
+    f.set_defaults(func=_clean_errors(_build))
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -85,59 +82,19 @@ def _usage_error(e: BaseException, kinds: tuple) -> BaseException | None:
     return found
 
 
-def _run(args: argparse.Namespace, transform, specs) -> int:
-    from knowcoder_ray.data import pipeline
+def _build(args: argparse.Namespace) -> int:
+    from knowcoder_ray.data import corpora
 
-    if not specs:
-        print("nothing to build: give at least one input", file=sys.stderr)
-        return 2
-    if args.engine == "ray":
+    settings = {k: v for k, v in vars(args).items() if k not in ("command", "data_command", "func", "address",
+                                                                 "num_cpus", "quiet", "no_definitions")}
+    if args.data_command == "understanding":
+        cfg = corpora.UnderstandingConfig(**settings, definitions=not args.no_definitions, progress=not args.quiet)
+    else:
+        cfg = corpora.FollowingCorpusConfig(**settings, progress=not args.quiet)
+    if cfg.engine == "ray":
         from knowcoder_ray.connect import connect
 
         connect(args.address, args.num_cpus, log_to_driver=False)
-        import ray.data
-
-        # Ray Data's bars on a terminal; in logs, the pipeline's own line per finished shard
-        ray.data.DataContext.get_current().enable_progress_bars = sys.stderr.isatty()
-    manifest = pipeline.run(transform, specs, args.out, fmt=args.format, tokenizer=args.tokenizer,
-                            workers=args.workers, engine=args.engine, overwrite=args.overwrite,
-                            max_shards=args.max_shards,
-                            progress=None if args.quiet else pipeline.print_progress(transform.corpus))
+    manifest = corpora.build_corpus(cfg)
     print(json.dumps({k: v for k, v in manifest.items() if k != "shards"}, indent=1))
     return 0
-
-
-def _library(args: argparse.Namespace):
-    """--library (a Parquet table or a folder of class-code files), else the benchmark classes of --data-dir."""
-    from knowcoder_ray.data.sources import benchmark_library
-    from knowcoder_ray.schema.table import load_library
-
-    if args.library:
-        return load_library(args.library)
-    if not args.data_dir:
-        raise SystemExit("no schema library given: pass --library (a Parquet schema table or a folder of "
-                         "Entities.py/Relations.py/Events.py) or --data-dir (the benchmark classes)")
-    return benchmark_library(args.data_dir)
-
-
-def _understanding(args: argparse.Namespace) -> int:
-    from knowcoder_ray.data import understanding
-
-    library = _library(args)
-    transform = understanding.UnderstandingTransform(library, understanding.load_entity_types(args.entity_types),
-                                                     args.max_group)
-    specs = understanding.plan(library, args.kelm, definitions=not args.no_definitions, max_group=args.max_group,
-                               block_bytes=int(args.block_mb * (1 << 20)))
-    return _run(args, transform, specs)
-
-
-def _following(args: argparse.Namespace) -> int:
-    from knowcoder_ray.data import following
-
-    config = following.FollowingConfig(seed=args.seed, shard_size=args.shard_size, n_distractors=args.distractors,
-                                       tasks=tuple(t for t in args.tasks.split(",") if t))
-    transform = following.FollowingTransform(_library(args), config)
-    specs = following.plan(universalner=args.universalner, instructie=args.instructie, lsee=args.lsee,
-                           benchmarks=args.benchmark, data_dir=args.data_dir,
-                           block_bytes=int(args.block_mb * (1 << 20)))
-    return _run(args, transform, specs)

@@ -15,9 +15,11 @@ from __future__ import annotations
 import random
 from functools import lru_cache
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
+from typing import Literal
 
 import pyarrow as pa
+from pydantic import ConfigDict, Field
 
 from knowcoder_ray.codec.render import TASK_KIND, TASKS, render_output, render_prompt
 from knowcoder_ray.data.pipeline import (DEFAULT_BLOCK_BYTES, Item, ShardSpec, Transform, plan_benchmark,
@@ -26,25 +28,19 @@ from knowcoder_ray.data.sources import (Example, TypeIndex, library_fingerprint,
                                         read_universalner)
 from knowcoder_ray.records import Record
 from knowcoder_ray.schema.types import SchemaLibrary, SchemaType
+from knowcoder_ray.settings import Section
 
 SCHEMA = pa.schema([("prompt", pa.string()), ("output", pa.string()), ("task", pa.string()),
                     ("source", pa.string()), ("types", pa.list_(pa.string())), ("n_tokens", pa.int64())])
 READERS = {"universalner": read_universalner, "instructie": read_instructie, "lsee": read_lsee}
 
 
-@dataclass(frozen=True)
-class FollowingConfig:
+class FollowingConfig(Section):
+    model_config = ConfigDict(frozen=True)
     seed: int = 0
-    shard_size: int = 8          # classes per prompt at most
-    n_distractors: int = 4       # negative classes sampled from the library per record and task
-    tasks: tuple[str, ...] = TASKS
-
-    def __post_init__(self) -> None:
-        if self.shard_size < 1 or self.n_distractors < 0:
-            raise ValueError("shard_size must be >= 1 and n_distractors >= 0")
-        bad = [t for t in self.tasks if t not in TASKS]
-        if bad:
-            raise ValueError(f"unknown tasks {bad}; expected some of {TASKS}")
+    shard_size: int = Field(8, ge=1)         # classes per prompt at most
+    n_distractors: int = Field(4, ge=0)      # negative classes sampled from the library per record and task
+    tasks: tuple[Literal[TASKS], ...] = TASKS
 
 
 def restrict(record: Record, task: str, types: dict[str, SchemaType]) -> Record:
@@ -82,7 +78,7 @@ class FollowingTransform(Transform):
         self.pool = {k: sorted(library.names(k)) for k in ("entity", "relation", "event")}
 
     def fingerprint(self) -> dict:
-        return {"library": library_fingerprint(self.library), **asdict(self.config)}
+        return {"library": library_fingerprint(self.library), **self.config.model_dump()}
 
     def example(self, spec: ShardSpec, item: Item) -> Example:
         if spec.kind == "benchmark":

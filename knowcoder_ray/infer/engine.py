@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Protocol
 
 from knowcoder_ray.codec.render import STOP
+from knowcoder_ray.settings import Section
 from knowcoder_ray.storage import local_copy
 from knowcoder_ray.train.merge import adapter_base
 from knowcoder_ray.train.packing import common_prefix_len
@@ -36,8 +37,7 @@ class Prompt:
     prefix_chars: int = 0
 
 
-@dataclass
-class EngineConfig:
+class EngineConfig(Section):
     max_new_tokens: int = 640
     batch_size: int = 8
     max_prompt_tokens: int = 3500   # official cut: longer prompts keep head + tail tokens
@@ -47,14 +47,6 @@ class EngineConfig:
     prefix_cache_size: int = 4      # schema prefixes kept per engine (LRU)
     device: str = "auto"            # auto | cpu | cuda | cuda:N
     dtype: str = "auto"             # auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16
-
-    @classmethod
-    def from_dict(cls, d: dict | None) -> "EngineConfig":
-        d = dict(d or {})
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown engine settings {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
-        return cls(**d)
 
 
 class Engine(Protocol):

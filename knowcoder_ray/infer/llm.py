@@ -37,7 +37,7 @@ class EngineSpec:
     @classmethod
     def of(cls, kind: str, checkpoint: str, config: dict | EngineConfig | None = None,
            vllm: dict | None = None) -> "EngineSpec":
-        cfg = config if isinstance(config, EngineConfig) else EngineConfig.from_dict(config)
+        cfg = config if isinstance(config, EngineConfig) else EngineConfig.model_validate(config or {})
         return cls(kind, str(checkpoint), cfg, dict(vllm or {}))
 
     @property

@@ -121,7 +121,7 @@ class EngineReplica:
     def __init__(self, config: dict) -> None:
         import torch
 
-        cfg = ServeConfig.from_dict(config)
+        cfg = ServeConfig.model_validate(config)
         torch.set_num_threads(cfg.engine_threads)  # replicas share the node's cores
         self.engine = cfg.engine_spec().load()
         self.generate_batch.set_max_batch_size(cfg.max_batch_size)
@@ -190,7 +190,7 @@ class Ingress:
 
         from knowcoder_ray.infer.sharding import token_counter
 
-        self.cfg = ServeConfig.from_dict(config)
+        self.cfg = ServeConfig.model_validate(config)
         self.library = load_library(self.cfg.library)
         tokenizer = AutoTokenizer.from_pretrained(local_copy(self.cfg.model_dir))  # URI: per-node cache
         self.count = token_counter(tokenizer)
@@ -254,7 +254,7 @@ class Ingress:
 
 def build_app(args: dict):
     """Serve application builder (`import_path: knowcoder_ray.serve.app:build_app`); args: ServeConfig."""
-    cfg = ServeConfig.from_dict(dict(args))
+    cfg = ServeConfig.model_validate(dict(args))
     cfg.engine_path()  # a mismatched adapter fails at deploy time, not in every replica
     if cfg.engine_kind == "vllm":
         from ray.serve.llm import build_llm_deployment
@@ -265,5 +265,5 @@ def build_app(args: dict):
         engine = build_llm_deployment(llm_config(cfg.engine_spec(), cfg.llm_model_id, deployment,
                                                  cfg.llm_placement, cfg.lora_bucket))
     else:
-        engine = EngineReplica.options(**cfg.engine_options()).bind(cfg.to_dict())
-    return Ingress.options(ray_actor_options={"num_cpus": cfg.ingress_num_cpus}).bind(engine, cfg.to_dict())
+        engine = EngineReplica.options(**cfg.engine_options()).bind(cfg.model_dump())
+    return Ingress.options(ray_actor_options={"num_cpus": cfg.ingress_num_cpus}).bind(engine, cfg.model_dump())

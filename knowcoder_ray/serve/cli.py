@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import time
+
+from knowcoder_ray.settings import add_set_option, load
 
 DEFAULT_HOST = "127.0.0.1"
 CLIENT_TIMEOUT_S = 30
@@ -36,7 +36,8 @@ def haproxy_env(client_timeout_s: int, state_dir: str) -> dict[str, str]:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="run the extraction service (Ray Serve + FastAPI) on this machine")
-    p.add_argument("--config", help="YAML of ServeConfig fields; the flags below override it")
+    p.add_argument("--config", help="YAML of ServeConfig fields; --set and the flags below override it")
+    add_set_option(p)
     p.add_argument("--model", dest="model_dir", help="HF model folder")
     p.add_argument("--adapter", dest="adapter_dir", help="PEFT LoRA adapter folder trained on --model")
     p.add_argument("--library", help="schema library: a .parquet table or a folder of Entities.py / Relations.py / Events.py")
@@ -54,19 +55,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 def config_from_args(args: argparse.Namespace):
     from knowcoder_ray.serve.config import ServeConfig
 
-    fields = {}
-    if args.config:
-        import yaml
-
-        from knowcoder_ray.storage import read_text
-
-        fields = dict(yaml.safe_load(read_text(args.config)) or {})
-    for name in ("model_dir", "adapter_dir", "library", "num_replicas"):
-        if getattr(args, name) is not None:
-            fields[name] = getattr(args, name)
+    flags = {name: getattr(args, name) for name in ("model_dir", "adapter_dir", "library", "num_replicas")
+             if getattr(args, name) is not None}
     if args.max_new_tokens is not None:
-        fields["engine"] = {**fields.get("engine", {}), "max_new_tokens": args.max_new_tokens}
-    return ServeConfig.from_dict(fields)
+        flags["engine.max_new_tokens"] = args.max_new_tokens
+    return load(ServeConfig, args.config, args.overrides, flags)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -78,21 +71,11 @@ def _serve(args: argparse.Namespace) -> int:
 
         for k, v in haproxy_env(args.client_timeout, tempfile.mkdtemp(prefix="kc-hap-", dir="/tmp")).items():  # short: socket paths max 97
             os.environ.setdefault(k, v)
-    from ray import serve
-
     from knowcoder_ray.connect import connect
-    from knowcoder_ray.serve.app import build_app
+    from knowcoder_ray.serve.run import serve, serve_until_stopped
 
     connect(args.address, new_local=True)  # our own Ray, with the HAProxy settings above
-    serve.start(http_options={"host": args.host, "port": args.port, "keep_alive_timeout_s": args.client_timeout})
-    serve.run(build_app(cfg.to_dict()), name=cfg.app_name)
-    print(f"knowcoder serve: http://{args.host}:{args.port}/docs (Ctrl-C to stop)", flush=True)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops it as cleanly as Ctrl-C
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:  # on a shared cluster remove only our application
-        serve.delete(cfg.app_name) if args.address else serve.shutdown()
+    url = serve(cfg, args.host, args.port, keep_alive_timeout_s=args.client_timeout)
+    print(f"knowcoder serve: {url}/docs (Ctrl-C to stop)", flush=True)
+    serve_until_stopped(cfg, shutdown=not args.address)
     return 0

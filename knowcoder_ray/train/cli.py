@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+
+from knowcoder_ray.settings import add_set_option
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -14,8 +15,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         p = tsub.add_parser(phase, help=text)
         p.add_argument("--config", required=True,
                        help="YAML file, or the name of a packaged config (e.g. tiny_pretrain, llama7b_sft)")
-        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a config key, dotted for nested keys (repeatable): --set data.seq_len=512")
+        add_set_option(p)
         p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or a local cluster)")
         p.set_defaults(func=_train)
 
@@ -44,26 +44,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     imp.set_defaults(func=_import)
 
 
-def resolve_config(name: str) -> str | Path:
-    """A YAML path or URI, or a packaged config name."""
-    from knowcoder_ray import storage
-    from knowcoder_ray.train.config import CONFIG_DIR
-
-    if storage.isfile(name):
-        return name
-    packaged = CONFIG_DIR / (name if name.endswith(".yaml") else f"{name}.yaml")
-    if packaged.exists():
-        return packaged
-    known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-    raise SystemExit(f"config {name!r} is neither a file nor a packaged config ({', '.join(known)})")
-
-
 def _train(args: argparse.Namespace) -> int:
     from knowcoder_ray.connect import connect
     from knowcoder_ray.train.config import load_config
     from knowcoder_ray.train.run import train
 
-    cfg = load_config(resolve_config(args.config), args.overrides, phase=args.phase)
+    cfg = load_config(args.config, args.overrides, phase=args.phase)
     connect(args.address)
     result = train(cfg)
     print(json.dumps({"output_dir": result.output_dir, "checkpoint": result.checkpoint_path,

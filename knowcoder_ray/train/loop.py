@@ -73,6 +73,16 @@ def checkpoint_problem(d: str, rank: int) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class Step:
+    """What a step hook (`train(cfg, step_hooks=[...])`) is given on every worker after each optimizer step."""
+
+    metrics: dict                 # step, epoch, loss, lr, tokens... as logged
+    rank: int
+    world_size: int
+    resumed_from: int | None      # the step of the checkpoint this attempt restored; None on a fresh start
+
+
 @dataclass
 class TrainState:
     step: int = 0             # optimizer steps done
@@ -119,7 +129,7 @@ def train_loop(loop_config: dict) -> None:
     import ray.train.torch
 
     marks = {"t_enter": time.time()}  # wall-clock marks of the fixed costs, reported with the final metrics
-    cfg = TrainConfig.from_dict(loop_config["train"])
+    cfg = TrainConfig.model_validate(loop_config["train"])
     plan = Plan.of(cfg, loop_config["rows_per_worker"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
@@ -183,8 +193,8 @@ def train_loop(loop_config: dict) -> None:
                        "step_cpu_s": time.process_time() - c0, "fingerprint": fp}
             log.write(metrics)
             losses, fp, tokens = [], 0, 0
-            if cfg.fail_at_step and state.step == cfg.fail_at_step and resumed_at is None and rank == world - 1:
-                raise RuntimeError(f"injected failure at step {state.step} (fail_at_step)")
+            for hook in loop_config.get("step_hooks", ()):  # a hook that raises fails this worker
+                hook(Step(metrics, rank, world, resumed_at))
             if state.step % cfg.save_every == 0 and state.step < plan.total_steps:
                 report(False, metrics)
             t0, c0 = time.perf_counter(), time.process_time()

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from knowcoder_ray import storage
@@ -56,15 +57,16 @@ def fit_phases(metrics: dict, fit_start: float, fit_end: float) -> dict:
     return {name: round(b - a, 3) for name, a, b in zip(("start", "load", "steps", "save", "report"), t, t[1:])}
 
 
-def train(cfg: TrainConfig) -> TrainResult:
-    """Run one training phase on the connected Ray cluster (ray.init first)."""
+def train(cfg: TrainConfig, step_hooks: Sequence[Callable] = ()) -> TrainResult:
+    """Run one training phase on the connected Ray cluster (`connect()` first). `step_hooks` are called on
+    every worker after each optimizer step with a `loop.Step` (metrics, rank, resume point); one that
+    raises fails the worker, which Ray Train restarts from the last checkpoint up to `max_failures` times."""
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
     from knowcoder_ray.train.dataset import OrderedSplit, prepare_dataset
     from knowcoder_ray.train.loop import EXPORT_DIR, Plan, train_loop
 
-    cfg.validate()
     start = time.perf_counter()
     packed, summary, rejects = prepare_dataset(cfg.data, cfg.model, mask_prompt=cfg.phase == "sft", seed=cfg.seed)
     rows_per_worker = summary.rows // cfg.num_workers
@@ -72,7 +74,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     log.info("data %s; %d steps", summary.to_dict(), plan.total_steps)
     trainer = TorchTrainer(
         train_loop,
-        train_loop_config={"train": cfg.to_dict(), "rows_per_worker": rows_per_worker},
+        train_loop_config={"train": cfg.model_dump(), "rows_per_worker": rows_per_worker,
+                           "step_hooks": list(step_hooks)},
         torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                                resources_per_worker={"CPU": cfg.cpus_per_worker}),
@@ -97,6 +100,6 @@ def train(cfg: TrainConfig) -> TrainResult:
                "fit_phases": fit_phases(result.metrics, fit_start, fit_end)}
     storage.write_text(storage.join(cfg.output_dir, "training_summary.json"), json.dumps(
         {"metrics": result.metrics, "data": summary.to_dict(), "timings": timings, "rejects": rejects[:1000],
-         "checkpoint": checkpoint, "config": cfg.to_dict()}, indent=2, default=str))
+         "checkpoint": checkpoint, "config": cfg.model_dump()}, indent=2, default=str))
     return TrainResult(cfg.output_dir, checkpoint, dict(result.metrics), summary.to_dict(), rejects,
                        timings)

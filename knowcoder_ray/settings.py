@@ -1,0 +1,91 @@
+"""The one config base: pydantic models that refuse unknown keys, read from YAML mappings, with the one
+override syntax of every command (`--set key=value`, dotted for nested keys, the value read as YAML)."""
+from __future__ import annotations
+
+import copy
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class ConfigError(ValueError):
+    """A config is invalid: one line per problem, each naming the key."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        """Name the first unknown key with the known ones (pydantic's own message does not list them)."""
+        known = [f.alias or name for name, f in cls.model_fields.items()]
+        unknown = [k for k in data if k not in known] if isinstance(data, dict) else []
+        if unknown and cls.model_config.get("extra") == "forbid":
+            raise ValueError(f"unknown setting {unknown[0]!r} (known: {', '.join(known)})")
+        return data
+
+
+def apply_overrides(d: dict, overrides: list[str] | dict | None) -> dict:
+    """`["lr=1e-4", "data.seq_len=512"]` (or `{"data.seq_len": 512}`) applied to a copy of a config mapping."""
+    d = copy.deepcopy(d or {})  # the caller's mapping stays as written
+    items = overrides.items() if isinstance(overrides, dict) else [_split(o) for o in overrides or ()]
+    for key, value in items:
+        node = d
+        *parents, last = str(key).strip().split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {key!r}: {p!r} is not a mapping")
+        node[last] = value
+    return d
+
+
+def _split(item: str) -> tuple[str, Any]:
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} is not key=value")
+    key, value = item.split("=", 1)
+    return key, yaml.safe_load(value)  # numbers, booleans, lists as YAML reads them; never evaluates code
+
+
+def read_yaml(path: str) -> dict:
+    from knowcoder_ray.storage import read_text
+
+    data = yaml.safe_load(read_text(str(path))) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
+    return data
+
+
+def explain(e: ValidationError, source: str = "") -> str:
+    """One line per problem: `source: location: what`."""
+    lines = []
+    for err in e.errors(include_url=False):
+        where = ".".join(str(p) for p in err["loc"])
+        what = err["msg"].removeprefix("Value error, ")
+        lines.append(": ".join(x for x in (source, where, what) if x))
+    return "\n".join(lines)
+
+
+def parse(cls: type[M], data: Any, source: str = "") -> M:
+    """`cls` validated from a mapping; ConfigError naming each bad key."""
+    try:
+        return cls.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(explain(e, source)) from None
+
+
+def load(cls: type[M], path: str | None = None, overrides: list[str] | dict | None = None,
+         flags: dict | None = None) -> M:
+    """`cls` from a YAML file (or nothing), then `--set` overrides, then a command's own flags (dotted keys)."""
+    return parse(cls, apply_overrides(apply_overrides(read_yaml(path) if path else {}, overrides), flags))
+
+
+def add_set_option(parser) -> None:
+    """The `--set KEY=VALUE` option every command shares."""
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="set a config key, dotted for nested keys, the value read as YAML (repeatable): "
+                             "--set engine.max_new_tokens=64")
