@@ -1,5 +1,5 @@
-"""What every job shares: the pipeline YAML, artifact paths under `workdir`, Ray start-up, and running a
-`knowcoder` subcommand in this process (the jobs are thin: the CLI is the library's front door)."""
+"""What every job shares: the validated pipeline config, artifact paths under `workdir`, the benchmark data
+folder, the base model and Ray start-up. A job is a recipe: the config in, phase function calls, artifacts out."""
 from __future__ import annotations
 
 import argparse
@@ -14,26 +14,24 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python jobs/x.py` from a checkout or a `ray job submit` working dir
     sys.path.insert(0, str(ROOT))
 
-from knowcoder_ray.config import ARTIFACTS, set_items, validate  # noqa: E402  (after the sys.path line)
+from knowcoder_ray.config import ARTIFACTS, PipelineConfig, validate  # noqa: E402  (after the sys.path line)
 
 
-def load_config(path: str | os.PathLike) -> dict:
+def load_config(path: str | os.PathLike) -> PipelineConfig:
     """The pipeline YAML, from a local path or a bucket URI, validated (knowcoder_ray/config.py): a misspelled
     or misplaced key stops here, naming its location, before any cluster time is spent."""
     from knowcoder_ray.storage import read_text
 
-    cfg = yaml.safe_load(read_text(str(path)))
     try:
-        validate(cfg, str(path))
+        return validate(yaml.safe_load(read_text(str(path))), str(path))
     except ValueError as e:
         raise SystemExit(str(e)) from None
-    return cfg
 
 
-def artifact(cfg: dict, name: str) -> str:
+def artifact(cfg: PipelineConfig, name: str) -> str:
     """Path (or URI) of an artifact: `workdir/<layout>`, unless the config names one in `paths`. Local
     paths are made absolute: Ray Train workers and Ray Data actors run in other working directories."""
-    path = (cfg.get("paths") or {}).get(name) or f"{str(cfg['workdir']).rstrip('/')}/{ARTIFACTS[name]}"
+    path = getattr(cfg.paths, f"{name}_") or f"{cfg.workdir.rstrip('/')}/{ARTIFACTS[name]}"
     return str(path) if "://" in str(path) else str(Path(path).resolve())
 
 
@@ -50,14 +48,14 @@ DATA_SOURCES = {
 }
 
 
-def data_dir(cfg: dict) -> str:
+def data_dir(cfg: PipelineConfig) -> str:
     """The benchmark data folder: `data_dir` of the config, else $KNOWCODER_DATA_DIR, else ../shared/data
     (relative to the working directory), made absolute for the Ray workers."""
-    value = str(cfg.get("data_dir") or os.environ.get("KNOWCODER_DATA_DIR") or "../shared/data")
+    value = str(cfg.data_dir or os.environ.get("KNOWCODER_DATA_DIR") or "../shared/data")
     return value if "://" in value else str(Path(value).resolve())
 
 
-def require_benchmarks(cfg: dict, names) -> str:
+def require_benchmarks(cfg: PipelineConfig, names) -> str:
     """The data folder, after checking that it holds every benchmark in `names` (e.g. conll04,
     crossner_ai, conll04:train); a clear error says which are missing and where each comes from."""
     from knowcoder_ray import storage
@@ -74,47 +72,28 @@ def require_benchmarks(cfg: dict, names) -> str:
     return root
 
 
-def base_model(cfg: dict) -> str:
+def base_model(cfg: PipelineConfig) -> str:
     """The model the run starts from: the tiny model it creates, a model imported once from a GGUF file
     or an installed package (`base_model.import`, cached by `knowcoder model import`), or a model folder
     (`pretrain.model`)."""
-    if "tiny_model" in cfg:
+    if cfg.tiny_model:
         return artifact(cfg, "tiny_model")
-    source = (cfg.get("base_model") or {}).get("import")
-    if source:
+    if cfg.base_model:
         from knowcoder_ray.train.hub import import_model
 
-        started = time.perf_counter()
-        path = str(import_model(source, cache_dir=cfg["base_model"].get("cache_dir")))
+        started, source = time.perf_counter(), cfg.base_model.import_
+        path = str(import_model(source, cache_dir=cfg.base_model.cache_dir))
         print(f"base model {source} -> {path} ({time.perf_counter() - started:.0f} s)", flush=True)
         return path
-    return cfg["pretrain"]["model"]
+    return cfg.pretrain.model
 
 
-def init_ray(cfg: dict) -> None:
+def init_ray(cfg: PipelineConfig) -> None:
     """Join the cluster of `ray job submit` (RAY_ADDRESS), else start a local one on loopback."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from knowcoder_ray.connect import connect
 
-    connect(num_cpus=(cfg.get("ray") or {}).get("num_cpus"))  # worker output (training progress) shown here
-
-
-def knowcoder(*argv: object) -> None:
-    """Run one `knowcoder ...` command in this process; a non-zero exit stops the job."""
-    from knowcoder_ray.cli import main
-
-    args = [str(a) for a in argv]
-    print(f"\n$ knowcoder {' '.join(args)}", flush=True)
-    started = time.perf_counter()
-    rc = main(args)
-    if rc:
-        raise SystemExit(f"knowcoder {args[0]} failed with exit code {rc}")
-    print(f"[{args[0]} done in {time.perf_counter() - started:.0f} s]", flush=True)
-
-
-def overrides(settings: dict | None) -> list[str]:
-    """{"data.seq_len": 512} -> ["--set", "data.seq_len=512", ...] for `knowcoder train`."""
-    return [arg for item in set_items(settings) for arg in ("--set", item)]
+    connect(num_cpus=cfg.ray.num_cpus)  # worker output (training progress) shown here
 
 
 def job_main(run, description: str) -> None:

@@ -1,22 +1,25 @@
 """Distributed benchmark evaluation of every checkpoint of the run, with the plotly report."""
 import yaml
-from common import artifact, base_model, job_main, knowcoder, require_benchmarks
+from common import artifact, base_model, job_main, require_benchmarks
 
 from knowcoder_ray import storage
+from knowcoder_ray.config import PipelineConfig
+from knowcoder_ray.eval.evaluate import EvalConfig, evaluate
 
 
-def run(cfg: dict) -> None:
-    e = dict(cfg["eval"])
-    starts_from_base = "tiny_model" in cfg or "base_model" in cfg
-    which = e.pop("checkpoints", ["base", "pretrained", "merged"] if starts_from_base else ["pretrained", "merged"])
-    e["checkpoints"] = [base_model(cfg) if c == "base" else artifact(cfg, c) for c in which]
-    if any(not str(d).startswith("records:") for d in e["datasets"]):
-        e["data_dir"] = require_benchmarks(cfg, e["datasets"]) if "data_dir" not in e else e["data_dir"]
-    e["labels"] = list(which)
-    e["output_dir"] = artifact(cfg, "eval")
-    settings = storage.join(artifact(cfg, "eval"), "eval_config.yaml")  # beside its outputs, in the workdir
-    storage.write_text(settings, yaml.safe_dump(e, sort_keys=False))
-    knowcoder("eval", "--config", settings)
+def run(cfg: PipelineConfig) -> None:
+    e = cfg.eval
+    which = e.checkpoints or (["base", "pretrained", "merged"] if cfg.tiny_model or cfg.base_model
+                              else ["pretrained", "merged"])
+    settings = e.model_dump(exclude_unset=True, exclude={"checkpoints"})
+    if "data_dir" not in settings and any(not d.startswith("records:") for d in e.datasets):
+        settings["data_dir"] = require_benchmarks(cfg, e.datasets)
+    config = EvalConfig(**settings, checkpoints=[base_model(cfg) if c == "base" else artifact(cfg, c) for c in which],
+                        labels=list(which), output_dir=artifact(cfg, "eval"))
+    # the settings beside the outputs: `knowcoder eval --config` reruns it
+    storage.write_text(storage.join(config.output_dir, "eval_config.yaml"),
+                       yaml.safe_dump(config.model_dump(exclude_unset=True), sort_keys=False))
+    evaluate(config)
 
 
 if __name__ == "__main__":

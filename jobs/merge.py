@@ -1,10 +1,12 @@
 """Merge the LoRA adapter into its base: a plain HF model folder for engines without adapter support."""
-from common import artifact, job_main, knowcoder
+from common import artifact, job_main
+
+from knowcoder_ray.config import PipelineConfig
+from knowcoder_ray.train.merge import merge_lora
 
 
-def run(cfg: dict) -> None:
-    knowcoder("merge", "--adapter", artifact(cfg, "adapter"), "--out", artifact(cfg, "merged"),
-              "--base", artifact(cfg, "pretrained"))
+def run(cfg: PipelineConfig) -> None:
+    merge_lora(artifact(cfg, "adapter"), artifact(cfg, "merged"), base_dir=artifact(cfg, "pretrained"))
 
 
 if __name__ == "__main__":

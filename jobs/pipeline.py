@@ -35,7 +35,7 @@ def main() -> None:
         print(f"{args.config}: config OK")
         return
     names = list(PHASES)[list(PHASES).index(args.start):] if args.start else list(PHASES)
-    names = [n for n in names if (not args.only or n in args.only) and (n != "serve" or cfg.get("serve", {}).get("enabled", True))]
+    names = [n for n in names if (not args.only or n in args.only) and (n != "serve" or cfg.serve.enabled)]
     init_ray(cfg)
     started = time.perf_counter()
     for i, name in enumerate(names, 1):

@@ -3,16 +3,16 @@ import json
 
 from common import artifact, job_main
 
+from knowcoder_ray.config import PipelineConfig
 from knowcoder_ray.schema.build import BuildConfig, build_schema
 
 
-def run(cfg: dict) -> None:
-    s = cfg["schema"]
-    config = BuildConfig(corpus=s.get("corpus") or [], types=s.get("types"), **{k: s[k] for k in ("event_root",) if k in s})
-    report = build_schema(s["dump"], artifact(cfg, "schema"), config).report
+def run(cfg: PipelineConfig) -> None:
+    s = cfg.schema_
+    report = build_schema(s.dump, artifact(cfg, "schema"), BuildConfig(**s.model_dump(exclude={"dump"}))).report
     print(json.dumps(report.summary()), *report.notes, sep="\n", flush=True)
     if report.truncated:
-        raise SystemExit(f"schema build: {s['dump']}: {report.truncated}")
+        raise SystemExit(f"schema build: {s.dump}: {report.truncated}")
 
 
 if __name__ == "__main__":

@@ -30,8 +30,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from knowcoder_ray.settings import ConfigError
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as e:  # a bad config or --set: its lines name the keys, no traceback
+        print(f"knowcoder {args.command}: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -13,9 +13,10 @@ from pydantic import Field, ValidationError, create_model, field_validator, mode
 
 from knowcoder_ray.data.corpora import FollowingCorpusConfig, UnderstandingConfig
 from knowcoder_ray.eval.evaluate import EvalConfig
+from knowcoder_ray.schema.build import BuildConfig
 from knowcoder_ray.serve.config import ServeConfig
 from knowcoder_ray.settings import ConfigError, Section, explain
-from knowcoder_ray.train.config import TrainConfig, load_config
+from knowcoder_ray.train.config import TrainConfig, load_config, resolve_config
 
 ARTIFACTS = {  # artifact -> path under workdir, the one layout every job and the demo check agree on
     "schema": "schema", "understanding": "corpus/understanding", "following": "corpus/following",
@@ -43,11 +44,8 @@ class TinyModel(Section):
 Paths = create_model("Paths", __base__=Section, **{f"{a}_": (str | None, Field(None, alias=a)) for a in ARTIFACTS})
 
 
-class Schema(Section):
-    dump: str
-    corpus: list[str] = []
-    types: list[str] | None = None
-    event_root: str | None = None
+class Schema(BuildConfig):
+    dump: str                            # a Wikidata JSON dump (.json, .gz, .bz2; path or URI)
 
 
 class Understanding(UnderstandingConfig):
@@ -64,6 +62,12 @@ class Train(Section):
     phase: ClassVar[str] = "sft"
     config: str                          # a TrainConfig YAML, or the name of a packaged one
     set: dict[str, Any] = {}             # TrainConfig overrides, dotted for nested keys
+
+    @field_validator("config")
+    @classmethod
+    def _exists(cls, name: str) -> str:
+        resolve_config(name)
+        return name
 
     @field_validator("set")
     @classmethod
@@ -125,7 +129,7 @@ class PipelineConfig(Section):
     pretrain: Pretrain | None = None
     sft: Train | None = None
     eval: Eval | None = None
-    serve: Serve | None = None
+    serve: Serve = Serve()
 
     @model_validator(mode="after")
     def _model(self) -> PipelineConfig:

@@ -154,13 +154,14 @@ def test_console_error_detection_is_not_vacuous(tmp_path):
 
 def test_config_errors_name_the_problem(tmp_path):
     from knowcoder_ray.eval.evaluate import EvalConfig
+    from knowcoder_ray.settings import load
 
     path = tmp_path / "bad.yaml"
     path.write_text("checkpoints: [a]\ndatasets: [conll04]\nnum_actor: 2\n")
-    with pytest.raises(ValueError, match="num_actor"):
-        EvalConfig.from_yaml(path)
-    with pytest.raises(ValueError, match="datasets"):
-        EvalConfig.from_dict({"checkpoints": ["a"]})
-    with pytest.raises(ValueError, match="unknown layout options \\['escap'\\]"):
-        EvalConfig.from_dict({"checkpoints": ["a"], "datasets": ["nyt"], "layout": {"escap": True}})
+    with pytest.raises(ValueError, match="unknown setting 'num_actor'"):
+        load(EvalConfig, str(path))
+    with pytest.raises(ValueError, match="datasets: Field required"):
+        load(EvalConfig, None, ["checkpoints=[a]"])
+    with pytest.raises(ValueError, match="layout: unknown layout options \\['escap'\\]"):
+        load(EvalConfig, None, {"checkpoints": ["a"], "datasets": ["nyt"], "layout.escap": True})
     assert EvalConfig(checkpoints=["x/final", "y/final"], datasets=["nyt"]).checkpoint_labels() == ["final", "final-2"]

@@ -72,8 +72,8 @@ def test_plain_strings_and_engine_factory(model_dir, prompts):
     assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
     with pytest.raises(ValueError, match="unknown engine"):
         load_engine("tgi", model_dir)
-    with pytest.raises(ValueError, match="unknown engine settings"):
-        EngineConfig.from_dict({"max_new_token": 3})
+    with pytest.raises(ValueError, match="unknown setting 'max_new_token'"):
+        EngineConfig.model_validate({"max_new_token": 3})
 
 
 def test_peft_adapter_folder_loads_merged(model_dir, prompts, tmp_path):

@@ -16,7 +16,7 @@ import common  # noqa: E402  (jobs/common.py)
 def test_missing_data_names_each_set_and_its_source(tmp_path, monkeypatch):
     monkeypatch.delenv("KNOWCODER_DATA_DIR", raising=False)
     (tmp_path / "conll04").mkdir()
-    cfg = {"workdir": "x", "data_dir": str(tmp_path)}
+    cfg = common.validate({"workdir": "x", "data_dir": str(tmp_path)})
     assert common.require_benchmarks(cfg, ["conll04", "conll04:train"]) == str(tmp_path)
     with pytest.raises(SystemExit) as e:
         common.require_benchmarks(cfg, ["conll04", "crossner_politics", "crossner_ai"])
@@ -29,10 +29,10 @@ def test_missing_data_names_each_set_and_its_source(tmp_path, monkeypatch):
 def test_data_dir_setting_order(tmp_path, monkeypatch):
     monkeypatch.delenv("KNOWCODER_DATA_DIR", raising=False)
     monkeypatch.chdir(tmp_path)
-    assert common.data_dir({}) == str((tmp_path / "../shared/data").resolve())
+    assert common.data_dir(common.validate({"workdir": "x"})) == str((tmp_path / "../shared/data").resolve())
     monkeypatch.setenv("KNOWCODER_DATA_DIR", "/data/ie")
-    assert common.data_dir({}) == "/data/ie"
-    assert common.data_dir({"data_dir": "/elsewhere"}) == "/elsewhere"
+    assert common.data_dir(common.validate({"workdir": "x"})) == "/data/ie"
+    assert common.data_dir(common.validate({"workdir": "x", "data_dir": "/elsewhere"})) == "/elsewhere"
 
 
 def test_demo_config_trains_on_train_splits_and_evaluates_held_out_test():

@@ -171,12 +171,12 @@ def test_schema_search_ranks_names_before_descriptions():
 
 
 def test_config_and_serve_file():
-    with pytest.raises(ValueError, match="unknown field"):
-        ServeConfig.from_dict({"model_dir": "m", "library": "l", "replicas": 2})
-    with pytest.raises(ValueError, match="unknown engine settings"):
-        ServeConfig.from_dict({"model_dir": "m", "library": "l", "engine": {"temperature": 0.7}})
-    with pytest.raises(ValueError, match="missing"):
-        ServeConfig.from_dict({"library": "l"})
+    with pytest.raises(ValueError, match="unknown setting 'replicas'"):
+        ServeConfig.model_validate({"model_dir": "m", "library": "l", "replicas": 2})
+    with pytest.raises(ValueError, match="engine\n.*unknown setting 'temperature'"):
+        ServeConfig.model_validate({"model_dir": "m", "library": "l", "engine": {"temperature": 0.7}})
+    with pytest.raises(ValueError, match="model_dir\n.*Field required"):
+        ServeConfig.model_validate({"library": "l"})
     assert ServeConfig(model_dir="m", library="l", num_replicas=2).engine_options()["num_replicas"] == 2
     auto = ServeConfig(model_dir="m", library="l").engine_options()
     assert auto["autoscaling_config"]["max_replicas"] >= auto["autoscaling_config"]["min_replicas"]
@@ -189,7 +189,7 @@ def test_config_and_serve_file():
     assert doc["http_options"]["host"] == "127.0.0.1"
     (app,) = deploy.applications
     assert app.import_path == "knowcoder_ray.serve.app:build_app"
-    cfg = ServeConfig.from_dict(app.args)
+    cfg = ServeConfig.model_validate(app.args)
     AutoscalingConfig(**cfg.autoscaling)  # Serve accepts the autoscaling settings
 
 
@@ -199,7 +199,8 @@ def test_cli_binds_loopback_by_default(tmp_path):
 
     conf = tmp_path / "serve.yaml"
     conf.write_text(yaml.safe_dump({"model_dir": "m", "library": "lib.parquet", "engine": {"max_new_tokens": 9}}))
-    args = build_parser().parse_args(["serve", "--config", str(conf), "--replicas", "2", "--max-new-tokens", "32"])
+    args = build_parser().parse_args(["serve", "--config", str(conf), "--replicas", "2", "--max-new-tokens", "32",
+                                      "--set", "engine.device=cpu"])
     assert isinstance(args, argparse.Namespace) and args.host == "127.0.0.1"
     cfg = config_from_args(args)
-    assert (cfg.model_dir, cfg.num_replicas, cfg.engine) == ("m", 2, {"max_new_tokens": 32})
+    assert (cfg.model_dir, cfg.num_replicas, cfg.engine.max_new_tokens, cfg.engine.device) == ("m", 2, 32, "cpu")

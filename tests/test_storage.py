@@ -140,10 +140,10 @@ def test_engine_and_serve_config_load_an_adapter_whose_base_is_a_bucket_uri(s3_s
     prompts = ["Person(\"Ada", "lived in", "code number"]
     assert TransformersEngine(adapter_uri, config).generate(prompts) == \
         TransformersEngine(tmp_path / "adapter", config).generate(prompts)
-    cfg = ServeConfig.from_dict({"model_dir": base_uri + "/", "adapter_dir": adapter_uri, "library": "x.parquet"})
+    cfg = ServeConfig.model_validate({"model_dir": base_uri + "/", "adapter_dir": adapter_uri, "library": "x.parquet"})
     assert cfg.engine_path() == adapter_uri
     with pytest.raises(ValueError, match="trained on"):
-        ServeConfig.from_dict({"model_dir": f"s3://{bucket}/other", "adapter_dir": adapter_uri,
+        ServeConfig.model_validate({"model_dir": f"s3://{bucket}/other", "adapter_dir": adapter_uri,
                                "library": "x.parquet"}).engine_path()
 
 

@@ -121,10 +121,13 @@ def test_config_loading_overrides_and_errors(tmp_path):
     assert (cfg.lora.enabled, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout) == (True, 32, 64, 0.1)
     big = load_config(CONFIG_DIR / "llama7b_pretrain.yaml")
     assert big.use_gpu and big.bf16 and big.deepspeed.stage == 3 and big.num_workers == 8
-    with pytest.raises(ConfigError, match="unknown config key"):
+    with pytest.raises(ConfigError, match="data: unknown setting 'seqlen' \\(known: path,"):
         load_config(CONFIG_DIR / "tiny_sft.yaml", ["data.seqlen=512"])
-    with pytest.raises(ConfigError, match="needs a float"):
+    with pytest.raises(ConfigError, match="lr: Input should be a valid number"):
         load_config(CONFIG_DIR / "tiny_sft.yaml", ["lr=fast"])
+    with pytest.raises(ConfigError, match="output_dir: String should have at least 1 character"):
+        load_config("tiny_sft", {"output_dir": ""})  # a packaged name, dotted overrides as a mapping
+    assert load_config("tiny_sft", ["lora.enabled=false"]).lora.enabled is False  # sft's default, overridden
     with pytest.raises(ConfigError, match="not 'pretrain'"):
         load_config(CONFIG_DIR / "tiny_sft.yaml", phase="pretrain")
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import ConfigDict, field_validator
 
 from knowcoder_ray import storage
 from knowcoder_ray.schema.descriptions import fill_descriptions, missing_descriptions_tsv, parse_descriptions_tsv
@@ -43,10 +43,11 @@ from knowcoder_ray.schema.scan import DumpSummary, scan_local, scan_ray
 from knowcoder_ray.schema.select import corpus_types, select
 from knowcoder_ray.schema.types import SchemaLibrary
 from knowcoder_ray.schema.wikidata import EVENT_ROOT, RELATION_DATATYPES
+from knowcoder_ray.settings import Section
 
 
-class BuildConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class BuildConfig(Section):
+    model_config = ConfigDict(frozen=True)
 
     event_root: str | None = EVENT_ROOT  # None: no event types
     relation_datatypes: tuple[str, ...] = RELATION_DATATYPES

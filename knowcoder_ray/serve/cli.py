@@ -72,10 +72,10 @@ def _serve(args: argparse.Namespace) -> int:
         for k, v in haproxy_env(args.client_timeout, tempfile.mkdtemp(prefix="kc-hap-", dir="/tmp")).items():  # short: socket paths max 97
             os.environ.setdefault(k, v)
     from knowcoder_ray.connect import connect
-    from knowcoder_ray.serve.run import serve, serve_until_stopped
+    from knowcoder_ray.serve.run import deploy, serve_until_stopped
 
     connect(args.address, new_local=True)  # our own Ray, with the HAProxy settings above
-    url = serve(cfg, args.host, args.port, keep_alive_timeout_s=args.client_timeout)
+    url = deploy(cfg, args.host, args.port, keep_alive_timeout_s=args.client_timeout)
     print(f"knowcoder serve: {url}/docs (Ctrl-C to stop)", flush=True)
     serve_until_stopped(cfg, shutdown=not args.address)
     return 0

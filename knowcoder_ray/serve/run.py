@@ -1,4 +1,4 @@
-"""`serve(cfg)`: deploy the extraction service on the connected Ray cluster (`connect()` first)."""
+"""`deploy(cfg)`: deploy the extraction service on the connected Ray cluster (`connect()` first)."""
 from __future__ import annotations
 
 import signal
@@ -7,7 +7,7 @@ import time
 from knowcoder_ray.serve.config import ServeConfig
 
 
-def serve(cfg: ServeConfig, host: str = "127.0.0.1", port: int = 8000, *, proxy_location: str = "EveryNode",
+def deploy(cfg: ServeConfig, host: str = "127.0.0.1", port: int = 8000, *, proxy_location: str = "EveryNode",
           keep_alive_timeout_s: int | None = None) -> str:
     """Start Ray Serve's HTTP proxies (loopback by default) and deploy the application; its URL."""
     from ray import serve as ray_serve
