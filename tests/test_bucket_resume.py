@@ -64,7 +64,7 @@ def _steps(log_file) -> list[dict]:
     return [json.loads(line) for line in open(log_file)]
 
 
-def test_training_resumes_from_the_bucket(ray_cluster, data_dir, bucket, tmp_path):
+def test_training_resumes_from_the_bucket(ray_cluster, data_dir, bucket, tmp_path, fail_once_at):
     from knowcoder_ray.train.config import CONFIG_DIR, load_config
     from knowcoder_ray.train.run import train
     from knowcoder_ray.train.tiny import make_tiny_model
@@ -82,7 +82,7 @@ def test_training_resumes_from_the_bucket(ray_cluster, data_dir, bucket, tmp_pat
                 "save_every=2", f"log_file={log_file}"]
 
     with pytest.raises(Exception, match="step 3"):  # the first run dies after its step-2 checkpoint
-        train(load_config(CONFIG_DIR / "tiny_pretrain.yaml", [*settings, "fail_at_step=3", "max_failures=0"]))
+        train(load_config(CONFIG_DIR / "tiny_pretrain.yaml", [*settings, "max_failures=0"]), [fail_once_at(3)])
     assert not storage.exists(out)
     for entry in storage.cache_dir().glob(f"{name}-*"):  # no local state survives: the model comes again
         shutil.rmtree(entry) if entry.is_dir() else entry.unlink()

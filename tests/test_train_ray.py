@@ -37,7 +37,7 @@ def _steps(log_file) -> list[dict]:
     return [json.loads(line) for line in open(log_file)]
 
 
-def test_pretrain_zero3_resumes_after_worker_failure_and_exports(ray_cluster, corpus):
+def test_pretrain_zero3_resumes_after_worker_failure_and_exports(ray_cluster, corpus, fail_once_at):
     from transformers import AutoModelForCausalLM
 
     from knowcoder_ray.train.run import train
@@ -47,8 +47,8 @@ def test_pretrain_zero3_resumes_after_worker_failure_and_exports(ray_cluster, co
     cfg = load_config(CONFIG_DIR / "tiny_pretrain.yaml", [
         f"model={model}", f"data.path={root / 'understanding.parquet'}", f"data.seq_len={SEQ_LEN}",
         f"output_dir={root / 'pretrained'}", f"storage_path={root / 'ckpt'}", "run_name=pretrain-test",
-        "max_steps=8", "save_every=3", "fail_at_step=5", "max_failures=1", f"log_file={log_file}"])
-    result = train(cfg)
+        "max_steps=8", "save_every=3", "max_failures=1", f"log_file={log_file}"])
+    result = train(cfg, step_hooks=[fail_once_at(5)])
 
     steps = _steps(log_file)
     first = [s for s in steps if s["resumed_at"] is None]
@@ -110,7 +110,7 @@ def test_sft_lora_through_cli_then_merge(ray_cluster, corpus):
     assert torch.allclose(folded, with_adapter, atol=1e-5)
 
 
-def test_sft_without_deepspeed_resumes_with_ddp(ray_cluster, corpus):
+def test_sft_without_deepspeed_resumes_with_ddp(ray_cluster, corpus, fail_once_at):
     from knowcoder_ray.train.run import train
 
     root, model = corpus
@@ -118,9 +118,9 @@ def test_sft_without_deepspeed_resumes_with_ddp(ray_cluster, corpus):
     cfg = load_config(CONFIG_DIR / "tiny_sft.yaml", [
         f"model={model}", f"data.path={root / 'following.jsonl'}", f"data.seq_len={SEQ_LEN}",
         f"output_dir={root / 'adapter-ddp'}", f"storage_path={root / 'ckpt'}", "run_name=ddp-test",
-        "deepspeed.enabled=false", "max_steps=5", "save_every=2", "fail_at_step=3", "max_failures=1",
+        "deepspeed.enabled=false", "max_steps=5", "save_every=2", "max_failures=1",
         f"log_file={log_file}"])
-    result = train(cfg)
+    result = train(cfg, step_hooks=[fail_once_at(3)])
     steps = _steps(log_file)
     assert [(s["step"], s["resumed_at"]) for s in steps] == [(1, None), (2, None), (3, None), (3, 2), (4, 2), (5, 2)]
     redone = steps[2], steps[3]  # step 3 before the failure and again after it: same data, same dropout
