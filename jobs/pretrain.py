@@ -14,8 +14,8 @@ def run(cfg: PipelineConfig) -> None:
 
         texts = [t for name in ("understanding", "following") for t in corpus_texts(artifact(cfg, name))]
         make_tiny_model(model, texts, seed=0, spec=TinySpec(vocab_size=cfg.tiny_model.vocab_size))
-    train(cfg.pretrain.build(model=model, data_path=artifact(cfg, "understanding"),
-                             output_dir=artifact(cfg, "pretrained"), storage_path=artifact(cfg, "checkpoints")))
+    train(cfg.pretrain.build({"model": model, "data.path": artifact(cfg, "understanding"),
+                              "output_dir": artifact(cfg, "pretrained"), "storage_path": artifact(cfg, "checkpoints")}))
 
 
 if __name__ == "__main__":

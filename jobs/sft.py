@@ -6,8 +6,8 @@ from knowcoder_ray.train.run import train
 
 
 def run(cfg: PipelineConfig) -> None:
-    train(cfg.sft.build(model=artifact(cfg, "pretrained"), data_path=artifact(cfg, "following"),
-                        output_dir=artifact(cfg, "adapter"), storage_path=artifact(cfg, "checkpoints")))
+    train(cfg.sft.build({"model": artifact(cfg, "pretrained"), "data.path": artifact(cfg, "following"),
+                         "output_dir": artifact(cfg, "adapter"), "storage_path": artifact(cfg, "checkpoints")}))
 
 
 if __name__ == "__main__":

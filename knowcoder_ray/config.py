@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import Field, create_model, field_validator, model_validator
 
 from knowcoder_ray.data.corpora import FollowingCorpusConfig, UnderstandingConfig
 from knowcoder_ray.eval.evaluate import EvalConfig
 from knowcoder_ray.schema.build import BuildConfig
 from knowcoder_ray.serve.config import ServeConfig
-from knowcoder_ray.settings import ConfigError, Section, explain
+from knowcoder_ray.settings import Section, parse
 from knowcoder_ray.train.config import TrainConfig, load_config, resolve_config
 
 ARTIFACTS = {  # artifact -> path under workdir, the one layout every job and the demo check agree on
@@ -25,6 +25,7 @@ ARTIFACTS = {  # artifact -> path under workdir, the one layout every job and th
 }
 Library = Literal["schema", "benchmarks"]  # the schema slice built by the run, or the benchmarks' own classes
 PLACEHOLDER = "<set by the job>"
+JOB_KEYS = ("model", "data.path", "output_dir", "storage_path")  # the TrainConfig keys a training job fills in
 
 
 class Ray(Section):
@@ -72,19 +73,13 @@ class Train(Section):
     @field_validator("set")
     @classmethod
     def _builds(cls, settings: dict, info) -> dict:
-        if "config" in info.data:  # as the job will, with its paths filled in
-            cls.train_config(info.data["config"], settings, model=PLACEHOLDER, data_path=PLACEHOLDER,
-                             output_dir=PLACEHOLDER, storage_path=PLACEHOLDER)
+        if "config" in info.data:  # as the job will build it, with its paths filled in
+            load_config(info.data["config"], {**dict.fromkeys(JOB_KEYS, PLACEHOLDER), **settings}, phase=cls.phase)
         return settings
 
-    @classmethod
-    def train_config(cls, config: str, settings: dict, *, model: str, data_path: str, output_dir: str,
-                     storage_path: str) -> TrainConfig:
-        paths = {"model": model, "data.path": data_path, "output_dir": output_dir, "storage_path": storage_path}
-        return load_config(config, {**paths, **settings}, phase=cls.phase)
-
-    def build(self, **paths: str) -> TrainConfig:
-        return self.train_config(self.config, self.set, **paths)
+    def build(self, paths: dict[str, str]) -> TrainConfig:
+        """The TrainConfig: the `config` file, the job's `paths` (JOB_KEYS), then `set`."""
+        return load_config(self.config, {**paths, **self.set}, phase=self.phase)
 
 
 class Pretrain(Train):
@@ -140,7 +135,4 @@ class PipelineConfig(Section):
 
 def validate(cfg: Any, source: str = "config") -> PipelineConfig:
     """The checked config; ConfigError with one line per problem, each `source: location: what`."""
-    try:
-        return PipelineConfig.model_validate(cfg)
-    except ValidationError as e:
-        raise ConfigError(explain(e, source)) from None
+    return parse(PipelineConfig, cfg, source)

@@ -3,12 +3,13 @@ override syntax of every command (`--set key=value`, dotted for nested keys, the
 from __future__ import annotations
 
 import copy
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 M = TypeVar("M", bound=BaseModel)
+Positive = Annotated[int, Field(ge=1)]
 
 
 class ConfigError(ValueError):
@@ -32,8 +33,7 @@ class Section(BaseModel):
 def apply_overrides(d: dict, overrides: list[str] | dict | None) -> dict:
     """`["lr=1e-4", "data.seq_len=512"]` (or `{"data.seq_len": 512}`) applied to a copy of a config mapping."""
     d = copy.deepcopy(d or {})  # the caller's mapping stays as written
-    items = overrides.items() if isinstance(overrides, dict) else [_split(o) for o in overrides or ()]
-    for key, value in items:
+    for key, value in overrides.items() if isinstance(overrides, dict) else map(_split, overrides or ()):
         node = d
         *parents, last = str(key).strip().split(".")
         for p in parents:

@@ -11,9 +11,7 @@ from typing import Annotated
 from pydantic import Field, model_validator
 
 from knowcoder_ray.infer.engine import EngineConfig
-from knowcoder_ray.settings import Section
-
-Positive = Annotated[int, Field(ge=1)]
+from knowcoder_ray.settings import Positive, Section
 
 
 class ServeConfig(Section):

@@ -10,12 +10,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from knowcoder_ray.settings import ConfigError, Section, apply_overrides, parse, read_yaml
+from knowcoder_ray.settings import ConfigError, Positive, Section, apply_overrides, parse, read_yaml
 
 PHASES = ("pretrain", "sft")
 CONFIG_DIR = Path(__file__).parent / "configs"
 Needed = Annotated[str, Field(min_length=1)]  # a path or URI that must be given
-Positive = Annotated[int, Field(ge=1)]
 
 
 class DataSpec(Section):
