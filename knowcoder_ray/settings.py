@@ -60,22 +60,14 @@ def read_yaml(path: str) -> dict:
     return data
 
 
-def explain(e: ValidationError, source: str = "") -> str:
-    """One line per problem: `source: location: what`."""
-    lines = []
-    for err in e.errors(include_url=False):
-        where = ".".join(str(p) for p in err["loc"])
-        what = err["msg"].removeprefix("Value error, ")
-        lines.append(": ".join(x for x in (source, where, what) if x))
-    return "\n".join(lines)
-
-
 def parse(cls: type[M], data: Any, source: str = "") -> M:
-    """`cls` validated from a mapping; ConfigError naming each bad key."""
+    """`cls` validated from a mapping; ConfigError with one line per problem: `source: location: what`."""
     try:
         return cls.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(explain(e, source)) from None
+        lines = [": ".join(x for x in (source, ".".join(map(str, err["loc"])), err["msg"].removeprefix("Value error, "))
+                           if x) for err in e.errors(include_url=False)]
+        raise ConfigError("\n".join(lines)) from None
 
 
 def load(cls: type[M], path: str | None = None, overrides: list[str] | dict | None = None,

@@ -87,8 +87,8 @@ def fail_once_at():
     """A training step hook for fault tests: the last worker raises at `step` on an attempt that did not
     resume from a checkpoint (so the restarted attempt goes on)."""
     def make(step: int):
-        def hook(s) -> None:  # a closure: Ray ships it to the workers by value
-            if s.metrics["step"] == step and s.resumed_from is None and s.rank == s.world_size - 1:
+        def hook(s: dict) -> None:  # a closure: Ray ships it to the workers by value
+            if s["step"] == step and s["resumed_at"] is None and s["rank"] == s["world_size"] - 1:
                 raise RuntimeError(f"injected failure at step {step}")
         return hook
     return make

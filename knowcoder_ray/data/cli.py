@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 
@@ -11,25 +10,27 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="build the schema-understanding and schema-following corpora")
     dsub = data.add_subparsers(dest="data_command", required=True)
 
-    u = dsub.add_parser("understanding", help="definition codes of the library + instance codes from KELM")
-    u.add_argument("--kelm", nargs="*", default=[], help="KELM JSON-lines files or directories (local or URI)")
+    # flags not given stay out of the namespace: the corpus configs hold the defaults
+    u = dsub.add_parser("understanding", help="definition codes of the library + instance codes from KELM",
+                        argument_default=argparse.SUPPRESS)
+    u.add_argument("--kelm", nargs="*", help="KELM JSON-lines files or directories (local or URI)")
     u.add_argument("--entity-types", help="entity -> P31 table, JSON lines {entity, instance_of: [...]}")
     u.add_argument("--no-definitions", action="store_true", help="leave out the definition codes")
-    u.add_argument("--max-group", type=int, default=16, help="children per definition-code sample")
+    u.add_argument("--max-group", type=int, help="children per definition-code sample")
     _common(u)
     u.set_defaults(func=_clean_errors(_build))
 
-    f = dsub.add_parser("following", help="{prompt, output} samples for NER, RE, ED and EAE")
-    f.add_argument("--universalner", nargs="*", default=[], help="UniversalNER / Pile-NER-type JSON files")
-    f.add_argument("--instructie", nargs="*", default=[], help="InstructIE JSON / JSON-lines files")
-    f.add_argument("--lsee", nargs="*", default=[], help="LSEE wiki_sentence_annotated.with_trigger.tsv files")
-    f.add_argument("--benchmark", dest="benchmarks", nargs="*", default=[], metavar="NAME[:SPLIT]",
+    f = dsub.add_parser("following", help="{prompt, output} samples for NER, RE, ED and EAE",
+                        argument_default=argparse.SUPPRESS)
+    f.add_argument("--universalner", nargs="*", help="UniversalNER / Pile-NER-type JSON files")
+    f.add_argument("--instructie", nargs="*", help="InstructIE JSON / JSON-lines files")
+    f.add_argument("--lsee", nargs="*", help="LSEE wiki_sentence_annotated.with_trigger.tsv files")
+    f.add_argument("--benchmark", dest="benchmarks", nargs="*", metavar="NAME[:SPLIT]",
                    help="benchmarks of --data-dir (split defaults to train)")
-    f.add_argument("--seed", type=int, default=0)
-    f.add_argument("--shard-size", type=int, default=8, help="classes per prompt at most")
-    f.add_argument("--distractors", type=int, default=4, help="negative classes per record and task")
-    f.add_argument("--tasks", type=lambda s: [t for t in s.split(",") if t], default="ner,re,ed,eae",
-                   help="comma-separated tasks to produce")
+    f.add_argument("--seed", type=int)
+    f.add_argument("--shard-size", type=int, help="classes per prompt at most")
+    f.add_argument("--distractors", type=int, help="negative classes per record and task")
+    f.add_argument("--tasks", type=lambda s: [t for t in s.split(",") if t], help="comma-separated tasks (default all)")
     _common(f)
     f.set_defaults(func=_clean_errors(_build))
 
@@ -38,12 +39,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output directory or URI")
     p.add_argument("--library", help="schema library: a Parquet schema table or a directory of "
                                      "Entities.py/Relations.py/Events.py (default: the benchmark schemas)")
-    p.add_argument("--data-dir", default=os.environ.get("KNOWCODER_DATA_DIR", "../shared/data"),
-                   help="benchmark data directory")
-    p.add_argument("--format", choices=["parquet", "jsonl"], default="parquet")
-    p.add_argument("--block-mb", type=float, default=16, help="input megabytes per shard")
+    p.add_argument("--data-dir", help="benchmark data directory (default: $KNOWCODER_DATA_DIR or ../shared/data)")
+    p.add_argument("--format", choices=["parquet", "jsonl"])
+    p.add_argument("--block-mb", type=float, help="input megabytes per shard")
     p.add_argument("--tokenizer", help="local Hugging Face tokenizer folder for exact token counts")
-    p.add_argument("--engine", choices=["ray", "local"], default="ray")
+    p.add_argument("--engine", choices=["ray", "local"])
     p.add_argument("--address", help="Ray cluster address (default: start a local cluster)")
     p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray cluster")
     p.add_argument("--workers", type=int, help="Ray Data actors (default: the cluster's CPUs)")
@@ -85,16 +85,16 @@ def _usage_error(e: BaseException, kinds: tuple) -> BaseException | None:
 def _build(args: argparse.Namespace) -> int:
     from knowcoder_ray.data import corpora
 
-    settings = {k: v for k, v in vars(args).items() if k not in ("command", "data_command", "func", "address",
-                                                                 "num_cpus", "quiet", "no_definitions")}
+    given = {k: v for k, v in vars(args).items() if k not in ("command", "data_command", "func")}
+    address, num_cpus = given.pop("address", None), given.pop("num_cpus", None)
+    given["progress"] = not given.pop("quiet", False)
     if args.data_command == "understanding":
-        cfg = corpora.UnderstandingConfig(**settings, definitions=not args.no_definitions, progress=not args.quiet)
-    else:
-        cfg = corpora.FollowingCorpusConfig(**settings, progress=not args.quiet)
+        given["definitions"] = not given.pop("no_definitions", False)
+    cfg = (corpora.UnderstandingConfig if args.data_command == "understanding" else corpora.FollowingCorpusConfig)(**given)
     if cfg.engine == "ray":
         from knowcoder_ray.connect import connect
 
-        connect(args.address, args.num_cpus, log_to_driver=False)
+        connect(address, num_cpus, log_to_driver=False)
     manifest = corpora.build_corpus(cfg)
     print(json.dumps({k: v for k, v in manifest.items() if k != "shards"}, indent=1))
     return 0

@@ -73,16 +73,6 @@ def checkpoint_problem(d: str, rank: int) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class Step:
-    """What a step hook (`train(cfg, step_hooks=[...])`) is given on every worker after each optimizer step."""
-
-    metrics: dict                 # step, epoch, loss, lr, tokens... as logged
-    rank: int
-    world_size: int
-    resumed_from: int | None      # the step of the checkpoint this attempt restored; None on a fresh start
-
-
 @dataclass
 class TrainState:
     step: int = 0             # optimizer steps done
@@ -194,7 +184,7 @@ def train_loop(loop_config: dict) -> None:
             log.write(metrics)
             losses, fp, tokens = [], 0, 0
             for hook in loop_config.get("step_hooks", ()):  # a hook that raises fails this worker
-                hook(Step(metrics, rank, world, resumed_at))
+                hook({**metrics, "rank": rank, "world_size": world, "resumed_at": resumed_at})
             if state.step % cfg.save_every == 0 and state.step < plan.total_steps:
                 report(False, metrics)
             t0, c0 = time.perf_counter(), time.process_time()

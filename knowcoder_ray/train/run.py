@@ -59,8 +59,9 @@ def fit_phases(metrics: dict, fit_start: float, fit_end: float) -> dict:
 
 def train(cfg: TrainConfig, step_hooks: Sequence[Callable] = ()) -> TrainResult:
     """Run one training phase on the connected Ray cluster (`connect()` first). `step_hooks` are called on
-    every worker after each optimizer step with a `loop.Step` (metrics, rank, resume point); one that
-    raises fails the worker, which Ray Train restarts from the last checkpoint up to `max_failures` times."""
+    every worker after each optimizer step with the step's metrics (step, loss, lr, tokens...), `rank`,
+    `world_size` and `resumed_at` (the step this attempt restored, else None); one that raises fails the
+    worker, which Ray Train restarts from the last checkpoint up to `max_failures` times."""
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
