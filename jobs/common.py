@@ -51,7 +51,9 @@ DATA_SOURCES = {
 def data_dir(cfg: PipelineConfig) -> str:
     """The benchmark data folder: `data_dir` of the config, else $KNOWCODER_DATA_DIR, else ../shared/data
     (relative to the working directory), made absolute for the Ray workers."""
-    value = str(cfg.data_dir or os.environ.get("KNOWCODER_DATA_DIR") or "../shared/data")
+    from knowcoder_ray.data.benchmarks import default_data_dir
+
+    value = str(cfg.data_dir or default_data_dir())
     return value if "://" in value else str(Path(value).resolve())
 
 

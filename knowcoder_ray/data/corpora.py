@@ -5,13 +5,13 @@ input records with the reason, and resume an interrupted run when started again 
 """
 from __future__ import annotations
 
-import os
 import sys
 from typing import Literal
 
 from pydantic import Field
 
 from knowcoder_ray.codec.render import TASKS
+from knowcoder_ray.data.benchmarks import default_data_dir
 from knowcoder_ray.settings import Section
 
 
@@ -19,7 +19,7 @@ class CorpusConfig(Section):
     out: str                               # output folder or URI
     library: str | None = None             # a Parquet schema table or a folder of Entities.py/Relations.py/
                                            # Events.py; None: the benchmark classes of data_dir
-    data_dir: str = Field(default_factory=lambda: os.environ.get("KNOWCODER_DATA_DIR", "../shared/data"))
+    data_dir: str = Field(default_factory=default_data_dir)
     format: Literal["parquet", "jsonl"] = "parquet"
     block_mb: float = 16                   # input megabytes per shard
     tokenizer: str | None = None           # local Hugging Face tokenizer folder for exact token counts

@@ -19,6 +19,7 @@ from pydantic import Field, field_validator
 
 from knowcoder_ray import storage
 from knowcoder_ray.codec.render import Layout
+from knowcoder_ray.data.benchmarks import default_data_dir
 from knowcoder_ray.eval.metrics import METRICS, MODES, Score, score, summary
 from knowcoder_ray.infer.engine import EngineConfig
 from knowcoder_ray.infer.extraction import TaskPlan
@@ -31,7 +32,7 @@ class EvalConfig(Section):
     checkpoints: list[str]                      # model folders or PEFT adapter folders, in plot order
     datasets: list[str] = Field(min_length=1)   # BENCHMARKS names, or records:<path.jsonl> (get_benchmark)
     output_dir: str = "runs/eval"
-    data_dir: str = "../shared/data"
+    data_dir: str = Field(default_factory=default_data_dir)
     split: str = "test"
     limit: int | None = None                    # first N sentences of each dataset (None: all)
     tasks: list[str] | None = None              # benchmark tasks to run and score (None: all a benchmark has)
