@@ -338,10 +338,7 @@ def _score(per_type: dict[str, Counts], per_source: dict[str, list[int]]) -> Sco
 
 
 def _score_strict(pairs, metric, filter_outlier, schema_types, ancestors) -> Score:
-    same_type = None
-    if ancestors is not None:
-        def same_type(pred_t: str, gold_t: str) -> bool:
-            return gold_t in ancestors(pred_t)
+    same_type = None if ancestors is None else (lambda pred_t, gold_t: gold_t in ancestors(pred_t))
     per_type: dict[str, Counts] = defaultdict(Counts)
     per_source: dict[str, list[int]] = {}  # source -> [tp, pred, gold]
     typed = metric in TYPED
