@@ -17,14 +17,11 @@ resumes where it stopped. `<out>/manifest.json` sums the completion records and 
 configuration; a rerun with another configuration is refused unless told to overwrite.
 Paths may be local or any URI pyarrow.fs understands (s3://, gs://, ...).
 
-Why not Ray Data's readers, writers and checkpointing (Ray 2.60; checked): its file readers give each
-file to one read task (a single 1 GB KELM file is read serially), carry no line number or byte offset
-(quarantine entries and the record keys that seed the following corpus need them), and abort the
-dataset on one bad line or non-UTF-8 byte (or, with `max_errored_blocks`, drop the whole block
-unaccounted). Its writers name files per write task and bundle blocks, write nothing for an empty
-block, and have one output (rows, not rows + quarantine). Its checkpointing needs a Read source, keeps
-an id column in the written rows, never checkpoints a shard all of whose records are quarantined, and
-rewrites files under new names on resume, so an interrupted run would not end in the same bytes.
+Why not Ray Data's readers, writers and checkpointing (checked on Ray 2.60): its readers give a file to
+one read task, carry no line number or byte offset, and abort on one bad line or byte (or drop the whole
+block, unaccounted); its writers name files per write task, bundle blocks, skip empty ones and have one
+output; its checkpointing needs a Read source, an id column kept in the rows, never marks a shard whose
+records were all quarantined, and rewrites files under new names on resume (not the same bytes).
 """
 from __future__ import annotations
 
@@ -641,7 +638,7 @@ def run(transform: Transform, specs: list[ShardSpec], out: str, *, fmt: str = "p
     pending = [s for s in specs if s.shard not in done][:max_shards]
     try:
         if pending:
-            markers = (_run_local(transform, pending, out, fmt, counter) if engine == "local"
+            markers = ((process_shard(transform, s, out, fmt, counter) for s in pending) if engine == "local"
                        else _run_ray(transform, pending, out, fmt, tokenizer, workers))
             for i, marker in enumerate(markers, 1):
                 if progress:
@@ -649,11 +646,6 @@ def run(transform: Transform, specs: list[ShardSpec], out: str, *, fmt: str = "p
     finally:  # also after a failure or Ctrl-C: the manifest then lists what is done
         manifest = write_manifest(out, transform, specs, fmt, counter, chash)
     return manifest
-
-
-def _run_local(transform, pending, out, fmt, counter) -> Iterator[dict]:
-    for spec in pending:
-        yield process_shard(transform, spec, out, fmt, counter)
 
 
 def _run_ray(transform, pending, out, fmt, tokenizer, workers) -> Iterator[dict]:
