@@ -660,10 +660,7 @@ def _run_ray(transform, pending, out, fmt, tokenizer, workers) -> Iterator[dict]
     ds = ray.data.from_items([{"spec": s} for s in pending], override_num_blocks=len(pending))
     ds = ds.map_batches(ShardWriter, fn_constructor_kwargs={"transform": transform, "out": out, "fmt": fmt,
                                                             "tokenizer": tokenizer},
-                        batch_size=1, num_cpus=1,
-                        # one shard in flight per actor: a shard is seconds of work, and a second one queued
-                        # behind it would wait while an actor that started later sits idle
-                        compute=ray.data.ActorPoolStrategy(size=n, max_tasks_in_flight_per_actor=1))
+                        batch_size=1, num_cpus=1, concurrency=n)
     for row in ds.iter_rows():
         yield json.loads(row["marker"])
 
