@@ -1,6 +1,6 @@
 """Distributed benchmark evaluation of every checkpoint of the run, with the plotly report."""
 import yaml
-from common import artifact, base_model, job_main, require_benchmarks
+from common import job_main
 
 from knowcoder_ray import storage
 from knowcoder_ray.config import PipelineConfig
@@ -13,9 +13,9 @@ def run(cfg: PipelineConfig) -> None:
                               else ["pretrained", "merged"])
     settings = e.model_dump(exclude_unset=True, exclude={"checkpoints"})
     if "data_dir" not in settings and any(not d.startswith("records:") for d in e.datasets):
-        settings["data_dir"] = require_benchmarks(cfg, e.datasets)
-    config = EvalConfig(**settings, checkpoints=[base_model(cfg) if c == "base" else artifact(cfg, c) for c in which],
-                        labels=list(which), output_dir=artifact(cfg, "eval"))
+        settings["data_dir"] = cfg.benchmark_dir(e.datasets)
+    config = EvalConfig(**settings, checkpoints=[cfg.start_model() if c == "base" else cfg.artifact(c) for c in which],
+                        labels=list(which), output_dir=cfg.artifact("eval"))
     # the settings beside the outputs: `knowcoder eval --config` reruns it
     storage.write_text(storage.join(config.output_dir, "eval_config.yaml"),
                        yaml.safe_dump(config.model_dump(exclude_unset=True), sort_keys=False))

@@ -15,7 +15,7 @@ import pretrain
 import schema_build
 import serve
 import sft
-from common import artifact, init_ray, load_config
+from common import init_ray, load_config
 
 from knowcoder_ray import storage
 
@@ -42,12 +42,12 @@ def main() -> None:
         print(f"\n=== [{i}/{len(names)}] {name} ({time.perf_counter() - started:.0f} s elapsed) ===", flush=True)
         PHASES[name](cfg)
     print(f"\n=== pipeline done in {time.perf_counter() - started:.0f} s ===")
-    summary_path = f"{artifact(cfg, 'eval')}/summary.json"
+    summary_path = f"{cfg.artifact('eval')}/summary.json"
     if not storage.isfile(summary_path):
         return
     summary = json.loads(storage.read_text(summary_path))
     print_metrics(summary)
-    print(f"report: {artifact(cfg, 'eval')}/report.html")
+    print(f"report: {cfg.artifact('eval')}/report.html")
 
 
 def print_metrics(summary: dict) -> None:

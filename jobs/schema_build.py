@@ -1,7 +1,7 @@
 """Phase 0: the code-style schema library from a Wikidata dump (a slice: the types a corpus uses + ancestors)."""
 import json
 
-from common import artifact, job_main
+from common import job_main
 
 from knowcoder_ray.config import PipelineConfig
 from knowcoder_ray.schema.build import BuildConfig, build_schema
@@ -9,7 +9,7 @@ from knowcoder_ray.schema.build import BuildConfig, build_schema
 
 def run(cfg: PipelineConfig) -> None:
     s = cfg.schema_
-    report = build_schema(s.dump, artifact(cfg, "schema"), BuildConfig(**s.model_dump(exclude={"dump"}))).report
+    report = build_schema(s.dump, cfg.artifact("schema"), BuildConfig(**s.model_dump(exclude={"dump"}))).report
     print(json.dumps(report.summary()), *report.notes, sep="\n", flush=True)
     if report.truncated:
         raise SystemExit(f"schema build: {s.dump}: {report.truncated}")

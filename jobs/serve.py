@@ -3,7 +3,7 @@ then send it one request. `serve.keep_running: true` keeps it up (Ctrl-C / job s
 import json
 import urllib.request
 
-from common import artifact, job_main
+from common import job_main
 
 from knowcoder_ray.config import PipelineConfig, Serve
 from knowcoder_ray.serve.config import ServeConfig
@@ -13,7 +13,7 @@ from knowcoder_ray.serve.run import deploy, serve_until_stopped
 def run(cfg: PipelineConfig) -> None:
     s = cfg.serve
     job_keys = set(Serve.model_fields) - set(ServeConfig.model_fields)
-    config = ServeConfig(**{"model_dir": artifact(cfg, "merged"), "library": f"{artifact(cfg, 'schema')}/schema.parquet",
+    config = ServeConfig(**{"model_dir": cfg.artifact("merged"), "library": f"{cfg.artifact('schema')}/schema.parquet",
                             **s.model_dump(exclude_unset=True, exclude=job_keys)})
     deploy(config, s.host, s.port, proxy_location=s.proxy_location)
     body = json.dumps({"texts": [s.smoke_text], "task": "ner"}).encode()

@@ -7,10 +7,15 @@ are checked by building the TrainConfig they make.
 """
 from __future__ import annotations
 
+import os
+import time
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+import yaml
 from pydantic import Field, create_model, field_validator, model_validator
 
+from knowcoder_ray.data.benchmarks import default_data_dir, require_benchmarks
 from knowcoder_ray.data.corpora import FollowingCorpusConfig, UnderstandingConfig
 from knowcoder_ray.eval.evaluate import EvalConfig
 from knowcoder_ray.schema.build import BuildConfig
@@ -131,6 +136,51 @@ class PipelineConfig(Section):
         if self.pretrain is not None and not (self.pretrain.model or self.tiny_model or self.base_model):
             raise ValueError("pretrain.model: needed when neither tiny_model nor base_model is set")
         return self
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> PipelineConfig:
+        """The pipeline YAML from a local path or a bucket URI, validated: a misspelled or misplaced key
+        raises ConfigError naming its location, before any cluster time is spent."""
+        from knowcoder_ray.storage import read_text
+
+        return validate(yaml.safe_load(read_text(str(path))), str(path))
+
+    def artifact(self, name: str) -> str:
+        """Path (or URI) of an artifact (ARTIFACTS): `workdir/<layout>`, unless `paths` names one."""
+        return _absolute(getattr(self.paths, f"{name}_") or f"{self.workdir.rstrip('/')}/{ARTIFACTS[name]}")
+
+    def benchmark_dir(self, names=()) -> str:
+        """The benchmark data folder (`data_dir`, else $KNOWCODER_DATA_DIR, else ../shared/data), after
+        checking that it holds every benchmark in `names` (FileNotFoundError naming the missing ones)."""
+        return require_benchmarks(_absolute(self.data_dir or default_data_dir()), names)
+
+    def start_model(self) -> str:
+        """The model the run starts from: the tiny model it creates, a model imported once from a GGUF file
+        or an installed package (`base_model.import`, cached), or a model folder (`pretrain.model`)."""
+        if self.tiny_model:
+            return self.artifact("tiny_model")
+        if self.base_model:
+            from knowcoder_ray.train.hub import import_model
+
+            started, source = time.perf_counter(), self.base_model.import_
+            path = str(import_model(source, cache_dir=self.base_model.cache_dir))
+            print(f"base model {source} -> {path} ({time.perf_counter() - started:.0f} s)", flush=True)
+            return path
+        return self.pretrain.model
+
+    def corpus_config(self, name: Literal["understanding", "following"]) -> UnderstandingConfig | FollowingCorpusConfig:
+        """The corpus phase's config: its section, with the data folder, the output and the library filled in
+        (`library: benchmarks`: the classes of the benchmarks in the data folder, as the evaluation uses)."""
+        section = getattr(self, name)
+        library = f"{self.artifact('schema')}/schema.parquet" if section.library == "schema" else None
+        kind = UnderstandingConfig if name == "understanding" else FollowingCorpusConfig
+        return kind(**{"data_dir": self.benchmark_dir(self.following.benchmarks),
+                       **section.model_dump(exclude_unset=True), "out": self.artifact(name), "library": library})
+
+
+def _absolute(path: str) -> str:
+    """Local paths made absolute: Ray Train workers and Ray Data actors run in other working directories."""
+    return str(path) if "://" in str(path) else str(Path(path).resolve())
 
 
 def validate(cfg: Any, source: str = "config") -> PipelineConfig:

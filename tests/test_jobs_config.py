@@ -1,4 +1,4 @@
-"""The pipeline configs' data setting and the CI check of the demo's F1 floor (no Ray, no model)."""
+"""The pipeline config's data folder and artifact paths, and the CI check of the demo's F1 floor (no Ray, no model)."""
 import json
 import subprocess
 import sys
@@ -7,19 +7,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "jobs"))
+from knowcoder_ray.config import PipelineConfig, validate
 
-import common  # noqa: E402  (jobs/common.py)
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_missing_data_names_each_set_and_its_source(tmp_path, monkeypatch):
     monkeypatch.delenv("KNOWCODER_DATA_DIR", raising=False)
     (tmp_path / "conll04").mkdir()
-    cfg = common.validate({"workdir": "x", "data_dir": str(tmp_path)})
-    assert common.require_benchmarks(cfg, ["conll04", "conll04:train"]) == str(tmp_path)
-    with pytest.raises(SystemExit) as e:
-        common.require_benchmarks(cfg, ["conll04", "crossner_politics", "crossner_ai"])
+    cfg = validate({"workdir": "x", "data_dir": str(tmp_path)})
+    assert cfg.benchmark_dir(["conll04", "conll04:train"]) == str(tmp_path)
+    with pytest.raises(FileNotFoundError) as e:
+        cfg.benchmark_dir(["conll04", "crossner_politics", "crossner_ai"])
     msg = str(e.value)
     assert f"{tmp_path / 'crossner'}: CrossNER" in msg and "github.com/zliucr/CrossNER" in msg
     assert "conll04:" not in msg  # present sets are not listed
@@ -29,10 +28,21 @@ def test_missing_data_names_each_set_and_its_source(tmp_path, monkeypatch):
 def test_data_dir_setting_order(tmp_path, monkeypatch):
     monkeypatch.delenv("KNOWCODER_DATA_DIR", raising=False)
     monkeypatch.chdir(tmp_path)
-    assert common.data_dir(common.validate({"workdir": "x"})) == str((tmp_path / "../shared/data").resolve())
+    assert validate({"workdir": "x"}).benchmark_dir() == str((tmp_path / "../shared/data").resolve())
     monkeypatch.setenv("KNOWCODER_DATA_DIR", "/data/ie")
-    assert common.data_dir(common.validate({"workdir": "x"})) == "/data/ie"
-    assert common.data_dir(common.validate({"workdir": "x", "data_dir": "/elsewhere"})) == "/elsewhere"
+    assert validate({"workdir": "x"}).benchmark_dir() == "/data/ie"
+    assert validate({"workdir": "x", "data_dir": "/elsewhere"}).benchmark_dir() == "/elsewhere"
+
+
+def test_load_and_artifact_paths(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = PipelineConfig.load(ROOT / "jobs/configs/tiny.yaml")
+    assert cfg.artifact("schema") == str(tmp_path / cfg.workdir / "schema")  # absolute: Ray workers run elsewhere
+    assert cfg.start_model() == cfg.artifact("tiny_model")
+    moved = validate({"workdir": "s3://b/run", "paths": {"merged": "s3://b/models/m"}})
+    assert moved.artifact("merged") == "s3://b/models/m" and moved.artifact("eval") == "s3://b/run/eval"
+    following = cfg.corpus_config("following")
+    assert following.out == cfg.artifact("following") and following.library == cfg.artifact("schema") + "/schema.parquet"
 
 
 def test_demo_config_trains_on_train_splits_and_evaluates_held_out_test():

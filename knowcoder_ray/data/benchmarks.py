@@ -23,6 +23,33 @@ def default_data_dir() -> str:
 
     return os.environ.get("KNOWCODER_DATA_DIR") or "../shared/data"
 
+
+# Where each benchmark folder of the data directory comes from (its SOURCE.md there tells more).
+DATA_SOURCES = {
+    "conll04": "CoNLL04, SpERT split: conll04/conll04_{train,dev,test}.json "
+               "(http://lavis.cs.hs-rm.de/storage/spert/public/datasets/conll04/)",
+    "crossner": "CrossNER: crossner/<domain>/{train,dev,test}.txt (https://github.com/zliucr/CrossNER, ner_data/)",
+    "conll2003": "CoNLL-2003: conll2003/{dev,test}.txt (token TAB BIO tag)",
+    "mit_restaurant": "MIT Restaurant: mit_restaurant/test.txt (https://groups.csail.mit.edu/sls/downloads/restaurant/)",
+    "nyt": "NYT (CopyRE split): nyt/test.{sent,tup,pointer}",
+    "phee": "PHEE: phee/{dev,test}.json (https://github.com/ZhaoyueSun/PHEE)",
+    "wikievents": "WikiEvents: wikievents/{dev,test}.jsonl + event_role_KAIROS.json (https://github.com/raspberryice/gen-arg)",
+}
+
+
+def require_benchmarks(root: str, names: Iterable[str]) -> str:
+    """`root`, after checking that it holds every benchmark in `names` (e.g. conll04, crossner_ai,
+    conll04:train); FileNotFoundError says which folders are missing and where each comes from."""
+    folders = dict.fromkeys(n.partition(":")[0].split("_")[0] if n.startswith("crossner") else n.partition(":")[0]
+                            for n in names if not str(n).startswith("records:"))
+    missing = [f for f in folders if not storage.isdir(storage.join(root, f))]
+    if missing:
+        lines = "\n".join(f"  {storage.join(root, f)}: {DATA_SOURCES.get(f, 'see knowcoder_ray/data/benchmarks.py')}"
+                           for f in missing)
+        raise FileNotFoundError(f"benchmark data missing under {root} (set `data_dir` in the config or "
+                                f"KNOWCODER_DATA_DIR):\n{lines}")
+    return root
+
 # label -> (class name, description)
 ENTITY_LABELS: dict[str, tuple[str, str]] = {
     "person": ("Person", "A human being."),
