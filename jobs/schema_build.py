@@ -4,12 +4,12 @@ import json
 from common import job_main
 
 from knowcoder_ray.config import PipelineConfig
-from knowcoder_ray.schema.build import BuildConfig, build_schema
+from knowcoder_ray.schema.build import build_schema
 
 
 def run(cfg: PipelineConfig) -> None:
     s = cfg.schema_
-    report = build_schema(s.dump, cfg.artifact("schema"), BuildConfig(**s.model_dump(exclude={"dump"}))).report
+    report = build_schema(s.dump, cfg.artifact("schema"), s).report  # `s`: the BuildConfig fields + `dump`
     print(json.dumps(report.summary()), *report.notes, sep="\n", flush=True)
     if report.truncated:
         raise SystemExit(f"schema build: {s.dump}: {report.truncated}")
