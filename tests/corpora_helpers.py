@@ -1,10 +1,13 @@
-"""Shared helpers of the corpus tests: fixture paths, a small Wikidata-style library, parse-back checks."""
+"""Shared helpers of the corpus and training tests: fixture paths, a small Wikidata-style library, parse-back
+checks, and a small real corpus of CoNLL04 prompts."""
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
 from knowcoder_ray.codec.parse import Parser
+from knowcoder_ray.codec.render import render_output, render_prompt
+from knowcoder_ray.data.benchmarks import load_benchmark
 from knowcoder_ray.records import Record
 from knowcoder_ray.schema.types import Role, SchemaLibrary, SchemaType
 
@@ -66,3 +69,14 @@ def trigger_less_events(code: str) -> list[tuple]:
         args = tuple((kw.arg, v.func.id, v.args[0].value) for kw in call.keywords for v in kw.value.elts)
         out.append((call.func.id, args))
     return out
+
+
+TRAIN_SEQ_LEN = 1024  # the training tests' sequence length
+
+
+def conll04_pairs(data_dir, split: str = "test") -> list[tuple[str, str]]:
+    """A small real corpus: KnowCoder NER and RE prompts with their outputs for CoNLL04 sentences."""
+    records, library = load_benchmark("conll04", data_dir, split)
+    ents, rels = library.of_kind("entity"), library.of_kind("relation")
+    return ([(render_prompt("ner", ents, r.text), render_output("ner", r)) for r in records]
+            + [(render_prompt("re", rels, r.text, library=library), render_output("re", r)) for r in records])

@@ -2,7 +2,7 @@
 import json
 
 import pytest
-from test_corpora_common import INSTRUCTIE, KELM, KELM_TYPES, LSEE, UNIVERSALNER, wikidata_library
+from corpora_helpers import INSTRUCTIE, KELM, KELM_TYPES, LSEE, UNIVERSALNER, wikidata_library
 
 from knowcoder_ray.data.sources import (KelmStats, SourceError, TypeIndex, benchmark_library, read_instructie,
                                         read_kelm, read_lsee, read_universalner)

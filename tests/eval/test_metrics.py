@@ -1,5 +1,5 @@
 """Strict-mode metrics with hand-computed values for each task, options and granularities, and a check
-against seqeval on a real BIO test file (official mode: tests/test_eval_official.py)."""
+against seqeval on a real BIO test file (official mode: tests/eval/test_eval_official.py)."""
 import random
 
 import pytest

@@ -154,7 +154,7 @@ def test_json_array_planning_streams_in_chunks(chunk):
     import io
 
     from knowcoder_ray.data.pipeline import _plan_json_array
-    from test_corpora_common import UNIVERSALNER
+    from corpora_helpers import UNIVERSALNER
 
     items = json.loads(UNIVERSALNER.read_text())[:6] + [12345, "Zürich — 東京", {"k": [1, 2.5, None]}]
     data = json.dumps(items, ensure_ascii=False, indent=1).encode("utf-8")

@@ -17,9 +17,9 @@ import pytest
 import yaml
 
 from knowcoder_ray import storage
-from test_jobs_submit import _free_port, _stop_cluster, submit_and_wait
+from cluster_helpers import free_port, stop_cluster, submit_and_wait
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.slow
 AGENT_PORTS = ("dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port",
@@ -54,22 +54,22 @@ def two_nodes(s3_server, tmp_path):
     env.update(aws, PATH=f"{BIN}:{env.get('PATH', '')}", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="1",
                DS_ACCELERATOR="cpu", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", PYTHONDONTWRITEBYTECODE="1",
                RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))
-    port, dash = _free_port(), _free_port()
+    port, dash = free_port(), free_port()
     nodes = {"head": _node_env(env, tmp_path / "head-tmp"), "worker": _node_env(env, tmp_path / "worker-tmp")}
     common = ["--node-ip-address=127.0.0.1", "--num-cpus=2", "--disable-usage-stats", f"--object-store-memory={300 << 20}"]
     try:
         _ray_start(["--head", f"--port={port}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
-                    "--include-dashboard=true", f"--ray-client-server-port={_free_port()}",
-                    *[f"--{p}={_free_port()}" for p in AGENT_PORTS], f"--temp-dir={temps['head']}", *common],
+                    "--include-dashboard=true", f"--ray-client-server-port={free_port()}",
+                    *[f"--{p}={free_port()}" for p in AGENT_PORTS], f"--temp-dir={temps['head']}", *common],
                    nodes["head"], tmp_path)
-        _ray_start([f"--address=127.0.0.1:{port}", *[f"--{p}={_free_port()}" for p in AGENT_PORTS],
-                    f"--node-manager-port={_free_port()}", f"--object-manager-port={_free_port()}",
+        _ray_start([f"--address=127.0.0.1:{port}", *[f"--{p}={free_port()}" for p in AGENT_PORTS],
+                    f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",
                     f"--temp-dir={temps['worker']}", *common],
                    nodes["worker"], tmp_path)
         yield f"http://127.0.0.1:{dash}", env, nodes, temps
     finally:
-        _stop_cluster(temps["worker"])
-        _stop_cluster(temps["head"])
+        stop_cluster(temps["worker"])
+        stop_cluster(temps["head"])
         for t in temps.values():
             shutil.rmtree(t, ignore_errors=True)
 
@@ -115,7 +115,7 @@ def test_pipeline_on_two_nodes_with_an_s3_workdir(two_nodes, s3_server, tmp_path
     base = f"s3://{bucket}/e2e-{uuid.uuid4().hex[:8]}"
     cfg = _upload_inputs(yaml.safe_load((ROOT / "jobs/configs/tiny.yaml").read_text()), base)
     cfg["workdir"] = storage.join(base, "run")
-    cfg["serve"].update(port=_free_port(), proxy_location="HeadOnly")  # one proxy: both nodes share 127.0.0.1
+    cfg["serve"].update(port=free_port(), proxy_location="HeadOnly")  # one proxy: both nodes share 127.0.0.1
     # storage and placement are under test, not quality: the shortest training and generation that run
     cfg["pretrain"]["set"].update(epochs=1)
     cfg["sft"]["set"].update(epochs=2)

@@ -11,7 +11,7 @@ import yaml
 
 from knowcoder_ray.config import validate
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((ROOT / "jobs/configs").glob("*.yaml"))
 
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from knowcoder_ray.codec import Parser, split_items
 
-PKG = Path(__file__).resolve().parents[1] / "knowcoder_ray"
+PKG = Path(__file__).resolve().parents[2] / "knowcoder_ray"
 NER = Parser("ner", ["Person", "Location"])
 RE = Parser("re", ["LocatedIn", "WorkFor"], entity_types=["Person", "Location", "Organization"])
 EAE = Parser("eae", ["Marriage"], roles={"Marriage": ["spouse", "place", "from_"]})

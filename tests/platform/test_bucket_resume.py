@@ -14,7 +14,7 @@ from knowcoder_ray import storage
 from knowcoder_ray.data import pipeline
 from knowcoder_ray.data.following import FollowingConfig, FollowingTransform, plan
 from knowcoder_ray.data.sources import benchmark_library
-from test_corpora_common import INSTRUCTIE, LSEE, UNIVERSALNER
+from corpora_helpers import INSTRUCTIE, LSEE, UNIVERSALNER
 
 pytestmark = pytest.mark.slow
 
@@ -68,7 +68,7 @@ def test_training_resumes_from_the_bucket(ray_cluster, data_dir, bucket, tmp_pat
     from knowcoder_ray.train.config import CONFIG_DIR, load_config
     from knowcoder_ray.train.run import train
     from knowcoder_ray.train.tiny import make_tiny_model
-    from test_train_packing import conll04_pairs
+    from corpora_helpers import conll04_pairs
 
     pairs = conll04_pairs(data_dir)
     name = f"tiny-{uuid.uuid4().hex[:8]}"  # this test's entries in the node's model cache

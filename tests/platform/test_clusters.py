@@ -15,7 +15,7 @@ import ray
 import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CLUSTERS = ROOT / "clusters"
 LAUNCHER = sorted(CLUSTERS.glob("*.yaml"))
 LAUNCHER = [p for p in LAUNCHER if p.name != "serve_config.yaml"]

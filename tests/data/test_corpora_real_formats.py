@@ -5,7 +5,7 @@ lines with several triggers, NaN values."""
 import json
 
 import pytest
-from test_corpora_common import UNIVERSALNER, wikidata_library
+from corpora_helpers import UNIVERSALNER, wikidata_library
 
 from knowcoder_ray.data.sources import (KelmStats, SourceError, TypeIndex, read_instructie, read_kelm, read_lsee,
                                         read_universalner)

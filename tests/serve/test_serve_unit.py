@@ -16,7 +16,7 @@ from knowcoder_ray.serve.extract import RequestError, check_limits, make_plan, r
 from knowcoder_ray.serve.library import search
 from knowcoder_ray.serve.models import ExtractRequest
 
-SERVE_YAML = Path(__file__).resolve().parents[1] / "knowcoder_ray/serve/serve_config.yaml"
+SERVE_YAML = Path(__file__).resolve().parents[2] / "knowcoder_ray/serve/serve_config.yaml"
 LIB = SchemaLibrary([
     SchemaType("Person", "entity", description="A human being."),
     SchemaType("Scientist", "entity", parents=("Person",), description="A person who does research."),

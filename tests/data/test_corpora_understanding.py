@@ -10,7 +10,7 @@ from knowcoder_ray.data.sources import TypeIndex, benchmark_library, read_kelm
 from knowcoder_ray.schema.table import load_library
 from knowcoder_ray.data.understanding import (UnderstandingTransform, definition_code, definition_groups,
                                               instance_codes, load_entity_types, plan)
-from test_corpora_common import (KELM, KELM_TYPES, annotations, parse_back, trigger_less_events,
+from corpora_helpers import (KELM, KELM_TYPES, annotations, parse_back, trigger_less_events,
                                  wikidata_library)
 
 

@@ -3,25 +3,18 @@
 `make demo-tiny` (same script, same config), run as a Ray job."""
 import json
 import os
-import re
 import secrets
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from cluster_helpers import free_port, stop_cluster, submit_and_wait
+
+ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _env(tmp: Path) -> dict:
@@ -40,9 +33,9 @@ def head_node(tmp_path):
     tmp = Path("/tmp") / f"kc{os.getpid()}"  # Ray's socket paths must stay short
     tmp.mkdir(exist_ok=True)
     env = _env(tmp)
-    port, dash = _free_port(), _free_port()
+    port, dash = free_port(), free_port()
     # every fixed default port gets a free one: the test session's own cluster already holds them
-    ports = [f"--{name}={_free_port()}" for name in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+    ports = [f"--{name}={free_port()}" for name in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
                                                       "runtime-env-agent-port", "metrics-export-port",
                                                       "ray-client-server-port")]
     subprocess.run([BIN / "ray", "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
@@ -52,45 +45,7 @@ def head_node(tmp_path):
     try:
         yield f"http://127.0.0.1:{dash}", env
     finally:
-        _stop_cluster(tmp)
-
-
-def _stop_cluster(temp_dir: Path) -> None:
-    """Stop only this head's processes (their command lines name its temp dir). `ray stop` would also
-    kill the test session's own cluster, and with it this pytest process (a driver whose GCS is gone)."""
-    import psutil
-
-    procs = [p for p in psutil.process_iter(["cmdline"]) if str(temp_dir) in " ".join(p.info["cmdline"] or [])]
-    for p in procs:
-        p.terminate()
-    _, alive = psutil.wait_procs(procs, timeout=20)
-    for p in alive:
-        p.kill()
-
-
-def submit_and_wait(address: str, env: dict, argv: list[str], runtime_env: dict, timeout: float = 1800):
-    """`ray job submit --no-wait --working-dir .` of `argv` from the repository root (retried while the
-    head's job agent registers), then wait for the job to end: (status, logs, client, submission id)."""
-    for _ in range(40):  # the head's job agent registers a few seconds after `ray start` returns
-        sub = subprocess.run(
-            [BIN / "ray", "job", "submit", "--address", address, "--no-wait", "--working-dir", ".",
-             "--runtime-env-json", json.dumps(runtime_env), "--", *argv],
-            env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
-        if sub.returncode == 0 or "No available agent" not in sub.stderr:
-            break
-        time.sleep(3)
-    assert sub.returncode == 0, sub.stderr[-2000:]
-    submission_id = re.search(r"raysubmit_[A-Za-z0-9]+", sub.stdout).group(0)
-    from ray.job_submission import JobStatus, JobSubmissionClient
-
-    client = JobSubmissionClient(address, headers={"Authorization": f"Bearer {env['RAY_AUTH_TOKEN']}"})
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        status = client.get_job_status(submission_id)
-        if status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
-            break
-        time.sleep(5)
-    return status, client.get_job_logs(submission_id), client, submission_id
+        stop_cluster(tmp)
 
 
 def test_pipeline_job_succeeds_and_writes_every_artifact(head_node, tmp_path):
@@ -98,7 +53,7 @@ def test_pipeline_job_succeeds_and_writes_every_artifact(head_node, tmp_path):
     cfg = yaml.safe_load((ROOT / "jobs/configs/tiny.yaml").read_text())
     workdir = tmp_path / "run"
     cfg["workdir"] = str(workdir)
-    cfg["serve"]["port"] = _free_port()
+    cfg["serve"]["port"] = free_port()
     config = tmp_path / "pipeline.yaml"
     config.write_text(yaml.safe_dump(cfg))
     runtime_env = {"excludes": [".venv", ".venv-vllm", "build", ".git", "**/__pycache__", ".hypothesis"]}

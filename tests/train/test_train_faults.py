@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from knowcoder_ray.train.config import CONFIG_DIR, load_config
-from test_train_ray import SEQ_LEN, corpus  # noqa: F401  (the shared tiny model and corpus fixture)
+from corpora_helpers import TRAIN_SEQ_LEN as SEQ_LEN
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _lines(log_file) -> list[dict]:

@@ -9,7 +9,7 @@ import yaml
 
 from knowcoder_ray.config import PipelineConfig, validate
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_missing_data_names_each_set_and_its_source(tmp_path, monkeypatch):

@@ -17,7 +17,7 @@ from knowcoder_ray.schema.build import BuildConfig, build
 from knowcoder_ray.schema.descriptions import fill_descriptions, missing_descriptions_tsv, parse_descriptions_tsv
 from knowcoder_ray.schema.select import corpus_types, select
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 DUMP = FIXTURES / "wikidata_dump.json.bz2"
 sys.path.insert(0, str(FIXTURES))
 import wikidata_fixture as gen  # noqa: E402  (the generator of the committed dump)

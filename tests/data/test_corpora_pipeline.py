@@ -16,9 +16,9 @@ from knowcoder_ray.data import pipeline
 from knowcoder_ray.data.following import FollowingConfig, FollowingTransform, plan
 from knowcoder_ray.data.pipeline import PipelineError, plan_files, read_rows, read_shard
 from knowcoder_ray.data.sources import benchmark_library
-from test_corpora_common import INSTRUCTIE, KELM, LSEE, UNIVERSALNER
+from corpora_helpers import INSTRUCTIE, KELM, LSEE, UNIVERSALNER
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG = FollowingConfig(seed=3, shard_size=6, n_distractors=2)
 
 

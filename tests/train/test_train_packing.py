@@ -6,19 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from knowcoder_ray.codec.render import render_output, render_prompt
-from knowcoder_ray.data.benchmarks import load_benchmark
 from knowcoder_ray.train.config import CONFIG_DIR, ConfigError, load_config
 from knowcoder_ray.train.packing import IGNORE, bins_best_fit, pack, pair_sample, text_samples
 from knowcoder_ray.train.tiny import make_tiny_model
-
-
-def conll04_pairs(data_dir, split: str = "test") -> list[tuple[str, str]]:
-    """A small real corpus: KnowCoder NER and RE prompts with their outputs for CoNLL04 sentences."""
-    records, library = load_benchmark("conll04", data_dir, split)
-    ents, rels = library.of_kind("entity"), library.of_kind("relation")
-    return ([(render_prompt("ner", ents, r.text), render_output("ner", r)) for r in records]
-            + [(render_prompt("re", rels, r.text, library=library), render_output("re", r)) for r in records])
+from corpora_helpers import conll04_pairs
 
 
 @pytest.fixture(scope="module")

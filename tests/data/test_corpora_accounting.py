@@ -14,7 +14,7 @@ from knowcoder_ray.data.following import plan as following_plan
 from knowcoder_ray.data.pipeline import PipelineError, plan_files, read_shard
 from knowcoder_ray.data.understanding import UnderstandingTransform
 from knowcoder_ray.data.understanding import plan as understanding_plan
-from test_corpora_common import INSTRUCTIE, KELM, LSEE, UNIVERSALNER, wikidata_library
+from corpora_helpers import INSTRUCTIE, KELM, LSEE, UNIVERSALNER, wikidata_library
 
 CODECS = ("gzip", "bz2", "zstd")
 EXT = {"gzip": ".gz", "bz2": ".bz2", "zstd": ".zst"}

@@ -8,7 +8,7 @@ from knowcoder_ray.data.benchmarks import BENCHMARKS, load_benchmark
 from knowcoder_ray.data.following import FollowingConfig, FollowingTransform, parse_benchmark_arg, plan, restrict
 from knowcoder_ray.data.pipeline import Item, ShardSpec
 from knowcoder_ray.data.sources import benchmark_library
-from test_corpora_common import INSTRUCTIE, LSEE, UNIVERSALNER, annotations, parse_back
+from corpora_helpers import INSTRUCTIE, LSEE, UNIVERSALNER, annotations, parse_back
 
 CONFIG = FollowingConfig(seed=7, shard_size=5, n_distractors=3)
 
