@@ -69,6 +69,33 @@ def deepspeed_config(cfg: TrainConfig, on_gpu: bool) -> dict:
     return conf
 
 
+PACKED_SDPA = "knowcoder_packed_sdpa"
+
+
+def packed_sdpa(module, query, key, value, attention_mask, scaling=None, dropout=0.0, position_ids=None, **kwargs):
+    """sdpa run on each packed sample alone (a position id of 0 starts a sample): the block-diagonal causal
+    attention of a packed row without computing the blocks off the diagonal, nor a row-by-row mask. On
+    the tiny model a 2,048-token row spent most of its step there (packed 0.6x the padded tokens/s)."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    if position_ids is None or attention_mask is not None or query.shape[2] != key.shape[2]:  # cached decoding
+        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
+                                      **kwargs)
+    gqa, length, rows = query.shape[1] != key.shape[1], query.shape[2], []
+    for b, starts in enumerate(_sample_starts(position_ids.expand(query.shape[0], -1))):
+        rows.append(torch.cat([torch.nn.functional.scaled_dot_product_attention(
+            query[b:b + 1, :, s:e], key[b:b + 1, :, s:e], value[b:b + 1, :, s:e], dropout_p=dropout,
+            is_causal=True, scale=scaling, enable_gqa=gqa) for s, e in zip(starts, starts[1:] + [length])], dim=2))
+    return torch.cat(rows).transpose(1, 2).contiguous(), None
+
+
+def _sample_starts(position_ids: torch.Tensor) -> list[list[int]]:
+    """Per row, the offsets where samples start (0 and every later position id of 0)."""
+    starts = position_ids == 0
+    starts[:, 0] = True
+    return [torch.nonzero(r).flatten().tolist() for r in starts]
+
+
 def load_model(cfg: TrainConfig, on_gpu: bool, ds_config: dict | None = None):
     """The HF causal LM of `cfg.model`, with LoRA adapters when `cfg.lora.enabled`. Under ZeRO-3 the
     weights load straight into partitions (HfDeepSpeedConfig must stay alive until deepspeed.initialize)."""
@@ -79,8 +106,14 @@ def load_model(cfg: TrainConfig, on_gpu: bool, ds_config: dict | None = None):
         from transformers.integrations import HfDeepSpeedConfig
 
         keep = HfDeepSpeedConfig(ds_config)
+    attn = cfg.attn_implementation
+    if attn == "sdpa":  # per-sample attention over packed rows; the same sdpa kernel, decoding unchanged
+        from transformers import AttentionInterface
+
+        AttentionInterface.register(PACKED_SDPA, packed_sdpa)
+        attn = PACKED_SDPA
     model = AutoModelForCausalLM.from_pretrained(local_copy(cfg.model), dtype=model_dtype(cfg, on_gpu),
-                                                 attn_implementation=cfg.attn_implementation)
+                                                 attn_implementation=attn)
     model.config.use_cache = False
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

@@ -158,3 +158,30 @@ def test_loss_on_output_positions_only_equals_full_loss(tiny, pairs):
     assert abs(float(fast) - float(full)) < 1e-5
     assert torch.allclose(g_fast, model.lm_head.weight.grad, atol=1e-6)
     model.zero_grad()
+
+
+def test_per_sample_attention_equals_the_masked_sdpa(tiny, pairs):
+    """Training runs sdpa on each packed sample alone (engine.packed_sdpa); its logits, loss and gradients
+    must equal those of transformers' sdpa with the block-diagonal mask it builds from the position ids."""
+    from knowcoder_ray.train.config import load_config
+    from knowcoder_ray.train.engine import forward_loss, load_model
+
+    tok, masked = tiny
+    cfg = load_config(None, [f"model={masked.name_or_path}", "data.path=x", "output_dir=x", "storage_path=x",
+                             "deepspeed.enabled=false"], phase="pretrain")
+    model, _ = load_model(cfg, on_gpu=False)
+    assert model.config._attn_implementation != masked.config._attn_implementation == "sdpa"
+    rows = pack([pair_sample(tok, p, o, 1024) for p, o in pairs[:12]], 1024, tok.pad_token_id)
+    batch = {k: torch.tensor(rows[k][:2], dtype=torch.long) for k in ("input_ids", "labels", "position_ids")}
+    assert rows["n_samples"][:2].min() >= 2
+    grads = []
+    for m in (model, masked):
+        m.zero_grad()
+        logits = m(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits
+        loss = forward_loss(m, batch)
+        loss.backward()
+        grads.append((logits.detach(), float(loss), m.model.layers[0].self_attn.q_proj.weight.grad.clone()))
+        m.zero_grad()
+    (l1, loss1, g1), (l2, loss2, g2) = grads
+    assert (l1 - l2).abs().max() < 1e-4 and abs(loss1 - loss2) < 1e-5
+    assert torch.allclose(g1, g2, atol=1e-6)
