@@ -81,19 +81,25 @@ def packed_sdpa(module, query, key, value, attention_mask, scaling=None, dropout
     if position_ids is None or attention_mask is not None or query.shape[2] != key.shape[2]:  # cached decoding
         return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
                                       **kwargs)
-    gqa, length, rows = query.shape[1] != key.shape[1], query.shape[2], []
-    for b, starts in enumerate(_sample_starts(position_ids.expand(query.shape[0], -1))):
+    gqa, rows = query.shape[1] != key.shape[1], []
+    # split, not sliced: the backward of a split is one cat, a slice's zero-fills the whole tensor each time
+    for q, k, v, lengths in zip(query.split(1), key.split(1), value.split(1),
+                                _sample_lengths(position_ids.expand(query.shape[0], -1))):
         rows.append(torch.cat([torch.nn.functional.scaled_dot_product_attention(
-            query[b:b + 1, :, s:e], key[b:b + 1, :, s:e], value[b:b + 1, :, s:e], dropout_p=dropout,
-            is_causal=True, scale=scaling, enable_gqa=gqa) for s, e in zip(starts, starts[1:] + [length])], dim=2))
+            *qkv, dropout_p=dropout, is_causal=True, scale=scaling, enable_gqa=gqa)
+            for qkv in zip(q.split(lengths, 2), k.split(lengths, 2), v.split(lengths, 2))], dim=2))
     return torch.cat(rows).transpose(1, 2).contiguous(), None
 
 
-def _sample_starts(position_ids: torch.Tensor) -> list[list[int]]:
-    """Per row, the offsets where samples start (0 and every later position id of 0)."""
+def _sample_lengths(position_ids: torch.Tensor) -> list[list[int]]:
+    """Per row, the lengths of its samples (a sample starts at 0 and at every later position id of 0)."""
     starts = position_ids == 0
     starts[:, 0] = True
-    return [torch.nonzero(r).flatten().tolist() for r in starts]
+    out = []
+    for row in starts:
+        at = torch.nonzero(row).flatten().tolist() + [len(row)]
+        out.append([b - a for a, b in zip(at, at[1:])])
+    return out
 
 
 def load_model(cfg: TrainConfig, on_gpu: bool, ds_config: dict | None = None):
