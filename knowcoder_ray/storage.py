@@ -116,6 +116,22 @@ def open_text(path: str, encoding: str = "utf-8", errors: str = "strict") -> io.
     return io.TextIOWrapper(fs.open_input_stream(inner, compression=None), encoding=encoding, errors=errors)
 
 
+def sniff_compression(path: str) -> str | None:
+    """'gzip', 'bz2' or 'zstd' when the file starts with that format's magic bytes (whatever its name)."""
+    fs, inner = filesystem(path)
+    with fs.open_input_stream(inner, compression=None) as f:
+        head = f.read(10)
+    if head[:2] == b"\x1f\x8b":
+        return "gzip"
+    if head[:4] == b"\x28\xb5\x2f\xfd":
+        return "zstd"
+    # "BZh" + block size digit + the magic of a first block (or of the end of an empty stream)
+    if head[:3] == b"BZh" and head[3:4].isdigit() and head[4:10] in (b"\x31\x41\x59\x26\x53\x59",
+                                                                 b"\x17\x72\x45\x38\x50\x90"):
+        return "bz2"
+    return None
+
+
 def read_bytes(path: str) -> bytes:
     local = _local(path)
     if local is not None:

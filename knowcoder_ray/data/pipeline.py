@@ -44,7 +44,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from knowcoder_ray import storage
-from knowcoder_ray.storage import filesystem
+from knowcoder_ray.storage import filesystem, sniff_compression
 
 DEFAULT_BLOCK_BYTES = 16 << 20
 DEFAULT_BLOCK_ROWS = 50_000
@@ -106,21 +106,6 @@ class ShardSpec:
     extra: tuple = ()
 
 
-def compression_of(fs: pafs.FileSystem, path: str) -> str | None:
-    """'gzip', 'bz2' or 'zstd' when the file starts with that format's magic bytes (whatever its name)."""
-    with fs.open_input_stream(path, compression=None) as f:
-        head = f.read(10)
-    if head[:2] == b"\x1f\x8b":
-        return "gzip"
-    if head[:4] == b"\x28\xb5\x2f\xfd":
-        return "zstd"
-    # "BZh" + block size digit + the magic of a first block (or of the end of an empty stream)
-    if head[:3] == b"BZh" and head[3:4].isdigit() and head[4:10] in (b"\x31\x41\x59\x26\x53\x59",
-                                                                 b"\x17\x72\x45\x38\x50\x90"):
-        return "bz2"
-    return None
-
-
 def _newlines_before(fs: pafs.FileSystem, path: str, cuts: list[int]) -> list[int]:
     """For each byte offset in `cuts` (ascending), the number of newlines before it (one streaming pass),
     so each shard knows the line number it starts at."""
@@ -157,7 +142,7 @@ def plan_files(source: str, paths: Iterable[str], block_bytes: int = DEFAULT_BLO
                 rows = pq.ParquetFile(f).metadata.num_rows
             ranges = [(s, min(s + block_rows, rows), 0) for s in range(0, rows, block_rows)]
             kind = "parquet"
-        elif (codec := compression_of(fs, path)) is not None:
+        elif (codec := sniff_compression(uri)) is not None:
             # a compressed stream cannot be cut by byte ranges: one shard reads the whole file
             specs.append(ShardSpec(_shard_name(source, uri, 0), source, "compressed", uri, 0, size, 0, size, (codec,)))
             continue

@@ -106,14 +106,8 @@ def _no_entities(uri: str, s1: DumpSummary) -> str:
     cut = next((m[2] for m in s1.malformed if m[2].startswith("dump truncated")), None)
     if cut is not None and cut != first[2]:
         msg += f"; {cut}"
-    if compression_of(uri) is None:
-        from knowcoder_ray.storage import filesystem
-
-        fs, path = filesystem(uri)
-        with fs.open_input_stream(path, compression=None) as f:
-            head = f.read(4)
-        if head[:2] == b"\x1f\x8b" or head[:3] == b"BZh":  # compressed, but not named .gz/.bz2
-            msg += "; the file looks compressed: name it .json.gz or .json.bz2"
+    if compression_of(uri) is None and storage.sniff_compression(uri) in ("gzip", "bz2"):
+        msg += "; the file looks compressed: name it .json.gz or .json.bz2"  # compressed, but not named so
     return msg + " (expected a Wikidata JSON dump: a JSON array with one entity object per line)"
 
 
