@@ -65,7 +65,7 @@ demo-tiny: $(STAMP)
 	unset RAY_ADDRESS; $(PY) jobs/pipeline.py --config jobs/configs/tiny.yaml
 
 # Every benchmark in turn, each timed, then the total (goal: under 15 minutes on a quiet 2-core machine).
-bench: $(STAMP)
+bench: $(MODELS_STAMP)
 	@unset RAY_ADDRESS; t0=$$(date +%s); \
 	for b in benchmarks/bench_*.py; do \
 		echo "== $$b"; t=$$(date +%s); \

@@ -1,6 +1,7 @@
 """Training throughput: useful (non-pad) tokens/s of packed rows against one sample a row, padded (the
-official KnowCoder code pads SFT batches to their longest sample and pretraining rows to 2,048; the
-training pass here stops after a micro-batch's last labelled token either way), on the real length
+training pass here stops after a micro-batch's last labelled token, and computes logits only where the
+loss needs them), and against the official KnowCoder step on the same padded rows (pretraining rows 2,048
+wide, SFT one sample a pass, logits everywhere), on the real length
 distributions of a schema-following corpus (SFT, prompt masked) and a schema-understanding corpus
 (pretraining: short instance codes and definition codes); and the overhead of the Ray Train loop against a bare single-process PyTorch loop
 running the same steps on the same rows.
@@ -74,9 +75,30 @@ def build_understanding(data_dir: str, path: Path, per_source: int) -> int:
     return n
 
 
-def bare_steps(cfg, rows: list[dict], steps: int):
+def official_step(engine, batch: dict, width: int | None) -> None:
+    """The official KnowCoder step on one-sample-a-row padding, with HF's label loss (the whole
+    vocabulary's logits at every position): pretraining rows `width` tokens wide (pretrain/feeder.py pads
+    every text to max_seq_len) under an attention mask; SFT (width None) one sample a forward pass, cut
+    to its length (sft/scripts/train.sh: per-device batch 1, gradients accumulated)."""
+    import torch
+
+    rows = [(batch["input_ids"][r:r + 1, :n], batch["labels"][r:r + 1, :n]) for r, n in enumerate(batch["n_real"])]
+    if width:
+        mask = (torch.arange(width)[None, :] < torch.tensor(batch["n_real"])[:, None]).long()
+        rows = [(batch["input_ids"][:, :width], batch["labels"][:, :width], mask)]
+    for ids, labels, *mask in rows:
+        loss = engine.model(input_ids=ids, attention_mask=mask[0] if mask else None, labels=labels,
+                            use_cache=False).loss
+        (loss / len(rows)).backward()
+    torch.nn.utils.clip_grad_norm_(engine.model.parameters(), engine.max_grad_norm)
+    engine.optimizer.step()
+    engine.optimizer.zero_grad(set_to_none=True)
+
+
+def bare_steps(cfg, rows: list[dict], steps: int, official_width: int | None | bool = False):
     """A plain single-process loop (no Ray Train) over `rows`: yields (wall s, CPU s, useful tokens) per
-    optimizer step. The engine is built before the first step is asked for."""
+    optimizer step; with `official_width` (not False) the official step instead (see official_step).
+    The engine is built before the first step is asked for."""
     import numpy as np
     import torch
 
@@ -93,7 +115,10 @@ def bare_steps(cfg, rows: list[dict], steps: int):
             for k in range(ga):
                 chunk = rows[(step * ga + k) * mb:(step * ga + k + 1) * mb]
                 batch = {c: torch.from_numpy(np.stack([r[c] for r in chunk])).long() for c in TRAIN_COLUMNS}
-                engine.micro_step(batch, k == ga - 1)
+                if official_width is False:
+                    engine.micro_step(batch, k == ga - 1)
+                else:
+                    official_step(engine, {**batch, "n_real": [int(r["n_tokens"]) for r in chunk]}, official_width)
                 tokens += sum(int(r["n_tokens"]) for r in chunk)
             yield time.perf_counter() - t0, time.process_time() - c0, tokens
     return run()
@@ -174,26 +199,32 @@ def main() -> int:
         print(f"\n{label} corpus: samples {sum_p.samples} (rejected {sum_p.rejected}, truncated {sum_p.truncated}); "
               f"rows of {args.seq_len} tokens for one epoch: packed {sum_p.rows} (fill {sum_p.fill:.1%}), "
               f"padded {sum_u.rows} (fill {sum_u.fill:.1%}): {sum_u.rows / sum_p.rows:.2f}x the rows")
-        packed, padded = interleaved(bare_steps(cfg_p, rows[True], args.steps),
-                                     bare_steps(cfg_u, rows[False], args.steps))
+        width = args.seq_len if phase == "pretrain" else None  # the official rows (see official_step)
+        packed, padded, official = interleaved(bare_steps(cfg_p, rows[True], args.steps),
+                                               bare_steps(cfg_u, rows[False], args.steps),
+                                               bare_steps(cfg_u, rows[False], args.steps, official_width=width))
         print(f"useful (non-pad) tokens, micro-batch {args.micro_batch} rows, {args.steps} steps, 1 thread\n{header}")
-        sp, su = steady(packed), steady(padded)
+        sp, su, so = steady(packed), steady(padded), steady(official)
         fill = {k: sum(int(r["n_tokens"]) for r in v) / (len(v) * args.seq_len) for k, v in rows.items()}
         print(row(f"bare loop, packed (fill {fill[True]:.0%})", sp))
-        print(row(f"bare loop, padded (fill {fill[False]:.0%}, official)", su))
+        print(row(f"bare loop, padded (fill {fill[False]:.0%})", su))
+        print(row(f"official step, {f'rows {width} wide' if width else 'one sample a pass'}", so))
         # a pass stops after the last labelled token of its micro-batch, so padded rows cost their batch's longest
         passed = {k: sum(len(v[i:i + args.micro_batch]) * max(int(r["n_tokens"]) for r in v[i:i + args.micro_batch])
                          for i in range(0, len(v), args.micro_batch)) / sum(int(r["n_tokens"]) for r in v)
                   for k, v in rows.items()}
         print(f"positions a pass computes per useful token: packed {passed[True]:.2f}, padded {passed[False]:.2f} "
               f"(padding left out of the pass)")
-        ratios[label] = (sp["tps"] / su["tps"], sp["tpc"] / su["tpc"])
+        ratios[label] = (sp["tps"] / su["tps"], sp["tpc"] / su["tpc"], sp["tps"] / so["tps"], sp["tpc"] / so["tpc"])
         print(f"ratio packed / padded ({label}): useful tokens/s {ratios[label][0]:.2f}x, "
-              f"per CPU second {ratios[label][1]:.2f}x")
+              f"per CPU second {ratios[label][1]:.2f}x; packed / official step: {ratios[label][2]:.2f}x, "
+              f"per CPU second {ratios[label][3]:.2f}x")
         if label == "following":
             following = (cfg_p, packed)
     print("\npacked / padded useful tokens/s: " + ", ".join(
-        f"{k} {w:.2f}x (per CPU second {c:.2f}x)" for k, (w, c) in ratios.items()))
+        f"{k} {w:.2f}x (per CPU second {c:.2f}x)" for k, (w, c, _, _) in ratios.items()))
+    print("packed / official step useful tokens/s: " + ", ".join(
+        f"{k} {w:.2f}x (per CPU second {c:.2f}x)" for k, (_, _, w, c) in ratios.items()))
     cfg_p, packed = following
     rows = {True: following_rows}
 

@@ -201,6 +201,21 @@ class TransformersEngine:
         self.stats["prefix_computed"] += 1
         return cache
 
+    def _batch_cache(self, prefix_cache, rows: int, prompt_len: int):
+        """The prefix's keys and values for `rows` rows, in a cache with room for the whole generation.
+        A static cache is written in place at each step, where a dynamic one is concatenated anew (the
+        prefix copied once per generated token); models with sliding-window layers keep the dynamic one."""
+        from transformers import StaticCache
+
+        if getattr(self.model.config, "sliding_window", None):
+            cache = copy.deepcopy(prefix_cache)
+            cache.batch_repeat_interleave(rows)
+            return cache
+        cache = StaticCache(config=self.model.config, max_cache_len=prompt_len + self.config.max_new_tokens)
+        for i, layer in enumerate(prefix_cache.layers):
+            cache.update(layer.keys.expand(rows, -1, -1, -1), layer.values.expand(rows, -1, -1, -1), i)
+        return cache
+
     def _generate_batch(self, prefix: tuple[int, ...], suffixes: list[list[int]]) -> list[str]:
         """Rows laid out as [prefix | padding | suffix]: the prefix columns line up with the cached keys
         and values; position ids follow the attention mask, so padding shifts no position."""
@@ -216,9 +231,7 @@ class TransformersEngine:
             mask[r, p + s - len(suffix):] = 1
         kwargs = {}
         if p:
-            cache = copy.deepcopy(self._prefix_cache(prefix))
-            cache.batch_repeat_interleave(n)
-            kwargs[self._cache_arg] = cache
+            kwargs[self._cache_arg] = self._batch_cache(self._prefix_cache(prefix), n, p + s)
         self._repeat_stop.start = p + s
         with torch.no_grad():
             out = self.model.generate(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
