@@ -3,6 +3,7 @@ the job with one line, no traceback), connects to Ray and runs the phase."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -29,10 +30,21 @@ def init_ray(cfg: PipelineConfig) -> None:
     connect(num_cpus=cfg.ray.num_cpus)  # worker output (training progress) shown here
 
 
+@contextlib.contextmanager
+def missing_inputs_end_the_job():
+    """Input that is not there (benchmark data, a model folder, a dump) ends the job with the message
+    that names it and where it comes from, not a traceback."""
+    try:
+        yield
+    except FileNotFoundError as e:
+        raise SystemExit(f"error: {e}") from None
+
+
 def job_main(run, description: str) -> None:
     """`python jobs/<phase>.py --config jobs/configs/tiny.yaml`: one phase on its own."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--config", required=True, help="pipeline YAML (jobs/configs/*.yaml)")
     cfg = load_config(parser.parse_args().config)
     init_ray(cfg)
-    run(cfg)
+    with missing_inputs_end_the_job():
+        run(cfg)

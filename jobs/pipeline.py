@@ -15,7 +15,7 @@ import pretrain
 import schema_build
 import serve
 import sft
-from common import init_ray, load_config
+from common import init_ray, load_config, missing_inputs_end_the_job
 
 from knowcoder_ray import storage
 
@@ -40,7 +40,8 @@ def main() -> None:
     started = time.perf_counter()
     for i, name in enumerate(names, 1):
         print(f"\n=== [{i}/{len(names)}] {name} ({time.perf_counter() - started:.0f} s elapsed) ===", flush=True)
-        PHASES[name](cfg)
+        with missing_inputs_end_the_job():
+            PHASES[name](cfg)
     print(f"\n=== pipeline done in {time.perf_counter() - started:.0f} s ===")
     summary_path = f"{cfg.artifact('eval')}/summary.json"
     if not storage.isfile(summary_path):

@@ -5,16 +5,12 @@ import urllib.request
 
 from common import job_main
 
-from knowcoder_ray.config import PipelineConfig, Serve
-from knowcoder_ray.serve.config import ServeConfig
+from knowcoder_ray.config import PipelineConfig
 from knowcoder_ray.serve.run import deploy, serve_until_stopped
 
 
 def run(cfg: PipelineConfig) -> None:
-    s = cfg.serve
-    job_keys = set(Serve.model_fields) - set(ServeConfig.model_fields)
-    config = ServeConfig(**{"model_dir": cfg.artifact("merged"), "library": f"{cfg.artifact('schema')}/schema.parquet",
-                            **s.model_dump(exclude_unset=True, exclude=job_keys)})
+    s, config = cfg.serve, cfg.serve_config()
     deploy(config, s.host, s.port, proxy_location=s.proxy_location)
     body = json.dumps({"texts": [s.smoke_text], "task": "ner"}).encode()
     req = urllib.request.Request(f"http://127.0.0.1:{s.port}/v1/extract", body, {"Content-Type": "application/json"})

@@ -177,6 +177,25 @@ class PipelineConfig(Section):
         return kind(**{"data_dir": self.benchmark_dir(self.following.benchmarks),
                        **section.model_dump(exclude_unset=True), "out": self.artifact(name), "library": library})
 
+    def eval_config(self) -> EvalConfig:
+        """The eval phase's config: every checkpoint of the run it names (default: base, pretrained and
+        merged, base only when the run starts from a tiny or imported model), their labels, the data
+        folder and the output folder filled in."""
+        e = self.eval
+        which = e.checkpoints or (["base", "pretrained", "merged"] if self.tiny_model or self.base_model
+                                  else ["pretrained", "merged"])
+        settings = e.model_dump(exclude_unset=True, exclude={"checkpoints"})
+        if "data_dir" not in settings and any(not d.startswith("records:") for d in e.datasets):
+            settings["data_dir"] = self.benchmark_dir(e.datasets)
+        return EvalConfig(**settings, labels=list(which), output_dir=self.artifact("eval"),
+                          checkpoints=[self.start_model() if c == "base" else self.artifact(c) for c in which])
+
+    def serve_config(self) -> ServeConfig:
+        """The serve phase's config: the merged model and the run's schema library, then the section's keys."""
+        job_keys = set(Serve.model_fields) - set(ServeConfig.model_fields)
+        return ServeConfig(**{"model_dir": self.artifact("merged"), "library": f"{self.artifact('schema')}/schema.parquet",
+                              **self.serve.model_dump(exclude_unset=True, exclude=job_keys)})
+
 
 def _absolute(path: str) -> str:
     """Local paths made absolute: Ray Train workers and Ray Data actors run in other working directories."""

@@ -110,3 +110,18 @@ def test_pipeline_check_passes_a_good_config_without_starting_ray(tmp_path):
     proc, seconds = _check(tmp_path, _demo())
     assert proc.returncode == 0 and seconds < 10, proc.stderr
     assert f"{tmp_path / 'pipeline.yaml'}: config OK" in proc.stdout and "ray imported: False" in proc.stdout
+
+
+def test_missing_benchmark_data_ends_a_phase_with_one_line(tmp_path):
+    cfg = _demo()
+    cfg.update(workdir=str(tmp_path / "run"), data_dir=str(tmp_path / "no-data"), ray={"num_cpus": 1})
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run([sys.executable, str(ROOT / "jobs/pipeline.py"), "--config", str(path), "--only", "eval"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(tmp_path),
+                               "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"})
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert f"error: benchmark data missing under {tmp_path / 'no-data'} (set `data_dir`" in proc.stderr
+    assert proc.stderr.rstrip().endswith("conll04_{train,dev,test}.json (http://lavis.cs.hs-rm.de/storage/spert/"
+                                         "public/datasets/conll04/)") and "Traceback" not in proc.stderr
