@@ -5,6 +5,8 @@ import argparse
 import json
 import sys
 
+from knowcoder_ray.settings import add_set_option, load
+
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="build the schema-understanding and schema-following corpora")
@@ -36,7 +38,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", required=True, help="output directory or URI")
+    p.add_argument("--config", help="YAML file of the corpus settings; --set and the flags below override it")
+    add_set_option(p)
+    p.add_argument("--out", help="output directory or URI")
     p.add_argument("--library", help="schema library: a Parquet schema table or a directory of "
                                      "Entities.py/Relations.py/Events.py (default: the benchmark schemas)")
     p.add_argument("--data-dir", help="benchmark data directory (default: $KNOWCODER_DATA_DIR or ../shared/data)")
@@ -85,12 +89,14 @@ def _usage_error(e: BaseException, kinds: tuple) -> BaseException | None:
 def _build(args: argparse.Namespace) -> int:
     from knowcoder_ray.data import corpora
 
-    given = {k: v for k, v in vars(args).items() if k not in ("command", "data_command", "func")}
+    given = {k: v for k, v in vars(args).items() if k not in ("command", "data_command", "func", "config", "overrides")}
     address, num_cpus = given.pop("address", None), given.pop("num_cpus", None)
-    given["progress"] = not given.pop("quiet", False)
-    if args.data_command == "understanding":
-        given["definitions"] = not given.pop("no_definitions", False)
-    cfg = (corpora.UnderstandingConfig if args.data_command == "understanding" else corpora.FollowingCorpusConfig)(**given)
+    if given.pop("quiet", False):
+        given["progress"] = False
+    if given.pop("no_definitions", False):
+        given["definitions"] = False
+    kind = corpora.UnderstandingConfig if args.data_command == "understanding" else corpora.FollowingCorpusConfig
+    cfg = load(kind, getattr(args, "config", None), getattr(args, "overrides", []), given)
     if cfg.engine == "ray":
         from knowcoder_ray.connect import connect
 

@@ -165,3 +165,19 @@ def test_uri_paths_jsonl_output_and_hf_token_counts(transform, data_dir, tmp_pat
     assert m["token_counter"].startswith("hf:") and len(rows) == m["rows"] == 7
     pre = pre_tokenizers.Whitespace()
     assert [r["n_tokens"] for r in rows] == [len(pre.pre_tokenize_str(r["prompt"] + r["output"])) for r in rows]
+
+
+def test_data_command_takes_a_config_file_and_set_overrides(data_dir, tmp_path, capsys):
+    """`knowcoder data` reads the corpus settings as every command does: YAML, then --set, then flags."""
+    from knowcoder_ray.cli import main
+
+    cfg = tmp_path / "following.yaml"
+    cfg.write_text(f"lsee: [{LSEE}]\ndata_dir: {data_dir}\nseed: 3\nshard_size: 6\ndistractors: 4\nengine: local\n")
+    out = tmp_path / "out"
+    assert main(["data", "following", "--config", str(cfg), "--set", "distractors=2", "--out", str(out), "--quiet"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["n_distractors"] == 2 and manifest["config"]["seed"] == 3 and manifest["rows"] > 0
+    capsys.readouterr()
+    assert main(["data", "following", "--config", str(cfg), "--set", "distractorz=2", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("knowcoder data following: unknown setting 'distractorz' (known: out, library,"), err
