@@ -135,14 +135,26 @@ def plain_loop(transform, specs, out: Path) -> dict:
 
 class TreeMemory:
     """Peak resident memory of this process and all its descendants (Ray's processes included), and
-    the peak of the single largest Ray Data worker, sampled every 50 ms."""
+    the peak of the single largest Ray Data worker, sampled every 50 ms; and the CPU seconds each kind
+    of process used since `mark()` (where a 2-CPU run's cores went)."""
+
+    KINDS = (("MapBatches", "shard actors"), ("raylet", "raylet"), ("gcs_server", "GCS"), ("agent", "Ray agents"),
+             ("ray::", "other Ray workers"))
 
     def __init__(self) -> None:
         import psutil
 
         self.me, self.total, self.worker, self._stop = psutil.Process(), 0, 0, threading.Event()
+        self.cpu: dict[int, tuple[str, float]] = {}  # pid -> (kind, CPU seconds so far)
+        self.base: dict[int, float] = {}
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
+
+    def _kind(self, p) -> str:
+        if p.pid == self.me.pid:
+            return "driver"
+        cmd = " ".join(p.cmdline())
+        return next((kind for key, kind in self.KINDS if key in cmd), "other")
 
     def _run(self) -> None:
         import psutil
@@ -153,12 +165,24 @@ class TreeMemory:
                 try:
                     rss = p.memory_info().rss
                     total += rss
-                    if "MapBatches" in " ".join(p.cmdline()):
+                    kind = self._kind(p)
+                    if kind == "shard actors":
                         self.worker = max(self.worker, rss)
+                    t = p.cpu_times()
+                    self.cpu[p.pid] = (kind, t.user + t.system)
                 except psutil.Error:
                     pass
             self.total = max(self.total, total)
             time.sleep(0.05)
+
+    def mark(self) -> None:
+        self.base = {pid: c for pid, (_, c) in self.cpu.items()}
+
+    def cpu_by_kind(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for pid, (kind, c) in self.cpu.items():
+            out[kind] = round(out.get(kind, 0.0) + c - self.base.get(pid, 0.0), 2)
+        return out
 
     def stop(self) -> None:
         self._stop.set()
@@ -188,13 +212,18 @@ def child(args: argparse.Namespace) -> None:
         def progress(marker: dict, i: int, n: int) -> None:  # when the first shard's work began
             if not first:
                 first.append(time.perf_counter() - marker["seconds"])
+        time.sleep(0.2)  # a sample of every process's CPU so far
+        mem.mark()
         t0 = time.perf_counter()
         m = pipeline.run(transform, specs, str(out / "corpus"), workers=args.cpus, progress=progress,
                          tokenizer=args.tokenizer)
         wall = time.perf_counter() - t0
+        time.sleep(0.1)
+        cpu = mem.cpu_by_kind()
         ray.shutdown()
         mem.stop()
-        peak = {"peak_mb": mem.total / 2**20, "worker_peak_mb": mem.worker / 2**20, "startup": first[0] - t0}
+        peak = {"peak_mb": mem.total / 2**20, "worker_peak_mb": mem.worker / 2**20, "startup": first[0] - t0,
+                "cpu": cpu}
     print(json.dumps({"wall": wall, "records": m["records"], "rows": m["rows"], "n_tokens": m["n_tokens"],
                       "quarantined": m["quarantined"], "shards": len(specs), **peak}))
 
@@ -264,6 +293,9 @@ def main() -> None:
         print(f"speedup (wall): ray 2 CPUs / ray 1 CPU {ray1['wall'] / ray2['wall']:.2f} (1x), "
               f"{ray10_1['wall'] / ray10['wall']:.2f} ({args.scale}x); "
               f"ray 2 CPUs at {args.scale}x / plain loop at 1x, records/s {ray10['records'] / ray10['wall'] / (loop1['records'] / loop1['wall']):.2f}")
+        for name, r in ((f"ray 1 CPU, {args.scale}x", ray10_1), (f"ray 2 CPUs, {args.scale}x", ray10)):
+            print(f"CPU seconds by process, {name} ({r['wall']:.1f} s wall): "
+                  + ", ".join(f"{k} {v:.1f}" for k, v in sorted(r["cpu"].items(), key=lambda kv: -kv[1])))
         print(f"peak memory {args.scale}x / 1x: ray data worker {ray10['worker_peak_mb'] / ray2['worker_peak_mb']:.2f}, "
               f"ray total (driver + Ray processes) {ray10['peak_mb'] / ray2['peak_mb']:.2f}")
         for label, r in (("estimated", ray10), ("HF BPE tokenizer", raytok)):
