@@ -66,12 +66,22 @@ _M = rf"(?:{_NAME}{_W}\({_W}{_STR}{_W}\)|{_STR})"                   # "x" or Cls
 _M_CAPTURED = rf"(?:({_NAME}){_W}\({_W}({_STR}){_W}\)|({_STR}))"  # groups: class, its string, bare string
 _LIST = rf"\[{_W}(?:{_M}(?:{_W},{_W}{_M})*)?{_W}\]"
 _KW = rf"{_NAME}{_W}={_W}(?:{_LIST}|{_M})"
-_FAST_NER = re.compile(rf"({_NAME}){_W}\({_W}{_M_CAPTURED}{_W}\)")
-_FAST_RE = re.compile(rf"({_NAME}){_W}\({_W}{_M_CAPTURED}{_W},{_W}{_M_CAPTURED}{_W}\)")
-_FAST_EVENT = re.compile(rf"({_NAME}){_W}\({_W}(?:({_STR})(?:{_W},{_W}{_KW})*|{_KW}(?:{_W},{_W}{_KW})*)?{_W}\)")
+_FAST_ITEM = {
+    "ner": rf"({_NAME}){_W}\({_W}{_M_CAPTURED}{_W}\)",
+    "re": rf"({_NAME}){_W}\({_W}{_M_CAPTURED}{_W},{_W}{_M_CAPTURED}{_W}\)",
+    "event": rf"({_NAME}){_W}\({_W}(?:({_STR})(?:{_W},{_W}{_KW})*|{_KW}(?:{_W},{_W}{_KW})*)?{_W}\)",
+}
 _FAST_KW = re.compile(rf"({_NAME}){_W}={_W}(?:({_LIST})|{_M_CAPTURED})")
 _FAST_MENTION = re.compile(_M_CAPTURED)
 _KEYWORDS = frozenset(keyword.kwlist)  # as class names `ast` refuses them (as role names it reads them)
+_BLANK = r"[ \t\n\r]*"
+_LIST_END = re.compile(r'\s*(?:"""|\Z)')  # nothing after the list's `]` but blanks, up to the stop quote
+
+
+def _fast_list_pattern(item: str) -> re.Pattern:
+    """The rest of a `results = [` list of items of one common shape, up to its `]`."""
+    sep = f"{_BLANK},{_BLANK}"
+    return re.compile(rf"{_BLANK}(?:{item}(?:{sep}{item})*{_BLANK},?)?{_BLANK}\]")
 
 
 @dataclass
@@ -314,6 +324,8 @@ class Parser:
         self._entity = _resolver((self.entity_types or frozenset()) | {"Entity"})
         self.roles = None if roles is None else {k: frozenset(v) for k, v in roles.items()}
         self._roles = {} if roles is None else {k: _resolver(v) for k, v in self.roles.items()}
+        item = _FAST_ITEM.get(task, _FAST_ITEM["event"])
+        self._fast_item, self._fast_list = re.compile(item), _fast_list_pattern(item)
 
     @classmethod
     def for_types(cls, task: str, types, library=None, *, fast: bool = True) -> "Parser":
@@ -331,9 +343,11 @@ class Parser:
         if not isinstance(text, str):
             result.errors.append(f"output is {type(text).__name__}, not text")
             return result
+        if self.fast and self._read_list(text, result):
+            return result
         items, result.truncated, result.errors = split_items(text, self.fast)
         for item in items:
-            if self.fast and self._fast_item(item, result):
+            if self.fast and self._fast_read(self._fast_item.fullmatch(item), result):
                 continue
             try:
                 self._item(_read_item(item), result)
@@ -414,23 +428,35 @@ class Parser:
                 arguments.append(Argument(role, m.text, m.type))
         return EventMention(name, trigger, tuple(arguments))
 
-    def _fast_item(self, item: str, out: ParseResult) -> bool:
-        """Read an item of the common shape without building a tree: `Type("span")`, `Type(Entity("span"))`,
-        `Rel(Entity("h"), Entity("t"))`, `Event("trigger")`, `Event(trigger = "t", role = [Type("a")])`.
-        False (nothing recorded) for anything else, which `ast` then reads; both give the same result."""
-        if self.task == "ner":
-            m = _FAST_NER.fullmatch(item)
-            if m is None:
+    def _read_list(self, text: str, out: ParseResult) -> bool:
+        """Read a whole output that is one plain list of common-shape items (the usual case) in one pass:
+        the same result as cutting it into items and reading each. False (`out` left empty) for any other."""
+        m = _RESULTS.search(text)
+        if m is None or len(text) > MAX_ITEM_CHARS:
+            return False
+        whole = self._fast_list.match(text, m.end())
+        if whole is None or _LIST_END.match(text, whole.end()) is None:
+            return False
+        for item in self._fast_item.finditer(text, m.end(), whole.end()):
+            if not self._fast_read(item, out):
+                out.__init__()  # an event item that `ast` must read: start again the general way
                 return False
+        return True
+
+    def _fast_read(self, m: re.Match | None, out: ParseResult) -> bool:
+        """Record an item of the common shape (`m`: its match of `self._fast_item`) without building a tree:
+        `Type("span")`, `Type(Entity("span"))`, `Rel(Entity("h"), Entity("t"))`, `Event("trigger")`,
+        `Event(trigger = "t", role = [Type("a")])`. False (nothing recorded) for anything else, which `ast`
+        then reads; both give the same result."""
+        if m is None:
+            return False
+        if self.task == "ner":
             name, inner, inner_text, bare = m.groups()
             if name in _KEYWORDS or inner in _KEYWORDS:
                 return False
             self._ner_entity(name, inner or name, (inner_text or bare)[1:-1], out)
             return True
         if self.task == "re":
-            m = _FAST_RE.fullmatch(item)
-            if m is None:
-                return False
             name, h_cls, h_in, h_bare, t_cls, t_in, t_bare = m.groups()
             if name in _KEYWORDS or h_cls in _KEYWORDS or t_cls in _KEYWORDS:
                 return False
@@ -438,12 +464,9 @@ class Parser:
             head = self._typed(h_cls, (h_in or h_bare)[1:-1], out)
             out.relations.append(RelationMention(type_, head, self._typed(t_cls, (t_in or t_bare)[1:-1], out)))
             return True
-        m = _FAST_EVENT.fullmatch(item)
-        if m is None:
-            return False
         name, trigger = m.groups()
         kwargs: dict[str, tuple] = {}
-        for k in _FAST_KW.finditer(item, m.end(2) if trigger else m.end(1)):
+        for k in _FAST_KW.finditer(m.string, m.end(2) if trigger else m.end(1), m.end()):
             role, listed = k.group(1), k.group(2)
             values = ([v.groups() for v in _FAST_MENTION.finditer(listed)] if listed is not None
                       else [k.group(3, 4, 5)])
