@@ -81,6 +81,7 @@ _LIST_END = re.compile(r'\s*(?:"""|\Z)')  # nothing after the list's `]` but bla
 def _fast_list_pattern(item: str) -> re.Pattern:
     """The rest of a `results = [` list of items of one common shape, up to its `]`."""
     sep = f"{_BLANK},{_BLANK}"
+    item = re.sub(r"(?<!\\)\((?!\?)", "(?:", item)  # the same without capture groups (faster)
     return re.compile(rf"{_BLANK}(?:{item}(?:{sep}{item})*{_BLANK},?)?{_BLANK}\]")
 
 
