@@ -214,10 +214,6 @@ def _member(p: tuple, gold: list[tuple]) -> bool:
     return p in gold
 
 
-def _type_key(p: tuple) -> str:
-    return p[0].own if isinstance(p[0], _Upper) else p[0]
-
-
 # ---- strict mode ---------------------------------------------------------------------------------------
 
 def _match(gold: list[tuple], pred: list[tuple], same_type: Callable[[str, str], bool] | None) -> list[tuple | None]:
@@ -298,26 +294,26 @@ def _score_official(pairs, metric, filter_outlier, schema_types, ancestors) -> S
     schema = None if schema_types is None else frozenset(map(norm_name, schema_types))
     per_type: dict[str, Counts] = {}
     per_source: dict[str, list[int]] = {}  # source -> [tp, pred, gold]
-    typed = metric in TYPED
+    typed, plain = metric in TYPED, ancestors is None  # plain tuples: membership is `in` (O1)
     for g, p in pairs:
         gt = official_tuples(g, metric)
         pt = official_tuples(p, metric, pred=True, filter_outlier=filter_outlier, schema=schema, ancestors=ancestors)
-        if ancestors is None:  # plain tuples: membership is `in` (O1)
-            hits = sum(map(gt.__contains__, pt)) if pt else 0
+        if not pt:
+            hits = 0
         else:
-            hits = sum(_member(x, gt) for x in pt)
+            hits = sum(map(gt.__contains__, pt)) if plain else sum(_member(x, gt) for x in pt)
         _tally(per_source, g.source, hits, len(pt), len(gt))
         if typed:  # O7
-            for x in dict.fromkeys(gt):
+            for x in (dict.fromkeys(gt) if len(gt) > 1 else gt):
                 c = per_type.get(x[0])
                 if c is None:
                     c = per_type[x[0]] = Counts()
                 c.gold += 1
-            for x in dict.fromkeys(pt):
-                c = per_type.get(_type_key(x))
+            for x in (dict.fromkeys(pt) if len(pt) > 1 else pt):
+                c = per_type.get(x[0] if plain else x[0].own)
                 if c is not None:
                     c.pred += 1
-                    c.tp += _member(x, gt)
+                    c.tp += (x in gt) if plain else _member(x, gt)
     return _score(per_type, per_source)
 
 
