@@ -280,6 +280,11 @@ def test_fast_reader_equals_ast_reader_on_the_examples_here():
         'results = [ Marriage(spouse = [Entity("Ann")]), Marriage(), Person(Entity("Ann")) ]',
         'results = [ Die(trigger = "a", trigger = "b"), Die("a", trigger = "b"), Die(victim = [A("x")], victim = "y") ]',
         'results = [ LocatedIn("a", "b"), LocatedIn(Rocket("a"), Entity("b")), class("x"), Person(None("x")) ]',
+        # whole plain lists (read in one pass) beside ones that must go item by item: a keyword class, a
+        # marked role, a call after the `]`, a trailing comma, the stop quote then more calls
+        'results = [\n\tPerson("Ann"),\n\tNone("x")\n]', 'results = [ Die(trigger = "a", from__kw__ = ["b"]) ]',
+        'results = [ Person("Ann") ] Location("Paris")', 'results = [ Person("Ann"), ]\n"""\nLocation("Paris")',
+        'results = []', 'results = [ Die("a", victim = [Person("x"), "y"]), Die(trigger = "b") ,\n]',
     ]:
         _same_both_ways(text)
     r = PAIRS[4][0].parse('results = [ Die(trigger = "a", from = [Person("x")]), Marriage(from = "y") ]')
