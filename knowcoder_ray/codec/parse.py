@@ -5,8 +5,9 @@ The text is never executed. A small scanner splits the `results = [...]` list in
 calls of class names with string, list and keyword arguments are accepted. So one malformed item does not
 lose its neighbours. For speed, plain items are cut by one regular expression each and items of the common
 shapes (`Type("span")`, `Rel(Entity("h"), Entity("t"))`, `Event(trigger = "t", role = [Type("a")])` with
-simple strings) are read by regular expressions too; everything else goes the `ast` way, and both ways give
-the same result (tests compare them on generated and damaged outputs; `Parser(fast=False)` is `ast` only).
+simple strings) are read by regular expressions too, a whole list of them in one pass; everything else goes
+the `ast` way, and both ways give the same result (tests compare them on generated and damaged outputs;
+`Parser(fast=False)` is `ast` only).
 
 It reads at least what the released KnowCoder evaluation's regular expressions read, as predictions:
 class names outside the prompt (reported in `hallucinated`, kept as mentions so the metrics count them),
