@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from knowcoder_ray.schema.dump import iter_lines, read_dump, compression_of
+from knowcoder_ray.schema.dump import byte_ranges, compression_of, file_size, iter_lines, iter_range, read_dump
 from knowcoder_ray.schema.wikidata import (
     P_INSTANCE_OF, P_SUBCLASS_OF, Malformed, Truncated, entity_aliases, entity_text, item_targets,
     literal_targets, num, parse_line, property_record, statements,
@@ -172,19 +172,53 @@ def _summarize_batch(batch, config: BuildConfig, plan: ScanTargets | None):
     return pa.table({"summary": [summarize(rows, config, plan).to_json()]})
 
 
-def scan_ray(uri: str, config: BuildConfig, plan: ScanTargets | None = None, parallelism: int = -1) -> DumpSummary:
-    """One scan as a Ray Data pipeline: read -> summarize batches -> merge the summaries here.
+def summarize_range(uri: str, rng: int, start: int, end: float, config: BuildConfig,
+                    plan: ScanTargets | None) -> DumpSummary:
+    """The summary of one byte range of a plain dump, read and parsed where this runs."""
+    return summarize(((rng, k, line) for k, line in enumerate(iter_range(uri, start, end))), config, plan)
 
-    A plain dump is read as byte ranges in parallel, and each read task summarizes its own blocks (Ray
-    fuses the two steps: only the small summaries cross the object store). A compressed dump is one
-    stream, so its blocks go to separate summarize tasks that parse in parallel behind the reader."""
-    ds = read_dump(uri, parallelism=parallelism, block_lines=config.batch_lines)
-    fused = compression_of(uri) is None  # batch_size=None lets Ray fuse the map into the read
-    ds = ds.map_batches(_summarize_batch, batch_format="pyarrow", batch_size=None if fused else config.batch_lines,
-                        fn_kwargs={"config": config, "plan": plan})
-    total = DumpSummary()
-    for row in ds.iter_rows():
-        total.merge(DumpSummary.from_json(row["summary"]), config.max_examples)
+
+def scan_ray(uri: str, config: BuildConfig, plan: ScanTargets | None = None, parallelism: int = -1) -> DumpSummary:
+    """One scan on the Ray cluster: summaries of parts of the dump, merged here in dump order.
+
+    A plain dump is split into byte ranges (`byte_ranges`; default 4 per cluster CPU) and each Ray task
+    reads, parses and summarizes its own range: the lines never leave the task, only one small summary
+    per range crosses the object store. These are plain tasks, not a Ray Data pipeline: there is no
+    stream between steps to manage, and a Ray Data execution starts with its resource limits unknown
+    (about one second, with one task at a time), which was half of a scan of a 160 MB dump.
+    A compressed dump is one stream, so it is a Ray Data pipeline: one task reads it, and its blocks of
+    lines go to summarize tasks that parse in parallel behind the reader."""
+    import ray
+
+    if compression_of(uri) is not None:
+        ds = read_dump(uri, parallelism=parallelism, block_lines=config.batch_lines)
+        ds = ds.map_batches(_summarize_batch, batch_format="pyarrow", batch_size=config.batch_lines,
+                            fn_kwargs={"config": config, "plan": plan})
+        total = DumpSummary()
+        for row in ds.iter_rows():
+            total.merge(DumpSummary.from_json(row["summary"]), config.max_examples)
+        return total
+
+    file_size(uri)  # fail early, naming the missing path
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    ranges = byte_ranges(uri, parallelism if parallelism > 0 else 4 * cpus)
+    task = ray.remote(num_cpus=1)(summarize_range)
+    config_ref, plan_ref = ray.put(config), ray.put(plan)  # shipped once, not with every task
+    total, done, pending, running = DumpSummary(), {}, iter(enumerate(ranges)), {}
+    merged = 0
+    while merged < len(ranges):
+        while len(running) < 2 * cpus:  # a window of tasks: the driver holds few summaries at a time
+            nxt = next(pending, None)
+            if nxt is None:
+                break
+            rng, (start, end) = nxt
+            running[task.remote(uri, rng, start, end, config_ref, plan_ref)] = rng
+        ready, _ = ray.wait(list(running), num_returns=1)
+        for ref in ready:
+            done[running.pop(ref)] = ray.get(ref)
+        while merged in done:  # in dump order: the same result as the plain loop, whatever finishes first
+            total.merge(done.pop(merged), config.max_examples)
+            merged += 1
     return total
 
 
