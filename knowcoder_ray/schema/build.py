@@ -1,4 +1,4 @@
-"""Build a KnowCoder schema library from a Wikidata JSON dump, with Ray Data or in one process.
+"""Build a KnowCoder schema library from a Wikidata JSON dump, on a Ray cluster or in one process.
 
 What becomes what (KnowCoder, section 3.1 of the paper; the released library used the 2022-07-04 dump):
 - entity types: the classes used as P31 "instance of" targets, plus their P279 "subclass of" ancestors,
@@ -37,7 +37,7 @@ from pydantic import ConfigDict, field_validator
 
 from knowcoder_ray import storage
 from knowcoder_ray.schema.descriptions import fill_descriptions, missing_descriptions_tsv, parse_descriptions_tsv
-from knowcoder_ray.schema.dump import LineIndex, compression_of
+from knowcoder_ray.schema.dump import MIN_RANGE_BYTES, LineIndex, compression_of
 from knowcoder_ray.schema.assemble import BuildReport, assemble, second_scan_targets
 from knowcoder_ray.schema.scan import DumpSummary, scan_local, scan_ray
 from knowcoder_ray.schema.select import corpus_types, select
@@ -78,13 +78,15 @@ class BuildResult:
     report: BuildReport
 
 
-def build(uri: str, config: BuildConfig | None = None, *, use_ray: bool = True, parallelism: int = -1) -> BuildResult:
+def build(uri: str, config: BuildConfig | None = None, *, use_ray: bool = True, parallelism: int = -1,
+          min_range_bytes: int = MIN_RANGE_BYTES) -> BuildResult:
     """Two scans of the dump at `uri` (local path or s3:// / gs:// URI) and the assembled library.
-    With `use_ray` the scans are Ray Data pipelines on the current cluster (`ray.init` first)."""
+    With `use_ray` the scans run on the current cluster (`ray.init` first): a plain dump in `parallelism`
+    byte ranges of at least `min_range_bytes` (see `dump.byte_ranges`)."""
     config = config or BuildConfig()
 
     def scan(plan):
-        return scan_ray(uri, config, plan, parallelism) if use_ray else scan_local(uri, config, plan)
+        return scan_ray(uri, config, plan, parallelism, min_range_bytes) if use_ray else scan_local(uri, config, plan)
 
     s1 = scan(None)
     if not any(n for k, n in s1.counts.items() if k in ("items", "properties") or k.startswith("skipped_")):

@@ -22,7 +22,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--max-examples", type=int, default=5)
     b.add_argument("--max-roles", type=int, default=8)
     b.add_argument("--min-role-support", type=float, default=0.2)
-    b.add_argument("--local", action="store_true", help="plain loop in this process instead of Ray Data")
+    b.add_argument("--local", action="store_true", help="plain loop in this process instead of Ray")
     b.add_argument("--ray-address", help="Ray cluster to join (default: a local one, on 127.0.0.1)")
     b.add_argument("--num-cpus", type=int, help="CPUs for a local Ray cluster")
     b.add_argument("--parallelism", type=int, default=-1, help="read tasks (byte ranges of a plain dump)")

@@ -1,4 +1,4 @@
-"""The two scans of a Wikidata dump, as Ray Data pipelines or a plain loop: batches of lines -> small
+"""The two scans of a Wikidata dump, on Ray or as a plain loop: parts of the dump -> small
 `DumpSummary`s that merge associatively, so the driver holds O(classes + properties), never O(items)."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from knowcoder_ray.schema.dump import byte_ranges, compression_of, file_size, iter_lines, iter_range, read_dump
+from knowcoder_ray.schema.dump import MIN_RANGE_BYTES, byte_ranges, compression_of, file_size, iter_lines, iter_range, read_dump
 from knowcoder_ray.schema.wikidata import (
     P_INSTANCE_OF, P_SUBCLASS_OF, Malformed, Truncated, entity_aliases, entity_text, item_targets,
     literal_targets, num, parse_line, property_record, statements,
@@ -178,7 +178,8 @@ def summarize_range(uri: str, rng: int, start: int, end: float, config: BuildCon
     return summarize(((rng, k, line) for k, line in enumerate(iter_range(uri, start, end))), config, plan)
 
 
-def scan_ray(uri: str, config: BuildConfig, plan: ScanTargets | None = None, parallelism: int = -1) -> DumpSummary:
+def scan_ray(uri: str, config: BuildConfig, plan: ScanTargets | None = None, parallelism: int = -1,
+             min_range_bytes: int = MIN_RANGE_BYTES) -> DumpSummary:
     """One scan on the Ray cluster: summaries of parts of the dump, merged here in dump order.
 
     A plain dump is split into byte ranges (`byte_ranges`; default 4 per cluster CPU) and each Ray task
@@ -201,7 +202,7 @@ def scan_ray(uri: str, config: BuildConfig, plan: ScanTargets | None = None, par
 
     file_size(uri)  # fail early, naming the missing path
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    ranges = byte_ranges(uri, parallelism if parallelism > 0 else 4 * cpus)
+    ranges = byte_ranges(uri, parallelism if parallelism > 0 else 4 * cpus, min_range_bytes)
     task = ray.remote(num_cpus=1)(summarize_range)
     config_ref, plan_ref = ray.put(config), ray.put(plan)  # shipped once, not with every task
     total, done, pending, running = DumpSummary(), {}, iter(enumerate(ranges)), {}

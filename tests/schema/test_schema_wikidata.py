@@ -97,6 +97,14 @@ def test_ray_and_plain_loop_agree(built, plain):
     assert local.report.malformed == built.report.malformed and local.report.counts == built.report.counts
 
 
+def test_ray_tasks_over_byte_ranges_agree_with_the_plain_loop(built, plain):
+    """A plain dump is scanned by one Ray task per byte range: 5 ranges here, malformed lines among them."""
+    assert len(dump.byte_ranges(str(plain), 5, min_bytes=1)) == 5
+    ranged = build(str(plain), BuildConfig(), use_ray=True, parallelism=5, min_range_bytes=1)
+    assert ranged.library == built.library
+    assert ranged.report.malformed == built.report.malformed and ranged.report.counts == built.report.counts
+
+
 def test_taxonomy(lib, built):
     assert lib["Human"].parents == ("Person",)  # P279 entity dropped: an ancestor of person
     assert lib["Person"].parents == ("EntityType",) and lib["EntityType"].parents == ()
