@@ -10,6 +10,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from knowcoder_ray import storage
 from knowcoder_ray.schema import Role, SchemaLibrary, SchemaType, is_class_name
 from knowcoder_ray.schema import dump, pyfile, table
 from knowcoder_ray.schema.assemble import dedupe_class_names
@@ -97,12 +98,17 @@ def test_ray_and_plain_loop_agree(built, plain):
     assert local.report.malformed == built.report.malformed and local.report.counts == built.report.counts
 
 
-def test_ray_tasks_over_byte_ranges_agree_with_the_plain_loop(built, plain):
-    """A plain dump is scanned by one Ray task per byte range: 5 ranges here, malformed lines among them."""
-    assert len(dump.byte_ranges(str(plain), 5, min_bytes=1)) == 5
-    ranged = build(str(plain), BuildConfig(), use_ray=True, parallelism=5, min_range_bytes=1)
-    assert ranged.library == built.library
-    assert ranged.report.malformed == built.report.malformed and ranged.report.counts == built.report.counts
+def test_ray_tasks_over_byte_ranges_agree_with_the_plain_loop(built, plain, s3_server):
+    """A plain dump is scanned by one Ray task per byte range: 5 ranges here, malformed lines among them,
+    from a local path and from a bucket (the tasks open their own ranges)."""
+    _, bucket, _ = s3_server
+    uri = f"s3://{bucket}/dumps/wikidata_dump.json"
+    storage.write_bytes(uri, plain.read_bytes())
+    for path in (str(plain), uri):
+        assert len(dump.byte_ranges(path, 5, min_bytes=1)) == 5
+        ranged = build(path, BuildConfig(), use_ray=True, parallelism=5, min_range_bytes=1)
+        assert ranged.library == built.library
+        assert ranged.report.malformed == built.report.malformed and ranged.report.counts == built.report.counts
 
 
 def test_taxonomy(lib, built):
