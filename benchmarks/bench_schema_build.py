@@ -8,10 +8,10 @@ subprocess on the same plain .json file:
   warmed up on the small fixture first, so worker start-up is not timed); best of --repeat builds at 1x,
   one build at 10x;
 - peak memory of the build at 1x and 10x input: the summed PSS (shared pages counted once) of the
-  process and all its children (Ray's raylet, GCS, workers and object store included), sampled at 10 Hz.
-"cores used" is the CPU time the process tree got per second of wall time: on a shared machine it
-tells whether 2 CPUs were really available; "CPU us/entity" is that CPU time per entity built, which other
-load changes little. Ray runs its workers at niceness 15 (RAY_worker_niceness), so on a machine shared
+  process and all its children (Ray's raylet, GCS, workers and object store included), sampled at 2 Hz.
+"cores used" is the CPU time the process tree got per second of wall time (the memory sampling's own
+left out): on a shared machine it tells whether 2 CPUs were really available; "CPU us/entity" is that
+CPU time per entity built, which other load changes little. Ray runs its workers at niceness 15 (RAY_worker_niceness), so on a machine shared
 with other work the plain loop runs at the same niceness: both builders compete for the CPUs alike.
 Prints the ratios measured in this one run. Both builders run the same `summarize` code on the same
 lines, so the difference is the execution, not the work.
@@ -44,6 +44,7 @@ class PeakPSS(threading.Thread):
         import psutil
 
         self.proc, self.interval, self.peak, self._stop_event = psutil.Process(), interval, 0, threading.Event()
+        self.own_cpu = 0.0  # CPU seconds this sampling thread spent (not the build's)
 
     def sample(self) -> int:
         import psutil
@@ -71,13 +72,17 @@ class PeakPSS(threading.Thread):
 
     def run(self) -> None:
         while not self._stop_event.is_set():
+            t0 = time.thread_time()
             self.peak = max(self.peak, self.sample())
+            self.own_cpu += time.thread_time() - t0
             time.sleep(self.interval)
 
     def stop(self) -> int:
         self._stop_event.set()
         self.join()
+        t0 = time.thread_time()
         self.peak = max(self.peak, self.sample())
+        self.own_cpu += time.thread_time() - t0
         return self.peak
 
 
@@ -107,9 +112,9 @@ def worker(mode: str, path: str, cpus: int, repeat: int) -> dict:
         result = build(path, use_ray=(mode == "ray"))
         seconds = min(seconds, time.perf_counter() - t0)
         wall += time.perf_counter() - t0
-    cpu = sampler.cpu_seconds() - cpu0
-    cores = cpu / wall  # CPU the build got: shows a busy, shared machine
     peak = sampler.stop()
+    cpu = sampler.cpu_seconds() - cpu0 - sampler.own_cpu  # the build's CPU, without this sampling
+    cores = cpu / wall  # CPU the build got: shows a busy, shared machine
     c = result.report.counts
     return {"seconds": seconds, "entities": c["items"] + c["properties"], "base_mb": base / 2**20,
             "peak_mb": peak / 2**20, "types": [c["entity_types"], c["relation_types"], c["event_types"]],
