@@ -11,8 +11,9 @@ subprocess on the same plain .json file:
   process and all its children (Ray's raylet, GCS, workers and object store included), sampled at 2 Hz.
 "cores used" is the CPU time the process tree got per second of wall time (the memory sampling's own
 left out): on a shared machine it tells whether 2 CPUs were really available; "CPU us/entity" is that
-CPU time per entity built, which other load changes little. Ray runs its workers at niceness 15 (RAY_worker_niceness), so on a machine shared
-with other work the plain loop runs at the same niceness: both builders compete for the CPUs alike.
+CPU time per entity built, which other load changes little. Ray runs its workers at niceness 15
+(RAY_worker_niceness), so the plain loop runs at the same niceness: on a machine shared with other work,
+both builders compete for the CPUs alike.
 Prints the ratios measured in this one run. Both builders run the same `summarize` code on the same
 lines, so the difference is the execution, not the work.
 
