@@ -58,18 +58,22 @@ class PeakPSS(threading.Thread):
                 pass
         return total
 
-    def cpu_seconds(self) -> float:
-        """User + system CPU time of this process tree so far (Ray's workers are descendants too)."""
+    def cpu_by_kind(self) -> dict[str, float]:
+        """User + system CPU time so far of this process tree (Ray's processes are descendants too), by
+        kind: driver (this process), ray workers (the tasks), raylet, gcs, other Ray services."""
         import psutil
 
-        total = 0.0
+        out: dict[str, float] = {}
         for p in [self.proc, *self.proc.children(recursive=True)]:
             try:
-                t = p.cpu_times()
-                total += t.user + t.system
+                t, cmd = p.cpu_times(), " ".join(p.cmdline())
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-                pass
-        return total
+                continue
+            kind = ("driver" if p.pid == self.proc.pid else "raylet" if "/raylet/raylet" in cmd
+                    else "gcs" if "/gcs/gcs_server" in cmd
+                    else "ray workers" if cmd.startswith("ray::") and "Agent" not in cmd else "other Ray services")
+            out[kind] = out.get(kind, 0.0) + t.user + t.system
+        return out
 
     def run(self) -> None:
         while not self._stop_event.is_set():
@@ -107,20 +111,22 @@ def worker(mode: str, path: str, cpus: int, repeat: int) -> dict:
     sampler = PeakPSS()
     base = sampler.sample()
     sampler.start()
-    seconds, wall, cpu0 = float("inf"), 0.0, sampler.cpu_seconds()
+    seconds, wall, cpu0 = float("inf"), 0.0, sampler.cpu_by_kind()
     for _ in range(repeat):  # best of `repeat`: the machine is shared, the minimum is the least disturbed
         t0 = time.perf_counter()
         result = build(path, use_ray=(mode == "ray"))
         seconds = min(seconds, time.perf_counter() - t0)
         wall += time.perf_counter() - t0
     peak = sampler.stop()
-    cpu = sampler.cpu_seconds() - cpu0 - sampler.own_cpu  # the build's CPU, without this sampling
+    by_kind = {k: v - cpu0.get(k, 0.0) for k, v in sampler.cpu_by_kind().items()}
+    by_kind["driver"] -= sampler.own_cpu  # the build's CPU, without this sampling
+    cpu = sum(by_kind.values())
     cores = cpu / wall  # CPU the build got: shows a busy, shared machine
     c = result.report.counts
     return {"seconds": seconds, "entities": c["items"] + c["properties"], "base_mb": base / 2**20,
             "peak_mb": peak / 2**20, "types": [c["entity_types"], c["relation_types"], c["event_types"]],
             "malformed": len(result.report.malformed), "cores": cores,
-            "cpu_us_per_entity": cpu / repeat / (c["items"] + c["properties"]) * 1e6}
+            "cpu_us_per_entity": cpu / repeat / (c["items"] + c["properties"]) * 1e6, "cpu_by_kind": by_kind}
 
 
 def run(mode: str, path: Path, cpus: int = 0, repeat: int = 1) -> dict:
@@ -183,6 +189,10 @@ def main() -> None:
     cpu = {k: r["cpu_us_per_entity"] for k, r in results.items()}
     print(f"  CPU per entity, Ray 2 CPUs / plain loop: 1x {cpu[('Ray 2 CPUs', 1)] / cpu[('plain loop', 1)]:.2f}, "
           f"10x {cpu[('Ray 2 CPUs', 10)] / cpu[('plain loop', 10)]:.2f}")
+    kinds = results[("Ray 2 CPUs", 10)]["cpu_by_kind"]
+    print("  CPU seconds by process, Ray 2 CPUs, 10x: " + ", ".join(
+        f"{k} {v:.2f}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]))
+        + f"; plain loop 10x: {results[('plain loop', 10)]['cpu_by_kind']['driver']:.2f}")
     for label in ("plain loop", "Ray 2 CPUs"):
         m1, m10 = results[(label, 1)]["peak_mb"], results[(label, 10)]["peak_mb"]
         g1, g10 = m1 - results[(label, 1)]["base_mb"], m10 - results[(label, 10)]["base_mb"]
