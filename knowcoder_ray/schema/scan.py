@@ -208,7 +208,8 @@ def scan_ray(uri: str, config: BuildConfig, plan: ScanTargets | None = None, par
     total, done, pending, running = DumpSummary(), {}, iter(enumerate(ranges)), {}
     merged = 0
     while merged < len(ranges):
-        while len(running) < 2 * cpus:  # a window of tasks: the driver holds few summaries at a time
+        # a window of ranges, running or done but not merged yet: the driver holds few summaries at a time
+        while len(running) < 2 * cpus and len(running) + len(done) < 4 * cpus:
             nxt = next(pending, None)
             if nxt is None:
                 break
