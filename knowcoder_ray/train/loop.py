@@ -116,14 +116,13 @@ def fingerprint(input_ids: torch.Tensor) -> int:
 def train_loop(loop_config: dict) -> None:
     """Ray Train entry point (TorchTrainer's train_loop_per_worker)."""
     import ray.train
-    import ray.train.torch
 
     marks = {"t_enter": time.time()}  # wall-clock marks of the fixed costs, reported with the final metrics
     cfg = TrainConfig.model_validate(loop_config["train"])
     plan = Plan.of(cfg, loop_config["rows_per_worker"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device = ray.train.torch.get_device()
+    device = _device(cfg.use_gpu)
     if device.type == "cpu":
         # as many threads as the worker's CPUs: on a busy machine extra OpenMP threads spin against the
         # other workers (two threads a worker on 2 shared cores made a step 22x slower)
@@ -195,6 +194,15 @@ def train_loop(loop_config: dict) -> None:
                                f"{batches_per_epoch} micro-batches planned per epoch")
     marks["t_trained"] = time.time()
     report(True, {**metrics, **marks, "final": True})
+
+
+def _device(use_gpu: bool) -> torch.device:
+    """The worker's GPU as Ray Train assigned it, or the CPU (without importing ray.train.torch there)."""
+    if not use_gpu:
+        return torch.device("cpu")
+    import ray.train.torch
+
+    return ray.train.torch.get_device()
 
 
 def _resume(latest, engine, rank: int, log: "_StepLog") -> TrainState:
