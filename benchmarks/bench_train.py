@@ -239,7 +239,7 @@ def main() -> int:
     sb, sr = steady(packed[1:] + after[1:], warmup=0), steady(ray_steps)
     print(f"\nRay Train loop vs bare loop, the same {args.steps} packed steps (following corpus)\n{header}")
     print(row("bare loop (before and after)", sb))
-    print(row("Ray Train loop (TorchTrainer)", sr))
+    print(row("Ray Train loop (1 worker)", sr))
     print(f"ratio Ray Train / bare per step: wall {sr['wall'] / sb['wall']:.2f}x, CPU {sr['cpu'] / sb['cpu']:.2f}x")
     print(f"whole run after packing: Ray Train {ray_fit_s:.1f} s (worker start, model load, steps, checkpoint, "
           f"export) vs bare {bare_s:.1f} s (model load, steps): ratio {ray_fit_s / bare_s:.2f}x, "

@@ -114,7 +114,7 @@ def fingerprint(input_ids: torch.Tensor) -> int:
 
 
 def train_loop(loop_config: dict) -> None:
-    """Ray Train entry point (TorchTrainer's train_loop_per_worker)."""
+    """Ray Train entry point (the trainer's train_loop_per_worker)."""
     import ray.train
 
     marks = {"t_enter": time.time()}  # wall-clock marks of the fixed costs, reported with the final metrics

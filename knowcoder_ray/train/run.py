@@ -1,4 +1,4 @@
-"""Driver side of a training run: pack the corpus with Ray Data, run the Ray Train TorchTrainer, and
+"""Driver side of a training run: pack the corpus with Ray Data, run the Ray Train trainer, and
 copy the exported model (pretrain: HF folder; sft: PEFT adapter folder) to `output_dir`.
 
 Re-running with the same `run_name` and `storage_path` resumes from the run's latest checkpoint (Ray
