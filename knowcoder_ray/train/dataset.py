@@ -1,6 +1,5 @@
-"""The training data path: read a corpus with Ray Data, tokenize and pack it (the driver then splits it
-over the Ray Train workers in a fixed order, see run.train, so a restarted run can skip exactly what it
-already trained on).
+"""The training data path: read a corpus with Ray Data, tokenize and pack it, and split it over the
+Ray Train workers in a fixed order so a restarted run can skip exactly what it already trained on.
 
 Input rows are {"text"} (pretraining) or {"prompt", "output"} (SFT) in Parquet or JSON lines. Malformed
 rows (missing or non-string fields, a prompt too long for `seq_len`) are counted and set aside with their
@@ -13,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
+from ray.train import DataConfig
 
 from knowcoder_ray.train.config import DataSpec
 from knowcoder_ray.train.packing import Sample, pack, pair_sample, text_samples
@@ -190,3 +190,27 @@ def prepare_dataset(spec: DataSpec, tokenizer: str, *, mask_prompt: bool, seed: 
     packed = ds.map_batches(_keep_packed, batch_format="numpy").materialize() if rejects else \
         ds.select_columns(DATA_COLUMNS)
     return packed, summary, rejects
+
+
+class OrderedSplit(DataConfig):
+    """Gives worker i the i-th of `world_size` equal, fixed splits of a materialized dataset. The default
+    streaming split hands out blocks as workers ask for them, so a restarted worker could not know which
+    rows it had already trained on; with fixed splits it skips the batches its checkpoint counted.
+
+    `parts` are splits cut beforehand on the driver (`Dataset.split(n, equal=True)`), while every CPU is
+    free: reading a materialized split then runs no Ray Data task, so a cluster whose CPUs all go to the
+    training workers (2 workers on a 2-CPU machine) cannot leave the data pipeline waiting for a CPU."""
+
+    def __init__(self, parts: dict[str, list] | None = None) -> None:
+        super().__init__()
+        self.parts = parts or {}
+
+    def configure(self, datasets, world_size, worker_handles=None, worker_node_ids=None, **kwargs):
+        out = [{} for _ in range(world_size)]
+        for name, ds in datasets.items():
+            parts = self.parts.get(name)
+            if parts is None or len(parts) != world_size:
+                parts = ds.split(world_size, equal=True)
+            for i, part in enumerate(parts):
+                out[i][name] = part.iterator()
+        return out

@@ -2,7 +2,7 @@
 
 A checkpoint holds the engine state (DeepSpeed ZeRO shards, one file set per rank, or the PyTorch
 state), each worker's random state and `trainer_state.json` (optimizer step, epoch, micro-batches consumed in the epoch). Every
-worker reads a fixed split of the packed data in a fixed order (run.train cuts them), so a run restarted
+worker reads a fixed split of the packed data in a fixed order (dataset.OrderedSplit), so a run restarted
 after a failure skips the micro-batches its checkpoint counted and continues where it left off.
 
 Each rank also writes `files_rank<r>.json`, the size and CRC32 of every file it put in the checkpoint.
@@ -154,7 +154,7 @@ def train_loop(loop_config: dict) -> None:
             write_file_list(d, rank)
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
 
-    shard = loop_config["splits"][rank]  # a materialized Dataset: this worker's rows, in order
+    shard = ray.train.get_dataset_shard("train")
     metrics: dict = {"step": state.step}
     batches_per_epoch = plan.steps_per_epoch * cfg.grad_accum
     while state.step < plan.total_steps:

@@ -94,7 +94,7 @@ def train(cfg: TrainConfig, step_hooks: Sequence[Callable] = ()) -> TrainResult:
     worker, which Ray Train restarts from the last checkpoint up to `max_failures` times."""
     import ray.train
 
-    from knowcoder_ray.train.dataset import prepare_dataset
+    from knowcoder_ray.train.dataset import OrderedSplit, prepare_dataset
     from knowcoder_ray.train.loop import EXPORT_DIR, Plan, train_loop
 
     start = time.perf_counter()
@@ -103,17 +103,11 @@ def train(cfg: TrainConfig, step_hooks: Sequence[Callable] = ()) -> TrainResult:
     plan = Plan.of(cfg, rows_per_worker)  # fail early, before workers start, if the data is too small
     log.info("data %s; %d steps", summary.to_dict(), plan.total_steps)
     _lean_on_one_node()
-    # Worker i reads the i-th of equal splits in a fixed order (Ray Train's streaming split hands out blocks
-    # as workers ask), so a restarted worker skips exactly the batches its checkpoint counted. They are cut
-    # here, while every CPU is free: reading a materialized split runs no Ray Data task, so workers that
-    # take all CPUs (2 on a 2-CPU machine) never leave the data waiting for one. They travel in the loop
-    # config, not as the trainer's `datasets`, which would start a dataset-manager actor every run (one
-    # more process, ~1.5 CPU s on a 2-core machine) only to hand out what is already cut.
     trainer_cls, backend = _trainer_class(cfg)
     trainer = trainer_cls(
         train_loop,
         train_loop_config={"train": cfg.model_dump(), "rows_per_worker": rows_per_worker,
-                           "step_hooks": list(step_hooks), "splits": packed.split(cfg.num_workers, equal=True)},
+                           "step_hooks": list(step_hooks)},
         **backend,
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                                resources_per_worker={"CPU": cfg.cpus_per_worker}),
@@ -121,6 +115,9 @@ def train(cfg: TrainConfig, step_hooks: Sequence[Callable] = ()) -> TrainResult:
             name=cfg.run_name, storage_path=_storage_path(cfg.storage_path),
             failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.keep_checkpoints)),
+        datasets={"train": packed},
+        # split (and so computed) here, before the workers take their CPUs: see OrderedSplit
+        dataset_config=OrderedSplit({"train": packed.split(cfg.num_workers, equal=True)}),
     )
     prepared, fit_start = time.perf_counter(), time.time()
     result = trainer.fit()
