@@ -1,4 +1,4 @@
-"""Training runs on the tiny model with 2 Ray Train workers and a real corpus built from CoNLL04:
+"""Training runs on the tiny model with 2 Ray Train workers (1 for the plain trainer) and a real corpus built from CoNLL04:
 DeepSpeed ZeRO-3 pretraining that survives an injected worker failure, and LoRA SFT through the CLI
 with a merged model that gives the same logits as base plus adapter."""
 from __future__ import annotations
@@ -88,20 +88,24 @@ def test_sft_lora_through_cli_then_merge(ray_cluster, corpus):
     assert torch.allclose(folded, with_adapter, atol=1e-5)
 
 
-def test_sft_without_deepspeed_resumes_with_ddp(ray_cluster, corpus, fail_once_at):
-    from knowcoder_ray.train.run import train
+@pytest.mark.parametrize("workers", [2, 1], ids=["ddp", "one-worker-no-process-group"])
+def test_sft_without_deepspeed_resumes(ray_cluster, corpus, fail_once_at, workers):
+    from knowcoder_ray.train.run import _trainer_class, train
 
     root, model = corpus
-    log_file = root / "ddp.jsonl"
+    log_file = root / f"ddp-{workers}.jsonl"
     cfg = load_config(CONFIG_DIR / "tiny_sft.yaml", [
         f"model={model}", f"data.path={root / 'following.jsonl'}", f"data.seq_len={SEQ_LEN}",
-        f"output_dir={root / 'adapter-ddp'}", f"storage_path={root / 'ckpt'}", "run_name=ddp-test",
-        "deepspeed.enabled=false", "max_steps=5", "save_every=2", "max_failures=1",
+        f"output_dir={root / f'adapter-ddp-{workers}'}", f"storage_path={root / 'ckpt'}",
+        f"run_name=ddp-test-{workers}",
+        "deepspeed.enabled=false", "max_steps=5", "save_every=2", "max_failures=1", f"num_workers={workers}",
         f"log_file={log_file}"])
+    # one CPU worker runs without a torch process group (see _trainer_class), and restarts the same way
+    assert _trainer_class(cfg)[0].__name__ == ("TorchTrainer" if workers > 1 else "DataParallelTrainer")
     result = train(cfg, step_hooks=[fail_once_at(3)])
     steps = _steps(log_file)
     assert [(s["step"], s["resumed_at"]) for s in steps] == [(1, None), (2, None), (3, None), (3, 2), (4, 2), (5, 2)]
     redone = steps[2], steps[3]  # step 3 before the failure and again after it: same data, same dropout
     assert redone[0]["fingerprint"] == redone[1]["fingerprint"]
     assert redone[0]["loss"] == pytest.approx(redone[1]["loss"], rel=1e-5)
-    assert result.metrics["step"] == 5 and (root / "adapter-ddp" / "adapter_model.safetensors").exists()
+    assert result.metrics["step"] == 5 and (root / f"adapter-ddp-{workers}" / "adapter_model.safetensors").exists()
