@@ -1,6 +1,6 @@
-"""Training runs on the tiny model with 2 Ray Train workers (1 for the plain trainer) and a real corpus built from CoNLL04:
-DeepSpeed ZeRO-3 pretraining that survives an injected worker failure, and LoRA SFT through the CLI
-with a merged model that gives the same logits as base plus adapter."""
+"""Training runs on the tiny model with 2 Ray Train workers (or 1, the plain trainer) and a real corpus
+built from CoNLL04: DeepSpeed ZeRO-3 pretraining that survives an injected worker failure, and LoRA SFT
+through the CLI with a merged model that gives the same logits as base plus adapter."""
 from __future__ import annotations
 
 import json
