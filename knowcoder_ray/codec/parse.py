@@ -345,8 +345,8 @@ class Parser:
         if not isinstance(text, str):
             result.errors.append(f"output is {type(text).__name__}, not text")
             return result
-        if self.fast and self._read_list(text, result):
-            return result
+        if self.fast and (whole := self._read_list(text)) is not None:
+            return whole
         items, result.truncated, result.errors = split_items(text, self.fast)
         for item in items:
             if self.fast and self._fast_read(self._fast_item.fullmatch(item), result):
@@ -430,20 +430,21 @@ class Parser:
                 arguments.append(Argument(role, m.text, m.type))
         return EventMention(name, trigger, tuple(arguments))
 
-    def _read_list(self, text: str, out: ParseResult) -> bool:
+    def _read_list(self, text: str) -> ParseResult | None:
         """Read a whole output that is one plain list of common-shape items (the usual case) in one pass:
-        the same result as cutting it into items and reading each. False (`out` left empty) for any other."""
+        the same result as cutting it into items and reading each. None for any other output."""
         m = _RESULTS.search(text)
+        # no item of a text this short can pass the general path's item limit: both ways read the same
         if m is None or len(text) > MAX_ITEM_CHARS:
-            return False
+            return None
         whole = self._fast_list.match(text, m.end())
         if whole is None or _LIST_END.match(text, whole.end()) is None:
-            return False
+            return None
+        out = ParseResult()
         for item in self._fast_item.finditer(text, m.end(), whole.end()):
             if not self._fast_read(item, out):
-                out.__init__()  # an event item that `ast` must read: start again the general way
-                return False
-        return True
+                return None  # an event item that `ast` must read: the general way reads the whole output
+        return out
 
     def _fast_read(self, m: re.Match | None, out: ParseResult) -> bool:
         """Record an item of the common shape (`m`: its match of `self._fast_item`) without building a tree:
