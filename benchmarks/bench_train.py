@@ -10,9 +10,8 @@ The following corpus is built from ../shared/data (KnowCoder prompts and outputs
 CoNLL04, the five CrossNER domains, MIT Restaurant and PHEE), or read from --corpus (a `knowcoder data
 following` output); the understanding corpus holds the instance codes (the layout KELM lines give) of the
 CoNLL04 and NYT test records and the definition codes of their schema libraries. Model: the tiny Llama
-of `knowcoder model tiny` with its tokenizer trained on both corpora. Both
-loops use one CPU thread (a Ray Train worker with 1 CPU gets one), the PyTorch engine (no DeepSpeed)
-and the same micro-batches. Timings on this shared 2-core machine are noisy.
+of `knowcoder model tiny` with its tokenizer trained on both corpora. Both loops use one CPU thread (a Ray
+Train worker with 1 CPU gets one), DeepSpeed at stage 0 (plain data parallelism) and the same micro-batches. Timings on this shared 2-core machine are noisy.
 
     python benchmarks/bench_train.py [--data-dir ../shared/data] [--steps 20] [--seq-len 2048]
 """
@@ -87,12 +86,10 @@ def official_step(engine, batch: dict, width: int | None) -> None:
         mask = (torch.arange(width)[None, :] < torch.tensor(batch["n_real"])[:, None]).long()
         rows = [(batch["input_ids"][:, :width], batch["labels"][:, :width], mask)]
     for ids, labels, *mask in rows:
-        loss = engine.model(input_ids=ids, attention_mask=mask[0] if mask else None, labels=labels,
-                            use_cache=False).loss
-        (loss / len(rows)).backward()
-    torch.nn.utils.clip_grad_norm_(engine.model.parameters(), engine.max_grad_norm)
-    engine.optimizer.step()
-    engine.optimizer.zero_grad(set_to_none=True)
+        loss = engine.engine(input_ids=ids, attention_mask=mask[0] if mask else None, labels=labels,
+                             use_cache=False).loss
+        engine.engine.backward(loss / len(rows))  # accumulated: one update after the last row
+    engine.engine.step()  # clips, updates and zeroes the gradients
 
 
 def bare_steps(cfg, rows: list[dict], steps: int, official_width: int | None | bool = False):
@@ -179,7 +176,7 @@ def main() -> int:
     def config(packing: bool, name: str, path: str = corpus, phase: str = "sft", **extra):
         sets = [f"model={model}", f"data.path={path}", f"data.seq_len={args.seq_len}", f"data.packing={packing}",
                 f"output_dir={work / name}", f"storage_path={work / 'ckpt'}", f"run_name={name}",
-                "deepspeed.enabled=false", "num_workers=1", f"micro_batch_size={args.micro_batch}",
+                "deepspeed.stage=0", "num_workers=1", f"micro_batch_size={args.micro_batch}",
                 f"max_steps={args.steps}", f"save_every={args.steps}", "lr=1e-3"]
         return load_config(None, sets + [f"{k}={v}" for k, v in extra.items()], phase=phase)
 

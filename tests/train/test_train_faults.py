@@ -32,7 +32,7 @@ def test_sft_on_a_two_cpu_cluster_does_not_hang(corpus, tmp_path):  # noqa: F811
         sys.exit(main(["train", "sft", "--config", "tiny_sft", "--set", "model={model}",
                        "--set", "data.path={root / 'following.jsonl'}", "--set", "data.seq_len={SEQ_LEN}",
                        "--set", "output_dir={tmp_path / 'adapter'}", "--set", "storage_path={tmp_path / 'ckpt'}",
-                       "--set", "run_name=two-cpus", "--set", "max_steps=2", "--set", "deepspeed.enabled=false"]))
+                       "--set", "run_name=two-cpus", "--set", "max_steps=2", "--set", "deepspeed.stage=0"]))
     """)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("RAY_ADDRESS", None)
@@ -52,7 +52,7 @@ def _cfg(root, model, tmp_path, max_steps):
     return load_config(CONFIG_DIR / "tiny_sft.yaml", [
         f"model={model}", f"data.path={root / 'following.jsonl'}", f"data.seq_len={SEQ_LEN}",
         f"output_dir={tmp_path / 'adapter'}", f"storage_path={tmp_path / 'ckpt'}", "run_name=corrupt",
-        "deepspeed.enabled=false", f"max_steps={max_steps}", "save_every=2", "keep_checkpoints=2",
+        "deepspeed.stage=0", f"max_steps={max_steps}", "save_every=2", "keep_checkpoints=2",
         f"log_file={tmp_path / 'log.jsonl'}"])
 
 
@@ -72,12 +72,12 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_older_one(ray_cluster, corp
     root, model = corpus
     train(_cfg(root, model, tmp_path, 4))
     older, latest = _checkpoints(tmp_path)
-    _corrupt(latest / "torch_state.pt")
+    _corrupt(latest / "deepspeed" / "mp_rank_00_model_states.pt")
     result = train(_cfg(root, model, tmp_path, 6))
     lines = _lines(tmp_path / "log.jsonl")
     events = [line for line in lines if "event" in line]
     assert events[0]["event"] == "checkpoint_skipped" and events[0]["checkpoint"].endswith(latest.name)
-    assert "torch_state.pt does not match the CRC32" in events[0]["problem"]
+    assert "mp_rank_00_model_states.pt does not match the CRC32" in events[0]["problem"]
     assert events[-1]["event"] == "checkpoint_fallback" and events[-1]["checkpoint"].endswith(older.name)
     assert events[-1]["step"] == 2
     resumed = [(s["step"], s["resumed_at"]) for s in lines if "event" not in s and s["resumed_at"] is not None]

@@ -168,7 +168,7 @@ def test_per_sample_attention_equals_the_masked_sdpa(tiny, pairs):
 
     tok, masked = tiny
     cfg = load_config(None, [f"model={masked.name_or_path}", "data.path=x", "output_dir=x", "storage_path=x",
-                             "deepspeed.enabled=false"], phase="pretrain")
+                             "deepspeed.stage=0"], phase="pretrain")
     model, _ = load_model(cfg, on_gpu=False)
     assert model.config._attn_implementation != masked.config._attn_implementation == "sdpa"
     rows = pack([pair_sample(tok, p, o, 1024) for p, o in pairs[:12]], 1024, tok.pad_token_id)

@@ -88,19 +88,20 @@ def test_sft_lora_through_cli_then_merge(ray_cluster, corpus):
     assert torch.allclose(folded, with_adapter, atol=1e-5)
 
 
-@pytest.mark.parametrize("workers", [2, 1], ids=["ddp", "one-worker-no-process-group"])
-def test_sft_without_deepspeed_resumes(ray_cluster, corpus, fail_once_at, workers):
+@pytest.mark.parametrize("workers", [2, 1], ids=["two-workers", "one-worker-own-process-group"])
+def test_sft_at_stage0_resumes(ray_cluster, corpus, fail_once_at, workers):
     from knowcoder_ray.train.run import _trainer_class, train
 
     root, model = corpus
-    log_file = root / f"ddp-{workers}.jsonl"
+    log_file = root / f"stage0-{workers}.jsonl"
     cfg = load_config(CONFIG_DIR / "tiny_sft.yaml", [
         f"model={model}", f"data.path={root / 'following.jsonl'}", f"data.seq_len={SEQ_LEN}",
-        f"output_dir={root / f'adapter-ddp-{workers}'}", f"storage_path={root / 'ckpt'}",
-        f"run_name=ddp-test-{workers}",
-        "deepspeed.enabled=false", "max_steps=5", "save_every=2", "max_failures=1", f"num_workers={workers}",
+        f"output_dir={root / f'adapter-stage0-{workers}'}", f"storage_path={root / 'ckpt'}",
+        f"run_name=stage0-test-{workers}",
+        "deepspeed.stage=0", "max_steps=5", "save_every=2", "max_failures=1", f"num_workers={workers}",
         f"log_file={log_file}"])
-    # one CPU worker runs without a torch process group (see _trainer_class), and restarts the same way
+    # one CPU worker runs under the plain trainer with a process group of its own (see _trainer_class), and
+    # restarts the same way
     assert _trainer_class(cfg)[0].__name__ == ("TorchTrainer" if workers > 1 else "DataParallelTrainer")
     result = train(cfg, step_hooks=[fail_once_at(3)])
     steps = _steps(log_file)
@@ -108,4 +109,4 @@ def test_sft_without_deepspeed_resumes(ray_cluster, corpus, fail_once_at, worker
     redone = steps[2], steps[3]  # step 3 before the failure and again after it: same data, same dropout
     assert redone[0]["fingerprint"] == redone[1]["fingerprint"]
     assert redone[0]["loss"] == pytest.approx(redone[1]["loss"], rel=1e-5)
-    assert result.metrics["step"] == 5 and (root / f"adapter-ddp-{workers}" / "adapter_model.safetensors").exists()
+    assert result.metrics["step"] == 5 and (root / f"adapter-stage0-{workers}" / "adapter_model.safetensors").exists()
