@@ -11,7 +11,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser("train", help="train with Ray Train: schema understanding (pretrain) or following (sft)")
     tsub = t.add_subparsers(dest="phase", required=True)
     for phase, text in (("pretrain", "full-parameter code pretraining (DeepSpeed ZeRO)"),
-                        ("sft", "LoRA instruction tuning (DeepSpeed optional)")):
+                        ("sft", "LoRA instruction tuning (PEFT, DeepSpeed)")):
         p = tsub.add_parser(phase, help=text)
         p.add_argument("--config", required=True,
                        help="YAML file, or the name of a packaged config (e.g. tiny_pretrain, llama7b_sft)")

@@ -245,9 +245,7 @@ def _older_checkpoints(cp) -> list:
 
 
 def _gather(value):
-    """`value` of every rank, in rank order (one process: just ours)."""
-    if not torch.distributed.is_initialized():
-        return [value]
+    """`value` of every rank, in rank order."""
     out = [None] * torch.distributed.get_world_size()
     torch.distributed.all_gather_object(out, value)
     return out
@@ -271,8 +269,6 @@ def _load_rng(path: str, rank: int) -> None:
 
 
 def _all_reduce_mean_sum(loss: float, tokens: int, device) -> tuple[float, int]:
-    if not torch.distributed.is_initialized():
-        return loss, tokens
     t = torch.tensor([loss, float(tokens)], dtype=torch.float64, device=device)
     torch.distributed.all_reduce(t)
     return float(t[0]) / torch.distributed.get_world_size(), int(t[1])
