@@ -121,6 +121,10 @@ def test_config_loading_overrides_and_errors(tmp_path):
     assert load_config("tiny_sft", ["lora.enabled=false"]).lora.enabled is False  # sft's default, overridden
     with pytest.raises(ConfigError, match="not 'pretrain'"):
         load_config(CONFIG_DIR / "tiny_sft.yaml", phase="pretrain")
+    # one engine: plain data parallelism is DeepSpeed's stage 0, which has no optimizer state to offload
+    assert load_config("small_sft").deepspeed.stage == 0
+    with pytest.raises(ConfigError, match="deepspeed: offload_optimizer needs ZeRO stage 1, 2 or 3"):
+        load_config("small_sft", ["deepspeed.offload_optimizer=true"])
 
 
 def test_model_tiny_command_trains_the_tokenizer_on_a_corpus_file(tmp_path, pairs):
