@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from ray.train import DataConfig
 
+from knowcoder_ray import storage
 from knowcoder_ray.train.config import DataSpec
 from knowcoder_ray.train.packing import Sample, pack, pair_sample, text_samples
 
@@ -27,9 +28,7 @@ def load_tokenizer(path: str):
     """The tokenizer of a model folder, loaded once per process."""
     from transformers import AutoTokenizer
 
-    from knowcoder_ray.storage import local_copy
-
-    tok = AutoTokenizer.from_pretrained(local_copy(path))
+    tok = AutoTokenizer.from_pretrained(storage.local_copy(path))
     if tok.eos_token_id is None:
         raise ValueError(f"tokenizer at {path} has no eos token; training needs one to end samples")
     if tok.pad_token_id is None:  # Llama-2 has none; padding is masked out of the loss anyway
@@ -39,37 +38,19 @@ def load_tokenizer(path: str):
 
 def _detect_format(path: str) -> str:
     """parquet or json, from the path's suffix or, for a folder, from the files in it."""
-    import pyarrow.fs as pafs
-
-    from knowcoder_ray.storage import filesystem
-
-    lower = path.lower()
-    if lower.endswith(".parquet"):
-        return "parquet"
-    if lower.endswith(JSON_SUFFIXES):
-        return "json"
-    fs, root = filesystem(path)
-    infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
-    names = [i.path.lower() for i in infos if i.type == pafs.FileType.File]
-    if any(n.endswith(".parquet") for n in names):
-        return "parquet"
-    if any(n.endswith(JSON_SUFFIXES) for n in names):
-        return "json"
+    names = [path.lower()] if path.lower().endswith((".parquet", *JSON_SUFFIXES)) else \
+        [f.lower() for f in storage.list_files(path)]
+    for fmt, suffixes in (("parquet", (".parquet",)), ("json", JSON_SUFFIXES)):
+        if any(n.endswith(suffixes) for n in names):
+            return fmt
     raise ValueError(f"no .parquet or .json/.jsonl files at {path}")
 
 
 def corpus_root(path: str) -> str:
     """The folder of rows: for a corpus written by `knowcoder data` (manifest.json next to data/), its
     data/ folder, so completion records and quarantined rows are not read as training rows."""
-    import pyarrow.fs as pafs
-
-    from knowcoder_ray.storage import filesystem
-
-    fs, root = filesystem(path)
-    manifest, data = fs.get_file_info([f"{root.rstrip('/')}/manifest.json", f"{root.rstrip('/')}/data"])
-    if manifest.type == pafs.FileType.File and data.type == pafs.FileType.Directory:
-        return f"{path.rstrip('/')}/data"
-    return path
+    data = storage.join(path, "data")
+    return data if storage.isfile(storage.join(path, "manifest.json")) and storage.isdir(data) else path
 
 
 def read_corpus(spec: DataSpec, mask_prompt: bool):
