@@ -73,15 +73,14 @@ def _type_hint(types: Sequence[str]) -> str:
     return " | ".join(types) if types else "Entity"
 
 
+def _examples(t: SchemaType) -> str:
+    """Joined by ", "; the released event classes end every example with ", "."""
+    return "".join(f"{e}, " for e in t.examples) if t.kind == "event" else ", ".join(t.examples)
+
+
 def _docstring(t: SchemaType, examples: bool = True) -> list[str]:
-    lines = ['\t"""', f"\tDescription: {t.description}"]
-    if examples:
-        if t.kind == "event":  # the released event classes end every example with ", "
-            lines.append("\tExamples: " + "".join(f"{e}, " for e in t.examples))
-        else:
-            lines.append("\tExamples: " + ", ".join(t.examples))
-    lines.append('\t"""')
-    return lines
+    shown = [f"\tExamples: {_examples(t)}"] if examples else []
+    return ['\t"""', f"\tDescription: {t.description}", *shown, '\t"""']
 
 
 def render_class(t: SchemaType, task: str | None = None, typed: bool = True) -> str:
@@ -100,7 +99,7 @@ def render_class(t: SchemaType, task: str | None = None, typed: bool = True) -> 
         ]
         return "\n".join([head, *_docstring(t), *body])
     if task == "eae":
-        params = ["\t\tself,", "\t\ttrigger: str, # Examples: " + "".join(f"{e}, " for e in t.examples)]
+        params = ["\t\tself,", f"\t\ttrigger: str, # Examples: {_examples(t)}"]
         params += [f"\t\t{r.name}: List[ {_type_hint(r.entity_types)} ]," for r in t.roles]
         params[-1] = params[-1].rstrip(",")
         body = ["\tdef __init__(", *params, "\t):", "\t\tsuper().__init__(trigger = trigger)"]
@@ -124,12 +123,9 @@ def read_class(node: ast.ClassDef, kind: str, lines: list[str]) -> SchemaType:
     """One class definition -> SchemaType (name, parents, description, examples, constraints, roles)."""
     parents = tuple(n for n in map(_name, node.bases) if n and n not in BASE_CLASS.values())
     fields = _docstring_fields(ast.get_docstring(node, clean=False) or "")
-    description = fields.get("description", "")
     examples_text = fields.get("examples", "")
     init = next((f for f in node.body if isinstance(f, ast.FunctionDef) and f.name == "__init__"), None)
-    head: tuple[str, ...] = ()
-    tail: tuple[str, ...] = ()
-    roles: tuple[Role, ...] = ()
+    head = tail = roles = ()
     if init is not None and kind == "relation":
         hints = {a.arg: _hint_types(a.annotation) for a in init.args.args}
         head, tail = hints.get("head_entity", ()), hints.get("tail_entity", ())
@@ -137,8 +133,8 @@ def read_class(node: ast.ClassDef, kind: str, lines: list[str]) -> SchemaType:
         roles, trigger_examples = _event_roles(init, lines)
         if not examples_text and trigger_examples:
             examples_text = trigger_examples
-    return SchemaType(node.name, kind, parents, None, "", description, _split_examples(examples_text, kind),
-                      head, tail, roles)
+    return SchemaType(node.name, kind, parents, None, "", fields.get("description", ""),
+                      _split_examples(examples_text, kind), head, tail, roles)
 
 
 def _name(node: ast.expr) -> str | None:

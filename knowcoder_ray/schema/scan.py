@@ -46,21 +46,18 @@ class DumpSummary:
     nodes: dict[str, list] = field(default_factory=dict)
     events: dict[str, list] = field(default_factory=dict)
 
-    def count(self, key: str, n: int = 1) -> None:
-        self.counts[key] = self.counts.get(key, 0) + n
+    def count(self, key: str) -> None:
+        self.counts[key] = self.counts.get(key, 0) + 1
 
     def merge(self, other: "DumpSummary", max_examples: int) -> "DumpSummary":
-        for r, n in other.lines.items():
-            self.lines[r] = self.lines.get(r, 0) + n
-        for k, n in other.counts.items():
-            self.count(k, n)
+        add_counts(self.lines, other.lines)
+        add_counts(self.counts, other.counts)
+        add_counts(self.usage, other.usage)
         self.malformed += other.malformed
         for mine, theirs in ((self.classes, other.classes), (self.properties, other.properties),
                              (self.nodes, other.nodes)):
             for k, v in theirs.items():
                 mine.setdefault(k, v)
-        for q, n in other.usage.items():
-            self.usage[q] = self.usage.get(q, 0) + n
         for q, ex in other.examples.items():
             mine = self.examples.setdefault(q, [])
             for e in ex:
@@ -68,8 +65,7 @@ class DumpSummary:
         for q, (n, props) in other.events.items():
             mine = self.events.setdefault(q, [0, {}])
             mine[0] += n
-            for p, c in props.items():
-                mine[1][p] = mine[1].get(p, 0) + c
+            add_counts(mine[1], props)
         return self
 
     def to_json(self) -> str:
@@ -80,6 +76,11 @@ class DumpSummary:
         d = json.loads(text)
         d["lines"] = {int(r): n for r, n in d["lines"].items()}
         return cls(**d)
+
+
+def add_counts(into: dict, counts: dict) -> None:
+    for k, n in counts.items():
+        into[k] = into.get(k, 0) + n
 
 
 def _keep_lowest(kept: list, item: list, k: int) -> None:
@@ -106,15 +107,12 @@ def summarize(rows: Iterable[tuple[int, int, bytes]], config: BuildConfig, plan:
                     s.malformed.append([rng, index, why, raw.decode("utf-8", "replace")])
             else:
                 _second_scan(s, entity, plan, config)
-        except Malformed as e:
+        except (Malformed, KeyError, TypeError, AttributeError) as e:
             if plan is None:  # the second scan sees the same lines; report them once
-                s.count("truncated" if isinstance(e, Truncated) else "malformed")
-                s.malformed.append([rng, index, str(e), "" if isinstance(e, Truncated) else raw.decode("utf-8", "replace")])
-        except (KeyError, TypeError, AttributeError) as e:
-            if plan is None:
-                s.count("malformed")
-                s.malformed.append([rng, index, f"unexpected structure: {type(e).__name__}: {e}",
-                                    raw.decode("utf-8", "replace")])
+                cut = isinstance(e, Truncated)
+                why = str(e) if isinstance(e, Malformed) else f"unexpected structure: {type(e).__name__}: {e}"
+                s.count("truncated" if cut else "malformed")
+                s.malformed.append([rng, index, why, "" if cut else raw.decode("utf-8", "replace")])
     return s
 
 
@@ -160,8 +158,7 @@ def _second_scan(s: DumpSummary, entity: dict, plan: ScanTargets, config: BuildC
         for t in hits:
             ev = s.events.setdefault(t, [0, {}])
             ev[0] += 1
-            for p in used:
-                ev[1][p] = ev[1].get(p, 0) + 1
+            add_counts(ev[1], dict.fromkeys(used, 1))
 
 
 def _summarize_batch(batch, config: BuildConfig, plan: ScanTargets | None):

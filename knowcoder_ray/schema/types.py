@@ -129,10 +129,7 @@ _CAMEL = re.compile(r"([a-z])([A-Z])")
 
 def to_class_name(label: str) -> str:
     """'programming language' / 'Restaurant_Name' / '/people/person/nationality' -> a CamelCase identifier."""
-    words = re.findall(r"[A-Za-z0-9]+", label)
-    name = "".join(w[:1].upper() + w[1:] for w in words)
-    if not name:
-        name = "Unnamed"
+    name = "".join(w[:1].upper() + w[1:] for w in re.findall(r"[A-Za-z0-9]+", label)) or "Unnamed"
     if name[0].isdigit():
         name = "T" + name
     if name in BASE_CLASS.values():
@@ -148,6 +145,22 @@ def to_role_name(label: str) -> str:
     if name[0].isdigit():
         name = "r_" + name
     return name
+
+
+def walk(starts: Iterable[str], step) -> list[str]:
+    """The nodes reachable from `starts` through `step(node)`, nearest first (breadth first), without the
+    starts themselves; cycles tolerated."""
+    seen, out, frontier = set(starts), [], list(starts)
+    while frontier:
+        nxt = []
+        for n in frontier:
+            for m in step(n):
+                if m not in seen:
+                    seen.add(m)
+                    out.append(m)
+                    nxt.append(m)
+        frontier = nxt
+    return out
 
 
 @dataclass
@@ -209,23 +222,10 @@ class SchemaLibrary:
 
     def ancestors(self, name: str) -> list[str]:
         """All superclasses known to the library, nearest first (breadth first), cycles tolerated."""
-        return self._walk(name, self.parents)
+        return walk([name], self.parents)
 
     def descendants(self, name: str) -> list[str]:
-        return self._walk(name, self.children)
-
-    def _walk(self, name: str, step) -> list[str]:
-        seen, out, frontier = {name}, [], [name]
-        while frontier:
-            nxt = []
-            for n in frontier:
-                for m in step(n):
-                    if m not in seen:
-                        seen.add(m)
-                        out.append(m)
-                        nxt.append(m)
-            frontier = nxt
-        return out
+        return walk([name], self.children)
 
     def is_a(self, name: str, ancestor: str) -> bool:
         return name == ancestor or ancestor in self.ancestors(name)
@@ -234,11 +234,11 @@ class SchemaLibrary:
     def select(self, names: Iterable[str]) -> "SchemaLibrary":
         """KnowCoder's selection: the named types with all their ancestors, and the entity types that the
         constraints and roles of any kept type name (with their ancestors)."""
-        unknown = [n for n in names if n not in self.types]
+        frontier = list(names)
+        unknown = [n for n in frontier if n not in self.types]
         if unknown:
             raise KeyError(f"unknown schema type {unknown[0]!r}")
         keep: dict[str, None] = {}
-        frontier = list(names)
         while frontier:
             new = [n for n in dict.fromkeys(frontier) if n not in keep]
             new += [a for n in new for a in self.ancestors(n) if a in self.types and a not in keep]
@@ -274,13 +274,6 @@ class SchemaLibrary:
         types = dict(self.types)
         types[t.name] = t
         return SchemaLibrary(types.values())
-
-
-__all__ = [
-    "KINDS", "BASE_CLASS", "Role", "SchemaType", "SchemaLibrary", "SchemaError",
-    "is_identifier", "is_class_name", "is_role_name", "norm_name", "to_class_name", "to_role_name", "RESERVED",
-    "KW_MARK", "mark_keyword_names", "unmark",
-]
 
 
 # ---- Python keywords as role names ---------------------------------------------------------------------
