@@ -199,11 +199,8 @@ def _tail_calls(tail: str, items: list[str], errors: list[str]) -> None:
     i, n = 0, len(tail)
     while i < n:
         ch = tail[i]
-        if ch in "\"'":
-            end = tail.find(ch, i + 1)
-            i = n if end < 0 else end + 1
-        elif ch == "#":
-            end = tail.find("\n", i)
+        if ch in "\"'#":  # a string to its quote, a comment to its line's end
+            end = tail.find("\n" if ch == "#" else ch, i + 1)
             i = n if end < 0 else end + 1
         elif ch.isalpha() or ch == "_":
             j = i
@@ -333,9 +330,7 @@ class Parser:
     def for_types(cls, task: str, types, library=None, *, fast: bool = True) -> "Parser":
         """A parser for the classes a prompt showed (the same list given to `render_prompt`)."""
         types = list(types)
-        entity_types = None
-        if library is not None:
-            entity_types = library.names("entity")
+        entity_types = None if library is None else library.names("entity")
         return cls(task, [t.name for t in types], entity_types,
                    {t.name: [r.name for r in t.roles] for t in types} if task == "eae" else None, fast=fast)
 
