@@ -384,9 +384,7 @@ class Parser:
         if self.roles is None:
             return role
         resolve = self._roles.get(event)
-        known = resolve(role) if resolve else None
-        if known is None and resolve and resolve(role + "_"):  # a library written with `from_`
-            known = resolve(role + "_")
+        known = (resolve(role) or resolve(role + "_")) if resolve else None  # `from_`: a library written so
         if known is None:
             out.unknown_roles.append(f"{event}.{role}")
         return known or role

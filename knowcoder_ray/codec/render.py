@@ -104,9 +104,10 @@ def prompt_prefix(task: str, types: Iterable[SchemaType], *, library: SchemaLibr
                   layout: Layout = RELEASED) -> str:
     """The code block of a prompt before the sentence, the same for every sentence of a schema shard: base
     classes, then the type classes."""
+    typed = layout.relation_entity_classes
+    shown = [render_class(t, task, typed) for t in prompt_types(task, types, library, layout)]
     bases = {"ner": [ENTITY_BASE], "re": [ENTITY_BASE, RELATION_BASE], "ed": [EVENT_BASE_ED],
              "eae": [ENTITY_BASE, EVENT_BASE_EAE]}[task]
-    shown = (render_class(t, task, layout.relation_entity_classes) for t in prompt_types(task, types, library, layout))
     return "\n\n".join([*bases, *shown]) + "\n\n"
 
 

@@ -1,26 +1,22 @@
-"""One schema type as KnowCoder class code, both ways, without ever executing code.
+"""One schema type as KnowCoder class code, both ways, never executing code.
 
 `render_class` writes a type in the released code style (tab indents, docstring with Description and
 Examples, relation heads/tails and event roles as type hints); `read_class` reads one class definition
-back from its syntax tree. `read_class_code` reads a user's schema given as class code, e.g.
+back from its syntax tree; `read_class_code` reads a user's schema given as class code, e.g.
 
     class Person(Entity):
         \"\"\"
         Description: A human being.
         Examples: Ada Lovelace, Alan Turing
         \"\"\"
-        pass
-
     class WorkFor(Relation):
         def __init__(self, head_entity: Person, tail_entity: Organization): ...
-
     class Attack(Event):
         def __init__(self, trigger: str, attacker: List[Person | Organization], target: List[Entity]): ...
 
-Unlike a library file (one kind per file, schema/pyfile.py), such code mixes kinds: each class's kind
-comes from its base classes (Entity / Relation / Event, or a class defined earlier in the code or in the
-served library). Anything that is not a class definition (imports and docstrings aside) is refused with
-its line number.
+Unlike a library file (one kind per file, pyfile.py) such code mixes kinds: a class's kind comes from its
+bases (Entity / Relation / Event, or a class defined above or in the served library). Anything but class
+definitions (imports and docstrings aside) is refused with its line number.
 """
 from __future__ import annotations
 

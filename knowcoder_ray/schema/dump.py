@@ -122,10 +122,10 @@ def byte_ranges(uri: str, parallelism: int, min_bytes: int = MIN_RANGE_BYTES,
     return [(bounds[i], bounds[i + 1] if i + 1 < n else float("inf")) for i in range(n)]
 
 
-def iter_lines(uri: str) -> Iterator[tuple[int, int, bytes]]:
-    """(range, index, raw line) for the whole dump, sequentially in one process (range is always 0)."""
-    for k, line in enumerate(iter_range(uri)):
-        yield 0, k, line
+def iter_lines(uri: str, rng: int = 0, start: int = 0, end: float = float("inf")) -> Iterator[tuple[int, int, bytes]]:
+    """(range, index, raw line) of the byte range `rng` = [start, end); by default the whole dump as range 0."""
+    for k, line in enumerate(iter_range(uri, start, end)):
+        yield rng, k, line
 
 
 @dataclass

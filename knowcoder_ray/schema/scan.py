@@ -5,10 +5,11 @@ from __future__ import annotations
 import bisect
 import json
 from collections.abc import Iterable
+from itertools import islice
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from knowcoder_ray.schema.dump import MIN_RANGE_BYTES, byte_ranges, compression_of, file_size, iter_lines, iter_range, read_dump
+from knowcoder_ray.schema.dump import MIN_RANGE_BYTES, byte_ranges, compression_of, file_size, iter_lines, read_dump
 from knowcoder_ray.schema.wikidata import (
     P_INSTANCE_OF, P_SUBCLASS_OF, Malformed, Truncated, entity_aliases, entity_text, item_targets,
     literal_targets, num, parse_line, property_record, statements,
@@ -172,7 +173,7 @@ def _summarize_batch(batch, config: BuildConfig, plan: ScanTargets | None):
 def summarize_range(uri: str, rng: int, start: int, end: float, config: BuildConfig,
                     plan: ScanTargets | None) -> DumpSummary:
     """The summary of one byte range of a plain dump, read and parsed where this runs."""
-    return summarize(((rng, k, line) for k, line in enumerate(iter_range(uri, start, end))), config, plan)
+    return summarize(iter_lines(uri, rng, start, end), config, plan)
 
 
 def scan_ray(uri: str, config: BuildConfig, plan: ScanTargets | None = None, parallelism: int = -1,
@@ -206,11 +207,8 @@ def scan_ray(uri: str, config: BuildConfig, plan: ScanTargets | None = None, par
     merged = 0
     while merged < len(ranges):
         # a window of ranges, running or done but not merged yet: the driver holds few summaries at a time
-        while len(running) < 2 * cpus and len(running) + len(done) < 4 * cpus:
-            nxt = next(pending, None)
-            if nxt is None:
-                break
-            rng, (start, end) = nxt
+        room = min(2 * cpus - len(running), 4 * cpus - len(running) - len(done))
+        for rng, (start, end) in islice(pending, max(room, 0)):
             running[task.remote(uri, rng, start, end, config_ref, plan_ref)] = rng
         ready, _ = ray.wait(list(running), num_returns=1)
         for ref in ready:
@@ -223,11 +221,8 @@ def scan_ray(uri: str, config: BuildConfig, plan: ScanTargets | None = None, par
 
 def scan_local(uri: str, config: BuildConfig, plan: ScanTargets | None = None) -> DumpSummary:
     """The same scan as a plain loop in this process (the baseline of the benchmark, and for small dumps)."""
-    total, batch = DumpSummary(), []
-    for row in iter_lines(uri):
-        batch.append(row)
-        if len(batch) >= config.batch_lines:
-            total.merge(summarize(batch, config, plan), config.max_examples)
-            batch = []
-    return total.merge(summarize(batch, config, plan), config.max_examples)
+    total, rows = DumpSummary(), iter_lines(uri)
+    while batch := list(islice(rows, config.batch_lines)):
+        total.merge(summarize(batch, config, plan), config.max_examples)
+    return total
 

@@ -6,6 +6,7 @@ dataclass (a `kind` field tells them apart) so a library round-trips through one
 from __future__ import annotations
 
 import functools
+import itertools
 import keyword
 import re
 from collections.abc import Iterable, Iterator
@@ -150,16 +151,13 @@ def to_role_name(label: str) -> str:
 def walk(starts: Iterable[str], step) -> list[str]:
     """The nodes reachable from `starts` through `step(node)`, nearest first (breadth first), without the
     starts themselves; cycles tolerated."""
-    seen, out, frontier = set(starts), [], list(starts)
-    while frontier:
-        nxt = []
-        for n in frontier:
-            for m in step(n):
-                if m not in seen:
-                    seen.add(m)
-                    out.append(m)
-                    nxt.append(m)
-        frontier = nxt
+    starts = list(starts)
+    seen, out = set(starts), []
+    for n in itertools.chain(starts, out):  # `out` is read while it grows: the queue
+        for m in step(n):
+            if m not in seen:
+                seen.add(m)
+                out.append(m)
     return out
 
 
@@ -196,9 +194,6 @@ class SchemaLibrary:
             return self.types[name]
         except KeyError:
             raise KeyError(f"unknown schema type {name!r}") from None
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, SchemaLibrary) and self.types == other.types
 
     def get(self, name: str) -> SchemaType | None:
         return self.types.get(name)
@@ -294,9 +289,7 @@ def mark_keyword_names(source: str) -> str:
                   if t.type not in (tokenize.COMMENT, tokenize.NL)]
     except (tokenize.TokenError, IndentationError, SyntaxError):
         return source
-    starts = [0]
-    for line in source.splitlines(keepends=True):
-        starts.append(starts[-1] + len(line))
+    starts = [0, *itertools.accumulate(map(len, source.splitlines(keepends=True)))]  # offset of each line
     marks, depth = [], 0
     for i, tok in enumerate(tokens):
         if tok.type == tokenize.OP:
