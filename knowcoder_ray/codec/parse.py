@@ -27,13 +27,13 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from knowcoder_ray.codec.render import STOP, TASKS
 from knowcoder_ray.records import Argument, EntityMention, EventMention, Record, RelationMention
 from knowcoder_ray.schema.types import KW_MARK, mark_keyword_names, norm_name, unmark
 
 MAX_DEPTH = 32          # deeper items are rejected before ast sees them
 MAX_ITEM_CHARS = 20_000  # a single item longer than this is rejected
 _RESULTS = re.compile(r"results\s*=\s*\[")
-_STOP = '"""'
 _OPEN, _CLOSE = "([{", ")]}"
 _PAIR = dict(zip(_OPEN, _CLOSE))
 
@@ -157,7 +157,7 @@ def split_items(text: str, fast: bool = True) -> tuple[list[str], bool, list[str
     m = _RESULTS.search(text)
     if m is None:
         return [], False, ([] if not text.strip() else ["no 'results = [' list in output"])
-    stop = text.find(_STOP, m.end())
+    stop = text.find(STOP, m.end())
     body = text[m.end():stop if stop >= 0 else len(text)]
     items: list[str] = []
     errors: list[str] = []
@@ -312,7 +312,6 @@ class Parser:
 
     def __init__(self, task: str, known: Iterable[str], entity_types: Iterable[str] | None = None,
                  roles: dict[str, Iterable[str]] | None = None, *, fast: bool = True) -> None:
-        from knowcoder_ray.codec.render import TASKS
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
         self.task = task

@@ -32,15 +32,11 @@ MIN_RANGE_BYTES = 16 << 20  # a plain dump is split into ranges of at least this
 MAX_RANGE_BYTES = 32 << 20  # ...and at most this: a task's memory is bounded by its range, not the dump
 LINE_SCHEMA = pa.schema([("range", pa.int32()), ("line", pa.int64()), ("text", pa.binary())])
 TRUNCATED = b"\x00knowcoder:truncated\x00"  # marker line: no dump line starts with a NUL byte
+COMPRESSIONS = {".bz2": "bz2", ".gz": "gzip"}  # by the end of the file name
 
 
 def compression_of(path: str) -> str | None:
-    lower = path.lower()
-    if lower.endswith(".bz2"):
-        return "bz2"
-    if lower.endswith(".gz"):
-        return "gzip"
-    return None
+    return next((c for ending, c in COMPRESSIONS.items() if path.lower().endswith(ending)), None)
 
 
 def file_size(uri: str) -> int:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import bisect
 import json
 from collections.abc import Iterable
-from itertools import islice
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import TYPE_CHECKING
 
 from knowcoder_ray.schema.dump import MIN_RANGE_BYTES, byte_ranges, compression_of, file_size, iter_lines, read_dump

@@ -6,9 +6,11 @@ dataclass (a `kind` field tells them apart) so a library round-trips through one
 from __future__ import annotations
 
 import functools
+import io
 import itertools
 import keyword
 import re
+import tokenize
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -266,9 +268,7 @@ class SchemaLibrary:
         return cls(SchemaType.from_row(r) for r in rows)
 
     def with_type(self, t: SchemaType) -> "SchemaLibrary":
-        types = dict(self.types)
-        types[t.name] = t
-        return SchemaLibrary(types.values())
+        return SchemaLibrary({**self.types, t.name: t}.values())
 
 
 # ---- Python keywords as role names ---------------------------------------------------------------------
@@ -281,9 +281,6 @@ def mark_keyword_names(source: str) -> str:
     (`from: List[ Entity ]`, `from = [...]` inside a call), attributes (`self.from`) and plain values
     (`= from` ending a line). Found with the tokenizer, so string contents are never touched; text the
     tokenizer cannot read is returned unchanged."""
-    import io
-    import tokenize
-
     try:
         tokens = [t for t in tokenize.generate_tokens(io.StringIO(source).readline)
                   if t.type not in (tokenize.COMMENT, tokenize.NL)]
