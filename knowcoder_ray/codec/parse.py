@@ -271,14 +271,6 @@ def _call(node: ast.AST) -> tuple[str, list[ast.expr], dict[str, ast.expr]]:
     return node.func.id, list(node.args), kwargs
 
 
-def _one(args: list[ast.expr], kwargs: dict[str, ast.expr], names: tuple[str, ...], what: str) -> ast.expr:
-    """The single value given positionally or under one of `names`."""
-    values = args + [kwargs[n] for n in names if n in kwargs]
-    if len(values) != 1:
-        raise _Bad(f"{what}: expected one value, got {len(values)}")
-    return values[0]
-
-
 def _named_string(node: ast.AST, what: str) -> tuple[str | None, str]:
     """(class name or None, text) of `"x"`, `Person("x")`, `Person(name="x")` or `Person(Entity("x"))`
     (the innermost call names the class, as the official reader takes it)."""
@@ -287,7 +279,10 @@ def _named_string(node: ast.AST, what: str) -> tuple[str | None, str]:
         if isinstance(node, ast.Constant):
             return name, _string(node)
         name, args, kwargs = _call(node)
-        node = _one(args, kwargs, ("name",), name)
+        values = args + ([kwargs["name"]] if "name" in kwargs else [])  # positional or `name=`
+        if len(values) != 1:
+            raise _Bad(f"{name}: expected one value, got {len(values)}")
+        node = values[0]
     raise _Bad(f"{what}: calls nested too deep")
 
 
@@ -431,6 +426,8 @@ class Parser:
             return None
         whole = self._fast_list.match(text, m.end())
         if whole is None or _LIST_END.match(text, whole.end()) is None:
+            return None
+        if text.find(STOP, m.end(), whole.end()) >= 0:  # the general way ends the text there, even in a string
             return None
         out = ParseResult()
         for item in self._fast_item.finditer(text, m.end(), whole.end()):

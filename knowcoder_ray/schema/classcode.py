@@ -127,8 +127,7 @@ def read_class(node: ast.ClassDef, kind: str, lines: list[str]) -> SchemaType:
         head, tail = hints.get("head_entity", ()), hints.get("tail_entity", ())
     elif init is not None and kind == "event":
         roles, trigger_examples = _event_roles(init, lines)
-        if not examples_text and trigger_examples:
-            examples_text = trigger_examples
+        examples_text = examples_text or trigger_examples
     return SchemaType(node.name, kind, parents, None, "", fields.get("description", ""),
                       _split_examples(examples_text, kind), head, tail, roles)
 
