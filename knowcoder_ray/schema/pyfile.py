@@ -137,9 +137,7 @@ def _chunks(source: str) -> list[tuple[int, str]]:
     """(first line index, text) of each top-level statement group, so one broken class can be parsed
     apart from the others."""
     lines = source.splitlines(keepends=True)
-    starts = [i for i, line in enumerate(lines) if _TOP_LEVEL.match(line)]
-    if not starts or starts[0] != 0:
-        starts.insert(0, 0)
+    starts = [0] + [i for i, line in enumerate(lines) if i and _TOP_LEVEL.match(line)]
     return [(a, "".join(lines[a:b])) for a, b in zip(starts, starts[1:] + [len(lines)])]
 
 
