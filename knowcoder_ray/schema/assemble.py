@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING
 
 from knowcoder_ray.schema.dump import LineIndex
 from knowcoder_ray.schema.scan import DumpSummary, ScanTargets
-from knowcoder_ray.schema.types import BASE_CLASS, Role, SchemaLibrary, SchemaType, to_class_name, to_role_name, walk
+from knowcoder_ray.schema.types import (
+    BASE_CLASS, Role, SchemaLibrary, SchemaType, children_of, to_class_name, to_role_name, walk,
+)
 from knowcoder_ray.schema.wikidata import P_INSTANCE_OF, P_SUBCLASS_OF, clean, num
 
 if TYPE_CHECKING:
@@ -26,19 +28,11 @@ def second_scan_targets(s1: DumpSummary, config: BuildConfig) -> tuple[ScanTarge
     kept = seeds | set(walk(seeds, lambda q: parents.get(q, ())))
     events: set[str] = set()
     if config.event_root and config.event_root in kept:
-        children = _children({q: parents.get(q, ()) for q in kept})
+        children = children_of({q: parents.get(q, ()) for q in kept})
         events = {config.event_root, *walk([config.event_root], lambda q: children.get(q, ()))}
     example_ids = {v[1] for d in relations.values() for pair in d["examples"] for v in pair if v[0] == "id"}
     needed = (kept | example_ids) - set(s1.classes) - set(s1.properties)
     return ScanTargets(frozenset(needed), frozenset(events)), kept
-
-
-def _children(parents: dict[str, Iterable[str]]) -> dict[str, list[str]]:
-    children: dict[str, list[str]] = {}
-    for c, ps in parents.items():
-        for p in ps:
-            children.setdefault(p, []).append(c)
-    return children
 
 
 def _relation_props(s1: DumpSummary, config: BuildConfig) -> dict[str, dict]:
@@ -139,7 +133,7 @@ def assemble(s1: DumpSummary, s2: DumpSummary, config: BuildConfig) -> tuple[Sch
     names = dedupe_class_names([(q, info[q][0]) for q in order]
                                + [(p, relations[p]["label"]) for p in sorted(relations, key=num)])
     label_of = {**{q: v[0] for q, v in info.items()}, **{p: d["label"] for p, d in s1.properties.items()}}
-    children = _children(edges)
+    children = children_of(edges)
     types: list[SchemaType] = []
     for q in order:
         label, desc, aliases = info[q]

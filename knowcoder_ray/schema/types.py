@@ -163,6 +163,15 @@ def walk(starts: Iterable[str], step) -> list[str]:
     return out
 
 
+def children_of(parents: dict[str, Iterable[str]]) -> dict[str, list[str]]:
+    """{node: its parents} -> {parent: its children, in the order of `parents`}."""
+    children: dict[str, list[str]] = {}
+    for c, ps in parents.items():
+        for p in ps:
+            children.setdefault(p, []).append(c)
+    return children
+
+
 @dataclass
 class SchemaLibrary:
     """A set of schema types with their taxonomy: lookup by name or Wikidata id, ancestors, descendants."""
@@ -176,10 +185,7 @@ class SchemaLibrary:
                 raise SchemaError(f"duplicate type name {t.name!r}")
             self.types[t.name] = t
         self._by_id = {t.wikidata_id: t for t in self.types.values() if t.wikidata_id}
-        self._children: dict[str, list[str]] = {}
-        for t in self.types.values():
-            for p in t.parents:
-                self._children.setdefault(p, []).append(t.name)
+        self._children = children_of({t.name: t.parents for t in self.types.values()})
 
     # lookup
     def __len__(self) -> int:
