@@ -27,13 +27,13 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from knowcoder_ray.codec.render import STOP, TASKS
 from knowcoder_ray.records import Argument, EntityMention, EventMention, Record, RelationMention
 from knowcoder_ray.schema.types import KW_MARK, mark_keyword_names, norm_name, unmark
 
 MAX_DEPTH = 32          # deeper items are rejected before ast sees them
 MAX_ITEM_CHARS = 20_000  # a single item longer than this is rejected
 _RESULTS = re.compile(r"results\s*=\s*\[")
-_STOP = '"""'
 _OPEN, _CLOSE = "([{", ")]}"
 _PAIR = dict(zip(_OPEN, _CLOSE))
 
@@ -157,7 +157,7 @@ def split_items(text: str, fast: bool = True) -> tuple[list[str], bool, list[str
     m = _RESULTS.search(text)
     if m is None:
         return [], False, ([] if not text.strip() else ["no 'results = [' list in output"])
-    stop = text.find(_STOP, m.end())
+    stop = text.find(STOP, m.end())
     body = text[m.end():stop if stop >= 0 else len(text)]
     items: list[str] = []
     errors: list[str] = []
@@ -199,11 +199,8 @@ def _tail_calls(tail: str, items: list[str], errors: list[str]) -> None:
     i, n = 0, len(tail)
     while i < n:
         ch = tail[i]
-        if ch in "\"'":
-            end = tail.find(ch, i + 1)
-            i = n if end < 0 else end + 1
-        elif ch == "#":
-            end = tail.find("\n", i)
+        if ch in "\"'#":  # a string to its quote, a comment to its line's end
+            end = tail.find("\n" if ch == "#" else ch, i + 1)
             i = n if end < 0 else end + 1
         elif ch.isalpha() or ch == "_":
             j = i
@@ -274,14 +271,6 @@ def _call(node: ast.AST) -> tuple[str, list[ast.expr], dict[str, ast.expr]]:
     return node.func.id, list(node.args), kwargs
 
 
-def _one(args: list[ast.expr], kwargs: dict[str, ast.expr], names: tuple[str, ...], what: str) -> ast.expr:
-    """The single value given positionally or under one of `names`."""
-    values = args + [kwargs[n] for n in names if n in kwargs]
-    if len(values) != 1:
-        raise _Bad(f"{what}: expected one value, got {len(values)}")
-    return values[0]
-
-
 def _named_string(node: ast.AST, what: str) -> tuple[str | None, str]:
     """(class name or None, text) of `"x"`, `Person("x")`, `Person(name="x")` or `Person(Entity("x"))`
     (the innermost call names the class, as the official reader takes it)."""
@@ -290,7 +279,10 @@ def _named_string(node: ast.AST, what: str) -> tuple[str | None, str]:
         if isinstance(node, ast.Constant):
             return name, _string(node)
         name, args, kwargs = _call(node)
-        node = _one(args, kwargs, ("name",), name)
+        values = args + ([kwargs["name"]] if "name" in kwargs else [])  # positional or `name=`
+        if len(values) != 1:
+            raise _Bad(f"{name}: expected one value, got {len(values)}")
+        node = values[0]
     raise _Bad(f"{what}: calls nested too deep")
 
 
@@ -315,7 +307,6 @@ class Parser:
 
     def __init__(self, task: str, known: Iterable[str], entity_types: Iterable[str] | None = None,
                  roles: dict[str, Iterable[str]] | None = None, *, fast: bool = True) -> None:
-        from knowcoder_ray.codec.render import TASKS
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
         self.task = task
@@ -333,9 +324,7 @@ class Parser:
     def for_types(cls, task: str, types, library=None, *, fast: bool = True) -> "Parser":
         """A parser for the classes a prompt showed (the same list given to `render_prompt`)."""
         types = list(types)
-        entity_types = None
-        if library is not None:
-            entity_types = library.names("entity")
+        entity_types = None if library is None else library.names("entity")
         return cls(task, [t.name for t in types], entity_types,
                    {t.name: [r.name for r in t.roles] for t in types} if task == "eae" else None, fast=fast)
 
@@ -389,9 +378,7 @@ class Parser:
         if self.roles is None:
             return role
         resolve = self._roles.get(event)
-        known = resolve(role) if resolve else None
-        if known is None and resolve and resolve(role + "_"):  # a library written with `from_`
-            known = resolve(role + "_")
+        known = (resolve(role) or resolve(role + "_")) if resolve else None  # `from_`: a library written so
         if known is None:
             out.unknown_roles.append(f"{event}.{role}")
         return known or role
@@ -439,6 +426,8 @@ class Parser:
             return None
         whole = self._fast_list.match(text, m.end())
         if whole is None or _LIST_END.match(text, whole.end()) is None:
+            return None
+        if text.find(STOP, m.end(), whole.end()) >= 0:  # the general way ends the text there, even in a string
             return None
         out = ParseResult()
         for item in self._fast_item.finditer(text, m.end(), whole.end()):

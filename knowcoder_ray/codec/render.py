@@ -26,17 +26,18 @@ WRAPPER_INSTRUCTION = (
     "Below is an input containing standard type definitions and textual content. "
     "Please complete it with the extracted information in the form of structured code."
 )
+_EVENT_INSTRUCTION = ("This is an object-oriented programming task: some Event Classes are defined above. "
+                      "Please instantiate all the corresponding Event Objects in the following sentence.")
 TASK_INSTRUCTION = {
     "ner": "This is an object-oriented programming task: some Entity Classes are defined above. "
            "Please instantiate all the corresponding Entity Objects in the following sentence.",
     "re": "This is an object-oriented programming task: some Relation Classes and related Entity Classes are "
           "defined above. Please instantiate all the corresponding Relation Objects in the following sentence.",
-    "ed": "This is an object-oriented programming task: some Event Classes are defined above. "
-          "Please instantiate all the corresponding Event Objects in the following sentence.",
-    "eae": "This is an object-oriented programming task: some Event Classes are defined above. "
-           "Please instantiate all the corresponding Event Objects in the following sentence.",
+    "ed": _EVENT_INSTRUCTION,
+    "eae": _EVENT_INSTRUCTION,
 }
 STOP = '"""'  # generation stops at the closing triple quote of the next docstring
+
 
 @dataclass(frozen=True)
 class Layout:
@@ -70,16 +71,6 @@ def prompt_types(task: str, types: Iterable[SchemaType], library: SchemaLibrary 
     return [library[n] for n in refs] + types
 
 
-def render_definitions(task: str, types: Iterable[SchemaType], library: SchemaLibrary | None = None,
-                       layout: Layout = RELEASED) -> str:
-    """The code block of a prompt before the sentence: base classes, then the type classes."""
-    shown = prompt_types(task, types, library, layout)
-    bases = {"ner": [ENTITY_BASE], "re": [ENTITY_BASE, RELATION_BASE], "ed": [EVENT_BASE_ED],
-             "eae": [ENTITY_BASE, EVENT_BASE_EAE]}[task]
-    typed = layout.relation_entity_classes
-    return "\n\n".join([*bases, *(render_class(t, task, typed) for t in shown)]) + "\n\n"
-
-
 def _literal(s: str, layout: Layout) -> str:
     return quote(s) if layout.escape else f'"{s}"'
 
@@ -111,8 +102,13 @@ def render_prompt(task: str, types: Iterable[SchemaType], sentence: str, *,
 
 def prompt_prefix(task: str, types: Iterable[SchemaType], *, library: SchemaLibrary | None = None,
                   layout: Layout = RELEASED) -> str:
-    """The sentence-independent head of the code block (shared by every sentence of a schema shard)."""
-    return render_definitions(task, types, library, layout)
+    """The code block of a prompt before the sentence, the same for every sentence of a schema shard: base
+    classes, then the type classes."""
+    typed = layout.relation_entity_classes
+    shown = [render_class(t, task, typed) for t in prompt_types(task, types, library, layout)]
+    bases = {"ner": [ENTITY_BASE], "re": [ENTITY_BASE, RELATION_BASE], "ed": [EVENT_BASE_ED],
+             "eae": [ENTITY_BASE, EVENT_BASE_EAE]}[task]
+    return "\n\n".join([*bases, *shown]) + "\n\n"
 
 
 def prompt_suffix(task: str, sentence: str, triggers: Sequence[tuple[str, str]] = (), layout: Layout = RELEASED,

@@ -2,14 +2,15 @@
 class names, event roles, and the report of what a user should know."""
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from knowcoder_ray.schema.dump import LineIndex
 from knowcoder_ray.schema.scan import DumpSummary, ScanTargets
-from knowcoder_ray.schema.types import BASE_CLASS, Role, SchemaLibrary, SchemaType, to_class_name, to_role_name
+from knowcoder_ray.schema.types import (
+    BASE_CLASS, Role, SchemaLibrary, SchemaType, children_of, to_class_name, to_role_name, walk,
+)
 from knowcoder_ray.schema.wikidata import P_INSTANCE_OF, P_SUBCLASS_OF, clean, num
 
 if TYPE_CHECKING:
@@ -19,30 +20,16 @@ KIND_ORDER = {"entity": 0, "event": 1, "relation": 2}
 NOT_ROLES = {P_INSTANCE_OF, P_SUBCLASS_OF}
 
 
-def _walk(starts: Iterable[str], step) -> set[str]:
-    seen, queue = set(), deque(starts)
-    while queue:
-        n = queue.popleft()
-        for m in step(n):
-            if m not in seen:
-                seen.add(m)
-                queue.append(m)
-    return seen
-
-
 def second_scan_targets(s1: DumpSummary, config: BuildConfig) -> tuple[ScanTargets, set[str]]:
     """(plan, kept class ids): classes used by P31 or named by relation constraints, with their ancestors."""
     relations = _relation_props(s1, config)
     seeds = set(s1.usage) | {q for d in relations.values() for q in (*d["head"], *d["tail"])}
     parents = {q: c[2] for q, c in s1.classes.items()}
-    kept = seeds | _walk(seeds, lambda q: parents.get(q, ()))
+    kept = seeds | set(walk(seeds, lambda q: parents.get(q, ())))
     events: set[str] = set()
     if config.event_root and config.event_root in kept:
-        children: dict[str, list[str]] = {}
-        for q in kept:
-            for p in parents.get(q, ()):
-                children.setdefault(p, []).append(q)
-        events = {config.event_root} | _walk([config.event_root], lambda q: children.get(q, ()))
+        children = children_of({q: parents.get(q, ()) for q in kept})
+        events = {config.event_root, *walk([config.event_root], lambda q: children.get(q, ()))}
     example_ids = {v[1] for d in relations.values() for pair in d["examples"] for v in pair if v[0] == "id"}
     needed = (kept | example_ids) - set(s1.classes) - set(s1.properties)
     return ScanTargets(frozenset(needed), frozenset(events)), kept
@@ -102,7 +89,7 @@ def _reduce(edges: dict[str, list[str]]) -> None:
     """Drop parents that are ancestors of another parent (Human < Person < Entity: Human keeps Person)."""
     for q, ps in edges.items():
         if len(ps) > 1:
-            above = {p: _walk([p], lambda n: edges.get(n, ())) for p in ps}
+            above = {p: set(walk([p], lambda n: edges.get(n, ()))) for p in ps}
             edges[q] = [p for p in ps if not any(p in above[o] for o in ps if o != p)]
 
 
@@ -146,21 +133,17 @@ def assemble(s1: DumpSummary, s2: DumpSummary, config: BuildConfig) -> tuple[Sch
     names = dedupe_class_names([(q, info[q][0]) for q in order]
                                + [(p, relations[p]["label"]) for p in sorted(relations, key=num)])
     label_of = {**{q: v[0] for q, v in info.items()}, **{p: d["label"] for p, d in s1.properties.items()}}
-    children: dict[str, list[str]] = {}
-    for c, ps in edges.items():
-        for p in ps:
-            children.setdefault(p, []).append(c)
+    children = children_of(edges)
     types: list[SchemaType] = []
     for q in order:
         label, desc, aliases = info[q]
         if kind[q] == "entity":
-            examples = [lab for _, lab in s1.examples.get(q, ())][: config.max_examples]
-            types.append(SchemaType(names[q], "entity", tuple(names[p] for p in edges[q]), q, label, desc,
-                                    tuple(examples)))
+            examples, roles = [lab for _, lab in s1.examples.get(q, ())], ()
         else:
-            examples = list(dict.fromkeys(e for e in [label, *aliases] if e))[: config.max_examples]
-            types.append(SchemaType(names[q], "event", tuple(names[p] for p in edges[q]), q, label, desc,
-                                    tuple(examples), roles=_roles(q, children, s1, s2, names, known, config)))
+            examples = list(dict.fromkeys(e for e in [label, *aliases] if e))
+            roles = _roles(q, children, s1, s2, names, known, config)
+        types.append(SchemaType(names[q], kind[q], tuple(names[p] for p in edges[q]), q, label, desc,
+                                tuple(examples[: config.max_examples]), roles=roles))
     for p in sorted(relations, key=num):
         d = relations[p]
         examples = [f"({_show(h, label_of)}, {_show(t, label_of)})" for h, t in d["examples"]]
@@ -193,7 +176,7 @@ def _show(value: list, label_of: dict[str, str]) -> str:
 
 def _roles(q: str, children, s1: DumpSummary, s2: DumpSummary, names, known, config: BuildConfig) -> tuple[Role, ...]:
     """Properties used by enough instances of `q` or its subclasses, named after their labels."""
-    subtree = {q} | _walk([q], lambda n: children.get(n, ()))
+    subtree = {q, *walk([q], lambda n: children.get(n, ()))}
     n, counts = 0, {}
     for c in subtree:
         cn, cprops = s2.events.get(c, (0, {}))

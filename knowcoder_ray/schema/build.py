@@ -1,32 +1,26 @@
 """Build a KnowCoder schema library from a Wikidata JSON dump, on a Ray cluster or in one process.
 
-What becomes what (KnowCoder, section 3.1 of the paper; the released library used the 2022-07-04 dump):
-- entity types: the classes used as P31 "instance of" targets, plus their P279 "subclass of" ancestors,
-  plus the classes that relation constraints name (and their ancestors). Parents are the P279 targets
-  that are kept, with cycles broken and redundant parents (ancestors of another parent) dropped, so the
-  classes form a DAG that Python could define. Examples: the labels of the class's instances with the
-  lowest QIDs (the oldest, usually best known items).
-- relation types: properties whose datatype is in `BuildConfig.relation_datatypes`. Head / tail types
-  come from the property constraints P2302 "subject type constraint" (Q21503250) and "value type
-  constraint" (Q21510865), each with its P2308 "class" qualifiers. Examples "(head, tail)" come from
-  P1855 "Wikidata property example" (the statement's value is the subject, its qualifier of the same
-  property is the object).
-- event types: the kept classes that descend from `BuildConfig.event_root` (default Q1190554
-  "occurrence"), the root included; the root's own parents are dropped (it hangs under `Event`).
-  Roles: the properties used on instances of the event class or of its subclasses, kept when at least
-  `min_role_support` of those instances use them (at most `max_roles`, most used first); the role is
-  named after the property label and its entity types are the property's value type constraint classes.
-  Examples (trigger words): the class's English label and aliases.
-- names: English label (else "mul", en-gb, en-us) through `to_class_name`, deduplicated: the first
-  holder (entities, then events, then relations; lowest id first) keeps the plain name, the others get
-  their Wikidata id appended (``BankQ468756``). Missing descriptions stay empty and are listed in the
-  report (`missing_descriptions.tsv`), so a user can fill them (`fill_descriptions`).
+What becomes what (KnowCoder paper, section 3.1; the released library used the 2022-07-04 dump):
+- entity types: the classes used as P31 "instance of" targets and the classes relation constraints name,
+  with their P279 "subclass of" ancestors. Parents: the kept P279 targets, cycles broken and redundant
+  parents (ancestors of another parent) dropped, so the classes form a DAG Python could define.
+  Examples: labels of the instances with the lowest QIDs (the oldest, usually best known items).
+- relation types: properties whose datatype is in `BuildConfig.relation_datatypes`. Head / tail types:
+  the P2308 "class" qualifiers of their P2302 subject type (Q21503250) / value type (Q21510865)
+  constraints. Examples "(head, tail)": P1855 statements (the value is the subject, its qualifier of the
+  same property the object).
+- event types: the kept classes under `BuildConfig.event_root` (default Q1190554 "occurrence"), the root
+  included and hung under `Event`. Roles: the properties used by at least `min_role_support` of the
+  instances of the class and its subclasses (at most `max_roles`, most used first), named after the
+  property label, typed by its value type constraint. Examples (trigger words): English label and aliases.
+- names: English label (else "mul", en-gb, en-us) through `to_class_name`; the first holder (entities,
+  then events, then relations; lowest id first) keeps a name, the others get their Wikidata id appended
+  (``BankQ468756``). Missing descriptions stay empty and are listed (`missing_descriptions.tsv`) for a
+  user to fill (`fill_descriptions`).
 
-Two scans of the dump: the first collects classes (items with P279), properties, P31 usage and instance
-labels; the second, given what the first found, collects labels of the classes and example items that
-have no P279 of their own, and the properties used on event instances. Each scan maps batches of lines
-to small `DumpSummary`s that merge associatively, so the driver holds O(classes + properties), never
-O(items). Malformed lines are counted and reported with their line numbers; the build goes on.
+Two scans (scan.py): the first collects classes (items with P279), properties, P31 usage and instance
+labels; the second, given the first, the labels of kept classes and example items without a P279 of their
+own, and the properties used on event instances. Malformed lines are reported with their line numbers.
 """
 from __future__ import annotations
 

@@ -1,26 +1,22 @@
-"""One schema type as KnowCoder class code, both ways, without ever executing code.
+"""One schema type as KnowCoder class code, both ways, never executing code.
 
 `render_class` writes a type in the released code style (tab indents, docstring with Description and
 Examples, relation heads/tails and event roles as type hints); `read_class` reads one class definition
-back from its syntax tree. `read_class_code` reads a user's schema given as class code, e.g.
+back from its syntax tree; `read_class_code` reads a user's schema given as class code, e.g.
 
     class Person(Entity):
         \"\"\"
         Description: A human being.
         Examples: Ada Lovelace, Alan Turing
         \"\"\"
-        pass
-
     class WorkFor(Relation):
         def __init__(self, head_entity: Person, tail_entity: Organization): ...
-
     class Attack(Event):
         def __init__(self, trigger: str, attacker: List[Person | Organization], target: List[Entity]): ...
 
-Unlike a library file (one kind per file, schema/pyfile.py), such code mixes kinds: each class's kind
-comes from its base classes (Entity / Relation / Event, or a class defined earlier in the code or in the
-served library). Anything that is not a class definition (imports and docstrings aside) is refused with
-its line number.
+Unlike a library file (one kind per file, pyfile.py) such code mixes kinds: a class's kind comes from its
+bases (Entity / Relation / Event, or a class defined above or in the served library). Anything but class
+definitions (imports and docstrings aside) is refused with its line number.
 """
 from __future__ import annotations
 
@@ -73,15 +69,14 @@ def _type_hint(types: Sequence[str]) -> str:
     return " | ".join(types) if types else "Entity"
 
 
+def _examples(t: SchemaType) -> str:
+    """Joined by ", "; the released event classes end every example with ", "."""
+    return "".join(f"{e}, " for e in t.examples) if t.kind == "event" else ", ".join(t.examples)
+
+
 def _docstring(t: SchemaType, examples: bool = True) -> list[str]:
-    lines = ['\t"""', f"\tDescription: {t.description}"]
-    if examples:
-        if t.kind == "event":  # the released event classes end every example with ", "
-            lines.append("\tExamples: " + "".join(f"{e}, " for e in t.examples))
-        else:
-            lines.append("\tExamples: " + ", ".join(t.examples))
-    lines.append('\t"""')
-    return lines
+    shown = [f"\tExamples: {_examples(t)}"] if examples else []
+    return ['\t"""', f"\tDescription: {t.description}", *shown, '\t"""']
 
 
 def render_class(t: SchemaType, task: str | None = None, typed: bool = True) -> str:
@@ -100,7 +95,7 @@ def render_class(t: SchemaType, task: str | None = None, typed: bool = True) -> 
         ]
         return "\n".join([head, *_docstring(t), *body])
     if task == "eae":
-        params = ["\t\tself,", "\t\ttrigger: str, # Examples: " + "".join(f"{e}, " for e in t.examples)]
+        params = ["\t\tself,", f"\t\ttrigger: str, # Examples: {_examples(t)}"]
         params += [f"\t\t{r.name}: List[ {_type_hint(r.entity_types)} ]," for r in t.roles]
         params[-1] = params[-1].rstrip(",")
         body = ["\tdef __init__(", *params, "\t):", "\t\tsuper().__init__(trigger = trigger)"]
@@ -124,21 +119,17 @@ def read_class(node: ast.ClassDef, kind: str, lines: list[str]) -> SchemaType:
     """One class definition -> SchemaType (name, parents, description, examples, constraints, roles)."""
     parents = tuple(n for n in map(_name, node.bases) if n and n not in BASE_CLASS.values())
     fields = _docstring_fields(ast.get_docstring(node, clean=False) or "")
-    description = fields.get("description", "")
     examples_text = fields.get("examples", "")
     init = next((f for f in node.body if isinstance(f, ast.FunctionDef) and f.name == "__init__"), None)
-    head: tuple[str, ...] = ()
-    tail: tuple[str, ...] = ()
-    roles: tuple[Role, ...] = ()
+    head = tail = roles = ()
     if init is not None and kind == "relation":
         hints = {a.arg: _hint_types(a.annotation) for a in init.args.args}
         head, tail = hints.get("head_entity", ()), hints.get("tail_entity", ())
     elif init is not None and kind == "event":
         roles, trigger_examples = _event_roles(init, lines)
-        if not examples_text and trigger_examples:
-            examples_text = trigger_examples
-    return SchemaType(node.name, kind, parents, None, "", description, _split_examples(examples_text, kind),
-                      head, tail, roles)
+        examples_text = examples_text or trigger_examples
+    return SchemaType(node.name, kind, parents, None, "", fields.get("description", ""),
+                      _split_examples(examples_text, kind), head, tail, roles)
 
 
 def _name(node: ast.expr) -> str | None:

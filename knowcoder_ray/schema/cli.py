@@ -88,8 +88,6 @@ def _to_py(args: argparse.Namespace) -> int:
 def _from_py(args: argparse.Namespace) -> int:
     from knowcoder_ray.schema import pyfile, table
 
-    import sys
-
     problems: list = []
     try:
         library = pyfile.read_pyfiles(args.src, problems)

@@ -1,6 +1,7 @@
 """Descriptions a user fills in for the classes Wikidata left without one (missing_descriptions.tsv)."""
 from __future__ import annotations
 
+from dataclasses import replace
 
 from knowcoder_ray.schema.types import SchemaLibrary
 from knowcoder_ray.schema.wikidata import clean
@@ -8,8 +9,6 @@ from knowcoder_ray.schema.wikidata import clean
 
 def fill_descriptions(library: SchemaLibrary, descriptions: dict[str, str]) -> tuple[SchemaLibrary, int]:
     """Set the descriptions a user wrote (keyed by class name or Wikidata id); returns (library, how many)."""
-    from dataclasses import replace
-
     out, n = [], 0
     for t in library:
         d = descriptions.get(t.name) or (descriptions.get(t.wikidata_id) if t.wikidata_id else None)

@@ -32,15 +32,11 @@ MIN_RANGE_BYTES = 16 << 20  # a plain dump is split into ranges of at least this
 MAX_RANGE_BYTES = 32 << 20  # ...and at most this: a task's memory is bounded by its range, not the dump
 LINE_SCHEMA = pa.schema([("range", pa.int32()), ("line", pa.int64()), ("text", pa.binary())])
 TRUNCATED = b"\x00knowcoder:truncated\x00"  # marker line: no dump line starts with a NUL byte
+COMPRESSIONS = {".bz2": "bz2", ".gz": "gzip"}  # by the end of the file name
 
 
 def compression_of(path: str) -> str | None:
-    lower = path.lower()
-    if lower.endswith(".bz2"):
-        return "bz2"
-    if lower.endswith(".gz"):
-        return "gzip"
-    return None
+    return next((c for ending, c in COMPRESSIONS.items() if path.lower().endswith(ending)), None)
 
 
 def file_size(uri: str) -> int:
@@ -122,10 +118,10 @@ def byte_ranges(uri: str, parallelism: int, min_bytes: int = MIN_RANGE_BYTES,
     return [(bounds[i], bounds[i + 1] if i + 1 < n else float("inf")) for i in range(n)]
 
 
-def iter_lines(uri: str) -> Iterator[tuple[int, int, bytes]]:
-    """(range, index, raw line) for the whole dump, sequentially in one process (range is always 0)."""
-    for k, line in enumerate(iter_range(uri)):
-        yield 0, k, line
+def iter_lines(uri: str, rng: int = 0, start: int = 0, end: float = float("inf")) -> Iterator[tuple[int, int, bytes]]:
+    """(range, index, raw line) of the byte range `rng` = [start, end); by default the whole dump as range 0."""
+    for k, line in enumerate(iter_range(uri, start, end)):
+        yield rng, k, line
 
 
 @dataclass

@@ -63,7 +63,7 @@ def render_file(kind: str, types: Iterable[SchemaType]) -> str:
     for t in types:
         code = render_class(t)
         try:
-            shown = read_class(_only_class(code), kind, code.splitlines())
+            shown = read_class(ast.parse(code).body[0], kind, code.splitlines())
         except SyntaxError as e:
             raise SchemaError(f"type {t.name!r} does not render to valid Python ({e.msg}); "
                               "check its description and examples for triple quotes") from None
@@ -80,19 +80,12 @@ def render_file(kind: str, types: Iterable[SchemaType]) -> str:
     return "\n\n".join(blocks) + "\n"
 
 
-def _only_class(code: str) -> ast.ClassDef:
-    return ast.parse(code).body[0]
-
-
 def write_pyfiles(library: SchemaLibrary, out_dir: str) -> list[str]:
     """Entities.py, Relations.py and Events.py under `out_dir` (path or URI); returns the files written."""
     makedirs(out_dir)
-    written = []
     for kind, name in FILES.items():
-        uri = join(out_dir, name)
-        write_text(uri, render_file(kind, library))
-        written.append(uri)
-    return written
+        write_text(join(out_dir, name), render_file(kind, library))
+    return [join(out_dir, name) for name in FILES.values()]
 
 
 # ---- reading -----------------------------------------------------------------------------------------
@@ -122,21 +115,17 @@ def read_pyfiles(src_dir: str, problems: list[ClassProblem] | None = None) -> Sc
     """A library from the Entities.py / Relations.py / Events.py found under `src_dir` (at least one).
     A class that cannot be read is skipped and appended to `problems` (None: a warning names each)."""
     problems = _Warn() if problems is None else problems
+    present = [(kind, join(src_dir, name)) for kind, name in FILES.items() if exists(join(src_dir, name))]
+    if not present:
+        raise FileNotFoundError(f"no {', '.join(FILES.values())} under {src_dir}")
     types: dict[str, SchemaType] = {}
-    found = False
-    for kind, name in FILES.items():
-        uri = join(src_dir, name)
-        if not exists(uri):
-            continue
-        found = True
+    for kind, uri in present:
         for t in read_pyfile(read_text(uri), kind, uri, problems):
             if t.name in types and types[t.name] != t:
                 problems.append(ClassProblem(uri, t.name, 0, f"defined again (first as {types[t.name].kind}); "
                                                               "the first definition is kept"))
             else:
                 types[t.name] = t
-    if not found:
-        raise FileNotFoundError(f"no {', '.join(FILES.values())} under {src_dir}")
     return SchemaLibrary(types.values())
 
 
@@ -148,9 +137,7 @@ def _chunks(source: str) -> list[tuple[int, str]]:
     """(first line index, text) of each top-level statement group, so one broken class can be parsed
     apart from the others."""
     lines = source.splitlines(keepends=True)
-    starts = [i for i, line in enumerate(lines) if _TOP_LEVEL.match(line)]
-    if not starts or starts[0] != 0:
-        starts.insert(0, 0)
+    starts = [0] + [i for i, line in enumerate(lines) if i and _TOP_LEVEL.match(line)]
     return [(a, "".join(lines[a:b])) for a, b in zip(starts, starts[1:] + [len(lines)])]
 
 

@@ -6,9 +6,10 @@ import bisect
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import TYPE_CHECKING
 
-from knowcoder_ray.schema.dump import MIN_RANGE_BYTES, byte_ranges, compression_of, file_size, iter_lines, iter_range, read_dump
+from knowcoder_ray.schema.dump import MIN_RANGE_BYTES, byte_ranges, compression_of, file_size, iter_lines, read_dump
 from knowcoder_ray.schema.wikidata import (
     P_INSTANCE_OF, P_SUBCLASS_OF, Malformed, Truncated, entity_aliases, entity_text, item_targets,
     literal_targets, num, parse_line, property_record, statements,
@@ -46,21 +47,18 @@ class DumpSummary:
     nodes: dict[str, list] = field(default_factory=dict)
     events: dict[str, list] = field(default_factory=dict)
 
-    def count(self, key: str, n: int = 1) -> None:
-        self.counts[key] = self.counts.get(key, 0) + n
+    def count(self, key: str) -> None:
+        self.counts[key] = self.counts.get(key, 0) + 1
 
     def merge(self, other: "DumpSummary", max_examples: int) -> "DumpSummary":
-        for r, n in other.lines.items():
-            self.lines[r] = self.lines.get(r, 0) + n
-        for k, n in other.counts.items():
-            self.count(k, n)
+        add_counts(self.lines, other.lines)
+        add_counts(self.counts, other.counts)
+        add_counts(self.usage, other.usage)
         self.malformed += other.malformed
         for mine, theirs in ((self.classes, other.classes), (self.properties, other.properties),
                              (self.nodes, other.nodes)):
             for k, v in theirs.items():
                 mine.setdefault(k, v)
-        for q, n in other.usage.items():
-            self.usage[q] = self.usage.get(q, 0) + n
         for q, ex in other.examples.items():
             mine = self.examples.setdefault(q, [])
             for e in ex:
@@ -68,8 +66,7 @@ class DumpSummary:
         for q, (n, props) in other.events.items():
             mine = self.events.setdefault(q, [0, {}])
             mine[0] += n
-            for p, c in props.items():
-                mine[1][p] = mine[1].get(p, 0) + c
+            add_counts(mine[1], props)
         return self
 
     def to_json(self) -> str:
@@ -80,6 +77,11 @@ class DumpSummary:
         d = json.loads(text)
         d["lines"] = {int(r): n for r, n in d["lines"].items()}
         return cls(**d)
+
+
+def add_counts(into: dict, counts: dict) -> None:
+    for k, n in counts.items():
+        into[k] = into.get(k, 0) + n
 
 
 def _keep_lowest(kept: list, item: list, k: int) -> None:
@@ -106,15 +108,12 @@ def summarize(rows: Iterable[tuple[int, int, bytes]], config: BuildConfig, plan:
                     s.malformed.append([rng, index, why, raw.decode("utf-8", "replace")])
             else:
                 _second_scan(s, entity, plan, config)
-        except Malformed as e:
+        except (Malformed, KeyError, TypeError, AttributeError) as e:
             if plan is None:  # the second scan sees the same lines; report them once
-                s.count("truncated" if isinstance(e, Truncated) else "malformed")
-                s.malformed.append([rng, index, str(e), "" if isinstance(e, Truncated) else raw.decode("utf-8", "replace")])
-        except (KeyError, TypeError, AttributeError) as e:
-            if plan is None:
-                s.count("malformed")
-                s.malformed.append([rng, index, f"unexpected structure: {type(e).__name__}: {e}",
-                                    raw.decode("utf-8", "replace")])
+                cut = isinstance(e, Truncated)
+                why = str(e) if isinstance(e, Malformed) else f"unexpected structure: {type(e).__name__}: {e}"
+                s.count("truncated" if cut else "malformed")
+                s.malformed.append([rng, index, why, "" if cut else raw.decode("utf-8", "replace")])
     return s
 
 
@@ -160,8 +159,7 @@ def _second_scan(s: DumpSummary, entity: dict, plan: ScanTargets, config: BuildC
         for t in hits:
             ev = s.events.setdefault(t, [0, {}])
             ev[0] += 1
-            for p in used:
-                ev[1][p] = ev[1].get(p, 0) + 1
+            add_counts(ev[1], dict.fromkeys(used, 1))
 
 
 def _summarize_batch(batch, config: BuildConfig, plan: ScanTargets | None):
@@ -175,7 +173,7 @@ def _summarize_batch(batch, config: BuildConfig, plan: ScanTargets | None):
 def summarize_range(uri: str, rng: int, start: int, end: float, config: BuildConfig,
                     plan: ScanTargets | None) -> DumpSummary:
     """The summary of one byte range of a plain dump, read and parsed where this runs."""
-    return summarize(((rng, k, line) for k, line in enumerate(iter_range(uri, start, end))), config, plan)
+    return summarize(iter_lines(uri, rng, start, end), config, plan)
 
 
 def scan_ray(uri: str, config: BuildConfig, plan: ScanTargets | None = None, parallelism: int = -1,
@@ -209,11 +207,8 @@ def scan_ray(uri: str, config: BuildConfig, plan: ScanTargets | None = None, par
     merged = 0
     while merged < len(ranges):
         # a window of ranges, running or done but not merged yet: the driver holds few summaries at a time
-        while len(running) < 2 * cpus and len(running) + len(done) < 4 * cpus:
-            nxt = next(pending, None)
-            if nxt is None:
-                break
-            rng, (start, end) = nxt
+        room = min(2 * cpus - len(running), 4 * cpus - len(running) - len(done))
+        for rng, (start, end) in islice(pending, max(room, 0)):
             running[task.remote(uri, rng, start, end, config_ref, plan_ref)] = rng
         ready, _ = ray.wait(list(running), num_returns=1)
         for ref in ready:
@@ -226,11 +221,8 @@ def scan_ray(uri: str, config: BuildConfig, plan: ScanTargets | None = None, par
 
 def scan_local(uri: str, config: BuildConfig, plan: ScanTargets | None = None) -> DumpSummary:
     """The same scan as a plain loop in this process (the baseline of the benchmark, and for small dumps)."""
-    total, batch = DumpSummary(), []
-    for row in iter_lines(uri):
-        batch.append(row)
-        if len(batch) >= config.batch_lines:
-            total.merge(summarize(batch, config, plan), config.max_examples)
-            batch = []
-    return total.merge(summarize(batch, config, plan), config.max_examples)
+    total, rows = DumpSummary(), iter_lines(uri)
+    while batch := list(islice(rows, config.batch_lines)):
+        total.merge(summarize(batch, config, plan), config.max_examples)
+    return total
 

@@ -6,8 +6,11 @@ dataclass (a `kind` field tells them apart) so a library round-trips through one
 from __future__ import annotations
 
 import functools
+import io
+import itertools
 import keyword
 import re
+import tokenize
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -129,10 +132,7 @@ _CAMEL = re.compile(r"([a-z])([A-Z])")
 
 def to_class_name(label: str) -> str:
     """'programming language' / 'Restaurant_Name' / '/people/person/nationality' -> a CamelCase identifier."""
-    words = re.findall(r"[A-Za-z0-9]+", label)
-    name = "".join(w[:1].upper() + w[1:] for w in words)
-    if not name:
-        name = "Unnamed"
+    name = "".join(w[:1].upper() + w[1:] for w in re.findall(r"[A-Za-z0-9]+", label)) or "Unnamed"
     if name[0].isdigit():
         name = "T" + name
     if name in BASE_CLASS.values():
@@ -150,6 +150,28 @@ def to_role_name(label: str) -> str:
     return name
 
 
+def walk(starts: Iterable[str], step) -> list[str]:
+    """The nodes reachable from `starts` through `step(node)`, nearest first (breadth first), without the
+    starts themselves; cycles tolerated."""
+    starts = list(starts)
+    seen, out = set(starts), []
+    for n in itertools.chain(starts, out):  # `out` is read while it grows: the queue
+        for m in step(n):
+            if m not in seen:
+                seen.add(m)
+                out.append(m)
+    return out
+
+
+def children_of(parents: dict[str, Iterable[str]]) -> dict[str, list[str]]:
+    """{node: its parents} -> {parent: its children, in the order of `parents`}."""
+    children: dict[str, list[str]] = {}
+    for c, ps in parents.items():
+        for p in ps:
+            children.setdefault(p, []).append(c)
+    return children
+
+
 @dataclass
 class SchemaLibrary:
     """A set of schema types with their taxonomy: lookup by name or Wikidata id, ancestors, descendants."""
@@ -163,10 +185,7 @@ class SchemaLibrary:
                 raise SchemaError(f"duplicate type name {t.name!r}")
             self.types[t.name] = t
         self._by_id = {t.wikidata_id: t for t in self.types.values() if t.wikidata_id}
-        self._children: dict[str, list[str]] = {}
-        for t in self.types.values():
-            for p in t.parents:
-                self._children.setdefault(p, []).append(t.name)
+        self._children = children_of({t.name: t.parents for t in self.types.values()})
 
     # lookup
     def __len__(self) -> int:
@@ -183,9 +202,6 @@ class SchemaLibrary:
             return self.types[name]
         except KeyError:
             raise KeyError(f"unknown schema type {name!r}") from None
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, SchemaLibrary) and self.types == other.types
 
     def get(self, name: str) -> SchemaType | None:
         return self.types.get(name)
@@ -209,23 +225,10 @@ class SchemaLibrary:
 
     def ancestors(self, name: str) -> list[str]:
         """All superclasses known to the library, nearest first (breadth first), cycles tolerated."""
-        return self._walk(name, self.parents)
+        return walk([name], self.parents)
 
     def descendants(self, name: str) -> list[str]:
-        return self._walk(name, self.children)
-
-    def _walk(self, name: str, step) -> list[str]:
-        seen, out, frontier = {name}, [], [name]
-        while frontier:
-            nxt = []
-            for n in frontier:
-                for m in step(n):
-                    if m not in seen:
-                        seen.add(m)
-                        out.append(m)
-                        nxt.append(m)
-            frontier = nxt
-        return out
+        return walk([name], self.children)
 
     def is_a(self, name: str, ancestor: str) -> bool:
         return name == ancestor or ancestor in self.ancestors(name)
@@ -234,11 +237,11 @@ class SchemaLibrary:
     def select(self, names: Iterable[str]) -> "SchemaLibrary":
         """KnowCoder's selection: the named types with all their ancestors, and the entity types that the
         constraints and roles of any kept type name (with their ancestors)."""
-        unknown = [n for n in names if n not in self.types]
+        frontier = list(names)
+        unknown = [n for n in frontier if n not in self.types]
         if unknown:
             raise KeyError(f"unknown schema type {unknown[0]!r}")
         keep: dict[str, None] = {}
-        frontier = list(names)
         while frontier:
             new = [n for n in dict.fromkeys(frontier) if n not in keep]
             new += [a for n in new for a in self.ancestors(n) if a in self.types and a not in keep]
@@ -271,16 +274,7 @@ class SchemaLibrary:
         return cls(SchemaType.from_row(r) for r in rows)
 
     def with_type(self, t: SchemaType) -> "SchemaLibrary":
-        types = dict(self.types)
-        types[t.name] = t
-        return SchemaLibrary(types.values())
-
-
-__all__ = [
-    "KINDS", "BASE_CLASS", "Role", "SchemaType", "SchemaLibrary", "SchemaError",
-    "is_identifier", "is_class_name", "is_role_name", "norm_name", "to_class_name", "to_role_name", "RESERVED",
-    "KW_MARK", "mark_keyword_names", "unmark",
-]
+        return SchemaLibrary({**self.types, t.name: t}.values())
 
 
 # ---- Python keywords as role names ---------------------------------------------------------------------
@@ -293,17 +287,12 @@ def mark_keyword_names(source: str) -> str:
     (`from: List[ Entity ]`, `from = [...]` inside a call), attributes (`self.from`) and plain values
     (`= from` ending a line). Found with the tokenizer, so string contents are never touched; text the
     tokenizer cannot read is returned unchanged."""
-    import io
-    import tokenize
-
     try:
         tokens = [t for t in tokenize.generate_tokens(io.StringIO(source).readline)
                   if t.type not in (tokenize.COMMENT, tokenize.NL)]
     except (tokenize.TokenError, IndentationError, SyntaxError):
         return source
-    starts = [0]
-    for line in source.splitlines(keepends=True):
-        starts.append(starts[-1] + len(line))
+    starts = [0, *itertools.accumulate(map(len, source.splitlines(keepends=True)))]  # offset of each line
     marks, depth = [], 0
     for i, tok in enumerate(tokens):
         if tok.type == tokenize.OP:

@@ -77,12 +77,8 @@ def statements(claims: dict, pid: str) -> Iterator[dict]:
 
 def item_targets(claims: dict, pid: str) -> list[str]:
     """Entity ids that the (non-deprecated) statements of `pid` point to, in order, without repeats."""
-    out: dict[str, None] = {}
-    for st in statements(claims, pid):
-        v = snak_value(st["mainsnak"])
-        if v and v[0] == "id":
-            out[v[1]] = None
-    return list(out)
+    values = (snak_value(st["mainsnak"]) for st in statements(claims, pid))
+    return list(dict.fromkeys(v[1] for v in values if v and v[0] == "id"))
 
 
 def literal_targets(claims: dict, pid: str) -> list[tuple[str, str]]:
@@ -96,13 +92,9 @@ def literal_targets(claims: dict, pid: str) -> list[tuple[str, str]]:
     return out
 
 
-def qualifier_targets(st: dict, pid: str) -> list[str]:
-    out = []
-    for snak in (st.get("qualifiers") or {}).get(pid) or ():
-        v = snak_value(snak)
-        if v and v[0] == "id":
-            out.append(v[1])
-    return out
+def qualifier_values(st: dict, pid: str) -> list[tuple[str, str]]:
+    """The values of the statement's qualifiers of `pid` (somevalue/novalue left out)."""
+    return [v for v in map(snak_value, (st.get("qualifiers") or {}).get(pid) or ()) if v]
 
 
 def property_record(pid: str, entity: dict, claims: dict) -> dict:
@@ -110,14 +102,13 @@ def property_record(pid: str, entity: dict, claims: dict) -> dict:
     tail: list[str] = []
     for st in statements(claims, P_CONSTRAINT):
         v = snak_value(st["mainsnak"])
-        if v == ("id", SUBJECT_TYPE_CONSTRAINT):
-            head += [q for q in qualifier_targets(st, P_CLASS) if q not in head]
-        elif v == ("id", VALUE_TYPE_CONSTRAINT):
-            tail += [q for q in qualifier_targets(st, P_CLASS) if q not in tail]
+        if v in (("id", SUBJECT_TYPE_CONSTRAINT), ("id", VALUE_TYPE_CONSTRAINT)):
+            found = head if v[1] == SUBJECT_TYPE_CONSTRAINT else tail
+            found += [q for k, q in qualifier_values(st, P_CLASS) if k == "id" and q not in found]
     examples = []
     for st in statements(claims, P_EXAMPLE):
         subject = snak_value(st["mainsnak"])
-        objects = [o for o in map(snak_value, (st.get("qualifiers") or {}).get(pid) or ()) if o]
+        objects = qualifier_values(st, pid)
         if subject and objects:
             examples.append([list(subject), list(objects[0])])
     return {"label": entity_text(entity, "labels"), "description": entity_text(entity, "descriptions"),
@@ -130,7 +121,6 @@ class Malformed(ValueError):
 
 class Truncated(Malformed):
     """The compressed dump ends early: the marker line `dump.iter_range` adds after the last line read."""
-
 
 
 def parse_line(raw: bytes) -> dict | None:

@@ -285,6 +285,7 @@ def test_fast_reader_equals_ast_reader_on_the_examples_here():
         'results = [\n\tPerson("Ann"),\n\tNone("x")\n]', 'results = [ Die(trigger = "a", from__kw__ = ["b"]) ]',
         'results = [ Person("Ann") ] Location("Paris")', 'results = [ Person("Ann"), ]\n"""\nLocation("Paris")',
         'results = []', 'results = [ Die("a", victim = [Person("x"), "y"]), Die(trigger = "b") ,\n]',
+        'results = [\n\tPerson(Person = ["", \'"""\']),\n\n]',  # the stop quote inside a string ends the output
     ]:
         _same_both_ways(text)
     r = PAIRS[4][0].parse('results = [ Die(trigger = "a", from = [Person("x")]), Marriage(from = "y") ]')
