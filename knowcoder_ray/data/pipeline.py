@@ -35,7 +35,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import PurePosixPath
 
@@ -48,9 +48,8 @@ from knowcoder_ray.storage import filesystem, sniff_compression
 
 DEFAULT_BLOCK_BYTES = 16 << 20
 DEFAULT_BLOCK_ROWS = 50_000
-LINE_EXTS = (".jsonl", ".tsv", ".txt", ".json")
-COMPRESSED_EXTS = (".gz", ".bz2", ".zst")
-INPUT_EXTS = (*LINE_EXTS, *(e + c for e in LINE_EXTS for c in COMPRESSED_EXTS), ".parquet")
+_LINE_EXTS = (".jsonl", ".tsv", ".txt", ".json")
+INPUT_EXTS = (*_LINE_EXTS, *(e + c for e in _LINE_EXTS for c in (".gz", ".bz2", ".zst")), ".parquet")
 # The exceptions a malformed record raises; anything else is a bug and stops the run.
 MALFORMED = (ValueError, KeyError, TypeError, IndexError, AttributeError)
 
@@ -67,22 +66,25 @@ def expand_inputs(paths: Iterable[str], exts: tuple[str, ...] = INPUT_EXTS) -> l
     out: list[str] = []
     for p in paths:
         if any(c in p for c in "*?["):
-            matched = storage.glob(p)
-            if not matched:
+            if not (matched := storage.glob(p)):
                 raise PipelineError(f"input {p!r} matches no file")
             out += matched
-            continue
-        if storage.isdir(p):
+        elif storage.isdir(p):
+
             found = [f for f in storage.list_files(p, recursive=False)
                      if f.endswith(exts) and not storage.name(f).startswith(".")]
             if not found:
                 raise PipelineError(f"input directory {p!r} holds no {'/'.join(exts)} file")
             out += found
         elif storage.isfile(p):
-            out.append(p if storage.is_uri(p) else os.path.abspath(p))
+            out.append(_absolute(p))
         else:
             raise PipelineError(f"input {p!r} does not exist")
     return out
+
+
+def _absolute(path: str) -> str:
+    return path if storage.is_uri(path) else os.path.abspath(path)
 
 
 # ---- shard specs and planning ------------------------------------------------------------------------
@@ -109,17 +111,12 @@ class ShardSpec:
 def _newlines_before(fs: pafs.FileSystem, path: str, cuts: list[int]) -> list[int]:
     """For each byte offset in `cuts` (ascending), the number of newlines before it (one streaming pass),
     so each shard knows the line number it starts at."""
-    out, seen, pos, i = [], 0, 0, 0
+    out, seen, pos = [], 0, 0
     with fs.open_input_stream(path, compression=None) as f:
-        while i < len(cuts):
-            chunk = f.read(1 << 20)
-            end = pos + len(chunk)
-            while i < len(cuts) and (cuts[i] <= end or not chunk):
-                out.append(seen + chunk[: max(cuts[i] - pos, 0)].count(b"\n"))
-                i += 1
-            if not chunk:
-                break
-            seen, pos = seen + chunk.count(b"\n"), end
+        for cut in cuts:
+            while pos < cut and (chunk := f.read(min(1 << 20, cut - pos))):
+                seen, pos = seen + chunk.count(b"\n"), pos + len(chunk)
+            out.append(seen)
     return out
 
 
@@ -136,16 +133,14 @@ def plan_files(source: str, paths: Iterable[str], block_bytes: int = DEFAULT_BLO
     specs: list[ShardSpec] = []
     for uri in expand_inputs(paths):
         fs, path = filesystem(uri)
-        size = fs.get_file_info(path).size
+        size, extra = fs.get_file_info(path).size, ()
         if uri.endswith(".parquet"):
-            with fs.open_input_file(path) as f:
-                rows = pq.ParquetFile(f).metadata.num_rows
+            rows = pq.read_metadata(path, filesystem=fs).num_rows
             ranges = [(s, min(s + block_rows, rows), 0) for s in range(0, rows, block_rows)]
             kind = "parquet"
         elif (codec := sniff_compression(uri)) is not None:
             # a compressed stream cannot be cut by byte ranges: one shard reads the whole file
-            specs.append(ShardSpec(_shard_name(source, uri, 0), source, "compressed", uri, 0, size, 0, size, (codec,)))
-            continue
+            ranges, kind, extra = [(0, size, 0)], "compressed", (codec,)
         elif uri.endswith(".json") and _first_char(fs, path) == "[":
             with fs.open_input_stream(path, compression=None) as f:  # streamed: never held whole
                 ranges, kind = _plan_json_array(f, size, block_bytes), "json_array"
@@ -154,7 +149,7 @@ def plan_files(source: str, paths: Iterable[str], block_bytes: int = DEFAULT_BLO
             before = _newlines_before(fs, path, [max(s - 1, 0) for s in starts])
             ranges = [(s, min(s + block_bytes, size), n) for s, n in zip(starts, before)]
             kind = "lines"
-        specs += [ShardSpec(_shard_name(source, uri, i), source, kind, uri, s, e, first, size)
+        specs += [ShardSpec(_shard_name(source, uri, i), source, kind, uri, s, e, first, size, extra)
                   for i, (s, e, first) in enumerate(ranges)]
     return specs
 
@@ -171,8 +166,9 @@ def plan_benchmark(name: str, split: str, data_dir: str, per_shard: int = 5_000)
 
     n = len(load_benchmark(name, data_dir, split)[0])
     return [ShardSpec(_shard_name("benchmark", f"{name}.{split}", i // per_shard), name, "benchmark", name,
-                      i, min(i + per_shard, n), extra=(split, data_dir if storage.is_uri(data_dir) else os.path.abspath(data_dir)))
+                      i, min(i + per_shard, n), extra=(split, _absolute(data_dir)))
             for i in range(0, max(n, 1), per_shard)]
+
 
 
 def _first_char(fs: pafs.FileSystem, path: str) -> str:
@@ -271,15 +267,14 @@ def read_shard(spec: ShardSpec, bad: list[dict]) -> Iterator[Item]:
         return
     fs, path = filesystem(spec.path)
     name = PurePosixPath(path).name
-    if spec.kind == "parquet":
+    if spec.kind == "parquet":  # the row groups overlapping the range, cut to it
         with fs.open_input_file(path) as f:
             pf, row0 = pq.ParquetFile(f), 0
-            for g in range(pf.metadata.num_row_groups):
-                n = pf.metadata.row_group(g).num_rows
-                if row0 + n > spec.start and row0 < spec.stop:
-                    rows = pf.read_row_group(g).slice(max(spec.start - row0, 0)).to_pylist()
-                    for j, row in enumerate(rows[: spec.stop - max(spec.start, row0)]):
-                        yield Item(f"{name}:{max(spec.start, row0) + j}", row)
+            for g in range(pf.num_row_groups):
+                n, first = pf.metadata.row_group(g).num_rows, max(spec.start, row0)
+                if first < min(spec.stop, row0 + n):
+                    rows = pf.read_row_group(g).slice(first - row0, spec.stop - first).to_pylist()
+                    yield from (Item(f"{name}:{first + j}", row) for j, row in enumerate(rows))
                 row0 += n
         return
     if spec.kind == "json_array":  # the planner cut at element boundaries: read exactly the range
@@ -298,10 +293,7 @@ def _line_items(data: bytes, offset: int, line_no: int, spec: ShardSpec, name: s
     """Records of whole lines: split on "\n" only (a stray "\r" or other Unicode line break inside a
     record is data, not a line end), a trailing "\r" dropped. Empty lines hold no record; a line of only
     whitespace is quarantined, as is one that is not UTF-8."""
-    lines = data.split(b"\n")
-    if lines and not lines[-1]:
-        lines.pop()
-    for i, raw in enumerate(lines):
+    for i, raw in enumerate(data.split(b"\n")):  # the empty piece after a final "\n" is skipped as empty
         here, offset = offset, offset + len(raw) + 1
         line = raw[:-1] if raw.endswith(b"\r") else raw
         if not line:
@@ -344,15 +336,11 @@ def _read_range(fs: pafs.FileSystem, path: str, start: int, stop: int) -> tuple[
         begin = max(start - 1, 0)
         f.seek(begin)
         data = f.read(stop - begin)
-        while data and not data.endswith(b"\n"):
-            more = f.read(1 << 16)
-            if not more:
-                break
+        while data and not data.endswith(b"\n") and (more := f.read(1 << 16)):
             cut = more.find(b"\n")
             data += more if cut < 0 else more[: cut + 1]
-            if cut >= 0:
-                break
-    if start > 0:  # the line holding byte start-1 belongs to the previous shard
+    if start > 0:
+  # the line holding byte start-1 belongs to the previous shard
         cut = data.find(b"\n")
         return (data[cut + 1:], begin + cut + 1) if cut >= 0 else (b"", stop)
     return data, 0
@@ -453,44 +441,6 @@ class TokenCounter:
 
 # ---- processing one shard ----------------------------------------------------------------------------
 
-@dataclass
-class ShardResult:
-    rows: list[dict] = field(default_factory=list)
-    bad: list[dict] = field(default_factory=list)
-    records: int = 0   # every record read, quarantined ones included: records = written + len(bad)
-    written: int = 0   # records that gave at least one row
-    tasks: list[str] = field(default_factory=list)
-    counters: dict[str, int] = field(default_factory=dict)
-
-
-def transform_shard(transform: Transform, spec: ShardSpec, counter: TokenCounter) -> ShardResult:
-    """Read, transform and count one shard in memory (the shard is the memory bound). Every record read
-    is either written (one or more rows) or quarantined with the reason."""
-    out = ShardResult()
-    before = Counter(transform.counters())
-    for item in read_shard(spec, out.bad):
-        where = {"line": item.line, "offset": item.offset}
-        try:
-            produced = transform.rows(spec, item)
-        except MALFORMED as e:
-            out.bad.append(quarantine_row(spec, item.key, f"{type(e).__name__}: {e}", item.payload, **where))
-            continue
-        if not produced:
-            out.bad.append(quarantine_row(spec, item.key, "the record gives no row (nothing of it is usable)",
-                                          item.payload, **where))
-            continue
-        out.written += 1
-        for task, row in produced:
-            out.tasks.append(task)
-            out.rows.append(row)
-    out.records = out.written + len(out.bad)
-    out.counters = {k: v - before.get(k, 0) for k, v in transform.counters().items()}
-    counts = counter.count([transform.token_text(r) for r in out.rows])
-    for row, n in zip(out.rows, counts):
-        row["n_tokens"] = n
-    return out
-
-
 def encode_rows(rows: list[dict], schema: pa.Schema, fmt: str) -> bytes:
     if fmt == "parquet":
         sink = pa.BufferOutputStream()
@@ -502,27 +452,46 @@ def encode_rows(rows: list[dict], schema: pa.Schema, fmt: str) -> bytes:
 
 
 def process_shard(transform: Transform, spec: ShardSpec, out: str, fmt: str, counter: TokenCounter) -> dict:
-    """Transform one shard and commit it: data file, quarantine file, then the completion record."""
+    """Read, transform and count one shard in memory (the shard is the memory bound), then commit it: data
+    file, quarantine file, then the completion record. Every record read is either written (one or more
+    rows) or quarantined with the reason: records = written + quarantined."""
     t0 = time.perf_counter()
-    res = transform_shard(transform, spec, counter)
+    before = Counter(transform.counters())
+    rows, tasks, bad, written = [], [], [], 0
+    for item in read_shard(spec, bad):
+        where = {"line": item.line, "offset": item.offset}
+        try:
+            produced = transform.rows(spec, item)
+        except MALFORMED as e:
+            bad.append(quarantine_row(spec, item.key, f"{type(e).__name__}: {e}", item.payload, **where))
+            continue
+        if not produced:
+            bad.append(quarantine_row(spec, item.key, "the record gives no row (nothing of it is usable)",
+                                      item.payload, **where))
+            continue
+        written += 1
+        tasks += [task for task, _ in produced]
+        rows += [row for _, row in produced]
+    counters = {k: v - before.get(k, 0) for k, v in transform.counters().items()}
+    for row, n in zip(rows, counter.count([transform.token_text(r) for r in rows])):
+        row["n_tokens"] = n
     data_rel = f"data/{spec.shard}.{fmt}"
-    storage.write_bytes(storage.join(out, data_rel), encode_rows(res.rows, transform.schema, fmt))
-    q_rel = None
-    if res.bad:
-        q_rel = f"quarantine/{spec.shard}.jsonl"
-        storage.write_bytes(storage.join(out, q_rel), encode_rows(res.bad, pa.schema([]), "jsonl"))
+    storage.write_bytes(storage.join(out, data_rel), encode_rows(rows, transform.schema, fmt))
+    q_rel = f"quarantine/{spec.shard}.jsonl" if bad else None
+    if bad:
+        storage.write_bytes(storage.join(out, q_rel), encode_rows(bad, pa.schema([]), "jsonl"))
     by_task, by_source, tok_task, tok_source = Counter(), Counter(), Counter(), Counter()
-    for task, row in zip(res.tasks, res.rows):
+    for task, row in zip(tasks, rows):
         by_task[task] += 1
         by_source[row["source"]] += 1
         tok_task[task] += row["n_tokens"]
         tok_source[row["source"]] += row["n_tokens"]
     marker = {
         "shard": spec.shard, "source": spec.source, "path": spec.path, "start": spec.start, "stop": spec.stop,
-        "records": res.records, "written": res.written, "rows": len(res.rows), "quarantined": len(res.bad),
+        "records": written + len(bad), "written": written, "rows": len(rows), "quarantined": len(bad),
         "n_tokens": sum(tok_task.values()), "by_task": dict(by_task), "by_source": dict(by_source),
         "tokens_by_task": dict(tok_task), "tokens_by_source": dict(tok_source),
-        "counters": res.counters, "data": data_rel, "quarantine": q_rel, "seconds": round(time.perf_counter() - t0, 3),
+        "counters": counters, "data": data_rel, "quarantine": q_rel, "seconds": round(time.perf_counter() - t0, 3),
     }
     storage.write_bytes(storage.join(out, f"_shards/{spec.shard}.json"), json.dumps(marker).encode())
     return marker
@@ -582,13 +551,14 @@ def write_manifest(out: str, transform: Transform, specs: list[ShardSpec], fmt: 
     planned = {s.shard for s in specs}
     shards = [done[k] for k in sorted(done) if k in planned]
     totals: dict = {k: Counter() for k in ("by_task", "by_source", "tokens_by_task", "tokens_by_source", "counters")}
+    files: dict[str, Counter] = {}  # per input file: records in = records written + quarantined
     for m in shards:
         for k in totals:
             totals[k].update(m.get(k, {}))
-    files: dict[str, Counter] = {}
-    for m in shards:  # per input file: records in = records written + quarantined
         files.setdefault(m["path"], Counter()).update(
             {k: m.get(k, 0) for k in ("records", "written", "quarantined", "rows")})
+
+
     manifest = {
         "corpus": transform.corpus, "format": fmt, "config_hash": chash, "config": transform.fingerprint(),
         "token_counter": counter.kind, "columns": transform.schema.names,
