@@ -31,7 +31,9 @@ import io
 import json
 import math
 import os
+import re
 import sys
+
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -52,6 +54,7 @@ _LINE_EXTS = (".jsonl", ".tsv", ".txt", ".json")
 INPUT_EXTS = (*_LINE_EXTS, *(e + c for e in _LINE_EXTS for c in (".gz", ".bz2", ".zst")), ".parquet")
 # The exceptions a malformed record raises; anything else is a bug and stops the run.
 MALFORMED = (ValueError, KeyError, TypeError, IndexError, AttributeError)
+_BETWEEN_ELEMENTS = re.compile(r"[ \t\r\n,]*")  # what _skip passes over in a JSON array
 
 
 class PipelineError(RuntimeError):
@@ -189,12 +192,13 @@ def _plan_json_array(f, size: int, block_bytes: int, chunk: int = 1 << 20,
     text, eof = "", False
     pos_c, pos_b = 0, 0  # text[pos_c] is file byte pos_b
 
-    def more() -> None:
+    def more() -> int:  # the next chunk; returns by how many characters the text's offsets moved
         nonlocal text, eof, pos_c
         data = f.read(chunk)
-        eof = not data
+        eof, shift = not data, pos_c
         text = text[pos_c:] + utf8.decode(data, final=eof)  # drop what is planned already
         pos_c = 0
+        return shift
 
     def byte_at(i: int) -> int:  # char offset -> byte offset, walking forward only
         nonlocal pos_c, pos_b
@@ -207,9 +211,7 @@ def _plan_json_array(f, size: int, block_bytes: int, chunk: int = 1 << 20,
             i = _skip(text, i)
             if i < len(text) or eof:
                 return i
-            base = pos_c
-            more()
-            i -= base
+            i -= more()
 
     while "[" not in text and not eof:
         more()
@@ -222,9 +224,7 @@ def _plan_json_array(f, size: int, block_bytes: int, chunk: int = 1 << 20,
                 raise ValueError("a number may go on in the next chunk")
         except ValueError:  # JSONDecodeError too: maybe only cut by the chunk, else malformed
             if not eof and len(text) - i < max_element:
-                base = pos_c
-                more()
-                i -= base
+                i -= more()
                 continue
             if byte_at(i) > start_b:
                 ranges.append((start_b, byte_at(i), first))
@@ -241,9 +241,7 @@ def _plan_json_array(f, size: int, block_bytes: int, chunk: int = 1 << 20,
 
 
 def _skip(text: str, i: int) -> int:
-    while i < len(text) and text[i] in " \t\r\n,":
-        i += 1
-    return i
+    return _BETWEEN_ELEMENTS.match(text, i).end()
 
 
 # ---- reading one shard -------------------------------------------------------------------------------
@@ -259,8 +257,7 @@ class Item:
 def read_shard(spec: ShardSpec, bad: list[dict]) -> Iterator[Item]:
     """The records of one shard. Unreadable bytes or JSON syntax go to `bad` with the reason."""
     if spec.kind == "items":
-        for i, it in enumerate(spec.extra):
-            yield Item(f"{spec.path}:{spec.start + i}", it)
+        yield from (Item(f"{spec.path}:{spec.start + i}", it) for i, it in enumerate(spec.extra))
         return
     if spec.kind == "benchmark":
         yield from _read_benchmark(spec, bad)
@@ -276,17 +273,16 @@ def read_shard(spec: ShardSpec, bad: list[dict]) -> Iterator[Item]:
                     rows = pf.read_row_group(g).slice(first - row0, spec.stop - first).to_pylist()
                     yield from (Item(f"{name}:{first + j}", row) for j, row in enumerate(rows))
                 row0 += n
-        return
-    if spec.kind == "json_array":  # the planner cut at element boundaries: read exactly the range
+    elif spec.kind == "json_array":  # the planner cut at element boundaries: read exactly the range
         with fs.open_input_file(path) as f:
             f.seek(spec.start)
             yield from _array_items(f.read(spec.stop - spec.start), spec, name, bad)
-        return
-    if spec.kind == "compressed":
+    elif spec.kind == "compressed":
         yield from _compressed_items(fs, path, spec, name, bad)
-        return
-    data, base = _read_range(fs, path, spec.start, spec.stop)
-    yield from _line_items(data, base, spec.first + 2 if spec.start > 0 else 1, spec, name, bad)
+    else:
+        data, base = _read_range(fs, path, spec.start, spec.stop)
+        yield from _line_items(data, base, spec.first + 2 if spec.start > 0 else 1, spec, name, bad)
+
 
 
 def _line_items(data: bytes, offset: int, line_no: int, spec: ShardSpec, name: str, bad: list[dict]) -> Iterator[Item]:
