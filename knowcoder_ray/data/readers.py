@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from itertools import chain
+
 from pathlib import Path
 
 from knowcoder_ray import storage
@@ -76,30 +78,20 @@ def read_bio(path: str | Path, *, tag_first: bool = False, source: str = "",
              bad: list[Malformed] | None = None) -> Iterator[Record]:
     """CoNLL-style columns, one token a line, blank line between sentences. `tag_first` for the MIT files
     (tag TAB token); else token TAB tag (CrossNER, CoNLL-2003). `raw_labels` keeps the file's labels."""
-    path = str(path)
-    tokens: list[str] = []
-    tags: list[str] = []
-    n = 0
-
-    def flush() -> Record | None:
-        nonlocal n
-        if not tokens:
-            return None
-        text, starts = _join(tokens)
-        ents = []
-        for label, s, e in bio_chunks(tags):
-            cs, ce = _token_span(tokens, starts, s, e)
-            ents.append(EntityMention(text[cs:ce], label if raw_labels else _name(label, label_map), cs, ce))
-        n += 1
-        return Record(f"{source or Path(storage.name(path)).stem}-{n - 1}", text, ents, source=source)
-
-    with storage.open_text(str(path)) as f:
-        for lineno, line in enumerate(f, 1):
+    path, n, tokens, tags = str(path), 0, [], []
+    with storage.open_text(path) as f:
+        for lineno, line in enumerate(chain(f, [""]), 1):  # the added blank line ends the last sentence
             line = line.rstrip("\r\n")
             if not line.strip():
-                rec = flush()
-                if rec:
-                    yield rec
+                if tokens:
+                    text, starts = _join(tokens)
+                    ents = []
+                    for label, s, e in bio_chunks(tags):
+                        cs, ce = _token_span(tokens, starts, s, e)
+                        label = label if raw_labels else _name(label, label_map)
+                        ents.append(EntityMention(text[cs:ce], label, cs, ce))
+                    yield Record(f"{source or Path(storage.name(path)).stem}-{n}", text, ents, source=source)
+                    n += 1
                 tokens, tags = [], []
                 continue
             if line.startswith("-DOCSTART-"):
@@ -107,18 +99,15 @@ def read_bio(path: str | Path, *, tag_first: bool = False, source: str = "",
             parts = line.split("\t") if "\t" in line else line.split()
             if len(parts) != 2 or not parts[0] or not parts[1]:
                 if bad is not None:
-                    bad.append(Malformed(str(path), lineno, "expected two columns (token, tag)", line))
+                    bad.append(Malformed(path, lineno, "expected two columns (token, tag)", line))
                 continue
             token, tag = (parts[1], parts[0]) if tag_first else (parts[0], parts[1])
             if tag != "O" and not (tag[:2] in ("B-", "I-") and len(tag) > 2):
                 if bad is not None:
-                    bad.append(Malformed(str(path), lineno, f"bad BIO tag {tag!r}", line))
+                    bad.append(Malformed(path, lineno, f"bad BIO tag {tag!r}", line))
                 tag = "O"
             tokens.append(token)
             tags.append(tag)
-    rec = flush()
-    if rec:
-        yield rec
 
 
 # ---- JSON formats ------------------------------------------------------------------------------------
@@ -174,11 +163,8 @@ def read_nyt(sent_path: str | Path, pointer_path: str | Path, *, source: str = "
 
 def _phee_spans(slot: dict) -> list[tuple[str, int]]:
     """PHEE slot -> (text, char start) of every part; a discontinuous mention contributes each part."""
-    out = []
-    for texts, offs in zip(slot.get("text") or [], slot.get("start") or []):
-        for t, s in zip(texts, offs):
-            out.append((t, s))
-    return out
+    return [(t, s) for texts, offs in zip(slot.get("text") or [], slot.get("start") or [])
+            for t, s in zip(texts, offs)]
 
 
 PHEE_MAIN_ROLES = ("Subject", "Treatment", "Effect", "Severity")
@@ -202,14 +188,10 @@ def read_phee(path: str | Path, *, source: str = "phee", event_map: Mapping[str,
                     args = []
                     for main in PHEE_MAIN_ROLES:
                         slot = ev.get(main)
-                        if not isinstance(slot, dict):
-                            continue
-                        args += [Argument(to_role_name(main), t, "Entity", s, s + len(t))
-                                 for t, s in _phee_spans(slot)]
-                        for sub, subslot in slot.items():
-                            if isinstance(subslot, dict) and "text" in subslot:
-                                args += [Argument(to_role_name(sub), t, "Entity", s, s + len(t))
-                                         for t, s in _phee_spans(subslot)]
+                        if isinstance(slot, dict):  # the main argument, then its sub-arguments
+                            subs = [(k, v) for k, v in slot.items() if isinstance(v, dict) and "text" in v]
+                            args += [Argument(to_role_name(role), t, "Entity", s, s + len(t))
+                                     for role, part in [(main, slot), *subs] for t, s in _phee_spans(part)]
                     t, s = trig[0]
                     events.append(EventMention(_name(ev["event_type"], event_map), t, tuple(args), s, s + len(t)))
         except (ValueError, KeyError, TypeError) as e:
@@ -237,36 +219,33 @@ def read_wikievents(path: str | Path, *, source: str = "wikievents", event_map: 
                 first += len(toks)
             if first != len(d["tokens"]):
                 raise ValueError(f"sentences hold {first} tokens, the document {len(d['tokens'])}")
-            mentions = {m["id"]: m for m in d["entity_mentions"]}
-            per_sent: dict[int, list[EventMention]] = {}
             joined = [_join(s) for s in sent_tokens]
-            ent_per_sent: dict[int, list[EntityMention]] = {}
-            for m in d["entity_mentions"]:
+
+            def locate(m: dict) -> tuple[int, int, int]:  # a document token span -> (sentence, char span)
                 si, k0 = sent_of[m["start"]]
                 _, k1 = sent_of[m["end"] - 1]
-                text, starts = joined[si]
-                cs, ce = _token_span(sent_tokens[si], starts, k0, k1 + 1)
+                return si, *_token_span(sent_tokens[si], joined[si][1], k0, k1 + 1)
+            mentions = {m["id"]: m for m in d["entity_mentions"]}
+            per_sent: dict[int, list[EventMention]] = {}
+            ent_per_sent: dict[int, list[EntityMention]] = {}
+            for m in d["entity_mentions"]:
+                si, cs, ce = locate(m)
                 ent_per_sent.setdefault(si, []).append(
-                    EntityMention(text[cs:ce], _name(m["entity_type"], entity_map), cs, ce))
+                    EntityMention(joined[si][0][cs:ce], _name(m["entity_type"], entity_map), cs, ce))
             for ev in d["event_mentions"]:
-                trig = ev["trigger"]
-                si, k0 = sent_of[trig["start"]]
-                _, k1 = sent_of[trig["end"] - 1]
-                text, starts = joined[si]
-                ts, te = _token_span(sent_tokens[si], starts, k0, k1 + 1)
-                args = []
+                si, ts, te = locate(ev["trigger"])
+                text, args = joined[si][0], []
                 for a in ev["arguments"]:
                     m = mentions[a["entity_id"]]
-                    asi, a0 = sent_of[m["start"]]
-                    _, a1 = sent_of[m["end"] - 1]
+                    asi, cs, ce = locate(m)
                     if asi != si:
                         if bad is not None:
-                            bad.append(Malformed(str(path), lineno, "cross-sentence argument",
+                            bad.append(Malformed(path, lineno, "cross-sentence argument",
                                                  json.dumps({"doc_id": d["doc_id"], "event": ev["id"], **a})))
                         continue
-                    cs, ce = _token_span(sent_tokens[si], starts, a0, a1 + 1)
                     args.append(Argument(to_role_name(a["role"]), text[cs:ce],
                                          _name(m["entity_type"], entity_map), cs, ce))
+
                 per_sent.setdefault(si, []).append(
                     EventMention(_name(ev["event_type"], event_map), text[ts:te], tuple(args), ts, te))
         except (ValueError, KeyError, TypeError, IndexError) as e:
