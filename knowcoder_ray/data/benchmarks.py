@@ -7,6 +7,7 @@ with class_names="official" the classes take the names the released KnowCoder ev
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,8 +20,6 @@ from knowcoder_ray.schema.types import Role, SchemaLibrary, SchemaType, to_class
 
 def default_data_dir() -> str:
     """Where the benchmark folders are unless a command names one: $KNOWCODER_DATA_DIR, else ../shared/data."""
-    import os
-
     return os.environ.get("KNOWCODER_DATA_DIR") or "../shared/data"
 
 
@@ -119,6 +118,7 @@ ENTITY_LABELS: dict[str, tuple[str, str]] = {
     "Loc": ("Location", "A place, such as a geographic area, region or site."),
     "Other": ("Other", "A named entity that is not a person, organization or location."),
 }
+ENTITY_NAMES = {k: v[0] for k, v in ENTITY_LABELS.items()}  # label -> class name
 
 CONLL04_RELATIONS: dict[str, tuple[str, str, str, str]] = {  # label -> (class, description, head, tail)
     "Work_For": ("WorkFor", "A person works for an organization.", "Person", "Organization"),
@@ -205,26 +205,21 @@ class Benchmark:
     splits: tuple[str, ...] = ("test",)
 
 
-def _bio_labels(path: str, tag_first: bool) -> set[str]:
-    """The raw entity labels used in a BIO file."""
-    return {e.type for r in readers.read_bio(path, tag_first=tag_first, raw_labels=True)
-            for e in r.entities}
-
-
-def _bio(rel: str, tag_first: bool, source: str):
+def _bio(name: str, rel: str, tag_first: bool, splits: tuple[str, ...] = ("test",)) -> Benchmark:
+    """An NER benchmark of BIO column files at `rel` (with {split}); its schema: the labels of the test split."""
     def read(data_dir: str, split: str, bad: list) -> Iterator[Record]:
         path = storage.join(data_dir, rel.format(split=split))
-        label_map = {k: v[0] for k, v in ENTITY_LABELS.items()}
-        return readers.read_bio(path, tag_first=tag_first, source=source, label_map=label_map, bad=bad)
+        return readers.read_bio(path, tag_first=tag_first, source=name, label_map=ENTITY_NAMES, bad=bad)
 
     def schema(data_dir: str) -> SchemaLibrary:
-        return entity_schema(sorted(_bio_labels(storage.join(data_dir, rel.format(split="test")), tag_first)))
-    return read, schema
+        test = readers.read_bio(storage.join(data_dir, rel.format(split="test")), tag_first=tag_first, raw_labels=True)
+        return entity_schema(sorted({e.type for r in test for e in r.entities}))
+    return Benchmark(name, ("ner",), read, schema, splits)
 
 
 def _conll04_read(data_dir: str, split: str, bad: list) -> Iterator[Record]:
     return readers.read_spert_json(storage.join(data_dir, f"conll04/conll04_{split}.json"), source="conll04",
-                                   entity_map={k: v[0] for k, v in ENTITY_LABELS.items()},
+                                   entity_map=ENTITY_NAMES,
                                    relation_map={k: v[0] for k, v in CONLL04_RELATIONS.items()}, bad=bad)
 
 
@@ -236,9 +231,8 @@ def _conll04_schema(data_dir: str) -> SchemaLibrary:
 
 
 def _nyt_read(data_dir: str, split: str, bad: list) -> Iterator[Record]:
-    labels = storage.read_text(storage.join(data_dir, "nyt/relations.txt")).split()
     return readers.read_nyt(storage.join(data_dir, f"nyt/{split}.sent"), storage.join(data_dir, f"nyt/{split}.pointer"),
-                            relation_map={lab: nyt_relation_name(lab) for lab in labels}, bad=bad)
+                            relation_map={t.label: t.name for t in _nyt_schema(data_dir)}, bad=bad)
 
 
 def _nyt_schema(data_dir: str) -> SchemaLibrary:
@@ -248,8 +242,8 @@ def _nyt_schema(data_dir: str) -> SchemaLibrary:
 
 
 def _phee_read(data_dir: str, split: str, bad: list) -> Iterator[Record]:
-    return readers.read_phee(storage.join(data_dir, f"phee/{split}.json"), event_map={k: v[0] for k, v in PHEE_EVENTS.items()},
-                             bad=bad)
+    return readers.read_phee(storage.join(data_dir, f"phee/{split}.json"),
+                             event_map={k: v[0] for k, v in PHEE_EVENTS.items()}, bad=bad)
 
 
 def _phee_schema(data_dir: str) -> SchemaLibrary:
@@ -283,19 +277,17 @@ def _wikievents_schema(data_dir: str) -> SchemaLibrary:
     return library
 
 
-BENCHMARKS: dict[str, Benchmark] = {
-    **{f"crossner_{d}": Benchmark(f"crossner_{d}", ("ner",), *_bio(f"crossner/{d}/{{split}}.txt", False, f"crossner_{d}"),
-                                  splits=("train", "dev", "test"))
-       for d in ("ai", "literature", "music", "politics", "science")},
-    "conll2003": Benchmark("conll2003", ("ner",), *_bio("conll2003/{split}.txt", False, "conll2003"), splits=("dev", "test")),
-    "mit_restaurant": Benchmark("mit_restaurant", ("ner",), *_bio("mit_restaurant/restauranttest.txt", True, "mit_restaurant")),
-    "mit_movie_trivia10k13": Benchmark("mit_movie_trivia10k13", ("ner",),
-                                       *_bio("mit_movie_trivia10k13/trivia10k13test.txt", True, "mit_movie_trivia10k13")),
-    "conll04": Benchmark("conll04", ("ner", "re"), _conll04_read, _conll04_schema, splits=("train", "dev", "test")),
-    "nyt": Benchmark("nyt", ("re",), _nyt_read, _nyt_schema),
-    "phee": Benchmark("phee", ("ed", "eae"), _phee_read, _phee_schema, splits=("dev", "test")),
-    "wikievents": Benchmark("wikievents", ("ed", "eae"), _wikievents_read, _wikievents_schema, splits=("dev", "test")),
-}
+BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in [
+    *(_bio(f"crossner_{d}", f"crossner/{d}/{{split}}.txt", False, ("train", "dev", "test"))
+      for d in ("ai", "literature", "music", "politics", "science")),
+    _bio("conll2003", "conll2003/{split}.txt", False, ("dev", "test")),
+    _bio("mit_restaurant", "mit_restaurant/restauranttest.txt", True),
+    _bio("mit_movie_trivia10k13", "mit_movie_trivia10k13/trivia10k13test.txt", True),
+    Benchmark("conll04", ("ner", "re"), _conll04_read, _conll04_schema, splits=("train", "dev", "test")),
+    Benchmark("nyt", ("re",), _nyt_read, _nyt_schema),
+    Benchmark("phee", ("ed", "eae"), _phee_read, _phee_schema, splits=("dev", "test")),
+    Benchmark("wikievents", ("ed", "eae"), _wikievents_read, _wikievents_schema, splits=("dev", "test")),
+]}
 
 
 def schema_of_records(records: Iterable[Record]) -> SchemaLibrary:
@@ -341,10 +333,10 @@ def records_benchmark(path: str | Path) -> Benchmark:
         bad.extend(malformed)
         return iter(records)
 
-    tasks = tuple(t for t, present in (("ner", any(r.entities for r in records)), ("re", any(r.relations for r in records)),
-                                       ("ed", any(r.events for r in records)), ("eae", any(e.arguments for r in records for e in r.events)))
-                  if present)
-    return Benchmark(f"records:{path}", tasks, read, lambda _d: schema_of_records(records))
+    has = {"ner": any(r.entities for r in records), "re": any(r.relations for r in records),
+           "ed": any(r.events for r in records), "eae": any(e.arguments for r in records for e in r.events)}
+    return Benchmark(f"records:{path}", tuple(t for t in has if has[t]), read, lambda _d: schema_of_records(records))
+
 
 
 def get_benchmark(name: str) -> Benchmark:
@@ -422,21 +414,19 @@ def with_official_names(records: list[Record], library: SchemaLibrary) -> tuple[
     def n(name: str) -> str:
         return new.get(name, name)
 
-    types = []
-    for t in library:
-        desc = renames.get(t.name, (None, None))[1]
-        types.append(replace(t, name=n(t.name), description=desc or t.description, parents=tuple(map(n, t.parents)),
-                             head_types=tuple(map(n, t.head_types)), tail_types=tuple(map(n, t.tail_types)),
-                             roles=tuple(Role(r.name, tuple(map(n, r.entity_types))) for r in t.roles)))
-    out = []
-    for r in records:
-        out.append(Record(
-            r.id, r.text, [replace(e, type=n(e.type)) for e in r.entities],
-            [replace(x, type=n(x.type), head=replace(x.head, type=n(x.head.type)), tail=replace(x.tail, type=n(x.tail.type)))
-             for x in r.relations],
-            [replace(e, type=n(e.type), arguments=tuple(replace(a, type=n(a.type)) for a in e.arguments)) for e in r.events],
-            r.source))
+    def m(x):  # a mention, relation, event or argument with its type renamed
+        return replace(x, type=n(x.type))
+
+    types = [replace(t, name=n(t.name), description=renames.get(t.name, (None, None))[1] or t.description,
+                     parents=tuple(map(n, t.parents)), head_types=tuple(map(n, t.head_types)),
+                     tail_types=tuple(map(n, t.tail_types)),
+                     roles=tuple(Role(r.name, tuple(map(n, r.entity_types))) for r in t.roles)) for t in library]
+    out = [Record(r.id, r.text, [m(e) for e in r.entities],
+                  [replace(m(x), head=m(x.head), tail=m(x.tail)) for x in r.relations],
+                  [replace(m(e), arguments=tuple(map(m, e.arguments))) for e in r.events], r.source)
+           for r in records]
     return out, SchemaLibrary(types)
+
 
 
 def load_benchmark(name: str, data_dir: str | Path, split: str = "test",
