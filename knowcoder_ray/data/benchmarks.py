@@ -338,7 +338,6 @@ def records_benchmark(path: str | Path) -> Benchmark:
     return Benchmark(f"records:{path}", tuple(t for t in has if has[t]), read, lambda _d: schema_of_records(records))
 
 
-
 def get_benchmark(name: str) -> Benchmark:
     """A registered benchmark by name, or a `records:<path>` JSON-lines file of unified records."""
     if name.startswith("records:"):
@@ -426,7 +425,6 @@ def with_official_names(records: list[Record], library: SchemaLibrary) -> tuple[
                   [replace(m(e), arguments=tuple(map(m, e.arguments))) for e in r.events], r.source)
            for r in records]
     return out, SchemaLibrary(types)
-
 
 
 def load_benchmark(name: str, data_dir: str | Path, split: str = "test",

@@ -73,7 +73,6 @@ def expand_inputs(paths: Iterable[str], exts: tuple[str, ...] = INPUT_EXTS) -> l
                 raise PipelineError(f"input {p!r} matches no file")
             out += matched
         elif storage.isdir(p):
-
             found = [f for f in storage.list_files(p, recursive=False)
                      if f.endswith(exts) and not storage.name(f).startswith(".")]
             if not found:
@@ -171,7 +170,6 @@ def plan_benchmark(name: str, split: str, data_dir: str, per_shard: int = 5_000)
     return [ShardSpec(_shard_name("benchmark", f"{name}.{split}", i // per_shard), name, "benchmark", name,
                       i, min(i + per_shard, n), extra=(split, _absolute(data_dir)))
             for i in range(0, max(n, 1), per_shard)]
-
 
 
 def _first_char(fs: pafs.FileSystem, path: str) -> str:
@@ -282,7 +280,6 @@ def read_shard(spec: ShardSpec, bad: list[dict]) -> Iterator[Item]:
     else:
         data, base = _read_range(fs, path, spec.start, spec.stop)
         yield from _line_items(data, base, spec.first + 2 if spec.start > 0 else 1, spec, name, bad)
-
 
 
 def _line_items(data: bytes, offset: int, line_no: int, spec: ShardSpec, name: str, bad: list[dict]) -> Iterator[Item]:

@@ -11,7 +11,6 @@ import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from itertools import chain
-
 from pathlib import Path
 
 from knowcoder_ray import storage
@@ -245,7 +244,6 @@ def read_wikievents(path: str | Path, *, source: str = "wikievents", event_map: 
                         continue
                     args.append(Argument(to_role_name(a["role"]), text[cs:ce],
                                          _name(m["entity_type"], entity_map), cs, ce))
-
                 per_sent.setdefault(si, []).append(
                     EventMention(_name(ev["event_type"], event_map), text[ts:te], tuple(args), ts, te))
         except (ValueError, KeyError, TypeError, IndexError) as e:

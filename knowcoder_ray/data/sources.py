@@ -19,6 +19,7 @@ Wikidata id, class name or label); a label the library lacks becomes a synthesiz
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -82,15 +83,9 @@ def _non_finite(value, path: str = "$") -> str | None:
     """The JSON path of the first NaN/Infinity in `value`, else None."""
     if isinstance(value, float):
         return None if math.isfinite(value) else path
-    if isinstance(value, dict):
-        items = value.items()
-    elif isinstance(value, list):
-        items = enumerate(value)
-    else:
-        return None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
     for k, v in items:
-        found = _non_finite(v, f"{path}[{k!r}]" if isinstance(k, str) else f"{path}[{k}]")
-        if found is not None:
+        if (found := _non_finite(v, f"{path}[{k!r}]" if isinstance(k, str) else f"{path}[{k}]")) is not None:
             return found
     return None
 
@@ -104,13 +99,9 @@ def word_span(sentence: str, mention: str) -> tuple[int, int] | None:
     m = re.search(r"(?<!\w)" + re.escape(mention) + r"(?!\w)", sentence)
     if m:
         return m.start(), m.end()
-    if not (_ascii_alnum(mention[0]) or _ascii_alnum(mention[-1])):
+    if not any(c.isascii() and c.isalnum() for c in (mention[0], mention[-1])):
         return span_of(sentence, mention)
     return None
-
-
-def _ascii_alnum(c: str) -> bool:
-    return c.isascii() and c.isalnum()
 
 
 def _mention(text: str, sentence: str, type_: str = "Entity") -> EntityMention:
@@ -174,8 +165,7 @@ def read_kelm(payload, index: TypeIndex, entity_types: Mapping[str, Sequence[str
     predicates are library relations, and events (trigger-less) for statements with qualifiers whose
     predicate is a library event. `entity_types` maps an entity label or Wikidata id to its P31 values."""
     obj = as_object(payload)
-    sentence = obj.get("gen_sentence") or obj.get("sentence")
-    sentence = _str(sentence, "'gen_sentence' (or 'sentence')")
+    sentence = _str(obj.get("gen_sentence") or obj.get("sentence"), "'gen_sentence' (or 'sentence')")
     triples = obj.get("triples")
     if not isinstance(triples, list) or not triples:
         raise SourceError("'triples' must be a non-empty list")
@@ -422,7 +412,5 @@ def benchmark_library(data_dir: str | Path) -> SchemaLibrary:
 
 def library_fingerprint(library: SchemaLibrary) -> str:
     """A short hash of a library's content (part of a corpus's configuration hash)."""
-    import hashlib
-
     rows = sorted(library.to_rows(), key=lambda r: r["name"])
     return hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:16]
