@@ -33,7 +33,6 @@ import math
 import os
 import re
 import sys
-
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -332,8 +331,7 @@ def _read_range(fs: pafs.FileSystem, path: str, start: int, stop: int) -> tuple[
         while data and not data.endswith(b"\n") and (more := f.read(1 << 16)):
             cut = more.find(b"\n")
             data += more if cut < 0 else more[: cut + 1]
-    if start > 0:
-  # the line holding byte start-1 belongs to the previous shard
+    if start > 0:  # the line holding byte start-1 belongs to the previous shard
         cut = data.find(b"\n")
         return (data[cut + 1:], begin + cut + 1) if cut >= 0 else (b"", stop)
     return data, 0
@@ -550,8 +548,6 @@ def write_manifest(out: str, transform: Transform, specs: list[ShardSpec], fmt: 
             totals[k].update(m.get(k, {}))
         files.setdefault(m["path"], Counter()).update(
             {k: m.get(k, 0) for k in ("records", "written", "quarantined", "rows")})
-
-
     manifest = {
         "corpus": transform.corpus, "format": fmt, "config_hash": chash, "config": transform.fingerprint(),
         "token_counter": counter.kind, "columns": transform.schema.names,

@@ -87,8 +87,8 @@ def read_bio(path: str | Path, *, tag_first: bool = False, source: str = "",
                     ents = []
                     for label, s, e in bio_chunks(tags):
                         cs, ce = _token_span(tokens, starts, s, e)
-                        label = label if raw_labels else _name(label, label_map)
-                        ents.append(EntityMention(text[cs:ce], label, cs, ce))
+                        typ = label if raw_labels else _name(label, label_map)
+                        ents.append(EntityMention(text[cs:ce], typ, cs, ce))
                     yield Record(f"{source or Path(storage.name(path)).stem}-{n}", text, ents, source=source)
                     n += 1
                 tokens, tags = [], []

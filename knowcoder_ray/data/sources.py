@@ -83,10 +83,10 @@ def _non_finite(value, path: str = "$") -> str | None:
     """The JSON path of the first NaN/Infinity in `value`, else None."""
     if isinstance(value, float):
         return None if math.isfinite(value) else path
-    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
-    for k, v in items:
-        if (found := _non_finite(v, f"{path}[{k!r}]" if isinstance(k, str) else f"{path}[{k}]")) is not None:
-            return found
+    if isinstance(value, (dict, list)):
+        for k, v in value.items() if isinstance(value, dict) else enumerate(value):
+            if (found := _non_finite(v, f"{path}[{k!r}]" if isinstance(k, str) else f"{path}[{k}]")) is not None:
+                return found
     return None
 
 
