@@ -187,12 +187,9 @@ def read_kelm(payload, index: TypeIndex, entity_types: Mapping[str, Sequence[str
     stats.orphan_qualifiers += sum(len(qv) for _, qv in orphans)
     orphan_names = [x for (s, o), qv in orphans for x in (s, o, *(v for _, v in qv))]
 
-    def entity_type(name: str) -> str | None:
-        for cand in [*p31.get(name, ()), *((entity_types or {}).get(name, ()))]:
-            found = index.find("entity", cand)
-            if found is not None:
-                return found.name
-        return None
+    def entity_type(name: str) -> str | None:  # the first P31 value (line, then table) that is a library class
+        found = (index.find("entity", c) for c in [*p31.get(name, ()), *(entity_types or {}).get(name, ())])
+        return next((t.name for t in found if t is not None), None)
 
     entities: dict[str, EntityMention] = {}
     for name in dict.fromkeys([*p31, *(x for s, _, o in facts for x in (s, o)), *orphan_names]):
