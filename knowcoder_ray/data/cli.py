@@ -20,7 +20,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     u.add_argument("--no-definitions", action="store_true", help="leave out the definition codes")
     u.add_argument("--max-group", type=int, help="children per definition-code sample")
     _common(u)
-    u.set_defaults(func=_clean_errors(_build))
+    u.set_defaults(func=_run)
 
     f = dsub.add_parser("following", help="{prompt, output} samples for NER, RE, ED and EAE",
                         argument_default=argparse.SUPPRESS)
@@ -34,7 +34,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--distractors", type=int, help="negative classes per record and task")
     f.add_argument("--tasks", type=lambda s: [t for t in s.split(",") if t], help="comma-separated tasks (default all)")
     _common(f)
-    f.set_defaults(func=_clean_errors(_build))
+    f.set_defaults(func=_run)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -56,20 +56,18 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no per-shard progress lines")
 
 
-def _clean_errors(handler):
-    """Usage problems (bad inputs, an output built with other options) end with one line, not a traceback."""
-    def run(args: argparse.Namespace) -> int:
-        from knowcoder_ray.data.pipeline import PipelineError
+def _run(args: argparse.Namespace) -> int:
+    """Build; usage problems (bad inputs, an output built with other options) end with one line, not a traceback."""
+    from knowcoder_ray.data.pipeline import PipelineError
 
-        try:
-            return handler(args)
-        except Exception as e:
-            known = _usage_error(e, (PipelineError, ValueError, FileNotFoundError))
-            if known is None:
-                raise
-            print(f"knowcoder data {args.data_command}: {known}", file=sys.stderr)
-            return 2
-    return run
+    try:
+        return _build(args)
+    except Exception as e:
+        known = _usage_error(e, (PipelineError, ValueError, FileNotFoundError))
+        if known is None:
+            raise
+        print(f"knowcoder data {args.data_command}: {known}", file=sys.stderr)
+        return 2
 
 
 def _usage_error(e: BaseException, kinds: tuple) -> BaseException | None:
