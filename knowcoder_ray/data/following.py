@@ -153,8 +153,7 @@ def plan(*, universalner: Sequence[str] = (), instructie: Sequence[str] = (), ls
     """Shard specs of the following corpus over its source files and benchmarks ('name[:split]')."""
     specs: list[ShardSpec] = []
     for source, paths in (("universalner", universalner), ("instructie", instructie), ("lsee", lsee)):
-        if paths:
-            specs += plan_files(source, paths, block_bytes)
+        specs += plan_files(source, paths, block_bytes)
     for arg in benchmarks:
         if data_dir is None:
             raise ValueError("benchmarks need the data directory (data_dir)")

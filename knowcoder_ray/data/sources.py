@@ -60,10 +60,8 @@ class TypeIndex:
 
     def get(self, kind: str, label: str, roles: Sequence[str] = ()) -> SchemaType:
         """The library class for `label`, else a synthesized class (name from the label, no description)."""
-        found = self.find(kind, label)
-        if found is not None:
-            return found
-        return SchemaType(to_class_name(label), kind, label=label, roles=tuple(Role(r) for r in roles))
+        return self.find(kind, label) or SchemaType(to_class_name(label), kind, label=label,
+                                                    roles=tuple(Role(r) for r in roles))
 
 
 def as_object(payload) -> dict:
@@ -298,11 +296,8 @@ def instructie_entity_type(index: TypeIndex, label) -> SchemaType | None:
     label = label.strip()
     candidates = [label, *(p.strip() for p in label.split("/") if p.strip())]
     candidates += [c[: -len(" type")] for c in candidates if c.lower().endswith(" type")]
-    for c in candidates:
-        found = index.find("entity", c)
-        if found is not None:
-            return found
-    return None
+    found = (index.find("entity", c) for c in candidates)
+    return next((t for t in found if t is not None), None)
 
 
 def read_instructie(payload, index: TypeIndex, id: str = "") -> Example:

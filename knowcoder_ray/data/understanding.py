@@ -155,7 +155,7 @@ def plan(library: SchemaLibrary, kelm: Sequence[str] = (), *, definitions: bool 
     """Shard specs of the understanding corpus: definition-code groups of the library, then KELM files."""
     specs = plan_items("definitions", "library", definition_groups(library, max_group), groups_per_shard) \
         if definitions else []
-    return specs + (plan_files("kelm", kelm, block_bytes) if kelm else [])
+    return specs + plan_files("kelm", kelm, block_bytes)
 
 
 def load_entity_types(path: str | None) -> dict[str, list[str]]:
