@@ -73,7 +73,7 @@ def _score(args: argparse.Namespace) -> int:
     schemas = {}
     if args.data_dir:
         from knowcoder_ray.data.benchmarks import BENCHMARKS, get_benchmark, with_official_names
-        for (_, source), (golds, _) in rows.groups.items():
+        for (_, source), (golds, _) in rows.items():
             if source in BENCHMARKS and source not in schemas:
                 project = get_benchmark(source).schema(str(args.data_dir))
                 used = {m.type for g in golds for m in (*g.entities, *g.relations, *g.events)}

@@ -18,19 +18,24 @@ the plans (schema shards, few-shot examples, the token counter) go to the worker
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 
+import pandas as pd
+import ray
+from ray.data.datasource import BlockBasedFileDatasink
+
+from knowcoder_ray import storage
 from knowcoder_ray.infer.extraction import (
     Extraction, TaskPlan, after_stage1, finish, local_executor, merge_stage, parse_row, run_extraction,
 )
+from knowcoder_ray.infer.llm import EngineSpec
 from knowcoder_ray.records import Record
 
 _PLANS: dict[str, dict[str, list[TaskPlan]]] = {}  # per worker process: object ref hex -> plans per dataset
 
 
 def _plans(ref) -> dict[str, list[TaskPlan]]:
-    import ray
-
     plans = _PLANS.get(ref.hex())
     if plans is None:
         plans = ray.get(ref)
@@ -63,14 +68,10 @@ class ExtractionStage:
     """A Ray Data actor: records in, prediction lines out (prompts, generation, parsing, both event stages)."""
 
     def __init__(self, spec: dict, plans: list) -> None:
-        from knowcoder_ray.infer.llm import EngineSpec
-
         self.engine = EngineSpec.of(**spec).load()
         self.plans_ref = plans[0]
 
     def __call__(self, batch: dict) -> dict:
-        import time
-
         started = time.perf_counter()
         plans = _plans(self.plans_ref)
         rows = [{k: batch[k][i] for k in batch} for i in range(len(batch["record"]))]
@@ -88,8 +89,6 @@ class ExtractionStage:
 
 def extract_in_actors(ds, spec: dict, plans_ref, num_actors: int, records_per_batch: int, num_cpus: float,
                       num_gpus: float):
-    import ray
-
     return ds.map_batches(ExtractionStage, batch_size=records_per_batch, batch_format="numpy",
                           fn_constructor_kwargs={"spec": spec, "plans": [plans_ref]},
                           # one block at a time per actor: a second block queued on the first actor
@@ -141,15 +140,9 @@ def _by_plan(group: list[dict]) -> dict[str, list[dict]]:
     return out
 
 
-def _group_rows(df) -> list[dict]:
-    return df.to_dict("records")
-
-
 def stage2_rows(df, plans: list):
     """Per record (a groupby group): merge its stage-1 rows and emit the stage-2 prompt rows."""
-    import pandas as pd
-
-    group = _group_rows(df)
+    group = df.to_dict("records")
     out = []
     if group:
         first = group[0]
@@ -167,9 +160,7 @@ def stage2_rows(df, plans: list):
 
 def merge_record(df, plans: list):
     """Per record: all its parsed rows (both stages) -> its prediction line."""
-    import pandas as pd
-
-    group = _group_rows(df)
+    group = df.to_dict("records")
     first = group[0]
     gold = Record.from_dict(json.loads(first["record"]))
     rows = _by_plan(group)
@@ -203,12 +194,9 @@ def write_predictions(lines, folder: str, name: str = "predictions.jsonl") -> No
     lines.sort(["pos", "index"]).repartition(1).write_datasink(_JsonLinesSink(folder, name))
 
 
-def _sink_base():
-    from ray.data.datasource import BlockBasedFileDatasink
-    return BlockBasedFileDatasink
-
-
 class _OneName:
+    """The file name of every block: the write is one task of one block (`repartition(1)`)."""
+
     def __init__(self, name: str) -> None:
         self.name = name
 
@@ -219,16 +207,13 @@ class _OneName:
         return self.name
 
 
-def _JsonLinesSink(folder: str, name: str):
+class _JsonLinesSink(BlockBasedFileDatasink):
     """A Ray Data datasink writing the `line` column, one line per row (a JSON text already)."""
-    class JsonLinesSink(_sink_base()):
-        def __init__(self) -> None:
-            from knowcoder_ray import storage
 
-            fs, inner = storage.filesystem(folder)  # a local folder or a bucket URI
-            super().__init__(inner, filesystem=fs, file_format="jsonl", filename_provider=_OneName(name))
+    def __init__(self, folder: str, name: str) -> None:
+        fs, inner = storage.filesystem(folder)  # a local folder or a bucket URI
+        super().__init__(inner, filesystem=fs, file_format="jsonl", filename_provider=_OneName(name))
 
-        def write_block_to_file(self, block, file) -> None:
-            column = block.to_arrow().column("line").to_pylist()
-            file.write("".join(x + "\n" for x in column).encode("utf-8"))
-    return JsonLinesSink()
+    def write_block_to_file(self, block, file) -> None:
+        column = block.to_arrow().column("line").to_pylist()
+        file.write("".join(x + "\n" for x in column).encode("utf-8"))

@@ -107,9 +107,8 @@ def _token_counter(checkpoint: str):
     from knowcoder_ray.infer.engine import adapter_base
     from knowcoder_ray.infer.sharding import token_counter
 
-    path = checkpoint
-    if adapter_base(checkpoint) and not storage.isfile(storage.join(checkpoint, "tokenizer_config.json")):
-        path = adapter_base(checkpoint)
+    base = adapter_base(checkpoint)
+    path = base if base and not storage.isfile(storage.join(checkpoint, "tokenizer_config.json")) else checkpoint
     return token_counter(AutoTokenizer.from_pretrained(storage.local_copy(path)))
 
 
@@ -131,12 +130,10 @@ def load_plans(cfg: EvalConfig, count) -> tuple[dict[str, tuple[list[Record], Sc
         bad: list = []
         records, library = load_benchmark(name, cfg.data_dir, cfg.split, bad, class_names=cfg.class_names)
         shots = few_shot_records(name, cfg.data_dir, cfg.few_shot, cfg.split, cfg.class_names) if cfg.few_shot else []
-        records = records[:cfg.limit] if cfg.limit is not None else records
-        data[name] = (records, library, bad)
+        data[name] = (records[:cfg.limit], library, bad)
         plans[name] = [TaskPlan(f"{name}:{t}", t, library, budget=cfg.shard_tokens, count=count, shots=shots,
                                 layout=Layout(**cfg.layout), as_written=True)  # scored as written: repeats and hallucinations count
                        for t in plan_tasks(benchmark_tasks(cfg, name))]
-
     return data, plans
 
 
@@ -148,8 +145,6 @@ def evaluate(cfg: EvalConfig) -> dict:
     for label, path in checkpoints.items():
         if not storage.isdir(path):
             raise FileNotFoundError(f"checkpoint {label!r}: no model folder at {path}")
-    if cfg.metric_mode not in MODES:
-        raise ValueError(f"metric_mode must be one of {MODES}, got {cfg.metric_mode!r}")
     data, plans = load_plans(cfg, _token_counter(checkpoints[labels[0]]))
 
     out_dir = cfg.output_dir
@@ -203,11 +198,11 @@ def checkpoint_metrics(cfg: EvalConfig, label: str, path: str, data, predictions
     reads it) and the benchmarks' schemas."""
     from knowcoder_ray.eval.scorefile import read_predictions
 
-    written = read_predictions(predictions)
+    written, outputs = read_predictions(predictions)
     overall: dict[str, dict[str, Score]] = {mode: {} for mode in MODES}
     datasets = {}
     for name, (records, library, bad) in data.items():
-        golds, preds = written.datasets.get(name, ([], []))
+        golds, preds = written.get(name, ([], []))
         if len(golds) != len(records):
             raise RuntimeError(f"{predictions}: {len(golds)} predictions for the {len(records)} records of {name}")
         metric_names = [m for t in benchmark_tasks(cfg, name) for m in METRICS[t]]
@@ -227,4 +222,4 @@ def checkpoint_metrics(cfg: EvalConfig, label: str, path: str, data, predictions
             "options": {"filter_outlier": cfg.filter_outlier, "wikidata_upper": cfg.wikidata_upper,
                         "shard_tokens": cfg.shard_tokens, "engine": cfg.engine, "metric_mode": cfg.metric_mode,
                         "class_names": cfg.class_names, "few_shot": cfg.few_shot, "layout": cfg.layout},
-            **by_mode[cfg.metric_mode], "modes": by_mode, "datasets": datasets, "parse": parse_stats(written.outputs)}
+            **by_mode[cfg.metric_mode], "modes": by_mode, "datasets": datasets, "parse": parse_stats(outputs)}
