@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import os
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,7 +26,6 @@ from knowcoder_ray.codec.render import STOP
 from knowcoder_ray.settings import Section
 from knowcoder_ray.storage import local_copy
 from knowcoder_ray.train.merge import adapter_base
-from knowcoder_ray.train.packing import common_prefix_len
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,11 @@ def truncate_ids(ids: list[int], max_tokens: int = 3500, head: int = 1500, tail:
     return ids[:head] + ids[len(ids) - tail:]
 
 
+def encode_prompt(tokenizer, text: str, config: EngineConfig) -> list[int]:
+    """A prompt's token ids as every engine feeds them to the model: the official cut applied."""
+    return truncate_ids(tokenizer(text)["input_ids"], config.max_prompt_tokens, config.keep_head, config.keep_tail)
+
+
 def _device_and_dtype(config: EngineConfig):
     import torch
 
@@ -146,8 +151,7 @@ class TransformersEngine:
     # ---- tokens ------------------------------------------------------------------------------------
 
     def encode(self, text: str) -> list[int]:
-        c = self.config
-        return truncate_ids(self.tokenizer(text)["input_ids"], c.max_prompt_tokens, c.keep_head, c.keep_tail)
+        return encode_prompt(self.tokenizer, text, self.config)
 
     def _shared_len(self, p: Prompt, ids: list[int]) -> int:
         """Tokens at the start of `ids` that belong to the prompt's shared prefix. Taken as the common
@@ -162,7 +166,7 @@ class TransformersEngine:
             self._prefix_ids[head] = prefix_ids
             while len(self._prefix_ids) > 64:
                 self._prefix_ids.popitem(last=False)
-        return min(common_prefix_len(prefix_ids, ids), len(ids) - 1)
+        return min(len(os.path.commonprefix([prefix_ids, ids])), len(ids) - 1)
 
     # ---- generation --------------------------------------------------------------------------------
 
@@ -272,9 +276,7 @@ def load_engine(kind: str, model_path: str | Path, config: EngineConfig | None =
         if engine_kwargs:
             raise ValueError(f"the transformers engine takes no {sorted(engine_kwargs)}")
         return TransformersEngine(model_path, config)
-    if kind == "vllm":
-        from knowcoder_ray.infer.vllm_engine import VLLMEngine
-        return VLLMEngine(model_path, config, **engine_kwargs)
+    kind = "knowcoder_ray.infer.vllm_engine:VLLMEngine" if kind == "vllm" else kind
     if ":" in kind:  # a plugin engine "module:Class", built as Class(model_path, config, **engine_kwargs)
         import importlib
 

@@ -8,8 +8,8 @@ the same way, from one `EngineSpec` (kind, checkpoint, decoding settings, vLLM o
 - `llm_config(spec, ...)`: the same as a `ray.serve.llm` LLMConfig (continuous batching, LoRA
   multiplexing, models from a bucket), for `build_llm_deployment`.
 
-Every path feeds the model the same token ids (`truncate_ids`, the official head+tail cut) and greedy
-decoding that stops at the closing triple quote; outputs are cut the same way (`finish_text`).
+Every path feeds the model the same token ids (`encode_prompt`, the official head+tail cut) and greedy
+decoding that stops at the closing triple quote; outputs are cut the same way (`cut_at_stop`).
 A checkpoint that is a PEFT adapter runs as a LoRA request on its base model under vLLM, merged into
 its base under transformers.
 """
@@ -19,12 +19,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from knowcoder_ray.codec.render import STOP
-from knowcoder_ray.infer.engine import EngineConfig, adapter_base, cut_at_stop, load_engine, truncate_ids
-
-
-def finish_text(text: str) -> str:
-    """A generated text as every engine returns it."""
-    return cut_at_stop(text)
+from knowcoder_ray.infer.engine import EngineConfig, adapter_base, cut_at_stop, encode_prompt, load_engine
 
 
 @dataclass
@@ -80,12 +75,6 @@ def _tokenizer(path: str):
     return AutoTokenizer.from_pretrained(local_copy(path))  # a bucket URI: fetched once per node
 
 
-def prompt_ids(spec_base: str, config: EngineConfig, text: str) -> list[int]:
-    """The prompt's token ids with the official cut, from the base model's tokenizer (cached per process)."""
-    ids = _tokenizer(spec_base)(text)["input_ids"]
-    return truncate_ids(ids, config.max_prompt_tokens, config.keep_head, config.keep_tail)
-
-
 def vllm_processor(spec: EngineSpec, batch_size: int = 32, concurrency: int = 1,
                    placement_group_config: dict | None = None, output: str = "output"):
     """A `ray.data.llm` processor that adds `output` (the generated text) to rows holding `prompt`.
@@ -102,7 +91,7 @@ def vllm_processor(spec: EngineSpec, batch_size: int = 32, concurrency: int = 1,
     base, cfg, adapter, sampling = spec.base, spec.config, spec.adapter, spec.sampling_params()
 
     def pre(row: dict) -> dict:
-        out = {**row, "tokenized_prompt": prompt_ids(base, cfg, row["prompt"]), "sampling_params": sampling}
+        out = {**row, "tokenized_prompt": encode_prompt(_tokenizer(base), row["prompt"], cfg), "sampling_params": sampling}
         if adapter:
             out["model"] = adapter  # a LoRA request on the base model
         return out
@@ -111,7 +100,7 @@ def vllm_processor(spec: EngineSpec, batch_size: int = 32, concurrency: int = 1,
         drop = {"tokenized_prompt", "sampling_params", "model", "generated_text", "generated_tokens",
                 "num_generated_tokens", "num_input_tokens", "prompt_token_ids", "request_id", "embeddings",
                 "metrics", "params", "time_taken_llm", "batch_uuid", "__inference_error__"}
-        return {**{k: v for k, v in row.items() if k not in drop}, output: finish_text(row["generated_text"])}
+        return {**{k: v for k, v in row.items() if k not in drop}, output: cut_at_stop(row["generated_text"])}
 
     return build_processor(config, preprocess=pre, postprocess=post)
 

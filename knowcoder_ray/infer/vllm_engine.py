@@ -3,7 +3,7 @@ prefix's KV blocks across prompts, PEFT adapters are served as LoRA requests on 
 tensor parallelism spreads a large model over several GPUs. vLLM is imported only when this engine is
 built, so the rest of the package runs without it.
 
-Prompts go in as token ids, cut the official way (`truncate_ids`) with the model's own tokenizer, so the
+Prompts go in as token ids, cut the official way (`encode_prompt`) with the model's own tokenizer, so the
 vLLM and transformers engines see the same tokens.
 """
 from __future__ import annotations
@@ -12,7 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from knowcoder_ray.codec.render import STOP
-from knowcoder_ray.infer.engine import EngineConfig, Prompt, adapter_base, as_prompt, cut_at_stop, drop_repeats, truncate_ids
+from knowcoder_ray.infer.engine import (
+    EngineConfig, Prompt, adapter_base, as_prompt, cut_at_stop, drop_repeats, encode_prompt,
+)
 from knowcoder_ray.storage import local_copy
 
 
@@ -53,13 +55,9 @@ class VLLMEngine:
             self._lora_ids[adapter] = len(self._lora_ids) + 1  # vLLM wants a stable positive id per adapter
         return LoRARequest(Path(adapter).name or "adapter", self._lora_ids[adapter], adapter)
 
-    def encode(self, text: str) -> list[int]:
-        c = self.config
-        return truncate_ids(self.tokenizer(text)["input_ids"], c.max_prompt_tokens, c.keep_head, c.keep_tail)
-
     def generate(self, prompts: Sequence[Prompt | str], adapter: str | None = None) -> list[str]:
         """Texts for `prompts`; `adapter` (a PEFT folder) runs them as LoRA requests."""
-        inputs = [{"prompt_token_ids": self.encode(as_prompt(p).text)} for p in prompts]
+        inputs = [{"prompt_token_ids": encode_prompt(self.tokenizer, as_prompt(p).text, self.config)} for p in prompts]
         if not inputs:
             return []
         outs = self.llm.generate(inputs, self.sampling, lora_request=self._lora(adapter), use_tqdm=False)

@@ -36,7 +36,7 @@ from fastapi.responses import JSONResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from knowcoder_ray.infer.engine import Prompt
+from knowcoder_ray.infer.engine import Prompt, cut_at_stop, encode_prompt
 from knowcoder_ray.serve.config import ServeConfig
 from knowcoder_ray.serve.extract import RequestError, arun, check_limits, make_plan, resolve_schema
 from knowcoder_ray.schema.table import load_library
@@ -155,30 +155,26 @@ class EngineBackend:
 
 class LLMServerBackend:
     """Prompts to a `ray.serve.llm` LLMServer as OpenAI completion requests: token ids with the official
-    cut (the engines' `truncate_ids`), greedy, stopping at the closing triple quote; an adapter checkpoint
+    cut (the engines' `encode_prompt`), greedy, stopping at the closing triple quote; an adapter checkpoint
     is a multiplexed LoRA model `<model_id>:<adapter folder name>` loaded from `lora_bucket`."""
 
     def __init__(self, handle: DeploymentHandle, cfg: ServeConfig, tokenizer) -> None:
-        from knowcoder_ray.infer.engine import truncate_ids
-
         spec = cfg.engine_spec()
         self.model = cfg.llm_model_id + (f":{name(spec.adapter)}" if spec.adapter else "")
         self.handle = handle.options(stream=True, **({"multiplexed_model_id": self.model} if spec.adapter else {}))
         self.sampling = spec.sampling_params()
-        c = spec.config
-        self.encode = lambda text: truncate_ids(tokenizer(text)["input_ids"], c.max_prompt_tokens, c.keep_head, c.keep_tail)
+        self.tokenizer, self.config = tokenizer, spec.config
 
     async def generate(self, prompt: Prompt) -> str:
         from ray.serve.llm.openai_api_models import CompletionRequest
 
-        from knowcoder_ray.infer.llm import finish_text
-
-        request = CompletionRequest(model=self.model, prompt=self.encode(prompt.text), stream=False, **self.sampling)
+        request = CompletionRequest(model=self.model, prompt=encode_prompt(self.tokenizer, prompt.text, self.config),
+                                    stream=False, **self.sampling)
         async for answer in self.handle.completions.remote(request):
             choices = getattr(answer, "choices", None)
             if not choices:  # an ErrorResponse
                 raise RuntimeError(f"the LLM server answered {answer!r}")
-            return finish_text(choices[0].text)
+            return cut_at_stop(choices[0].text)
         raise RuntimeError("the LLM server returned no answer")
 
 
