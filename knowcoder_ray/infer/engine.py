@@ -101,14 +101,10 @@ def encode_prompt(tokenizer, text: str, config: EngineConfig) -> list[int]:
 def _device_and_dtype(config: EngineConfig):
     import torch
 
-    device = config.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if config.dtype == "auto":
-        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    else:
-        dtype = getattr(torch, config.dtype)
-    return device, dtype
+    device = config.device if config.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if config.dtype != "auto":
+        return device, getattr(torch, config.dtype)
+    return device, torch.bfloat16 if device.startswith("cuda") else torch.float32
 
 
 class TransformersEngine:

@@ -46,10 +46,7 @@ class EngineSpec:
 
     def load(self):
         """The in-process engine (an adapter is a LoRA request under vLLM, merged under transformers)."""
-        opts = dict(self.vllm) if self.kind == "vllm" else {}
-        if self.kind == "vllm" and self.adapter:
-            opts.setdefault("enable_lora", True)
-        return load_engine(self.kind, self.checkpoint, self.config, **opts)
+        return load_engine(self.kind, self.checkpoint, self.config, **(self.vllm if self.kind == "vllm" else {}))
 
     def vllm_engine_kwargs(self) -> dict:
         """vLLM engine arguments: prefix caching on (prompts of a schema shard share their head), LoRA
@@ -82,16 +79,15 @@ def vllm_processor(spec: EngineSpec, batch_size: int = 32, concurrency: int = 1,
     nodes; by default Ray Data LLM reserves tensor x pipeline parallel GPUs per engine."""
     from ray.data.llm import build_processor, vLLMEngineProcessorConfig
 
-    kw = {}
-    if placement_group_config is not None:
-        kw["placement_group_config"] = placement_group_config
+    kw = {} if placement_group_config is None else {"placement_group_config": placement_group_config}
     config = vLLMEngineProcessorConfig(
         model_source=spec.base, engine_kwargs=spec.vllm_engine_kwargs(), batch_size=batch_size,
         concurrency=concurrency, chat_template_stage=False, tokenize_stage=False, detokenize_stage=False, **kw)
     base, cfg, adapter, sampling = spec.base, spec.config, spec.adapter, spec.sampling_params()
 
     def pre(row: dict) -> dict:
-        out = {**row, "tokenized_prompt": encode_prompt(_tokenizer(base), row["prompt"], cfg), "sampling_params": sampling}
+        out = {**row, "tokenized_prompt": encode_prompt(_tokenizer(base), row["prompt"], cfg),
+               "sampling_params": sampling}
         if adapter:
             out["model"] = adapter  # a LoRA request on the base model
         return out
@@ -111,14 +107,11 @@ def llm_config(spec: EngineSpec, model_id: str = "knowcoder", deployment_config:
     `lora_bucket` (an s3:// / gs:// folder of adapter folders; requests name `model_id:adapter`)."""
     from ray.serve.llm import LLMConfig
 
-    kw = {}
-    if placement_group_config is not None:
-        kw["placement_group_config"] = placement_group_config
-    if lora_bucket:
-        kw["lora_config"] = {"dynamic_lora_loading_path": lora_bucket}
-    engine_kwargs = spec.vllm_engine_kwargs()
     if spec.adapter and not lora_bucket:
         raise ValueError("ray.serve.llm loads LoRA adapters from a bucket: give lora_bucket, or serve the "
                          "merged model (knowcoder merge)")
+    kw = {} if placement_group_config is None else {"placement_group_config": placement_group_config}
+    if lora_bucket:
+        kw["lora_config"] = {"dynamic_lora_loading_path": lora_bucket}
     return LLMConfig(model_loading_config={"model_id": model_id, "model_source": spec.base},
-                     engine_kwargs=engine_kwargs, deployment_config=dict(deployment_config or {}), **kw)
+                     engine_kwargs=spec.vllm_engine_kwargs(), deployment_config=dict(deployment_config or {}), **kw)

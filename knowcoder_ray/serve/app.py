@@ -143,16 +143,6 @@ class EngineReplica:
 
 
 # (defined before the deployments: Serve pickles a deployment class when it is declared)
-class EngineBackend:
-    """Prompts to our `Engine` deployment (in-process engines behind @serve.batch)."""
-
-    def __init__(self, handle: DeploymentHandle) -> None:
-        self.handle = handle
-
-    async def generate(self, prompt: Prompt) -> str:
-        return await self.handle.generate.remote(prompt)
-
-
 class LLMServerBackend:
     """Prompts to a `ray.serve.llm` LLMServer as OpenAI completion requests: token ids with the official
     cut (the engines' `encode_prompt`), greedy, stopping at the closing triple quote; an adapter checkpoint
@@ -191,10 +181,9 @@ class Ingress:
         tokenizer = AutoTokenizer.from_pretrained(local_copy(self.cfg.model_dir))  # URI: per-node cache
         self.count = token_counter(tokenizer)
         self.model = name(self.cfg.model_dir) + (f"+{name(self.cfg.adapter_dir)}" if self.cfg.adapter_dir else "")
-        if self.cfg.engine_kind == "vllm":
-            self.backend = LLMServerBackend(engine, self.cfg, tokenizer)
-        else:
-            self.backend = EngineBackend(engine)
+        # a prompt -> an awaitable of its text, from the LLM server or from our `Engine` deployment
+        self.send = (LLMServerBackend(engine, self.cfg, tokenizer).generate if self.cfg.engine_kind == "vllm"
+                     else engine.generate.remote)
         self.retried = 0
 
     @api.post("/v1/extract", response_model=ExtractResponse, responses=_ERRORS)
@@ -226,7 +215,7 @@ class Ingress:
     async def _generate(self, prompt: Prompt) -> str:
         for attempt in range(self.cfg.retries + 1):
             try:
-                return await asyncio.wait_for(self.backend.generate(prompt), self.cfg.prompt_timeout_s)
+                return await asyncio.wait_for(self.send(prompt), self.cfg.prompt_timeout_s)
             except _retryable() as e:
                 if attempt == self.cfg.retries:
                     raise
@@ -257,8 +246,7 @@ def build_app(args: dict):
 
         from knowcoder_ray.infer.llm import llm_config
 
-        deployment = {"num_replicas": cfg.num_replicas} if cfg.num_replicas else {"autoscaling_config": dict(cfg.autoscaling)}
-        engine = build_llm_deployment(llm_config(cfg.engine_spec(), cfg.llm_model_id, deployment,
+        engine = build_llm_deployment(llm_config(cfg.engine_spec(), cfg.llm_model_id, cfg.scaling(),
                                                  cfg.llm_placement, cfg.lora_bucket))
     else:
         engine = EngineReplica.options(**cfg.engine_options()).bind(cfg.model_dump())

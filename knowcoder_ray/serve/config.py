@@ -75,16 +75,17 @@ class ServeConfig(Section):
 
         return EngineSpec(self.engine_kind, self.engine_path(), self.engine, dict(self.vllm))
 
+    def scaling(self) -> dict:
+        """A fixed replica count, else the autoscaling config (deployment options of the engine)."""
+        if self.num_replicas is not None:
+            return {"num_replicas": int(self.num_replicas)}
+        return {"autoscaling_config": dict(self.autoscaling)}
+
     def engine_options(self) -> dict:
         """Deployment options of the engine replicas (`Deployment.options(**...)`)."""
-        opts: dict = {"ray_actor_options": {"num_cpus": self.engine_num_cpus, "num_gpus": self.engine_num_gpus},
-                      "max_ongoing_requests": self.max_ongoing_requests,
-                      "health_check_period_s": self.health_check_period_s}
-        if self.num_replicas is not None:
-            opts["num_replicas"] = int(self.num_replicas)
-        else:
-            opts["autoscaling_config"] = dict(self.autoscaling)
-        return opts
+        return {"ray_actor_options": {"num_cpus": self.engine_num_cpus, "num_gpus": self.engine_num_gpus},
+                "max_ongoing_requests": self.max_ongoing_requests,
+                "health_check_period_s": self.health_check_period_s, **self.scaling()}
 
 
 def _same_place(a: str, b: str) -> bool:

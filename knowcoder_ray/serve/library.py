@@ -25,9 +25,7 @@ def search(library: SchemaLibrary, query: str = "", kind: str | None = None, lim
         if kind and t.kind != kind:
             continue
         name = t.name.lower()
-        if not q:
-            rank = 0
-        elif name == q:
+        if not q or name == q:
             rank = 0
         elif name.startswith(q):
             rank = 1
