@@ -13,10 +13,13 @@ from pydantic import Field, field_validator
 
 from knowcoder_ray import storage
 from knowcoder_ray.codec.render import Layout
-from knowcoder_ray.data.benchmarks import default_data_dir
+from knowcoder_ray.data.benchmarks import default_data_dir, few_shot_records, get_benchmark, load_benchmark
 from knowcoder_ray.eval.metrics import METRICS, MODES, Score, score, summary
-from knowcoder_ray.infer.engine import EngineConfig
+from knowcoder_ray.eval.scorefile import read_predictions
+from knowcoder_ray.infer.engine import EngineConfig, adapter_base
 from knowcoder_ray.infer.extraction import TaskPlan
+from knowcoder_ray.infer.llm import EngineSpec, vllm_processor
+from knowcoder_ray.infer.sharding import token_counter
 from knowcoder_ray.records import Record
 from knowcoder_ray.schema.types import SchemaLibrary
 from knowcoder_ray.settings import Section
@@ -77,8 +80,6 @@ class EvalConfig(Section):
 
 def benchmark_tasks(cfg: EvalConfig, name: str) -> tuple[str, ...]:
     """The tasks of benchmark `name` this run evaluates: all it has, or those of `cfg.tasks`."""
-    from knowcoder_ray.data.benchmarks import get_benchmark
-
     tasks = get_benchmark(name).tasks
     return tasks if cfg.tasks is None else tuple(t for t in tasks if t in cfg.tasks)
 
@@ -98,9 +99,6 @@ def plan_tasks(benchmark_tasks: tuple[str, ...]) -> list[str]:
 def _token_counter(checkpoint: str):
     from transformers import AutoTokenizer
 
-    from knowcoder_ray.infer.engine import adapter_base
-    from knowcoder_ray.infer.sharding import token_counter
-
     base = adapter_base(checkpoint)
     path = base if base and not storage.isfile(storage.join(checkpoint, "tokenizer_config.json")) else checkpoint
     return token_counter(AutoTokenizer.from_pretrained(storage.local_copy(path)))
@@ -116,8 +114,6 @@ def parse_stats(outputs: list[dict]) -> dict:
 def load_plans(cfg: EvalConfig, count) -> tuple[dict[str, tuple[list[Record], SchemaLibrary, list]],
                                                  dict[str, list[TaskPlan]]]:
     """Each dataset's records (with its library and malformed inputs) and its task plans."""
-    from knowcoder_ray.data.benchmarks import few_shot_records, load_benchmark
-
     data: dict[str, tuple[list[Record], SchemaLibrary, list]] = {}
     plans: dict[str, list[TaskPlan]] = {}
     for name in cfg.datasets:
@@ -164,8 +160,7 @@ def run_checkpoint(cfg: EvalConfig, checkpoint: str, records: dict[str, list[Rec
     """One checkpoint's Ray Data pipeline: records -> extraction -> `out/predictions.jsonl`."""
     import ray
 
-    from knowcoder_ray.eval import dataflow
-    from knowcoder_ray.infer.llm import EngineSpec, vllm_processor
+    from knowcoder_ray.eval import dataflow  # Ray Data at import
 
     predictions = storage.join(out, "predictions.jsonl")
     storage.makedirs(out)
@@ -190,8 +185,6 @@ def run_checkpoint(cfg: EvalConfig, checkpoint: str, records: dict[str, list[Rec
 def checkpoint_metrics(cfg: EvalConfig, label: str, path: str, data, predictions: str) -> dict:
     """metrics.json of one checkpoint: a pure function of its predictions file (read as `knowcoder score`
     reads it) and the benchmarks' schemas."""
-    from knowcoder_ray.eval.scorefile import read_predictions
-
     written, outputs = read_predictions(predictions)
     overall: dict[str, dict[str, Score]] = {mode: {} for mode in MODES}
     datasets = {}

@@ -7,6 +7,9 @@ import html
 import json
 from pathlib import Path
 
+import plotly.graph_objects as go
+import plotly.io as pio
+
 from knowcoder_ray import storage
 
 CLASSIFICATION = ("EC", "RC", "TC", "AC")  # the per-type bars show these
@@ -28,8 +31,6 @@ def load_run(run_dir: str | Path) -> tuple[dict, list[dict]]:
 
 
 def _lines(labels: list[str], metrics: list[dict]):
-    import plotly.graph_objects as go
-
     fig = go.Figure()
     names = list(dict.fromkeys(m for ck in metrics for m in ck["summary"]))
     for m in names:
@@ -40,8 +41,6 @@ def _lines(labels: list[str], metrics: list[dict]):
 
 
 def _type_bars(dataset: str, labels: list[str], metrics: list[dict]):
-    import plotly.graph_objects as go
-
     fig = go.Figure()
     for label, ck in zip(labels, metrics):
         scores = ck["datasets"][dataset]["metrics"]
@@ -67,8 +66,6 @@ def _in_mode(d: dict, mode: str, key: str) -> dict:
 
 
 def _table(labels: list[str], metrics: list[dict], mode: str = ""):
-    import plotly.graph_objects as go
-
     rows = []
     for dataset in metrics[0]["datasets"]:
         for m in _in_mode(metrics[0]["datasets"][dataset], mode, "metrics"):
@@ -89,8 +86,6 @@ def _table(labels: list[str], metrics: list[dict], mode: str = ""):
 
 
 def _parse_table(labels: list[str], metrics: list[dict]):
-    import plotly.graph_objects as go
-
     keys = ["prompts", "outputs_with_errors", "errors", "hallucinated", "truncated"]
     fig = go.Figure(go.Table(header={"values": ["checkpoint", *keys], "align": "left", "height": ROW},
                              cells={"values": [labels, *[[ck["parse"][k] for ck in metrics] for k in keys]],
@@ -102,8 +97,6 @@ def _parse_table(labels: list[str], metrics: list[dict]):
 
 def build_report(run_dir: str | Path) -> str:
     """The report page as one HTML string."""
-    import plotly.io as pio
-
     summary, metrics = load_run(run_dir)
     labels = [c["checkpoint"] for c in summary["checkpoints"]]
     figs = [_lines(labels, metrics), *(_table(labels, metrics, mode) for mode in _modes(metrics[0]))]

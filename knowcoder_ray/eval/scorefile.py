@@ -14,6 +14,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from knowcoder_ray.data.benchmarks import BENCHMARKS
 from knowcoder_ray.data.readers import json_lines
 from knowcoder_ray.eval.metrics import METRICS, Score, score
 from knowcoder_ray.records import Argument, EntityMention, EventMention, Record, RelationMention
@@ -53,8 +54,6 @@ def _items_record(id: str, task: str, sentence: str, items, source: str, where: 
 
 
 def _record_tasks(dataset: str, gold: Record) -> tuple[str, ...]:
-    from knowcoder_ray.data.benchmarks import BENCHMARKS
-
     if dataset in BENCHMARKS:
         return BENCHMARKS[dataset].tasks
     tasks = ("ner",) * bool(gold.entities) + ("re",) * bool(gold.relations)

@@ -17,6 +17,7 @@ from functools import lru_cache
 
 from knowcoder_ray.codec.render import STOP
 from knowcoder_ray.infer.engine import EngineConfig, adapter_base, cut_at_stop, encode_prompt, load_engine
+from knowcoder_ray.storage import local_copy
 
 
 @dataclass
@@ -63,8 +64,6 @@ class EngineSpec:
 @lru_cache(maxsize=4)
 def _tokenizer(path: str):
     from transformers import AutoTokenizer
-
-    from knowcoder_ray.storage import local_copy
 
     return AutoTokenizer.from_pretrained(local_copy(path))  # a bucket URI: fetched once per node
 

@@ -33,6 +33,9 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from knowcoder_ray.infer.engine import Prompt, cut_at_stop, encode_prompt
+from knowcoder_ray.infer.extraction import parse_rows
+from knowcoder_ray.infer.llm import llm_config
+from knowcoder_ray.infer.sharding import token_counter
 from knowcoder_ray.serve.config import ServeConfig
 from knowcoder_ray.serve.extract import RequestError, arun, check_limits, make_plan, resolve_schema
 from knowcoder_ray.schema.table import load_library
@@ -170,8 +173,6 @@ class Ingress:
     def __init__(self, engine: DeploymentHandle, config: dict) -> None:
         from transformers import AutoTokenizer
 
-        from knowcoder_ray.infer.sharding import token_counter
-
         self.cfg = ServeConfig.model_validate(config)
         self.library = load_library(self.cfg.library)
         tokenizer = AutoTokenizer.from_pretrained(local_copy(self.cfg.model_dir))  # URI: per-node cache
@@ -203,8 +204,6 @@ class Ingress:
 
     async def _execute(self, library, rows: list[dict]) -> list[dict]:
         """Send every row's prompt to the model deployment at once, await all, parse."""
-        from knowcoder_ray.infer.extraction import parse_rows
-
         outputs = await asyncio.gather(*(self._generate(Prompt(r["prompt"], r["prefix_chars"])) for r in rows))
         return parse_rows(({**r, "output": o} for r, o in zip(rows, outputs)), {r["plan"]: library for r in rows})
 
@@ -239,8 +238,6 @@ def build_app(args: dict):
     cfg.engine_path()  # a mismatched adapter fails at deploy time, not in every replica
     if cfg.engine_kind == "vllm":
         from ray.serve.llm import build_llm_deployment
-
-        from knowcoder_ray.infer.llm import llm_config
 
         engine = build_llm_deployment(llm_config(cfg.engine_spec(), cfg.llm_model_id, cfg.scaling(),
                                                  cfg.llm_placement, cfg.lora_bucket))

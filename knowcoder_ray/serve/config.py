@@ -10,7 +10,8 @@ from typing import Annotated
 
 from pydantic import Field, model_validator
 
-from knowcoder_ray.infer.engine import EngineConfig
+from knowcoder_ray.infer.engine import EngineConfig, adapter_base
+from knowcoder_ray.infer.llm import EngineSpec
 from knowcoder_ray.settings import Positive, Section
 
 
@@ -59,8 +60,6 @@ class ServeConfig(Section):
         An adapter trained on another base than `model_dir` is refused rather than silently mixed."""
         if not self.adapter_dir:
             return self.model_dir
-        from knowcoder_ray.infer.engine import adapter_base
-
         base = adapter_base(self.adapter_dir)
         if base is None:
             raise ValueError(f"serve config: adapter_dir {self.adapter_dir} holds no adapter_config.json")
@@ -69,10 +68,8 @@ class ServeConfig(Section):
                              f"{self.model_dir}")
         return self.adapter_dir
 
-    def engine_spec(self):
+    def engine_spec(self) -> EngineSpec:
         """The model the deployment serves, as every host loads it."""
-        from knowcoder_ray.infer.llm import EngineSpec
-
         return EngineSpec(self.engine_kind, self.engine_path(), self.engine, dict(self.vllm))
 
     def scaling(self) -> dict:
