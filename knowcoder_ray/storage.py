@@ -173,8 +173,7 @@ def glob(pattern: str) -> list[str]:
     starts at the deepest folder without a wildcard, so a bucket is never listed whole."""
     fs, inner = filesystem(pattern)
     parts = inner.split("/")
-    fixed = next(i for i, p in enumerate(parts) if any(c in p for c in "*?[")) if any(
-        c in inner for c in "*?[") else len(parts)
+    fixed = next((i for i, p in enumerate(parts) if any(c in p for c in "*?[")), len(parts))
     if fixed == len(parts):
         return [_outer(pattern, inner)] if fs.get_file_info(inner).type == pafs.FileType.File else []
     root = "/".join(parts[:fixed]) or "/"

@@ -223,10 +223,9 @@ class TransformersEngine:
         n, p, s = len(suffixes), len(prefix), max(len(x) for x in suffixes)
         input_ids = torch.full((n, p + s), self.pad_id, dtype=torch.long)
         mask = torch.zeros((n, p + s), dtype=torch.long)
+        input_ids[:, :p] = torch.tensor(prefix, dtype=torch.long)
+        mask[:, :p] = 1
         for r, suffix in enumerate(suffixes):
-            if p:
-                input_ids[r, :p] = torch.tensor(prefix)
-                mask[r, :p] = 1
             input_ids[r, p + s - len(suffix):] = torch.tensor(suffix)
             mask[r, p + s - len(suffix):] = 1
         kwargs = {}

@@ -208,16 +208,14 @@ class Ingress:
         return parse_rows(({**r, "output": o} for r, o in zip(rows, outputs)), {r["plan"]: library for r in rows})
 
     async def _generate(self, prompt: Prompt) -> str:
-        for attempt in range(self.cfg.retries + 1):
+        for attempt in range(self.cfg.retries):
             try:
                 return await asyncio.wait_for(self.send(prompt), self.cfg.prompt_timeout_s)
             except _retryable() as e:
-                if attempt == self.cfg.retries:
-                    raise
                 self.retried += 1
                 logger.warning("engine replica lost (%s); resending prompt (attempt %d)", type(e).__name__, attempt + 1)
                 await asyncio.sleep(0.2 * (attempt + 1))
-        raise AssertionError("unreachable")
+        return await asyncio.wait_for(self.send(prompt), self.cfg.prompt_timeout_s)  # the last try: errors go up
 
     @api.get("/v1/schemas", response_model=SchemaSearchResponse)
     async def schemas(self, q: str = Query("", max_length=200, description="text to find in names or descriptions"),

@@ -49,10 +49,7 @@ def resolve_schema(req: ExtractRequest, library: SchemaLibrary) -> tuple[SchemaL
     if req.schema_code is not None:
         try:
             user = read_class_code(req.schema_code, library)
-        except ClassCodeError as e:
-            raise RequestError(400, {"error": f"malformed schema_code: {e.message}", "line": e.line}) from None
-        lib = SchemaLibrary(user).merged(library)
-        try:
+            lib = SchemaLibrary(user).merged(library)
             check_references(user, lib)
         except ClassCodeError as e:
             raise RequestError(400, {"error": f"malformed schema_code: {e.message}", "line": e.line}) from None
