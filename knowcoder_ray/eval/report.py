@@ -16,9 +16,12 @@ CLASSIFICATION = ("EC", "RC", "TC", "AC")  # the per-type bars show these
 ROW = 24  # table row height (px)
 
 
-def _table_height(rows: int) -> int:
-    """Tall enough that the whole table shows without an inner scroll bar."""
-    return 60 + 20 + ROW * (rows + 2)
+def _table_figure(title: str, header: list[str], columns: list[list], rows: int):
+    """A table tall enough that it shows whole, without an inner scroll bar."""
+    fig = go.Figure(go.Table(header={"values": header, "align": "left", "height": ROW},
+                             cells={"values": columns, "align": "left", "height": ROW}))
+    fig.update_layout(title=title, height=60 + 20 + ROW * (rows + 2), margin={"t": 60, "b": 20})
+    return fig
 
 
 def load_run(run_dir: str | Path) -> tuple[dict, list[dict]]:
@@ -78,21 +81,14 @@ def _table(labels: list[str], metrics: list[dict], mode: str = ""):
         rows.append(["all", m, "", *[f"{100 * _in_mode(ck, mode, 'overall')[m]['overall']['f1']:.2f}" for ck in metrics]])
     columns = list(zip(*rows)) if rows else [[]] * (3 + len(labels))
     header = ["dataset", "metric", "sentences", *[f"{lab}: F1 (P / R)" for lab in labels]]
-    fig = go.Figure(go.Table(header={"values": header, "align": "left", "height": ROW},
-                             cells={"values": [list(c) for c in columns], "align": "left", "height": ROW}))
     title = f"Per-dataset scores ({mode} metrics)" if mode else "Per-dataset scores"
-    fig.update_layout(title=title, height=_table_height(len(rows)), margin={"t": 60, "b": 20})
-    return fig
+    return _table_figure(title, header, [list(c) for c in columns], len(rows))
 
 
 def _parse_table(labels: list[str], metrics: list[dict]):
     keys = ["prompts", "outputs_with_errors", "errors", "hallucinated", "truncated"]
-    fig = go.Figure(go.Table(header={"values": ["checkpoint", *keys], "align": "left", "height": ROW},
-                             cells={"values": [labels, *[[ck["parse"][k] for ck in metrics] for k in keys]],
-                                    "align": "left", "height": ROW}))
-    fig.update_layout(title="Model outputs: parse statistics", height=_table_height(len(labels)),
-                      margin={"t": 60, "b": 20})
-    return fig
+    return _table_figure("Model outputs: parse statistics", ["checkpoint", *keys],
+                         [labels, *[[ck["parse"][k] for ck in metrics] for k in keys]], len(labels))
 
 
 def build_report(run_dir: str | Path) -> str:
