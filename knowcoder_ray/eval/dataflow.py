@@ -129,27 +129,23 @@ def parse_rows_json(row: dict, plans: list) -> dict:
     return {**row, "parsed": json.dumps({k: parsed[k] for k in keep})}
 
 
-def _parsed(row: dict) -> dict:
-    return {**_unflat(row), **json.loads(row["parsed"])}
-
-
-def _by_plan(group: list[dict]) -> dict[str, list[dict]]:
-    out: dict[str, list[dict]] = {}
+def _record_group(df, plans: list) -> tuple[dict, Record, dict[str, list[dict]], list[TaskPlan]]:
+    """A record's group of rows: its first row, its record, its parsed rows per plan, its dataset's plans."""
+    group = df.to_dict("records")
+    by_plan: dict[str, list[dict]] = {}
     for r in group:
-        out.setdefault(r["plan"], []).append(_parsed(r))
-    return out
+        by_plan.setdefault(r["plan"], []).append({**_unflat(r), **json.loads(r["parsed"])})
+    first = group[0]
+    return first, Record.from_dict(json.loads(first["record"])), by_plan, _plans(plans[0])[first["dataset"]]
 
 
 def stage2_rows(df, plans: list):
     """Per record (a groupby group): merge its stage-1 rows and emit the stage-2 prompt rows."""
-    group = df.to_dict("records")
     out = []
-    if group:
-        first = group[0]
-        record = Record.from_dict(json.loads(first["record"]))
+    if len(df):
+        first, record, rows, record_plans = _record_group(df, plans)
         carried = {k: first[k] for k in _CARRIED}
-        rows = _by_plan(group)
-        for plan in _plans(plans[0])[first["dataset"]]:
+        for plan in record_plans:
             if plan.two_stage:
                 ex = Extraction(Record(record.id, record.text, source=record.source))
                 merge_stage(ex, rows.get(plan.key, ()), plan)
@@ -160,12 +156,9 @@ def stage2_rows(df, plans: list):
 
 def merge_record(df, plans: list):
     """Per record: all its parsed rows (both stages) -> its prediction line."""
-    group = df.to_dict("records")
-    first = group[0]
-    gold = Record.from_dict(json.loads(first["record"]))
-    rows = _by_plan(group)
+    first, gold, rows, record_plans = _record_group(df, plans)
     parts = []
-    for plan in _plans(plans[0])[first["dataset"]]:
+    for plan in record_plans:
         ex = Extraction(Record(gold.id, gold.text, source=gold.source))
         mine = rows.get(plan.key, [])
         merge_stage(ex, [r for r in mine if r["stage"] == 1], plan)
