@@ -317,9 +317,3 @@ async def arun_extraction(jobs: Sequence[tuple[str, TaskPlan, Sequence[Record]]]
             rows = steps.send(await execute(rows))
     except StopIteration as done:
         return done.value
-
-
-def extract(engine, records: Sequence[Record], plan: TaskPlan) -> list[Record]:
-    """Predictions for `records` with one engine, in this process (sharding and two stages included)."""
-    out = run_extraction([("", plan, records)], local_executor(engine.generate, [plan]))
-    return [out[("", plan.key, r.id)].record for r in records]
