@@ -143,14 +143,12 @@ def write_bytes(path: str, data: bytes) -> None:
     parent = inner.rsplit("/", 1)[0]
     if parent:
         fs.create_dir(parent, recursive=True)
-    if isinstance(fs, pafs.LocalFileSystem):
-        tmp = f"{parent}/.{inner.rsplit('/', 1)[-1]}.tmp-{uuid.uuid4().hex[:8]}"
-        with fs.open_output_stream(tmp, compression=None) as f:
-            f.write(data)
-        os.replace(tmp, inner)
-        return
-    with fs.open_output_stream(inner, compression=None) as f:
+    local = isinstance(fs, pafs.LocalFileSystem)
+    target = f"{parent}/.{inner.rsplit('/', 1)[-1]}.tmp-{uuid.uuid4().hex[:8]}" if local else inner
+    with fs.open_output_stream(target, compression=None) as f:
         f.write(data)
+    if local:
+        os.replace(target, inner)
 
 
 def write_text(path: str, text: str) -> None:

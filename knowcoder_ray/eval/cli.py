@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from knowcoder_ray.settings import add_set_option, load
 
@@ -61,8 +62,6 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
-    import sys
-
     from knowcoder_ray.eval.scorefile import ScoreFileError, read_rows, score_rows, table, to_json
 
     try:
