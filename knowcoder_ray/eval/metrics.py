@@ -46,7 +46,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from knowcoder_ray.records import Record
 from knowcoder_ray.schema.types import norm_name  # O3
@@ -126,11 +126,8 @@ def filter_outliers(pred: Record, schema_types: Iterable[str] | None) -> Record:
     def ok_type(t: str) -> bool:
         return allowed is None or t in allowed
 
-    events = []
-    for e in pred.events:
-        if ok_span(e.trigger) and ok_type(e.type):
-            args = tuple(a for a in e.arguments if ok_span(a.text))
-            events.append(type(e)(e.type, e.trigger, args, e.start, e.end))
+    events = [replace(e, arguments=tuple(a for a in e.arguments if ok_span(a.text)))
+              for e in pred.events if ok_span(e.trigger) and ok_type(e.type)]
     return Record(
         pred.id, pred.text,
         [e for e in pred.entities if ok_span(e.text) and ok_type(e.type)],
