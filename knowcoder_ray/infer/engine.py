@@ -1,9 +1,7 @@
-"""Inference engines: prompts in, texts out (greedy, stop at the closing triple quote, max new tokens,
-and at the first item the model writes a second time).
-
-Every engine takes `Prompt`s (or plain strings) and returns, for each, the generated text cut before the
-first `STOP`. Prompts over `max_prompt_tokens` are cut to the first `keep_head` + last `keep_tail` tokens,
-as the official KnowCoder evaluation does (3,500 -> 1,500 + 2,000).
+"""Inference engines: `Prompt`s (or plain strings) in, for each the generated text out (greedy, up to max
+new tokens, cut before the first `STOP` and at the first item the model writes a second time). Prompts
+over `max_prompt_tokens` keep their first `keep_head` + last `keep_tail` tokens, as the official KnowCoder
+evaluation does (3,500 -> 1,500 + 2,000).
 
 `TransformersEngine` (CPU or GPU) batches prompts with padding before the sentence part and reuses the
 key/value cache of the schema prefix: prompts of one schema shard share the wrapper instruction and the
