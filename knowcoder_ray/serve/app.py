@@ -30,6 +30,8 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from ray import serve
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+from ray.serve.exceptions import DeploymentUnavailableError
 from ray.serve.handle import DeploymentHandle
 
 from knowcoder_ray.infer.engine import Prompt, cut_at_stop, encode_prompt
@@ -105,12 +107,8 @@ _ERRORS = {400: {"description": "unknown type names, wrong kind of types, or mal
            504: {"description": "the engine did not answer within prompt_timeout_s"}}
 
 
-def _retryable() -> tuple[type[BaseException], ...]:
-    """Errors that mean "the replica went away", not "the prompt is bad": safe to send again."""
-    from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
-    from ray.serve.exceptions import DeploymentUnavailableError
-
-    return (RayActorError, ActorDiedError, ActorUnavailableError, DeploymentUnavailableError)
+# errors that mean "the replica went away", not "the prompt is bad": safe to send again
+_RETRYABLE = (RayActorError, ActorDiedError, ActorUnavailableError, DeploymentUnavailableError)
 
 
 @serve.deployment(name="Engine")
@@ -195,7 +193,7 @@ class Ingress:
             raise HTTPException(400, {"error": str(e)}) from None
         try:
             body = await arun(req, plan, lambda rows: self._execute(library, rows))
-        except _retryable() as e:
+        except _RETRYABLE as e:
             raise HTTPException(503, {"error": f"engine replicas unavailable: {type(e).__name__}"}) from None
         except TimeoutError:
             raise HTTPException(504, {"error": f"no answer from the engine within {self.cfg.prompt_timeout_s} s"}) from None
@@ -211,7 +209,7 @@ class Ingress:
         for attempt in range(self.cfg.retries):
             try:
                 return await asyncio.wait_for(self.send(prompt), self.cfg.prompt_timeout_s)
-            except _retryable() as e:
+            except _RETRYABLE as e:
                 self.retried += 1
                 logger.warning("engine replica lost (%s); resending prompt (attempt %d)", type(e).__name__, attempt + 1)
                 await asyncio.sleep(0.2 * (attempt + 1))
