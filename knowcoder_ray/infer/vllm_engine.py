@@ -47,9 +47,8 @@ class VLLMEngine:
         if adapter is None:
             return None
         adapter = local_copy(str(adapter))
-        if adapter not in self._lora_ids:
-            self._lora_ids[adapter] = len(self._lora_ids) + 1  # vLLM wants a stable positive id per adapter
-        return LoRARequest(Path(adapter).name or "adapter", self._lora_ids[adapter], adapter)
+        lora_id = self._lora_ids.setdefault(adapter, len(self._lora_ids) + 1)  # stable, positive, per adapter
+        return LoRARequest(Path(adapter).name or "adapter", lora_id, adapter)
 
     def generate(self, prompts: Sequence[Prompt | str], adapter: str | None = None) -> list[str]:
         """Texts for `prompts`; `adapter` (a PEFT folder) runs them as LoRA requests."""
