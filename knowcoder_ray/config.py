@@ -21,6 +21,7 @@ from knowcoder_ray.eval.evaluate import EvalConfig
 from knowcoder_ray.schema.build import BuildConfig
 from knowcoder_ray.serve.config import ServeConfig
 from knowcoder_ray.settings import Section, parse
+from knowcoder_ray.storage import read_text
 from knowcoder_ray.train.config import TrainConfig, load_config, resolve_config
 
 ARTIFACTS = {  # artifact -> path under workdir, the one layout every job and the demo check agree on
@@ -141,8 +142,6 @@ class PipelineConfig(Section):
     def load(cls, path: str | os.PathLike) -> PipelineConfig:
         """The pipeline YAML from a local path or a bucket URI, validated: a misspelled or misplaced key
         raises ConfigError naming its location, before any cluster time is spent."""
-        from knowcoder_ray.storage import read_text
-
         return validate(yaml.safe_load(read_text(str(path))), str(path))
 
     def artifact(self, name: str) -> str:

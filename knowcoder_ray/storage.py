@@ -39,10 +39,6 @@ def _local(path: str | os.PathLike) -> str | None:
     return None if is_uri(path) else os.path.abspath(path)
 
 
-def _scheme(path: str) -> str:
-    return str(path).split("://", 1)[0] + "://" if is_uri(path) and not str(path).startswith("file://") else ""
-
-
 def filesystem(path: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
     """(pyarrow FileSystem, path inside it): local paths are made absolute, `file://` is local."""
     path = str(path)
@@ -53,7 +49,7 @@ def filesystem(path: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
 
 def _outer(like: str, inner: str) -> str:
     """A path inside the file system of `like` as the caller's kind of path (URI or local)."""
-    return _scheme(like) + inner
+    return inner if _local(like) is not None else str(like).split("://", 1)[0] + "://" + inner
 
 
 def join(base: str | os.PathLike, *names: str) -> str:
@@ -104,12 +100,6 @@ def remove(path: str) -> None:
         fs.delete_file(inner)
 
 
-def open_input(path: str):
-    """A seekable binary reader (a context manager)."""
-    fs, inner = filesystem(path)
-    return fs.open_input_file(inner)
-
-
 def open_text(path: str, encoding: str = "utf-8", errors: str = "strict") -> io.TextIOWrapper:
     """A text reader for line-by-line reading: `with open_text(uri) as f: for line in f: ...`."""
     fs, inner = filesystem(path)
@@ -153,14 +143,12 @@ def write_bytes(path: str, data: bytes) -> None:
     parent = inner.rsplit("/", 1)[0]
     if parent:
         fs.create_dir(parent, recursive=True)
-    if isinstance(fs, pafs.LocalFileSystem):
-        tmp = f"{parent}/.{inner.rsplit('/', 1)[-1]}.tmp-{uuid.uuid4().hex[:8]}"
-        with fs.open_output_stream(tmp, compression=None) as f:
-            f.write(data)
-        os.replace(tmp, inner)
-        return
-    with fs.open_output_stream(inner, compression=None) as f:
+    local = isinstance(fs, pafs.LocalFileSystem)
+    target = f"{parent}/.{inner.rsplit('/', 1)[-1]}.tmp-{uuid.uuid4().hex[:8]}" if local else inner
+    with fs.open_output_stream(target, compression=None) as f:
         f.write(data)
+    if local:
+        os.replace(target, inner)
 
 
 def write_text(path: str, text: str) -> None:
@@ -183,8 +171,7 @@ def glob(pattern: str) -> list[str]:
     starts at the deepest folder without a wildcard, so a bucket is never listed whole."""
     fs, inner = filesystem(pattern)
     parts = inner.split("/")
-    fixed = next(i for i, p in enumerate(parts) if any(c in p for c in "*?[")) if any(
-        c in inner for c in "*?[") else len(parts)
+    fixed = next((i for i, p in enumerate(parts) if any(c in p for c in "*?[")), len(parts))
     if fixed == len(parts):
         return [_outer(pattern, inner)] if fs.get_file_info(inner).type == pafs.FileType.File else []
     root = "/".join(parts[:fixed]) or "/"
@@ -192,13 +179,6 @@ def glob(pattern: str) -> list[str]:
     depth = None if "**" in inner else inner.count("/")  # `*` stays within one folder, `**` spans any
     return [_outer(pattern, i.path) for i in _files(fs, root, recursive)
             if fnmatch.fnmatchcase(i.path, inner) and depth in (None, i.path.count("/"))]
-
-
-def copy_file(src: str, dst: str) -> None:
-    src_fs, src_inner = filesystem(src)
-    dst_fs, dst_inner = filesystem(dst)
-    dst_fs.create_dir(dst_inner.rsplit("/", 1)[0], recursive=True)
-    pafs.copy_files(src_inner, dst_inner, source_filesystem=src_fs, destination_filesystem=dst_fs)
 
 
 def copy_dir(src: str, dst: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from knowcoder_ray.settings import add_set_option, load
 
@@ -61,8 +62,6 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
-    import sys
-
     from knowcoder_ray.eval.scorefile import ScoreFileError, read_rows, score_rows, table, to_json
 
     try:
@@ -73,7 +72,7 @@ def _score(args: argparse.Namespace) -> int:
     schemas = {}
     if args.data_dir:
         from knowcoder_ray.data.benchmarks import BENCHMARKS, get_benchmark, with_official_names
-        for (_, source), (golds, _) in rows.groups.items():
+        for (_, source), (golds, _) in rows.items():
             if source in BENCHMARKS and source not in schemas:
                 project = get_benchmark(source).schema(str(args.data_dir))
                 used = {m.type for g in golds for m in (*g.entities, *g.relations, *g.events)}

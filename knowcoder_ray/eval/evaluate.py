@@ -1,13 +1,7 @@
-"""Distributed benchmark evaluation with Ray Data, one pipeline per checkpoint.
-
-benchmark records -> the extraction stage on actors (prompt rows per task and schema shard, generation,
-parsing, two-stage events) -> `<output_dir>/<checkpoint>/predictions.jsonl`, written by Ray Data
-(`knowcoder_ray.eval.dataflow`). With `engine: vllm` the generation is a `ray.data.llm` vLLM processor
-(prefix caching, LoRA for adapter checkpoints, tensor/pipeline parallel through its placement group);
-otherwise the actors run the in-process engine (the transformers engine with batching and schema-prefix KV
-reuse). The metrics are a pure function of the predictions file, read with the reader `knowcoder score`
-uses (`eval.scorefile`): official metrics overall, per dataset and per type -> `metrics.json`, a
-`summary.json` over all checkpoints and the plotly `report.html`.
+"""Distributed benchmark evaluation: one Ray Data pipeline per checkpoint (`eval.dataflow`) writes
+`<output_dir>/<checkpoint>/predictions.jsonl`. The metrics are a pure function of that file, read as
+`knowcoder score` reads it (`eval.scorefile`): both metric modes overall, per dataset and per type ->
+`metrics.json`, a `summary.json` over all checkpoints and the plotly `report.html`.
 """
 from __future__ import annotations
 
@@ -19,10 +13,13 @@ from pydantic import Field, field_validator
 
 from knowcoder_ray import storage
 from knowcoder_ray.codec.render import Layout
-from knowcoder_ray.data.benchmarks import default_data_dir
+from knowcoder_ray.data.benchmarks import default_data_dir, few_shot_records, get_benchmark, load_benchmark
 from knowcoder_ray.eval.metrics import METRICS, MODES, Score, score, summary
-from knowcoder_ray.infer.engine import EngineConfig
+from knowcoder_ray.eval.scorefile import read_predictions
+from knowcoder_ray.infer.engine import EngineConfig, adapter_base
 from knowcoder_ray.infer.extraction import TaskPlan
+from knowcoder_ray.infer.llm import EngineSpec, vllm_processor
+from knowcoder_ray.infer.sharding import token_counter
 from knowcoder_ray.records import Record
 from knowcoder_ray.schema.types import SchemaLibrary
 from knowcoder_ray.settings import Section
@@ -83,8 +80,6 @@ class EvalConfig(Section):
 
 def benchmark_tasks(cfg: EvalConfig, name: str) -> tuple[str, ...]:
     """The tasks of benchmark `name` this run evaluates: all it has, or those of `cfg.tasks`."""
-    from knowcoder_ray.data.benchmarks import get_benchmark
-
     tasks = get_benchmark(name).tasks
     return tasks if cfg.tasks is None else tuple(t for t in tasks if t in cfg.tasks)
 
@@ -104,12 +99,8 @@ def plan_tasks(benchmark_tasks: tuple[str, ...]) -> list[str]:
 def _token_counter(checkpoint: str):
     from transformers import AutoTokenizer
 
-    from knowcoder_ray.infer.engine import adapter_base
-    from knowcoder_ray.infer.sharding import token_counter
-
-    path = checkpoint
-    if adapter_base(checkpoint) and not storage.isfile(storage.join(checkpoint, "tokenizer_config.json")):
-        path = adapter_base(checkpoint)
+    base = adapter_base(checkpoint)
+    path = base if base and not storage.isfile(storage.join(checkpoint, "tokenizer_config.json")) else checkpoint
     return token_counter(AutoTokenizer.from_pretrained(storage.local_copy(path)))
 
 
@@ -123,20 +114,16 @@ def parse_stats(outputs: list[dict]) -> dict:
 def load_plans(cfg: EvalConfig, count) -> tuple[dict[str, tuple[list[Record], SchemaLibrary, list]],
                                                  dict[str, list[TaskPlan]]]:
     """Each dataset's records (with its library and malformed inputs) and its task plans."""
-    from knowcoder_ray.data.benchmarks import few_shot_records, load_benchmark
-
     data: dict[str, tuple[list[Record], SchemaLibrary, list]] = {}
     plans: dict[str, list[TaskPlan]] = {}
     for name in cfg.datasets:
         bad: list = []
         records, library = load_benchmark(name, cfg.data_dir, cfg.split, bad, class_names=cfg.class_names)
         shots = few_shot_records(name, cfg.data_dir, cfg.few_shot, cfg.split, cfg.class_names) if cfg.few_shot else []
-        records = records[:cfg.limit] if cfg.limit is not None else records
-        data[name] = (records, library, bad)
+        data[name] = (records[:cfg.limit], library, bad)
         plans[name] = [TaskPlan(f"{name}:{t}", t, library, budget=cfg.shard_tokens, count=count, shots=shots,
                                 layout=Layout(**cfg.layout), as_written=True)  # scored as written: repeats and hallucinations count
                        for t in plan_tasks(benchmark_tasks(cfg, name))]
-
     return data, plans
 
 
@@ -148,8 +135,6 @@ def evaluate(cfg: EvalConfig) -> dict:
     for label, path in checkpoints.items():
         if not storage.isdir(path):
             raise FileNotFoundError(f"checkpoint {label!r}: no model folder at {path}")
-    if cfg.metric_mode not in MODES:
-        raise ValueError(f"metric_mode must be one of {MODES}, got {cfg.metric_mode!r}")
     data, plans = load_plans(cfg, _token_counter(checkpoints[labels[0]]))
 
     out_dir = cfg.output_dir
@@ -175,8 +160,7 @@ def run_checkpoint(cfg: EvalConfig, checkpoint: str, records: dict[str, list[Rec
     """One checkpoint's Ray Data pipeline: records -> extraction -> `out/predictions.jsonl`."""
     import ray
 
-    from knowcoder_ray.eval import dataflow
-    from knowcoder_ray.infer.llm import EngineSpec, vllm_processor
+    from knowcoder_ray.eval import dataflow  # Ray Data at import
 
     predictions = storage.join(out, "predictions.jsonl")
     storage.makedirs(out)
@@ -201,13 +185,11 @@ def run_checkpoint(cfg: EvalConfig, checkpoint: str, records: dict[str, list[Rec
 def checkpoint_metrics(cfg: EvalConfig, label: str, path: str, data, predictions: str) -> dict:
     """metrics.json of one checkpoint: a pure function of its predictions file (read as `knowcoder score`
     reads it) and the benchmarks' schemas."""
-    from knowcoder_ray.eval.scorefile import read_predictions
-
-    written = read_predictions(predictions)
+    written, outputs = read_predictions(predictions)
     overall: dict[str, dict[str, Score]] = {mode: {} for mode in MODES}
     datasets = {}
     for name, (records, library, bad) in data.items():
-        golds, preds = written.datasets.get(name, ([], []))
+        golds, preds = written.get(name, ([], []))
         if len(golds) != len(records):
             raise RuntimeError(f"{predictions}: {len(golds)} predictions for the {len(records)} records of {name}")
         metric_names = [m for t in benchmark_tasks(cfg, name) for m in METRICS[t]]
@@ -227,4 +209,4 @@ def checkpoint_metrics(cfg: EvalConfig, label: str, path: str, data, predictions
             "options": {"filter_outlier": cfg.filter_outlier, "wikidata_upper": cfg.wikidata_upper,
                         "shard_tokens": cfg.shard_tokens, "engine": cfg.engine, "metric_mode": cfg.metric_mode,
                         "class_names": cfg.class_names, "few_shot": cfg.few_shot, "layout": cfg.layout},
-            **by_mode[cfg.metric_mode], "modes": by_mode, "datasets": datasets, "parse": parse_stats(written.outputs)}
+            **by_mode[cfg.metric_mode], "modes": by_mode, "datasets": datasets, "parse": parse_stats(outputs)}

@@ -44,9 +44,9 @@ filter_outlier removes them. Counts add up, so shards can be scored apart and su
 """
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from knowcoder_ray.records import Record
 from knowcoder_ray.schema.types import norm_name  # O3
@@ -96,25 +96,23 @@ class Counts:
         return {"p": self.precision, "r": self.recall, "f1": self.f1, "tp": self.tp, "pred": self.pred, "gold": self.gold}
 
 
+_TUPLES: dict[str, Callable[[Record], list[tuple]]] = {  # strict mode's tuples of one record, type first
+    "EI": lambda r: [(e.text,) for e in r.entities],
+    "EC": lambda r: [(e.type, e.text) for e in r.entities],
+    "RI": lambda r: [(x.head.text, x.tail.text) for x in r.relations],
+    "RC": lambda r: [(x.type, x.head.text, x.tail.text) for x in r.relations],
+    "TI": lambda r: [(e.trigger,) for e in r.events],
+    "TC": lambda r: [(e.type, e.trigger) for e in r.events],
+    "AI": lambda r: [(e.type, a.text) for e in r.events for a in e.arguments],
+    "AC": lambda r: [(e.type, a.text, a.role) for e in r.events for a in e.arguments],
+}
+
+
 def tuples(record: Record, metric: str) -> list[tuple]:
     """The scored tuples of one record (strict mode); the first element is the type where the metric has one."""
-    if metric == "EI":
-        return [(e.text,) for e in record.entities]
-    if metric == "EC":
-        return [(e.type, e.text) for e in record.entities]
-    if metric == "RI":
-        return [(r.head.text, r.tail.text) for r in record.relations]
-    if metric == "RC":
-        return [(r.type, r.head.text, r.tail.text) for r in record.relations]
-    if metric == "TI":
-        return [(e.trigger,) for e in record.events]
-    if metric == "TC":
-        return [(e.type, e.trigger) for e in record.events]
-    if metric == "AI":
-        return [(e.type, a.text) for e in record.events for a in e.arguments]
-    if metric == "AC":
-        return [(e.type, a.text, a.role) for e in record.events for a in e.arguments]
-    raise ValueError(f"unknown metric {metric!r}; expected one of {sorted(TASK_OF)}")
+    if metric not in _TUPLES:
+        raise ValueError(f"unknown metric {metric!r}; expected one of {sorted(TASK_OF)}")
+    return _TUPLES[metric](record)
 
 
 def filter_outliers(pred: Record, schema_types: Iterable[str] | None) -> Record:
@@ -128,11 +126,8 @@ def filter_outliers(pred: Record, schema_types: Iterable[str] | None) -> Record:
     def ok_type(t: str) -> bool:
         return allowed is None or t in allowed
 
-    events = []
-    for e in pred.events:
-        if ok_span(e.trigger) and ok_type(e.type):
-            args = tuple(a for a in e.arguments if ok_span(a.text))
-            events.append(type(e)(e.type, e.trigger, args, e.start, e.end))
+    events = [replace(e, arguments=tuple(a for a in e.arguments if ok_span(a.text)))
+              for e in pred.events if ok_span(e.trigger) and ok_type(e.type)]
     return Record(
         pred.id, pred.text,
         [e for e in pred.entities if ok_span(e.text) and ok_type(e.type)],
@@ -165,7 +160,7 @@ def official_tuples(record: Record, metric: str, *, pred: bool = False, filter_o
     if task == "ner":
         for e in record.entities:
             t = norm_name(e.type)
-            if t == "other" or (drop and (not e.text or e.text not in text or (check_type and t not in schema))) or not e.text:
+            if t == "other" or not e.text or (drop and (e.text not in text or (check_type and t not in schema))):
                 continue
             if metric == "EI":
                 out.append((e.text,))
@@ -176,17 +171,16 @@ def official_tuples(record: Record, metric: str, *, pred: bool = False, filter_o
     elif task == "re":
         for r in record.relations:
             t, h, tl = norm_name(r.type), r.head.text, r.tail.text
-            if drop and (not h or not tl or h == tl or h not in text or tl not in text
-                         or (check_type and t not in schema)):
+            if not h or not tl or (drop and (h == tl or h not in text or tl not in text
+                                             or (check_type and t not in schema))):
                 continue
-            if h and tl:
-                out.append((h, tl) if metric == "RI" else (t, h, tl))
+            out.append((h, tl) if metric == "RI" else (t, h, tl))
     elif task == "ed":
         for e in record.events:
             t = norm_name(e.type)
             t = ACE_COARSE.get(t, t)
             trigger = _trigger(e) if pred else e.trigger
-            if (drop and (not trigger or trigger not in text)) or not trigger:
+            if not trigger or (drop and trigger not in text):
                 continue
             out.append((trigger,) if metric == "TI" else (t, trigger))
     else:
@@ -218,18 +212,13 @@ def _member(p: tuple, gold: list[tuple]) -> bool:
 
 def _match(gold: list[tuple], pred: list[tuple], same_type: Callable[[str, str], bool] | None) -> list[tuple | None]:
     """For each prediction, the still-unmatched gold tuple it matched (one-to-one), or None."""
-    if not gold or not pred:
-        return [None] * len(pred)
     if same_type is None:  # a match is an equal tuple: count the free ones instead of searching a list
-        free_count: dict[tuple, int] = {}
-        for g in gold:
-            free_count[g] = free_count.get(g, 0) + 1
+        free_count = Counter(gold)
         out = []
         for p in pred:
-            n = free_count.get(p, 0)
-            if n:
-                free_count[p] = n - 1
-            out.append(p if n else None)
+            hit = free_count[p] > 0
+            free_count[p] -= hit
+            out.append(p if hit else None)
         return out
     free: list[tuple | None] = list(gold)
     out = []
@@ -281,51 +270,35 @@ def score(golds: Sequence[Record], preds: Sequence[Record], metrics: Iterable[st
             raise ValueError(f"unknown metric {metric!r}; expected one of {sorted(TASK_OF)}")
         # a generator, not a list: fewer live objects, fewer garbage-collector passes
         pairs = ((g, by_id.get(g.id) or Record(g.id, g.text, source=g.source)) for g in golds)
-        if mode == "official":
-            out[metric] = _score_official(pairs, metric, filter_outlier, schema_types,
-                                          ancestors if metric == "EC" else None)
-        else:
-            out[metric] = _score_strict(pairs, metric, filter_outlier, schema_types,
-                                        ancestors if metric == "EC" else None)
+        scorer = _score_official if mode == "official" else _score_strict
+        out[metric] = scorer(pairs, metric, filter_outlier, schema_types, ancestors if metric == "EC" else None)
     return out
 
 
 def _score_official(pairs, metric, filter_outlier, schema_types, ancestors) -> Score:
     schema = None if schema_types is None else frozenset(map(norm_name, schema_types))
-    per_type: dict[str, Counts] = {}
+    per_type: dict[str, Counts] = defaultdict(Counts)
     per_source: dict[str, list[int]] = {}  # source -> [tp, pred, gold]
     typed, plain = metric in TYPED, ancestors is None  # plain tuples: membership is `in` (O1)
     for g, p in pairs:
         gt = official_tuples(g, metric)
         pt = official_tuples(p, metric, pred=True, filter_outlier=filter_outlier, schema=schema, ancestors=ancestors)
-        if not pt:
-            hits = 0
-        else:
-            hits = sum(map(gt.__contains__, pt)) if plain else sum(_member(x, gt) for x in pt)
+        hits = sum(map(gt.__contains__, pt)) if plain else sum(_member(x, gt) for x in pt)
         _tally(per_source, g.source, hits, len(pt), len(gt))
         if typed:  # O7
-            for x in (dict.fromkeys(gt) if len(gt) > 1 else gt):
-                c = per_type.get(x[0])
-                if c is None:
-                    c = per_type[x[0]] = Counts()
-                c.gold += 1
-            for x in (dict.fromkeys(pt) if len(pt) > 1 else pt):
+            for x in dict.fromkeys(gt):
+                per_type[x[0]].gold += 1
+            for x in dict.fromkeys(pt):
                 c = per_type.get(x[0] if plain else x[0].own)
                 if c is not None:
                     c.pred += 1
                     c.tp += (x in gt) if plain else _member(x, gt)
-    return _score(per_type, per_source)
+    return _score(dict(per_type), per_source)
 
 
-def _tally(per_source: dict[str, list[int]], source: str, tp: int, pred: int, gold: int) -> None:
-    """Add one sentence's counts to its source's [tp, pred, gold] (plain ints: no object per sentence)."""
-    counts = per_source.get(source)
-    if counts is None:
-        per_source[source] = [tp, pred, gold]
-    else:
-        counts[0] += tp
-        counts[1] += pred
-        counts[2] += gold
+def _tally(per_source: dict[str, list[int]], source: str, *counts: int) -> None:
+    """Add one sentence's (tp, pred, gold) to its source's sums (plain ints: no object per sentence)."""
+    per_source[source] = [a + b for a, b in zip(per_source.get(source, (0, 0, 0)), counts)]
 
 
 def _score(per_type: dict[str, Counts], per_source: dict[str, list[int]]) -> Score:

@@ -7,15 +7,21 @@ import html
 import json
 from pathlib import Path
 
+import plotly.graph_objects as go
+import plotly.io as pio
+
 from knowcoder_ray import storage
 
 CLASSIFICATION = ("EC", "RC", "TC", "AC")  # the per-type bars show these
 ROW = 24  # table row height (px)
 
 
-def _table_height(rows: int) -> int:
-    """Tall enough that the whole table shows without an inner scroll bar."""
-    return 60 + 20 + ROW * (rows + 2)
+def _table_figure(title: str, header: list[str], columns: list[list], rows: int):
+    """A table tall enough that it shows whole, without an inner scroll bar."""
+    fig = go.Figure(go.Table(header={"values": header, "align": "left", "height": ROW},
+                             cells={"values": columns, "align": "left", "height": ROW}))
+    fig.update_layout(title=title, height=60 + 20 + ROW * (rows + 2), margin={"t": 60, "b": 20})
+    return fig
 
 
 def load_run(run_dir: str | Path) -> tuple[dict, list[dict]]:
@@ -28,8 +34,6 @@ def load_run(run_dir: str | Path) -> tuple[dict, list[dict]]:
 
 
 def _lines(labels: list[str], metrics: list[dict]):
-    import plotly.graph_objects as go
-
     fig = go.Figure()
     names = list(dict.fromkeys(m for ck in metrics for m in ck["summary"]))
     for m in names:
@@ -40,8 +44,6 @@ def _lines(labels: list[str], metrics: list[dict]):
 
 
 def _type_bars(dataset: str, labels: list[str], metrics: list[dict]):
-    import plotly.graph_objects as go
-
     fig = go.Figure()
     for label, ck in zip(labels, metrics):
         scores = ck["datasets"][dataset]["metrics"]
@@ -67,8 +69,6 @@ def _in_mode(d: dict, mode: str, key: str) -> dict:
 
 
 def _table(labels: list[str], metrics: list[dict], mode: str = ""):
-    import plotly.graph_objects as go
-
     rows = []
     for dataset in metrics[0]["datasets"]:
         for m in _in_mode(metrics[0]["datasets"][dataset], mode, "metrics"):
@@ -81,29 +81,18 @@ def _table(labels: list[str], metrics: list[dict], mode: str = ""):
         rows.append(["all", m, "", *[f"{100 * _in_mode(ck, mode, 'overall')[m]['overall']['f1']:.2f}" for ck in metrics]])
     columns = list(zip(*rows)) if rows else [[]] * (3 + len(labels))
     header = ["dataset", "metric", "sentences", *[f"{lab}: F1 (P / R)" for lab in labels]]
-    fig = go.Figure(go.Table(header={"values": header, "align": "left", "height": ROW},
-                             cells={"values": [list(c) for c in columns], "align": "left", "height": ROW}))
     title = f"Per-dataset scores ({mode} metrics)" if mode else "Per-dataset scores"
-    fig.update_layout(title=title, height=_table_height(len(rows)), margin={"t": 60, "b": 20})
-    return fig
+    return _table_figure(title, header, [list(c) for c in columns], len(rows))
 
 
 def _parse_table(labels: list[str], metrics: list[dict]):
-    import plotly.graph_objects as go
-
     keys = ["prompts", "outputs_with_errors", "errors", "hallucinated", "truncated"]
-    fig = go.Figure(go.Table(header={"values": ["checkpoint", *keys], "align": "left", "height": ROW},
-                             cells={"values": [labels, *[[ck["parse"][k] for ck in metrics] for k in keys]],
-                                    "align": "left", "height": ROW}))
-    fig.update_layout(title="Model outputs: parse statistics", height=_table_height(len(labels)),
-                      margin={"t": 60, "b": 20})
-    return fig
+    return _table_figure("Model outputs: parse statistics", ["checkpoint", *keys],
+                         [labels, *[[ck["parse"][k] for ck in metrics] for k in keys]], len(labels))
 
 
 def build_report(run_dir: str | Path) -> str:
     """The report page as one HTML string."""
-    import plotly.io as pio
-
     summary, metrics = load_run(run_dir)
     labels = [c["checkpoint"] for c in summary["checkpoints"]]
     figs = [_lines(labels, metrics), *(_table(labels, metrics, mode) for mode in _modes(metrics[0]))]

@@ -12,30 +12,26 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from knowcoder_ray.data.benchmarks import BENCHMARKS
 from knowcoder_ray.data.readers import json_lines
 from knowcoder_ray.eval.metrics import METRICS, Score, score
 from knowcoder_ray.records import Argument, EntityMention, EventMention, Record, RelationMention
 
 ITEM_WIDTH = {"ner": 2, "re": 3, "ed": 2, "eae": 4}
+Groups = dict[object, tuple[list[Record], list[Record]]]  # dataset, or (task, source) -> (golds, predictions)
 
 
 class ScoreFileError(ValueError):
     """A row of a predictions file that cannot be scored; the message names the line."""
 
 
-@dataclass
-class Rows:
-    """Gold and predicted records of one file, grouped by (task, source)."""
 
-    groups: dict[tuple[str, str], tuple[list[Record], list[Record]]] = field(default_factory=dict)
-
-    def add(self, task: str, source: str, gold: Record, pred: Record) -> None:
-        g, p = self.groups.setdefault((task, source), ([], []))
-        g.append(gold)
-        p.append(pred)
+def _add(groups: Groups, key, gold: Record, pred: Record) -> None:
+    golds, preds = groups.setdefault(key, ([], []))
+    golds.append(gold)
+    preds.append(pred)
 
 
 def _items_record(id: str, task: str, sentence: str, items, source: str, where: str) -> Record:
@@ -58,8 +54,6 @@ def _items_record(id: str, task: str, sentence: str, items, source: str, where: 
 
 
 def _record_tasks(dataset: str, gold: Record) -> tuple[str, ...]:
-    from knowcoder_ray.data.benchmarks import BENCHMARKS
-
     if dataset in BENCHMARKS:
         return BENCHMARKS[dataset].tasks
     tasks = ("ner",) * bool(gold.entities) + ("re",) * bool(gold.relations)
@@ -76,27 +70,17 @@ def _evaluation_row(d: dict, n: int, where: str) -> tuple[str, Record, Record]:
     return dataset, gold, pred
 
 
-@dataclass
-class Predictions:
-    """An evaluation's predictions.jsonl, per dataset in file order: gold and predicted records and the
-    raw outputs of each record's prompts."""
-
-    datasets: dict[str, tuple[list[Record], list[Record]]] = field(default_factory=dict)
-    outputs: list[dict] = field(default_factory=list)
-
-
-def read_predictions(path: str | Path) -> Predictions:
-    """The evaluation layout only (what `evaluate` scores and `knowcoder score` reads the same way)."""
-    out = Predictions()
+def read_predictions(path: str | Path) -> tuple[Groups, list[dict]]:
+    """The evaluation layout only (what `evaluate` scores and `knowcoder score` reads the same way): per
+    dataset in file order, gold and predicted records; and the raw outputs of every record's prompts."""
+    datasets: Groups = {}
+    outputs: list[dict] = []
     for n, where, d in _objects(path):
         if "prediction" not in d or "gold" not in d:
             raise ScoreFileError(f"{where}: expected an evaluation row with 'prediction' and 'gold'")
-        dataset, gold, pred = _evaluation_row(d, n, where)
-        golds, preds = out.datasets.setdefault(dataset, ([], []))
-        golds.append(gold)
-        preds.append(pred)
-        out.outputs.extend(d.get("outputs") or [])
-    return out
+        _add(datasets, *_evaluation_row(d, n, where))
+        outputs.extend(d.get("outputs") or [])
+    return datasets, outputs
 
 
 def _objects(path: str | Path):
@@ -112,8 +96,9 @@ def _objects(path: str | Path):
         yield n, where, d
 
 
-def read_rows(path: str | Path) -> Rows:
-    rows = Rows()
+def read_rows(path: str | Path) -> Groups:
+    """Gold and predicted records of one file, grouped by (task, source)."""
+    rows: Groups = {}
     for n, where, d in _objects(path):
         if "task" in d:
             task = d["task"]
@@ -123,27 +108,27 @@ def read_rows(path: str | Path) -> Rows:
             if not isinstance(sentence, str):
                 raise ScoreFileError(f"{where}: 'sentence' must be a string")
             source = str(d.get("source") or task)
-            rows.add(task, source, _items_record(str(n), task, sentence, d.get("gold"), source, where + " gold"),
+            _add(rows, (task, source), _items_record(str(n), task, sentence, d.get("gold"), source, where + " gold"),
                      _items_record(str(n), task, sentence, d.get("pred"), source, where + " pred"))
         elif "prediction" in d and "gold" in d:
             dataset, gold, pred = _evaluation_row(d, n, where)
             for task in _record_tasks(dataset, gold):
-                rows.add(task, dataset, gold, pred)
+                _add(rows, (task, dataset), gold, pred)
         else:
             raise ScoreFileError(f"{where}: expected 'task'/'sentence'/'gold'/'pred' or an evaluation row "
                                  "with 'prediction' and 'gold'")
-    if not rows.groups:
+    if not rows:
         raise ScoreFileError(f"{path}: no rows")
     return rows
 
 
-def score_rows(rows: Rows, mode: str = "official", filter_outlier: bool = False,
+def score_rows(rows: Groups, mode: str = "official", filter_outlier: bool = False,
                schema_types: Iterable[str] | None = None, schemas: dict[str, list[str]] | None = None
                ) -> dict[str, dict[str, Score]]:
     """{source: {metric: Score}} plus "all" summed over sources. `schemas` (source -> class names) wins
     over `schema_types` for filter_outlier's type check."""
     out: dict[str, dict[str, Score]] = {}
-    for (task, source), (golds, preds) in rows.groups.items():
+    for (task, source), (golds, preds) in rows.items():
         types = (schemas or {}).get(source, schema_types)
         scores = score(golds, preds, METRICS[task], mode=mode, filter_outlier=filter_outlier, schema_types=types)
         out.setdefault(source, {}).update(scores)
@@ -166,10 +151,5 @@ def table(results: dict[str, dict[str, Score]], per_type: bool = False) -> str:
 
 
 def to_json(results: dict[str, dict[str, Score]], per_type: bool = False) -> dict:
-    out = {}
-    for source, scores in results.items():
-        out[source] = {}
-        for m, s in scores.items():
-            d = s.to_dict()
-            out[source][m] = d if per_type else {"overall": d["overall"]}
-    return out
+    return {source: {m: s.to_dict() if per_type else {"overall": s.overall.to_dict()} for m, s in scores.items()}
+            for source, scores in results.items()}

@@ -1,9 +1,7 @@
-"""Inference engines: prompts in, texts out (greedy, stop at the closing triple quote, max new tokens,
-and at the first item the model writes a second time).
-
-Every engine takes `Prompt`s (or plain strings) and returns, for each, the generated text cut before the
-first `STOP`. Prompts over `max_prompt_tokens` are cut to the first `keep_head` + last `keep_tail` tokens,
-as the official KnowCoder evaluation does (3,500 -> 1,500 + 2,000).
+"""Inference engines: `Prompt`s (or plain strings) in, for each the generated text out (greedy, up to max
+new tokens, cut before the first `STOP` and at the first item the model writes a second time). Prompts
+over `max_prompt_tokens` keep their first `keep_head` + last `keep_tail` tokens, as the official KnowCoder
+evaluation does (3,500 -> 1,500 + 2,000).
 
 `TransformersEngine` (CPU or GPU) batches prompts with padding before the sentence part and reuses the
 key/value cache of the schema prefix: prompts of one schema shard share the wrapper instruction and the
@@ -15,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import os
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,7 +24,6 @@ from knowcoder_ray.codec.render import STOP
 from knowcoder_ray.settings import Section
 from knowcoder_ray.storage import local_copy
 from knowcoder_ray.train.merge import adapter_base
-from knowcoder_ray.train.packing import common_prefix_len
 
 
 @dataclass(frozen=True)
@@ -93,17 +91,18 @@ def truncate_ids(ids: list[int], max_tokens: int = 3500, head: int = 1500, tail:
     return ids[:head] + ids[len(ids) - tail:]
 
 
+def encode_prompt(tokenizer, text: str, config: EngineConfig) -> list[int]:
+    """A prompt's token ids as every engine feeds them to the model: the official cut applied."""
+    return truncate_ids(tokenizer(text)["input_ids"], config.max_prompt_tokens, config.keep_head, config.keep_tail)
+
+
 def _device_and_dtype(config: EngineConfig):
     import torch
 
-    device = config.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if config.dtype == "auto":
-        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    else:
-        dtype = getattr(torch, config.dtype)
-    return device, dtype
+    device = config.device if config.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if config.dtype != "auto":
+        return device, getattr(torch, config.dtype)
+    return device, torch.bfloat16 if device.startswith("cuda") else torch.float32
 
 
 class TransformersEngine:
@@ -146,8 +145,7 @@ class TransformersEngine:
     # ---- tokens ------------------------------------------------------------------------------------
 
     def encode(self, text: str) -> list[int]:
-        c = self.config
-        return truncate_ids(self.tokenizer(text)["input_ids"], c.max_prompt_tokens, c.keep_head, c.keep_tail)
+        return encode_prompt(self.tokenizer, text, self.config)
 
     def _shared_len(self, p: Prompt, ids: list[int]) -> int:
         """Tokens at the start of `ids` that belong to the prompt's shared prefix. Taken as the common
@@ -162,7 +160,7 @@ class TransformersEngine:
             self._prefix_ids[head] = prefix_ids
             while len(self._prefix_ids) > 64:
                 self._prefix_ids.popitem(last=False)
-        return min(common_prefix_len(prefix_ids, ids), len(ids) - 1)
+        return min(len(os.path.commonprefix([prefix_ids, ids])), len(ids) - 1)
 
     # ---- generation --------------------------------------------------------------------------------
 
@@ -223,10 +221,9 @@ class TransformersEngine:
         n, p, s = len(suffixes), len(prefix), max(len(x) for x in suffixes)
         input_ids = torch.full((n, p + s), self.pad_id, dtype=torch.long)
         mask = torch.zeros((n, p + s), dtype=torch.long)
+        input_ids[:, :p] = torch.tensor(prefix, dtype=torch.long)
+        mask[:, :p] = 1
         for r, suffix in enumerate(suffixes):
-            if p:
-                input_ids[r, :p] = torch.tensor(prefix)
-                mask[r, :p] = 1
             input_ids[r, p + s - len(suffix):] = torch.tensor(suffix)
             mask[r, p + s - len(suffix):] = 1
         kwargs = {}
@@ -272,9 +269,7 @@ def load_engine(kind: str, model_path: str | Path, config: EngineConfig | None =
         if engine_kwargs:
             raise ValueError(f"the transformers engine takes no {sorted(engine_kwargs)}")
         return TransformersEngine(model_path, config)
-    if kind == "vllm":
-        from knowcoder_ray.infer.vllm_engine import VLLMEngine
-        return VLLMEngine(model_path, config, **engine_kwargs)
+    kind = "knowcoder_ray.infer.vllm_engine:VLLMEngine" if kind == "vllm" else kind
     if ":" in kind:  # a plugin engine "module:Class", built as Class(model_path, config, **engine_kwargs)
         import importlib
 

@@ -12,8 +12,9 @@ schema, e.g. `ConflictEvent`; a type without parents is its own coarse type); st
 subtypes of the coarse types detected in the sentence. The instruction confirms a detected trigger only
 with a type the prompt defines (as in the released data, `"wife" is the trigger of event type "Marriage"`
 next to `class Marriage`); a coarse type the stage-2 prompt does not define is not named, as the official
-evaluation's stage-2 prompts confirm no triggers. The final events are the stage-2 events, plus any stage-1 event whose type is itself a
-leaf type and whose trigger stage 2 did not return (so one-level schemas keep their detections).
+evaluation's stage-2 prompts confirm no triggers. The final events are the stage-2 events, plus any
+stage-1 event whose type is itself a leaf type and whose trigger stage 2 did not return (so one-level
+schemas keep their detections).
 """
 from __future__ import annotations
 
@@ -317,9 +318,3 @@ async def arun_extraction(jobs: Sequence[tuple[str, TaskPlan, Sequence[Record]]]
             rows = steps.send(await execute(rows))
     except StopIteration as done:
         return done.value
-
-
-def extract(engine, records: Sequence[Record], plan: TaskPlan) -> list[Record]:
-    """Predictions for `records` with one engine, in this process (sharding and two stages included)."""
-    out = run_extraction([("", plan, records)], local_executor(engine.generate, [plan]))
-    return [out[("", plan.key, r.id)].record for r in records]

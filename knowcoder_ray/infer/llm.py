@@ -1,17 +1,14 @@
 """One engine contract for every host: a Ray Data evaluation stage and a Serve replica load a checkpoint
 the same way, from one `EngineSpec` (kind, checkpoint, decoding settings, vLLM options).
 
-- `spec.load()`: an in-process engine (`TransformersEngine`, `VLLMEngine` or a plugin `module:Class`),
-  what the CPU hosts run: our batching and schema-prefix KV reuse.
-- `vllm_processor(spec, ...)`: the same checkpoint and decoding as a `ray.data.llm` vLLM processor
-  (prefix caching, LoRA requests, tensor/pipeline parallel through its own placement group).
-- `llm_config(spec, ...)`: the same as a `ray.serve.llm` LLMConfig (continuous batching, LoRA
-  multiplexing, models from a bucket), for `build_llm_deployment`.
+- `spec.load()`: an in-process engine (`TransformersEngine`, `VLLMEngine` or a plugin `module:Class`).
+- `vllm_processor(spec, ...)`: a `ray.data.llm` vLLM processor (tensor/pipeline parallel in its own
+  placement group); `llm_config(spec, ...)`: a `ray.serve.llm` LLMConfig (continuous batching).
 
-Every path feeds the model the same token ids (`truncate_ids`, the official head+tail cut) and greedy
-decoding that stops at the closing triple quote; outputs are cut the same way (`finish_text`).
-A checkpoint that is a PEFT adapter runs as a LoRA request on its base model under vLLM, merged into
-its base under transformers.
+Every path feeds the model the same token ids (`encode_prompt`, the official head+tail cut), decodes
+greedily to the closing triple quote and cuts outputs the same way (`cut_at_stop`); vLLM shares schema
+prefixes by prefix caching. A PEFT adapter runs as a LoRA request on its base model under vLLM (Serve:
+multiplexed from a bucket), merged into its base under transformers.
 """
 from __future__ import annotations
 
@@ -19,12 +16,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from knowcoder_ray.codec.render import STOP
-from knowcoder_ray.infer.engine import EngineConfig, adapter_base, cut_at_stop, load_engine, truncate_ids
-
-
-def finish_text(text: str) -> str:
-    """A generated text as every engine returns it."""
-    return cut_at_stop(text)
+from knowcoder_ray.infer.engine import EngineConfig, adapter_base, cut_at_stop, encode_prompt, load_engine
+from knowcoder_ray.storage import local_copy
 
 
 @dataclass
@@ -51,10 +44,7 @@ class EngineSpec:
 
     def load(self):
         """The in-process engine (an adapter is a LoRA request under vLLM, merged under transformers)."""
-        opts = dict(self.vllm) if self.kind == "vllm" else {}
-        if self.kind == "vllm" and self.adapter:
-            opts.setdefault("enable_lora", True)
-        return load_engine(self.kind, self.checkpoint, self.config, **opts)
+        return load_engine(self.kind, self.checkpoint, self.config, **(self.vllm if self.kind == "vllm" else {}))
 
     def vllm_engine_kwargs(self) -> dict:
         """vLLM engine arguments: prefix caching on (prompts of a schema shard share their head), LoRA
@@ -75,15 +65,7 @@ class EngineSpec:
 def _tokenizer(path: str):
     from transformers import AutoTokenizer
 
-    from knowcoder_ray.storage import local_copy
-
     return AutoTokenizer.from_pretrained(local_copy(path))  # a bucket URI: fetched once per node
-
-
-def prompt_ids(spec_base: str, config: EngineConfig, text: str) -> list[int]:
-    """The prompt's token ids with the official cut, from the base model's tokenizer (cached per process)."""
-    ids = _tokenizer(spec_base)(text)["input_ids"]
-    return truncate_ids(ids, config.max_prompt_tokens, config.keep_head, config.keep_tail)
 
 
 def vllm_processor(spec: EngineSpec, batch_size: int = 32, concurrency: int = 1,
@@ -93,16 +75,15 @@ def vllm_processor(spec: EngineSpec, batch_size: int = 32, concurrency: int = 1,
     nodes; by default Ray Data LLM reserves tensor x pipeline parallel GPUs per engine."""
     from ray.data.llm import build_processor, vLLMEngineProcessorConfig
 
-    kw = {}
-    if placement_group_config is not None:
-        kw["placement_group_config"] = placement_group_config
+    kw = {} if placement_group_config is None else {"placement_group_config": placement_group_config}
     config = vLLMEngineProcessorConfig(
         model_source=spec.base, engine_kwargs=spec.vllm_engine_kwargs(), batch_size=batch_size,
         concurrency=concurrency, chat_template_stage=False, tokenize_stage=False, detokenize_stage=False, **kw)
     base, cfg, adapter, sampling = spec.base, spec.config, spec.adapter, spec.sampling_params()
 
     def pre(row: dict) -> dict:
-        out = {**row, "tokenized_prompt": prompt_ids(base, cfg, row["prompt"]), "sampling_params": sampling}
+        out = {**row, "tokenized_prompt": encode_prompt(_tokenizer(base), row["prompt"], cfg),
+               "sampling_params": sampling}
         if adapter:
             out["model"] = adapter  # a LoRA request on the base model
         return out
@@ -111,7 +92,7 @@ def vllm_processor(spec: EngineSpec, batch_size: int = 32, concurrency: int = 1,
         drop = {"tokenized_prompt", "sampling_params", "model", "generated_text", "generated_tokens",
                 "num_generated_tokens", "num_input_tokens", "prompt_token_ids", "request_id", "embeddings",
                 "metrics", "params", "time_taken_llm", "batch_uuid", "__inference_error__"}
-        return {**{k: v for k, v in row.items() if k not in drop}, output: finish_text(row["generated_text"])}
+        return {**{k: v for k, v in row.items() if k not in drop}, output: cut_at_stop(row["generated_text"])}
 
     return build_processor(config, preprocess=pre, postprocess=post)
 
@@ -122,14 +103,11 @@ def llm_config(spec: EngineSpec, model_id: str = "knowcoder", deployment_config:
     `lora_bucket` (an s3:// / gs:// folder of adapter folders; requests name `model_id:adapter`)."""
     from ray.serve.llm import LLMConfig
 
-    kw = {}
-    if placement_group_config is not None:
-        kw["placement_group_config"] = placement_group_config
-    if lora_bucket:
-        kw["lora_config"] = {"dynamic_lora_loading_path": lora_bucket}
-    engine_kwargs = spec.vllm_engine_kwargs()
     if spec.adapter and not lora_bucket:
         raise ValueError("ray.serve.llm loads LoRA adapters from a bucket: give lora_bucket, or serve the "
                          "merged model (knowcoder merge)")
+    kw = {} if placement_group_config is None else {"placement_group_config": placement_group_config}
+    if lora_bucket:
+        kw["lora_config"] = {"dynamic_lora_loading_path": lora_bucket}
     return LLMConfig(model_loading_config={"model_id": model_id, "model_source": spec.base},
-                     engine_kwargs=engine_kwargs, deployment_config=dict(deployment_config or {}), **kw)
+                     engine_kwargs=spec.vllm_engine_kwargs(), deployment_config=dict(deployment_config or {}), **kw)

@@ -86,23 +86,19 @@ def shard_schema(task: str, types: Sequence[SchemaType], budget: int, count: Tok
     current: list[SchemaType] = []
     used, shown = fixed, set()
     for t in types:
-        needs = [n for n in (*t.head_types, *t.tail_types) if n in cost_of and n not in shown and n != t.name]
-        needs = list(dict.fromkeys(needs))
+        brings = [n for n in dict.fromkeys((*t.head_types, *t.tail_types)) if n in cost_of and n != t.name]
+        needs = [n for n in brings if n not in shown]
         cost = cost_of[t.name] + sum(cost_of[n] for n in needs)
         if current and used + cost > budget:
             groups.append(current)
-            current, used, shown = [], fixed, set()
-            needs = list(dict.fromkeys(n for n in (*t.head_types, *t.tail_types) if n in cost_of and n != t.name))
+            current, used, shown, needs = [], fixed, set(), brings
             cost = cost_of[t.name] + sum(cost_of[n] for n in needs)
         current.append(t)
         shown.update(needs)
         used += cost
     if current:
         groups.append(current)
-    shards: list[Shard] = []
-    for g in groups:
-        shards.extend(_fit(task, g, budget, count, library, layout))
-    return shards
+    return [s for g in groups for s in _fit(task, g, budget, count, library, layout)]
 
 
 def _fit(task: str, group: list[SchemaType], budget: int, count: TokenCounter,

@@ -1,10 +1,6 @@
-"""The vLLM engine (GPUs; `pip install knowcoder-ray[gpu]`): automatic prefix caching shares the schema
-prefix's KV blocks across prompts, PEFT adapters are served as LoRA requests on one base model, and
-tensor parallelism spreads a large model over several GPUs. vLLM is imported only when this engine is
-built, so the rest of the package runs without it.
-
-Prompts go in as token ids, cut the official way (`truncate_ids`) with the model's own tokenizer, so the
-vLLM and transformers engines see the same tokens.
+"""The in-process vLLM engine (GPUs; `pip install knowcoder-ray[gpu]`; what vLLM brings: infer.llm).
+vLLM is imported only when this engine is built, so the rest of the package runs without it. Prompts go
+in as token ids (`encode_prompt`), so the vLLM and transformers engines see the same tokens.
 """
 from __future__ import annotations
 
@@ -12,7 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from knowcoder_ray.codec.render import STOP
-from knowcoder_ray.infer.engine import EngineConfig, Prompt, adapter_base, as_prompt, cut_at_stop, drop_repeats, truncate_ids
+from knowcoder_ray.infer.engine import (
+    EngineConfig, Prompt, adapter_base, as_prompt, cut_at_stop, drop_repeats, encode_prompt,
+)
 from knowcoder_ray.storage import local_copy
 
 
@@ -49,17 +47,12 @@ class VLLMEngine:
         if adapter is None:
             return None
         adapter = local_copy(str(adapter))
-        if adapter not in self._lora_ids:
-            self._lora_ids[adapter] = len(self._lora_ids) + 1  # vLLM wants a stable positive id per adapter
-        return LoRARequest(Path(adapter).name or "adapter", self._lora_ids[adapter], adapter)
-
-    def encode(self, text: str) -> list[int]:
-        c = self.config
-        return truncate_ids(self.tokenizer(text)["input_ids"], c.max_prompt_tokens, c.keep_head, c.keep_tail)
+        lora_id = self._lora_ids.setdefault(adapter, len(self._lora_ids) + 1)  # stable, positive, per adapter
+        return LoRARequest(Path(adapter).name or "adapter", lora_id, adapter)
 
     def generate(self, prompts: Sequence[Prompt | str], adapter: str | None = None) -> list[str]:
         """Texts for `prompts`; `adapter` (a PEFT folder) runs them as LoRA requests."""
-        inputs = [{"prompt_token_ids": self.encode(as_prompt(p).text)} for p in prompts]
+        inputs = [{"prompt_token_ids": encode_prompt(self.tokenizer, as_prompt(p).text, self.config)} for p in prompts]
         if not inputs:
             return []
         outs = self.llm.generate(inputs, self.sampling, lora_request=self._lora(adapter), use_tqdm=False)

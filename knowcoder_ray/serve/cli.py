@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 
 from knowcoder_ray.settings import add_set_option, load
 
@@ -67,8 +68,6 @@ def _serve(args: argparse.Namespace) -> int:
     # A local Ray stays on loopback (DESIGN.md section 6); set before Ray is imported.
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     if not args.address:  # our own local Ray: its Serve gets the HAProxy ingress and our client timeout
-        import tempfile
-
         for k, v in haproxy_env(args.client_timeout, tempfile.mkdtemp(prefix="kc-hap-", dir="/tmp")).items():  # short: socket paths max 97
             os.environ.setdefault(k, v)
     from knowcoder_ray.connect import connect

@@ -10,7 +10,8 @@ from typing import Annotated
 
 from pydantic import Field, model_validator
 
-from knowcoder_ray.infer.engine import EngineConfig
+from knowcoder_ray.infer.engine import EngineConfig, adapter_base
+from knowcoder_ray.infer.llm import EngineSpec
 from knowcoder_ray.settings import Positive, Section
 
 
@@ -59,8 +60,6 @@ class ServeConfig(Section):
         An adapter trained on another base than `model_dir` is refused rather than silently mixed."""
         if not self.adapter_dir:
             return self.model_dir
-        from knowcoder_ray.infer.engine import adapter_base
-
         base = adapter_base(self.adapter_dir)
         if base is None:
             raise ValueError(f"serve config: adapter_dir {self.adapter_dir} holds no adapter_config.json")
@@ -69,22 +68,21 @@ class ServeConfig(Section):
                              f"{self.model_dir}")
         return self.adapter_dir
 
-    def engine_spec(self):
+    def engine_spec(self) -> EngineSpec:
         """The model the deployment serves, as every host loads it."""
-        from knowcoder_ray.infer.llm import EngineSpec
-
         return EngineSpec(self.engine_kind, self.engine_path(), self.engine, dict(self.vllm))
+
+    def scaling(self) -> dict:
+        """A fixed replica count, else the autoscaling config (deployment options of the engine)."""
+        if self.num_replicas is not None:
+            return {"num_replicas": int(self.num_replicas)}
+        return {"autoscaling_config": dict(self.autoscaling)}
 
     def engine_options(self) -> dict:
         """Deployment options of the engine replicas (`Deployment.options(**...)`)."""
-        opts: dict = {"ray_actor_options": {"num_cpus": self.engine_num_cpus, "num_gpus": self.engine_num_gpus},
-                      "max_ongoing_requests": self.max_ongoing_requests,
-                      "health_check_period_s": self.health_check_period_s}
-        if self.num_replicas is not None:
-            opts["num_replicas"] = int(self.num_replicas)
-        else:
-            opts["autoscaling_config"] = dict(self.autoscaling)
-        return opts
+        return {"ray_actor_options": {"num_cpus": self.engine_num_cpus, "num_gpus": self.engine_num_gpus},
+                "max_ongoing_requests": self.max_ongoing_requests,
+                "health_check_period_s": self.health_check_period_s, **self.scaling()}
 
 
 def _same_place(a: str, b: str) -> bool:

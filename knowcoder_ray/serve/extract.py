@@ -1,9 +1,7 @@
-"""From an HTTP request to a sharded extraction plan, and from the merged results to the response.
-
-Planning, parsing and merging are knowcoder_ray.infer.extraction's (the same code the distributed
-evaluation runs); this module only maps the request onto it: the limits (413), the schema the request
-names or defines (400), and the shape of the answer. Executing the prompts is handed in, so the Serve
-ingress runs them on engine replicas and the benchmark runs them in-process.
+"""From an HTTP request to a sharded extraction plan (knowcoder_ray.infer.extraction, which the evaluation
+runs too) and from the merged results to the response: the limits (413), the schema the request names or
+defines (400), the shape of the answer. Executing the prompts is handed in: engine replicas in Serve, an
+in-process engine in `KnowCoder.extract` and the benchmark.
 """
 from __future__ import annotations
 
@@ -49,10 +47,7 @@ def resolve_schema(req: ExtractRequest, library: SchemaLibrary) -> tuple[SchemaL
     if req.schema_code is not None:
         try:
             user = read_class_code(req.schema_code, library)
-        except ClassCodeError as e:
-            raise RequestError(400, {"error": f"malformed schema_code: {e.message}", "line": e.line}) from None
-        lib = SchemaLibrary(user).merged(library)
-        try:
+            lib = SchemaLibrary(user).merged(library)
             check_references(user, lib)
         except ClassCodeError as e:
             raise RequestError(400, {"error": f"malformed schema_code: {e.message}", "line": e.line}) from None
@@ -60,9 +55,7 @@ def resolve_schema(req: ExtractRequest, library: SchemaLibrary) -> tuple[SchemaL
         if not chosen and req.types is None:
             raise RequestError(400, {"error": f"schema_code defines no {kind} class, which task {req.task!r} needs",
                                      "defined": [t.name for t in user]})
-    names = list(req.types or ())
-    if req.triggers is not None:
-        names += [t.type for per_text in req.triggers for t in per_text]
+    names = [*(req.types or ()), *(t.type for per_text in req.triggers or () for t in per_text)]
     unknown = list(dict.fromkeys(n for n in names if n not in lib))
     if unknown:
         raise RequestError(400, {"error": f"unknown type names: {', '.join(unknown)}", "unknown": unknown})

@@ -25,20 +25,10 @@ def search(library: SchemaLibrary, query: str = "", kind: str | None = None, lim
         if kind and t.kind != kind:
             continue
         name = t.name.lower()
-        if not q:
-            rank = 0
-        elif name == q:
-            rank = 0
-        elif name.startswith(q):
-            rank = 1
-        elif q in name:
-            rank = 2
-        elif q in t.label.lower() or q == (t.wikidata_id or "").lower():
-            rank = 3
-        elif q in t.description.lower():
-            rank = 4
-        else:
-            continue
-        ranked.append((rank, i, t))
+        hits = (not q or name == q, name.startswith(q), q in name,
+                q in t.label.lower() or q == (t.wikidata_id or "").lower(), q in t.description.lower())
+        rank = next((r for r, hit in enumerate(hits) if hit), None)
+        if rank is not None:
+            ranked.append((rank, i, t))
     ranked.sort(key=lambda r: (r[0], r[1]))
     return len(ranked), [t for _, _, t in ranked[offset:offset + limit]]

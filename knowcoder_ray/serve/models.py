@@ -57,28 +57,20 @@ class ExtractRequest(BaseModel):
         return [self.text] if self.text is not None else list(self.texts or ())
 
 
-def _lone_surrogate(s: str) -> int | None:
-    """Index of the first lone surrogate (JSON "\\ud800" escapes decode to one): such a string is not
-    Unicode text and could not even be written back as UTF-8."""
-    try:
-        s.encode("utf-8")
-        return None
-    except UnicodeEncodeError as e:
-        return e.start
-
-
 def _check_unicode(req: ExtractRequest) -> None:
-    """Refuse lone surrogates anywhere in the request's strings, naming the field and the position."""
+    """Refuse lone surrogates anywhere in the request's strings, naming the field and the position (JSON
+    "\\ud800" escapes decode to one: such a string is not Unicode text, not even writable as UTF-8)."""
     fields: list[tuple[str, str]] = [("text", req.text or ""), ("schema_code", req.schema_code or "")]
     fields += [(f"texts[{i}]", t) for i, t in enumerate(req.texts or ())]
     fields += [(f"types[{i}]", t) for i, t in enumerate(req.types or ())]
     fields += [(f"triggers[{i}][{j}].{k}", getattr(t, k)) for i, per in enumerate(req.triggers or ())
                for j, t in enumerate(per) for k in ("type", "trigger")]
     for where, value in fields:
-        at = _lone_surrogate(value)
-        if at is not None:
-            raise ValueError(f"`{where}` holds a lone surrogate (U+{ord(value[at]):04X}) at character {at}: "
-                             "not valid Unicode text")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise ValueError(f"`{where}` holds a lone surrogate (U+{ord(value[e.start]):04X}) at character "
+                             f"{e.start}: not valid Unicode text") from None
 
 
 class EntityOut(BaseModel):

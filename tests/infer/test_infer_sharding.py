@@ -12,7 +12,7 @@ import pytest
 from knowcoder_ray.codec.render import render_output, render_prompt
 from knowcoder_ray.data.benchmarks import load_benchmark
 from knowcoder_ray.eval.metrics import score, tuples
-from knowcoder_ray.infer.extraction import TaskPlan, coarse_name, extract
+from knowcoder_ray.infer.extraction import TaskPlan, coarse_name, local_executor, run_extraction
 from engine_helpers import cached_engine_test_model
 from knowcoder_ray.infer.sharding import shard_schema, token_counter
 from knowcoder_ray.records import Record
@@ -106,6 +106,12 @@ def test_thousands_of_types_fit_the_budget_and_cover_the_schema(data_dir, count)
     assert max(heads) <= 1500
     assert sum(heads) / len(heads) > 1500 * 0.8  # packed, not one class per shard
     assert shards[3].prompt("A sentence .") == render_prompt("ner", shards[3].types, "A sentence .")
+
+
+def extract(engine, records: list[Record], plan: TaskPlan) -> list[Record]:
+    """Predictions for `records` with one engine, in this process (sharding and two stages included)."""
+    out = run_extraction([("", plan, records)], local_executor(engine.generate, [plan]))
+    return [out[("", plan.key, r.id)].record for r in records]
 
 
 @pytest.mark.parametrize("name,task,kind,n", [

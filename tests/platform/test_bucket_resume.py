@@ -37,7 +37,7 @@ def test_corpus_build_reruns_from_the_bucket(ray_cluster, data_dir, bucket, tmp_
     inputs = {}
     for source, path in (("universalner", UNIVERSALNER), ("instructie", INSTRUCTIE), ("lsee", LSEE)):
         inputs[source] = [storage.join(bucket, "inputs", path.name)]
-        storage.copy_file(str(path), inputs[source][0])
+        storage.write_bytes(inputs[source][0], storage.read_bytes(str(path)))
     specs = plan(**inputs, block_bytes=600)  # the JSON array is planned from a stream of the bucket object
     assert {s.kind for s in specs} == {"json_array", "lines"} and all(s.path.startswith("s3://") for s in specs)
     transform = FollowingTransform(benchmark_library(data_dir), FollowingConfig(seed=3, shard_size=6, n_distractors=2))

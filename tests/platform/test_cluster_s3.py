@@ -83,7 +83,7 @@ def _upload_inputs(cfg: dict, base: str) -> dict:
     """Every input of the tiny config copied to the bucket, and the config pointed at the copies."""
     def up(path: str) -> str:
         uri = storage.join(base, "inputs", Path(path).name)
-        storage.copy_file(str(ROOT / path), uri)
+        storage.write_bytes(uri, storage.read_bytes(str(ROOT / path)))
         return uri
 
     cfg["schema"]["dump"] = up(cfg["schema"]["dump"])

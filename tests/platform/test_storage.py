@@ -29,9 +29,6 @@ def test_files_list_glob_and_remove(root):
     assert storage.read_text(storage.join(root, "a/b.txt")) == "héllo\nworld\n"
     with storage.open_text(storage.join(root, "a/b.txt")) as f:
         assert list(f) == ["héllo\n", "world\n"]
-    with storage.open_input(storage.join(root, "a/c.jsonl")) as f:
-        f.seek(2)
-        assert f.read(1) == b"x"
     assert storage.isfile(storage.join(root, "a/b.txt")) and storage.isdir(storage.join(root, "a"))
     assert not storage.exists(storage.join(root, "nope")) and storage.list_files(storage.join(root, "nope")) == []
     every = [storage.join(root, p) for p in ("a/b.txt", "a/c.jsonl", "d/e/f.jsonl")]
