@@ -104,7 +104,7 @@ def build(corpus: str, data_dir: str, inputs: dict, block_bytes: int):
     if corpus == "understanding":
         return (understanding.UnderstandingTransform(library),
                 understanding.plan(library, inputs["kelm"], definitions=False, block_bytes=block_bytes))
-    return (following.FollowingTransform(library, following.FollowingConfig(seed=0, shard_size=8, n_distractors=4)),
+    return (following.FollowingTransform(library, following.Sampling(seed=0, shard_size=8, distractors=4)),
             following.plan(**inputs, block_bytes=block_bytes))
 
 
@@ -113,7 +113,8 @@ def plain_loop(transform, specs, out: Path) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from knowcoder_ray.data.pipeline import MALFORMED, Item, ShardSpec, TokenCounter
+    from knowcoder_ray.data.pipeline import MALFORMED, Item, ShardSpec
+    from knowcoder_ray.tokens import TokenCounter
 
     counter, rows, records, bad = TokenCounter(), [], 0, 0
     for path in dict.fromkeys(s.path for s in specs):
@@ -127,7 +128,7 @@ def plain_loop(transform, specs, out: Path) -> dict:
                 rows += [row for _, row in transform.rows(whole, Item(f"{path}:{i}", p))]
             except MALFORMED:
                 bad += 1
-    for row, n in zip(rows, counter.count([transform.token_text(r) for r in rows])):
+    for row, n in zip(rows, counter([transform.token_text(r) for r in rows])):
         row["n_tokens"] = n
     pq.write_table(pa.Table.from_pylist(rows, schema=transform.schema), out / "corpus.parquet")
     return {"records": records, "rows": len(rows), "quarantined": bad, "n_tokens": sum(r["n_tokens"] for r in rows)}

@@ -93,7 +93,7 @@ def main() -> None:
     from knowcoder_ray.infer.engine import EngineConfig, TransformersEngine
     from knowcoder_ray.infer.extraction import local_executor
     from engine_helpers import make_engine_test_model
-    from knowcoder_ray.infer.sharding import token_counter
+    from knowcoder_ray.tokens import TokenCounter
     from knowcoder_ray.schema.table import write_parquet
     from knowcoder_ray.schema.types import SchemaLibrary
     from knowcoder_ray.serve.app import build_app
@@ -118,7 +118,7 @@ def main() -> None:
     lib, types = resolve_schema(req, library)
     from transformers import AutoTokenizer
 
-    plan = make_plan(req, lib, types, 1500, token_counter(AutoTokenizer.from_pretrained(model)))
+    plan = make_plan(req, lib, types, 1500, TokenCounter(AutoTokenizer.from_pretrained(model)))
     execute = local_executor(engine.generate, [plan])
     run(req, plan, execute)  # warm
     local = []

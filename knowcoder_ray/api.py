@@ -53,16 +53,14 @@ class KnowCoder:
              data_dir: str | None = None, shard_tokens: int = 1500, **engine_settings) -> "KnowCoder":
         """`model`: a model or adapter folder (path or URI); `engine_settings`: EngineConfig fields
         (max_new_tokens, batch_size, device, dtype...)."""
-        from transformers import AutoTokenizer
-
         from knowcoder_ray.infer.llm import EngineSpec
-        from knowcoder_ray.infer.sharding import token_counter
-        from knowcoder_ray.storage import local_copy, name
+        from knowcoder_ray.storage import name
+        from knowcoder_ray.tokens import TokenCounter
 
         spec = EngineSpec.of(engine, str(model), engine_settings)
         loaded = spec.load()
         tokenizer = getattr(loaded, "tokenizer", None)  # the transformers engine has one already
-        count = token_counter(tokenizer or AutoTokenizer.from_pretrained(local_copy(spec.base)))
+        count = TokenCounter(tokenizer or spec.base)
         return cls(loaded, load_schema(schema, data_dir), count, name(str(model)), shard_tokens)
 
     def extract(self, texts: str | list[str], task: str = "ner", types: list[str] | None = None,

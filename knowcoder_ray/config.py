@@ -16,7 +16,7 @@ import yaml
 from pydantic import Field, create_model, field_validator, model_validator
 
 from knowcoder_ray.data.benchmarks import default_data_dir, require_benchmarks
-from knowcoder_ray.data.corpora import FollowingCorpusConfig, UnderstandingConfig
+from knowcoder_ray.data.corpora import FollowingConfig, UnderstandingConfig
 from knowcoder_ray.eval.evaluate import EvalConfig
 from knowcoder_ray.schema.build import BuildConfig
 from knowcoder_ray.serve.config import ServeConfig
@@ -60,7 +60,7 @@ class Understanding(UnderstandingConfig):
     library: Library = "schema"
 
 
-class Following(FollowingCorpusConfig):
+class Following(FollowingConfig):
     out: str | None = None
     library: Library = "schema"
 
@@ -167,12 +167,12 @@ class PipelineConfig(Section):
             return path
         return self.pretrain.model
 
-    def corpus_config(self, name: Literal["understanding", "following"]) -> UnderstandingConfig | FollowingCorpusConfig:
+    def corpus_config(self, name: Literal["understanding", "following"]) -> UnderstandingConfig | FollowingConfig:
         """The corpus phase's config: its section, with the data folder, the output and the library filled in
         (`library: benchmarks`: the classes of the benchmarks in the data folder, as the evaluation uses)."""
         section = getattr(self, name)
         library = f"{self.artifact('schema')}/schema.parquet" if section.library == "schema" else None
-        kind = UnderstandingConfig if name == "understanding" else FollowingCorpusConfig
+        kind = UnderstandingConfig if name == "understanding" else FollowingConfig
         return kind(**{"data_dir": self.benchmark_dir(self.following.benchmarks),
                        **section.model_dump(exclude_unset=True), "out": self.artifact(name), "library": library})
 

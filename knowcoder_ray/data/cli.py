@@ -93,7 +93,7 @@ def _build(args: argparse.Namespace) -> int:
         given["progress"] = False
     if given.pop("no_definitions", False):
         given["definitions"] = False
-    kind = corpora.UnderstandingConfig if args.data_command == "understanding" else corpora.FollowingCorpusConfig
+    kind = corpora.UnderstandingConfig if args.data_command == "understanding" else corpora.FollowingConfig
     cfg = load(kind, getattr(args, "config", None), getattr(args, "overrides", []), given)
     if cfg.engine == "ray":
         from knowcoder_ray.connect import connect

@@ -10,8 +10,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from knowcoder_ray.codec.render import TASKS
 from knowcoder_ray.data.benchmarks import default_data_dir
+from knowcoder_ray.data.following import Sampling
 from knowcoder_ray.settings import Section
 
 
@@ -37,15 +37,11 @@ class UnderstandingConfig(CorpusConfig):
     max_group: int = 16                    # children per definition-code sample
 
 
-class FollowingCorpusConfig(CorpusConfig):
+class FollowingConfig(Sampling, CorpusConfig):
     universalner: list[str] = []           # UniversalNER / Pile-NER-type JSON files
     instructie: list[str] = []             # InstructIE JSON / JSON-lines files
     lsee: list[str] = []                   # LSEE wiki_sentence_annotated.with_trigger.tsv files
     benchmarks: list[str] = []             # NAME[:SPLIT] of data_dir (split: train)
-    seed: int = 0
-    shard_size: int = Field(8, ge=1)       # classes per prompt at most
-    distractors: int = Field(4, ge=0)      # negative classes per record and task
-    tasks: list[Literal[TASKS]] = list(TASKS)
 
 
 def corpus_library(cfg: CorpusConfig):
@@ -56,7 +52,7 @@ def corpus_library(cfg: CorpusConfig):
     return load_library(cfg.library) if cfg.library else benchmark_library(cfg.data_dir)
 
 
-def build_corpus(cfg: UnderstandingConfig | FollowingCorpusConfig) -> dict:
+def build_corpus(cfg: UnderstandingConfig | FollowingConfig) -> dict:
     """Build one corpus (on the connected Ray cluster unless `engine: local`); its manifest."""
     from knowcoder_ray.data import following, pipeline, understanding
 
@@ -67,9 +63,7 @@ def build_corpus(cfg: UnderstandingConfig | FollowingCorpusConfig) -> dict:
         specs = understanding.plan(library, cfg.kelm, definitions=cfg.definitions, max_group=cfg.max_group,
                                    block_bytes=block_bytes)
     else:
-        sampling = following.FollowingConfig(seed=cfg.seed, shard_size=cfg.shard_size,
-                                             n_distractors=cfg.distractors, tasks=tuple(cfg.tasks))
-        transform = following.FollowingTransform(library, sampling)
+        transform = following.FollowingTransform(library, cfg)
         specs = following.plan(universalner=cfg.universalner, instructie=cfg.instructie, lsee=cfg.lsee,
                                benchmarks=cfg.benchmarks, data_dir=cfg.data_dir, block_bytes=block_bytes)
     if not specs:
@@ -85,7 +79,7 @@ def build_corpus(cfg: UnderstandingConfig | FollowingCorpusConfig) -> dict:
 
 
 def build_corpora(understanding: UnderstandingConfig | None = None,
-                  following: FollowingCorpusConfig | None = None) -> dict[str, dict]:
+                  following: FollowingConfig | None = None) -> dict[str, dict]:
     """Both KnowCoder corpora (those given); their manifests by corpus."""
     return {name: build_corpus(cfg) for name, cfg in (("understanding", understanding), ("following", following))
             if cfg is not None}

@@ -3,7 +3,7 @@ RE, ED and EAE.
 
 Sources: UniversalNER / Pile-NER (NER), InstructIE (RE), LSEE (ED, EAE) and every benchmark of
 `load_benchmark` (its own tasks, its whole schema as the positive classes). For each record and task
-the classes shown are the record's positive classes plus `n_distractors` negative classes sampled from
+the classes shown are the record's positive classes plus `distractors` negative classes sampled from
 the library, shuffled and cut into schema shards of at most `shard_size` classes; each shard is one
 sample whose output holds only the annotations of its classes (`results = []` when none). EAE samples
 carry the confirmed triggers of their events and are made only for shards holding an event. Sampling
@@ -19,7 +19,7 @@ from dataclasses import replace
 from typing import Literal
 
 import pyarrow as pa
-from pydantic import ConfigDict, Field
+from pydantic import Field
 
 from knowcoder_ray.codec.render import TASK_KIND, TASKS, render_output, render_prompt
 from knowcoder_ray.data.pipeline import (DEFAULT_BLOCK_BYTES, Item, ShardSpec, Transform, plan_benchmark,
@@ -35,11 +35,11 @@ SCHEMA = pa.schema([("prompt", pa.string()), ("output", pa.string()), ("task", p
 READERS = {"universalner": read_universalner, "instructie": read_instructie, "lsee": read_lsee}
 
 
-class FollowingConfig(Section):
-    model_config = ConfigDict(frozen=True)
+class Sampling(Section):
+    """How classes are picked and cut into prompts (the corpus config, `FollowingConfig`, is one)."""
     seed: int = 0
     shard_size: int = Field(8, ge=1)         # classes per prompt at most
-    n_distractors: int = Field(4, ge=0)      # negative classes sampled from the library per record and task
+    distractors: int = Field(4, ge=0)        # negative classes sampled from the library per record and task
     tasks: tuple[Literal[TASKS], ...] = TASKS
 
 
@@ -68,13 +68,15 @@ class FollowingTransform(Transform):
     corpus = "following"
     schema = SCHEMA
 
-    def __init__(self, library: SchemaLibrary, config: FollowingConfig = FollowingConfig()) -> None:
+    def __init__(self, library: SchemaLibrary, config: Sampling = Sampling()) -> None:
         self.library, self.config = library, config
         self.index = TypeIndex(library)
         self.pool = {k: sorted(library.names(k)) for k in ("entity", "relation", "event")}
 
     def fingerprint(self) -> dict:
-        return {"library": library_fingerprint(self.library), **self.config.model_dump()}
+        c = self.config  # "n_distractors": the name earlier corpora were hashed under
+        return {"library": library_fingerprint(self.library), "seed": c.seed, "shard_size": c.shard_size,
+                "n_distractors": c.distractors, "tasks": list(c.tasks)}
 
     def example(self, spec: ShardSpec, item: Item) -> Example:
         if spec.kind == "benchmark":
@@ -112,7 +114,7 @@ class FollowingTransform(Transform):
         return rows
 
     def _distractors(self, rng: random.Random, kind: str, positives: dict) -> list[SchemaType]:
-        pool, k = self.pool[kind], self.config.n_distractors
+        pool, k = self.pool[kind], self.config.distractors
         if not k or not pool:
             return []
         picked = [n for n in rng.sample(pool, min(len(pool), k + len(positives))) if n not in positives]

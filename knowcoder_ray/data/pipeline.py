@@ -29,7 +29,6 @@ import codecs
 import hashlib
 import io
 import json
-import math
 import os
 import re
 import sys
@@ -46,6 +45,7 @@ import pyarrow.parquet as pq
 
 from knowcoder_ray import storage
 from knowcoder_ray.storage import filesystem, sniff_compression
+from knowcoder_ray.tokens import TokenCounter
 
 DEFAULT_BLOCK_BYTES = 16 << 20
 DEFAULT_BLOCK_ROWS = 50_000
@@ -405,31 +405,6 @@ class Transform:
         return {}
 
 
-class TokenCounter:
-    """Token counts: an estimate by default (max of whitespace words and characters / 4, about what a
-    LLaMA tokenizer gives on English), or exact counts with a local Hugging Face tokenizer folder."""
-
-    def __init__(self, tokenizer_path: str | None = None) -> None:
-        self.path = tokenizer_path
-        self._tok = None
-
-    @property
-    def kind(self) -> str:
-        return f"hf:{self.path}" if self.path else "estimate:max(words,chars/4)"
-
-    def count(self, texts: list[str]) -> list[int]:
-        if not self.path:
-            return [max(len(t.split()), math.ceil(len(t) / 4)) for t in texts]
-        if self._tok is None:
-            from transformers import AutoTokenizer
-
-            self._tok = AutoTokenizer.from_pretrained(storage.local_copy(self.path), local_files_only=True)
-        counts: list[int] = []
-        for i in range(0, len(texts), 512):  # bounded batches: the ids of a whole shard need not be held at once
-            counts += [len(ids) for ids in self._tok(texts[i:i + 512], add_special_tokens=False)["input_ids"]]
-        return counts
-
-
 # ---- processing one shard ----------------------------------------------------------------------------
 
 def encode_rows(rows: list[dict], schema: pa.Schema, fmt: str) -> bytes:
@@ -464,7 +439,7 @@ def process_shard(transform: Transform, spec: ShardSpec, out: str, fmt: str, cou
         tasks += [task for task, _ in produced]
         rows += [row for _, row in produced]
     counters = {k: v - before.get(k, 0) for k, v in transform.counters().items()}
-    for row, n in zip(rows, counter.count([transform.token_text(r) for r in rows])):
+    for row, n in zip(rows, counter([transform.token_text(r) for r in rows])):
         row["n_tokens"] = n
     data_rel = f"data/{spec.shard}.{fmt}"
     storage.write_bytes(storage.join(out, data_rel), encode_rows(rows, transform.schema, fmt))

@@ -19,10 +19,10 @@ from knowcoder_ray.eval.scorefile import read_predictions
 from knowcoder_ray.infer.engine import EngineConfig, adapter_base
 from knowcoder_ray.infer.extraction import TaskPlan
 from knowcoder_ray.infer.llm import EngineSpec, vllm_processor
-from knowcoder_ray.infer.sharding import token_counter
 from knowcoder_ray.records import Record
 from knowcoder_ray.schema.types import SchemaLibrary
 from knowcoder_ray.settings import Section
+from knowcoder_ray.tokens import TokenCounter
 
 
 class EvalConfig(Section):
@@ -96,12 +96,10 @@ def plan_tasks(benchmark_tasks: tuple[str, ...]) -> list[str]:
 
 # ---- the run ---------------------------------------------------------------------------------------------
 
-def _token_counter(checkpoint: str):
-    from transformers import AutoTokenizer
-
+def _token_counter(checkpoint: str) -> TokenCounter:
     base = adapter_base(checkpoint)
     path = base if base and not storage.isfile(storage.join(checkpoint, "tokenizer_config.json")) else checkpoint
-    return token_counter(AutoTokenizer.from_pretrained(storage.local_copy(path)))
+    return TokenCounter(path)
 
 
 def parse_stats(outputs: list[dict]) -> dict:

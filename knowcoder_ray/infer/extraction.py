@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 from knowcoder_ray.codec.parse import Parser
 from knowcoder_ray.codec.render import RELEASED, TASK_KIND, Layout, render_output
 from knowcoder_ray.infer.engine import Prompt
-from knowcoder_ray.infer.sharding import Shard, TokenCounter, char_counter, shard_schema, shown_names
+from knowcoder_ray.infer.sharding import Shard, shard_schema, shown_names
 from knowcoder_ray.records import EventMention, Record
 from knowcoder_ray.schema.types import SchemaLibrary, SchemaType
+from knowcoder_ray.tokens import TokenCounter
 
 PLAN_TASKS = ("ner", "re", "ed", "ee")
 STAGE1_TASK = {"ner": "ner", "re": "re", "ed": "ed", "ee": "ed"}
@@ -68,7 +69,7 @@ class TaskPlan:
         self.key, self.task, self.library, self.budget = key, task, library, budget
         self.layout, self.shots, self.as_written = layout, list(shots), as_written
         self._shot_cache: dict[tuple, list[tuple[str, str]]] = {}
-        self.count = count or char_counter()
+        self.count = count or TokenCounter()
         if types is None:
             types = leaf_event_types(library) if TASK_KIND[task] == "event" else library.of_kind(TASK_KIND[task])
         self.types = list(types)

@@ -6,15 +6,15 @@ rendered once; every prompt of the shard starts with it, which is what the engin
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from knowcoder_ray.codec.render import (
     RELEASED, Layout, prompt_prefix, prompt_suffix, prompt_types, render_class, wrap,
 )
 from knowcoder_ray.schema.types import SchemaLibrary, SchemaType
+from knowcoder_ray.tokens import TokenCounter
 
-TokenCounter = Callable[[list[str]], list[int]]
 _MARK = "\x00"
 
 
@@ -22,18 +22,6 @@ def shared_head(prefix_code: str) -> str:
     """The part of a wrapped prompt that precedes the sentence part: the wrapper instruction, `Input:`
     and the class definitions (wrap() puts the instruction before the code)."""
     return wrap(prefix_code + _MARK).split(_MARK, 1)[0]
-
-
-def token_counter(tokenizer) -> TokenCounter:
-    """Token counts from a Hugging Face tokenizer (no special tokens)."""
-    def count(texts: list[str]) -> list[int]:
-        return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]] if texts else []
-    return count
-
-
-def char_counter(chars_per_token: float = 3.0) -> TokenCounter:
-    """A tokenizer-free estimate, for planning without a model at hand."""
-    return lambda texts: [int(len(t) / chars_per_token) + 1 for t in texts]
 
 
 @dataclass(frozen=True)

@@ -37,13 +37,13 @@ from ray.serve.handle import DeploymentHandle
 from knowcoder_ray.infer.engine import Prompt, cut_at_stop, encode_prompt
 from knowcoder_ray.infer.extraction import parse_rows
 from knowcoder_ray.infer.llm import llm_config
-from knowcoder_ray.infer.sharding import token_counter
 from knowcoder_ray.serve.config import ServeConfig
 from knowcoder_ray.serve.extract import RequestError, arun, check_limits, make_plan, resolve_schema
 from knowcoder_ray.schema.table import load_library
 from knowcoder_ray.serve.library import describe, search
 from knowcoder_ray.serve.models import ExtractRequest, ExtractResponse, Health, SchemaSearchResponse
 from knowcoder_ray.storage import local_copy, name
+from knowcoder_ray.tokens import TokenCounter
 
 logger = logging.getLogger("ray.serve")
 
@@ -174,7 +174,7 @@ class Ingress:
         self.cfg = ServeConfig.model_validate(config)
         self.library = load_library(self.cfg.library)
         tokenizer = AutoTokenizer.from_pretrained(local_copy(self.cfg.model_dir))  # URI: per-node cache
-        self.count = token_counter(tokenizer)
+        self.count = TokenCounter(tokenizer)
         self.model = name(self.cfg.model_dir) + (f"+{name(self.cfg.adapter_dir)}" if self.cfg.adapter_dir else "")
         # a prompt -> an awaitable of its text, from the LLM server or from our `Engine` deployment
         self.send = (LLMServerBackend(engine, self.cfg, tokenizer).generate if self.cfg.engine_kind == "vllm"

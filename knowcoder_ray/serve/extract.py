@@ -11,12 +11,12 @@ from knowcoder_ray.codec.render import TASK_KIND
 from knowcoder_ray.infer.extraction import (
     STAGE1_TASK, ConfirmedTriggerPlan, Executor, Extraction, TaskPlan, arun_extraction, run_extraction,
 )
-from knowcoder_ray.infer.sharding import TokenCounter
 from knowcoder_ray.records import Record, span_of
 from knowcoder_ray.schema.types import SchemaLibrary, SchemaType
 from knowcoder_ray.schema.classcode import ClassCodeError, check_references, read_class_code
 from knowcoder_ray.serve.config import ServeConfig
 from knowcoder_ray.serve.models import ExtractRequest
+from knowcoder_ray.tokens import TokenCounter
 
 
 class RequestError(Exception):

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from knowcoder_ray.data import pipeline
-from knowcoder_ray.data.following import FollowingConfig, FollowingTransform
+from knowcoder_ray.data.following import FollowingTransform, Sampling
 from knowcoder_ray.data.following import plan as following_plan
 from knowcoder_ray.data.pipeline import PipelineError, plan_files, read_shard
 from knowcoder_ray.data.understanding import UnderstandingTransform
@@ -102,7 +102,7 @@ def test_following_corpus_accounts_for_every_record(inputs, data_dir, tmp_path):
     specs = following_plan(**{s: [str(p) for p, *_ in inputs[s]] for s in ("instructie", "lsee", "universalner")},
                            block_bytes=300)
     assert {s.kind for s in specs} >= {"lines", "json_array", "compressed"}
-    transform = FollowingTransform(wikidata_library(), FollowingConfig(seed=1, shard_size=4, n_distractors=1))
+    transform = FollowingTransform(wikidata_library(), Sampling(seed=1, shard_size=4, distractors=1))
     m = pipeline.run(transform, specs, str(tmp_path / "out"), engine="local")
     table = _check(m, files, tmp_path / "out")
     print("\n".join(["following corpus, per input file:", *table]))

@@ -5,12 +5,12 @@ import pytest
 from knowcoder_ray.codec.render import TASK_KIND
 from knowcoder_ray.data import pipeline
 from knowcoder_ray.data.benchmarks import BENCHMARKS, load_benchmark
-from knowcoder_ray.data.following import FollowingConfig, FollowingTransform, parse_benchmark_arg, plan, restrict
+from knowcoder_ray.data.following import FollowingTransform, Sampling, parse_benchmark_arg, plan, restrict
 from knowcoder_ray.data.pipeline import Item, ShardSpec
 from knowcoder_ray.data.sources import benchmark_library
 from corpora_helpers import INSTRUCTIE, LSEE, UNIVERSALNER, annotations, parse_back
 
-CONFIG = FollowingConfig(seed=7, shard_size=5, n_distractors=3)
+CONFIG = Sampling(seed=7, shard_size=5, distractors=3)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def check_example(transform, ex, rows):
         positives = set(known) | {a[0] for a in annotations(task, ex.record)}
         assert positives <= set(shown) or task == "eae"
         if task != "eae":
-            assert len(set(shown) - positives) == min(CONFIG.n_distractors, len(set(transform.pool[TASK_KIND[task]]) - positives))
+            assert len(set(shown) - positives) == min(CONFIG.distractors, len(set(transform.pool[TASK_KIND[task]]) - positives))
         for r in task_rows:
             assert 1 <= len(r["types"]) <= CONFIG.shard_size and r["source"] == ex.record.source
             types = [known.get(n) or transform.index.get(TASK_KIND[task], n) for n in r["types"]]
@@ -82,7 +82,7 @@ def test_seed_makes_the_corpus_deterministic(library, data_dir):
     items = [Item(r.id, (r, schema)) for r in records[:30]]
 
     def corpus(seed):
-        t = FollowingTransform(library, FollowingConfig(seed=seed, shard_size=5, n_distractors=3))
+        t = FollowingTransform(library, Sampling(seed=seed, shard_size=5, distractors=3))
         return [row for it in items for _, row in t.rows(spec, it)]
     assert corpus(1) == corpus(1)
     assert [r["types"] for r in corpus(1)] != [r["types"] for r in corpus(2)]
@@ -92,9 +92,9 @@ def test_distractors_and_shards_are_configurable(library, data_dir):
     records, schema = load_benchmark("nyt", data_dir, "test")
     spec = plan(benchmarks=["nyt:test"], data_dir=str(data_dir))[0]
     item = Item(records[0].id, (records[0], schema))
-    rows = [r for _, r in FollowingTransform(library, FollowingConfig(shard_size=100, n_distractors=0)).rows(spec, item)]
+    rows = [r for _, r in FollowingTransform(library, Sampling(shard_size=100, distractors=0)).rows(spec, item)]
     assert len(rows) == 1 and sorted(rows[0]["types"]) == sorted(schema.names("relation"))
-    rows = [r for _, r in FollowingTransform(library, FollowingConfig(shard_size=4, n_distractors=4)).rows(spec, item)]
+    rows = [r for _, r in FollowingTransform(library, Sampling(shard_size=4, distractors=4)).rows(spec, item)]
     assert len(rows) == -(-(len(schema) + 4) // 4) and all(len(r["types"]) <= 4 for r in rows)
 
 

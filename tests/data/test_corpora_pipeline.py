@@ -13,13 +13,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from knowcoder_ray.data import pipeline
-from knowcoder_ray.data.following import FollowingConfig, FollowingTransform, plan
+from knowcoder_ray.data.following import FollowingTransform, Sampling, plan
 from knowcoder_ray.data.pipeline import PipelineError, plan_files, read_rows, read_shard
 from knowcoder_ray.data.sources import benchmark_library
 from corpora_helpers import INSTRUCTIE, KELM, LSEE, UNIVERSALNER
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIG = FollowingConfig(seed=3, shard_size=6, n_distractors=2)
+CONFIG = Sampling(seed=3, shard_size=6, distractors=2)
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +98,7 @@ def test_other_configuration_is_refused_unless_overwritten(transform, data_dir, 
     specs = plan(benchmarks=["conll04:dev"], data_dir=str(data_dir))
     out = str(tmp_path / "out")
     pipeline.run(transform, specs, out, engine="local")
-    other = FollowingTransform(transform.library, FollowingConfig(seed=4))
+    other = FollowingTransform(transform.library, Sampling(seed=4))
     with pytest.raises(PipelineError, match="another configuration"):
         pipeline.run(other, specs, out, engine="local")
     assert pipeline.run(other, specs, out, engine="local", overwrite=True)["config"]["seed"] == 4

@@ -14,7 +14,8 @@ from knowcoder_ray.data.benchmarks import load_benchmark
 from knowcoder_ray.eval.metrics import score, tuples
 from knowcoder_ray.infer.extraction import TaskPlan, coarse_name, local_executor, run_extraction
 from engine_helpers import cached_engine_test_model
-from knowcoder_ray.infer.sharding import shard_schema, token_counter
+from knowcoder_ray.infer.sharding import shard_schema
+from knowcoder_ray.tokens import TokenCounter
 from knowcoder_ray.records import Record
 from knowcoder_ray.schema.types import Role, SchemaLibrary, SchemaType
 
@@ -93,7 +94,7 @@ def count(tmp_path_factory, data_dir):
     from transformers import AutoTokenizer
 
     model = cached_engine_test_model(tmp_path_factory.getbasetemp(), data_dir)
-    return token_counter(AutoTokenizer.from_pretrained(model))
+    return TokenCounter(AutoTokenizer.from_pretrained(model))
 
 
 def test_thousands_of_types_fit_the_budget_and_cover_the_schema(data_dir, count):

@@ -12,7 +12,7 @@ import pytest
 
 from knowcoder_ray import storage
 from knowcoder_ray.data import pipeline
-from knowcoder_ray.data.following import FollowingConfig, FollowingTransform, plan
+from knowcoder_ray.data.following import FollowingTransform, Sampling, plan
 from knowcoder_ray.data.sources import benchmark_library
 from corpora_helpers import INSTRUCTIE, LSEE, UNIVERSALNER
 
@@ -40,7 +40,7 @@ def test_corpus_build_reruns_from_the_bucket(ray_cluster, data_dir, bucket, tmp_
         storage.write_bytes(inputs[source][0], storage.read_bytes(str(path)))
     specs = plan(**inputs, block_bytes=600)  # the JSON array is planned from a stream of the bucket object
     assert {s.kind for s in specs} == {"json_array", "lines"} and all(s.path.startswith("s3://") for s in specs)
-    transform = FollowingTransform(benchmark_library(data_dir), FollowingConfig(seed=3, shard_size=6, n_distractors=2))
+    transform = FollowingTransform(benchmark_library(data_dir), Sampling(seed=3, shard_size=6, distractors=2))
     out = storage.join(bucket, "following")
 
     m = pipeline.run(transform, specs, out, workers=2, max_shards=3)  # interrupted after 3 shards

@@ -8,7 +8,7 @@ import yaml
 
 from knowcoder_ray.codec.parse import Parser
 from knowcoder_ray.infer.extraction import parse_rows
-from knowcoder_ray.infer.sharding import char_counter
+from knowcoder_ray.tokens import TokenCounter
 from knowcoder_ray.schema.types import Role, SchemaLibrary, SchemaType
 from knowcoder_ray.schema.classcode import ClassCodeError, read_class_code
 from knowcoder_ray.serve.config import ServeConfig
@@ -122,7 +122,7 @@ def _scripted(outputs_by_types: dict[tuple[str, ...], str], sentence: str = ""):
 
 def test_shard_outputs_are_parsed_per_shard_merged_and_deduplicated():
     req = ExtractRequest(task="ner", texts=["Ada met Bob in Paris.", "Nothing."], return_raw=True)
-    plan = make_plan(req, LIB, None, 60, char_counter())  # small budget: one class per shard
+    plan = make_plan(req, LIB, None, 60, TokenCounter())  # small budget: one class per shard
     names = [list(s.names) for s in plan.shards1]
     assert len(names) > 1 and sum(names, []) == LIB.names("entity")
     body = run(req, plan, _scripted({
@@ -145,7 +145,7 @@ def test_shard_outputs_are_parsed_per_shard_merged_and_deduplicated():
 
 def test_events_two_stage_and_confirmed_triggers():
     req = ExtractRequest(task="eae", text="Rebels attacked the town.")
-    plan = make_plan(req, LIB, None, 10_000, char_counter())
+    plan = make_plan(req, LIB, None, 10_000, TokenCounter())
     body = run(req, plan, _scripted({
         ("ConflictEvent",): 'results = [ ConflictEvent("attacked") ]',
         ("Attack",): 'results = [ Attack(trigger="attacked", attacker=[Entity("Rebels")], target=[Entity("town")]) ]',
@@ -157,7 +157,7 @@ def test_events_two_stage_and_confirmed_triggers():
     req = ExtractRequest(task="eae", texts=["Rebels attacked the town.", "Calm."],
                          triggers=[[{"type": "Attack", "trigger": "attacked"}], []])
     lib, types = resolve_schema(req, LIB)
-    body = run(req, make_plan(req, lib, types, 10_000, char_counter()), _scripted({
+    body = run(req, make_plan(req, lib, types, 10_000, TokenCounter()), _scripted({
         ("Attack",): 'results = [ Attack(trigger="attacked", attacker=[Entity("Rebels")]) ]'}))
     assert body["shards"] == {"eae": [["Attack"]]} and body["prompts"] == 1
     assert body["results"][0]["events"][0]["arguments"][0]["text"] == "Rebels" and body["results"][1]["events"] == []
