@@ -107,7 +107,7 @@ def main() -> None:
         library = library.merged(b.schema(DATA))
     write_parquet(library, str(tmp / "library.parquet"))
     config = {"model_dir": str(model), "library": str(tmp / "library.parquet"),
-              "engine": {"max_new_tokens": args.max_new_tokens}, "app_name": APP}
+              "engine_config": {"max_new_tokens": args.max_new_tokens}, "app_name": APP}
 
     # In-process reference: the same request through the same planning, engine and parsing, no Serve.
     import torch

@@ -80,4 +80,4 @@ def add_set_option(parser) -> None:
     """The `--set KEY=VALUE` option every command shares."""
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="set a config key, dotted for nested keys, the value read as YAML (repeatable): "
-                             "--set engine.max_new_tokens=64")
+                             "--set engine_config.max_new_tokens=64")

@@ -11,7 +11,7 @@ the parsed shard outputs per text. The ingress is async end to end: it awaits th
 all its prompts at once (no thread pool), so the number of requests in flight is Serve's
 `max_ongoing_requests`, not a pool size.
 
-The model deployment (knowcoder_ray.infer.llm.EngineSpec): with `engine_kind: vllm` a `ray.serve.llm`
+The model deployment (knowcoder_ray.infer.llm.EngineSpec): with `engine: vllm` a `ray.serve.llm`
 LLMServer, otherwise our `Engine` replica around the in-process engine, where `@serve.batch` gathers the
 prompts of all concurrent requests. A prompt whose replica dies mid-request is sent again (Serve
 replaces the replica), so a replica crash costs latency, not answers.
@@ -177,7 +177,7 @@ class Ingress:
         self.count = TokenCounter(tokenizer)
         self.model = name(self.cfg.model_dir) + (f"+{name(self.cfg.adapter_dir)}" if self.cfg.adapter_dir else "")
         # a prompt -> an awaitable of its text, from the LLM server or from our `Engine` deployment
-        self.send = (LLMServerBackend(engine, self.cfg, tokenizer).generate if self.cfg.engine_kind == "vllm"
+        self.send = (LLMServerBackend(engine, self.cfg, tokenizer).generate if self.cfg.engine == "vllm"
                      else engine.generate.remote)
         self.retried = 0
 
@@ -232,11 +232,11 @@ def build_app(args: dict):
     """Serve application builder (`import_path: knowcoder_ray.serve.app:build_app`); args: ServeConfig."""
     cfg = ServeConfig.model_validate(dict(args))
     cfg.engine_path()  # a mismatched adapter fails at deploy time, not in every replica
-    if cfg.engine_kind == "vllm":
+    if cfg.engine == "vllm":
         from ray.serve.llm import build_llm_deployment
 
         engine = build_llm_deployment(llm_config(cfg.engine_spec(), cfg.llm_model_id, cfg.scaling(),
-                                                 cfg.llm_placement, cfg.lora_bucket))
+                                                 cfg.vllm_placement, cfg.lora_bucket))
     else:
         engine = EngineReplica.options(**cfg.engine_options()).bind(cfg.model_dump())
     return Ingress.options(ray_actor_options={"num_cpus": cfg.ingress_num_cpus}).bind(engine, cfg.model_dump())

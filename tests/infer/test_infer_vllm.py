@@ -3,7 +3,7 @@
   a LoRA request gives the texts of the merged model;
 - Ray Data LLM: an evaluation whose generation stage is a `ray.data.llm` vLLM processor (CPU placement
   bundle, the "mp" executor) writes the same predictions as the transformers engine's evaluation;
-- Ray Serve LLM: the Serve app with `engine_kind: vllm` answers /v1/extract through a `ray.serve.llm`
+- Ray Serve LLM: the Serve app with `engine: vllm` answers /v1/extract through a `ray.serve.llm`
   LLMServer with the transformers engine's outputs.
 Skipped where vllm is not installed (the main venv)."""
 import os
@@ -119,8 +119,8 @@ def test_ray_serve_llm_answers_extract(ray_cluster, model_dir, data_dir, tmp_pat
 
     _, lib = load_benchmark("conll04", data_dir)
     write_parquet(lib, str(tmp_path / "library.parquet"))
-    config = {"model_dir": str(model_dir), "library": str(tmp_path / "library.parquet"), "engine_kind": "vllm",
-              "engine": {"max_new_tokens": 16}, "vllm": CPU_VLLM, "llm_placement": CPU_BUNDLES,
+    config = {"model_dir": str(model_dir), "library": str(tmp_path / "library.parquet"), "engine": "vllm",
+              "engine_config": {"max_new_tokens": 16}, "vllm": CPU_VLLM, "vllm_placement": CPU_BUNDLES,
               "num_replicas": 1, "app_name": "knowcoder_vllm"}
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

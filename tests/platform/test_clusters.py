@@ -221,6 +221,6 @@ def test_cluster_serve_config_binds_every_interface_and_is_the_rayservice_config
     module, _, attr = app["import_path"].partition(":")
     assert attr and importlib.util.find_spec(module) is not None
     cfg = ServeConfig.model_validate(dict(app["args"]))
-    assert cfg.engine_kind == "vllm" and cfg.model_dir.startswith("s3://") and cfg.library.startswith("s3://")
+    assert cfg.engine == "vllm" and cfg.model_dir.startswith("s3://") and cfg.library.startswith("s3://")
     head = svc["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]["containers"][0]
     assert 8000 in {p["containerPort"] for p in head["ports"]}

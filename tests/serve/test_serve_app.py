@@ -66,7 +66,7 @@ def served(ray_cluster, data_dir, tmp_path_factory):
         library = library.merged(b.schema(data_dir))
     write_parquet(library, str(root / "library.parquet"))
     config = {"model_dir": str(model), "adapter_dir": str(adapter), "library": str(root / "library.parquet"),
-              "engine": {"max_new_tokens": 12}, "shard_tokens": 400, "num_replicas": 2,
+              "engine_config": {"max_new_tokens": 12}, "shard_tokens": 400, "num_replicas": 2,
               "max_text_chars": 300, "max_texts": 8, "max_code_chars": 5000, "app_name": APP,
               "health_check_period_s": 1.0}
     port = _free_port()

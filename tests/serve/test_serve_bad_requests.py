@@ -41,7 +41,7 @@ def service(data_dir, tmp_path_factory):
     model = make_engine_test_model(root / "model", data_dir)
     library = benchmark_library(data_dir)
     write_parquet(library, str(root / "library.parquet"))
-    cfg = {"model_dir": str(model), "library": str(root / "library.parquet"), "engine": {"max_new_tokens": 4},
+    cfg = {"model_dir": str(model), "library": str(root / "library.parquet"), "engine_config": {"max_new_tokens": 4},
            "num_replicas": 1, "max_text_chars": 300, "max_texts": 8, "max_code_chars": 120_000,
            "app_name": "badday", "engine_threads": 1}
     (root / "serve.yaml").write_text(yaml.safe_dump(cfg))

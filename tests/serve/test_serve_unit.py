@@ -173,8 +173,8 @@ def test_schema_search_ranks_names_before_descriptions():
 def test_config_and_serve_file():
     with pytest.raises(ValueError, match="unknown setting 'replicas'"):
         ServeConfig.model_validate({"model_dir": "m", "library": "l", "replicas": 2})
-    with pytest.raises(ValueError, match="engine\n.*unknown setting 'temperature'"):
-        ServeConfig.model_validate({"model_dir": "m", "library": "l", "engine": {"temperature": 0.7}})
+    with pytest.raises(ValueError, match="engine_config\n.*unknown setting 'temperature'"):
+        ServeConfig.model_validate({"model_dir": "m", "library": "l", "engine_config": {"temperature": 0.7}})
     with pytest.raises(ValueError, match="model_dir\n.*Field required"):
         ServeConfig.model_validate({"library": "l"})
     assert ServeConfig(model_dir="m", library="l", num_replicas=2).engine_options()["num_replicas"] == 2
@@ -198,9 +198,9 @@ def test_cli_binds_loopback_by_default(tmp_path):
     from knowcoder_ray.serve.cli import config_from_args
 
     conf = tmp_path / "serve.yaml"
-    conf.write_text(yaml.safe_dump({"model_dir": "m", "library": "lib.parquet", "engine": {"max_new_tokens": 9}}))
+    conf.write_text(yaml.safe_dump({"model_dir": "m", "library": "lib.parquet", "engine_config": {"max_new_tokens": 9}}))
     args = build_parser().parse_args(["serve", "--config", str(conf), "--replicas", "2", "--max-new-tokens", "32",
-                                      "--set", "engine.device=cpu"])
+                                      "--set", "engine_config.device=cpu"])
     assert isinstance(args, argparse.Namespace) and args.host == "127.0.0.1"
     cfg = config_from_args(args)
-    assert (cfg.model_dir, cfg.num_replicas, cfg.engine.max_new_tokens, cfg.engine.device) == ("m", 2, 32, "cpu")
+    assert (cfg.model_dir, cfg.num_replicas, cfg.engine_config.max_new_tokens, cfg.engine_config.device) == ("m", 2, 32, "cpu")
