@@ -47,7 +47,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=["parquet", "jsonl"])
     p.add_argument("--block-mb", type=float, help="input megabytes per shard")
     p.add_argument("--tokenizer", help="local Hugging Face tokenizer folder for exact token counts")
-    p.add_argument("--engine", choices=["ray", "local"])
+    p.add_argument("--executor", choices=["ray", "local"], help="ray: Ray Data on the cluster; local: this process")
     p.add_argument("--address", help="Ray cluster address (default: start a local cluster)")
     p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray cluster")
     p.add_argument("--workers", type=int, help="Ray Data actors (default: the cluster's CPUs)")
@@ -95,7 +95,7 @@ def _build(args: argparse.Namespace) -> int:
         given["definitions"] = False
     kind = corpora.UnderstandingConfig if args.data_command == "understanding" else corpora.FollowingConfig
     cfg = load(kind, getattr(args, "config", None), getattr(args, "overrides", []), given)
-    if cfg.engine == "ray":
+    if cfg.executor == "ray":
         from knowcoder_ray.connect import connect
 
         connect(address, num_cpus, log_to_driver=False)

@@ -23,7 +23,7 @@ class CorpusConfig(Section):
     format: Literal["parquet", "jsonl"] = "parquet"
     block_mb: float = 16                   # input megabytes per shard
     tokenizer: str | None = None           # local Hugging Face tokenizer folder for exact token counts
-    engine: Literal["ray", "local"] = "ray"  # ray: Ray Data on the connected cluster; local: this process
+    executor: Literal["ray", "local"] = "ray"  # ray: Ray Data on the connected cluster; local: this process
     workers: int | None = None             # Ray Data actors (default: the cluster's CPUs)
     overwrite: bool = False                # replace an output built with other settings
     max_shards: int | None = None          # stop after this many shards (rerun to go on)
@@ -53,7 +53,7 @@ def corpus_library(cfg: CorpusConfig):
 
 
 def build_corpus(cfg: UnderstandingConfig | FollowingConfig) -> dict:
-    """Build one corpus (on the connected Ray cluster unless `engine: local`); its manifest."""
+    """Build one corpus (on the connected Ray cluster unless `executor: local`); its manifest."""
     from knowcoder_ray.data import following, pipeline, understanding
 
     library, block_bytes = corpus_library(cfg), int(cfg.block_mb * (1 << 20))
@@ -68,13 +68,13 @@ def build_corpus(cfg: UnderstandingConfig | FollowingConfig) -> dict:
                                benchmarks=cfg.benchmarks, data_dir=cfg.data_dir, block_bytes=block_bytes)
     if not specs:
         raise ValueError("nothing to build: give at least one input")
-    if cfg.engine == "ray":
+    if cfg.executor == "ray":
         import ray.data
 
         # Ray Data's bars on a terminal; in logs, the pipeline's own line per finished shard
         ray.data.DataContext.get_current().enable_progress_bars = sys.stderr.isatty()
     return pipeline.run(transform, specs, cfg.out, fmt=cfg.format, tokenizer=cfg.tokenizer, workers=cfg.workers,
-                        engine=cfg.engine, overwrite=cfg.overwrite, max_shards=cfg.max_shards,
+                        executor=cfg.executor, overwrite=cfg.overwrite, max_shards=cfg.max_shards,
                         progress=pipeline.print_progress(transform.corpus) if cfg.progress else None)
 
 

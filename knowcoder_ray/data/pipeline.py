@@ -539,12 +539,12 @@ def write_manifest(out: str, transform: Transform, specs: list[ShardSpec], fmt: 
 
 
 def run(transform: Transform, specs: list[ShardSpec], out: str, *, fmt: str = "parquet",
-        tokenizer: str | None = None, workers: int | None = None, engine: str = "ray",
+        tokenizer: str | None = None, workers: int | None = None, executor: str = "ray",
         overwrite: bool = False, progress: Callable[[dict, int, int], None] | None = None,
         max_shards: int | None = None) -> dict:
     """Build a corpus: process every pending shard of `specs` into `out` and return the manifest.
 
-    engine 'ray': a Ray Data pipeline over the current Ray cluster (ray.init first; `workers` actors,
+    executor 'ray': a Ray Data pipeline over the current Ray cluster (ray.init first; `workers` actors,
     default: the cluster's CPUs); 'local': the same shards one after another in this process.
     `max_shards` stops after that many shards (a bounded run; rerun to go on)."""
     if len({s.shard for s in specs}) != len(specs):
@@ -557,7 +557,7 @@ def run(transform: Transform, specs: list[ShardSpec], out: str, *, fmt: str = "p
     pending = [s for s in specs if s.shard not in done][:max_shards]
     try:
         if pending:
-            markers = ((process_shard(transform, s, out, fmt, counter) for s in pending) if engine == "local"
+            markers = ((process_shard(transform, s, out, fmt, counter) for s in pending) if executor == "local"
                        else _run_ray(transform, pending, out, fmt, tokenizer, workers))
             for i, marker in enumerate(markers, 1):
                 if progress:
@@ -572,7 +572,7 @@ def _run_ray(transform, pending, out, fmt, tokenizer, workers) -> Iterator[dict]
     import ray.data
 
     if not ray.is_initialized():
-        raise PipelineError("engine 'ray' needs a Ray cluster: call ray.init() first (or use engine 'local')")
+        raise PipelineError("executor 'ray' needs a Ray cluster: call ray.init() first (or use executor 'local')")
     n = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
     n = min(n, len(pending))
     # the specs travel as Python objects (Ray Data pickles them), one block each

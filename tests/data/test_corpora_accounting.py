@@ -103,7 +103,7 @@ def test_following_corpus_accounts_for_every_record(inputs, data_dir, tmp_path):
                            block_bytes=300)
     assert {s.kind for s in specs} >= {"lines", "json_array", "compressed"}
     transform = FollowingTransform(wikidata_library(), Sampling(seed=1, shard_size=4, distractors=1))
-    m = pipeline.run(transform, specs, str(tmp_path / "out"), engine="local")
+    m = pipeline.run(transform, specs, str(tmp_path / "out"), executor="local")
     table = _check(m, files, tmp_path / "out")
     print("\n".join(["following corpus, per input file:", *table]))
     # the same records from the plain and the compressed copies
@@ -122,7 +122,7 @@ def test_following_corpus_accounts_for_every_record(inputs, data_dir, tmp_path):
 def test_understanding_corpus_accounts_for_every_record_and_counts_losses(inputs, tmp_path):
     files = inputs["kelm"]
     specs = understanding_plan(wikidata_library(), [str(p) for p, *_ in files], definitions=False, block_bytes=200)
-    m = pipeline.run(UnderstandingTransform(wikidata_library()), specs, str(tmp_path / "out"), engine="local")
+    m = pipeline.run(UnderstandingTransform(wikidata_library()), specs, str(tmp_path / "out"), executor="local")
     table = _check(m, files, tmp_path / "out")
     print("\n".join(["understanding corpus, per input file:", *table, f"counters: {m['counters']}"]))
     assert set(m["counters"]) >= {"kelm_not_in_sentence", "kelm_untyped", "kelm_orphan_qualifiers"}

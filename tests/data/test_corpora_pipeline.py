@@ -89,25 +89,25 @@ def test_rerun_adds_nothing_and_quarantine_counts(ray_cluster, transform, data_d
     assert {k: v for k, v in after.items() if k != "manifest.json"} == {k: v for k, v in before.items()
                                                                          if k != "manifest.json"}
     assert len(list((out / "data").iterdir())) == len(specs) == len(list((out / "_shards").iterdir()))
-    # the same corpus, row for row, from the single-process engine
-    m3 = pipeline.run(transform, specs, str(tmp_path / "local"), engine="local")
+    # the same corpus, row for row, from the single-process executor
+    m3 = pipeline.run(transform, specs, str(tmp_path / "local"), executor="local")
     assert by_shard(out) == by_shard(tmp_path / "local") and m3["n_tokens"] == m1["n_tokens"]
 
 
 def test_other_configuration_is_refused_unless_overwritten(transform, data_dir, tmp_path):
     specs = plan(benchmarks=["conll04:dev"], data_dir=str(data_dir))
     out = str(tmp_path / "out")
-    pipeline.run(transform, specs, out, engine="local")
+    pipeline.run(transform, specs, out, executor="local")
     other = FollowingTransform(transform.library, Sampling(seed=4))
     with pytest.raises(PipelineError, match="another configuration"):
-        pipeline.run(other, specs, out, engine="local")
-    assert pipeline.run(other, specs, out, engine="local", overwrite=True)["config"]["seed"] == 4
+        pipeline.run(other, specs, out, executor="local")
+    assert pipeline.run(other, specs, out, executor="local", overwrite=True)["config"]["seed"] == 4
 
 
 def test_interrupted_run_resumes_without_loss_or_duplicates(ray_cluster, transform, data_dir, tmp_path):
     specs = plan(**inputs(data_dir))
     ref = tmp_path / "ref"
-    pipeline.run(transform, specs, str(ref), engine="local")
+    pipeline.run(transform, specs, str(ref), executor="local")
     out = tmp_path / "out"
     m = pipeline.run(transform, specs, str(out), workers=2, max_shards=3)  # stopped after 3 shards
     assert not m["complete"] and m["shards_complete"] == 3
@@ -146,9 +146,9 @@ def test_killed_driver_resumes(ray_cluster, transform, data_dir, tmp_path):
     assert m["complete"] and m["shards_complete"] == len(specs)
     assert sorted(p.name for p in (out / "data").iterdir()) == sorted(f"{s.shard}.parquet" for s in specs)
     ref = tmp_path / "ref"
-    pipeline.run(transform, specs, str(ref), engine="local")
+    pipeline.run(transform, specs, str(ref), executor="local")
     assert by_shard(out) == by_shard(ref)
-    assert m["rows"] == pipeline.run(transform, specs, str(ref), engine="local")["rows"]
+    assert m["rows"] == pipeline.run(transform, specs, str(ref), executor="local")["rows"]
 
 
 def test_uri_paths_jsonl_output_and_hf_token_counts(transform, data_dir, tmp_path):
@@ -160,7 +160,7 @@ def test_uri_paths_jsonl_output_and_hf_token_counts(transform, data_dir, tmp_pat
     PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained(tmp_path / "tok")
     specs = plan(lsee=[f"file://{LSEE}"])
     m = pipeline.run(transform, specs, f"file://{tmp_path}/out", fmt="jsonl", tokenizer=str(tmp_path / "tok"),
-                     engine="local")
+                     executor="local")
     rows = [json.loads(line) for line in (tmp_path / "out" / "data" / f"{specs[0].shard}.jsonl").read_text().splitlines()]
     assert m["token_counter"].startswith("hf:") and len(rows) == m["rows"] == 7
     pre = pre_tokenizers.Whitespace()
@@ -172,7 +172,7 @@ def test_data_command_takes_a_config_file_and_set_overrides(data_dir, tmp_path, 
     from knowcoder_ray.cli import main
 
     cfg = tmp_path / "following.yaml"
-    cfg.write_text(f"lsee: [{LSEE}]\ndata_dir: {data_dir}\nseed: 3\nshard_size: 6\ndistractors: 4\nengine: local\n")
+    cfg.write_text(f"lsee: [{LSEE}]\ndata_dir: {data_dir}\nseed: 3\nshard_size: 6\ndistractors: 4\nexecutor: local\n")
     out = tmp_path / "out"
     assert main(["data", "following", "--config", str(cfg), "--set", "distractors=2", "--out", str(out), "--quiet"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())

@@ -54,7 +54,7 @@ def test_corpus_build_reruns_from_the_bucket(ray_cluster, data_dir, bucket, tmp_
     assert calls == [] and again["shards"] == m["shards"]
     assert {k: v for k, v in _objects(out).items() if not k.endswith("manifest.json")} == \
         {k: v for k, v in before.items() if not k.endswith("manifest.json")}
-    ref = pipeline.run(transform, specs, str(tmp_path / "local"), engine="local")  # the same rows as a local build
+    ref = pipeline.run(transform, specs, str(tmp_path / "local"), executor="local")  # the same rows as a local build
     rows = sorted(json.dumps(r, sort_keys=True) for r in pipeline.read_rows(out))
     assert rows == sorted(json.dumps(r, sort_keys=True) for r in pipeline.read_rows(str(tmp_path / "local")))
     assert ref["rows"] == m["rows"]

@@ -34,7 +34,7 @@ def test_every_shipped_config_validates():
     (("eval",), "num_actor", "demo.yaml: eval: unknown setting 'num_actor' (known: checkpoints,"),
     (("eval", "engine_config"), "max_new_token", "demo.yaml: eval.engine_config: unknown setting 'max_new_token' (known: max_new_tokens,"),
     (("serve",), "prot", "demo.yaml: serve: unknown setting 'prot' (known: model_dir,"),
-    (("serve", "engine"), "batchsize", "demo.yaml: serve.engine: unknown setting 'batchsize' (known: max_new_tokens,"),
+    (("serve", "engine_config"), "batchsize", "demo.yaml: serve.engine_config: unknown setting 'batchsize' (known: max_new_tokens,"),
     (("base_model",), "imprt", "demo.yaml: base_model: unknown setting 'imprt' (known: import, cache_dir)"),
 ])
 def test_misspelled_key_is_named_with_its_location(where, typo, expected):
