@@ -25,36 +25,22 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from knowcoder_ray.schema.types import BASE_CLASS, Role, SchemaError, SchemaLibrary, SchemaType, unmark
+from knowcoder_ray.schema.types import BASE_CLASS, Role, SchemaLibrary, SchemaType, unmark
 
-ENTITY_BASE = '''class Entity:
-\t"""
-\tThe base class for all entities.
-\t"""
-\tdef __init__(self, name: str):
-\t\tself.name = name'''
-RELATION_BASE = '''class Relation:
-\t"""
-\tThe base class for all relations.
-\t"""
-\tdef __init__(self, head_entity: Entity, tail_entity: Entity):
-\t\tself.head_entity = head_entity
-\t\tself.tail_entity = tail_entity'''
-EVENT_BASE_ED = '''class Event:
-\t"""
-\tThe base class for all events.
-\t"""
-\tdef __init__(self, trigger: str, arg_names, *args):
-\t\tself.trigger = trigger
-\t\tself.arguments = {}
-\t\tfor arg_name, arg_values in zip(arg_names, args):
-\t\t\tself.arguments[arg_name] = arg_values'''
-EVENT_BASE_EAE = '''class Event:
-\t"""
-\tThe base class for all events.
-\t"""
-\tdef __init__(self, trigger: str):
-\t\tself.trigger = trigger'''
+
+def _base_class(name: str, kind: str, signature: str, *body: str) -> str:
+    """A base class as the released prompts define it."""
+    head = [f"class {name}:", '\t"""', f"\tThe base class for all {kind}.", '\t"""', f"\tdef __init__(self, {signature}):"]
+    return "\n".join(head + [f"\t\t{line}" for line in body])
+
+
+ENTITY_BASE = _base_class("Entity", "entities", "name: str", "self.name = name")
+RELATION_BASE = _base_class("Relation", "relations", "head_entity: Entity, tail_entity: Entity",
+                            "self.head_entity = head_entity", "self.tail_entity = tail_entity")
+EVENT_BASE_ED = _base_class("Event", "events", "trigger: str, arg_names, *args", "self.trigger = trigger",
+                            "self.arguments = {}", "for arg_name, arg_values in zip(arg_names, args):",
+                            "\tself.arguments[arg_name] = arg_values")
+EVENT_BASE_EAE = _base_class("Event", "events", "trigger: str", "self.trigger = trigger")
 
 
 # ---- writing -----------------------------------------------------------------------------------------
@@ -83,7 +69,7 @@ def render_class(t: SchemaType, task: str | None = None, typed: bool = True) -> 
     """Class definition of one type in KnowCoder's code style. Events render per task: the ED form
     (arg_names list) or the EAE form (typed role parameters with the trigger examples as a comment).
     typed=False writes relation heads and tails as `Entity` (the released RE prompts)."""
-    bases = ", ".join(t.parents) or t.base
+    bases = ", ".join(t.parents) or BASE_CLASS[t.kind]
     head = f"class {t.name}({bases}):"
     if t.kind == "entity":
         return "\n".join([head, *_docstring(t), "\tpass"])
@@ -256,10 +242,8 @@ def read_class_code(source: str, library: SchemaLibrary | None = None) -> list[S
         kind = _kind(node, kinds, library)
         try:
             t = read_class(node, kind, lines)
-        except (SchemaError, ValueError, TypeError) as e:
+        except (ValueError, TypeError) as e:  # SchemaError: a bad name or role
             raise ClassCodeError(f"class {node.name}: {e}", node.lineno) from None
-        except RecursionError:  # e.g. a `|` chain of thousands of types in one hint
-            raise ClassCodeError(f"class {node.name}: a type hint is nested too deeply to read", node.lineno) from None
         kinds[t.name] = t.kind
         out.append(t)
     if not out:

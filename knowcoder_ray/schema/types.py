@@ -60,10 +60,6 @@ class SchemaType:
             if not is_role_name(role.name):
                 raise SchemaError(f"event type {self.name!r}: role {role.name!r} is not an identifier")
 
-    @property
-    def base(self) -> str:
-        return BASE_CLASS[self.kind]
-
     def role(self, name: str) -> Role | None:
         return next((r for r in self.roles if r.name == name), None)
 
@@ -93,10 +89,6 @@ class SchemaType:
         )
 
 
-def is_identifier(name: str) -> bool:
-    return bool(_IDENT.match(name)) and not keyword.iskeyword(name)
-
-
 def is_role_name(name: str) -> bool:
     """A role is an identifier or a Python keyword: the released schema has roles such as `from`
     (written `from: List[ Entity ]` and `from = [...]`, which the codec reads without executing)."""
@@ -111,7 +103,7 @@ RESERVED = {"entity": {"Entity"}, "relation": {"Entity", "Relation"}, "event": {
 def is_class_name(name: str, kind: str | None = None) -> bool:
     """A valid class name for `kind` (None: for every kind)."""
     reserved = RESERVED[kind] if kind in RESERVED else set(BASE_CLASS.values())
-    return is_identifier(name) and name not in reserved
+    return is_role_name(name) and not keyword.iskeyword(name) and name not in reserved
 
 
 @functools.lru_cache(maxsize=1 << 16)  # the scorer asks for the same few names per tuple
@@ -301,12 +293,10 @@ def mark_keyword_names(source: str) -> str:
         if tok.type != tokenize.NAME or not keyword.iskeyword(tok.string):
             continue
         prev = tokens[i - 1].string if i else ""
-        nxt = tokens[i + 1] if i + 1 < len(tokens) else None
-        nxt_s = nxt.string if nxt is not None else ""
-        as_parameter = depth > 0 and prev in ("(", ",") and nxt_s in ("=", ":")
+        nxt = tokens[i + 1]  # a name is never last: the tokens end with ENDMARKER
+        as_parameter = depth > 0 and prev in ("(", ",") and nxt.string in ("=", ":")
         as_attribute = prev == "."
-        as_value = prev == "=" and (nxt is None or nxt.type in (tokenize.NEWLINE, tokenize.ENDMARKER)
-                                    or nxt_s in (",", ")"))
+        as_value = prev == "=" and (nxt.type in (tokenize.NEWLINE, tokenize.ENDMARKER) or nxt.string in (",", ")"))
         if as_parameter or as_attribute or as_value:
             marks.append(starts[tok.end[0] - 1] + tok.end[1])
     for pos in reversed(marks):
