@@ -161,9 +161,8 @@ def split_items(text: str, fast: bool = True) -> tuple[list[str], bool, list[str
     body = text[m.end():stop if stop >= 0 else len(text)]
     items: list[str] = []
     errors: list[str] = []
-    # Fast path: whole plain items (simple strings, brackets nested up to 3 deep) are cut out by one regular
-    # expression each; at the first item it cannot take, the character scanner below goes on from there
-    # (an item boundary, so its state starts empty). Both cut the same items.
+    # Fast path: plain items are cut by `_PLAIN_ITEM`; at the first one it cannot take, the character scanner
+    # below goes on from there (an item boundary, so its state starts empty).
     start = 0
     while fast:
         m = _PLAIN_ITEM.match(body, start)
@@ -311,12 +310,9 @@ class Parser:
             raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
         self.task = task
         self.fast = fast
-        self.known = frozenset(known)
-        self._known = _resolver(self.known)
-        self.entity_types = None if entity_types is None else frozenset(entity_types)
-        self._entity = _resolver((self.entity_types or frozenset()) | {"Entity"})
-        self.roles = None if roles is None else {k: frozenset(v) for k, v in roles.items()}
-        self._roles = {} if roles is None else {k: _resolver(v) for k, v in self.roles.items()}
+        self._known = _resolver(known)
+        self._entity = None if entity_types is None else _resolver({*entity_types, "Entity"})
+        self._roles = None if roles is None else {k: _resolver(v) for k, v in roles.items()}
         item = _FAST_ITEM.get(task, _FAST_ITEM["event"])
         self._fast_item, self._fast_list = re.compile(item), _fast_list_pattern(item)
 
@@ -348,12 +344,12 @@ class Parser:
                 result.errors.append(f"unreadable item ({type(e).__name__}): {item[:80]!r}")
         return result
 
-    def _class(self, name: str, out: ParseResult) -> str:
-        known = self._known(name)
+    def _class(self, name: str, out: ParseResult, resolve=None) -> str:
+        """The known class `name` spells (by `resolve`, else the task's classes), else `name`, reported."""
+        known = (resolve or self._known)(name)
         if known is None:
             out.hallucinated.append(name)
-            return name
-        return known
+        return known or name
 
     def _mention(self, node: ast.AST, out: ParseResult) -> EntityMention:
         return self._typed(*_named_string(node, "entity"), out)
@@ -362,20 +358,16 @@ class Parser:
         """A relation head/tail or argument: `text` written bare (name None) or inside `name(...)`."""
         if name is None:
             return EntityMention(text)
-        known = self._entity(name) if self.entity_types is not None else name
-        if known is None:
-            out.hallucinated.append(name)
-        return EntityMention(text, known or name)
+        return EntityMention(text, name if self._entity is None else self._class(name, out, self._entity))
 
     def _ner_entity(self, name: str, inner: str, text: str, out: ParseResult) -> None:
-        """`name(text)` (inner == name) or `name(inner(text))`."""
-        if inner == name:
-            out.entities.append(EntityMention(text, self._class(name, out)))
-        else:  # Person(Entity("Ann")): the official reader takes the inner class
-            out.entities.append(EntityMention(text, inner if inner == "Entity" else self._class(inner, out)))
+        """`name(text)` (inner == name) or `name(inner(text))`: the official reader takes the inner class, and
+        `Person(Entity("Ann"))` stays an `Entity`."""
+        entity = inner == "Entity" and name != "Entity"
+        out.entities.append(EntityMention(text, inner if entity else self._class(inner, out)))
 
     def _role(self, event: str, role: str, out: ParseResult) -> str:
-        if self.roles is None:
+        if self._roles is None:
             return role
         resolve = self._roles.get(event)
         known = (resolve(role) or resolve(role + "_")) if resolve else None  # `from_`: a library written so
@@ -436,10 +428,8 @@ class Parser:
         return out
 
     def _fast_read(self, m: re.Match | None, out: ParseResult) -> bool:
-        """Record an item of the common shape (`m`: its match of `self._fast_item`) without building a tree:
-        `Type("span")`, `Type(Entity("span"))`, `Rel(Entity("h"), Entity("t"))`, `Event("trigger")`,
-        `Event(trigger = "t", role = [Type("a")])`. False (nothing recorded) for anything else, which `ast`
-        then reads; both give the same result."""
+        """Record an item of a common shape (`m`: its match of `self._fast_item`) without building a tree;
+        False (nothing recorded) for anything `ast` must read."""
         if m is None:
             return False
         if self.task == "ner":
