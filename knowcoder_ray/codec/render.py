@@ -123,12 +123,6 @@ def prompt_suffix(task: str, sentence: str, triggers: Sequence[tuple[str, str]] 
 
 # ---- outputs -----------------------------------------------------------------------------------------
 
-def _results(items: list[str]) -> str:
-    if not items:
-        return "results = []"
-    return "results = [\n" + ",\n".join(f"\t{i}" for i in items) + "\n]"
-
-
 def _entity_call(type_: str, text: str) -> str:
     return f"{type_}({quote(text)})"
 
@@ -157,4 +151,4 @@ def render_output(task: str, record: Record, typed_relations: bool = False) -> s
         items = [render_event(e, task == "eae") for e in record.events]
     else:
         raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
-    return _results(items)
+    return "results = [\n" + ",\n".join(f"\t{i}" for i in items) + "\n]" if items else "results = []"

@@ -2,6 +2,7 @@
 class names, event roles, and the report of what a user should know."""
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -176,13 +177,10 @@ def _show(value: list, label_of: dict[str, str]) -> str:
 
 def _roles(q: str, children, s1: DumpSummary, s2: DumpSummary, names, known, config: BuildConfig) -> tuple[Role, ...]:
     """Properties used by enough instances of `q` or its subclasses, named after their labels."""
-    subtree = {q, *walk([q], lambda n: children.get(n, ()))}
-    n, counts = 0, {}
-    for c in subtree:
-        cn, cprops = s2.events.get(c, (0, {}))
-        n += cn
-        for p, k in cprops.items():
-            counts[p] = counts.get(p, 0) + k
+    found = [s2.events.get(c, (0, {})) for c in (q, *walk([q], lambda n: children.get(n, ())))]
+    n, counts = sum(k for k, _ in found), Counter()
+    for _, props in found:
+        counts.update(props)
     if not n:
         return ()
     picked = sorted((p for p, k in counts.items() if p not in NOT_ROLES and p in s1.properties
@@ -197,4 +195,3 @@ def _roles(q: str, children, s1: DumpSummary, s2: DumpSummary, names, known, con
         taken.add(name)
         roles.append(Role(name, tuple(names[t] for t in d["tail"] if t in known)))
     return tuple(roles)
-

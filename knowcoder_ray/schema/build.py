@@ -107,7 +107,6 @@ def _no_entities(uri: str, s1: DumpSummary) -> str:
     return msg + " (expected a Wikidata JSON dump: a JSON array with one entity object per line)"
 
 
-
 def build_schema(dump: str, out: str, config: BuildConfig | None = None, *, use_ray: bool = True,
                  parallelism: int = -1) -> BuildResult:
     """The schema phase: build the library from `dump`, keep the configured slice, fill in descriptions,

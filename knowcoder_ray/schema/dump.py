@@ -20,6 +20,7 @@ import bz2
 import gzip
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -147,15 +148,12 @@ def _block(rng: int, first: int, lines: list[bytes]) -> pa.Table:
 
 
 def _read_range(uri: str, rng: int, start: int, end: float, block_lines: int) -> Iterator[pa.Table]:
-    buf: list[bytes] = []
-    first = 0
-    for k, line in enumerate(iter_range(uri, start, end)):
-        buf.append(line)
-        if len(buf) >= block_lines:
-            yield _block(rng, first, buf)
-            first, buf = k + 1, []
-    if buf or first == 0:
+    lines, first = iter_range(uri, start, end), 0
+    while buf := list(islice(lines, block_lines)):
         yield _block(rng, first, buf)
+        first += len(buf)
+    if first == 0:  # an empty range is one empty block
+        yield _block(rng, 0, [])
 
 
 def dump_datasource(uri: str, block_lines: int = BLOCK_LINES, min_range_bytes: int = MIN_RANGE_BYTES):

@@ -38,9 +38,9 @@ def topological(types: Iterable[SchemaType]) -> list[SchemaType]:
     by_name = {t.name: t for t in types}
     out, done, on_path = [], set(), set()
     for t in types:
-        stack = [(t, iter(t.parents))]
         if t.name in done:
             continue
+        stack = [(t, iter(t.parents))]
         on_path.add(t.name)
         while stack:
             node, it = stack[-1]
@@ -178,10 +178,8 @@ def read_pyfile(source: str, kind: str, filename: str = "<schema>",
                 extra = metadata.get(node.name) if isinstance(metadata, dict) else None
                 if extra:
                     t = SchemaType.from_row({**t.to_row(), **extra})
-            except (SchemaError, ValueError, TypeError, KeyError, RecursionError) as e:
+            except (ValueError, TypeError, KeyError) as e:  # SchemaError: a bad name, role or metadata
                 problems.append(ClassProblem(filename, node.name, offset + node.lineno, str(e)))
                 continue
             out.append(t)
     return out
-
-

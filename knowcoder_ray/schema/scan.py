@@ -225,4 +225,3 @@ def scan_local(uri: str, config: BuildConfig, plan: ScanTargets | None = None) -
     while batch := list(islice(rows, config.batch_lines)):
         total.merge(summarize(batch, config, plan), config.max_examples)
     return total
-

@@ -8,8 +8,8 @@ from collections.abc import Iterable
 from knowcoder_ray.schema.types import SchemaLibrary, to_class_name
 
 
-def resolve_names(library: SchemaLibrary, wanted: Iterable[str]) -> tuple[list[str], list[str]]:
-    """Names, Wikidata ids or labels -> (library class names, the ones that match nothing)."""
+def select(library: SchemaLibrary, wanted: Iterable[str]) -> tuple[SchemaLibrary, list[str]]:
+    """`SchemaLibrary.select` by names, Wikidata ids or labels: (sub-library, the ones matching nothing)."""
     by_label: dict[str, str] = {}
     by_class: dict[str, str] = {}
     for t in library:
@@ -23,13 +23,7 @@ def resolve_names(library: SchemaLibrary, wanted: Iterable[str]) -> tuple[list[s
             found[name] = None
         else:
             missing.append(w)
-    return list(found), missing
-
-
-def select(library: SchemaLibrary, wanted: Iterable[str]) -> tuple[SchemaLibrary, list[str]]:
-    """`SchemaLibrary.select` by names, Wikidata ids or labels: (sub-library, the ones matching nothing)."""
-    names, missing = resolve_names(library, wanted)
-    return library.select(names), missing
+    return library.select(found), missing
 
 
 def corpus_types(uris: Iterable[str]) -> tuple[set[str], int]:
@@ -59,5 +53,3 @@ def corpus_types(uris: Iterable[str]) -> tuple[set[str], int]:
                     types.update(a.type for a in ev.arguments)
     types.discard("Entity")
     return types, bad
-
-

@@ -83,13 +83,8 @@ def item_targets(claims: dict, pid: str) -> list[str]:
 
 def literal_targets(claims: dict, pid: str) -> list[tuple[str, str]]:
     """(datavalue type, value) of the statements of `pid` whose value is not an entity."""
-    out = []
-    for st in statements(claims, pid):
-        snak = st["mainsnak"]
-        v = snak_value(snak)
-        if v and v[0] == "lit":
-            out.append((snak["datavalue"]["type"], v[1]))
-    return out
+    values = ((st["mainsnak"], snak_value(st["mainsnak"])) for st in statements(claims, pid))
+    return [(snak["datavalue"]["type"], v[1]) for snak, v in values if v and v[0] == "lit"]
 
 
 def qualifier_values(st: dict, pid: str) -> list[tuple[str, str]]:
@@ -155,4 +150,3 @@ def parse_line(raw: bytes) -> dict | None:
     if not isinstance(entity.get("claims") or {}, dict):
         raise Malformed(f"{eid}: 'claims' is not an object")
     return entity
-
