@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from knowcoder_ray.schema.dump import LineIndex
 from knowcoder_ray.schema.scan import DumpSummary, ScanTargets
 from knowcoder_ray.schema.types import (
-    BASE_CLASS, Role, SchemaLibrary, SchemaType, children_of, to_class_name, to_role_name, walk,
+    BASE_CLASS, Role, SchemaLibrary, SchemaType, children_of, depth_first, to_class_name, to_role_name, walk,
 )
 from knowcoder_ray.schema.wikidata import P_INSTANCE_OF, P_SUBCLASS_OF, clean, num
 
@@ -62,30 +62,6 @@ def dedupe_class_names(items: Iterable[tuple[str, str]]) -> dict[str, str]:
     return out
 
 
-def _break_cycles(edges: dict[str, list[str]]) -> list[tuple[str, str]]:
-    """Drop the parent edges that close a cycle (depth first, lowest ids first); returns the dropped ones."""
-    state: dict[str, int] = {}  # 1 on the stack, 2 done
-    dropped = []
-    for root in sorted(edges, key=num):
-        if root in state:
-            continue
-        state[root] = 1
-        stack = [(root, iter(list(edges[root])))]
-        while stack:
-            node, it = stack[-1]
-            p = next(it, None)
-            if p is None:
-                state[node] = 2
-                stack.pop()
-            elif state.get(p) == 1:
-                edges[node].remove(p)
-                dropped.append((node, p))
-            elif p not in state:
-                state[p] = 1
-                stack.append((p, iter(list(edges[p]))))
-    return dropped
-
-
 def _reduce(edges: dict[str, list[str]]) -> None:
     """Drop parents that are ancestors of another parent (Human < Person < Entity: Human keeps Person)."""
     for q, ps in edges.items():
@@ -126,7 +102,10 @@ def assemble(s1: DumpSummary, s2: DumpSummary, config: BuildConfig) -> tuple[Sch
     edges = {q: [p for p in parents.get(q, ()) if p in known and kind[p] == kind[q]] for q in known}
     if config.event_root in edges:
         edges[config.event_root] = []
-    dropped = _break_cycles(edges)
+    # parent edges that close a cycle are dropped (depth first, lowest ids first)
+    _, dropped = depth_first(sorted(edges, key=num), lambda q: list(edges[q]))
+    for q, p in dropped:
+        edges[q].remove(p)
     _reduce(edges)
     relations = _relation_props(s1, config)
 

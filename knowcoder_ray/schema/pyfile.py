@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from knowcoder_ray.schema.classcode import ENTITY_BASE, EVENT_BASE_ED, RELATION_BASE, read_class, render_class
 from knowcoder_ray.schema.types import (
-    BASE_CLASS, SchemaError, SchemaLibrary, SchemaType, mark_keyword_names,
+    BASE_CLASS, SchemaError, SchemaLibrary, SchemaType, depth_first, mark_keyword_names,
 )
 from knowcoder_ray.storage import exists, join, makedirs, read_text, write_text
 
@@ -34,26 +34,9 @@ METADATA = "SCHEMA_METADATA"
 
 def topological(types: Iterable[SchemaType]) -> list[SchemaType]:
     """Parents before children (input order otherwise), so the file could be imported top to bottom."""
-    types = list(types)
     by_name = {t.name: t for t in types}
-    out, done, on_path = [], set(), set()
-    for t in types:
-        if t.name in done:
-            continue
-        stack = [(t, iter(t.parents))]
-        on_path.add(t.name)
-        while stack:
-            node, it = stack[-1]
-            p = next(it, None)
-            if p is None:
-                stack.pop()
-                on_path.discard(node.name)
-                done.add(node.name)
-                out.append(node)
-            elif p in by_name and p not in done and p not in on_path:
-                on_path.add(p)
-                stack.append((by_name[p], iter(by_name[p].parents)))
-    return out
+    order, _ = depth_first(by_name, lambda n: [p for p in by_name[n].parents if p in by_name])
+    return [by_name[n] for n in order]
 
 
 def render_file(kind: str, types: Iterable[SchemaType]) -> str:

@@ -155,6 +155,31 @@ def walk(starts: Iterable[str], step) -> list[str]:
     return out
 
 
+def depth_first(roots: Iterable[str], step) -> tuple[list[str], list[tuple[str, str]]]:
+    """Depth first from each root in turn through `step(node)`: (every node reached, after all the nodes it
+    reaches; the (node, next) steps that would close a cycle, which are not taken)."""
+    state: dict[str, int] = {}  # 1 on the current path, 2 done
+    order, back = [], []
+    for root in roots:
+        if root in state:
+            continue
+        state[root] = 1
+        stack = [(root, iter(step(root)))]
+        while stack:
+            node, it = stack[-1]
+            nxt = next(it, None)
+            if nxt is None:
+                state[node] = 2
+                stack.pop()
+                order.append(node)
+            elif state.get(nxt) == 1:
+                back.append((node, nxt))
+            elif nxt not in state:
+                state[nxt] = 1
+                stack.append((nxt, iter(step(nxt))))
+    return order, back
+
+
 def children_of(parents: dict[str, Iterable[str]]) -> dict[str, list[str]]:
     """{node: its parents} -> {parent: its children, in the order of `parents`}."""
     children: dict[str, list[str]] = {}
