@@ -187,8 +187,7 @@ def split_items(text: str, fast: bool = True) -> tuple[list[str], bool, list[str
         if item:
             errors.append(f"output cut inside a string: {item[:60]!r}")
     else:
-        closers = "".join(_PAIR[c] for c in reversed(scan.stack))
-        scan.buf.append(closers)
+        scan.buf.append("".join(_PAIR[c] for c in reversed(scan.stack)))
         _flush(*scan.take(), items, errors)
     return items, True, errors
 

@@ -30,8 +30,8 @@ from knowcoder_ray.schema.types import BASE_CLASS, Role, SchemaLibrary, SchemaTy
 
 def _base_class(name: str, kind: str, signature: str, *body: str) -> str:
     """A base class as the released prompts define it."""
-    head = [f"class {name}:", '\t"""', f"\tThe base class for all {kind}.", '\t"""', f"\tdef __init__(self, {signature}):"]
-    return "\n".join(head + [f"\t\t{line}" for line in body])
+    head = [f"class {name}:", '\t"""', f"\tThe base class for all {kind}.", '\t"""']
+    return "\n".join([*head, f"\tdef __init__(self, {signature}):", *(f"\t\t{line}" for line in body)])
 
 
 ENTITY_BASE = _base_class("Entity", "entities", "name: str", "self.name = name")
@@ -69,31 +69,25 @@ def render_class(t: SchemaType, task: str | None = None, typed: bool = True) -> 
     """Class definition of one type in KnowCoder's code style. Events render per task: the ED form
     (arg_names list) or the EAE form (typed role parameters with the trigger examples as a comment).
     typed=False writes relation heads and tails as `Entity` (the released RE prompts)."""
-    bases = ", ".join(t.parents) or BASE_CLASS[t.kind]
-    head = f"class {t.name}({bases}):"
+    eae = t.kind == "event" and task == "eae"
     if t.kind == "entity":
-        return "\n".join([head, *_docstring(t), "\tpass"])
-    if t.kind == "relation":
-        body = [
-            f"\tdef __init__(self, head_entity: {_type_hint(t.head_types if typed else ())}, "
-            f"tail_entity: {_type_hint(t.tail_types if typed else ())}):",
-            "\t\tsuper().__init__(head_entity = head_entity, tail_entity = tail_entity)",
-        ]
-        return "\n".join([head, *_docstring(t), *body])
-    if task == "eae":
+        body = ["\tpass"]
+    elif t.kind == "relation":
+        body = [f"\tdef __init__(self, head_entity: {_type_hint(t.head_types if typed else ())}, "
+                f"tail_entity: {_type_hint(t.tail_types if typed else ())}):",
+                "\t\tsuper().__init__(head_entity = head_entity, tail_entity = tail_entity)"]
+    elif eae:
         params = ["\t\tself,", f"\t\ttrigger: str, # Examples: {_examples(t)}"]
         params += [f"\t\t{r.name}: List[ {_type_hint(r.entity_types)} ]," for r in t.roles]
         params[-1] = params[-1].rstrip(",")
         body = ["\tdef __init__(", *params, "\t):", "\t\tsuper().__init__(trigger = trigger)"]
         body += [f"\t\tself.{r.name} = {r.name}" for r in t.roles]
-        return "\n".join([head, *_docstring(t, examples=False), *body])
-    arg_names = ", ".join(quote(r.name) for r in t.roles)
-    body = [
-        "\tdef __init__(self, trigger: str, *args):",
-        f"\t\targ_names = [{arg_names}]",
-        "\t\tsuper().__init__(trigger = trigger, arg_names = arg_names, *args)",
-    ]
-    return "\n".join([head, *_docstring(t), *body])
+    else:
+        body = ["\tdef __init__(self, trigger: str, *args):",
+                f"\t\targ_names = [{', '.join(quote(r.name) for r in t.roles)}]",
+                "\t\tsuper().__init__(trigger = trigger, arg_names = arg_names, *args)"]
+    head = f"class {t.name}({', '.join(t.parents) or BASE_CLASS[t.kind]}):"
+    return "\n".join([head, *_docstring(t, examples=not eae), *body])
 
 
 # ---- reading one class -------------------------------------------------------------------------------

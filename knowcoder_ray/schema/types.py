@@ -80,13 +80,9 @@ class SchemaType:
     @classmethod
     def from_row(cls, row: dict) -> "SchemaType":
         roles = tuple(Role(n, tuple(t or ())) for n, t in zip(row.get("role_names") or (), row.get("role_types") or ()))
-        return cls(
-            name=row["name"], kind=row.get("kind", "entity"), parents=tuple(row.get("parents") or ()),
-            wikidata_id=row.get("wikidata_id"), label=row.get("label") or "",
-            description=row.get("description") or "", examples=tuple(row.get("examples") or ()),
-            head_types=tuple(row.get("head_types") or ()), tail_types=tuple(row.get("tail_types") or ()),
-            roles=roles,
-        )
+        lists = {k: tuple(row.get(k) or ()) for k in ("parents", "examples", "head_types", "tail_types")}
+        return cls(name=row["name"], kind=row.get("kind", "entity"), wikidata_id=row.get("wikidata_id"),
+                   label=row.get("label") or "", description=row.get("description") or "", roles=roles, **lists)
 
 
 def is_role_name(name: str) -> bool:
