@@ -46,7 +46,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 from knowcoder_ray.records import Record
 from knowcoder_ray.schema.types import norm_name  # O3
@@ -93,7 +93,7 @@ class Counts:
         return 2 * p * r / (p + r) if p + r else 0.0
 
     def to_dict(self) -> dict:
-        return {"p": self.precision, "r": self.recall, "f1": self.f1, "tp": self.tp, "pred": self.pred, "gold": self.gold}
+        return {"p": self.precision, "r": self.recall, "f1": self.f1, **asdict(self)}
 
 
 _TUPLES: dict[str, Callable[[Record], list[tuple]]] = {  # strict mode's tuples of one record, type first
@@ -110,8 +110,6 @@ _TUPLES: dict[str, Callable[[Record], list[tuple]]] = {  # strict mode's tuples 
 
 def tuples(record: Record, metric: str) -> list[tuple]:
     """The scored tuples of one record (strict mode); the first element is the type where the metric has one."""
-    if metric not in _TUPLES:
-        raise ValueError(f"unknown metric {metric!r}; expected one of {sorted(TASK_OF)}")
     return _TUPLES[metric](record)
 
 
@@ -151,9 +149,7 @@ def official_tuples(record: Record, metric: str, *, pred: bool = False, filter_o
                     ancestors: Callable[[str], Iterable[str]] | None = None) -> list[tuple]:
     """The tuples the official scorer builds for one record (gold with pred=False). `schema`: normalised
     class names for filter_outlier's type checks (None: no type check); `ancestors`: O8, predictions only."""
-    task, text, out = TASK_OF.get(metric), record.text, []
-    if task is None:
-        raise ValueError(f"unknown metric {metric!r}; expected one of {sorted(TASK_OF)}")
+    task, text, out = TASK_OF[metric], record.text, []
     drop = pred and filter_outlier
     check_type = drop and schema is not None
 
