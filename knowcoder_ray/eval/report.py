@@ -58,31 +58,21 @@ def _type_bars(dataset: str, labels: list[str], metrics: list[dict]):
     return fig
 
 
-def _modes(ck: dict) -> list[str]:
-    """The metric modes a checkpoint's metrics.json holds, its summary's mode first (older runs: one)."""
-    primary = ck.get("mode", "")
-    return [primary, *(m for m in ck.get("modes", {}) if m != primary)]
-
-
-def _in_mode(d: dict, mode: str, key: str) -> dict:
-    return d["modes"][mode][key] if mode and mode in d.get("modes", {}) else d[key]
-
-
-def _table(labels: list[str], metrics: list[dict], mode: str = ""):
+def _table(labels: list[str], metrics: list[dict], mode: str):
     rows = []
-    for dataset in metrics[0]["datasets"]:
-        for m in _in_mode(metrics[0]["datasets"][dataset], mode, "metrics"):
+    for dataset, d in metrics[0]["datasets"].items():
+        for m in d["modes"][mode]["metrics"]:
             cells = []
             for ck in metrics:
-                c = _in_mode(ck["datasets"][dataset], mode, "metrics")[m]["overall"]
+                c = ck["datasets"][dataset]["modes"][mode]["metrics"][m]["overall"]
                 cells.append(f"{100 * c['f1']:.2f} ({100 * c['p']:.1f} / {100 * c['r']:.1f})")
-            rows.append([dataset, m, str(metrics[0]["datasets"][dataset]["records"]), *cells])
-    for m in _in_mode(metrics[0], mode, "overall"):
-        rows.append(["all", m, "", *[f"{100 * _in_mode(ck, mode, 'overall')[m]['overall']['f1']:.2f}" for ck in metrics]])
+            rows.append([dataset, m, str(d["records"]), *cells])
+    for m in metrics[0]["modes"][mode]["overall"]:
+        f1s = [ck["modes"][mode]["overall"][m]["overall"]["f1"] for ck in metrics]
+        rows.append(["all", m, "", *[f"{100 * f1:.2f}" for f1 in f1s]])
     columns = list(zip(*rows)) if rows else [[]] * (3 + len(labels))
     header = ["dataset", "metric", "sentences", *[f"{lab}: F1 (P / R)" for lab in labels]]
-    title = f"Per-dataset scores ({mode} metrics)" if mode else "Per-dataset scores"
-    return _table_figure(title, header, [list(c) for c in columns], len(rows))
+    return _table_figure(f"Per-dataset scores ({mode} metrics)", header, [list(c) for c in columns], len(rows))
 
 
 def _parse_table(labels: list[str], metrics: list[dict]):
@@ -95,7 +85,8 @@ def build_report(run_dir: str | Path) -> str:
     """The report page as one HTML string."""
     summary, metrics = load_run(run_dir)
     labels = [c["checkpoint"] for c in summary["checkpoints"]]
-    figs = [_lines(labels, metrics), *(_table(labels, metrics, mode) for mode in _modes(metrics[0]))]
+    modes = dict.fromkeys([metrics[0]["mode"], *metrics[0]["modes"]])  # the summary's mode first
+    figs = [_lines(labels, metrics), *(_table(labels, metrics, mode) for mode in modes)]
     figs += [_type_bars(d, labels, metrics) for d in metrics[0]["datasets"]]
     figs.append(_parse_table(labels, metrics))
     divs = [pio.to_html(f, full_html=False, include_plotlyjs=(i == 0), div_id=f"fig{i}") for i, f in enumerate(figs)]
