@@ -50,9 +50,7 @@ def _eval(args: argparse.Namespace) -> int:
     from knowcoder_ray.connect import connect
     from knowcoder_ray.eval.evaluate import EvalConfig, evaluate
 
-    flags = {key: getattr(args, key) for key in (
-        "checkpoints", "datasets", "output_dir", "data_dir", "split", "limit", "engine", "num_actors",
-        "num_gpus_per_actor", "metric_mode", "class_names", "few_shot") if getattr(args, key) is not None}
+    flags = {k: v for k, v in vars(args).items() if k in EvalConfig.model_fields and v is not None}
     cfg = load(EvalConfig, args.config, args.overrides, flags)
     connect(args.ray_address)
     result = evaluate(cfg)

@@ -27,7 +27,6 @@ class ScoreFileError(ValueError):
     """A row of a predictions file that cannot be scored; the message names the line."""
 
 
-
 def _add(groups: Groups, key, gold: Record, pred: Record) -> None:
     golds, preds = groups.setdefault(key, ([], []))
     golds.append(gold)
