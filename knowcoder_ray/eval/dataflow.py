@@ -63,8 +63,8 @@ def prediction_line(row: dict, gold: Record, parts: list[Extraction]) -> dict:
 class ExtractionStage:
     """A Ray Data actor: records in, prediction lines out (prompts, generation, parsing, both event stages)."""
 
-    def __init__(self, spec: dict, plans: list) -> None:
-        self.engine = EngineSpec.of(**spec).load()
+    def __init__(self, spec: EngineSpec, plans: list) -> None:
+        self.engine = spec.load()
         self.plans_ref = plans[0]
 
     def __call__(self, batch: dict) -> dict:
@@ -83,7 +83,7 @@ class ExtractionStage:
         return {k: [x[k] for x in lines] for k in ("pos", "index", "line")}
 
 
-def extract_in_actors(ds, spec: dict, plans_ref, num_actors: int, records_per_batch: int, num_cpus: float,
+def extract_in_actors(ds, spec: EngineSpec, plans_ref, num_actors: int, records_per_batch: int, num_cpus: float,
                       num_gpus: float):
     return ds.map_batches(ExtractionStage, batch_size=records_per_batch, batch_format="numpy",
                           fn_constructor_kwargs={"spec": spec, "plans": [plans_ref]},
@@ -183,25 +183,17 @@ def write_predictions(lines, folder: str, name: str = "predictions.jsonl") -> No
     lines.sort(["pos", "index"]).repartition(1).write_datasink(_JsonLinesSink(folder, name))
 
 
-class _OneName:
-    """The file name of every block: the write is one task of one block (`repartition(1)`)."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def get_filename_for_block(self, block, write_uuid, task_index, block_index):
-        return self.name
-
-    def get_filename_for_task(self, write_uuid, task_index):
-        return self.name
-
-
 class _JsonLinesSink(BlockBasedFileDatasink):
-    """A Ray Data datasink writing the `line` column, one line per row (a JSON text already)."""
+    """A Ray Data datasink writing the `line` column, one line per row (a JSON text already), to one file."""
 
     def __init__(self, folder: str, name: str) -> None:
+        self.filename = name
         fs, inner = storage.filesystem(folder)  # a local folder or a bucket URI
-        super().__init__(inner, filesystem=fs, file_format="jsonl", filename_provider=_OneName(name))
+        super().__init__(inner, filesystem=fs, file_format="jsonl", filename_provider=self)
+
+    def get_filename_for_task(self, write_uuid, task_index) -> str:
+        """The sink names its own file: the write is one task (`repartition(1)`)."""
+        return self.filename
 
     def write_block_to_file(self, block, file) -> None:
         column = block.to_arrow().column("line").to_pylist()

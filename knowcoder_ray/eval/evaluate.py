@@ -166,9 +166,9 @@ def run_checkpoint(cfg: EvalConfig, checkpoint: str, records: dict[str, list[Rec
     items = dataflow.record_items(records)
     plans_ref = ray.put(plans)
     ds = ray.data.from_items(items, override_num_blocks=max(1, min(64, len(items) // max(1, cfg.rows_per_batch))))
-    spec = {"kind": cfg.engine, "checkpoint": checkpoint, "config": cfg.engine_config, "vllm": cfg.vllm}
+    spec = EngineSpec.of(cfg.engine, checkpoint, cfg.engine_config, cfg.vllm)
     if cfg.engine == "vllm":
-        processor = vllm_processor(EngineSpec.of(**spec), batch_size=cfg.rows_per_batch, concurrency=cfg.num_actors,
+        processor = vllm_processor(spec, batch_size=cfg.rows_per_batch, concurrency=cfg.num_actors,
                                    placement_group_config=cfg.vllm_placement)
         two_stage = any(p.two_stage for ps in plans.values() for p in ps)
         lines = dataflow.extract_with_processor(ds, processor, plans_ref, two_stage)
