@@ -17,6 +17,7 @@ import os
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
@@ -135,7 +136,7 @@ class TransformersEngine:
             pad_token_id=self.pad_id, eos_token_id=eos, bos_token_id=self.tokenizer.bos_token_id)
         self._repeat_stop = RepeatedItemStop(self.tokenizer)
         self.stopping = StoppingCriteriaList([StopStringCriteria(self.tokenizer, [STOP]), self._repeat_stop])
-        self._prefix_ids: OrderedDict[str, list[int]] = OrderedDict()   # prefix text -> its token ids
+        self._prefix_ids = lru_cache(maxsize=64)(lambda head: self.tokenizer(head)["input_ids"])
         self._caches: OrderedDict[tuple[int, ...], object] = OrderedDict()  # prefix ids -> DynamicCache
         self._torch = torch
         # transformers >= 5.24 names the cache argument `cache` (`past_key_values` before)
@@ -153,13 +154,7 @@ class TransformersEngine:
         official cut can only shorten it; at least one token is left to generate from."""
         if not self.config.prefix_reuse or p.prefix_chars <= 0:
             return 0
-        head = p.text[:p.prefix_chars]
-        prefix_ids = self._prefix_ids.get(head)
-        if prefix_ids is None:
-            prefix_ids = self.tokenizer(head)["input_ids"]
-            self._prefix_ids[head] = prefix_ids
-            while len(self._prefix_ids) > 64:
-                self._prefix_ids.popitem(last=False)
+        prefix_ids = self._prefix_ids(p.text[:p.prefix_chars])
         return min(len(os.path.commonprefix([prefix_ids, ids])), len(ids) - 1)
 
     # ---- generation --------------------------------------------------------------------------------

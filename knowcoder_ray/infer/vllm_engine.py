@@ -31,11 +31,9 @@ class VLLMEngine:
         base = adapter_base(model_path)
         self.default_adapter = str(model_path) if base else None
         model = local_copy(base or str(model_path))  # vLLM reads a local folder: URIs are cached per node
-        if dtype is None and self.config.dtype != "auto":
-            dtype = self.config.dtype
         self.llm = LLM(model=model, tensor_parallel_size=tensor_parallel_size, enable_prefix_caching=True,
                        enable_lora=enable_lora or base is not None, max_lora_rank=max_lora_rank, max_loras=max_loras,
-                       dtype=dtype or "auto", **llm_kwargs)
+                       dtype=dtype or self.config.dtype, **llm_kwargs)
         self.tokenizer = self.llm.get_tokenizer()
         self.sampling = SamplingParams(temperature=0.0, max_tokens=self.config.max_new_tokens, stop=[STOP])
         self._lora_ids: dict[str, int] = {}
