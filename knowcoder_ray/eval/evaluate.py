@@ -119,8 +119,9 @@ def load_plans(cfg: EvalConfig, count) -> tuple[dict[str, tuple[list[Record], Sc
         records, library = load_benchmark(name, cfg.data_dir, cfg.split, bad, class_names=cfg.class_names)
         shots = few_shot_records(name, cfg.data_dir, cfg.few_shot, cfg.split, cfg.class_names) if cfg.few_shot else []
         data[name] = (records[:cfg.limit], library, bad)
+        # as_written: scored as the model wrote them, repeats and hallucinations included
         plans[name] = [TaskPlan(f"{name}:{t}", t, library, budget=cfg.shard_tokens, count=count, shots=shots,
-                                layout=Layout(**cfg.layout), as_written=True)  # scored as written: repeats and hallucinations count
+                                layout=Layout(**cfg.layout), as_written=True)
                        for t in plan_tasks(benchmark_tasks(cfg, name))]
     return data, plans
 

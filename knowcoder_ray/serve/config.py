@@ -46,7 +46,7 @@ class ServeConfig(Section):
     max_ongoing_requests: Positive = 32  # per engine replica; @serve.batch gathers from these
     health_check_period_s: float = 10.0  # how soon Serve notices a dead engine replica and replaces it
     prompt_timeout_s: float = 600.0      # a prompt not answered by then fails its request with 504
-    retries: Annotated[int, Field(ge=0)] = 3                    # re-sends of a prompt whose engine replica died mid-request
+    retries: Annotated[int, Field(ge=0)] = 3  # re-sends of a prompt whose engine replica died mid-request
     app_name: str = "knowcoder"
 
     @model_validator(mode="after")

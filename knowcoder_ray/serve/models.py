@@ -23,8 +23,8 @@ class ExtractRequest(BaseModel):
         {"task": "ner", "text": "Ada Lovelace worked with Charles Babbage in London.", "types": ["Person", "Location"]},
         {"task": "re", "texts": ["John works for Acme Corp."],
          "schema_code": "class Person(Entity):\n\tpass\n\nclass Organization(Entity):\n\tpass\n\n"
-                        "class WorkFor(Relation):\n\tdef __init__(self, head_entity: Person, tail_entity: Organization):"
-                        "\n\t\tpass\n"},
+                        "class WorkFor(Relation):\n\tdef __init__(self, head_entity: Person, "
+                        "tail_entity: Organization):\n\t\tpass\n"},
     ]})
 
     task: Task = Field(description="ner | re | ed | eae")
