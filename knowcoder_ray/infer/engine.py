@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import inspect
 import os
+import pkgutil
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -227,8 +228,7 @@ class TransformersEngine:
         self._repeat_stop.start = p + s
         with torch.no_grad():
             out = self.model.generate(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
-                                      generation_config=self.generation_config,
-                                      stopping_criteria=self.stopping,
+                                      generation_config=self.generation_config, stopping_criteria=self.stopping,
                                       **kwargs)
         self.stats["batches"] += 1
         texts = self.tokenizer.batch_decode(out[:, p + s:], skip_special_tokens=True)
@@ -266,8 +266,5 @@ def load_engine(kind: str, model_path: str | Path, config: EngineConfig | None =
         return TransformersEngine(model_path, config)
     kind = "knowcoder_ray.infer.vllm_engine:VLLMEngine" if kind == "vllm" else kind
     if ":" in kind:  # a plugin engine "module:Class", built as Class(model_path, config, **engine_kwargs)
-        import importlib
-
-        module, _, name = kind.partition(":")
-        return getattr(importlib.import_module(module), name)(model_path, config, **engine_kwargs)
+        return pkgutil.resolve_name(kind)(model_path, config, **engine_kwargs)
     raise ValueError(f"unknown engine {kind!r}; expected 'transformers', 'vllm' or 'module:Class'")
