@@ -182,8 +182,7 @@ def run_checkpoint(cfg: EvalConfig, checkpoint: str, records: dict[str, list[Rec
 
 
 def checkpoint_metrics(cfg: EvalConfig, label: str, path: str, data, predictions: str) -> dict:
-    """metrics.json of one checkpoint: a pure function of its predictions file (read as `knowcoder score`
-    reads it) and the benchmarks' schemas."""
+    """metrics.json of one checkpoint, from its predictions file and the benchmarks' schemas."""
     written, outputs = read_predictions(predictions)
     overall: dict[str, dict[str, Score]] = {mode: {} for mode in MODES}
     datasets = {}

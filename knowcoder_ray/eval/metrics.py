@@ -288,7 +288,7 @@ def _score_official(pairs, metric, filter_outlier, schema_types, ancestors) -> S
                 c = per_type.get(x[0] if plain else x[0].own)
                 if c is not None:
                     c.pred += 1
-                    c.tp += (x in gt) if plain else _member(x, gt)
+                    c.tp += _member(x, gt)
     return _score(dict(per_type), per_source)
 
 
