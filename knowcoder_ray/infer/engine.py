@@ -15,7 +15,6 @@ import copy
 import inspect
 import os
 import pkgutil
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -138,11 +137,16 @@ class TransformersEngine:
         self._repeat_stop = RepeatedItemStop(self.tokenizer)
         self.stopping = StoppingCriteriaList([StopStringCriteria(self.tokenizer, [STOP]), self._repeat_stop])
         self._prefix_ids = lru_cache(maxsize=64)(lambda head: self.tokenizer(head)["input_ids"])
-        self._caches: OrderedDict[tuple[int, ...], object] = OrderedDict()  # prefix ids -> DynamicCache
+        self._prefix_cache = lru_cache(maxsize=max(1, self.config.prefix_cache_size))(self._run_prefix)
+        self._batches = 0
         self._torch = torch
         # transformers >= 5.24 names the cache argument `cache` (`past_key_values` before)
         self._cache_arg = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
-        self.stats = {"prefix_computed": 0, "prefix_reused": 0, "batches": 0}
+
+    @property
+    def stats(self) -> dict[str, int]:
+        info = self._prefix_cache.cache_info()
+        return {"prefix_computed": info.misses, "prefix_reused": info.hits, "batches": self._batches}
 
     # ---- tokens ------------------------------------------------------------------------------------
 
@@ -177,22 +181,14 @@ class TransformersEngine:
                     out[i] = t
         return out
 
-    def _prefix_cache(self, prefix: tuple[int, ...]):
+    def _run_prefix(self, prefix: tuple[int, ...]):
+        """The keys and values of a schema prefix (kept by `_prefix_cache`, an LRU of prefix_cache_size)."""
         from transformers import DynamicCache
 
-        cache = self._caches.get(prefix)
-        if cache is not None:
-            self._caches.move_to_end(prefix)
-            self.stats["prefix_reused"] += 1
-            return cache
         cache = DynamicCache(config=self.model.config)
         with self._torch.no_grad():
             self.model(input_ids=self._torch.tensor([prefix], device=self.device), use_cache=True,
                        **{self._cache_arg: cache})
-        self._caches[prefix] = cache
-        while len(self._caches) > max(1, self.config.prefix_cache_size):
-            self._caches.popitem(last=False)
-        self.stats["prefix_computed"] += 1
         return cache
 
     def _batch_cache(self, prefix_cache, rows: int, prompt_len: int):
@@ -230,7 +226,7 @@ class TransformersEngine:
             out = self.model.generate(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
                                       generation_config=self.generation_config, stopping_criteria=self.stopping,
                                       **kwargs)
-        self.stats["batches"] += 1
+        self._batches += 1
         texts = self.tokenizer.batch_decode(out[:, p + s:], skip_special_tokens=True)
         return [drop_repeats(cut_at_stop(t)) for t in texts]
 
