@@ -138,12 +138,12 @@ def evaluate(cfg: EvalConfig) -> dict:
 
     out_dir = cfg.output_dir
     summary_rows = []
-    for label in labels:
+    for label, path in checkpoints.items():
         out = storage.join(out_dir, label)
-        run_checkpoint(cfg, checkpoints[label], {n: d[0] for n, d in data.items()}, plans, out)
-        metrics = checkpoint_metrics(cfg, label, checkpoints[label], data, storage.join(out, "predictions.jsonl"))
+        run_checkpoint(cfg, path, {n: d[0] for n, d in data.items()}, plans, out)
+        metrics = checkpoint_metrics(cfg, label, path, data, storage.join(out, "predictions.jsonl"))
         storage.write_text(storage.join(out, "metrics.json"), json.dumps(metrics, indent=2))
-        summary_rows.append({"checkpoint": label, "path": checkpoints[label], "metrics": f"{label}/metrics.json",
+        summary_rows.append({"checkpoint": label, "path": path, "metrics": f"{label}/metrics.json",
                              "predictions": f"{label}/predictions.jsonl", "summary": metrics["summary"]})
     result = {"split": cfg.split, "datasets": list(cfg.datasets), "checkpoints": summary_rows,
               "config": cfg.model_dump()}
