@@ -17,7 +17,7 @@ import os
 import pkgutil
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Protocol
 
@@ -237,12 +237,7 @@ class RepeatedItemStop:
 
     def __init__(self, tokenizer, start: int = 0) -> None:
         self.tokenizer, self.start = tokenizer, start
-        self._newline: dict[int, bool] = {}
-
-    def _ends_line(self, token: int) -> bool:
-        if token not in self._newline:
-            self._newline[token] = "\n" in self.tokenizer.decode([token])
-        return self._newline[token]
+        self._ends_line = cache(lambda token: "\n" in tokenizer.decode([token]))  # token id -> holds a newline
 
     def __call__(self, input_ids, scores, **kwargs):
         import torch
