@@ -178,9 +178,9 @@ def extract_with_processor(ds, processor, plans_ref, two_stage: bool):
 
 # ---- writing -----------------------------------------------------------------------------------------------
 
-def write_predictions(lines, folder: str, name: str = "predictions.jsonl") -> None:
-    """Sorted by dataset and record (the official per-type metrics depend on the order), one file."""
-    lines.sort(["pos", "index"]).repartition(1).write_datasink(_JsonLinesSink(folder, name))
+def write_predictions(lines, folder: str) -> None:
+    """`folder/predictions.jsonl`, sorted by dataset and record (the official per-type metrics depend on the order)."""
+    lines.sort(["pos", "index"]).repartition(1).write_datasink(_JsonLinesSink(folder, "predictions.jsonl"))
 
 
 class _JsonLinesSink(BlockBasedFileDatasink):
