@@ -16,7 +16,7 @@ from knowcoder_ray.codec.render import Layout
 from knowcoder_ray.data.benchmarks import default_data_dir, few_shot_records, get_benchmark, load_benchmark
 from knowcoder_ray.eval.metrics import METRICS, MODES, Score, score, summary
 from knowcoder_ray.eval.scorefile import read_predictions
-from knowcoder_ray.infer.engine import EngineConfig, adapter_base
+from knowcoder_ray.infer.engine import EngineConfig, tokenizer_folder
 from knowcoder_ray.infer.extraction import TaskPlan
 from knowcoder_ray.infer.llm import EngineSpec, vllm_processor
 from knowcoder_ray.records import Record
@@ -96,12 +96,6 @@ def plan_tasks(benchmark_tasks: tuple[str, ...]) -> list[str]:
 
 # ---- the run ---------------------------------------------------------------------------------------------
 
-def _token_counter(checkpoint: str) -> TokenCounter:
-    base = adapter_base(checkpoint)
-    path = base if base and not storage.isfile(storage.join(checkpoint, "tokenizer_config.json")) else checkpoint
-    return TokenCounter(path)
-
-
 def parse_stats(outputs: list[dict]) -> dict:
     return {"prompts": len(outputs), "outputs_with_errors": sum(bool(o["errors"]) for o in outputs),
             "errors": sum(len(o["errors"]) for o in outputs),
@@ -134,7 +128,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     for label, path in checkpoints.items():
         if not storage.isdir(path):
             raise FileNotFoundError(f"checkpoint {label!r}: no model folder at {path}")
-    data, plans = load_plans(cfg, _token_counter(checkpoints[labels[0]]))
+    data, plans = load_plans(cfg, TokenCounter(tokenizer_folder(checkpoints[labels[0]])))
 
     out_dir = cfg.output_dir
     summary_rows = []

@@ -23,6 +23,7 @@ from typing import Protocol
 
 from knowcoder_ray.codec.render import STOP
 from knowcoder_ray.settings import Section
+from knowcoder_ray import storage
 from knowcoder_ray.storage import local_copy
 from knowcoder_ray.train.merge import adapter_base
 
@@ -97,6 +98,12 @@ def encode_prompt(tokenizer, text: str, config: EngineConfig) -> list[int]:
     return truncate_ids(tokenizer(text)["input_ids"], config.max_prompt_tokens, config.keep_head, config.keep_tail)
 
 
+def tokenizer_folder(checkpoint: str) -> str:
+    """Where a checkpoint's tokenizer is: the checkpoint itself, or the base of an adapter saved without one."""
+    base = adapter_base(checkpoint)
+    return base if base and not storage.isfile(storage.join(checkpoint, "tokenizer_config.json")) else checkpoint
+
+
 def _device_and_dtype(config: EngineConfig):
     import torch
 
@@ -122,8 +129,7 @@ class TransformersEngine:
         base = adapter_base(model_path)
         local = local_copy(str(model_path))  # a bucket URI is fetched once per node (so is its base)
         base_local = local_copy(base) if base is not None else None
-        tok_path = local if (Path(local) / "tokenizer_config.json").is_file() or base is None else base_local
-        self.tokenizer = AutoTokenizer.from_pretrained(tok_path)
+        self.tokenizer = AutoTokenizer.from_pretrained(local_copy(tokenizer_folder(str(model_path))))
         model = AutoModelForCausalLM.from_pretrained(base_local or local, dtype=dtype)
         if base is not None:
             from peft import PeftModel

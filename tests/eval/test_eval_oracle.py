@@ -54,14 +54,16 @@ def oracle_answers(data, plans) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def run_dir(ray_cluster, tmp_path_factory, data_dir):
-    from knowcoder_ray.eval.evaluate import EvalConfig, _token_counter, evaluate, load_plans
+    from knowcoder_ray.eval.evaluate import EvalConfig, evaluate, load_plans
+    from knowcoder_ray.infer.engine import tokenizer_folder
+    from knowcoder_ray.tokens import TokenCounter
 
     base = tmp_path_factory.getbasetemp()
     model = cached_engine_test_model(base, data_dir)
     cfg = EvalConfig(checkpoints=[], datasets=DATASETS, data_dir=str(data_dir), limit=LIMIT, shard_tokens=300,
                      engine=ORACLE, num_actors=2, rows_per_batch=5, report=False,
                      output_dir=str(tmp_path_factory.mktemp("oracle") / "run"))
-    data, plans = load_plans(cfg, _token_counter(str(model)))
+    data, plans = load_plans(cfg, TokenCounter(tokenizer_folder(str(model))))
     answers = oracle_answers(data, plans)
     assert any(p.two_stage for ps in plans.values() for p in ps)
     assert sum(len(p.shards1) > 1 for ps in plans.values() for p in ps) >= 2, "want schemas over several shards"
