@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import codecs
 import hashlib
-import io
 import json
 import os
 import re
@@ -594,16 +593,3 @@ def print_progress(name: str) -> Callable[[dict, int, int], None]:
               f"quarantined | total {total['rows']:,} rows, {total['bad']:,} quarantined, {total['tok']:,} tokens, "
               f"{rate:,.0f} records/s", file=sys.stderr, flush=True)
     return show
-
-
-def read_rows(out: str) -> list[dict]:
-    """All rows of a corpus written by `run`, in shard order (for tests and small corpora)."""
-    manifest = json.loads(storage.read_bytes(storage.join(out, "manifest.json")))
-    rows: list[dict] = []
-    for m in manifest["shards"]:
-        data = storage.read_bytes(storage.join(out, m["data"]))
-        if m["data"].endswith(".parquet"):
-            rows += pq.read_table(io.BytesIO(data)).to_pylist()
-        else:
-            rows += [json.loads(line) for line in data.split(b"\n") if line]  # not splitlines: U+2028 is data
-    return rows
