@@ -61,7 +61,7 @@ class PipelineError(RuntimeError):
 
 # ---- file systems ------------------------------------------------------------------------------------
 
-def expand_inputs(paths: Iterable[str], exts: tuple[str, ...] = INPUT_EXTS) -> list[str]:
+def expand_inputs(paths: Iterable[str]) -> list[str]:
     """Files named by `paths` (local or URIs): files as given, folders' files with a known extension,
     shell patterns (`s3://b/kelm/*.jsonl` too), listed through storage where the files are."""
     out: list[str] = []
@@ -72,9 +72,9 @@ def expand_inputs(paths: Iterable[str], exts: tuple[str, ...] = INPUT_EXTS) -> l
             out += matched
         elif storage.isdir(p):
             found = [f for f in storage.list_files(p, recursive=False)
-                     if f.endswith(exts) and not storage.name(f).startswith(".")]
+                     if f.endswith(INPUT_EXTS) and not storage.name(f).startswith(".")]
             if not found:
-                raise PipelineError(f"input directory {p!r} holds no {'/'.join(exts)} file")
+                raise PipelineError(f"input directory {p!r} holds no {'/'.join(INPUT_EXTS)} file")
             out += found
         elif storage.isfile(p):
             out.append(_absolute(p))

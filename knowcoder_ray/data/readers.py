@@ -103,7 +103,7 @@ def read_bio(path: str | Path, *, tag_first: bool = False, source: str = "",
             if line.startswith("-DOCSTART-"):
                 continue
             parts = line.split("\t") if "\t" in line else line.split()
-            if len(parts) != 2 or not parts[0] or not parts[1]:
+            if len(parts) != 2 or not all(parts):
                 if bad is not None:
                     bad.append(Malformed(path, lineno, "expected two columns (token, tag)", line))
                 continue
