@@ -3,8 +3,13 @@ checks, and a small real corpus of CoNLL04 prompts."""
 from __future__ import annotations
 
 import ast
+import io
+import json
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
+from knowcoder_ray import storage
 from knowcoder_ray.codec.parse import Parser
 from knowcoder_ray.codec.render import render_output, render_prompt
 from knowcoder_ray.data.benchmarks import load_benchmark
@@ -80,3 +85,16 @@ def conll04_pairs(data_dir, split: str = "test") -> list[tuple[str, str]]:
     ents, rels = library.of_kind("entity"), library.of_kind("relation")
     return ([(render_prompt("ner", ents, r.text), render_output("ner", r)) for r in records]
             + [(render_prompt("re", rels, r.text, library=library), render_output("re", r)) for r in records])
+
+
+def read_rows(out: str) -> list[dict]:
+    """All rows of a corpus written by `run`, in shard order (small corpora)."""
+    manifest = json.loads(storage.read_bytes(storage.join(out, "manifest.json")))
+    rows: list[dict] = []
+    for m in manifest["shards"]:
+        data = storage.read_bytes(storage.join(out, m["data"]))
+        if m["data"].endswith(".parquet"):
+            rows += pq.read_table(io.BytesIO(data)).to_pylist()
+        else:
+            rows += [json.loads(line) for line in data.split(b"\n") if line]  # not splitlines: U+2028 is data
+    return rows

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -39,8 +40,8 @@ DATA_SOURCES = {
 def require_benchmarks(root: str, names: Iterable[str]) -> str:
     """`root`, after checking that it holds every benchmark in `names` (e.g. conll04, crossner_ai,
     conll04:train); FileNotFoundError says which folders are missing and where each comes from."""
-    folders = dict.fromkeys(n.partition(":")[0].split("_")[0] if n.startswith("crossner") else n.partition(":")[0]
-                            for n in names if not str(n).startswith("records:"))
+    folders = dict.fromkeys("crossner" if n.startswith("crossner") else n.partition(":")[0]
+                            for n in names if not n.startswith("records:"))
     missing = [f for f in folders if not storage.isdir(storage.join(root, f))]
     if missing:
         lines = "\n".join(f"  {storage.join(root, f)}: {DATA_SOURCES.get(f, 'see knowcoder_ray/data/benchmarks.py')}"
@@ -165,13 +166,9 @@ def nyt_relation_name(label: str) -> str:
 def kairos_event_names(ontology: dict) -> dict[str, str]:
     """KAIROS 'Conflict.Attack.DetonateExplode' -> 'DetonateExplode'; '.Unspecified' leaves take the
     middle part ('Conflict.Attack.Unspecified' -> 'Attack'); name clashes fall back to the full path."""
-    names: dict[str, str] = {}
-    for label in ontology:
-        parts = label.split(".")
-        leaf = parts[-1] if parts[-1] != "Unspecified" else parts[-2]
-        names[label] = to_class_name(leaf)
-    clashes = {n for n in names.values() if list(names.values()).count(n) > 1}
-    return {k: (to_class_name(k) if v in clashes else v) for k, v in names.items()}
+    names = {label: to_class_name(label.removesuffix(".Unspecified").split(".")[-1]) for label in ontology}
+    uses = Counter(names.values())
+    return {k: (to_class_name(k) if uses[v] > 1 else v) for k, v in names.items()}
 
 
 def kairos_schema(ontology_path: str) -> tuple[SchemaLibrary, dict[str, str]]:
@@ -322,12 +319,8 @@ def records_benchmark(path: str | Path) -> Benchmark:
         raise FileNotFoundError(f"records benchmark file not found: {path}")
 
     # the file is parsed once: its records give the tasks and the schema, and every read replays them
-    records, malformed = [], []
-    for lineno, line in readers.json_lines(path):
-        try:
-            records.append(Record.from_dict(json.loads(line)))
-        except (ValueError, KeyError, TypeError) as e:
-            malformed.append(readers.Malformed(str(path), lineno, f"{type(e).__name__}: {e}", line))
+    malformed: list[readers.Malformed] = []
+    records = list(readers.parse_json_lines(path, lambda _lineno, d: Record.from_dict(d), malformed))
 
     def read(data_dir: str, split: str, bad: list) -> Iterator[Record]:
         bad.extend(malformed)

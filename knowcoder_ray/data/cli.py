@@ -17,7 +17,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                         argument_default=argparse.SUPPRESS)
     u.add_argument("--kelm", nargs="*", help="KELM JSON-lines files or directories (local or URI)")
     u.add_argument("--entity-types", help="entity -> P31 table, JSON lines {entity, instance_of: [...]}")
-    u.add_argument("--no-definitions", action="store_true", help="leave out the definition codes")
+    u.add_argument("--no-definitions", dest="definitions", action="store_false", help="leave out the definition codes")
     u.add_argument("--max-group", type=int, help="children per definition-code sample")
     _common(u)
     u.set_defaults(func=_run)
@@ -53,7 +53,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, help="Ray Data actors (default: the cluster's CPUs)")
     p.add_argument("--overwrite", action="store_true", help="replace an output built with other options")
     p.add_argument("--max-shards", type=int, help="stop after this many shards (rerun to go on)")
-    p.add_argument("--quiet", action="store_true", help="no per-shard progress lines")
+    p.add_argument("--quiet", dest="progress", action="store_false", help="no per-shard progress lines")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -89,10 +89,6 @@ def _build(args: argparse.Namespace) -> int:
 
     given = {k: v for k, v in vars(args).items() if k not in ("command", "data_command", "func", "config", "overrides")}
     address, num_cpus = given.pop("address", None), given.pop("num_cpus", None)
-    if given.pop("quiet", False):
-        given["progress"] = False
-    if given.pop("no_definitions", False):
-        given["definitions"] = False
     kind = corpora.UnderstandingConfig if args.data_command == "understanding" else corpora.FollowingConfig
     cfg = load(kind, getattr(args, "config", None), getattr(args, "overrides", []), given)
     if cfg.executor == "ray":

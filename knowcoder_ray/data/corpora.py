@@ -44,19 +44,14 @@ class FollowingConfig(Sampling, CorpusConfig):
     benchmarks: list[str] = []             # NAME[:SPLIT] of data_dir (split: train)
 
 
-def corpus_library(cfg: CorpusConfig):
-    """`library`, else the benchmark classes of `data_dir`."""
-    from knowcoder_ray.data.sources import benchmark_library
-    from knowcoder_ray.schema.table import load_library
-
-    return load_library(cfg.library) if cfg.library else benchmark_library(cfg.data_dir)
-
-
 def build_corpus(cfg: UnderstandingConfig | FollowingConfig) -> dict:
     """Build one corpus (on the connected Ray cluster unless `executor: local`); its manifest."""
     from knowcoder_ray.data import following, pipeline, understanding
+    from knowcoder_ray.data.sources import benchmark_library
+    from knowcoder_ray.schema.table import load_library
 
-    library, block_bytes = corpus_library(cfg), int(cfg.block_mb * (1 << 20))
+    library = load_library(cfg.library) if cfg.library else benchmark_library(cfg.data_dir)
+    block_bytes = int(cfg.block_mb * (1 << 20))
     if isinstance(cfg, UnderstandingConfig):
         transform = understanding.UnderstandingTransform(library, understanding.load_entity_types(cfg.entity_types),
                                                          cfg.max_group)

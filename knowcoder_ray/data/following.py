@@ -60,10 +60,6 @@ def restrict(record: Record, task: str, types: dict[str, SchemaType]) -> Record:
     return replace(record, entities=[], relations=[], events=events)
 
 
-def _annotated(record: Record, task: str) -> list[str]:
-    return [x.type for x in {"ner": record.entities, "re": record.relations}.get(task, record.events)]
-
-
 class FollowingTransform(Transform):
     corpus = "following"
     schema = SCHEMA
@@ -93,9 +89,10 @@ class FollowingTransform(Transform):
     def samples(self, task: str, ex: Example) -> list[dict]:
         kind, rec = TASK_KIND[task], ex.record
         positives = {t.name: t for t in ex.types if t.kind == kind}
-        for name in _annotated(rec, task):  # every annotated class is shown, even if the source omitted it
-            if name not in positives:
-                positives[name] = self.index.get(kind, name)
+        # every annotated class is shown, even if the source omitted it
+        for x in {"ner": rec.entities, "re": rec.relations}.get(task, rec.events):
+            if x.type not in positives:
+                positives[x.type] = self.index.get(kind, x.type)
         rng = random.Random(f"{self.config.seed}|{task}|{rec.source}|{rec.id}")
         shown = list(positives.values()) + self._distractors(rng, kind, positives)
         rng.shuffle(shown)

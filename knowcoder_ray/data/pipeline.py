@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import codecs
 import hashlib
-import io
 import json
 import os
 import re
@@ -62,7 +61,7 @@ class PipelineError(RuntimeError):
 
 # ---- file systems ------------------------------------------------------------------------------------
 
-def expand_inputs(paths: Iterable[str], exts: tuple[str, ...] = INPUT_EXTS) -> list[str]:
+def expand_inputs(paths: Iterable[str]) -> list[str]:
     """Files named by `paths` (local or URIs): files as given, folders' files with a known extension,
     shell patterns (`s3://b/kelm/*.jsonl` too), listed through storage where the files are."""
     out: list[str] = []
@@ -73,9 +72,9 @@ def expand_inputs(paths: Iterable[str], exts: tuple[str, ...] = INPUT_EXTS) -> l
             out += matched
         elif storage.isdir(p):
             found = [f for f in storage.list_files(p, recursive=False)
-                     if f.endswith(exts) and not storage.name(f).startswith(".")]
+                     if f.endswith(INPUT_EXTS) and not storage.name(f).startswith(".")]
             if not found:
-                raise PipelineError(f"input directory {p!r} holds no {'/'.join(exts)} file")
+                raise PipelineError(f"input directory {p!r} holds no {'/'.join(INPUT_EXTS)} file")
             out += found
         elif storage.isfile(p):
             out.append(_absolute(p))
@@ -142,7 +141,7 @@ def plan_files(source: str, paths: Iterable[str], block_bytes: int = DEFAULT_BLO
         elif (codec := sniff_compression(uri)) is not None:
             # a compressed stream cannot be cut by byte ranges: one shard reads the whole file
             ranges, kind, extra = [(0, size, 0)], "compressed", (codec,)
-        elif uri.endswith(".json") and _first_char(fs, path) == "[":
+        elif uri.endswith(".json") and _starts_array(fs, path):
             with fs.open_input_stream(path, compression=None) as f:  # streamed: never held whole
                 ranges, kind = _plan_json_array(f, size, block_bytes), "json_array"
         else:
@@ -163,18 +162,16 @@ def plan_items(source: str, name: str, items: list, per_shard: int) -> list[Shar
 
 
 def plan_benchmark(name: str, split: str, data_dir: str, per_shard: int = 5_000) -> list[ShardSpec]:
-    from knowcoder_ray.data.benchmarks import load_benchmark
-
-    n = len(load_benchmark(name, data_dir, split)[0])
+    data_dir = _absolute(data_dir)
+    n = len(_benchmark(name, split, data_dir)[0])
     return [ShardSpec(_shard_name("benchmark", f"{name}.{split}", i // per_shard), name, "benchmark", name,
-                      i, min(i + per_shard, n), extra=(split, _absolute(data_dir)))
+                      i, min(i + per_shard, n), extra=(split, data_dir))
             for i in range(0, max(n, 1), per_shard)]
 
 
-def _first_char(fs: pafs.FileSystem, path: str) -> str:
+def _starts_array(fs: pafs.FileSystem, path: str) -> bool:
     with fs.open_input_stream(path, compression=None) as f:
-        head = f.read(4096).lstrip()
-    return head[:1].decode("latin-1")
+        return f.read(4096).lstrip()[:1] == b"["
 
 
 def _plan_json_array(f, size: int, block_bytes: int, chunk: int = 1 << 20,
@@ -423,21 +420,21 @@ def process_shard(transform: Transform, spec: ShardSpec, out: str, fmt: str, cou
     rows) or quarantined with the reason: records = written + quarantined."""
     t0 = time.perf_counter()
     before = Counter(transform.counters())
-    rows, tasks, bad, written = [], [], [], 0
+    produced, bad, written = [], [], 0  # produced: (task, row) pairs
     for item in read_shard(spec, bad):
         where = {"line": item.line, "offset": item.offset}
         try:
-            produced = transform.rows(spec, item)
+            pairs = transform.rows(spec, item)
         except MALFORMED as e:
             bad.append(quarantine_row(spec, item.key, f"{type(e).__name__}: {e}", item.payload, **where))
             continue
-        if not produced:
+        if not pairs:
             bad.append(quarantine_row(spec, item.key, "the record gives no row (nothing of it is usable)",
                                       item.payload, **where))
             continue
         written += 1
-        tasks += [task for task, _ in produced]
-        rows += [row for _, row in produced]
+        produced += pairs
+    rows = [row for _, row in produced]
     counters = {k: v - before.get(k, 0) for k, v in transform.counters().items()}
     for row, n in zip(rows, counter([transform.token_text(r) for r in rows])):
         row["n_tokens"] = n
@@ -447,7 +444,7 @@ def process_shard(transform: Transform, spec: ShardSpec, out: str, fmt: str, cou
     if bad:
         storage.write_bytes(storage.join(out, q_rel), encode_rows(bad, pa.schema([]), "jsonl"))
     by_task, by_source, tok_task, tok_source = Counter(), Counter(), Counter(), Counter()
-    for task, row in zip(tasks, rows):
+    for task, row in produced:
         by_task[task] += 1
         by_source[row["source"]] += 1
         tok_task[task] += row["n_tokens"]
@@ -596,16 +593,3 @@ def print_progress(name: str) -> Callable[[dict, int, int], None]:
               f"quarantined | total {total['rows']:,} rows, {total['bad']:,} quarantined, {total['tok']:,} tokens, "
               f"{rate:,.0f} records/s", file=sys.stderr, flush=True)
     return show
-
-
-def read_rows(out: str) -> list[dict]:
-    """All rows of a corpus written by `run`, in shard order (for tests and small corpora)."""
-    manifest = json.loads(storage.read_bytes(storage.join(out, "manifest.json")))
-    rows: list[dict] = []
-    for m in manifest["shards"]:
-        data = storage.read_bytes(storage.join(out, m["data"]))
-        if m["data"].endswith(".parquet"):
-            rows += pq.read_table(io.BytesIO(data)).to_pylist()
-        else:
-            rows += [json.loads(line) for line in data.decode("utf-8").splitlines() if line]
-    return rows

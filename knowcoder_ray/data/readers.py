@@ -1,6 +1,6 @@
 """Readers of the real benchmark formats into unified Records.
 
-Each reader is a generator over Records. Labels are mapped to library class names through `label_map`
+Each reader is an iterator over Records. Labels are mapped to library class names through `label_map`
 (dataset label -> class name); an unmapped label goes through `to_class_name`. A malformed line or record
 is never dropped silently: it is appended to `bad` (a list of `Malformed`) with its line number and the
 reason, and reading goes on.
@@ -8,9 +8,9 @@ reason, and reading goes on.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from itertools import chain
+from itertools import accumulate, chain
 from pathlib import Path
 
 from knowcoder_ray import storage
@@ -37,17 +37,24 @@ def json_lines(path: str | Path) -> Iterator[tuple[int, str]]:
                 yield lineno, line
 
 
+def parse_json_lines(path: str, parse: Callable[[int, object], object], bad: list[Malformed] | None) -> Iterator:
+    """`parse(line number, JSON value)` of each line of a JSON-lines file; a line that is not JSON or that
+    `parse` rejects goes to `bad` with the reason."""
+    for lineno, line in json_lines(path):
+        try:
+            yield parse(lineno, json.loads(line))
+        except (ValueError, KeyError, TypeError, IndexError) as e:
+            if bad is not None:
+                bad.append(Malformed(path, lineno, f"{type(e).__name__}: {e}", line))
+
+
 def _name(label: str, label_map: Mapping[str, str] | None) -> str:
     return (label_map or {}).get(label) or to_class_name(label)
 
 
 def _join(tokens: list[str]) -> tuple[str, list[int]]:
     """Tokens joined by single spaces, with each token's character start."""
-    starts, pos = [], 0
-    for t in tokens:
-        starts.append(pos)
-        pos += len(t) + 1
-    return " ".join(tokens), starts
+    return " ".join(tokens), list(accumulate((len(t) + 1 for t in tokens), initial=0))[:-1]
 
 
 def _token_span(tokens: list[str], starts: list[int], start: int, end: int) -> tuple[int, int]:
@@ -96,7 +103,7 @@ def read_bio(path: str | Path, *, tag_first: bool = False, source: str = "",
             if line.startswith("-DOCSTART-"):
                 continue
             parts = line.split("\t") if "\t" in line else line.split()
-            if len(parts) != 2 or not parts[0] or not parts[1]:
+            if len(parts) != 2 or not all(parts):
                 if bad is not None:
                     bad.append(Malformed(path, lineno, "expected two columns (token, tag)", line))
                 continue
@@ -129,9 +136,10 @@ def read_spert_json(path: str | Path, *, source: str = "", entity_map: Mapping[s
                     for r in d.get("relations", [])]
         except (KeyError, IndexError, TypeError) as e:
             if bad is not None:
-                bad.append(Malformed(str(path), i, f"record {i}: {type(e).__name__}: {e}", json.dumps(d)[:2000]))
+                bad.append(Malformed(path, i, f"record {i}: {type(e).__name__}: {e}", json.dumps(d)[:2000]))
             continue
-        yield Record(f"{source or Path(storage.name(path)).stem}-{d.get('orig_id', i)}", text, ents, rels, source=source)
+        yield Record(f"{source or Path(storage.name(path)).stem}-{d.get('orig_id', i)}", text, ents, rels,
+                     source=source)
 
 
 def read_nyt(sent_path: str | Path, pointer_path: str | Path, *, source: str = "nyt",
@@ -173,31 +181,24 @@ def read_phee(path: str | Path, *, source: str = "phee", event_map: Mapping[str,
               bad: list[Malformed] | None = None) -> Iterator[Record]:
     """PHEE JSON lines: events with a Trigger and main arguments (Subject, Treatment, Effect, Severity)
     whose sub-arguments (Drug, Dosage, Age, ...) nest inside them; all become flat roles."""
-    path = str(path)
-    for lineno, line in json_lines(path):
-        try:
-            d = json.loads(line)
-            context = d["context"]
-            events = []
-            for ann in d["annotations"]:
-                for ev in ann["events"]:
-                    trig = _phee_spans(ev["Trigger"])
-                    if not trig:
-                        raise ValueError(f"event {ev.get('event_id')} has no trigger text")
-                    args = []
-                    for main in PHEE_MAIN_ROLES:
-                        slot = ev.get(main)
-                        if isinstance(slot, dict):  # the main argument, then its sub-arguments
-                            subs = [(k, v) for k, v in slot.items() if isinstance(v, dict) and "text" in v]
-                            args += [Argument(to_role_name(role), t, "Entity", s, s + len(t))
-                                     for role, part in [(main, slot), *subs] for t, s in _phee_spans(part)]
-                    t, s = trig[0]
-                    events.append(EventMention(_name(ev["event_type"], event_map), t, tuple(args), s, s + len(t)))
-        except (ValueError, KeyError, TypeError) as e:
-            if bad is not None:
-                bad.append(Malformed(str(path), lineno, f"{type(e).__name__}: {e}", line))
-            continue
-        yield Record(f"{source}-{d.get('id', lineno)}", context, events=events, source=source)
+    def record(lineno: int, d: dict) -> Record:
+        context, events = d["context"], []
+        for ann in d["annotations"]:
+            for ev in ann["events"]:
+                trig = _phee_spans(ev["Trigger"])
+                if not trig:
+                    raise ValueError(f"event {ev.get('event_id')} has no trigger text")
+                args = []
+                for main in PHEE_MAIN_ROLES:
+                    slot = ev.get(main)
+                    if isinstance(slot, dict):  # the main argument, then its sub-arguments
+                        subs = [(k, v) for k, v in slot.items() if isinstance(v, dict) and "text" in v]
+                        args += [Argument(to_role_name(role), t, "Entity", s, s + len(t))
+                                 for role, part in [(main, slot), *subs] for t, s in _phee_spans(part)]
+                t, s = trig[0]
+                events.append(EventMention(_name(ev["event_type"], event_map), t, tuple(args), s, s + len(t)))
+        return Record(f"{source}-{d.get('id', lineno)}", context, events=events, source=source)
+    return parse_json_lines(str(path), record, bad)
 
 
 def read_wikievents(path: str | Path, *, source: str = "wikievents", event_map: Mapping[str, str] | None = None,
@@ -207,49 +208,39 @@ def read_wikievents(path: str | Path, *, source: str = "wikievents", event_map: 
     into one Record per sentence. An argument outside its trigger's sentence cannot be expressed in a
     sentence-level record; such arguments are reported in `bad` (reason 'cross-sentence argument')."""
     path = str(path)
-    for lineno, line in json_lines(path):
-        try:
-            d = json.loads(line)
-            sent_of, sent_tokens, first = {}, [], 0
-            for si, (toks, _text) in enumerate(d["sentences"]):
-                sent_tokens.append([t[0] for t in toks])
-                for k in range(len(toks)):
-                    sent_of[first + k] = (si, k)
-                first += len(toks)
-            if first != len(d["tokens"]):
-                raise ValueError(f"sentences hold {first} tokens, the document {len(d['tokens'])}")
-            joined = [_join(s) for s in sent_tokens]
 
-            def locate(m: dict) -> tuple[int, int, int]:  # a document token span -> (sentence, char span)
-                si, k0 = sent_of[m["start"]]
-                _, k1 = sent_of[m["end"] - 1]
-                return si, *_token_span(sent_tokens[si], joined[si][1], k0, k1 + 1)
-            mentions = {m["id"]: m for m in d["entity_mentions"]}
-            per_sent: dict[int, list[EventMention]] = {}
-            ent_per_sent: dict[int, list[EntityMention]] = {}
-            for m in d["entity_mentions"]:
-                si, cs, ce = locate(m)
-                ent_per_sent.setdefault(si, []).append(
-                    EntityMention(joined[si][0][cs:ce], _name(m["entity_type"], entity_map), cs, ce))
-            for ev in d["event_mentions"]:
-                si, ts, te = locate(ev["trigger"])
-                text, args = joined[si][0], []
-                for a in ev["arguments"]:
-                    m = mentions[a["entity_id"]]
-                    asi, cs, ce = locate(m)
-                    if asi != si:
-                        if bad is not None:
-                            bad.append(Malformed(path, lineno, "cross-sentence argument",
-                                                 json.dumps({"doc_id": d["doc_id"], "event": ev["id"], **a})))
-                        continue
-                    args.append(Argument(to_role_name(a["role"]), text[cs:ce],
-                                         _name(m["entity_type"], entity_map), cs, ce))
-                per_sent.setdefault(si, []).append(
-                    EventMention(_name(ev["event_type"], event_map), text[ts:te], tuple(args), ts, te))
-        except (ValueError, KeyError, TypeError, IndexError) as e:
-            if bad is not None:
-                bad.append(Malformed(str(path), lineno, f"{type(e).__name__}: {e}", line))
-            continue
-        for si in range(len(sent_tokens)):
-            yield Record(f"{source}-{d['doc_id']}-{si}", joined[si][0], ent_per_sent.get(si, []),
-                         events=per_sent.get(si, []), source=source)
+    def records(lineno: int, d: dict) -> list[Record]:
+        sent_tokens = [[t[0] for t in toks] for toks, _text in d["sentences"]]
+        sent_of = dict(enumerate((si, k) for si, toks in enumerate(sent_tokens) for k in range(len(toks))))
+        if len(sent_of) != len(d["tokens"]):
+            raise ValueError(f"sentences hold {len(sent_of)} tokens, the document {len(d['tokens'])}")
+        joined = [_join(s) for s in sent_tokens]
+
+        def locate(m: dict) -> tuple[int, int, int]:  # a document token span -> (sentence, char span)
+            si, k0 = sent_of[m["start"]]
+            _, k1 = sent_of[m["end"] - 1]
+            return si, *_token_span(sent_tokens[si], joined[si][1], k0, k1 + 1)
+        mentions = {m["id"]: m for m in d["entity_mentions"]}
+        per_sent: dict[int, list[EventMention]] = {}
+        ent_per_sent: dict[int, list[EntityMention]] = {}
+        for m in d["entity_mentions"]:
+            si, cs, ce = locate(m)
+            ent_per_sent.setdefault(si, []).append(
+                EntityMention(joined[si][0][cs:ce], _name(m["entity_type"], entity_map), cs, ce))
+        for ev in d["event_mentions"]:
+            si, ts, te = locate(ev["trigger"])
+            text, args = joined[si][0], []
+            for a in ev["arguments"]:
+                m = mentions[a["entity_id"]]
+                asi, cs, ce = locate(m)
+                if asi != si:
+                    if bad is not None:
+                        bad.append(Malformed(path, lineno, "cross-sentence argument",
+                                             json.dumps({"doc_id": d["doc_id"], "event": ev["id"], **a})))
+                    continue
+                args.append(Argument(to_role_name(a["role"]), text[cs:ce], _name(m["entity_type"], entity_map), cs, ce))
+            per_sent.setdefault(si, []).append(
+                EventMention(_name(ev["event_type"], event_map), text[ts:te], tuple(args), ts, te))
+        return [Record(f"{source}-{d['doc_id']}-{si}", text, ent_per_sent.get(si, []), events=per_sent.get(si, []),
+                       source=source) for si, (text, _) in enumerate(joined)]
+    return chain.from_iterable(parse_json_lines(path, records, bad))

@@ -25,6 +25,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import reduce
 from pathlib import Path
 
 from knowcoder_ray.records import Argument, EntityMention, EventMention, Record, RelationMention, span_of
@@ -374,18 +375,18 @@ def read_lsee(payload, index: TypeIndex, id: str = "") -> Example:
                 args.append((prop, sentence[start:end], start, end))
     except ValueError as e:
         raise SourceError(f"bad annotation: {e}") from None
-    rid = id or f"lsee-{cols[2]}"
+    rid = id or f"lsee-{instance}"
     if instance == "negative":
         return Example(Record(rid, sentence, source="lsee"), [], ("ed",))
     if not triggers:
         raise SourceError("positive line without a trigger annotation (use wiki_sentence_annotated.with_trigger.tsv)")
     events, types = [], {}
     for etype, text, start, end in dict.fromkeys(triggers):
-        mine = [(p, t, s, e) for p, t, s, e in args if p.startswith(etype + ".")]
-        roles = sorted({to_role_name(p.rsplit(".", 1)[-1]) for p, *_ in mine})
+        mine = [(to_role_name(p.rsplit(".", 1)[-1]), t, s, e) for p, t, s, e in args if p.startswith(etype + ".")]
+        roles = sorted({r for r, *_ in mine})
         ev = index.find("event", etype) or index.get("event", etype.rsplit(".", 1)[-1], roles)
         types.setdefault(ev.name, ev)
-        arguments = tuple(Argument(to_role_name(p.rsplit(".", 1)[-1]), t, "Entity", s, e) for p, t, s, e in mine)
+        arguments = tuple(Argument(r, t, "Entity", s, e) for r, t, s, e in mine)
         events.append(EventMention(ev.name, text, arguments, start, end))
     return Example(Record(rid, sentence, events=events, source="lsee"), list(types.values()), ("ed", "eae"))
 
@@ -396,10 +397,7 @@ def benchmark_library(data_dir: str | Path) -> SchemaLibrary:
     """Every benchmark schema of ../shared/data merged into one library (first definition of a name wins)."""
     from knowcoder_ray.data.benchmarks import BENCHMARKS
 
-    lib = SchemaLibrary()
-    for b in BENCHMARKS.values():
-        lib = lib.merged(b.schema(str(data_dir)))
-    return lib
+    return reduce(SchemaLibrary.merged, (b.schema(str(data_dir)) for b in BENCHMARKS.values()), SchemaLibrary())
 
 
 def library_fingerprint(library: SchemaLibrary) -> str:

@@ -31,6 +31,7 @@ import pyarrow as pa
 
 from knowcoder_ray.codec.render import quote, render_class, render_event, render_output
 from knowcoder_ray.data.pipeline import DEFAULT_BLOCK_BYTES, Item, ShardSpec, Transform, plan_files, plan_items
+from knowcoder_ray.data.readers import json_lines
 from knowcoder_ray.data.sources import KelmStats, TypeIndex, library_fingerprint, read_kelm
 from knowcoder_ray.records import EventMention, Record
 from knowcoder_ray.schema.types import KINDS, SchemaLibrary
@@ -161,15 +162,10 @@ def plan(library: SchemaLibrary, kelm: Sequence[str] = (), *, definitions: bool 
 def load_entity_types(path: str | None) -> dict[str, list[str]]:
     """An entity -> P31 table: JSON lines {"entity": label or Wikidata id, "instance_of": [ids or labels]}
     (e.g. cut from a Wikidata dump for the entities of KELM)."""
-    if not path:
-        return {}
-    from knowcoder_ray.storage import read_text
-
     table: dict[str, list[str]] = {}
-    for n, line in enumerate(read_text(path).splitlines(), 1):
-        if line.strip():
-            d = json.loads(line)
-            if not isinstance(d.get("entity"), str) or not isinstance(d.get("instance_of"), list):
-                raise ValueError(f"{path}:{n}: expected {{'entity': str, 'instance_of': [str]}}")
-            table.setdefault(d["entity"], []).extend(d["instance_of"])
+    for n, line in json_lines(path) if path else ():
+        d = json.loads(line)
+        if not isinstance(d.get("entity"), str) or not isinstance(d.get("instance_of"), list):
+            raise ValueError(f"{path}:{n}: expected {{'entity': str, 'instance_of': [str]}}")
+        table.setdefault(d["entity"], []).extend(d["instance_of"])
     return table

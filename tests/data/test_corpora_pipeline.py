@@ -14,9 +14,9 @@ import pytest
 
 from knowcoder_ray.data import pipeline
 from knowcoder_ray.data.following import FollowingTransform, Sampling, plan
-from knowcoder_ray.data.pipeline import PipelineError, plan_files, read_rows, read_shard
+from knowcoder_ray.data.pipeline import PipelineError, plan_files, read_shard
 from knowcoder_ray.data.sources import benchmark_library
-from corpora_helpers import INSTRUCTIE, KELM, LSEE, UNIVERSALNER
+from corpora_helpers import INSTRUCTIE, KELM, LSEE, UNIVERSALNER, read_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = Sampling(seed=3, shard_size=6, distractors=2)

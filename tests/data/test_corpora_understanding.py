@@ -10,7 +10,7 @@ from knowcoder_ray.data.sources import TypeIndex, benchmark_library, read_kelm
 from knowcoder_ray.schema.table import load_library
 from knowcoder_ray.data.understanding import (UnderstandingTransform, definition_code, definition_groups,
                                               instance_codes, load_entity_types, plan)
-from corpora_helpers import (KELM, KELM_TYPES, annotations, parse_back, trigger_less_events,
+from corpora_helpers import (KELM, KELM_TYPES, annotations, parse_back, read_rows, trigger_less_events,
                                  wikidata_library)
 
 
@@ -75,7 +75,7 @@ def test_understanding_pipeline_on_ray(ray_cluster, tmp_path):
     assert m["by_task"] == {"definition": n_groups, "ner": 4, "re": 2, "ee": 1}
     assert m["by_source"] == {"library": n_groups, "kelm": 7}
     assert m["quarantined"] == 3 and m["records"] == n_groups + 7
-    rows = pipeline.read_rows(str(tmp_path / "out"))
+    rows = read_rows(str(tmp_path / "out"))
     assert {r["kind"] for r in rows} == {"definition", "instance"}
     assert sum(r["n_tokens"] for r in rows) == m["n_tokens"] > 0
     assert pq.read_schema(next((tmp_path / "out" / "data").glob("kelm-*.parquet"))).names == m["columns"]

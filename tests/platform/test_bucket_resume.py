@@ -14,7 +14,7 @@ from knowcoder_ray import storage
 from knowcoder_ray.data import pipeline
 from knowcoder_ray.data.following import FollowingTransform, Sampling, plan
 from knowcoder_ray.data.sources import benchmark_library
-from corpora_helpers import INSTRUCTIE, LSEE, UNIVERSALNER
+from corpora_helpers import INSTRUCTIE, LSEE, UNIVERSALNER, read_rows
 
 pytestmark = pytest.mark.slow
 
@@ -55,8 +55,8 @@ def test_corpus_build_reruns_from_the_bucket(ray_cluster, data_dir, bucket, tmp_
     assert {k: v for k, v in _objects(out).items() if not k.endswith("manifest.json")} == \
         {k: v for k, v in before.items() if not k.endswith("manifest.json")}
     ref = pipeline.run(transform, specs, str(tmp_path / "local"), executor="local")  # the same rows as a local build
-    rows = sorted(json.dumps(r, sort_keys=True) for r in pipeline.read_rows(out))
-    assert rows == sorted(json.dumps(r, sort_keys=True) for r in pipeline.read_rows(str(tmp_path / "local")))
+    rows = sorted(json.dumps(r, sort_keys=True) for r in read_rows(out))
+    assert rows == sorted(json.dumps(r, sort_keys=True) for r in read_rows(str(tmp_path / "local")))
     assert ref["rows"] == m["rows"]
 
 
