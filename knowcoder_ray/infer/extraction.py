@@ -24,9 +24,9 @@ from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from knowcoder_ray.codec.parse import Parser
-from knowcoder_ray.codec.render import RELEASED, TASK_KIND, Layout, render_output
+from knowcoder_ray.codec.render import RELEASED, TASK_KIND, Layout, prompt_types, render_output
 from knowcoder_ray.infer.engine import Prompt
-from knowcoder_ray.infer.sharding import Shard, shard_schema, shown_names
+from knowcoder_ray.infer.sharding import Shard, shard_schema
 from knowcoder_ray.records import EventMention, Record
 from knowcoder_ray.schema.types import SchemaLibrary, SchemaType
 from knowcoder_ray.tokens import TokenCounter
@@ -74,11 +74,9 @@ class TaskPlan:
             types = leaf_event_types(library) if TASK_KIND[task] == "event" else library.of_kind(TASK_KIND[task])
         self.types = list(types)
         self.leaf_names = {t.name for t in self.types}
-        if task == "ee":
-            coarse = dict.fromkeys(coarse_name(library, t.name) for t in self.types)
-            stage1 = [library[n] for n in coarse]
-        else:
-            stage1 = self.types
+        stage1 = self.types
+        if task == "ee":  # detection over the coarse types
+            stage1 = [library[n] for n in dict.fromkeys(coarse_name(library, t.name) for t in self.types)]
         self.shards1 = shard_schema(STAGE1_TASK[task], stage1, budget, self.count, library, layout)
         self._shards2: OrderedDict[frozenset[str], list[Shard]] = OrderedDict()
 
@@ -92,26 +90,23 @@ class TaskPlan:
         if key not in self._shot_cache:
             names = set(shard.names)
             pairs = []
-            for r in self.shots:
-                if shard.task == "ner":
-                    kept = Record(r.id, r.text, entities=[e for e in r.entities if e.type in names])
-                elif shard.task == "re":
-                    kept = Record(r.id, r.text, relations=[x for x in r.relations if x.type in names])
-                else:
-                    events = r.events
-                    if self.two_stage and stage == 1:
-                        events = [EventMention(coarse_name(self.library, e.type), e.trigger) for e in events]
-                    kept = Record(r.id, r.text, events=[e for e in events if e.type in names])
+            for r in self.shots:  # render_output writes the mentions of the shard's task only
+                events = r.events
+                if self.two_stage and stage == 1:
+                    events = [EventMention(coarse_name(self.library, e.type), e.trigger) for e in events]
+                kept = Record(r.id, r.text, [e for e in r.entities if e.type in names],
+                              [x for x in r.relations if x.type in names], [e for e in events if e.type in names])
                 pairs.append((r.text, render_output(shard.task, kept)))
             self._shot_cache[key] = pairs
         return self._shot_cache[key]
 
     def _row(self, record: Record, stage: int, index: int, shard: Shard, triggers=()) -> dict:
         triggers = [(t, trig) for t, trig in triggers if t in shard.names]  # hints name defined classes only
+        shown = prompt_types(shard.task, shard.types, self.library, shard.layout)  # RE: with entity classes
         return {"plan": self.key, "record_id": record.id, "source": record.source, "task": shard.task,
                 "stage": stage, "shard": index,
                 "prompt": shard.prompt(record.text, triggers, self._shot_pairs(stage, shard) if self.shots else ()),
-                "prefix_chars": len(shard.head), "names": shown_names(shard, self.library)}
+                "prefix_chars": len(shard.head), "names": [t.name for t in shown]}
 
     def stage1_rows(self, record: Record) -> list[dict]:
         return [self._row(record, 1, i, s) for i, s in enumerate(self.shards1)]
@@ -127,15 +122,11 @@ class TaskPlan:
         return self._shards2[key]
 
     def stage2_rows(self, record: Record, detected_events: Sequence[EventMention]) -> list[dict]:
-        if not self.two_stage or not detected_events:
-            return []
         triggers = list(dict.fromkeys((e.type, e.trigger) for e in detected_events))
         shards = self.stage2_shards(t for t, _ in triggers)
         return [self._row(record, 2, i, s, triggers) for i, s in enumerate(shards)]
 
     def final_events(self, stage1: Sequence[EventMention], stage2: Sequence[EventMention]) -> list[EventMention]:
-        if not self.two_stage:
-            return list(stage1)
         covered = {e.trigger for e in stage2}
         kept = [e for e in stage1 if e.type in self.leaf_names and e.trigger not in covered]
         return list(stage2) + kept if self.as_written else dedupe(list(stage2) + kept)
@@ -221,34 +212,29 @@ def dedupe(items: Iterable) -> list:
 
 def _clean(parsed: Record, names: set[str], library: SchemaLibrary) -> Record:
     """Only the classes the prompt defined (and each event's own roles), each mention once."""
-    def roles_of(t: str) -> set[str]:
-        return {r.name for r in library[t].roles} if t in library else set()
-    events = [EventMention(e.type, e.trigger, tuple(a for a in e.arguments if a.role in roles_of(e.type)), e.start, e.end)
-              for e in parsed.events if e.type in names]
+    events = [EventMention(e.type, e.trigger, tuple(a for a in e.arguments if library[e.type].role(a.role)),
+                           e.start, e.end) for e in parsed.events if e.type in names]
     return Record(parsed.id, parsed.text, dedupe(e for e in parsed.entities if e.type in names),
                   dedupe(r for r in parsed.relations if r.type in names), dedupe(events), parsed.source)
-
-
-def _merge_into(ex: Extraction, row: dict, plan: TaskPlan) -> None:
-    parsed = Record.from_dict({"id": row["record_id"], "text": "", "entities": row["entities"],
-                               "relations": row["relations"], "events": row["events"]})
-    merge = (lambda old, new: old + new) if plan.as_written else (lambda old, new: dedupe([*old, *new]))
-    if not plan.as_written:
-        parsed = _clean(parsed, set(row["names"]), plan.library)
-    ex.record.entities = merge(ex.record.entities, parsed.entities)
-    ex.record.relations = merge(ex.record.relations, parsed.relations)
-    if row["stage"] == 1 and row["task"] == "ed":
-        ex.stage1_events = merge(ex.stage1_events, parsed.events)
-    else:
-        ex.record.events = merge(ex.record.events, parsed.events)
-    ex.outputs.append({k: row[k] for k in ("task", "stage", "shard", "output", "errors", "hallucinated", "truncated")})
 
 
 def merge_stage(ex: Extraction, rows: Iterable[dict], plan: TaskPlan) -> None:
     """Merge one stage's parsed rows of one record into `ex`, in shard order (as-written predictions keep
     the order the shards wrote them, which the official per-type metrics depend on)."""
+    merge = (lambda old, new: old + new) if plan.as_written else (lambda old, new: dedupe([*old, *new]))
     for row in sorted(rows, key=lambda r: (r["stage"], r["shard"])):
-        _merge_into(ex, row, plan)
+        parsed = Record.from_dict({"id": row["record_id"], "text": "", "entities": row["entities"],
+                                   "relations": row["relations"], "events": row["events"]})
+        if not plan.as_written:
+            parsed = _clean(parsed, set(row["names"]), plan.library)
+        ex.record.entities = merge(ex.record.entities, parsed.entities)
+        ex.record.relations = merge(ex.record.relations, parsed.relations)
+        if row["stage"] == 1 and row["task"] == "ed":
+            ex.stage1_events = merge(ex.stage1_events, parsed.events)
+        else:
+            ex.record.events = merge(ex.record.events, parsed.events)
+        ex.outputs.append({k: row[k] for k in ("task", "stage", "shard", "output", "errors", "hallucinated",
+                                               "truncated")})
 
 
 def after_stage1(ex: Extraction, plan: TaskPlan) -> list[dict]:

@@ -9,9 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from knowcoder_ray.codec.render import (
-    RELEASED, Layout, prompt_prefix, prompt_suffix, prompt_types, render_class, wrap,
-)
+from knowcoder_ray.codec.render import RELEASED, Layout, prompt_prefix, prompt_suffix, render_class, wrap
 from knowcoder_ray.schema.types import SchemaLibrary, SchemaType
 from knowcoder_ray.tokens import TokenCounter
 
@@ -65,27 +63,24 @@ def shard_schema(task: str, types: Sequence[SchemaType], budget: int, count: Tok
         return []
     fixed = count([shared_head(prompt_prefix(task, [], library=library, layout=layout))])[0]
     with_entities = task == "re" and library is not None and layout.relation_entity_classes
-    extra_names = {n for t in types for n in (*t.head_types, *t.tail_types)} if with_entities else set()
-    extra = [library[n] for n in sorted(extra_names) if n in library] if extra_names else []
+    extra_names = sorted({n for t in types for n in (*t.head_types, *t.tail_types)}) if with_entities else []
+    extra = [library[n] for n in extra_names if n in library]
     cost_of = dict(zip([t.name for t in types] + [e.name for e in extra],
                        count(["\n\n" + render_class(t, task, layout.relation_entity_classes) for t in types] +
                              ["\n\n" + render_class(e, task) for e in extra])))
-    groups: list[list[SchemaType]] = []
-    current: list[SchemaType] = []
+    groups: list[list[SchemaType]] = [[]]
     used, shown = fixed, set()
     for t in types:
         brings = [n for n in dict.fromkeys((*t.head_types, *t.tail_types)) if n in cost_of and n != t.name]
         needs = [n for n in brings if n not in shown]
         cost = cost_of[t.name] + sum(cost_of[n] for n in needs)
-        if current and used + cost > budget:
-            groups.append(current)
-            current, used, shown, needs = [], fixed, set(), brings
+        if groups[-1] and used + cost > budget:  # a new shard, which shows every class `t` brings
+            groups.append([])
+            used, shown, needs = fixed, set(), brings
             cost = cost_of[t.name] + sum(cost_of[n] for n in needs)
-        current.append(t)
+        groups[-1].append(t)
         shown.update(needs)
         used += cost
-    if current:
-        groups.append(current)
     return [s for g in groups for s in _fit(task, g, budget, count, library, layout)]
 
 
@@ -95,10 +90,4 @@ def _fit(task: str, group: list[SchemaType], budget: int, count: TokenCounter,
     if len(group) == 1 or count([shard.head])[0] <= budget:
         return [shard]
     mid = len(group) // 2
-    return _fit(task, group[:mid], budget, count, library, layout) + _fit(task, group[mid:], budget, count, library, layout)
-
-
-def shown_names(shard: Shard, library: SchemaLibrary | None = None) -> list[str]:
-    """Every class name the shard's prompts define (RE with `relation_entity_classes` adds the constraint
-    entity classes)."""
-    return [t.name for t in prompt_types(shard.task, shard.types, library, shard.layout)]
+    return [s for half in (group[:mid], group[mid:]) for s in _fit(task, half, budget, count, library, layout)]
