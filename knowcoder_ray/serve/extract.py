@@ -73,10 +73,8 @@ def resolve_schema(req: ExtractRequest, library: SchemaLibrary) -> tuple[SchemaL
 
 def make_plan(req: ExtractRequest, library: SchemaLibrary, types: list[SchemaType] | None, budget: int,
               count: TokenCounter) -> TaskPlan:
-    if req.task != "eae":
-        return TaskPlan("request", req.task, library, types, budget, count)
-    if req.triggers is None:
-        return TaskPlan("request", "ee", library, types, budget, count)
+    if req.triggers is None:  # eae without confirmed triggers: two-stage events
+        return TaskPlan("request", "ee" if req.task == "eae" else req.task, library, types, budget, count)
     triggers = {str(i): [(t.type, t.trigger) for t in per_text] for i, per_text in enumerate(req.triggers)}
     return ConfirmedTriggerPlan("request", library, triggers, budget, count)
 
@@ -85,22 +83,21 @@ def _records(req: ExtractRequest) -> list[Record]:
     return [Record(str(i), t) for i, t in enumerate(req.all_texts())]
 
 
-def _seen(rows: list[dict], seen: dict[tuple[str, int, int], dict]) -> list[dict]:
-    for r in rows:
-        seen[(r["record_id"], r["stage"], r["shard"])] = r
+def _seen(rows: list[dict], seen: list[dict]) -> list[dict]:
+    seen.extend(rows)
     return rows
 
 
 def run(req: ExtractRequest, plan: TaskPlan, execute: Executor) -> dict:
     """Run the plan over the request's texts with `execute`; returns the response body (a dict)."""
-    records, seen = _records(req), {}
+    records, seen = _records(req), []
     results = run_extraction([("", plan, records)], lambda rows: _seen(execute(rows), seen))
     return build_response(req, plan, [results[("", plan.key, r.id)] for r in records], seen)
 
 
 async def arun(req: ExtractRequest, plan: TaskPlan, execute: Callable[[list[dict]], Awaitable[list[dict]]]) -> dict:
     """`run` with an async executor (the Serve ingress awaits its deployment handles)."""
-    records, seen = _records(req), {}
+    records, seen = _records(req), []
 
     async def recording(rows: list[dict]) -> list[dict]:
         return _seen(await execute(rows), seen)
@@ -110,19 +107,22 @@ async def arun(req: ExtractRequest, plan: TaskPlan, execute: Callable[[list[dict
 
 
 def build_response(req: ExtractRequest, plan: TaskPlan, extractions: Sequence[Extraction],
-                   rows: dict[tuple[str, int, int], dict]) -> dict:
-    shards: dict[str, list[list[str]]] = {}
+                   rows: list[dict]) -> dict:
+    """The response body: each text's merged mentions located in it, with its rows' parse problems."""
+    by_record: dict[str, list[dict]] = {}
+    for r in sorted(rows, key=lambda r: (r["stage"], r["shard"])):
+        by_record.setdefault(r["record_id"], []).append(r)
+    shards = {}
     if not isinstance(plan, ConfirmedTriggerPlan):
         shards[STAGE1_TASK[plan.task]] = [list(s.names) for s in plan.shards1]
-    stage2: dict[tuple[str, ...], None] = {}
+    # stage-2 shards depend on what stage 1 found in each text
+    stage2 = dict.fromkeys(tuple(r["names"]) for ex in extractions for r in by_record.get(ex.record.id, ())
+                           if r["stage"] == 2)
+    if stage2:
+        shards["eae"] = [list(names) for names in stage2]
     results = []
     for ex in extractions:
-        record = ex.record.to_dict()
-        mine = sorted((r for k, r in rows.items() if k[0] == ex.record.id), key=lambda r: (r["stage"], r["shard"]))
-        for r in mine:
-            if r["stage"] == 2:  # stage-2 shards depend on what stage 1 found in each text
-                stage2.setdefault(tuple(r["names"]), None)
-        text = ex.record.text
+        record, text, mine = ex.record.to_dict(), ex.record.text, by_record.get(ex.record.id, ())
         result = {
             "text": text, "entities": [_located(e, text) for e in record["entities"]],
             "relations": [{**r, "head": _located(r["head"], text), "tail": _located(r["tail"], text)}
@@ -137,8 +137,6 @@ def build_response(req: ExtractRequest, plan: TaskPlan, extractions: Sequence[Ex
             result["raw"] = [{"stage": r["task"], "shard": r["shard"], "types": list(r["names"]),
                               "prompt_chars": len(r["prompt"]), "output": r["output"]} for r in mine]
         results.append(result)
-    if stage2:
-        shards["eae"] = [list(names) for names in stage2]
     return {"task": req.task, "shards": shards, "prompts": len(rows), "results": results}
 
 
