@@ -59,8 +59,7 @@ class KnowCoder:
 
         spec = EngineSpec.of(engine, str(model), engine_settings)
         loaded = spec.load()
-        tokenizer = getattr(loaded, "tokenizer", None)  # the transformers engine has one already
-        count = TokenCounter(tokenizer or spec.base)
+        count = TokenCounter(getattr(loaded, "tokenizer", None) or spec.base)  # the transformers engine has one
         return cls(loaded, load_schema(schema, data_dir), count, name(str(model)), shard_tokens)
 
     def extract(self, texts: str | list[str], task: str = "ner", types: list[str] | None = None,

@@ -18,7 +18,6 @@ import tempfile
 
 from knowcoder_ray.settings import add_set_option, load
 
-DEFAULT_HOST = "127.0.0.1"
 CLIENT_TIMEOUT_S = 30
 
 
@@ -44,7 +43,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--library", help="schema library: a .parquet table or a folder of Entities.py / Relations.py / Events.py")
     p.add_argument("--replicas", dest="num_replicas", type=int, help="fixed engine replica count (default: autoscale)")
     p.add_argument("--max-new-tokens", type=int, help="generation limit (default 640)")
-    p.add_argument("--host", default=DEFAULT_HOST, help="HTTP bind address (default %(default)s: loopback only)")
+    p.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default %(default)s: loopback only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--address", help="Ray cluster to join (default: start a local one)")
     p.add_argument("--client-timeout", type=int, default=CLIENT_TIMEOUT_S,

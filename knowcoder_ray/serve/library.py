@@ -20,15 +20,14 @@ def search(library: SchemaLibrary, query: str = "", kind: str | None = None, lim
     """Types whose name, label, Wikidata id or description contains `query` (case-insensitive), best
     first: exact name, name prefix, name substring, then label/id/description. Returns (total, page)."""
     q = query.strip().lower()
-    ranked: list[tuple[int, int, SchemaType]] = []
-    for i, t in enumerate(library):
+    ranked: list[tuple[int, SchemaType]] = []
+    for t in library:
         if kind and t.kind != kind:
             continue
         name = t.name.lower()
         hits = (not q or name == q, name.startswith(q), q in name,
                 q in t.label.lower() or q == (t.wikidata_id or "").lower(), q in t.description.lower())
-        rank = next((r for r, hit in enumerate(hits) if hit), None)
-        if rank is not None:
-            ranked.append((rank, i, t))
-    ranked.sort(key=lambda r: (r[0], r[1]))
-    return len(ranked), [t for _, _, t in ranked[offset:offset + limit]]
+        if any(hits):
+            ranked.append((hits.index(True), t))
+    ranked.sort(key=lambda r: r[0])  # stable: library order within a rank
+    return len(ranked), [t for _, t in ranked[offset:offset + limit]]
