@@ -121,18 +121,16 @@ class EngineReplica:
         cfg = ServeConfig.model_validate(config)
         torch.set_num_threads(cfg.engine_threads)  # replicas share the node's cores
         self.engine = cfg.engine_spec().load()
-        self.generate_batch.set_max_batch_size(cfg.max_batch_size)
-        self.generate_batch.set_batch_wait_timeout_s(cfg.batch_wait_timeout_s)
+        self.generate.set_max_batch_size(cfg.max_batch_size)
+        self.generate.set_batch_wait_timeout_s(cfg.batch_wait_timeout_s)
         self.batch_sizes: Counter[int] = Counter()
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
-    async def generate_batch(self, prompts: list[Prompt]) -> list[str]:
+    async def generate(self, prompts: list[Prompt]) -> list[str]:
+        """Called with one prompt (`generate.remote(prompt)`); Serve gathers the concurrent calls."""
         self.batch_sizes[len(prompts)] += 1
         # Off the event loop, so the replica keeps answering health checks and queueing the next batch.
         return await asyncio.get_running_loop().run_in_executor(None, self.engine.generate, prompts)
-
-    async def generate(self, prompt: Prompt) -> str:
-        return await self.generate_batch(prompt)
 
     def info(self) -> dict:
         return {"pid": os.getpid(), "batch_sizes": dict(self.batch_sizes),
