@@ -138,12 +138,8 @@ class ConfirmedTriggerPlan(TaskPlan):
 
     def __init__(self, key: str, library: SchemaLibrary, triggers: dict[str, list[tuple[str, str]]],
                  budget: int, count: TokenCounter) -> None:
-        types = [library[n] for n in dict.fromkeys(t for pairs in triggers.values() for t, _ in pairs)]
-        super().__init__(key, "ee", library, types or library.of_kind("event")[:1], budget, count)
+        super().__init__(key, "ee", library, [], budget, count)  # no types to detect: no stage-1 shards
         self.triggers = triggers
-
-    def stage1_rows(self, record: Record) -> list[dict]:
-        return []
 
     def stage2_shards(self, detected: Iterable[str]) -> list[Shard]:
         return shard_schema("eae", [self.library[n] for n in dict.fromkeys(detected)], self.budget, self.count,
