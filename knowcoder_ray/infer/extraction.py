@@ -1,11 +1,10 @@
 """Sharded extraction: records -> prompt rows (one per record and schema shard) -> texts -> parsed and
-merged predictions: clean by default (mentions of the classes each prompt defined, each once, for users),
-or as written (`as_written`, for evaluation: repeats and hallucinated types and roles stay, the metrics
-decide what they count); events optionally in two stages as the official evaluation runs them.
+merged predictions, clean for users or as written for evaluation (`TaskPlan`); events optionally in two
+stages as the official evaluation runs them.
 
 Planning, parsing and merging live here; *executing* the rows (texts out of an engine, then parsing) is a
 function handed in, so the same plan runs in-process (`local_executor`) or on a Ray cluster
-(`knowcoder_ray.eval.evaluate`). Rows are plain dicts of strings and ints (Arrow friendly).
+(`knowcoder_ray.eval.dataflow`). Rows are plain dicts of strings and ints (Arrow friendly).
 
 Two-stage events ("ee"): stage 1 is ED over the coarse types (each event type's top ancestor in the
 schema, e.g. `ConflictEvent`; a type without parents is its own coarse type); stage 2 is EAE over the
@@ -57,8 +56,9 @@ class TaskPlan:
     types); any number, e.g. the whole library: they are sharded to fit `budget` tokens per prompt head.
     layout: how prompts are written (codec.render.Layout); shots: annotated records shown before each
     sentence (few-shot), each reduced to the classes its prompt defines. as_written: keep predictions as
-    the model wrote them (evaluation); otherwise merged predictions hold only the classes and roles the
-    prompts defined, each mention once.
+    the model wrote them (evaluation: repeats and hallucinated types and roles stay, the metrics decide what
+    they count); otherwise merged predictions hold only the classes and roles the prompts defined, each
+    mention once.
     """
 
     def __init__(self, key: str, task: str, library: SchemaLibrary, types: Sequence[SchemaType] | None = None,

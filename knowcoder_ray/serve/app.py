@@ -15,9 +15,6 @@ The model deployment (knowcoder_ray.infer.llm.EngineSpec): with `engine: vllm` a
 LLMServer, otherwise our `Engine` replica around the in-process engine, where `@serve.batch` gathers the
 prompts of all concurrent requests. A prompt whose replica dies mid-request is sent again (Serve
 replaces the replica), so a replica crash costs latency, not answers.
-
-`build_app(args)` is the application builder named by serve_config.yaml (`serve deploy`, RayService) and
-used by `knowcoder serve` and the tests; `args` are ServeConfig fields.
 """
 import asyncio
 import logging
@@ -227,7 +224,8 @@ class Ingress:
 
 
 def build_app(args: dict):
-    """Serve application builder (`import_path: knowcoder_ray.serve.app:build_app`); args: ServeConfig."""
+    """The Serve application builder that serve_config.yaml names (`serve deploy`, RayService), also used by
+    `knowcoder serve` and the tests; `args`: ServeConfig fields."""
     cfg = ServeConfig.model_validate(dict(args))
     cfg.engine_path()  # a mismatched adapter fails at deploy time, not in every replica
     if cfg.engine == "vllm":
