@@ -53,13 +53,15 @@ class KnowCoder:
              data_dir: str | None = None, shard_tokens: int = 1500, **engine_settings) -> "KnowCoder":
         """`model`: a model or adapter folder (path or URI); `engine_settings`: EngineConfig fields
         (max_new_tokens, batch_size, device, dtype...)."""
+        from knowcoder_ray.infer.engine import tokenizer_folder
         from knowcoder_ray.infer.llm import EngineSpec
         from knowcoder_ray.storage import name
         from knowcoder_ray.tokens import TokenCounter
 
         spec = EngineSpec.of(engine, str(model), engine_settings)
         loaded = spec.load()
-        count = TokenCounter(getattr(loaded, "tokenizer", None) or spec.base)  # the transformers engine has one
+        # the transformers engine has its tokenizer loaded already
+        count = TokenCounter(getattr(loaded, "tokenizer", None) or tokenizer_folder(spec.checkpoint))
         return cls(loaded, load_schema(schema, data_dir), count, name(str(model)), shard_tokens)
 
     def extract(self, texts: str | list[str], task: str = "ner", types: list[str] | None = None,
