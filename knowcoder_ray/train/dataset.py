@@ -178,20 +178,14 @@ class OrderedSplit(DataConfig):
     streaming split hands out blocks as workers ask for them, so a restarted worker could not know which
     rows it had already trained on; with fixed splits it skips the batches its checkpoint counted.
 
-    `parts` are splits cut beforehand on the driver (`Dataset.split(n, equal=True)`), while every CPU is
-    free: reading a materialized split then runs no Ray Data task, so a cluster whose CPUs all go to the
-    training workers (2 workers on a 2-CPU machine) cannot leave the data pipeline waiting for a CPU."""
+    `parts[name]` are the splits of dataset `name`, cut beforehand on the driver (`Dataset.split(world_size,
+    equal=True)`) while every CPU is free: reading a materialized split then runs no Ray Data task, so a
+    cluster whose CPUs all go to the training workers (2 workers on a 2-CPU machine) cannot leave the data
+    pipeline waiting for a CPU."""
 
-    def __init__(self, parts: dict[str, list] | None = None) -> None:
+    def __init__(self, parts: dict[str, list]) -> None:
         super().__init__()
-        self.parts = parts or {}
+        self.parts = parts
 
     def configure(self, datasets, world_size, worker_handles=None, worker_node_ids=None, **kwargs):
-        out = [{} for _ in range(world_size)]
-        for name, ds in datasets.items():
-            parts = self.parts.get(name)
-            if parts is None or len(parts) != world_size:
-                parts = ds.split(world_size, equal=True)
-            for i, part in enumerate(parts):
-                out[i][name] = part.iterator()
-        return out
+        return [{name: self.parts[name][i].iterator() for name in datasets} for i in range(world_size)]
