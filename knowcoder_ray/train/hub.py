@@ -42,10 +42,6 @@ def package_gguf(package: str) -> Path:
     return max(found, key=lambda p: p.stat().st_size)
 
 
-def is_model_folder(path: Path) -> bool:
-    return path.is_dir() and (path / "config.json").is_file()
-
-
 def _fingerprint(gguf: Path) -> dict:
     """What identifies the source: name, size and a hash of its first and last megabyte (a full hash
     of a multi-gigabyte file would cost more than the check saves)."""
@@ -58,24 +54,20 @@ def _fingerprint(gguf: Path) -> dict:
     return {"source": gguf.name, "size": size, "sha256_head_tail": h.hexdigest()}
 
 
-def resolve_gguf(source: str) -> Path:
-    """A .gguf path, or the GGUF inside an installed package named `source`."""
-    path = Path(source)
-    if path.suffix.lower() == ".gguf":
-        if not path.is_file():
-            raise FileNotFoundError(f"GGUF file not found: {path}")
-        return path
-    return package_gguf(source)
-
-
 def import_model(source: str, out: str | Path | None = None, cache_dir: str | Path | None = None,
                  dtype: str = "float32") -> Path:
     """A local HF model folder for `source`: an HF folder (returned as is), a .gguf file, or an installed
     package holding one. Written to `out` (default: `<cache>/<gguf stem>`) once; reused while the
     source's fingerprint matches the stamp."""
-    if is_model_folder(Path(source)):
-        return Path(source)
-    gguf = resolve_gguf(source)
+    path = Path(source)
+    if path.is_dir() and (path / "config.json").is_file():
+        return path
+    if path.suffix.lower() != ".gguf":
+        gguf = package_gguf(source)
+    elif path.is_file():
+        gguf = path
+    else:
+        raise FileNotFoundError(f"GGUF file not found: {path}")
     fp = _fingerprint(gguf)
     out = Path(out) if out else Path(cache_dir or default_cache_dir()) / gguf.stem
     stamp = out / STAMP
