@@ -210,7 +210,9 @@ def _resume(latest, engine, rank: int, log: "_StepLog") -> TrainState:
             mine = checkpoint_problem(d, rank)
             if mine is None and not os.path.isfile(os.path.join(d, STATE_FILE)):
                 mine = f"{STATE_FILE} is missing"
-            bad = [f"rank {r}: {p}" for r, p in enumerate(_gather(mine)) if p]
+            every = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(every, mine)  # each rank's problem, in rank order
+            bad = [f"rank {r}: {p}" for r, p in enumerate(every) if p]
             if bad:
                 problems.append(f"checkpoint {cp.path} is unusable ({'; '.join(bad)})")
                 log.event({"event": "checkpoint_skipped", "checkpoint": cp.path, "problem": "; ".join(bad)})
@@ -238,13 +240,6 @@ def _older_checkpoints(cp) -> list:
     older = sorted((i.path for i in infos if i.type == pafs.FileType.Directory
                     and i.base_name.startswith("checkpoint_") and i.base_name < name), reverse=True)
     return [ray.train.Checkpoint(p, filesystem=cp.filesystem) for p in older]
-
-
-def _gather(value):
-    """`value` of every rank, in rank order."""
-    out = [None] * torch.distributed.get_world_size()
-    torch.distributed.all_gather_object(out, value)
-    return out
 
 
 def _save_rng(path: str, rank: int) -> None:
