@@ -107,14 +107,10 @@ def pack_batch(batch: dict, *, tokenizer: str, seq_len: int, packing: bool, mask
         except ValueError as e:
             rejects.append(str(e))
     out = pack(samples, seq_len, tok.pad_token_id, packing)
-    out["reject"] = np.array([""] * len(out["n_samples"]), dtype=object)
-    if rejects:
-        k = len(rejects)
-        for key in TRAIN_COLUMNS:
-            out[key] = np.concatenate([out[key], np.zeros((k, seq_len), dtype=np.int32)])
-        for key in ("n_samples", "n_tokens", "n_truncated"):
-            out[key] = np.concatenate([out[key], np.zeros(k, dtype=np.int32)])
-        out["reject"] = np.concatenate([out["reject"], np.array(rejects, dtype=object)])
+    n = len(out["n_samples"])
+    for key, column in out.items():  # a row of zeros per rejected input
+        out[key] = np.concatenate([column, np.zeros((len(rejects), *column.shape[1:]), dtype=column.dtype)])
+    out["reject"] = np.array([""] * n + rejects, dtype=object)
     return out
 
 
