@@ -2,9 +2,6 @@
 0 is plain data parallelism (the small CPU configs: a step cost 12% more CPU than a bare PyTorch AdamW loop
 on the same rows, with the same losses); stages 1-3 partition the optimizer state, gradients and weights,
 with optional CPU offload.
-
-The loop needs only `micro_step(batch)`, `save/load` of the resumable state, and `full_state_dict()`
-(gathered from ZeRO-3 shards) for the exported HF folder.
 """
 from __future__ import annotations
 
@@ -152,6 +149,8 @@ def forward_loss(model, batch: dict) -> torch.Tensor:
 
 @dataclass
 class DeepSpeedEngine:
+    """What the loop does with the engine: micro-steps, the resumable state, the weights to export."""
+
     engine: object  # deepspeed.DeepSpeedEngine
     hf_ds_config: object = None  # transformers' ZeRO-3 switch, kept alive with the engine
 
