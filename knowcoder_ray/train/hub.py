@@ -9,6 +9,7 @@ so any HF causal LM (Llama-2-7B, KnowCoder-7B) works where an imported one does.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -70,13 +71,9 @@ def import_model(source: str, out: str | Path | None = None, cache_dir: str | Pa
         raise FileNotFoundError(f"GGUF file not found: {path}")
     fp = _fingerprint(gguf)
     out = Path(out) if out else Path(cache_dir or default_cache_dir()) / gguf.stem
-    stamp = out / STAMP
-    if stamp.is_file():
-        try:
-            if json.loads(stamp.read_text()).get("fingerprint") == fp:
-                return out
-        except ValueError:
-            pass  # a damaged stamp: import again
+    with contextlib.suppress(OSError, ValueError):  # no stamp, or a damaged one: import (again)
+        if json.loads((out / STAMP).read_text()).get("fingerprint") == fp:
+            return out
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))  # same filesystem: rename is atomic
     try:
