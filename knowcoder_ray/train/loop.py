@@ -41,13 +41,9 @@ def _crc32(path: str) -> int:
 
 def write_file_list(d: str, rank: int) -> None:
     """Record what this rank wrote into checkpoint folder `d` (call last, after every file is written)."""
-    files = {}
-    for root, _, names in os.walk(d):
-        for n in names:
-            path = os.path.join(root, n)
-            rel = os.path.relpath(path, d)
-            if not (n.startswith("files_rank") and n.endswith(".json")):
-                files[rel] = [os.path.getsize(path), _crc32(path)]
+    paths = [os.path.join(root, n) for root, _, names in os.walk(d) for n in names
+             if not (n.startswith("files_rank") and n.endswith(".json"))]
+    files = {os.path.relpath(p, d): [os.path.getsize(p), _crc32(p)] for p in paths}
     with open(os.path.join(d, FILES.format(rank)), "w") as f:
         json.dump(files, f)
 
