@@ -113,7 +113,7 @@ def bare_steps(cfg, rows: list[dict], steps: int, official_width: int | None | b
                 chunk = rows[(step * ga + k) * mb:(step * ga + k + 1) * mb]
                 batch = {c: torch.from_numpy(np.stack([r[c] for r in chunk])).long() for c in TRAIN_COLUMNS}
                 if official_width is False:
-                    engine.micro_step(batch, k == ga - 1)
+                    engine.micro_step(batch)
                 else:
                     official_step(engine, {**batch, "n_real": [int(r["n_tokens"]) for r in chunk]}, official_width)
                 tokens += sum(int(r["n_tokens"]) for r in chunk)

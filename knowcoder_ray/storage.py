@@ -53,10 +53,7 @@ def _outer(like: str, inner: str) -> str:
 
 
 def join(base: str | os.PathLike, *names: str) -> str:
-    out = str(base).rstrip("/")
-    for name in names:
-        out += "/" + str(name).strip("/")
-    return out
+    return "/".join([str(base).rstrip("/"), *(str(n).strip("/") for n in names)])
 
 
 def name(path: str) -> str:
@@ -69,8 +66,7 @@ def _type(path: str) -> str:
     if local is not None:
         return "file" if os.path.isfile(local) else "dir" if os.path.isdir(local) else ""
     fs, inner = filesystem(path)
-    t = fs.get_file_info(inner).type
-    return {pafs.FileType.File: "file", pafs.FileType.Directory: "dir"}.get(t, "")
+    return {pafs.FileType.File: "file", pafs.FileType.Directory: "dir"}.get(fs.get_file_info(inner).type, "")
 
 
 def exists(path: str) -> bool:

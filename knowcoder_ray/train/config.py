@@ -12,7 +12,6 @@ from pydantic import Field, model_validator
 
 from knowcoder_ray.settings import ConfigError, Positive, Section, apply_overrides, parse, read_yaml
 
-PHASES = ("pretrain", "sft")
 CONFIG_DIR = Path(__file__).parent / "configs"
 Needed = Annotated[str, Field(min_length=1)]  # a path or URI that must be given
 

@@ -107,14 +107,10 @@ def pack_batch(batch: dict, *, tokenizer: str, seq_len: int, packing: bool, mask
         except ValueError as e:
             rejects.append(str(e))
     out = pack(samples, seq_len, tok.pad_token_id, packing)
-    out["reject"] = np.array([""] * len(out["n_samples"]), dtype=object)
-    if rejects:
-        k = len(rejects)
-        for key in TRAIN_COLUMNS:
-            out[key] = np.concatenate([out[key], np.zeros((k, seq_len), dtype=np.int32)])
-        for key in ("n_samples", "n_tokens", "n_truncated"):
-            out[key] = np.concatenate([out[key], np.zeros(k, dtype=np.int32)])
-        out["reject"] = np.concatenate([out["reject"], np.array(rejects, dtype=object)])
+    n = len(out["n_samples"])
+    for key, column in out.items():  # a row of zeros per rejected input
+        out[key] = np.concatenate([column, np.zeros((len(rejects), *column.shape[1:]), dtype=column.dtype)])
+    out["reject"] = np.array([""] * n + rejects, dtype=object)
     return out
 
 
@@ -178,20 +174,14 @@ class OrderedSplit(DataConfig):
     streaming split hands out blocks as workers ask for them, so a restarted worker could not know which
     rows it had already trained on; with fixed splits it skips the batches its checkpoint counted.
 
-    `parts` are splits cut beforehand on the driver (`Dataset.split(n, equal=True)`), while every CPU is
-    free: reading a materialized split then runs no Ray Data task, so a cluster whose CPUs all go to the
-    training workers (2 workers on a 2-CPU machine) cannot leave the data pipeline waiting for a CPU."""
+    `parts[name]` are the splits of dataset `name`, cut beforehand on the driver (`Dataset.split(world_size,
+    equal=True)`) while every CPU is free: reading a materialized split then runs no Ray Data task, so a
+    cluster whose CPUs all go to the training workers (2 workers on a 2-CPU machine) cannot leave the data
+    pipeline waiting for a CPU."""
 
-    def __init__(self, parts: dict[str, list] | None = None) -> None:
+    def __init__(self, parts: dict[str, list]) -> None:
         super().__init__()
-        self.parts = parts or {}
+        self.parts = parts
 
     def configure(self, datasets, world_size, worker_handles=None, worker_node_ids=None, **kwargs):
-        out = [{} for _ in range(world_size)]
-        for name, ds in datasets.items():
-            parts = self.parts.get(name)
-            if parts is None or len(parts) != world_size:
-                parts = ds.split(world_size, equal=True)
-            for i, part in enumerate(parts):
-                out[i][name] = part.iterator()
-        return out
+        return [{name: self.parts[name][i].iterator() for name in datasets} for i in range(world_size)]

@@ -2,9 +2,6 @@
 0 is plain data parallelism (the small CPU configs: a step cost 12% more CPU than a bare PyTorch AdamW loop
 on the same rows, with the same losses); stages 1-3 partition the optimizer state, gradients and weights,
 with optional CPU offload.
-
-The loop needs only `micro_step(batch, boundary)`, `save/load` of the resumable state, and
-`full_state_dict()` (gathered from ZeRO-3 shards) for the exported HF folder.
 """
 from __future__ import annotations
 
@@ -17,11 +14,6 @@ import torch
 
 from knowcoder_ray.storage import local_copy
 from knowcoder_ray.train.config import TrainConfig
-
-
-def model_dtype(cfg: TrainConfig, on_gpu: bool) -> torch.dtype:
-    """bf16 weights on GPUs (DeepSpeed keeps fp32 master weights for the update); fp32 on CPUs."""
-    return torch.bfloat16 if on_gpu and cfg.bf16 else torch.float32
 
 
 def make_scheduler(optimizer, cfg: TrainConfig, total_steps: int):
@@ -116,8 +108,9 @@ def load_model(cfg: TrainConfig, on_gpu: bool, ds_config: dict | None = None):
 
         AttentionInterface.register(PACKED_SDPA, packed_sdpa)
         attn = PACKED_SDPA
-    model = AutoModelForCausalLM.from_pretrained(local_copy(cfg.model), dtype=model_dtype(cfg, on_gpu),
-                                                 attn_implementation=attn)
+    # bf16 weights on GPUs (DeepSpeed keeps fp32 master weights for the update); fp32 on CPUs
+    dtype = torch.bfloat16 if on_gpu and cfg.bf16 else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(local_copy(cfg.model), dtype=dtype, attn_implementation=attn)
     model.config.use_cache = False
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -156,15 +149,16 @@ def forward_loss(model, batch: dict) -> torch.Tensor:
 
 @dataclass
 class DeepSpeedEngine:
+    """What the loop does with the engine: micro-steps, the resumable state, the weights to export."""
+
     engine: object  # deepspeed.DeepSpeedEngine
-    stage: int
     hf_ds_config: object = None  # transformers' ZeRO-3 switch, kept alive with the engine
 
     @property
     def module(self):
         return self.engine.module
 
-    def micro_step(self, batch: dict, boundary: bool) -> float:
+    def micro_step(self, batch: dict) -> float:
         loss = forward_loss(self.engine, batch)
         self.engine.backward(loss)   # scaled by 1/grad_accum inside
         self.engine.step()           # applies the update only at the accumulation boundary
@@ -183,13 +177,9 @@ class DeepSpeedEngine:
             raise RuntimeError(f"DeepSpeed could not load the checkpoint at {path}")
 
     def full_state_dict(self, rank: int) -> dict | None:
-        if self.stage == 3:
+        if self.engine.zero_optimization_stage() == 3:
             return self.engine._zero3_consolidated_16bit_state_dict()  # collective; the dict on rank 0
-        return _cpu_state(self.module) if rank == 0 else None
-
-
-def _cpu_state(module) -> dict:
-    return {k: v.detach().cpu() for k, v in module.state_dict().items()}
+        return {k: v.detach().cpu() for k, v in self.module.state_dict().items()} if rank == 0 else None
 
 
 def _one_process_group() -> None:
@@ -216,7 +206,7 @@ def build_engine(cfg: TrainConfig, total_steps: int, device: torch.device) -> De
     engine, *_ = deepspeed.initialize(
         model=model, model_parameters=[p for p in model.parameters() if p.requires_grad], config=conf,
         lr_scheduler=lambda opt: make_scheduler(opt, cfg, total_steps))
-    return DeepSpeedEngine(engine, cfg.deepspeed.stage, keep)
+    return DeepSpeedEngine(engine, keep)
 
 
 def export_model(module, state_dict: dict, out_dir: str, base_model: str) -> None:

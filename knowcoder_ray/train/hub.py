@@ -9,6 +9,7 @@ so any HF causal LM (Llama-2-7B, KnowCoder-7B) works where an imported one does.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -42,10 +43,6 @@ def package_gguf(package: str) -> Path:
     return max(found, key=lambda p: p.stat().st_size)
 
 
-def is_model_folder(path: Path) -> bool:
-    return path.is_dir() and (path / "config.json").is_file()
-
-
 def _fingerprint(gguf: Path) -> dict:
     """What identifies the source: name, size and a hash of its first and last megabyte (a full hash
     of a multi-gigabyte file would cost more than the check saves)."""
@@ -58,33 +55,25 @@ def _fingerprint(gguf: Path) -> dict:
     return {"source": gguf.name, "size": size, "sha256_head_tail": h.hexdigest()}
 
 
-def resolve_gguf(source: str) -> Path:
-    """A .gguf path, or the GGUF inside an installed package named `source`."""
-    path = Path(source)
-    if path.suffix.lower() == ".gguf":
-        if not path.is_file():
-            raise FileNotFoundError(f"GGUF file not found: {path}")
-        return path
-    return package_gguf(source)
-
-
 def import_model(source: str, out: str | Path | None = None, cache_dir: str | Path | None = None,
                  dtype: str = "float32") -> Path:
     """A local HF model folder for `source`: an HF folder (returned as is), a .gguf file, or an installed
     package holding one. Written to `out` (default: `<cache>/<gguf stem>`) once; reused while the
     source's fingerprint matches the stamp."""
-    if is_model_folder(Path(source)):
-        return Path(source)
-    gguf = resolve_gguf(source)
+    path = Path(source)
+    if path.is_dir() and (path / "config.json").is_file():
+        return path
+    if path.suffix.lower() != ".gguf":
+        gguf = package_gguf(source)
+    elif path.is_file():
+        gguf = path
+    else:
+        raise FileNotFoundError(f"GGUF file not found: {path}")
     fp = _fingerprint(gguf)
     out = Path(out) if out else Path(cache_dir or default_cache_dir()) / gguf.stem
-    stamp = out / STAMP
-    if stamp.is_file():
-        try:
-            if json.loads(stamp.read_text()).get("fingerprint") == fp:
-                return out
-        except ValueError:
-            pass  # a damaged stamp: import again
+    with contextlib.suppress(OSError, ValueError):  # no stamp, or a damaged one: import (again)
+        if json.loads((out / STAMP).read_text()).get("fingerprint") == fp:
+            return out
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))  # same filesystem: rename is atomic
     try:

@@ -24,6 +24,7 @@ import torch
 
 from knowcoder_ray.train.config import TrainConfig
 from knowcoder_ray.train.dataset import TRAIN_COLUMNS
+from knowcoder_ray.train.engine import build_engine, export_model
 
 STATE_FILE = "trainer_state.json"
 EXPORT_DIR = "export"
@@ -40,13 +41,9 @@ def _crc32(path: str) -> int:
 
 def write_file_list(d: str, rank: int) -> None:
     """Record what this rank wrote into checkpoint folder `d` (call last, after every file is written)."""
-    files = {}
-    for root, _, names in os.walk(d):
-        for n in names:
-            path = os.path.join(root, n)
-            rel = os.path.relpath(path, d)
-            if not (n.startswith("files_rank") and n.endswith(".json")):
-                files[rel] = [os.path.getsize(path), _crc32(path)]
+    paths = [os.path.join(root, n) for root, _, names in os.walk(d) for n in names
+             if not (n.startswith("files_rank") and n.endswith(".json"))]
+    files = {os.path.relpath(p, d): [os.path.getsize(p), _crc32(p)] for p in paths}
     with open(os.path.join(d, FILES.format(rank)), "w") as f:
         json.dump(files, f)
 
@@ -127,17 +124,12 @@ def train_loop(loop_config: dict) -> None:
         # as many threads as the worker's CPUs: on a busy machine extra OpenMP threads spin against the
         # other workers (two threads a worker on 2 shared cores made a step 22x slower)
         torch.set_num_threads(cfg.cpus_per_worker)
-
-    from knowcoder_ray.train.engine import build_engine, export_model
-
     engine = build_engine(cfg, plan.total_steps, device)
-    state = TrainState()
-    log = _StepLog(cfg.log_file if rank == 0 else "", None, plan.total_steps if rank == 0 else 0)
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint:
+    state, resumed_at = TrainState(), None
+    log = _StepLog(cfg.log_file if rank == 0 else "", plan.total_steps if rank == 0 else 0)
+    if checkpoint := ray.train.get_checkpoint():
         state = _resume(checkpoint, engine, rank, log)
-    resumed_at = state.step if checkpoint else None
-    log.resumed_at = resumed_at
+        resumed_at = log.resumed_at = state.step
     marks["t_loaded"] = time.time()
 
     def report(final: bool, metrics: dict) -> None:
@@ -166,7 +158,7 @@ def train_loop(loop_config: dict) -> None:
                 continue
             batch = {k: torch.as_tensor(rows[k], dtype=torch.long).to(device) for k in TRAIN_COLUMNS}
             boundary = (i + 1) % cfg.grad_accum == 0
-            losses.append(engine.micro_step(batch, boundary))
+            losses.append(engine.micro_step(batch))
             tokens += int(rows["n_tokens"].sum())
             fp = (fp * 31 + fingerprint(batch["input_ids"])) % 1_000_000_007
             if not boundary:
@@ -214,7 +206,9 @@ def _resume(latest, engine, rank: int, log: "_StepLog") -> TrainState:
             mine = checkpoint_problem(d, rank)
             if mine is None and not os.path.isfile(os.path.join(d, STATE_FILE)):
                 mine = f"{STATE_FILE} is missing"
-            bad = [f"rank {r}: {p}" for r, p in enumerate(_gather(mine)) if p]
+            every = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(every, mine)  # each rank's problem, in rank order
+            bad = [f"rank {r}: {p}" for r, p in enumerate(every) if p]
             if bad:
                 problems.append(f"checkpoint {cp.path} is unusable ({'; '.join(bad)})")
                 log.event({"event": "checkpoint_skipped", "checkpoint": cp.path, "problem": "; ".join(bad)})
@@ -244,13 +238,6 @@ def _older_checkpoints(cp) -> list:
     return [ray.train.Checkpoint(p, filesystem=cp.filesystem) for p in older]
 
 
-def _gather(value):
-    """`value` of every rank, in rank order."""
-    out = [None] * torch.distributed.get_world_size()
-    torch.distributed.all_gather_object(out, value)
-    return out
-
-
 def _save_rng(path: str, rank: int) -> None:
     """Each worker's random state (LoRA dropout), so a resumed step repeats exactly."""
     state = {"cpu": torch.get_rng_state()}
@@ -278,23 +265,23 @@ class _StepLog:
     """Per-step metrics as JSON lines (rank 0), tagged with the step the attempt resumed from, and a
     progress line per step on rank 0's output (`total_steps` 0: none)."""
 
-    def __init__(self, path: str, resumed_at: int | None, total_steps: int = 0):
-        self.path, self.resumed_at, self.total_steps = path, resumed_at, total_steps
+    def __init__(self, path: str, total_steps: int):
+        self.path, self.total_steps, self.resumed_at = path, total_steps, None
         self.started, self.first_step = time.perf_counter(), None
 
     def event(self, line: dict) -> None:
         """A line about the run itself (a skipped checkpoint), printed by every rank, logged by rank 0."""
         line = {**line, "time": round(time.time(), 3)}
         print(json.dumps(line), flush=True)
-        if self.path:
-            with open(self.path, "a") as f:
-                f.write(json.dumps(line) + "\n")
+        self._append(line)
 
     def write(self, metrics: dict) -> None:
-        line = {**metrics, "resumed_at": self.resumed_at, "time": round(time.time(), 3)}
         if self.total_steps:  # not print(): Ray Train patches it to write the line twice
             sys.stdout.write(self.progress(metrics) + "\n")
             sys.stdout.flush()
+        self._append({**metrics, "resumed_at": self.resumed_at, "time": round(time.time(), 3)})
+
+    def _append(self, line: dict) -> None:
         if self.path:
             with open(self.path, "a") as f:
                 f.write(json.dumps(line) + "\n")

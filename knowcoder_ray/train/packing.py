@@ -4,8 +4,9 @@ Several samples share one row of `seq_len` tokens. Each sample keeps its own att
 restart at 0 at every sample, and the Llama models of transformers >= 5 turn restarting position ids into
 a block-diagonal causal mask when no attention mask is given and no KV cache is used (sdpa/eager through
 `masking_utils.find_packed_sequence_indices`, flash-attention through varlen kernels); training with sdpa
-runs it on each sample alone (engine.packed_sdpa). The tests check that packed logits equal per-sample logits. The first token of every sample is left out of the loss so no
-sample is trained to predict from its neighbour. SFT samples mask their prompt tokens (labels -100).
+runs it on each sample alone (engine.packed_sdpa). The tests check that packed logits equal per-sample
+logits. The first token of every sample is left out of the loss so no sample is trained to predict from its
+neighbour. SFT samples mask their prompt tokens (labels -100).
 
 The official KnowCoder code pads every sample to 2,048 tokens; `packing=False` does that too (one sample a
 row), for comparison.
@@ -32,12 +33,7 @@ class Sample:
 
 def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
     """How many leading token ids two sequences share."""
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
 
 
 def text_samples(tokenizer, text: str, seq_len: int) -> list[Sample]:

@@ -29,10 +29,6 @@ class TrainResult:
     timings: dict       # seconds: prepare (read, tokenize, pack), fit (Ray Train run), total
 
 
-def _storage_path(path: str) -> str:
-    return path if "://" in path else os.path.abspath(path)
-
-
 def copy_export(checkpoint, export_dir: str, out: str) -> None:
     """Copy only the checkpoint's exported model to `out`, straight from where Ray Train stored it: the
     optimizer state and ZeRO shards next to it (~112 GB for 7B) never travel to the driver."""
@@ -102,6 +98,7 @@ def train(cfg: TrainConfig, step_hooks: Sequence[Callable] = ()) -> TrainResult:
     plan = Plan.of(cfg, rows_per_worker)  # fail early, before workers start, if the data is too small
     log.info("data %s; %d steps", summary.to_dict(), plan.total_steps)
     _lean_on_one_node()
+    storage_path = cfg.storage_path if storage.is_uri(cfg.storage_path) else os.path.abspath(cfg.storage_path)
     trainer_cls, backend = _trainer_class(cfg)
     trainer = trainer_cls(
         train_loop,
@@ -111,7 +108,7 @@ def train(cfg: TrainConfig, step_hooks: Sequence[Callable] = ()) -> TrainResult:
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                                resources_per_worker={"CPU": cfg.cpus_per_worker}),
         run_config=ray.train.RunConfig(
-            name=cfg.run_name, storage_path=_storage_path(cfg.storage_path),
+            name=cfg.run_name, storage_path=storage_path,
             failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.keep_checkpoints)),
         datasets={"train": packed},
@@ -132,5 +129,4 @@ def train(cfg: TrainConfig, step_hooks: Sequence[Callable] = ()) -> TrainResult:
     storage.write_text(storage.join(cfg.output_dir, "training_summary.json"), json.dumps(
         {"metrics": result.metrics, "data": summary.to_dict(), "timings": timings, "rejects": rejects[:1000],
          "checkpoint": checkpoint, "config": cfg.model_dump()}, indent=2, default=str))
-    return TrainResult(cfg.output_dir, checkpoint, dict(result.metrics), summary.to_dict(), rejects,
-                       timings)
+    return TrainResult(cfg.output_dir, checkpoint, dict(result.metrics), summary.to_dict(), rejects, timings)

@@ -75,13 +75,13 @@ def make_tiny_model(out_dir: str | Path, corpus_texts: Iterable[str], seed: int 
 
 
 def corpus_texts(path: str, limit: int = 0) -> list[str]:
-    """Texts of a training corpus (a Parquet or JSON-lines file or folder; rows {"text"} or {"prompt", "output"})
-    for training a tokenizer: `text`, else `prompt + output`."""
+    """Texts of a training corpus (a Parquet or JSON-lines file or folder, or a corpus folder written by
+    `knowcoder data`; rows {"text"} or {"prompt", "output"}) for training a tokenizer: `text`, else `prompt +
+    output`."""
     import pyarrow.dataset as pads
 
     from knowcoder_ray.train.dataset import _detect_format, corpus_root
 
-    # a file, a folder of files, or a corpus folder written by `knowcoder data` (its data/ rows)
     root = corpus_root(str(path))
     table = pads.dataset(root, format="parquet" if _detect_format(root) == "parquet" else "json").to_table()
     cols = set(table.column_names)
