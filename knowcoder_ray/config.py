@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import yaml
@@ -21,7 +20,7 @@ from knowcoder_ray.eval.evaluate import EvalConfig
 from knowcoder_ray.schema.build import BuildConfig
 from knowcoder_ray.serve.config import ServeConfig
 from knowcoder_ray.settings import Section, parse
-from knowcoder_ray.storage import read_text
+from knowcoder_ray.storage import absolute, read_text
 from knowcoder_ray.train.config import TrainConfig, load_config, resolve_config
 
 ARTIFACTS = {  # artifact -> path under workdir, the one layout every job and the demo check agree on
@@ -146,12 +145,12 @@ class PipelineConfig(Section):
 
     def artifact(self, name: str) -> str:
         """Path (or URI) of an artifact (ARTIFACTS): `workdir/<layout>`, unless `paths` names one."""
-        return _absolute(getattr(self.paths, f"{name}_") or f"{self.workdir.rstrip('/')}/{ARTIFACTS[name]}")
+        return absolute(getattr(self.paths, f"{name}_") or f"{self.workdir.rstrip('/')}/{ARTIFACTS[name]}")
 
     def benchmark_dir(self, names=()) -> str:
         """The benchmark data folder (`data_dir`, else $KNOWCODER_DATA_DIR, else ../shared/data), after
         checking that it holds every benchmark in `names` (FileNotFoundError naming the missing ones)."""
-        return require_benchmarks(_absolute(self.data_dir or default_data_dir()), names)
+        return require_benchmarks(absolute(self.data_dir or default_data_dir()), names)
 
     def start_model(self) -> str:
         """The model the run starts from: the tiny model it creates, a model imported once from a GGUF file
@@ -194,11 +193,6 @@ class PipelineConfig(Section):
         job_keys = set(Serve.model_fields) - set(ServeConfig.model_fields)
         return ServeConfig(**{"model_dir": self.artifact("merged"), "library": f"{self.artifact('schema')}/schema.parquet",
                               **self.serve.model_dump(exclude_unset=True, exclude=job_keys)})
-
-
-def _absolute(path: str) -> str:
-    """Local paths made absolute: Ray Train workers and Ray Data actors run in other working directories."""
-    return str(path) if "://" in str(path) else str(Path(path).resolve())
 
 
 def validate(cfg: Any, source: str = "config") -> PipelineConfig:

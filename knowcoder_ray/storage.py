@@ -31,6 +31,11 @@ def is_uri(path: str | os.PathLike) -> bool:
     return "://" in str(path)
 
 
+def absolute(path: str | os.PathLike) -> str:
+    """A local path made absolute (Ray workers and actors run in other working directories); a URI as it is."""
+    return str(path) if is_uri(path) else os.path.abspath(path)
+
+
 def _local(path: str | os.PathLike) -> str | None:
     """The absolute local path of a plain path or `file://` URI; None for any other URI."""
     path = str(path)
@@ -47,7 +52,7 @@ def filesystem(path: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
     return pafs.LocalFileSystem(), os.path.abspath(path)
 
 
-def _outer(like: str, inner: str) -> str:
+def outer_path(like: str, inner: str) -> str:
     """A path inside the file system of `like` as the caller's kind of path (URI or local)."""
     return inner if _local(like) is not None else str(like).split("://", 1)[0] + "://" + inner
 
@@ -159,7 +164,7 @@ def _files(fs: pafs.FileSystem, inner: str, recursive: bool) -> list[pafs.FileIn
 def list_files(folder: str, recursive: bool = True) -> list[str]:
     """The files under `folder` (sorted; the caller's kind of path); [] when it does not exist."""
     fs, inner = filesystem(folder)
-    return [_outer(folder, i.path) for i in _files(fs, inner, recursive)]
+    return [outer_path(folder, i.path) for i in _files(fs, inner, recursive)]
 
 
 def glob(pattern: str) -> list[str]:
@@ -169,11 +174,11 @@ def glob(pattern: str) -> list[str]:
     parts = inner.split("/")
     fixed = next((i for i, p in enumerate(parts) if any(c in p for c in "*?[")), len(parts))
     if fixed == len(parts):
-        return [_outer(pattern, inner)] if fs.get_file_info(inner).type == pafs.FileType.File else []
+        return [outer_path(pattern, inner)] if fs.get_file_info(inner).type == pafs.FileType.File else []
     root = "/".join(parts[:fixed]) or "/"
     recursive = len(parts) - fixed > 1 or "**" in inner
     depth = None if "**" in inner else inner.count("/")  # `*` stays within one folder, `**` spans any
-    return [_outer(pattern, i.path) for i in _files(fs, root, recursive)
+    return [outer_path(pattern, i.path) for i in _files(fs, root, recursive)
             if fnmatch.fnmatchcase(i.path, inner) and depth in (None, i.path.count("/"))]
 
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 import codecs
 import hashlib
 import json
-import os
 import re
 import sys
 import time
@@ -77,14 +76,10 @@ def expand_inputs(paths: Iterable[str]) -> list[str]:
                 raise PipelineError(f"input directory {p!r} holds no {'/'.join(INPUT_EXTS)} file")
             out += found
         elif storage.isfile(p):
-            out.append(_absolute(p))
+            out.append(storage.absolute(p))
         else:
             raise PipelineError(f"input {p!r} does not exist")
     return out
-
-
-def _absolute(path: str) -> str:
-    return path if storage.is_uri(path) else os.path.abspath(path)
 
 
 # ---- shard specs and planning ------------------------------------------------------------------------
@@ -162,7 +157,7 @@ def plan_items(source: str, name: str, items: list, per_shard: int) -> list[Shar
 
 
 def plan_benchmark(name: str, split: str, data_dir: str, per_shard: int = 5_000) -> list[ShardSpec]:
-    data_dir = _absolute(data_dir)
+    data_dir = storage.absolute(data_dir)
     n = len(_benchmark(name, split, data_dir)[0])
     return [ShardSpec(_shard_name("benchmark", f"{name}.{split}", i // per_shard), name, "benchmark", name,
                       i, min(i + per_shard, n), extra=(split, data_dir))

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import json
-import os
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -124,7 +123,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     """Evaluate every checkpoint on every dataset; returns the summary written to summary.json."""
     labels = cfg.checkpoint_labels()
     # local folders made absolute (actors run elsewhere); URIs as given, fetched by each node's cache
-    checkpoints = dict(zip(labels, (c if storage.is_uri(c) else os.path.abspath(c) for c in cfg.checkpoints)))
+    checkpoints = dict(zip(labels, map(storage.absolute, cfg.checkpoints)))
     for label, path in checkpoints.items():
         if not storage.isdir(path):
             raise FileNotFoundError(f"checkpoint {label!r}: no model folder at {path}")

@@ -98,7 +98,7 @@ def train(cfg: TrainConfig, step_hooks: Sequence[Callable] = ()) -> TrainResult:
     plan = Plan.of(cfg, rows_per_worker)  # fail early, before workers start, if the data is too small
     log.info("data %s; %d steps", summary.to_dict(), plan.total_steps)
     _lean_on_one_node()
-    storage_path = cfg.storage_path if storage.is_uri(cfg.storage_path) else os.path.abspath(cfg.storage_path)
+    storage_path = storage.absolute(cfg.storage_path)
     trainer_cls, backend = _trainer_class(cfg)
     trainer = trainer_cls(
         train_loop,
@@ -121,9 +121,7 @@ def train(cfg: TrainConfig, step_hooks: Sequence[Callable] = ()) -> TrainResult:
     if result.error:
         raise result.error
     copy_export(result.checkpoint, EXPORT_DIR, cfg.output_dir)
-    checkpoint = result.checkpoint.path  # inside its file system: as a URI when the storage is one
-    if storage.is_uri(cfg.storage_path):
-        checkpoint = cfg.storage_path.split("://", 1)[0] + "://" + checkpoint.lstrip("/")
+    checkpoint = storage.outer_path(cfg.storage_path, result.checkpoint.path)  # a URI when the storage is one
     timings = {"prepare": prepared - start, "fit": fitted - prepared, "total": time.perf_counter() - start,
                "fit_phases": fit_phases(result.metrics, fit_start, fit_end)}
     storage.write_text(storage.join(cfg.output_dir, "training_summary.json"), json.dumps(

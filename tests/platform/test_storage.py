@@ -44,6 +44,19 @@ def test_files_list_glob_and_remove(root):
     assert storage.list_files(root) == every[:2]
 
 
+def test_a_path_inside_a_file_system_is_given_back_in_the_callers_kind(root, tmp_path, monkeypatch):
+    """What Ray Train reports as a checkpoint's path (inside its file system) named the way storage_path was:
+    a bucket URI for a bucket, a plain path for a local folder or a file:// URI (not `file://tmp/...`)."""
+    fs, inner = storage.filesystem(storage.join(root, "run/checkpoint_000001"))
+    storage.write_text(storage.join(root, "run/checkpoint_000001/x.txt"), "x")
+    named = storage.outer_path(root, inner)
+    assert storage.read_text(storage.join(named, "x.txt")) == "x"
+    if not storage.is_uri(root):
+        assert storage.outer_path(f"file://{root}", inner) == named == os.path.abspath(named)
+    monkeypatch.chdir(tmp_path)
+    assert storage.absolute("rel/dir") == str(tmp_path / "rel/dir") and storage.absolute(root).endswith(root)
+
+
 def _tree(folder: Path) -> dict:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
