@@ -88,14 +88,14 @@ class TrainState:
 
 
 @dataclass(frozen=True)
-class Plan:
+class StepCounts:
     """How many optimizer steps an epoch and the whole run take, from the rows each worker holds."""
 
     steps_per_epoch: int
     total_steps: int
 
     @classmethod
-    def of(cls, cfg: TrainConfig, rows_per_worker: int) -> "Plan":
+    def of(cls, cfg: TrainConfig, rows_per_worker: int) -> "StepCounts":
         per_epoch = rows_per_worker // (cfg.micro_batch_size * cfg.grad_accum)
         if per_epoch < 1:
             raise ValueError(f"{rows_per_worker} packed rows per worker do not fill one optimizer step of "
@@ -116,7 +116,7 @@ def train_loop(loop_config: dict) -> None:
 
     marks = {"t_enter": time.time()}  # wall-clock marks of the fixed costs, reported with the final metrics
     cfg = TrainConfig.model_validate(loop_config["train"])
-    plan = Plan.of(cfg, loop_config["rows_per_worker"])
+    steps = StepCounts.of(cfg, loop_config["rows_per_worker"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = _device(cfg.use_gpu)
@@ -124,9 +124,9 @@ def train_loop(loop_config: dict) -> None:
         # as many threads as the worker's CPUs: on a busy machine extra OpenMP threads spin against the
         # other workers (two threads a worker on 2 shared cores made a step 22x slower)
         torch.set_num_threads(cfg.cpus_per_worker)
-    engine = build_engine(cfg, plan.total_steps, device)
+    engine = build_engine(cfg, steps.total_steps, device)
     state, resumed_at = TrainState(), None
-    log = _StepLog(cfg.log_file if rank == 0 else "", plan.total_steps if rank == 0 else 0)
+    log = _StepLog(cfg.log_file if rank == 0 else "", steps.total_steps if rank == 0 else 0)
     if checkpoint := ray.train.get_checkpoint():
         state = _resume(checkpoint, engine, rank, log)
         resumed_at = log.resumed_at = state.step
@@ -148,8 +148,8 @@ def train_loop(loop_config: dict) -> None:
 
     shard = ray.train.get_dataset_shard("train")
     metrics: dict = {"step": state.step}
-    batches_per_epoch = plan.steps_per_epoch * cfg.grad_accum
-    while state.step < plan.total_steps:
+    batches_per_epoch = steps.steps_per_epoch * cfg.grad_accum
+    while state.step < steps.total_steps:
         epoch, skip = state.epoch, state.batch_in_epoch
         losses, fp, tokens, t0, c0 = [], 0, 0, time.perf_counter(), time.process_time()
         batches = shard.iter_batches(batch_size=cfg.micro_batch_size, batch_format="numpy", drop_last=True)
@@ -176,10 +176,10 @@ def train_loop(loop_config: dict) -> None:
             losses, fp, tokens = [], 0, 0
             for hook in loop_config.get("step_hooks", ()):  # a hook that raises fails this worker
                 hook({**metrics, "rank": rank, "world_size": world, "resumed_at": resumed_at})
-            if state.step % cfg.save_every == 0 and state.step < plan.total_steps:
+            if state.step % cfg.save_every == 0 and state.step < steps.total_steps:
                 report(False, metrics)
             t0, c0 = time.perf_counter(), time.process_time()
-            if state.epoch != epoch or state.step >= plan.total_steps:
+            if state.epoch != epoch or state.step >= steps.total_steps:
                 break
         else:
             raise RuntimeError(f"worker {rank}: data shard ran out in epoch {epoch} before the "

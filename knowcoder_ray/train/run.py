@@ -90,13 +90,13 @@ def train(cfg: TrainConfig, step_hooks: Sequence[Callable] = ()) -> TrainResult:
     import ray.train
 
     from knowcoder_ray.train.dataset import OrderedSplit, prepare_dataset
-    from knowcoder_ray.train.loop import EXPORT_DIR, Plan, train_loop
+    from knowcoder_ray.train.loop import EXPORT_DIR, StepCounts, train_loop
 
     start = time.perf_counter()
     packed, summary, rejects = prepare_dataset(cfg.data, cfg.model, mask_prompt=cfg.phase == "sft", seed=cfg.seed)
     rows_per_worker = summary.rows // cfg.num_workers
-    plan = Plan.of(cfg, rows_per_worker)  # fail early, before workers start, if the data is too small
-    log.info("data %s; %d steps", summary.to_dict(), plan.total_steps)
+    steps = StepCounts.of(cfg, rows_per_worker)  # fail early, before workers start, if the data is too small
+    log.info("data %s; %d steps", summary.to_dict(), steps.total_steps)
     _lean_on_one_node()
     storage_path = storage.absolute(cfg.storage_path)
     trainer_cls, backend = _trainer_class(cfg)
