@@ -21,9 +21,9 @@ from functools import cache, lru_cache
 from pathlib import Path
 from typing import Protocol
 
+from knowcoder_ray import storage
 from knowcoder_ray.codec.render import STOP
 from knowcoder_ray.settings import Section
-from knowcoder_ray import storage
 from knowcoder_ray.storage import local_copy
 from knowcoder_ray.train.merge import adapter_base
 
