@@ -14,6 +14,7 @@ row), for comparison.
 from __future__ import annotations
 
 import bisect
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -31,11 +32,6 @@ class Sample:
     truncated: bool = False
 
 
-def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
-    """How many leading token ids two sequences share."""
-    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
-
-
 def text_samples(tokenizer, text: str, seq_len: int) -> list[Sample]:
     """Pretraining text: BOS + text + EOS, cut into `seq_len` chunks (each chunk a sample of its own)."""
     ids = list(tokenizer(text)["input_ids"]) + [tokenizer.eos_token_id]
@@ -47,7 +43,7 @@ def pair_sample(tokenizer, prompt: str, output: str, seq_len: int) -> Sample:
     tokenized as they are at inference time; a token straddling the boundary counts as output. Longer than
     `seq_len`: the end is cut (the official `cutoff_len`); a prompt that leaves no output token raises."""
     full = list(tokenizer(prompt + output)["input_ids"]) + [tokenizer.eos_token_id]
-    n_prompt = common_prefix_len(tokenizer(prompt)["input_ids"], full)
+    n_prompt = len(os.path.commonprefix([tokenizer(prompt)["input_ids"], full]))  # shared leading ids
     if n_prompt >= seq_len:
         raise ValueError(f"prompt leaves no room for the output: {n_prompt} prompt tokens, seq_len {seq_len}")
     return Sample(tuple(full[:seq_len]), max(n_prompt, 1), truncated=len(full) > seq_len)
