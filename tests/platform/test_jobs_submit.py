@@ -4,6 +4,7 @@
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cluster_helpers import free_port, stop_cluster, submit_and_wait
+from cluster_helpers import RERUN_IF_NEVER_STARTED, free_port, stop_cluster, submit_and_wait
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -30,7 +31,7 @@ def _env(tmp: Path) -> dict:
 @pytest.fixture
 def head_node(tmp_path):
     """A separate Ray head on loopback (ports chosen free), stopped afterwards."""
-    tmp = Path("/tmp") / f"kc{os.getpid()}"  # Ray's socket paths must stay short
+    tmp = Path("/tmp") / f"kc{os.getpid()}j"  # Ray's socket paths must stay short
     tmp.mkdir(exist_ok=True)
     env = _env(tmp)
     port, dash = free_port(), free_port()
@@ -43,13 +44,15 @@ def head_node(tmp_path):
                     "--include-dashboard=true", f"--temp-dir={tmp}", "--disable-usage-stats"],
                    check=True, env=env, cwd=ROOT, capture_output=True, timeout=180)
     try:
-        yield f"http://127.0.0.1:{dash}", env
+        yield f"http://127.0.0.1:{dash}", env, tmp
     finally:
         stop_cluster(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
+@pytest.mark.flaky(**RERUN_IF_NEVER_STARTED)
 def test_pipeline_job_succeeds_and_writes_every_artifact(head_node, tmp_path):
-    address, env = head_node
+    address, env, head_temp = head_node
     cfg = yaml.safe_load((ROOT / "jobs/configs/tiny.yaml").read_text())
     workdir = tmp_path / "run"
     cfg["workdir"] = str(workdir)
@@ -58,7 +61,7 @@ def test_pipeline_job_succeeds_and_writes_every_artifact(head_node, tmp_path):
     config.write_text(yaml.safe_dump(cfg))
     runtime_env = {"excludes": [".venv", ".venv-vllm", "build", ".git", "**/__pycache__", ".hypothesis"]}
     status, logs, _, _ = submit_and_wait(address, env, ["python", "jobs/pipeline.py", "--config", str(config)],
-                                         runtime_env)
+                                         runtime_env, head_temp)
     from ray.job_submission import JobStatus
 
     assert status == JobStatus.SUCCEEDED, logs[-4000:]
