@@ -76,14 +76,14 @@ class KnowCoder:
         from knowcoder_ray.infer.extraction import local_executor
         from knowcoder_ray.serve.extract import RequestError, make_plan, resolve_schema, run
         from knowcoder_ray.serve.models import ExtractRequest, ExtractResponse
+        from knowcoder_ray.settings import error_summary
 
         one = isinstance(texts, str)
         try:
             req = ExtractRequest(task=task, texts=[texts] if one else list(texts), types=types,
                                  schema_code=schema_code, triggers=triggers, return_raw=return_raw)
         except ValidationError as e:
-            raise ValueError("; ".join(f"{'.'.join(map(str, err['loc'])) or 'arguments'}: {err['msg']}"
-                                       for err in e.errors())) from None
+            raise ValueError(error_summary(e.errors(), sep="; ")) from None
         try:
             library, chosen = resolve_schema(req, self.library)
         except RequestError as e:

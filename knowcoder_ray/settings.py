@@ -60,14 +60,19 @@ def read_yaml(path: str) -> dict:
     return data
 
 
+def error_summary(errors: list[dict], source: str = "", sep: str = "\n") -> str:
+    """Pydantic's errors as `source: dotted.location: message` each (empty parts left out, no "Value error, "
+    prefix): the one summary of config, API argument and HTTP request validation errors."""
+    return sep.join(": ".join(x for x in (source, ".".join(map(str, e["loc"])), e["msg"].removeprefix("Value error, "))
+                              if x) for e in errors)
+
+
 def parse(cls: type[M], data: Any, source: str = "") -> M:
-    """`cls` validated from a mapping; ConfigError with one line per problem: `source: location: what`."""
+    """`cls` validated from a mapping; ConfigError with one line per problem (`error_summary`)."""
     try:
         return cls.model_validate(data)
     except ValidationError as e:
-        lines = [": ".join(x for x in (source, ".".join(map(str, err["loc"])), err["msg"].removeprefix("Value error, "))
-                           if x) for err in e.errors(include_url=False)]
-        raise ConfigError("\n".join(lines)) from None
+        raise ConfigError(error_summary(e.errors(), source)) from None
 
 
 def load(cls: type[M], path: str | None = None, overrides: list[str] | dict | None = None,

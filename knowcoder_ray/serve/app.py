@@ -39,6 +39,7 @@ from knowcoder_ray.serve.extract import RequestError, arun, check_limits, make_p
 from knowcoder_ray.schema.table import load_library
 from knowcoder_ray.serve.library import describe, search
 from knowcoder_ray.serve.models import ExtractRequest, ExtractResponse, Health, SchemaSearchResponse
+from knowcoder_ray.settings import error_summary
 from knowcoder_ray.storage import local_copy, name
 from knowcoder_ray.tokens import TokenCounter
 
@@ -90,7 +91,7 @@ async def _invalid_request(request: Request, exc: RequestValidationError) -> JSO
     flags: set[str] = set()
     errors = [{"loc": _json_safe(list(e.get("loc", ())), flags), "msg": _json_safe(e.get("msg", ""), flags),
                "type": e.get("type", ""), "input": _json_safe(e.get("input"), flags)} for e in exc.errors()]
-    summary = "; ".join(f"{'.'.join(map(str, e['loc'][1:])) or 'body'}: {e['msg']}" for e in errors[:5])
+    summary = error_summary(errors[:5], sep="; ")
     if "non-finite" in flags:
         summary = f"{_NON_FINITE}; {summary}"
     if "surrogate" in flags:
