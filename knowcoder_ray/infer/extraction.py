@@ -176,8 +176,13 @@ def parse_row(row: dict, library: SchemaLibrary) -> dict:
             "truncated": bool(result.truncated)}
 
 
-def parse_rows(rows: Iterable[dict], libraries: dict[str, SchemaLibrary]) -> list[dict]:
-    return [parse_row(r, libraries[r["plan"]]) for r in rows]
+def row_prompts(rows: Iterable[dict]) -> list[Prompt]:
+    return [Prompt(r["prompt"], r["prefix_chars"]) for r in rows]
+
+
+def parse_rows(rows: Iterable[dict], outputs: Iterable[str], libraries: dict[str, SchemaLibrary]) -> list[dict]:
+    """The rows with the model's outputs (in row order), each parsed against its plan's library."""
+    return [parse_row({**r, "output": o}, libraries[r["plan"]]) for r, o in zip(rows, outputs)]
 
 
 def local_executor(generate: Callable[[list[Prompt]], list[str]], plans: Iterable[TaskPlan]) -> Executor:
@@ -185,8 +190,7 @@ def local_executor(generate: Callable[[list[Prompt]], list[str]], plans: Iterabl
     libraries = {p.key: p.library for p in plans}
 
     def execute(rows: list[dict]) -> list[dict]:
-        texts = generate([Prompt(r["prompt"], r["prefix_chars"]) for r in rows])
-        return parse_rows(({**r, "output": t} for r, t in zip(rows, texts)), libraries)
+        return parse_rows(rows, generate(row_prompts(rows)), libraries)
     return execute
 
 

@@ -32,7 +32,7 @@ from ray.serve.exceptions import DeploymentUnavailableError
 from ray.serve.handle import DeploymentHandle
 
 from knowcoder_ray.infer.engine import Prompt, cut_at_stop, encode_prompt
-from knowcoder_ray.infer.extraction import parse_rows
+from knowcoder_ray.infer.extraction import TaskPlan, parse_rows, row_prompts
 from knowcoder_ray.infer.llm import llm_config
 from knowcoder_ray.serve.config import ServeConfig
 from knowcoder_ray.serve.extract import RequestError, arun, check_limits, make_plan, resolve_schema
@@ -188,7 +188,7 @@ class Ingress:
         except (ValueError, KeyError) as e:  # any other schema problem is the request's, not ours
             raise HTTPException(400, {"error": str(e)}) from None
         try:
-            body = await arun(req, plan, lambda rows: self._execute(library, rows))
+            body = await arun(req, plan, lambda rows: self._execute(plan, rows))
         except _RETRYABLE as e:
             raise HTTPException(503, {"error": f"engine replicas unavailable: {type(e).__name__}"}) from None
         except TimeoutError:
@@ -196,10 +196,10 @@ class Ingress:
         body["model"] = self.model
         return body
 
-    async def _execute(self, library, rows: list[dict]) -> list[dict]:
+    async def _execute(self, plan: TaskPlan, rows: list[dict]) -> list[dict]:
         """Send every row's prompt to the model deployment at once, await all, parse."""
-        outputs = await asyncio.gather(*(self._generate(Prompt(r["prompt"], r["prefix_chars"])) for r in rows))
-        return parse_rows(({**r, "output": o} for r, o in zip(rows, outputs)), {r["plan"]: library for r in rows})
+        outputs = await asyncio.gather(*map(self._generate, row_prompts(rows)))
+        return parse_rows(rows, outputs, {plan.key: plan.library})
 
     async def _generate(self, prompt: Prompt) -> str:
         for attempt in range(self.cfg.retries):

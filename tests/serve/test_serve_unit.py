@@ -116,7 +116,7 @@ def _scripted(outputs_by_types: dict[tuple[str, ...], str], sentence: str = ""):
         return outputs_by_types.get(tuple(row["names"]), "results = []") if sentence in row["prompt"] else "results = []"
 
     def execute(rows):
-        return parse_rows(({**r, "output": output(r)} for r in rows), {r["plan"]: LIB for r in rows})
+        return parse_rows(rows, map(output, rows), {r["plan"]: LIB for r in rows})
     return execute
 
 
