@@ -1,8 +1,7 @@
 """The benchmark datasets of ../shared/data: where each lives, how to read it, and its schema.
 
 Each dataset's labels are mapped to KnowCoder-style class names with a short description (the class
-docstring the prompt shows). `load_benchmark(name, data_dir)` returns its Records and its SchemaLibrary;
-with class_names="official" the classes take the names the released KnowCoder evaluation uses.
+docstring the prompt shows); `load_benchmark` returns a benchmark's Records and SchemaLibrary.
 """
 from __future__ import annotations
 
@@ -158,11 +157,6 @@ def entity_schema(labels) -> SchemaLibrary:
     return SchemaLibrary(types.values())
 
 
-def nyt_relation_name(label: str) -> str:
-    """'/people/person/place_of_birth' -> 'PersonPlaceOfBirth' (the last two path parts)."""
-    return to_class_name(" ".join(label.strip("/").split("/")[-2:]))
-
-
 def kairos_event_names(ontology: dict) -> dict[str, str]:
     """KAIROS 'Conflict.Attack.DetonateExplode' -> 'DetonateExplode'; '.Unspecified' leaves take the
     middle part ('Conflict.Attack.Unspecified' -> 'Attack'); name clashes fall back to the full path."""
@@ -233,8 +227,9 @@ def _nyt_read(data_dir: str, split: str, bad: list) -> Iterator[Record]:
 
 
 def _nyt_schema(data_dir: str) -> SchemaLibrary:
+    # '/people/person/place_of_birth' -> 'PersonPlaceOfBirth' (the last two path parts)
     labels = storage.read_text(storage.join(data_dir, "nyt/relations.txt")).split()
-    return SchemaLibrary(SchemaType(nyt_relation_name(lab), "relation", label=lab,
+    return SchemaLibrary(SchemaType(to_class_name(" ".join(lab.strip("/").split("/")[-2:])), "relation", label=lab,
                                     description=f"The Freebase relation {lab}.") for lab in labels)
 
 
@@ -385,20 +380,10 @@ OFFICIAL_NYT: dict[str, str] = {
 CLASS_NAMINGS = ("project", "official")
 
 
-def official_renames(library: SchemaLibrary) -> dict[str, tuple[str, str | None]]:
-    """Our class name -> (official name, new description or None) for the classes of `library`."""
-    out: dict[str, tuple[str, str | None]] = {}
-    for t in library:
-        if t.name in OFFICIAL_CLASSES:
-            out[t.name] = OFFICIAL_CLASSES[t.name]
-        elif t.kind == "relation" and t.label in OFFICIAL_NYT:
-            out[t.name] = (OFFICIAL_NYT[t.label], None)
-    return out
-
-
 def with_official_names(records: list[Record], library: SchemaLibrary) -> tuple[list[Record], SchemaLibrary]:
     """The records and schema of a benchmark under the released evaluation's class names."""
-    renames = official_renames(library)
+    renames = {t.name: OFFICIAL_CLASSES.get(t.name) or (OFFICIAL_NYT[t.label], None) for t in library
+               if t.name in OFFICIAL_CLASSES or (t.kind == "relation" and t.label in OFFICIAL_NYT)}
     new = {k: v[0] for k, v in renames.items()}
     if len(set(new.values()) | (set(library.names()) - set(new))) != len(library):
         raise ValueError("official class names collide in this schema")
