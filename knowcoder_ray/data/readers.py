@@ -51,14 +51,11 @@ def _name(label: str, label_map: Mapping[str, str] | None) -> str:
     return (label_map or {}).get(label) or to_class_name(label)
 
 
-def _join(tokens: list[str]) -> tuple[str, list[int]]:
-    """Tokens joined by single spaces, with each token's character start."""
-    return " ".join(tokens), list(accumulate((len(t) + 1 for t in tokens), initial=0))[:-1]
-
-
-def _token_span(tokens: list[str], starts: list[int], start: int, end: int) -> tuple[int, int]:
-    """Character span of tokens[start:end] (end exclusive) in the space-joined text."""
-    return starts[start], starts[end - 1] + len(tokens[end - 1])
+def _join(tokens: list[str]) -> tuple[str, list[tuple[int, int]]]:
+    """Tokens joined by single spaces, with each token's character span (tokens[i:j] is at
+    spans[i][0]:spans[j - 1][1])."""
+    starts = accumulate((len(t) + 1 for t in tokens), initial=0)
+    return " ".join(tokens), [(s, s + len(t)) for s, t in zip(starts, tokens)]
 
 
 # ---- BIO column files --------------------------------------------------------------------------------
@@ -90,10 +87,10 @@ def read_bio(path: str | Path, *, tag_first: bool = False, source: str = "",
             line = line.rstrip("\r\n")
             if not line.strip():
                 if tokens:
-                    text, starts = _join(tokens)
+                    text, spans = _join(tokens)
                     ents = []
                     for label, s, e in bio_chunks(tags):
-                        cs, ce = _token_span(tokens, starts, s, e)
+                        cs, ce = spans[s][0], spans[e - 1][1]
                         typ = label if raw_labels else _name(label, label_map)
                         ents.append(EntityMention(text[cs:ce], typ, cs, ce))
                     yield Record(f"{source or Path(storage.name(path)).stem}-{n}", text, ents, source=source)
@@ -124,10 +121,10 @@ def read_spert_json(path: str | Path, *, source: str = "", entity_map: Mapping[s
     for i, d in enumerate(docs):
         try:
             tokens = d["tokens"]
-            text, starts = _join(tokens)
+            text, spans = _join(tokens)
             ents = []
             for e in d["entities"]:
-                cs, ce = _token_span(tokens, starts, e["start"], e["end"])
+                cs, ce = spans[e["start"]][0], spans[e["end"] - 1][1]
                 ents.append(EntityMention(text[cs:ce], _name(e["type"], entity_map), cs, ce))
             rels = [RelationMention(_name(r["type"], relation_map), ents[r["head"]], ents[r["tail"]])
                     for r in d.get("relations", [])]
@@ -144,18 +141,18 @@ def read_nyt(sent_path: str | Path, pointer_path: str | Path, *, relation_map: M
     with storage.open_text(str(sent_path)) as fs, storage.open_text(str(pointer_path)) as fp:
         for lineno, (sent, ptr) in enumerate(zip(fs, fp), 1):
             tokens = sent.split()
-            text, starts = _join(tokens)
+            text, spans = _join(tokens)
             rels = []
             try:
                 for triple in filter(None, (t.strip() for t in ptr.split("|"))):
                     hs, he, ts, te, rel = triple.split()
-                    spans = []
+                    ends = []
                     for s, e in ((int(hs), int(he) + 1), (int(ts), int(te) + 1)):
                         if not 0 <= s < e <= len(tokens):
                             raise ValueError(f"span {s}:{e} outside {len(tokens)} tokens")
-                        cs, ce = _token_span(tokens, starts, s, e)
-                        spans.append(EntityMention(text[cs:ce], "Entity", cs, ce))
-                    rels.append(RelationMention(_name(rel, relation_map), spans[0], spans[1]))
+                        cs, ce = spans[s][0], spans[e - 1][1]
+                        ends.append(EntityMention(text[cs:ce], "Entity", cs, ce))
+                    rels.append(RelationMention(_name(rel, relation_map), *ends))
             except ValueError as e:
                 bad.append(Malformed(str(pointer_path), lineno, str(e), ptr.strip()))
                 continue
@@ -212,7 +209,7 @@ def read_wikievents(path: str | Path, *, event_map: Mapping[str, str] | None = N
         def locate(m: dict) -> tuple[int, int, int]:  # a document token span -> (sentence, char span)
             si, k0 = sent_of[m["start"]]
             _, k1 = sent_of[m["end"] - 1]
-            return si, *_token_span(sent_tokens[si], joined[si][1], k0, k1 + 1)
+            return si, joined[si][1][k0][0], joined[si][1][k1][1]
         mentions = {m["id"]: m for m in d["entity_mentions"]}
         per_sent: dict[int, list[EventMention]] = {}
         ent_per_sent: dict[int, list[EntityMention]] = {}
