@@ -157,19 +157,16 @@ def entity_schema(labels) -> SchemaLibrary:
     return SchemaLibrary(types.values())
 
 
-def kairos_event_names(ontology: dict) -> dict[str, str]:
-    """KAIROS 'Conflict.Attack.DetonateExplode' -> 'DetonateExplode'; '.Unspecified' leaves take the
-    middle part ('Conflict.Attack.Unspecified' -> 'Attack'); name clashes fall back to the full path."""
-    names = {label: to_class_name(label.removesuffix(".Unspecified").split(".")[-1]) for label in ontology}
-    uses = Counter(names.values())
-    return {k: (to_class_name(k) if uses[v] > 1 else v) for k, v in names.items()}
-
-
 def kairos_schema(ontology_path: str) -> tuple[SchemaLibrary, dict[str, str]]:
-    """Event classes of the KAIROS ontology with their roles and role entity types; each leaf type's
-    parent is its top-level category (e.g. 'ConflictEvent'), used by two-stage event extraction."""
+    """Event classes of the KAIROS ontology with their roles and role entity types, and the class name
+    of each label: 'Conflict.Attack.DetonateExplode' -> 'DetonateExplode', '.Unspecified' leaves take
+    the middle part ('Conflict.Attack.Unspecified' -> 'Attack'), name clashes fall back to the full path.
+    Each leaf type's parent is its top-level category (e.g. 'ConflictEvent'), used by two-stage event
+    extraction."""
     onto = json.loads(storage.read_text(str(ontology_path)))
-    names = kairos_event_names(onto)
+    short = {label: to_class_name(label.removesuffix(".Unspecified").split(".")[-1]) for label in onto}
+    uses = Counter(short.values())
+    names = {k: (to_class_name(k) if uses[v] > 1 else v) for k, v in short.items()}
     types: dict[str, SchemaType] = {}
     role_types = {KAIROS_ENTITY.get(t, to_class_name(t)) for v in onto.values() for ts in v["role_types"] for t in ts}
     for e in sorted(role_types | set(KAIROS_ENTITY.values())):  # the data also types mentions as e.g. crm
