@@ -293,9 +293,7 @@ def schema_of_records(records: Iterable[Record]) -> SchemaLibrary:
             tails.update(dict.fromkeys([rel.tail.type] if rel.tail.type != "Entity" else []))
         for e in r.events:
             events.setdefault(e.type, {}).update(dict.fromkeys(a.role for a in e.arguments))
-    for heads, tails in rels.values():
-        ents.update(heads)
-        ents.update(tails)
+    ents.update(dict.fromkeys(t for heads, tails in rels.values() for t in (*heads, *tails)))
     return SchemaLibrary([
         *(SchemaType(n, "entity") for n in ents),
         *(SchemaType(n, "relation", head_types=tuple(h), tail_types=tuple(t)) for n, (h, t) in rels.items()),
@@ -303,10 +301,9 @@ def schema_of_records(records: Iterable[Record]) -> SchemaLibrary:
     ])
 
 
-def records_benchmark(path: str | Path) -> Benchmark:
+def records_benchmark(path: str) -> Benchmark:
     """A benchmark from a JSON-lines file of unified records (`Record.to_dict`), named `records:<path>`.
     Its tasks are those the records annotate; its schema is the one they use (`schema_of_records`)."""
-    path = str(path)
     if not storage.isfile(path):
         raise FileNotFoundError(f"records benchmark file not found: {path}")
 
