@@ -211,12 +211,10 @@ def read_wikievents(path: str | Path, *, event_map: Mapping[str, str] | None = N
             _, k1 = sent_of[m["end"] - 1]
             return si, joined[si][1][k0][0], joined[si][1][k1][1]
         mentions = {m["id"]: m for m in d["entity_mentions"]}
-        per_sent: dict[int, list[EventMention]] = {}
-        ent_per_sent: dict[int, list[EntityMention]] = {}
+        ents, events = [[] for _ in joined], [[] for _ in joined]  # per sentence
         for m in d["entity_mentions"]:
             si, cs, ce = locate(m)
-            ent_per_sent.setdefault(si, []).append(
-                EntityMention(joined[si][0][cs:ce], _name(m["entity_type"], entity_map), cs, ce))
+            ents[si].append(EntityMention(joined[si][0][cs:ce], _name(m["entity_type"], entity_map), cs, ce))
         for ev in d["event_mentions"]:
             si, ts, te = locate(ev["trigger"])
             text, args = joined[si][0], []
@@ -228,8 +226,7 @@ def read_wikievents(path: str | Path, *, event_map: Mapping[str, str] | None = N
                                          json.dumps({"doc_id": d["doc_id"], "event": ev["id"], **a})))
                     continue
                 args.append(Argument(to_role_name(a["role"]), text[cs:ce], _name(m["entity_type"], entity_map), cs, ce))
-            per_sent.setdefault(si, []).append(
-                EventMention(_name(ev["event_type"], event_map), text[ts:te], tuple(args), ts, te))
-        return [Record(f"wikievents-{d['doc_id']}-{si}", text, ent_per_sent.get(si, []), events=per_sent.get(si, []),
-                       source="wikievents") for si, (text, _) in enumerate(joined)]
+            events[si].append(EventMention(_name(ev["event_type"], event_map), text[ts:te], tuple(args), ts, te))
+        return [Record(f"wikievents-{d['doc_id']}-{si}", text, ents[si], events=events[si], source="wikievents")
+                for si, (text, _) in enumerate(joined)]
     return chain.from_iterable(parse_json_lines(path, records, bad))
