@@ -1,8 +1,7 @@
 """The benchmark datasets of ../shared/data: where each lives, how to read it, and its schema.
 
 Each dataset's labels are mapped to KnowCoder-style class names with a short description (the class
-docstring the prompt shows). `load_benchmark(name, data_dir)` returns its Records and its SchemaLibrary;
-with class_names="official" the classes take the names the released KnowCoder evaluation uses.
+docstring the prompt shows); `load_benchmark` returns a benchmark's Records and SchemaLibrary.
 """
 from __future__ import annotations
 
@@ -158,24 +157,16 @@ def entity_schema(labels) -> SchemaLibrary:
     return SchemaLibrary(types.values())
 
 
-def nyt_relation_name(label: str) -> str:
-    """'/people/person/place_of_birth' -> 'PersonPlaceOfBirth' (the last two path parts)."""
-    return to_class_name(" ".join(label.strip("/").split("/")[-2:]))
-
-
-def kairos_event_names(ontology: dict) -> dict[str, str]:
-    """KAIROS 'Conflict.Attack.DetonateExplode' -> 'DetonateExplode'; '.Unspecified' leaves take the
-    middle part ('Conflict.Attack.Unspecified' -> 'Attack'); name clashes fall back to the full path."""
-    names = {label: to_class_name(label.removesuffix(".Unspecified").split(".")[-1]) for label in ontology}
-    uses = Counter(names.values())
-    return {k: (to_class_name(k) if uses[v] > 1 else v) for k, v in names.items()}
-
-
 def kairos_schema(ontology_path: str) -> tuple[SchemaLibrary, dict[str, str]]:
-    """Event classes of the KAIROS ontology with their roles and role entity types; each leaf type's
-    parent is its top-level category (e.g. 'ConflictEvent'), used by two-stage event extraction."""
+    """Event classes of the KAIROS ontology with their roles and role entity types, and the class name
+    of each label: 'Conflict.Attack.DetonateExplode' -> 'DetonateExplode', '.Unspecified' leaves take
+    the middle part ('Conflict.Attack.Unspecified' -> 'Attack'), name clashes fall back to the full path.
+    Each leaf type's parent is its top-level category (e.g. 'ConflictEvent'), used by two-stage event
+    extraction."""
     onto = json.loads(storage.read_text(str(ontology_path)))
-    names = kairos_event_names(onto)
+    short = {label: to_class_name(label.removesuffix(".Unspecified").split(".")[-1]) for label in onto}
+    uses = Counter(short.values())
+    names = {k: (to_class_name(k) if uses[v] > 1 else v) for k, v in short.items()}
     types: dict[str, SchemaType] = {}
     role_types = {KAIROS_ENTITY.get(t, to_class_name(t)) for v in onto.values() for ts in v["role_types"] for t in ts}
     for e in sorted(role_types | set(KAIROS_ENTITY.values())):  # the data also types mentions as e.g. crm
@@ -233,8 +224,9 @@ def _nyt_read(data_dir: str, split: str, bad: list) -> Iterator[Record]:
 
 
 def _nyt_schema(data_dir: str) -> SchemaLibrary:
+    # '/people/person/place_of_birth' -> 'PersonPlaceOfBirth' (the last two path parts)
     labels = storage.read_text(storage.join(data_dir, "nyt/relations.txt")).split()
-    return SchemaLibrary(SchemaType(nyt_relation_name(lab), "relation", label=lab,
+    return SchemaLibrary(SchemaType(to_class_name(" ".join(lab.strip("/").split("/")[-2:])), "relation", label=lab,
                                     description=f"The Freebase relation {lab}.") for lab in labels)
 
 
@@ -301,9 +293,7 @@ def schema_of_records(records: Iterable[Record]) -> SchemaLibrary:
             tails.update(dict.fromkeys([rel.tail.type] if rel.tail.type != "Entity" else []))
         for e in r.events:
             events.setdefault(e.type, {}).update(dict.fromkeys(a.role for a in e.arguments))
-    for heads, tails in rels.values():
-        ents.update(heads)
-        ents.update(tails)
+    ents.update(dict.fromkeys(t for heads, tails in rels.values() for t in (*heads, *tails)))
     return SchemaLibrary([
         *(SchemaType(n, "entity") for n in ents),
         *(SchemaType(n, "relation", head_types=tuple(h), tail_types=tuple(t)) for n, (h, t) in rels.items()),
@@ -311,10 +301,9 @@ def schema_of_records(records: Iterable[Record]) -> SchemaLibrary:
     ])
 
 
-def records_benchmark(path: str | Path) -> Benchmark:
+def records_benchmark(path: str) -> Benchmark:
     """A benchmark from a JSON-lines file of unified records (`Record.to_dict`), named `records:<path>`.
     Its tasks are those the records annotate; its schema is the one they use (`schema_of_records`)."""
-    path = str(path)
     if not storage.isfile(path):
         raise FileNotFoundError(f"records benchmark file not found: {path}")
 
@@ -385,20 +374,10 @@ OFFICIAL_NYT: dict[str, str] = {
 CLASS_NAMINGS = ("project", "official")
 
 
-def official_renames(library: SchemaLibrary) -> dict[str, tuple[str, str | None]]:
-    """Our class name -> (official name, new description or None) for the classes of `library`."""
-    out: dict[str, tuple[str, str | None]] = {}
-    for t in library:
-        if t.name in OFFICIAL_CLASSES:
-            out[t.name] = OFFICIAL_CLASSES[t.name]
-        elif t.kind == "relation" and t.label in OFFICIAL_NYT:
-            out[t.name] = (OFFICIAL_NYT[t.label], None)
-    return out
-
-
 def with_official_names(records: list[Record], library: SchemaLibrary) -> tuple[list[Record], SchemaLibrary]:
     """The records and schema of a benchmark under the released evaluation's class names."""
-    renames = official_renames(library)
+    renames = {t.name: OFFICIAL_CLASSES.get(t.name) or (OFFICIAL_NYT[t.label], None) for t in library
+               if t.name in OFFICIAL_CLASSES or (t.kind == "relation" and t.label in OFFICIAL_NYT)}
     new = {k: v[0] for k, v in renames.items()}
     if len(set(new.values()) | (set(library.names()) - set(new))) != len(library):
         raise ValueError("official class names collide in this schema")

@@ -37,29 +37,25 @@ def json_lines(path: str | Path) -> Iterator[tuple[int, str]]:
                 yield lineno, line
 
 
-def parse_json_lines(path: str, parse: Callable[[int, object], object], bad: list[Malformed] | None) -> Iterator:
+def parse_json_lines(path: str, parse: Callable[[int, object], object], bad: list[Malformed]) -> Iterator:
     """`parse(line number, JSON value)` of each line of a JSON-lines file; a line that is not JSON or that
     `parse` rejects goes to `bad` with the reason."""
     for lineno, line in json_lines(path):
         try:
             yield parse(lineno, json.loads(line))
         except (ValueError, KeyError, TypeError, IndexError) as e:
-            if bad is not None:
-                bad.append(Malformed(path, lineno, f"{type(e).__name__}: {e}", line))
+            bad.append(Malformed(path, lineno, f"{type(e).__name__}: {e}", line))
 
 
 def _name(label: str, label_map: Mapping[str, str] | None) -> str:
     return (label_map or {}).get(label) or to_class_name(label)
 
 
-def _join(tokens: list[str]) -> tuple[str, list[int]]:
-    """Tokens joined by single spaces, with each token's character start."""
-    return " ".join(tokens), list(accumulate((len(t) + 1 for t in tokens), initial=0))[:-1]
-
-
-def _token_span(tokens: list[str], starts: list[int], start: int, end: int) -> tuple[int, int]:
-    """Character span of tokens[start:end] (end exclusive) in the space-joined text."""
-    return starts[start], starts[end - 1] + len(tokens[end - 1])
+def _join(tokens: list[str]) -> tuple[str, list[tuple[int, int]]]:
+    """Tokens joined by single spaces, with each token's character span (tokens[i:j] is at
+    spans[i][0]:spans[j - 1][1])."""
+    starts = accumulate((len(t) + 1 for t in tokens), initial=0)
+    return " ".join(tokens), [(s, s + len(t)) for s, t in zip(starts, tokens)]
 
 
 # ---- BIO column files --------------------------------------------------------------------------------
@@ -85,15 +81,16 @@ def read_bio(path: str | Path, *, tag_first: bool = False, source: str = "",
     """CoNLL-style columns, one token a line, blank line between sentences. `tag_first` for the MIT files
     (tag TAB token); else token TAB tag (CrossNER, CoNLL-2003). `raw_labels` keeps the file's labels."""
     path, n, tokens, tags = str(path), 0, [], []
+    bad = [] if bad is None else bad
     with storage.open_text(path) as f:
         for lineno, line in enumerate(chain(f, [""]), 1):  # the added blank line ends the last sentence
             line = line.rstrip("\r\n")
             if not line.strip():
                 if tokens:
-                    text, starts = _join(tokens)
+                    text, spans = _join(tokens)
                     ents = []
                     for label, s, e in bio_chunks(tags):
-                        cs, ce = _token_span(tokens, starts, s, e)
+                        cs, ce = spans[s][0], spans[e - 1][1]
                         typ = label if raw_labels else _name(label, label_map)
                         ents.append(EntityMention(text[cs:ce], typ, cs, ce))
                     yield Record(f"{source or Path(storage.name(path)).stem}-{n}", text, ents, source=source)
@@ -104,13 +101,11 @@ def read_bio(path: str | Path, *, tag_first: bool = False, source: str = "",
                 continue
             parts = line.split("\t") if "\t" in line else line.split()
             if len(parts) != 2 or not all(parts):
-                if bad is not None:
-                    bad.append(Malformed(path, lineno, "expected two columns (token, tag)", line))
+                bad.append(Malformed(path, lineno, "expected two columns (token, tag)", line))
                 continue
             token, tag = (parts[1], parts[0]) if tag_first else (parts[0], parts[1])
             if tag != "O" and not (tag[:2] in ("B-", "I-") and len(tag) > 2):
-                if bad is not None:
-                    bad.append(Malformed(path, lineno, f"bad BIO tag {tag!r}", line))
+                bad.append(Malformed(path, lineno, f"bad BIO tag {tag!r}", line))
                 tag = "O"
             tokens.append(token)
             tags.append(tag)
@@ -119,53 +114,49 @@ def read_bio(path: str | Path, *, tag_first: bool = False, source: str = "",
 # ---- JSON formats ------------------------------------------------------------------------------------
 
 def read_spert_json(path: str | Path, *, source: str = "", entity_map: Mapping[str, str] | None = None,
-                    relation_map: Mapping[str, str] | None = None,
-                    bad: list[Malformed] | None = None) -> Iterator[Record]:
+                    relation_map: Mapping[str, str] | None = None, bad: list[Malformed]) -> Iterator[Record]:
     """SpERT JSON (CoNLL04): a list of {tokens, entities[{type,start,end}], relations[{type,head,tail}]}."""
     path = str(path)
     docs = json.loads(storage.read_text(path))
     for i, d in enumerate(docs):
         try:
             tokens = d["tokens"]
-            text, starts = _join(tokens)
+            text, spans = _join(tokens)
             ents = []
             for e in d["entities"]:
-                cs, ce = _token_span(tokens, starts, e["start"], e["end"])
+                cs, ce = spans[e["start"]][0], spans[e["end"] - 1][1]
                 ents.append(EntityMention(text[cs:ce], _name(e["type"], entity_map), cs, ce))
             rels = [RelationMention(_name(r["type"], relation_map), ents[r["head"]], ents[r["tail"]])
                     for r in d.get("relations", [])]
         except (KeyError, IndexError, TypeError) as e:
-            if bad is not None:
-                bad.append(Malformed(path, i, f"record {i}: {type(e).__name__}: {e}", json.dumps(d)[:2000]))
+            bad.append(Malformed(path, i, f"record {i}: {type(e).__name__}: {e}", json.dumps(d)[:2000]))
             continue
         yield Record(f"{source or Path(storage.name(path)).stem}-{d.get('orig_id', i)}", text, ents, rels,
                      source=source)
 
 
-def read_nyt(sent_path: str | Path, pointer_path: str | Path, *, source: str = "nyt",
-             relation_map: Mapping[str, str] | None = None,
-             bad: list[Malformed] | None = None) -> Iterator[Record]:
+def read_nyt(sent_path: str | Path, pointer_path: str | Path, *, relation_map: Mapping[str, str] | None = None,
+             bad: list[Malformed]) -> Iterator[Record]:
     """NYT24 line-aligned files: tokens in .sent, token spans (end inclusive) + relation in .pointer."""
     with storage.open_text(str(sent_path)) as fs, storage.open_text(str(pointer_path)) as fp:
         for lineno, (sent, ptr) in enumerate(zip(fs, fp), 1):
             tokens = sent.split()
-            text, starts = _join(tokens)
-            rels, ents = [], {}
+            text, spans = _join(tokens)
+            rels = []
             try:
                 for triple in filter(None, (t.strip() for t in ptr.split("|"))):
                     hs, he, ts, te, rel = triple.split()
-                    spans = []
+                    ends = []
                     for s, e in ((int(hs), int(he) + 1), (int(ts), int(te) + 1)):
                         if not 0 <= s < e <= len(tokens):
                             raise ValueError(f"span {s}:{e} outside {len(tokens)} tokens")
-                        cs, ce = _token_span(tokens, starts, s, e)
-                        spans.append(ents.setdefault((cs, ce), EntityMention(text[cs:ce], "Entity", cs, ce)))
-                    rels.append(RelationMention(_name(rel, relation_map), spans[0], spans[1]))
+                        cs, ce = spans[s][0], spans[e - 1][1]
+                        ends.append(EntityMention(text[cs:ce], "Entity", cs, ce))
+                    rels.append(RelationMention(_name(rel, relation_map), *ends))
             except ValueError as e:
-                if bad is not None:
-                    bad.append(Malformed(str(pointer_path), lineno, str(e), ptr.strip()))
+                bad.append(Malformed(str(pointer_path), lineno, str(e), ptr.strip()))
                 continue
-            yield Record(f"{source}-{lineno - 1}", text, relations=rels, source=source)
+            yield Record(f"nyt-{lineno - 1}", text, relations=rels, source="nyt")
 
 
 def _phee_spans(slot: dict) -> list[tuple[str, int]]:
@@ -177,8 +168,8 @@ def _phee_spans(slot: dict) -> list[tuple[str, int]]:
 PHEE_MAIN_ROLES = ("Subject", "Treatment", "Effect", "Severity")
 
 
-def read_phee(path: str | Path, *, source: str = "phee", event_map: Mapping[str, str] | None = None,
-              bad: list[Malformed] | None = None) -> Iterator[Record]:
+def read_phee(path: str | Path, *, event_map: Mapping[str, str] | None = None,
+              bad: list[Malformed]) -> Iterator[Record]:
     """PHEE JSON lines: events with a Trigger and main arguments (Subject, Treatment, Effect, Severity)
     whose sub-arguments (Drug, Dosage, Age, ...) nest inside them; all become flat roles."""
     def record(lineno: int, d: dict) -> Record:
@@ -197,13 +188,12 @@ def read_phee(path: str | Path, *, source: str = "phee", event_map: Mapping[str,
                                  for role, part in [(main, slot), *subs] for t, s in _phee_spans(part)]
                 t, s = trig[0]
                 events.append(EventMention(_name(ev["event_type"], event_map), t, tuple(args), s, s + len(t)))
-        return Record(f"{source}-{d.get('id', lineno)}", context, events=events, source=source)
+        return Record(f"phee-{d.get('id', lineno)}", context, events=events, source="phee")
     return parse_json_lines(str(path), record, bad)
 
 
-def read_wikievents(path: str | Path, *, source: str = "wikievents", event_map: Mapping[str, str] | None = None,
-                    entity_map: Mapping[str, str] | None = None,
-                    bad: list[Malformed] | None = None) -> Iterator[Record]:
+def read_wikievents(path: str | Path, *, event_map: Mapping[str, str] | None = None,
+                    entity_map: Mapping[str, str] | None = None, bad: list[Malformed]) -> Iterator[Record]:
     """WikiEvents JSON lines (one document a line, document-level token offsets, end exclusive), split
     into one Record per sentence. An argument outside its trigger's sentence cannot be expressed in a
     sentence-level record; such arguments are reported in `bad` (reason 'cross-sentence argument')."""
@@ -219,14 +209,12 @@ def read_wikievents(path: str | Path, *, source: str = "wikievents", event_map: 
         def locate(m: dict) -> tuple[int, int, int]:  # a document token span -> (sentence, char span)
             si, k0 = sent_of[m["start"]]
             _, k1 = sent_of[m["end"] - 1]
-            return si, *_token_span(sent_tokens[si], joined[si][1], k0, k1 + 1)
+            return si, joined[si][1][k0][0], joined[si][1][k1][1]
         mentions = {m["id"]: m for m in d["entity_mentions"]}
-        per_sent: dict[int, list[EventMention]] = {}
-        ent_per_sent: dict[int, list[EntityMention]] = {}
+        ents, events = [[] for _ in joined], [[] for _ in joined]  # per sentence
         for m in d["entity_mentions"]:
             si, cs, ce = locate(m)
-            ent_per_sent.setdefault(si, []).append(
-                EntityMention(joined[si][0][cs:ce], _name(m["entity_type"], entity_map), cs, ce))
+            ents[si].append(EntityMention(joined[si][0][cs:ce], _name(m["entity_type"], entity_map), cs, ce))
         for ev in d["event_mentions"]:
             si, ts, te = locate(ev["trigger"])
             text, args = joined[si][0], []
@@ -234,13 +222,11 @@ def read_wikievents(path: str | Path, *, source: str = "wikievents", event_map: 
                 m = mentions[a["entity_id"]]
                 asi, cs, ce = locate(m)
                 if asi != si:
-                    if bad is not None:
-                        bad.append(Malformed(path, lineno, "cross-sentence argument",
-                                             json.dumps({"doc_id": d["doc_id"], "event": ev["id"], **a})))
+                    bad.append(Malformed(path, lineno, "cross-sentence argument",
+                                         json.dumps({"doc_id": d["doc_id"], "event": ev["id"], **a})))
                     continue
                 args.append(Argument(to_role_name(a["role"]), text[cs:ce], _name(m["entity_type"], entity_map), cs, ce))
-            per_sent.setdefault(si, []).append(
-                EventMention(_name(ev["event_type"], event_map), text[ts:te], tuple(args), ts, te))
-        return [Record(f"{source}-{d['doc_id']}-{si}", text, ent_per_sent.get(si, []), events=per_sent.get(si, []),
-                       source=source) for si, (text, _) in enumerate(joined)]
+            events[si].append(EventMention(_name(ev["event_type"], event_map), text[ts:te], tuple(args), ts, te))
+        return [Record(f"wikievents-{d['doc_id']}-{si}", text, ents[si], events=events[si], source="wikievents")
+                for si, (text, _) in enumerate(joined)]
     return chain.from_iterable(parse_json_lines(path, records, bad))

@@ -12,10 +12,6 @@
 - LSEE (Chen et al. 2017, acl2017submission/event-data): wiki_sentence_annotated.with_trigger.tsv, TAB
   separated: key entity, key entity, event instance id (or "negative"), sentence, then annotations
   "role,mid,start,end" (role "negative" for non-arguments) and "<type>.trigger,text,start,end".
-
-Every reader raises `SourceError` (a ValueError) naming what is wrong with a malformed record; the
-pipeline quarantines it with that reason. Labels resolve to library classes through `TypeIndex` (by
-Wikidata id, class name or label); a label the library lacks becomes a synthesized class of that name.
 """
 from __future__ import annotations
 
@@ -24,7 +20,7 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import reduce
 from pathlib import Path
 
@@ -84,7 +80,7 @@ def _non_finite(value, path: str = "$") -> str | None:
         return None if math.isfinite(value) else path
     if isinstance(value, (dict, list)):
         for k, v in value.items() if isinstance(value, dict) else enumerate(value):
-            if (found := _non_finite(v, f"{path}[{k!r}]" if isinstance(k, str) else f"{path}[{k}]")) is not None:
+            if (found := _non_finite(v, f"{path}[{k!r}]")) is not None:  # a key 'k' or an index 3
                 return found
     return None
 
@@ -245,8 +241,8 @@ class Example:
     a negative). `tasks` are the schema-following tasks it yields."""
 
     record: Record
-    types: list[SchemaType] = field(default_factory=list)
-    tasks: tuple[str, ...] = ()
+    types: list[SchemaType]
+    tasks: tuple[str, ...]
 
 
 def read_universalner(payload, index: TypeIndex, id: str = "") -> Example:
@@ -365,13 +361,12 @@ def read_lsee(payload, index: TypeIndex, id: str = "") -> Example:
     try:
         for ann in anns:
             head, start, end = _lsee_span(ann, sentence)
-            prop = head.split(",", 1)[0]
+            prop, comma, text = head.partition(",")
             if prop.endswith(".trigger"):
-                text = head.split(",", 1)[1] if "," in head else ""
                 if sentence[start:end] != text:
                     raise SourceError(f"trigger {text!r} is not at {start}:{end} of the sentence")
                 triggers.append((prop[: -len(".trigger")], text, start, end))
-            elif "," in head and prop != "negative":
+            elif comma and prop != "negative":
                 args.append((prop, sentence[start:end], start, end))
     except ValueError as e:
         raise SourceError(f"bad annotation: {e}") from None
