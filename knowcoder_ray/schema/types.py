@@ -98,7 +98,7 @@ RESERVED = {"entity": {"Entity"}, "relation": {"Entity", "Relation"}, "event": {
 
 def is_class_name(name: str, kind: str | None = None) -> bool:
     """A valid class name for `kind` (None: for every kind)."""
-    reserved = RESERVED[kind] if kind in RESERVED else set(BASE_CLASS.values())
+    reserved = RESERVED.get(kind, BASE_CLASS.values())
     return is_role_name(name) and not keyword.iskeyword(name) and name not in reserved
 
 
@@ -250,10 +250,7 @@ class SchemaLibrary:
     def select(self, names: Iterable[str]) -> "SchemaLibrary":
         """KnowCoder's selection: the named types with all their ancestors, and the entity types that the
         constraints and roles of any kept type name (with their ancestors)."""
-        frontier = list(names)
-        unknown = [n for n in frontier if n not in self.types]
-        if unknown:
-            raise KeyError(f"unknown schema type {unknown[0]!r}")
+        frontier = [self[n].name for n in names]  # self[n]: a KeyError naming an unknown type
         keep: dict[str, None] = {}
         while frontier:
             new = [n for n in dict.fromkeys(frontier) if n not in keep]
