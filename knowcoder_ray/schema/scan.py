@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import TYPE_CHECKING
 
-from knowcoder_ray.schema.dump import MIN_RANGE_BYTES, byte_ranges, compression_of, file_size, iter_lines, read_dump
+from knowcoder_ray.schema.dump import MIN_RANGE_BYTES, byte_ranges, compression_of, iter_lines, read_dump
 from knowcoder_ray.schema.wikidata import (
     P_INSTANCE_OF, P_SUBCLASS_OF, Malformed, Truncated, entity_aliases, entity_text, item_targets,
     literal_targets, num, parse_line, property_record, statements,
@@ -198,9 +198,8 @@ def scan_ray(uri: str, config: BuildConfig, plan: ScanTargets | None = None, par
             total.merge(DumpSummary.from_json(row["summary"]), config.max_examples)
         return total
 
-    file_size(uri)  # fail early, naming the missing path
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    ranges = byte_ranges(uri, parallelism if parallelism > 0 else 4 * cpus, min_range_bytes)
+    ranges = byte_ranges(uri, parallelism if parallelism > 0 else 4 * cpus, min_range_bytes)  # names a missing file
     task = ray.remote(num_cpus=1)(summarize_range)
     config_ref, plan_ref = ray.put(config), ray.put(plan)  # shipped once, not with every task
     total, done, pending, running = DumpSummary(), {}, iter(enumerate(ranges)), {}
