@@ -12,7 +12,7 @@ import keyword
 import re
 import tokenize
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 KINDS = ("entity", "relation", "event")
 BASE_CLASS = {"entity": "Entity", "relation": "Relation", "event": "Event"}
@@ -189,7 +189,7 @@ def children_of(parents: dict[str, Iterable[str]]) -> dict[str, list[str]]:
 class SchemaLibrary:
     """A set of schema types with their taxonomy: lookup by name or Wikidata id, ancestors, descendants."""
 
-    types: dict[str, SchemaType] = field(default_factory=dict)
+    types: dict[str, SchemaType]  # the field compared by ==; __init__ below fills it
 
     def __init__(self, types: Iterable[SchemaType] = ()) -> None:
         self.types = {}
