@@ -376,8 +376,12 @@ CLASS_NAMINGS = ("project", "official")
 
 def with_official_names(records: list[Record], library: SchemaLibrary) -> tuple[list[Record], SchemaLibrary]:
     """The records and schema of a benchmark under the released evaluation's class names."""
-    renames = {t.name: OFFICIAL_CLASSES.get(t.name) or (OFFICIAL_NYT[t.label], None) for t in library
-               if t.name in OFFICIAL_CLASSES or (t.kind == "relation" and t.label in OFFICIAL_NYT)}
+    renames: dict[str, tuple[str, str | None]] = {}  # our name -> (official name, new description or None)
+    for t in library:
+        if t.name in OFFICIAL_CLASSES:
+            renames[t.name] = OFFICIAL_CLASSES[t.name]
+        elif t.kind == "relation" and t.label in OFFICIAL_NYT:
+            renames[t.name] = (OFFICIAL_NYT[t.label], None)
     new = {k: v[0] for k, v in renames.items()}
     if len(set(new.values()) | (set(library.names()) - set(new))) != len(library):
         raise ValueError("official class names collide in this schema")
