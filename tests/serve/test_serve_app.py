@@ -212,10 +212,10 @@ BAD = [  # (body or raw bytes, status, words in the response)
     (b"", 422, ""), (b"{not json", 422, ""), (b"[]", 422, ""), (b"null", 422, ""), (b'"text"', 422, ""),
     ({}, 422, ""), ({"task": "ner"}, 422, "exactly one"), ({"task": "xx", "text": "a"}, 422, ""),
     ({"task": "ner", "text": 7}, 422, ""), ({"task": "ner", "text": ""}, 422, ""),
-    ({"task": "ner", "texts": []}, 422, ""), ({"task": "ner", "texts": ["a", ""]}, 422, ""),
+    ({"task": "ner", "texts": []}, 422, ""), ({"task": "ner", "texts": ["a", ""]}, 422, '"error":"body: `texts` must not'),
     ({"task": "ner", "texts": "a"}, 422, ""), ({"task": "ner", "text": "a", "texts": ["b"]}, 422, ""),
     ({"task": "ner", "text": "a", "types": []}, 422, ""), ({"task": "ner", "text": "a", "types": "Person"}, 422, ""),
-    ({"task": "ner", "text": "a", "return_raw": "yes"}, 422, ""), ({"task": "ner", "text": "a", "extra": 1}, 422, ""),
+    ({"task": "ner", "text": "a", "return_raw": "yes"}, 422, ""), ({"task": "ner", "text": "a", "extra": 1}, 422, "body.extra"),
     ({"task": "ner", "text": "a", "triggers": [[]]}, 422, "only for task"),
     ({"task": "eae", "texts": ["a", "b"], "triggers": [[]]}, 422, "one list per text"),
 ]
