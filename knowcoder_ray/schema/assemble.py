@@ -43,15 +43,14 @@ def _relation_props(s1: DumpSummary, config: BuildConfig) -> dict[str, dict]:
 def dedupe_class_names(items: Iterable[tuple[str, str]]) -> dict[str, str]:
     """(key, label) pairs, highest priority first -> {key: unique class name}. The first holder of a
     name keeps it; later ones get their key appended ("bank" Q468756 -> "BankQ468756")."""
-    items = list(items)
     base = {key: to_class_name(label or key) for key, label in items}
     out: dict[str, str] = {}
     taken = set(BASE_CLASS.values())
-    for key, _ in items:  # first pass: plain names to the first holders
+    for key in base:  # first pass: plain names to the first holders
         if base[key] not in taken:
             out[key] = base[key]
             taken.add(base[key])
-    for key, _ in items:
+    for key in base:
         if key in out:
             continue
         name, i = base[key] + to_class_name(key), 2
@@ -121,7 +120,7 @@ def assemble(s1: DumpSummary, s2: DumpSummary, config: BuildConfig) -> tuple[Sch
             examples, roles = [lab for _, lab in s1.examples.get(q, ())], ()
         else:
             examples = list(dict.fromkeys(e for e in [label, *aliases] if e))
-            roles = _roles(q, children, s1, s2, names, known, config)
+            roles = _roles(q, children, relations, s2, names, known, config)
         types.append(SchemaType(names[q], kind[q], tuple(names[p] for p in edges[q]), q, label, desc,
                                 tuple(examples[: config.max_examples]), roles=roles))
     for p in sorted(relations, key=num):
@@ -154,20 +153,20 @@ def _show(value: list, label_of: dict[str, str]) -> str:
     return clean(label_of.get(v) or v) if k == "id" else clean(v)
 
 
-def _roles(q: str, children, s1: DumpSummary, s2: DumpSummary, names, known, config: BuildConfig) -> tuple[Role, ...]:
-    """Properties used by enough instances of `q` or its subclasses, named after their labels."""
+def _roles(q: str, children, relations: dict[str, dict], s2: DumpSummary, names, known,
+           config: BuildConfig) -> tuple[Role, ...]:
+    """Relation properties used by enough instances of `q` or its subclasses, named after their labels."""
     found = [s2.events.get(c, (0, {})) for c in (q, *walk([q], lambda n: children.get(n, ())))]
     n, counts = sum(k for k, _ in found), Counter()
     for _, props in found:
         counts.update(props)
     if not n:
         return ()
-    picked = sorted((p for p, k in counts.items() if p not in NOT_ROLES and p in s1.properties
-                     and s1.properties[p]["datatype"] in config.relation_datatypes
+    picked = sorted((p for p, k in counts.items() if p not in NOT_ROLES and p in relations
                      and k / n >= config.min_role_support), key=lambda p: (-counts[p], num(p)))
     roles, taken = [], set()
     for p in picked[: config.max_roles]:
-        d = s1.properties[p]
+        d = relations[p]
         name = to_role_name(d["label"] or p)
         if name in taken:
             name = f"{name}_{p.lower()}"

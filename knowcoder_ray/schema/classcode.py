@@ -60,11 +60,6 @@ def _examples(t: SchemaType) -> str:
     return "".join(f"{e}, " for e in t.examples) if t.kind == "event" else ", ".join(t.examples)
 
 
-def _docstring(t: SchemaType, examples: bool = True) -> list[str]:
-    shown = [f"\tExamples: {_examples(t)}"] if examples else []
-    return ['\t"""', f"\tDescription: {t.description}", *shown, '\t"""']
-
-
 def render_class(t: SchemaType, task: str | None = None, typed: bool = True) -> str:
     """Class definition of one type in KnowCoder's code style. Events render per task: the ED form
     (arg_names list) or the EAE form (typed role parameters with the trigger examples as a comment).
@@ -87,7 +82,8 @@ def render_class(t: SchemaType, task: str | None = None, typed: bool = True) -> 
                 f"\t\targ_names = [{', '.join(quote(r.name) for r in t.roles)}]",
                 "\t\tsuper().__init__(trigger = trigger, arg_names = arg_names, *args)"]
     head = f"class {t.name}({', '.join(t.parents) or BASE_CLASS[t.kind]}):"
-    return "\n".join([head, *_docstring(t, examples=not eae), *body])
+    examples = [] if eae else [f"\tExamples: {_examples(t)}"]
+    return "\n".join([head, '\t"""', f"\tDescription: {t.description}", *examples, '\t"""', *body])
 
 
 # ---- reading one class -------------------------------------------------------------------------------
@@ -154,14 +150,12 @@ def _event_roles(init: ast.FunctionDef, lines: list[str]) -> tuple[tuple[Role, .
                          if isinstance(e, ast.Constant) and isinstance(e.value, str)), ""
     roles, examples = [], ""
     for a in init.args.args:
-        if a.arg == "self":
-            continue
         if a.arg == "trigger":
             line = lines[a.lineno - 1] if 0 < a.lineno <= len(lines) else ""
             if "# Examples:" in line:
                 examples = line.split("# Examples:", 1)[1]
-            continue
-        roles.append(Role(unmark(a.arg), _hint_types(a.annotation)))
+        elif a.arg != "self":
+            roles.append(Role(unmark(a.arg), _hint_types(a.annotation)))
     return tuple(roles), examples
 
 
@@ -261,16 +255,17 @@ def _check_body(node: ast.ClassDef) -> None:
 
 def check_references(user: list[SchemaType], merged: SchemaLibrary) -> None:
     """After merging with the served library: the user's classes must not inherit in a cycle (a class
-    redefining a library type's ancestor can close one) and every head/tail/role type must exist."""
+    redefining a library type's ancestor can close one) and every head/tail/role type must exist (`Entity`
+    and `str` are never among them: `read_class` leaves them out)."""
     for t in user:
         for p in t.parents:
             if p == t.name or t.name in merged.ancestors(p):
                 raise ClassCodeError(f"class {t.name}: inheritance cycle through {p!r}")
         for ref in t.references():
-            if ref not in ("Entity", "str") and ref not in merged:
+            if ref not in merged:
                 raise ClassCodeError(f"class {t.name}: type {ref!r} in its signature is neither defined in "
                                      "schema_code nor in the served library")
-            if ref in merged and merged[ref].kind != "entity":
+            if merged[ref].kind != "entity":
                 raise ClassCodeError(f"class {t.name}: {ref!r} in its signature is a {merged[ref].kind}, not an entity")
 
 

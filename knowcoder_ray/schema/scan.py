@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import bisect
 import json
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import TYPE_CHECKING
 
-from knowcoder_ray.schema.dump import MIN_RANGE_BYTES, byte_ranges, compression_of, file_size, iter_lines, read_dump
+from knowcoder_ray.schema.dump import MIN_RANGE_BYTES, byte_ranges, compression_of, iter_lines, read_dump
 from knowcoder_ray.schema.wikidata import (
     P_INSTANCE_OF, P_SUBCLASS_OF, Malformed, Truncated, entity_aliases, entity_text, item_targets,
     literal_targets, num, parse_line, property_record, statements,
@@ -34,26 +35,23 @@ class DumpSummary:
     classes: qid -> [label, description, P279 parents, aliases] for items with a P279 statement.
     properties: pid -> record (label, description, datatype, head, tail, examples).
     usage: qid -> number of items with P31 = qid; examples: qid -> [[numeric id, label], ...] (lowest ids).
-    nodes: id -> [label, description, aliases] (second scan); events: qid -> [instances, {pid: count}].
+    nodes: id -> [label, description, aliases] (second scan); events: qid -> [instances, Counter of pids].
     """
 
-    lines: dict[int, int] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=dict)
+    lines: Counter[int] = field(default_factory=Counter)
+    counts: Counter[str] = field(default_factory=Counter)
     malformed: list[list] = field(default_factory=list)  # [range, index, reason, text]
     classes: dict[str, list] = field(default_factory=dict)
     properties: dict[str, dict] = field(default_factory=dict)
-    usage: dict[str, int] = field(default_factory=dict)
+    usage: Counter[str] = field(default_factory=Counter)
     examples: dict[str, list] = field(default_factory=dict)
     nodes: dict[str, list] = field(default_factory=dict)
     events: dict[str, list] = field(default_factory=dict)
 
-    def count(self, key: str) -> None:
-        self.counts[key] = self.counts.get(key, 0) + 1
-
     def merge(self, other: "DumpSummary", max_examples: int) -> "DumpSummary":
-        add_counts(self.lines, other.lines)
-        add_counts(self.counts, other.counts)
-        add_counts(self.usage, other.usage)
+        self.lines.update(other.lines)
+        self.counts.update(other.counts)
+        self.usage.update(other.usage)
         self.malformed += other.malformed
         for mine, theirs in ((self.classes, other.classes), (self.properties, other.properties),
                              (self.nodes, other.nodes)):
@@ -64,9 +62,9 @@ class DumpSummary:
             for e in ex:
                 _keep_lowest(mine, e, max_examples)
         for q, (n, props) in other.events.items():
-            mine = self.events.setdefault(q, [0, {}])
+            mine = self.events.setdefault(q, [0, Counter()])
             mine[0] += n
-            add_counts(mine[1], props)
+            mine[1].update(props)
         return self
 
     def to_json(self) -> str:
@@ -74,14 +72,9 @@ class DumpSummary:
 
     @classmethod
     def from_json(cls, text: str) -> "DumpSummary":
-        d = json.loads(text)
+        d = json.loads(text)  # its counts are plain dicts: it is only merged into a new summary
         d["lines"] = {int(r): n for r, n in d["lines"].items()}
         return cls(**d)
-
-
-def add_counts(into: dict, counts: dict) -> None:
-    for k, n in counts.items():
-        into[k] = into.get(k, 0) + n
 
 
 def _keep_lowest(kept: list, item: list, k: int) -> None:
@@ -95,16 +88,16 @@ def summarize(rows: Iterable[tuple[int, int, bytes]], config: BuildConfig, plan:
     """The summary of some dump lines: the first scan without `plan`, the second with it."""
     s = DumpSummary()
     for rng, index, raw in rows:
-        s.lines[rng] = s.lines.get(rng, 0) + 1
+        s.lines[rng] += 1
         try:
             entity = parse_line(raw)
             if entity is None:
-                s.count("structural")
+                s.counts["structural"] += 1
             elif plan is None:
                 problems: list[str] = []
                 _first_scan(s, entity, config, problems)
                 for why in problems:  # a readable entity with a claim of the wrong kind: reported, not dropped
-                    s.count("malformed_claims")
+                    s.counts["malformed_claims"] += 1
                     s.malformed.append([rng, index, why, raw.decode("utf-8", "replace")])
             else:
                 _second_scan(s, entity, plan, config)
@@ -112,7 +105,7 @@ def summarize(rows: Iterable[tuple[int, int, bytes]], config: BuildConfig, plan:
             if plan is None:  # the second scan sees the same lines; report them once
                 cut = isinstance(e, Truncated)
                 why = str(e) if isinstance(e, Malformed) else f"unexpected structure: {type(e).__name__}: {e}"
-                s.count("truncated" if cut else "malformed")
+                s.counts["truncated" if cut else "malformed"] += 1
                 s.malformed.append([rng, index, why, "" if cut else raw.decode("utf-8", "replace")])
     return s
 
@@ -122,11 +115,11 @@ def _first_scan(s: DumpSummary, entity: dict, config: BuildConfig, problems: lis
     claims = entity.get("claims") or {}
     if etype == "property":
         record = property_record(eid, entity, claims)  # read everything before counting: may raise
-        s.count("properties")
+        s.counts["properties"] += 1
         s.properties[eid] = record
         return
     if etype != "item":
-        s.count(f"skipped_{etype}")
+        s.counts[f"skipped_{etype}"] += 1
         return
     label = entity_text(entity, "labels")
     parents = item_targets(claims, P_SUBCLASS_OF)
@@ -137,11 +130,11 @@ def _first_scan(s: DumpSummary, entity: dict, config: BuildConfig, problems: lis
             problems.append(f"{eid}: {pid} claim with a {bad[0][0]} value {bad[0][1]!r:.60}, not an item "
                             "(the claim is ignored, the rest of the entity is used)")
     row = [label, entity_text(entity, "descriptions"), parents, entity_aliases(entity, config.max_aliases)] if parents else None
-    s.count("items")
+    s.counts["items"] += 1
     if row:
         s.classes[eid] = row
     for target in instance_of:
-        s.usage[target] = s.usage.get(target, 0) + 1
+        s.usage[target] += 1
         if label and config.max_examples:
             _keep_lowest(s.examples.setdefault(target, []), [num(eid), label], config.max_examples)
 
@@ -157,9 +150,9 @@ def _second_scan(s: DumpSummary, entity: dict, plan: ScanTargets, config: BuildC
     if hits:
         used = [p for p in claims if any(True for _ in statements(claims, p))]
         for t in hits:
-            ev = s.events.setdefault(t, [0, {}])
+            ev = s.events.setdefault(t, [0, Counter()])
             ev[0] += 1
-            add_counts(ev[1], dict.fromkeys(used, 1))
+            ev[1].update(used)
 
 
 def _summarize_batch(batch, config: BuildConfig, plan: ScanTargets | None):
@@ -198,9 +191,8 @@ def scan_ray(uri: str, config: BuildConfig, plan: ScanTargets | None = None, par
             total.merge(DumpSummary.from_json(row["summary"]), config.max_examples)
         return total
 
-    file_size(uri)  # fail early, naming the missing path
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    ranges = byte_ranges(uri, parallelism if parallelism > 0 else 4 * cpus, min_range_bytes)
+    ranges = byte_ranges(uri, parallelism if parallelism > 0 else 4 * cpus, min_range_bytes)  # names a missing file
     task = ray.remote(num_cpus=1)(summarize_range)
     config_ref, plan_ref = ray.put(config), ray.put(plan)  # shipped once, not with every task
     total, done, pending, running = DumpSummary(), {}, iter(enumerate(ranges)), {}

@@ -12,7 +12,7 @@ import keyword
 import re
 import tokenize
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 KINDS = ("entity", "relation", "event")
 BASE_CLASS = {"entity": "Entity", "relation": "Relation", "event": "Event"}
@@ -98,7 +98,7 @@ RESERVED = {"entity": {"Entity"}, "relation": {"Entity", "Relation"}, "event": {
 
 def is_class_name(name: str, kind: str | None = None) -> bool:
     """A valid class name for `kind` (None: for every kind)."""
-    reserved = RESERVED[kind] if kind in RESERVED else set(BASE_CLASS.values())
+    reserved = RESERVED.get(kind, BASE_CLASS.values())
     return is_role_name(name) and not keyword.iskeyword(name) and name not in reserved
 
 
@@ -189,7 +189,7 @@ def children_of(parents: dict[str, Iterable[str]]) -> dict[str, list[str]]:
 class SchemaLibrary:
     """A set of schema types with their taxonomy: lookup by name or Wikidata id, ancestors, descendants."""
 
-    types: dict[str, SchemaType] = field(default_factory=dict)
+    types: dict[str, SchemaType]  # the field compared by ==; __init__ below fills it
 
     def __init__(self, types: Iterable[SchemaType] = ()) -> None:
         self.types = {}
@@ -250,10 +250,7 @@ class SchemaLibrary:
     def select(self, names: Iterable[str]) -> "SchemaLibrary":
         """KnowCoder's selection: the named types with all their ancestors, and the entity types that the
         constraints and roles of any kept type name (with their ancestors)."""
-        frontier = list(names)
-        unknown = [n for n in frontier if n not in self.types]
-        if unknown:
-            raise KeyError(f"unknown schema type {unknown[0]!r}")
+        frontier = [self[n].name for n in names]  # self[n]: a KeyError naming an unknown type
         keep: dict[str, None] = {}
         while frontier:
             new = [n for n in dict.fromkeys(frontier) if n not in keep]
