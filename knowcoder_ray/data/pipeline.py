@@ -520,8 +520,7 @@ def run(transform: Transform, specs: list[ShardSpec], out: str, *, fmt: str = "p
     counter = TokenCounter(tokenizer)
     chash = config_hash(transform, specs, fmt, counter)
     _prepare(out, chash, overwrite)
-    write_manifest(out, transform, specs, fmt, counter, chash)
-    done = completed(out)
+    done = {m["shard"] for m in write_manifest(out, transform, specs, fmt, counter, chash)["shards"]}
     pending = [s for s in specs if s.shard not in done][:max_shards]
     try:
         if pending:
