@@ -20,7 +20,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     u.add_argument("--no-definitions", dest="definitions", action="store_false", help="leave out the definition codes")
     u.add_argument("--max-group", type=int, help="children per definition-code sample")
     _common(u)
-    u.set_defaults(func=_run)
 
     f = dsub.add_parser("following", help="{prompt, output} samples for NER, RE, ED and EAE",
                         argument_default=argparse.SUPPRESS)
@@ -34,7 +33,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--distractors", type=int, help="negative classes per record and task")
     f.add_argument("--tasks", type=lambda s: [t for t in s.split(",") if t], help="comma-separated tasks (default all)")
     _common(f)
-    f.set_defaults(func=_run)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -54,6 +52,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an output built with other options")
     p.add_argument("--max-shards", type=int, help="stop after this many shards (rerun to go on)")
     p.add_argument("--quiet", dest="progress", action="store_false", help="no per-shard progress lines")
+    p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -25,7 +25,6 @@ records were all quarantined, and rewrites files under new names on resume (not 
 """
 from __future__ import annotations
 
-import codecs
 import hashlib
 import json
 import re
@@ -172,40 +171,31 @@ def _starts_array(fs: pafs.FileSystem, path: str) -> bool:
 def _plan_json_array(f, size: int, block_bytes: int, chunk: int = 1 << 20,
                      max_element: int = 64 << 20) -> list[tuple[int, int, int]]:
     """Byte ranges of whole top-level elements of a JSON array read from the stream `f`, ~block_bytes
-    each: (start, stop, first element index). The array is decoded a chunk at a time and the decoded
-    text is dropped as planning moves on, so planning a large file on the driver holds one chunk and one
-    element, never the file. A syntax error (or an element over `max_element`) ends planning with a
-    final range from the error on, which the reader then quarantines with the decoder's message."""
+    each: (start, stop, first element index). The array is read a chunk at a time and what is planned
+    is dropped as planning moves on, so planning a large file on the driver holds one chunk and one
+    element, never the file. The bytes are decoded as Latin-1, one character a byte, so text offsets
+    are byte offsets (JSON's structure is ASCII: what UTF-8 holds inside strings does not move it). A
+    syntax error (or an element over `max_element`) ends planning with a final range from the error
+    on, which the reader then quarantines with the decoder's message."""
     dec = json.JSONDecoder()
-    utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    text, eof = "", False
-    pos_c, pos_b = 0, 0  # text[pos_c] is file byte pos_b
+    text, base, eof = "", 0, False  # text[i] is file byte base + i
 
-    def more() -> int:  # the next chunk; returns by how many characters the text's offsets moved
-        nonlocal text, eof, pos_c
+    def more(i: int) -> int:  # drops the text before i (planned already), adds the next chunk; i's new offset
+        nonlocal text, base, eof
         data = f.read(chunk)
-        eof, shift = not data, pos_c
-        text = text[pos_c:] + utf8.decode(data, final=eof)  # drop what is planned already
-        pos_c = 0
-        return shift
-
-    def byte_at(i: int) -> int:  # char offset -> byte offset, walking forward only
-        nonlocal pos_c, pos_b
-        pos_b += len(text[pos_c:i].encode("utf-8", errors="replace"))
-        pos_c = i
-        return pos_b
+        eof = not data
+        text, base = text[i:] + data.decode("latin-1"), base + i
+        return 0
 
     def skip(i: int) -> int:
-        while True:
-            i = _skip(text, i)
-            if i < len(text) or eof:
-                return i
-            i -= more()
+        while (i := _skip(text, i)) == len(text) and not eof:
+            i = more(i)
+        return i
 
     while "[" not in text and not eof:
-        more()
+        more(0)
     i = skip(text.index("[") + 1)
-    ranges, start_b, first, k = [], byte_at(i), 0, 0
+    ranges, start, first, k = [], base + i, 0, 0
     while i < len(text) and text[i] != "]":
         try:
             _, end = dec.raw_decode(text, i)
@@ -213,19 +203,19 @@ def _plan_json_array(f, size: int, block_bytes: int, chunk: int = 1 << 20,
                 raise ValueError("a number may go on in the next chunk")
         except ValueError:  # JSONDecodeError too: maybe only cut by the chunk, else malformed
             if not eof and len(text) - i < max_element:
-                i -= more()
+                i = more(i)
                 continue
-            if byte_at(i) > start_b:
-                ranges.append((start_b, byte_at(i), first))
-            ranges.append((byte_at(i), size, k))
+            if base + i > start:
+                ranges.append((start, base + i, first))
+            ranges.append((base + i, size, k))
             return ranges
         k += 1
         i = skip(end)
-        if byte_at(i) - start_b >= block_bytes:
-            ranges.append((start_b, byte_at(i), first))
-            start_b, first = byte_at(i), k
+        if base + i - start >= block_bytes:
+            ranges.append((start, base + i, first))
+            start, first = base + i, k
     if k > first:
-        ranges.append((start_b, byte_at(i), first))
+        ranges.append((start, base + i, first))
     return ranges
 
 
@@ -249,7 +239,10 @@ def read_shard(spec: ShardSpec, bad: list[dict]) -> Iterator[Item]:
         yield from (Item(f"{spec.path}:{spec.start + i}", it) for i, it in enumerate(spec.extra))
         return
     if spec.kind == "benchmark":
-        yield from _read_benchmark(spec, bad)
+        records, schema, malformed = _benchmark(spec.path, *spec.extra)
+        if spec.start == 0:  # the reader's own malformed records are reported once, by the first shard
+            bad += [quarantine_row(spec, f"{m.path}:{m.line}", m.reason, m.raw) for m in malformed]
+        yield from (Item(r.id, (r, schema)) for r in records[spec.start:spec.stop])
         return
     fs, path = filesystem(spec.path)
     name = PurePosixPath(path).name
@@ -352,15 +345,6 @@ def _benchmark(name: str, split: str, data_dir: str):
     return records, schema, bad
 
 
-def _read_benchmark(spec: ShardSpec, bad: list[dict]) -> Iterator[Item]:
-    split, data_dir = spec.extra
-    records, schema, malformed = _benchmark(spec.path, split, data_dir)
-    if spec.start == 0:  # the reader's own malformed records are reported once, by the first shard
-        bad += [quarantine_row(spec, f"{m.path}:{m.line}", m.reason, m.raw) for m in malformed]
-    for r in records[spec.start:spec.stop]:
-        yield Item(r.id, (r, schema))
-
-
 def quarantine_row(spec: ShardSpec, key: str, reason: str, raw, line: int | None = None,
                    offset: int | None = None) -> dict:
     if not isinstance(raw, str):
@@ -376,20 +360,12 @@ def quarantine_row(spec: ShardSpec, key: str, reason: str, raw, line: int | None
 
 class Transform:
     """What a corpus does to one record. Subclasses set `corpus` and `schema` (the output columns, with
-    n_tokens) and implement `rows(spec, item)` -> [(task, row without n_tokens)], raising one of
-    MALFORMED for a malformed record, and `token_text(row)`, the text the token count covers."""
+    n_tokens) and implement `fingerprint()` (the settings the configuration hash covers),
+    `rows(spec, item)` -> [(task, row without n_tokens)], raising one of MALFORMED for a malformed
+    record, and `token_text(row)`, the text the token count covers."""
 
     corpus = ""
     schema: pa.Schema = pa.schema([])
-
-    def fingerprint(self) -> dict:
-        return {}
-
-    def rows(self, spec: ShardSpec, item: Item) -> list[tuple[str, dict]]:
-        raise NotImplementedError
-
-    def token_text(self, row: dict) -> str:
-        raise NotImplementedError
 
     def counters(self) -> dict[str, int]:
         """Running totals of what records lost without being quarantined (e.g. KELM facts whose names are
@@ -544,8 +520,7 @@ def run(transform: Transform, specs: list[ShardSpec], out: str, *, fmt: str = "p
     counter = TokenCounter(tokenizer)
     chash = config_hash(transform, specs, fmt, counter)
     _prepare(out, chash, overwrite)
-    write_manifest(out, transform, specs, fmt, counter, chash)
-    done = completed(out)
+    done = {m["shard"] for m in write_manifest(out, transform, specs, fmt, counter, chash)["shards"]}
     pending = [s for s in specs if s.shard not in done][:max_shards]
     try:
         if pending:

@@ -165,9 +165,6 @@ def _phee_spans(slot: dict) -> list[tuple[str, int]]:
             for t, s in zip(texts, offs)]
 
 
-PHEE_MAIN_ROLES = ("Subject", "Treatment", "Effect", "Severity")
-
-
 def read_phee(path: str | Path, *, event_map: Mapping[str, str] | None = None,
               bad: list[Malformed]) -> Iterator[Record]:
     """PHEE JSON lines: events with a Trigger and main arguments (Subject, Treatment, Effect, Severity)
@@ -180,7 +177,7 @@ def read_phee(path: str | Path, *, event_map: Mapping[str, str] | None = None,
                 if not trig:
                     raise ValueError(f"event {ev.get('event_id')} has no trigger text")
                 args = []
-                for main in PHEE_MAIN_ROLES:
+                for main in ("Subject", "Treatment", "Effect", "Severity"):
                     slot = ev.get(main)
                     if isinstance(slot, dict):  # the main argument, then its sub-arguments
                         subs = [(k, v) for k, v in slot.items() if isinstance(v, dict) and "text" in v]

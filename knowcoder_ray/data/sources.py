@@ -339,14 +339,6 @@ def read_instructie(payload, index: TypeIndex, id: str = "") -> Example:
 
 # ---- LSEE --------------------------------------------------------------------------------------------
 
-def _lsee_span(ann: str, sentence: str) -> tuple[str, int, int]:
-    head, s, e = ann.rsplit(",", 2)
-    start, end = int(s), int(e)
-    if not 0 <= start < end <= len(sentence):
-        raise SourceError(f"span {start}:{end} outside the sentence ({len(sentence)} characters)")
-    return head, start, end
-
-
 def read_lsee(payload, index: TypeIndex, id: str = "") -> Example:
     """One line of wiki_sentence_annotated(.with_trigger).tsv -> a sentence with its events: one per
     trigger annotation (a line may hold several), each with the arguments of its event type."""
@@ -360,7 +352,10 @@ def read_lsee(payload, index: TypeIndex, id: str = "") -> Example:
     triggers, args = [], []
     try:
         for ann in anns:
-            head, start, end = _lsee_span(ann, sentence)
+            head, start, end = ann.rsplit(",", 2)
+            start, end = int(start), int(end)
+            if not 0 <= start < end <= len(sentence):
+                raise SourceError(f"span {start}:{end} outside the sentence ({len(sentence)} characters)")
             prop, comma, text = head.partition(",")
             if prop.endswith(".trigger"):
                 if sentence[start:end] != text:
