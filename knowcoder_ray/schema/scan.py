@@ -129,10 +129,9 @@ def _first_scan(s: DumpSummary, entity: dict, config: BuildConfig, problems: lis
         if bad:
             problems.append(f"{eid}: {pid} claim with a {bad[0][0]} value {bad[0][1]!r:.60}, not an item "
                             "(the claim is ignored, the rest of the entity is used)")
-    row = [label, entity_text(entity, "descriptions"), parents, entity_aliases(entity, config.max_aliases)] if parents else None
+    if parents:
+        s.classes[eid] = [label, entity_text(entity, "descriptions"), parents, entity_aliases(entity, config.max_aliases)]
     s.counts["items"] += 1
-    if row:
-        s.classes[eid] = row
     for target in instance_of:
         s.usage[target] += 1
         if label and config.max_examples:
