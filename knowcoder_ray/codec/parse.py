@@ -165,10 +165,7 @@ def split_items(text: str, fast: bool = True) -> tuple[list[str], bool, list[str
     # Fast path: plain items are cut by `_PLAIN_ITEM`; at the first one it cannot take, the character scanner
     # below goes on from there (an item boundary, so its state starts empty).
     start = 0
-    while fast:
-        m = _PLAIN_ITEM.match(body, start)
-        if m is None:
-            break
+    while fast and (m := _PLAIN_ITEM.match(body, start)):
         _flush(m.group(1), False, items, errors)
         start = m.end()
         if body[start - 1] == "]":
