@@ -211,8 +211,6 @@ def scan_ray(uri: str, config: BuildConfig, plan: ScanTargets | None = None, par
 
 
 def scan_local(uri: str, config: BuildConfig, plan: ScanTargets | None = None) -> DumpSummary:
-    """The same scan as a plain loop in this process (the baseline of the benchmark, and for small dumps)."""
-    total, rows = DumpSummary(), iter_lines(uri)
-    while batch := list(islice(rows, config.batch_lines)):
-        total.merge(summarize(batch, config, plan), config.max_examples)
-    return total
+    """The same scan as a plain loop in this process (the baseline of the benchmark, and for small dumps): one
+    summary of all the lines, which is what merging the summaries of its parts gives."""
+    return summarize(iter_lines(uri), config, plan)
