@@ -109,8 +109,7 @@ def byte_ranges(uri: str, parallelism: int, min_bytes: int = MIN_RANGE_BYTES,
         return [(0, float("inf"))]
     size = file_size(uri)
     n = max(1, min(parallelism, size // max(min_bytes, 1)), -(-size // max(max_bytes, 1)))
-    bounds = [size * i // n for i in range(n)] + [size]
-    return [(bounds[i], bounds[i + 1] if i + 1 < n else float("inf")) for i in range(n)]
+    return [(size * i // n, size * (i + 1) // n if i + 1 < n else float("inf")) for i in range(n)]
 
 
 def iter_lines(uri: str, rng: int = 0, start: int = 0, end: float = float("inf")) -> Iterator[tuple[int, int, bytes]]:
