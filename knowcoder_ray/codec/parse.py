@@ -77,6 +77,7 @@ _FAST_MENTION = re.compile(_M_CAPTURED)
 _KEYWORDS = frozenset(keyword.kwlist)  # as class names `ast` refuses them (as role names it reads them)
 _BLANK = r"[ \t\n\r]*"
 _LIST_END = re.compile(r'\s*(?:"""|\Z)')  # nothing after the list's `]` but blanks, up to the stop quote
+_CALL_START = re.compile(r"(\w*)[ \t]*(\()?")  # a name (`\w`: `str.isalnum` or `_`), then maybe its call
 
 
 def _fast_list_pattern(item: str) -> re.Pattern:
@@ -164,10 +165,7 @@ def split_items(text: str, fast: bool = True) -> tuple[list[str], bool, list[str
     # Fast path: plain items are cut by `_PLAIN_ITEM`; at the first one it cannot take, the character scanner
     # below goes on from there (an item boundary, so its state starts empty).
     start = 0
-    while fast:
-        m = _PLAIN_ITEM.match(body, start)
-        if m is None:
-            break
+    while fast and (m := _PLAIN_ITEM.match(body, start)):
         _flush(m.group(1), False, items, errors)
         start = m.end()
         if body[start - 1] == "]":
@@ -201,25 +199,19 @@ def _tail_calls(tail: str, items: list[str], errors: list[str]) -> None:
             end = tail.find("\n" if ch == "#" else ch, i + 1)
             i = n if end < 0 else end + 1
         elif ch.isalpha() or ch == "_":
-            j = i
-            while j < n and (tail[j].isalnum() or tail[j] == "_"):
-                j += 1
-            k = j
-            while k < n and tail[k] in " \t":
-                k += 1
-            if k < n and tail[k] == "(":
-                scan, end = _Scan(), None
-                for pos in range(k, n):
-                    scan.step(tail[pos])
-                    if not scan.stack and not scan.quote:
-                        end = pos + 1
-                        break
-                if end is None:
-                    return
-                _flush(tail[i:end], False, items, errors)
-                i = end
+            name = _CALL_START.match(tail, i)
+            if name.group(2) is None:
+                i = name.end(1)
+                continue
+            scan = _Scan()
+            for end in range(name.end(), n + 1):
+                scan.step(tail[end - 1])
+                if not scan.stack and not scan.quote:
+                    break
             else:
-                i = j
+                return
+            _flush(tail[i:end], False, items, errors)
+            i = end
         else:
             i += 1
 
@@ -350,9 +342,6 @@ class Parser:
             out.hallucinated.append(name)
         return known or name
 
-    def _mention(self, node: ast.AST, out: ParseResult) -> EntityMention:
-        return self._typed(*_named_string(node, "entity"), out)
-
     def _typed(self, name: str | None, text: str, out: ParseResult) -> EntityMention:
         """A relation head/tail or argument: `text` written bare (name None) or inside `name(...)`."""
         if name is None:
@@ -387,7 +376,8 @@ class Parser:
             tail = args[1] if len(args) > 1 else kwargs.get("tail_entity")
             if head is None or tail is None:
                 raise _Bad(f"{name}: missing head_entity or tail_entity")
-            out.relations.append(RelationMention(type_, self._mention(head, out), self._mention(tail, out)))
+            head = self._typed(*_named_string(head, "entity"), out)
+            out.relations.append(RelationMention(type_, head, self._typed(*_named_string(tail, "entity"), out)))
         else:  # ED reads the EAE form too (its arguments matter when the trigger is missing)
             out.events.append(self._event(type_, args, kwargs, out))
 
@@ -404,7 +394,7 @@ class Parser:
                 continue
             role = self._role(name, role, out)
             for v in value.elts if isinstance(value, (ast.List, ast.Tuple)) else [value]:
-                m = self._mention(v, out)
+                m = self._typed(*_named_string(v, "entity"), out)
                 arguments.append(Argument(role, m.text, m.type))
         return EventMention(name, trigger, tuple(arguments))
 

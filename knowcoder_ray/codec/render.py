@@ -26,16 +26,11 @@ WRAPPER_INSTRUCTION = (
     "Below is an input containing standard type definitions and textual content. "
     "Please complete it with the extracted information in the form of structured code."
 )
-_EVENT_INSTRUCTION = ("This is an object-oriented programming task: some Event Classes are defined above. "
-                      "Please instantiate all the corresponding Event Objects in the following sentence.")
-TASK_INSTRUCTION = {
-    "ner": "This is an object-oriented programming task: some Entity Classes are defined above. "
-           "Please instantiate all the corresponding Entity Objects in the following sentence.",
-    "re": "This is an object-oriented programming task: some Relation Classes and related Entity Classes are "
-          "defined above. Please instantiate all the corresponding Relation Objects in the following sentence.",
-    "ed": _EVENT_INSTRUCTION,
-    "eae": _EVENT_INSTRUCTION,
-}
+_INSTRUCTION = ("This is an object-oriented programming task: some {} Classes are defined above. "
+                "Please instantiate all the corresponding {} Objects in the following sentence.")
+TASK_INSTRUCTION = {"ner": _INSTRUCTION.format("Entity", "Entity"),
+                    "re": _INSTRUCTION.format("Relation Classes and related Entity", "Relation"),
+                    "ed": _INSTRUCTION.format("Event", "Event"), "eae": _INSTRUCTION.format("Event", "Event")}
 STOP = '"""'  # generation stops at the closing triple quote of the next docstring
 
 

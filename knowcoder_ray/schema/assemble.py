@@ -159,9 +159,7 @@ def _roles(q: str, children, relations: dict[str, dict], s2: DumpSummary, names,
     found = [s2.events.get(c, (0, {})) for c in (q, *walk([q], lambda n: children.get(n, ())))]
     n, counts = sum(k for k, _ in found), Counter()
     for _, props in found:
-        counts.update(props)
-    if not n:
-        return ()
+        counts.update(props)  # empty when n is 0, so nothing below divides by it
     picked = sorted((p for p, k in counts.items() if p not in NOT_ROLES and p in relations
                      and k / n >= config.min_role_support), key=lambda p: (-counts[p], num(p)))
     roles, taken = [], set()

@@ -178,8 +178,6 @@ def _split_examples(text: str, kind: str) -> tuple[str, ...]:
     """Entity examples are joined by ", ", event examples each end with ", ", relation examples are
     "(head, tail)" pairs joined by ", "."""
     text = text.strip()
-    if not text:
-        return ()
     if kind == "relation" and text.startswith("(") and text.endswith(")"):
         return tuple(_RELATION_EXAMPLES.split(text))
     if kind == "event":

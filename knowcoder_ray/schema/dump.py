@@ -48,23 +48,20 @@ def file_size(uri: str) -> int:
     return info.size
 
 
-def _split_lines(chunks: Iterator[bytes], skip_first: bool, start: int, end: float) -> Iterator[bytes]:
-    """Lines (without the newline) whose first byte lies in [start, end), given the chunks read from
-    byte `start - 1` when `skip_first` (that partial line belongs to the previous range) else from `start`."""
-    tail = b""
-    pos = start - 1 if skip_first else start  # file offset of `tail`'s first byte
+def _split_lines(chunks: Iterator[bytes], start: int, end: float) -> Iterator[bytes]:
+    """Lines (without the newline) whose first byte lies in [start, end), given the chunks read from byte
+    `max(start - 1, 0)` (a line read from before `start` belongs to the previous range)."""
+    tail, pos = b"", max(start - 1, 0)  # file offset of `tail`'s first byte
     for data in chunks:
         parts = (tail + data).split(b"\n")
         tail = parts.pop()
         for part in parts:
             if pos >= end:
                 return
-            if skip_first:
-                skip_first = False
-            else:
+            if pos >= start:
                 yield part
             pos += len(part) + 1
-    if tail and pos < end and not skip_first:
+    if tail and start <= pos < end:
         yield tail
 
 
@@ -95,14 +92,13 @@ def iter_range(uri: str, start: int = 0, end: float = float("inf")) -> Iterator[
             f = bz2.BZ2File(raw) if codec == "bz2" else gzip.GzipFile(fileobj=raw)
             cut: list[str] = []
             with f:
-                yield from _split_lines(_chunks(f, cut), False, 0, end)
+                yield from _split_lines(_chunks(f, cut), 0, end)
             if cut:
                 yield TRUNCATED + f"the {codec} stream ends early or is corrupt ({cut[0]})".encode()
         return
     with fs.open_input_file(path) as f:
-        skip = start > 0
-        f.seek(start - 1 if skip else start)
-        yield from _split_lines(_chunks(f), skip, start, end)
+        f.seek(max(start - 1, 0))
+        yield from _split_lines(_chunks(f), start, end)
 
 
 def byte_ranges(uri: str, parallelism: int, min_bytes: int = MIN_RANGE_BYTES,
@@ -113,8 +109,7 @@ def byte_ranges(uri: str, parallelism: int, min_bytes: int = MIN_RANGE_BYTES,
         return [(0, float("inf"))]
     size = file_size(uri)
     n = max(1, min(parallelism, size // max(min_bytes, 1)), -(-size // max(max_bytes, 1)))
-    bounds = [size * i // n for i in range(n)] + [size]
-    return [(bounds[i], bounds[i + 1] if i + 1 < n else float("inf")) for i in range(n)]
+    return [(size * i // n, size * (i + 1) // n if i + 1 < n else float("inf")) for i in range(n)]
 
 
 def iter_lines(uri: str, rng: int = 0, start: int = 0, end: float = float("inf")) -> Iterator[tuple[int, int, bytes]]:

@@ -129,10 +129,9 @@ def _first_scan(s: DumpSummary, entity: dict, config: BuildConfig, problems: lis
         if bad:
             problems.append(f"{eid}: {pid} claim with a {bad[0][0]} value {bad[0][1]!r:.60}, not an item "
                             "(the claim is ignored, the rest of the entity is used)")
-    row = [label, entity_text(entity, "descriptions"), parents, entity_aliases(entity, config.max_aliases)] if parents else None
+    if parents:
+        s.classes[eid] = [label, entity_text(entity, "descriptions"), parents, entity_aliases(entity, config.max_aliases)]
     s.counts["items"] += 1
-    if row:
-        s.classes[eid] = row
     for target in instance_of:
         s.usage[target] += 1
         if label and config.max_examples:
@@ -212,8 +211,6 @@ def scan_ray(uri: str, config: BuildConfig, plan: ScanTargets | None = None, par
 
 
 def scan_local(uri: str, config: BuildConfig, plan: ScanTargets | None = None) -> DumpSummary:
-    """The same scan as a plain loop in this process (the baseline of the benchmark, and for small dumps)."""
-    total, rows = DumpSummary(), iter_lines(uri)
-    while batch := list(islice(rows, config.batch_lines)):
-        total.merge(summarize(batch, config, plan), config.max_examples)
-    return total
+    """The same scan as a plain loop in this process (the baseline of the benchmark, and for small dumps): one
+    summary of all the lines, which is what merging the summaries of its parts gives."""
+    return summarize(iter_lines(uri), config, plan)
