@@ -302,7 +302,8 @@ def mark_keyword_names(source: str) -> str:
                   if t.type not in (tokenize.COMMENT, tokenize.NL)]
     except (tokenize.TokenError, IndentationError, SyntaxError):
         return source
-    starts = [0, *itertools.accumulate(map(len, source.splitlines(keepends=True)))]  # offset of each line
+    # offset of each line as the tokenizer counts lines (StringIO.readline splits on "\n" only, unlike splitlines)
+    starts = [0, *itertools.accumulate(len(line) + 1 for line in source.split("\n"))]
     marks, depth = [], 0
     for i, tok in enumerate(tokens):
         if tok.type == tokenize.OP:

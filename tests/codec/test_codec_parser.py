@@ -51,6 +51,10 @@ def test_event_arguments_roles_and_python_keyword_role():
     keyword_roles = Parser("eae", ["Marriage"], roles={"Marriage": ["spouse", "from"]})
     (e,) = keyword_roles.parse('results = [ Marriage(trigger = "wed", from = [Entity("1990")]) ]').events
     assert [(a.role, a.text) for a in e.arguments] == [("from", "1990")]
+    # a form feed or Unicode line separator inside an earlier string is not a line break to the tokenizer
+    for sep in "\x0c\u2028\x1c":
+        (e,) = keyword_roles.parse(f'results = [ Marriage(trigger = "w{sep}ed",\n from = [Entity("1990")]) ]').events
+        assert (e.trigger, [(a.role, a.text) for a in e.arguments]) == (f"w{sep}ed", [("from", "1990")])
     r = EAE.parse('results = [ Marriage("wed", planet=[Entity("Mars")], spouse=[Entity("Bo")]) ]')
     assert [(a.role, a.text) for a in r.events[0].arguments] == [("planet", "Mars"), ("spouse", "Bo")]
     assert r.unknown_roles == ["Marriage.planet"] and not r.errors
