@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import weakref
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from knowcoder_ray.codec.parse import Parser
@@ -255,7 +255,7 @@ def extraction_steps(jobs: Sequence[tuple[str, TaskPlan, Sequence[Record]]]
                      ) -> Generator[list[dict], list[dict], dict[tuple[str, str, str], Extraction]]:
     """The extraction as a generator: yields the rows to execute (stage 1, then stage 2), is sent their
     executed rows, returns {(group, plan key, record id): Extraction}. The same steps run synchronously
-    (`run_extraction`) and on an event loop (`arun_extraction`, the Serve ingress)."""
+    (`run_extraction`) and on an event loop (`serve.extract.arun`, the Serve ingress)."""
     plans = {p.key: p for _, p, _ in jobs}
     if len(plans) != len({id(p) for _, p, _ in jobs}):
         raise ValueError("two different plans share one key")
@@ -293,15 +293,3 @@ def run_extraction(jobs: Sequence[tuple[str, TaskPlan, Sequence[Record]]],
     except StopIteration as done:
         return done.value
 
-
-async def arun_extraction(jobs: Sequence[tuple[str, TaskPlan, Sequence[Record]]],
-                          execute: Callable[[list[dict]], Awaitable[list[dict]]]
-                          ) -> dict[tuple[str, str, str], Extraction]:
-    """`run_extraction` with an async executor (awaits each stage's rows; no thread blocks)."""
-    steps = extraction_steps(jobs)
-    try:
-        rows = next(steps)
-        while True:
-            rows = steps.send(await execute(rows))
-    except StopIteration as done:
-        return done.value

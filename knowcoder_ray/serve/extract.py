@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from knowcoder_ray.codec.render import TASK_KIND
 from knowcoder_ray.infer.extraction import (
-    STAGE1_TASK, ConfirmedTriggerPlan, Executor, Extraction, TaskPlan, arun_extraction, run_extraction,
+    STAGE1_TASK, ConfirmedTriggerPlan, Executor, Extraction, TaskPlan, extraction_steps, run_extraction,
 )
 from knowcoder_ray.records import Record, span_of
 from knowcoder_ray.schema.types import SchemaLibrary, SchemaType
@@ -79,8 +79,8 @@ def make_plan(req: ExtractRequest, library: SchemaLibrary, types: list[SchemaTyp
     return ConfirmedTriggerPlan("request", library, triggers, budget, count)
 
 
-def _records(req: ExtractRequest) -> list[Record]:
-    return [Record(str(i), t) for i, t in enumerate(req.all_texts())]
+def _jobs(req: ExtractRequest, plan: TaskPlan) -> list[tuple[str, TaskPlan, list[Record]]]:
+    return [("", plan, [Record(str(i), t) for i, t in enumerate(req.all_texts())])]
 
 
 def _seen(rows: list[dict], seen: list[dict]) -> list[dict]:
@@ -90,20 +90,20 @@ def _seen(rows: list[dict], seen: list[dict]) -> list[dict]:
 
 def run(req: ExtractRequest, plan: TaskPlan, execute: Executor) -> dict:
     """Run the plan over the request's texts with `execute`; returns the response body (a dict)."""
-    records, seen = _records(req), []
-    results = run_extraction([("", plan, records)], lambda rows: _seen(execute(rows), seen))
-    return build_response(req, plan, [results[("", plan.key, r.id)] for r in records], seen)
+    seen: list[dict] = []
+    results = run_extraction(_jobs(req, plan), lambda rows: _seen(execute(rows), seen))
+    return build_response(req, plan, list(results.values()), seen)  # in text order
 
 
 async def arun(req: ExtractRequest, plan: TaskPlan, execute: Callable[[list[dict]], Awaitable[list[dict]]]) -> dict:
-    """`run` with an async executor (the Serve ingress awaits its deployment handles)."""
-    records, seen = _records(req), []
-
-    async def recording(rows: list[dict]) -> list[dict]:
-        return _seen(await execute(rows), seen)
-
-    results = await arun_extraction([("", plan, records)], recording)
-    return build_response(req, plan, [results[("", plan.key, r.id)] for r in records], seen)
+    """`run` with an async executor (the Serve ingress awaits its deployment handles; no thread blocks)."""
+    steps, seen = extraction_steps(_jobs(req, plan)), []
+    try:
+        rows = next(steps)
+        while True:
+            rows = steps.send(_seen(await execute(rows), seen))
+    except StopIteration as done:
+        return build_response(req, plan, list(done.value.values()), seen)
 
 
 def build_response(req: ExtractRequest, plan: TaskPlan, extractions: Sequence[Extraction],
