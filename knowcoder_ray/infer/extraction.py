@@ -126,11 +126,6 @@ class TaskPlan:
         shards = self.stage2_shards(t for t, _ in triggers)
         return [self._row(record, 2, i, s, triggers) for i, s in enumerate(shards)]
 
-    def final_events(self, stage1: Sequence[EventMention], stage2: Sequence[EventMention]) -> list[EventMention]:
-        covered = {e.trigger for e in stage2}
-        kept = [e for e in stage1 if e.type in self.leaf_names and e.trigger not in covered]
-        return list(stage2) + kept if self.as_written else dedupe(list(stage2) + kept)
-
 
 class ConfirmedTriggerPlan(TaskPlan):
     """EAE with triggers given per record id (a user's confirmed triggers): no detection stage; each
@@ -141,13 +136,10 @@ class ConfirmedTriggerPlan(TaskPlan):
         super().__init__(key, "ee", library, [], budget, count)  # no types to detect: no stage-1 shards
         self.triggers = triggers
 
-    def stage2_shards(self, detected: Iterable[str]) -> list[Shard]:
-        return shard_schema("eae", [self.library[n] for n in dict.fromkeys(detected)], self.budget, self.count,
-                            self.library)
-
     def stage2_rows(self, record: Record, detected_events) -> list[dict]:
         pairs = self.triggers.get(record.id) or []
-        shards = self.stage2_shards(t for t, _ in pairs)
+        types = [self.library[n] for n in dict.fromkeys(t for t, _ in pairs)]
+        shards = shard_schema("eae", types, self.budget, self.count, self.library)
         return [self._row(record, 2, i, s, pairs) for i, s in enumerate(shards)]
 
 
@@ -247,7 +239,10 @@ def after_stage1(ex: Extraction, plan: TaskPlan) -> list[dict]:
 
 def finish(ex: Extraction, plan: TaskPlan) -> Extraction:
     if plan.two_stage:
-        ex.record.events = plan.final_events(ex.stage1_events, ex.record.events)
+        covered = {e.trigger for e in ex.record.events}
+        events = ex.record.events + [e for e in ex.stage1_events
+                                     if e.type in plan.leaf_names and e.trigger not in covered]
+        ex.record.events = events if plan.as_written else dedupe(events)
     return ex
 
 
