@@ -121,9 +121,8 @@ class TransformersEngine:
         dtype = getattr(torch, cfg.dtype) if cfg.dtype != "auto" else default_dtype
         base = adapter_base(model_path)
         local = local_copy(str(model_path))  # a bucket URI is fetched once per node (so is its base)
-        base_local = local_copy(base) if base is not None else None
         self.tokenizer = AutoTokenizer.from_pretrained(local_copy(tokenizer_folder(str(model_path))))
-        model = AutoModelForCausalLM.from_pretrained(base_local or local, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(local_copy(base) if base is not None else local, dtype=dtype)
         if base is not None:
             from peft import PeftModel
             model = PeftModel.from_pretrained(model, local).merge_and_unload()
