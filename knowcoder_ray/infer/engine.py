@@ -104,15 +104,6 @@ def tokenizer_folder(checkpoint: str) -> str:
     return base if base and not storage.isfile(storage.join(checkpoint, "tokenizer_config.json")) else checkpoint
 
 
-def _device_and_dtype(config: EngineConfig):
-    import torch
-
-    device = config.device if config.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    if config.dtype != "auto":
-        return device, getattr(torch, config.dtype)
-    return device, torch.bfloat16 if device.startswith("cuda") else torch.float32
-
-
 class TransformersEngine:
     """Greedy generation with Hugging Face transformers; batching and schema-prefix KV reuse.
 
@@ -124,13 +115,14 @@ class TransformersEngine:
         from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, StoppingCriteriaList
         from transformers.generation.stopping_criteria import StopStringCriteria
 
-        self.config = config or EngineConfig()
-        self.device, dtype = _device_and_dtype(self.config)
+        self.config = cfg = config or EngineConfig()
+        self.device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+        default_dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
+        dtype = getattr(torch, cfg.dtype) if cfg.dtype != "auto" else default_dtype
         base = adapter_base(model_path)
         local = local_copy(str(model_path))  # a bucket URI is fetched once per node (so is its base)
-        base_local = local_copy(base) if base is not None else None
         self.tokenizer = AutoTokenizer.from_pretrained(local_copy(tokenizer_folder(str(model_path))))
-        model = AutoModelForCausalLM.from_pretrained(base_local or local, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(local_copy(base) if base is not None else local, dtype=dtype)
         if base is not None:
             from peft import PeftModel
             model = PeftModel.from_pretrained(model, local).merge_and_unload()
@@ -182,8 +174,7 @@ class TransformersEngine:
             members.sort(key=lambda i: len(ids[i]))  # similar lengths together: less padding
             for k in range(0, len(members), bs):
                 batch = members[k:k + bs]
-                texts = self._generate_batch(prefix, [ids[i][len(prefix):] for i in batch])
-                for i, t in zip(batch, texts):
+                for i, t in zip(batch, self._generate_batch(prefix, [ids[i][len(prefix):] for i in batch])):
                     out[i] = t
         return out
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import weakref
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from knowcoder_ray.codec.parse import Parser
@@ -126,11 +126,6 @@ class TaskPlan:
         shards = self.stage2_shards(t for t, _ in triggers)
         return [self._row(record, 2, i, s, triggers) for i, s in enumerate(shards)]
 
-    def final_events(self, stage1: Sequence[EventMention], stage2: Sequence[EventMention]) -> list[EventMention]:
-        covered = {e.trigger for e in stage2}
-        kept = [e for e in stage1 if e.type in self.leaf_names and e.trigger not in covered]
-        return list(stage2) + kept if self.as_written else dedupe(list(stage2) + kept)
-
 
 class ConfirmedTriggerPlan(TaskPlan):
     """EAE with triggers given per record id (a user's confirmed triggers): no detection stage; each
@@ -141,13 +136,10 @@ class ConfirmedTriggerPlan(TaskPlan):
         super().__init__(key, "ee", library, [], budget, count)  # no types to detect: no stage-1 shards
         self.triggers = triggers
 
-    def stage2_shards(self, detected: Iterable[str]) -> list[Shard]:
-        return shard_schema("eae", [self.library[n] for n in dict.fromkeys(detected)], self.budget, self.count,
-                            self.library)
-
     def stage2_rows(self, record: Record, detected_events) -> list[dict]:
         pairs = self.triggers.get(record.id) or []
-        shards = self.stage2_shards(t for t, _ in pairs)
+        types = [self.library[n] for n in dict.fromkeys(t for t, _ in pairs)]
+        shards = shard_schema("eae", types, self.budget, self.count, self.library)
         return [self._row(record, 2, i, s, pairs) for i, s in enumerate(shards)]
 
 
@@ -247,7 +239,10 @@ def after_stage1(ex: Extraction, plan: TaskPlan) -> list[dict]:
 
 def finish(ex: Extraction, plan: TaskPlan) -> Extraction:
     if plan.two_stage:
-        ex.record.events = plan.final_events(ex.stage1_events, ex.record.events)
+        covered = {e.trigger for e in ex.record.events}
+        events = ex.record.events + [e for e in ex.stage1_events
+                                     if e.type in plan.leaf_names and e.trigger not in covered]
+        ex.record.events = events if plan.as_written else dedupe(events)
     return ex
 
 
@@ -255,7 +250,7 @@ def extraction_steps(jobs: Sequence[tuple[str, TaskPlan, Sequence[Record]]]
                      ) -> Generator[list[dict], list[dict], dict[tuple[str, str, str], Extraction]]:
     """The extraction as a generator: yields the rows to execute (stage 1, then stage 2), is sent their
     executed rows, returns {(group, plan key, record id): Extraction}. The same steps run synchronously
-    (`run_extraction`) and on an event loop (`arun_extraction`, the Serve ingress)."""
+    (`run_extraction`) and on an event loop (`serve.extract.arun`, the Serve ingress)."""
     plans = {p.key: p for _, p, _ in jobs}
     if len(plans) != len({id(p) for _, p, _ in jobs}):
         raise ValueError("two different plans share one key")
@@ -293,15 +288,3 @@ def run_extraction(jobs: Sequence[tuple[str, TaskPlan, Sequence[Record]]],
     except StopIteration as done:
         return done.value
 
-
-async def arun_extraction(jobs: Sequence[tuple[str, TaskPlan, Sequence[Record]]],
-                          execute: Callable[[list[dict]], Awaitable[list[dict]]]
-                          ) -> dict[tuple[str, str, str], Extraction]:
-    """`run_extraction` with an async executor (awaits each stage's rows; no thread blocks)."""
-    steps = extraction_steps(jobs)
-    try:
-        rows = next(steps)
-        while True:
-            rows = steps.send(await execute(rows))
-    except StopIteration as done:
-        return done.value

@@ -35,9 +35,8 @@ from knowcoder_ray.infer.engine import Prompt, cut_at_stop, encode_prompt
 from knowcoder_ray.infer.extraction import TaskPlan, parse_rows, row_prompts
 from knowcoder_ray.infer.llm import llm_config
 from knowcoder_ray.serve.config import ServeConfig
-from knowcoder_ray.serve.extract import RequestError, arun, check_limits, make_plan, resolve_schema
+from knowcoder_ray.serve.extract import RequestError, arun, check_limits, describe, make_plan, resolve_schema, search
 from knowcoder_ray.schema.table import load_library
-from knowcoder_ray.serve.library import describe, search
 from knowcoder_ray.serve.models import ExtractRequest, ExtractResponse, Health, SchemaSearchResponse
 from knowcoder_ray.settings import error_summary
 from knowcoder_ray.storage import local_copy, name

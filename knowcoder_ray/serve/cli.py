@@ -64,8 +64,6 @@ def config_from_args(args: argparse.Namespace):
 
 def _serve(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
-    # A local Ray stays on loopback (DESIGN.md section 6); set before Ray is imported.
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     if not args.address:  # our own local Ray: its Serve gets the HAProxy ingress and our client timeout
         for k, v in haproxy_env(args.client_timeout, tempfile.mkdtemp(prefix="kc-hap-", dir="/tmp")).items():  # short: socket paths max 97
             os.environ.setdefault(k, v)

@@ -1,7 +1,8 @@
 """From an HTTP request to a sharded extraction plan (knowcoder_ray.infer.extraction, which the evaluation
 runs too) and from the merged results to the response: the limits (413), the schema the request names or
 defines (400), the shape of the answer. Executing the prompts is handed in: engine replicas in Serve, an
-in-process engine in `KnowCoder.extract` and the benchmark.
+in-process engine in `KnowCoder.extract` and the benchmark. Also the search of the served schema library
+(GET /v1/schemas).
 """
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from knowcoder_ray.codec.render import TASK_KIND
 from knowcoder_ray.infer.extraction import (
-    STAGE1_TASK, ConfirmedTriggerPlan, Executor, Extraction, TaskPlan, arun_extraction, run_extraction,
+    STAGE1_TASK, ConfirmedTriggerPlan, Executor, Extraction, TaskPlan, extraction_steps, run_extraction,
 )
 from knowcoder_ray.records import Record, span_of
 from knowcoder_ray.schema.types import SchemaLibrary, SchemaType
@@ -79,8 +80,8 @@ def make_plan(req: ExtractRequest, library: SchemaLibrary, types: list[SchemaTyp
     return ConfirmedTriggerPlan("request", library, triggers, budget, count)
 
 
-def _records(req: ExtractRequest) -> list[Record]:
-    return [Record(str(i), t) for i, t in enumerate(req.all_texts())]
+def _jobs(req: ExtractRequest, plan: TaskPlan) -> list[tuple[str, TaskPlan, list[Record]]]:
+    return [("", plan, [Record(str(i), t) for i, t in enumerate(req.all_texts())])]
 
 
 def _seen(rows: list[dict], seen: list[dict]) -> list[dict]:
@@ -90,20 +91,20 @@ def _seen(rows: list[dict], seen: list[dict]) -> list[dict]:
 
 def run(req: ExtractRequest, plan: TaskPlan, execute: Executor) -> dict:
     """Run the plan over the request's texts with `execute`; returns the response body (a dict)."""
-    records, seen = _records(req), []
-    results = run_extraction([("", plan, records)], lambda rows: _seen(execute(rows), seen))
-    return build_response(req, plan, [results[("", plan.key, r.id)] for r in records], seen)
+    seen: list[dict] = []
+    results = run_extraction(_jobs(req, plan), lambda rows: _seen(execute(rows), seen))
+    return build_response(req, plan, list(results.values()), seen)  # in text order
 
 
 async def arun(req: ExtractRequest, plan: TaskPlan, execute: Callable[[list[dict]], Awaitable[list[dict]]]) -> dict:
-    """`run` with an async executor (the Serve ingress awaits its deployment handles)."""
-    records, seen = _records(req), []
-
-    async def recording(rows: list[dict]) -> list[dict]:
-        return _seen(await execute(rows), seen)
-
-    results = await arun_extraction([("", plan, records)], recording)
-    return build_response(req, plan, [results[("", plan.key, r.id)] for r in records], seen)
+    """`run` with an async executor (the Serve ingress awaits its deployment handles; no thread blocks)."""
+    steps, seen = extraction_steps(_jobs(req, plan)), []
+    try:
+        rows = next(steps)
+        while True:
+            rows = steps.send(_seen(await execute(rows), seen))
+    except StopIteration as done:
+        return build_response(req, plan, list(done.value.values()), seen)
 
 
 def build_response(req: ExtractRequest, plan: TaskPlan, extractions: Sequence[Extraction],
@@ -145,3 +146,32 @@ def _located(mention: dict, text: str, key: str = "text") -> dict:
     the model writes mention strings, not offsets)."""
     span = span_of(text, mention[key], mention.get("start"))
     return {**mention, "start": span[0] if span else None, "end": span[1] if span else None}
+
+
+def describe(t: SchemaType) -> dict:
+    """The public view of a type in API responses."""
+    d = {"name": t.name, "kind": t.kind, "parents": list(t.parents), "label": t.label,
+         "description": t.description, "wikidata_id": t.wikidata_id}
+    if t.kind == "relation":
+        d.update(head_types=list(t.head_types), tail_types=list(t.tail_types))
+    if t.kind == "event":
+        d["roles"] = [{"name": r.name, "entity_types": list(r.entity_types)} for r in t.roles]
+    return d
+
+
+def search(library: SchemaLibrary, query: str = "", kind: str | None = None, limit: int = 20,
+           offset: int = 0) -> tuple[int, list[SchemaType]]:
+    """Types whose name, label, Wikidata id or description contains `query` (case-insensitive), best
+    first: exact name, name prefix, name substring, then label/id/description. Returns (total, page)."""
+    q = query.strip().lower()
+    ranked: list[tuple[int, SchemaType]] = []
+    for t in library:
+        if kind and t.kind != kind:
+            continue
+        name = t.name.lower()
+        hits = (not q or name == q, name.startswith(q), q in name,
+                q in t.label.lower() or q == (t.wikidata_id or "").lower(), q in t.description.lower())
+        if any(hits):
+            ranked.append((hits.index(True), t))
+    ranked.sort(key=lambda r: r[0])  # stable: library order within a rank
+    return len(ranked), [t for _, t in ranked[offset:offset + limit]]

@@ -12,8 +12,7 @@ from knowcoder_ray.tokens import TokenCounter
 from knowcoder_ray.schema.types import Role, SchemaLibrary, SchemaType
 from knowcoder_ray.schema.classcode import ClassCodeError, read_class_code
 from knowcoder_ray.serve.config import ServeConfig
-from knowcoder_ray.serve.extract import RequestError, check_limits, make_plan, resolve_schema, run
-from knowcoder_ray.serve.library import search
+from knowcoder_ray.serve.extract import RequestError, check_limits, make_plan, resolve_schema, run, search
 from knowcoder_ray.serve.models import ExtractRequest
 
 SERVE_YAML = Path(__file__).resolve().parents[2] / "knowcoder_ray/serve/serve_config.yaml"
