@@ -49,14 +49,13 @@ def write_file_list(d: str, rank: int) -> None:
 
 
 def checkpoint_problem(d: str, rank: int) -> str | None:
-    """Why this rank's part of the checkpoint in `d` cannot be used (a file missing, cut or altered),
-    or None. A checkpoint from before file lists were written is taken as it is."""
-    listing = os.path.join(d, FILES.format(rank))
-    if not os.path.exists(listing):
-        return None
+    """Why this rank's part of the checkpoint in `d` cannot be used (a file missing, cut or altered, or no
+    trainer state), or None. A checkpoint from before file lists were written is taken as it is."""
+    listing, files = os.path.join(d, FILES.format(rank)), {}
     try:
-        with open(listing) as f:
-            files = json.load(f)
+        if os.path.exists(listing):
+            with open(listing) as f:
+                files = json.load(f)
     except (OSError, ValueError) as e:
         return f"{FILES.format(rank)} is unreadable ({e})"
     for rel, (size, crc) in sorted(files.items()):
@@ -67,7 +66,7 @@ def checkpoint_problem(d: str, rank: int) -> str | None:
             return f"{rel} has {os.path.getsize(path)} bytes, {size} were written (cut short)"
         if _crc32(path) != crc:
             return f"{rel} does not match the CRC32 written with it (corrupt)"
-    return None
+    return None if os.path.isfile(os.path.join(d, STATE_FILE)) else f"{STATE_FILE} is missing"
 
 
 @dataclass
@@ -182,11 +181,8 @@ def _resume(latest, engine, rank: int, log: "_StepLog") -> TrainState:
     problems = []
     for cp in [latest, *_older_checkpoints(latest)]:
         with cp.as_directory() as d:
-            mine = checkpoint_problem(d, rank)
-            if mine is None and not os.path.isfile(os.path.join(d, STATE_FILE)):
-                mine = f"{STATE_FILE} is missing"
             every = [None] * torch.distributed.get_world_size()
-            torch.distributed.all_gather_object(every, mine)  # each rank's problem, in rank order
+            torch.distributed.all_gather_object(every, checkpoint_problem(d, rank))  # each rank's, in rank order
             bad = [f"rank {r}: {p}" for r, p in enumerate(every) if p]
             if bad:
                 problems.append(f"checkpoint {cp.path} is unusable ({'; '.join(bad)})")
