@@ -86,10 +86,10 @@ def official_step(engine, batch: dict, width: int | None) -> None:
         mask = (torch.arange(width)[None, :] < torch.tensor(batch["n_real"])[:, None]).long()
         rows = [(batch["input_ids"][:, :width], batch["labels"][:, :width], mask)]
     for ids, labels, *mask in rows:
-        loss = engine.engine(input_ids=ids, attention_mask=mask[0] if mask else None, labels=labels,
+        loss = engine(input_ids=ids, attention_mask=mask[0] if mask else None, labels=labels,
                              use_cache=False).loss
-        engine.engine.backward(loss / len(rows))  # accumulated: one update after the last row
-    engine.engine.step()  # clips, updates and zeroes the gradients
+        engine.backward(loss / len(rows))  # accumulated: one update after the last row
+    engine.step()  # clips, updates and zeroes the gradients
 
 
 def bare_steps(cfg, rows: list[dict], steps: int, official_width: int | None | bool = False):
@@ -100,7 +100,7 @@ def bare_steps(cfg, rows: list[dict], steps: int, official_width: int | None | b
     import torch
 
     from knowcoder_ray.train.dataset import TRAIN_COLUMNS
-    from knowcoder_ray.train.engine import build_engine
+    from knowcoder_ray.train.engine import build_engine, micro_step
 
     torch.set_num_threads(cfg.cpus_per_worker)
     engine = build_engine(cfg, steps, torch.device("cpu"))
@@ -113,7 +113,7 @@ def bare_steps(cfg, rows: list[dict], steps: int, official_width: int | None | b
                 chunk = rows[(step * ga + k) * mb:(step * ga + k + 1) * mb]
                 batch = {c: torch.from_numpy(np.stack([r[c] for r in chunk])).long() for c in TRAIN_COLUMNS}
                 if official_width is False:
-                    engine.micro_step(batch)
+                    micro_step(engine, batch)
                 else:
                     official_step(engine, {**batch, "n_real": [int(r["n_tokens"]) for r in chunk]}, official_width)
                 tokens += sum(int(r["n_tokens"]) for r in chunk)

@@ -76,9 +76,7 @@ def _score(args: argparse.Namespace) -> int:
                 used = {m.type for g in golds for m in (*g.entities, *g.relations, *g.events)}
                 # the file's gold tells which class names it was written with
                 names = project.names()
-                if not used <= set(names):
-                    names = with_official_names([], project)[1].names()
-                schemas[source] = names
+                schemas[source] = names if used <= set(names) else with_official_names([], project)[1].names()
     types = [t.strip() for t in args.schema_types.split(",") if t.strip()] if args.schema_types else None
     results = score_rows(rows, args.mode, args.filter_outlier, types, schemas)
     if args.json:

@@ -13,6 +13,7 @@ the plans (schema shards, few-shot examples, the token counter) go to the worker
 """
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Sequence
@@ -28,16 +29,10 @@ from knowcoder_ray.infer.extraction import (
 from knowcoder_ray.infer.llm import EngineSpec
 from knowcoder_ray.records import Record
 
-_PLANS: dict[str, dict[str, list[TaskPlan]]] = {}  # per worker process: object ref hex -> plans per dataset
-
-
+@functools.lru_cache(maxsize=1)
 def _plans(ref) -> dict[str, list[TaskPlan]]:
-    plans = _PLANS.get(ref.hex())
-    if plans is None:
-        plans = ray.get(ref)
-        _PLANS.clear()
-        _PLANS[ref.hex()] = plans
-    return plans
+    """The plans per dataset, fetched once per worker process (and evaluation)."""
+    return ray.get(ref)
 
 
 def record_items(data: dict[str, Sequence[Record]]) -> list[dict]:

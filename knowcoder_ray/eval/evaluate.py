@@ -95,13 +95,6 @@ def plan_tasks(benchmark_tasks: tuple[str, ...]) -> list[str]:
 
 # ---- the run ---------------------------------------------------------------------------------------------
 
-def parse_stats(outputs: list[dict]) -> dict:
-    return {"prompts": len(outputs), "outputs_with_errors": sum(bool(o["errors"]) for o in outputs),
-            "errors": sum(len(o["errors"]) for o in outputs),
-            "hallucinated": sum(len(o["hallucinated"]) for o in outputs),
-            "truncated": sum(bool(o["truncated"]) for o in outputs)}
-
-
 def load_plans(cfg: EvalConfig, count) -> tuple[dict[str, tuple[list[Record], SchemaLibrary, list]],
                                                  dict[str, list[TaskPlan]]]:
     """Each dataset's records (with its library and malformed inputs) and its task plans."""
@@ -129,10 +122,9 @@ def evaluate(cfg: EvalConfig) -> dict:
             raise FileNotFoundError(f"checkpoint {label!r}: no model folder at {path}")
     data, plans = load_plans(cfg, TokenCounter(tokenizer_folder(checkpoints[labels[0]])))
 
-    out_dir = cfg.output_dir
     summary_rows = []
     for label, path in checkpoints.items():
-        out = storage.join(out_dir, label)
+        out = storage.join(cfg.output_dir, label)
         run_checkpoint(cfg, path, {n: d[0] for n, d in data.items()}, plans, out)
         metrics = checkpoint_metrics(cfg, label, path, data, storage.join(out, "predictions.jsonl"))
         storage.write_text(storage.join(out, "metrics.json"), json.dumps(metrics, indent=2))
@@ -140,10 +132,10 @@ def evaluate(cfg: EvalConfig) -> dict:
                              "predictions": f"{label}/predictions.jsonl", "summary": metrics["summary"]})
     result = {"split": cfg.split, "datasets": list(cfg.datasets), "checkpoints": summary_rows,
               "config": cfg.model_dump()}
-    storage.write_text(storage.join(out_dir, "summary.json"), json.dumps(result, indent=2))
+    storage.write_text(storage.join(cfg.output_dir, "summary.json"), json.dumps(result, indent=2))
     if cfg.report:
         from knowcoder_ray.eval.report import write_report
-        write_report(out_dir)
+        write_report(cfg.output_dir)
     return result
 
 
@@ -200,4 +192,8 @@ def checkpoint_metrics(cfg: EvalConfig, label: str, path: str, data, predictions
             "options": {"filter_outlier": cfg.filter_outlier, "wikidata_upper": cfg.wikidata_upper,
                         "shard_tokens": cfg.shard_tokens, "engine": cfg.engine, "metric_mode": cfg.metric_mode,
                         "class_names": cfg.class_names, "few_shot": cfg.few_shot, "layout": cfg.layout},
-            **by_mode[cfg.metric_mode], "modes": by_mode, "datasets": datasets, "parse": parse_stats(outputs)}
+            **by_mode[cfg.metric_mode], "modes": by_mode, "datasets": datasets,
+            "parse": {"prompts": len(outputs), "outputs_with_errors": sum(bool(o["errors"]) for o in outputs),
+                      "errors": sum(len(o["errors"]) for o in outputs),
+                      "hallucinated": sum(len(o["hallucinated"]) for o in outputs),
+                      "truncated": sum(bool(o["truncated"]) for o in outputs)}}

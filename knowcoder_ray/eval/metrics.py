@@ -124,15 +124,12 @@ def filter_outliers(pred: Record, schema_types: Iterable[str] | None) -> Record:
     def ok_type(t: str) -> bool:
         return allowed is None or t in allowed
 
-    events = [replace(e, arguments=tuple(a for a in e.arguments if ok_span(a.text)))
-              for e in pred.events if ok_span(e.trigger) and ok_type(e.type)]
-    return Record(
-        pred.id, pred.text,
-        [e for e in pred.entities if ok_span(e.text) and ok_type(e.type)],
-        [r for r in pred.relations if ok_span(r.head.text) and ok_span(r.tail.text) and ok_type(r.type)
-         and r.head.text != r.tail.text],
-        events, pred.source,
-    )
+    return replace(
+        pred, entities=[e for e in pred.entities if ok_span(e.text) and ok_type(e.type)],
+        relations=[r for r in pred.relations if ok_span(r.head.text) and ok_span(r.tail.text) and ok_type(r.type)
+                   and r.head.text != r.tail.text],
+        events=[replace(e, arguments=tuple(a for a in e.arguments if ok_span(a.text)))
+                for e in pred.events if ok_span(e.trigger) and ok_type(e.type)])
 
 
 # ---- official mode -------------------------------------------------------------------------------------
@@ -266,22 +263,29 @@ def score(golds: Sequence[Record], preds: Sequence[Record], metrics: Iterable[st
             raise ValueError(f"unknown metric {metric!r}; expected one of {sorted(TASK_OF)}")
         # a generator, not a list: fewer live objects, fewer garbage-collector passes
         pairs = ((g, by_id.get(g.id) or Record(g.id, g.text, source=g.source)) for g in golds)
-        scorer = _score_official if mode == "official" else _score_strict
-        out[metric] = scorer(pairs, metric, filter_outlier, schema_types, ancestors if metric == "EC" else None)
+        out[metric] = _score_pairs(pairs, metric, mode == "official", filter_outlier, schema_types,
+                                   ancestors if metric == "EC" else None)
     return out
 
 
-def _score_official(pairs, metric, filter_outlier, schema_types, ancestors) -> Score:
-    schema = None if schema_types is None else frozenset(map(norm_name, schema_types))
+def _score_pairs(pairs, metric, official, filter_outlier, schema_types, ancestors) -> Score:
+    schema = None if schema_types is None or not official else frozenset(map(norm_name, schema_types))
+    same_type = None if ancestors is None else (lambda pred_t, gold_t: gold_t in ancestors(pred_t))
     per_type: dict[str, Counts] = defaultdict(Counts)
-    per_source: dict[str, list[int]] = {}  # source -> [tp, pred, gold]
-    typed, plain = metric in TYPED, ancestors is None  # plain tuples: membership is `in` (O1)
+    per_source: dict[str, list[int]] = {}  # source -> [tp, pred, gold] (plain ints: no object per sentence)
+    typed, plain = metric in TYPED, ancestors is None  # official, plain tuples: membership is `in` (O1)
     for g, p in pairs:
-        gt = official_tuples(g, metric)
-        pt = official_tuples(p, metric, pred=True, filter_outlier=filter_outlier, schema=schema, ancestors=ancestors)
-        hits = sum(map(gt.__contains__, pt)) if plain else sum(_member(x, gt) for x in pt)
-        _tally(per_source, g.source, hits, len(pt), len(gt))
-        if typed:  # O7
+        if official:
+            gt = official_tuples(g, metric)
+            pt = official_tuples(p, metric, pred=True, filter_outlier=filter_outlier, schema=schema,
+                                 ancestors=ancestors)
+            hits = sum(map(gt.__contains__, pt)) if plain else sum(_member(x, gt) for x in pt)
+        else:
+            gt, pt = tuples(g, metric), tuples(filter_outliers(p, schema_types) if filter_outlier else p, metric)
+            matched = _match(gt, pt, same_type)
+            hits = len(matched) - matched.count(None)
+        per_source[g.source] = [a + b for a, b in zip(per_source.get(g.source, (0, 0, 0)), (hits, len(pt), len(gt)))]
+        if typed and official:  # O7
             for x in dict.fromkeys(gt):
                 per_type[x[0]].gold += 1
             for x in dict.fromkeys(pt):
@@ -289,39 +293,16 @@ def _score_official(pairs, metric, filter_outlier, schema_types, ancestors) -> S
                 if c is not None:
                     c.pred += 1
                     c.tp += _member(x, gt)
-    return _score(dict(per_type), per_source)
-
-
-def _tally(per_source: dict[str, list[int]], source: str, *counts: int) -> None:
-    """Add one sentence's (tp, pred, gold) to its source's sums (plain ints: no object per sentence)."""
-    per_source[source] = [a + b for a, b in zip(per_source.get(source, (0, 0, 0)), counts)]
-
-
-def _score(per_type: dict[str, Counts], per_source: dict[str, list[int]]) -> Score:
-    overall = Counts(*map(sum, zip(*per_source.values()))) if per_source else Counts()
-    return Score(overall, per_type, {k: Counts(*v) for k, v in per_source.items()})
-
-
-def _score_strict(pairs, metric, filter_outlier, schema_types, ancestors) -> Score:
-    same_type = None if ancestors is None else (lambda pred_t, gold_t: gold_t in ancestors(pred_t))
-    per_type: dict[str, Counts] = defaultdict(Counts)
-    per_source: dict[str, list[int]] = {}  # source -> [tp, pred, gold]
-    typed = metric in TYPED
-    for g, p in pairs:
-        if filter_outlier:
-            p = filter_outliers(p, schema_types)
-        gt, pt = tuples(g, metric), tuples(p, metric)
-        hits = _match(gt, pt, same_type)
-        _tally(per_source, g.source, len(hits) - hits.count(None), len(pt), len(gt))
-        if typed:
+        elif typed:
             for t in gt:
                 per_type[t[0]].gold += 1
-            for t, hit in zip(pt, hits):
+            for t, hit in zip(pt, matched):
                 # a prediction credited through an ancestor counts for the gold type it matched
                 key = hit[0] if hit is not None else t[0]
                 per_type[key].pred += 1
                 per_type[key].tp += hit is not None
-    return _score(dict(per_type), per_source)
+    overall = Counts(*map(sum, zip(*per_source.values()))) if per_source else Counts()
+    return Score(overall, dict(per_type), {k: Counts(*v) for k, v in per_source.items()})
 
 
 def summary(scores: dict[str, Score]) -> dict[str, float]:

@@ -24,15 +24,6 @@ def _table_figure(title: str, header: list[str], columns: list[list], rows: int)
     return fig
 
 
-def load_run(run_dir: str | Path) -> tuple[dict, list[dict]]:
-    """summary.json and each checkpoint's metrics.json (in checkpoint order)."""
-    path = storage.join(run_dir, "summary.json")
-    if not storage.isfile(path):
-        raise FileNotFoundError(f"{path} not found: run `knowcoder eval` first")
-    summary = json.loads(storage.read_text(path))
-    return summary, [json.loads(storage.read_text(storage.join(run_dir, c["metrics"]))) for c in summary["checkpoints"]]
-
-
 def _lines(labels: list[str], metrics: list[dict]):
     fig = go.Figure()
     names = list(dict.fromkeys(m for ck in metrics for m in ck["summary"]))
@@ -82,8 +73,12 @@ def _parse_table(labels: list[str], metrics: list[dict]):
 
 
 def build_report(run_dir: str | Path) -> str:
-    """The report page as one HTML string."""
-    summary, metrics = load_run(run_dir)
+    """The report page as one HTML string, from summary.json and each checkpoint's metrics.json."""
+    path = storage.join(run_dir, "summary.json")
+    if not storage.isfile(path):
+        raise FileNotFoundError(f"{path} not found: run `knowcoder eval` first")
+    summary = json.loads(storage.read_text(path))
+    metrics = [json.loads(storage.read_text(storage.join(run_dir, c["metrics"]))) for c in summary["checkpoints"]]
     labels = [c["checkpoint"] for c in summary["checkpoints"]]
     modes = dict.fromkeys([metrics[0]["mode"], *metrics[0]["modes"]])  # the summary's mode first
     figs = [_lines(labels, metrics), *(_table(labels, metrics, mode) for mode in modes)]

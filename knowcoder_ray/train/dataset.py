@@ -74,17 +74,14 @@ def read_corpus(spec: DataSpec, mask_prompt: bool):
     return ds
 
 
-def _excerpt(value, n: int = 120) -> str:
-    s = repr(value)
-    return s if len(s) <= n else s[:n] + "..."
-
-
 def _samples(batch: dict, i: int, tok, seq_len: int, mask_prompt: bool) -> list[Sample]:
     """The samples of row `i`; ValueError names what is wrong with a malformed row."""
     def field_(name):
         v = batch[name][i] if name in batch else None
         if not isinstance(v, str) or not v:
-            raise ValueError(f"{name!r} is missing or not a non-empty string: {_excerpt(v)}")
+            shown = repr(v)
+            raise ValueError(f"{name!r} is missing or not a non-empty string: "
+                             f"{shown if len(shown) <= 120 else shown[:120] + '...'}")
         return v
 
     if mask_prompt:
@@ -112,11 +109,6 @@ def pack_batch(batch: dict, *, tokenizer: str, seq_len: int, packing: bool, mask
         out[key] = np.concatenate([column, np.zeros((len(rejects), *column.shape[1:]), dtype=column.dtype)])
     out["reject"] = np.array([""] * n + rejects, dtype=object)
     return out
-
-
-def _keep_packed(batch: dict) -> dict:
-    keep = batch["reject"] == ""
-    return {k: batch[k][keep] for k in DATA_COLUMNS}
 
 
 @dataclass
@@ -164,8 +156,8 @@ def prepare_dataset(spec: DataSpec, tokenizer: str, *, mask_prompt: bool, seed: 
     if summary.rows == 0:
         raise ValueError(f"no trainable rows in {spec.path}: {summary.rejected} rejected "
                          f"({dict(summary.reasons)})")
-    packed = ds.map_batches(_keep_packed, batch_format="numpy").materialize() if rejects else \
-        ds.select_columns(DATA_COLUMNS)
+    packed = ds.select_columns(DATA_COLUMNS) if not rejects else ds.map_batches(
+        lambda b: {k: b[k][b["reject"] == ""] for k in DATA_COLUMNS}, batch_format="numpy").materialize()
     return packed, summary, rejects
 
 

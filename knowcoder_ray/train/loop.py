@@ -24,7 +24,7 @@ import torch
 
 from knowcoder_ray.train.config import TrainConfig
 from knowcoder_ray.train.dataset import TRAIN_COLUMNS
-from knowcoder_ray.train.engine import build_engine, export_model
+from knowcoder_ray.train.engine import build_engine, export_model, full_state_dict, micro_step
 
 STATE_FILE = "trainer_state.json"
 EXPORT_DIR = "export"
@@ -49,14 +49,13 @@ def write_file_list(d: str, rank: int) -> None:
 
 
 def checkpoint_problem(d: str, rank: int) -> str | None:
-    """Why this rank's part of the checkpoint in `d` cannot be used (a file missing, cut or altered),
-    or None. A checkpoint from before file lists were written is taken as it is."""
-    listing = os.path.join(d, FILES.format(rank))
-    if not os.path.exists(listing):
-        return None
+    """Why this rank's part of the checkpoint in `d` cannot be used (a file missing, cut or altered, or no
+    trainer state), or None. A checkpoint from before file lists were written is taken as it is."""
+    listing, files = os.path.join(d, FILES.format(rank)), {}
     try:
-        with open(listing) as f:
-            files = json.load(f)
+        if os.path.exists(listing):
+            with open(listing) as f:
+                files = json.load(f)
     except (OSError, ValueError) as e:
         return f"{FILES.format(rank)} is unreadable ({e})"
     for rel, (size, crc) in sorted(files.items()):
@@ -67,7 +66,7 @@ def checkpoint_problem(d: str, rank: int) -> str | None:
             return f"{rel} has {os.path.getsize(path)} bytes, {size} were written (cut short)"
         if _crc32(path) != crc:
             return f"{rel} does not match the CRC32 written with it (corrupt)"
-    return None
+    return None if os.path.isfile(os.path.join(d, STATE_FILE)) else f"{STATE_FILE} is missing"
 
 
 @dataclass
@@ -77,31 +76,15 @@ class TrainState:
     batch_in_epoch: int = 0   # micro-batches of this epoch already trained on (per worker)
     tokens: int = 0           # real (non-pad) tokens trained on, all workers
 
-    def save(self, path: str) -> None:
-        with open(os.path.join(path, STATE_FILE), "w") as f:
-            json.dump(asdict(self), f)
 
-    @classmethod
-    def load(cls, path: str) -> "TrainState":
-        with open(os.path.join(path, STATE_FILE)) as f:
-            return cls(**json.load(f))
-
-
-@dataclass(frozen=True)
-class StepCounts:
-    """How many optimizer steps an epoch and the whole run take, from the rows each worker holds."""
-
-    steps_per_epoch: int
-    total_steps: int
-
-    @classmethod
-    def of(cls, cfg: TrainConfig, rows_per_worker: int) -> "StepCounts":
-        per_epoch = rows_per_worker // (cfg.micro_batch_size * cfg.grad_accum)
-        if per_epoch < 1:
-            raise ValueError(f"{rows_per_worker} packed rows per worker do not fill one optimizer step of "
-                             f"{cfg.micro_batch_size} x {cfg.grad_accum} micro-batches")
-        total = per_epoch * cfg.epochs
-        return cls(per_epoch, min(total, cfg.max_steps) if cfg.max_steps else total)
+def step_counts(cfg: TrainConfig, rows_per_worker: int) -> tuple[int, int]:
+    """(optimizer steps an epoch, steps of the whole run), from the rows each worker holds."""
+    per_epoch = rows_per_worker // (cfg.micro_batch_size * cfg.grad_accum)
+    if per_epoch < 1:
+        raise ValueError(f"{rows_per_worker} packed rows per worker do not fill one optimizer step of "
+                         f"{cfg.micro_batch_size} x {cfg.grad_accum} micro-batches")
+    total = per_epoch * cfg.epochs
+    return per_epoch, min(total, cfg.max_steps) if cfg.max_steps else total
 
 
 def fingerprint(input_ids: torch.Tensor) -> int:
@@ -116,17 +99,19 @@ def train_loop(loop_config: dict) -> None:
 
     marks = {"t_enter": time.time()}  # wall-clock marks of the fixed costs, reported with the final metrics
     cfg = TrainConfig.model_validate(loop_config["train"])
-    steps = StepCounts.of(cfg, loop_config["rows_per_worker"])
+    steps_per_epoch, total_steps = step_counts(cfg, loop_config["rows_per_worker"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device = _device(cfg.use_gpu)
+    if cfg.use_gpu:  # the worker's GPU as Ray Train assigned it (ray.train.torch is not imported on CPUs)
+        import ray.train.torch
+    device = ray.train.torch.get_device() if cfg.use_gpu else torch.device("cpu")
     if device.type == "cpu":
         # as many threads as the worker's CPUs: on a busy machine extra OpenMP threads spin against the
         # other workers (two threads a worker on 2 shared cores made a step 22x slower)
         torch.set_num_threads(cfg.cpus_per_worker)
-    engine = build_engine(cfg, steps.total_steps, device)
+    engine = build_engine(cfg, total_steps, device)
     state, resumed_at = TrainState(), None
-    log = _StepLog(cfg.log_file if rank == 0 else "", steps.total_steps if rank == 0 else 0)
+    log = _StepLog(cfg.log_file if rank == 0 else "", total_steps if rank == 0 else 0)
     if checkpoint := ray.train.get_checkpoint():
         state = _resume(checkpoint, engine, rank, log)
         resumed_at = log.resumed_at = state.step
@@ -134,22 +119,23 @@ def train_loop(loop_config: dict) -> None:
 
     def report(final: bool, metrics: dict) -> None:
         with tempfile.TemporaryDirectory(prefix="knowcoder-ckpt-") as d:
-            engine.save(d)
+            engine.save_checkpoint(d, tag="deepspeed", exclude_frozen_parameters=True)  # LoRA: no frozen base
             _save_rng(d, rank)
             if final:
-                full = engine.full_state_dict(rank)  # collective under ZeRO-3
+                full = full_state_dict(engine, rank)  # collective under ZeRO-3
                 if rank == 0:
                     export_model(engine.module, full, os.path.join(d, EXPORT_DIR), cfg.model)
                 metrics["t_saved"] = time.time()
             if rank == 0:
-                state.save(d)
+                with open(os.path.join(d, STATE_FILE), "w") as f:
+                    json.dump(asdict(state), f)
             write_file_list(d, rank)
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
 
     shard = ray.train.get_dataset_shard("train")
     metrics: dict = {"step": state.step}
-    batches_per_epoch = steps.steps_per_epoch * cfg.grad_accum
-    while state.step < steps.total_steps:
+    batches_per_epoch = steps_per_epoch * cfg.grad_accum
+    while state.step < total_steps:
         epoch, skip = state.epoch, state.batch_in_epoch
         losses, fp, tokens, t0, c0 = [], 0, 0, time.perf_counter(), time.process_time()
         batches = shard.iter_batches(batch_size=cfg.micro_batch_size, batch_format="numpy", drop_last=True)
@@ -157,29 +143,30 @@ def train_loop(loop_config: dict) -> None:
             if i < skip:  # trained on before the restart: skipped as numpy, never sent to the device
                 continue
             batch = {k: torch.as_tensor(rows[k], dtype=torch.long).to(device) for k in TRAIN_COLUMNS}
-            boundary = (i + 1) % cfg.grad_accum == 0
-            losses.append(engine.micro_step(batch))
+            losses.append(micro_step(engine, batch))
             tokens += int(rows["n_tokens"].sum())
             fp = (fp * 31 + fingerprint(batch["input_ids"])) % 1_000_000_007
-            if not boundary:
+            if (i + 1) % cfg.grad_accum:  # not yet an accumulation boundary
                 continue
             state.step += 1
             state.batch_in_epoch = i + 1
             if state.batch_in_epoch == batches_per_epoch:
                 state.epoch, state.batch_in_epoch = state.epoch + 1, 0
-            loss, step_tokens = _all_reduce_mean_sum(sum(losses) / len(losses), tokens, device)
+            summed = torch.tensor([sum(losses) / len(losses), float(tokens)], dtype=torch.float64, device=device)
+            torch.distributed.all_reduce(summed)  # the mean loss and the tokens of all workers
+            loss, step_tokens = float(summed[0]) / world, int(summed[1])
             state.tokens += step_tokens
-            metrics = {"step": state.step, "epoch": epoch, "loss": loss, "lr": engine.lr(), "tokens": state.tokens,
-                       "step_tokens": step_tokens, "step_s": time.perf_counter() - t0,
+            metrics = {"step": state.step, "epoch": epoch, "loss": loss, "lr": float(engine.get_lr()[0]),
+                       "tokens": state.tokens, "step_tokens": step_tokens, "step_s": time.perf_counter() - t0,
                        "step_cpu_s": time.process_time() - c0, "fingerprint": fp}
             log.write(metrics)
             losses, fp, tokens = [], 0, 0
             for hook in loop_config.get("step_hooks", ()):  # a hook that raises fails this worker
                 hook({**metrics, "rank": rank, "world_size": world, "resumed_at": resumed_at})
-            if state.step % cfg.save_every == 0 and state.step < steps.total_steps:
+            if state.step % cfg.save_every == 0 and state.step < total_steps:
                 report(False, metrics)
             t0, c0 = time.perf_counter(), time.process_time()
-            if state.epoch != epoch or state.step >= steps.total_steps:
+            if state.epoch != epoch or state.step >= total_steps:
                 break
         else:
             raise RuntimeError(f"worker {rank}: data shard ran out in epoch {epoch} before the "
@@ -188,34 +175,25 @@ def train_loop(loop_config: dict) -> None:
     report(True, {**metrics, **marks, "final": True})
 
 
-def _device(use_gpu: bool) -> torch.device:
-    """The worker's GPU as Ray Train assigned it, or the CPU (without importing ray.train.torch there)."""
-    if not use_gpu:
-        return torch.device("cpu")
-    import ray.train.torch
-
-    return ray.train.torch.get_device()
-
-
 def _resume(latest, engine, rank: int, log: "_StepLog") -> TrainState:
     """Load the newest whole checkpoint: `latest`, else the older ones kept beside it, newest first. All
     ranks check their own files and agree before any rank loads (loading under DeepSpeed is collective)."""
     problems = []
     for cp in [latest, *_older_checkpoints(latest)]:
         with cp.as_directory() as d:
-            mine = checkpoint_problem(d, rank)
-            if mine is None and not os.path.isfile(os.path.join(d, STATE_FILE)):
-                mine = f"{STATE_FILE} is missing"
             every = [None] * torch.distributed.get_world_size()
-            torch.distributed.all_gather_object(every, mine)  # each rank's problem, in rank order
+            torch.distributed.all_gather_object(every, checkpoint_problem(d, rank))  # each rank's, in rank order
             bad = [f"rank {r}: {p}" for r, p in enumerate(every) if p]
             if bad:
                 problems.append(f"checkpoint {cp.path} is unusable ({'; '.join(bad)})")
                 log.event({"event": "checkpoint_skipped", "checkpoint": cp.path, "problem": "; ".join(bad)})
                 continue
             try:
-                engine.load(d)
-                state = TrainState.load(d)
+                whole = all(p.requires_grad for p in engine.module.parameters())
+                if engine.load_checkpoint(d, tag="deepspeed", load_module_strict=whole)[0] is None:
+                    raise RuntimeError(f"DeepSpeed could not load the checkpoint at {d}")
+                with open(os.path.join(d, STATE_FILE)) as f:
+                    state = TrainState(**json.load(f))
                 _load_rng(d, rank)
             except Exception as e:  # not recorded as altered, yet unreadable: name it rather than a bare pickle error
                 raise RuntimeError(f"checkpoint {cp.path} could not be loaded: {type(e).__name__}: {e}") from e
@@ -253,12 +231,6 @@ def _load_rng(path: str, rank: int) -> None:
         torch.set_rng_state(state["cpu"])
         if "cuda" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state(state["cuda"])
-
-
-def _all_reduce_mean_sum(loss: float, tokens: int, device) -> tuple[float, int]:
-    t = torch.tensor([loss, float(tokens)], dtype=torch.float64, device=device)
-    torch.distributed.all_reduce(t)
-    return float(t[0]) / torch.distributed.get_world_size(), int(t[1])
 
 
 class _StepLog:

@@ -75,12 +75,11 @@ def pack(samples: Sequence[Sample], seq_len: int, pad_id: int, packing: bool = T
     the padding), plus per-row counts of samples, real (non-pad) tokens and truncated samples."""
     groups = bins_best_fit([len(s.ids) for s in samples], seq_len) if packing else [[i] for i in range(len(samples))]
     n = len(groups)
-    input_ids = np.full((n, seq_len), pad_id, dtype=np.int32)
-    labels = np.full((n, seq_len), IGNORE, dtype=np.int32)
-    position_ids = np.zeros((n, seq_len), dtype=np.int32)
-    n_samples = np.zeros(n, dtype=np.int32)
-    n_tokens = np.zeros(n, dtype=np.int32)
-    n_truncated = np.zeros(n, dtype=np.int32)
+    out = {"input_ids": np.full((n, seq_len), pad_id, dtype=np.int32),
+           "labels": np.full((n, seq_len), IGNORE, dtype=np.int32),
+           "position_ids": np.zeros((n, seq_len), dtype=np.int32),
+           **{k: np.zeros(n, dtype=np.int32) for k in ("n_samples", "n_tokens", "n_truncated")}}
+    input_ids, labels, position_ids = out["input_ids"], out["labels"], out["position_ids"]
     for r, group in enumerate(groups):
         at = 0
         for i in group:
@@ -91,8 +90,7 @@ def pack(samples: Sequence[Sample], seq_len: int, pad_id: int, packing: bool = T
             position_ids[r, at:at + k] = np.arange(k)
             at += k
         position_ids[r, at:] = np.arange(seq_len - at)  # padding forms a segment of its own
-        n_samples[r] = len(group)
-        n_tokens[r] = at
-        n_truncated[r] = sum(samples[i].truncated for i in group)
-    return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids,
-            "n_samples": n_samples, "n_tokens": n_tokens, "n_truncated": n_truncated}
+        out["n_samples"][r] = len(group)
+        out["n_tokens"][r] = at
+        out["n_truncated"][r] = sum(samples[i].truncated for i in group)
+    return out

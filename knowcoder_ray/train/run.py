@@ -61,14 +61,6 @@ SMALL_CLUSTER_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25", "RAY_TRAIN_ENA
                      "RAY_TRAIN_METRICS_ENABLED": "0"}
 
 
-def _lean_on_one_node() -> None:
-    import ray
-
-    if len([n for n in ray.nodes() if n.get("Alive")]) == 1:
-        for k, v in SMALL_CLUSTER_ENV.items():
-            os.environ.setdefault(k, v)  # read by the driver; Ray Train passes them on to its controller
-
-
 def _trainer_class(cfg: TrainConfig):
     """TorchTrainer (a torch.distributed process group over the workers), except for one CPU worker: a plain
     data-parallel trainer then spares the controller its import of torch (about 1.3 s of a 2-core
@@ -87,17 +79,20 @@ def train(cfg: TrainConfig, step_hooks: Sequence[Callable] = ()) -> TrainResult:
     every worker after each optimizer step with the step's metrics (step, loss, lr, tokens...), `rank`,
     `world_size` and `resumed_at` (the step this attempt restored, else None); one that raises fails the
     worker, which Ray Train restarts from the last checkpoint up to `max_failures` times."""
+    import ray
     import ray.train
 
     from knowcoder_ray.train.dataset import OrderedSplit, prepare_dataset
-    from knowcoder_ray.train.loop import EXPORT_DIR, StepCounts, train_loop
+    from knowcoder_ray.train.loop import EXPORT_DIR, step_counts, train_loop
 
     start = time.perf_counter()
     packed, summary, rejects = prepare_dataset(cfg.data, cfg.model, mask_prompt=cfg.phase == "sft", seed=cfg.seed)
     rows_per_worker = summary.rows // cfg.num_workers
-    steps = StepCounts.of(cfg, rows_per_worker)  # fail early, before workers start, if the data is too small
-    log.info("data %s; %d steps", summary.to_dict(), steps.total_steps)
-    _lean_on_one_node()
+    _, total_steps = step_counts(cfg, rows_per_worker)  # fail early, before workers start, if the data is too small
+    log.info("data %s; %d steps", summary.to_dict(), total_steps)
+    if len([n for n in ray.nodes() if n.get("Alive")]) == 1:
+        for k, v in SMALL_CLUSTER_ENV.items():
+            os.environ.setdefault(k, v)  # read by the driver; Ray Train passes them on to its controller
     storage_path = storage.absolute(cfg.storage_path)
     trainer_cls, backend = _trainer_class(cfg)
     trainer = trainer_cls(

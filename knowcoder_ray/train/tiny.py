@@ -74,7 +74,7 @@ def make_tiny_model(out_dir: str | Path, corpus_texts: Iterable[str], seed: int 
     return out_dir if is_uri(out_dir) else Path(out_dir)
 
 
-def corpus_texts(path: str, limit: int = 0) -> list[str]:
+def corpus_texts(path: str) -> list[str]:
     """Texts of a training corpus (a Parquet or JSON-lines file or folder, or a corpus folder written by
     `knowcoder data`; rows {"text"} or {"prompt", "output"}) for training a tokenizer: `text`, else `prompt +
     output`."""
@@ -92,5 +92,4 @@ def corpus_texts(path: str, limit: int = 0) -> list[str]:
                                                         table.column("output").to_pylist())]
     else:
         raise ValueError(f"{path} has columns {sorted(cols)}; expected 'text' or 'prompt' and 'output'")
-    texts = [t for t in texts if isinstance(t, str) and t]
-    return texts[:limit] if limit else texts
+    return [t for t in texts if isinstance(t, str) and t]
