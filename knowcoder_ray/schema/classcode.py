@@ -89,10 +89,18 @@ def render_class(t: SchemaType, task: str | None = None, typed: bool = True) -> 
 # ---- reading one class -------------------------------------------------------------------------------
 
 _RELATION_EXAMPLES = re.compile(r"(?<=\)),\s*(?=\()")
+_SOURCE_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
+
+
+def source_lines(source: str) -> list[str]:
+    """The lines of Python source as `ast` numbers them, line ends kept: broken at \\n, \\r\\n and \\r only
+    (str.splitlines also breaks at form feeds and Unicode line separators, which a description may hold)."""
+    return _SOURCE_LINE.findall(source)
 
 
 def read_class(node: ast.ClassDef, kind: str, lines: list[str]) -> SchemaType:
-    """One class definition -> SchemaType (name, parents, description, examples, constraints, roles)."""
+    """One class definition -> SchemaType (name, parents, description, examples, constraints, roles);
+    `lines`: the source's `source_lines`."""
     parents = tuple(n for n in map(_name, node.bases) if n and n not in BASE_CLASS.values())
     fields = _docstring_fields(ast.get_docstring(node, clean=False) or "")
     examples_text = fields.get("examples", "")
@@ -209,7 +217,7 @@ def read_class_code(source: str, library: SchemaLibrary | None = None) -> list[S
         raise ClassCodeError(f"syntax error: {e.msg}", e.lineno) from None
     except (ValueError, RecursionError, MemoryError) as e:  # null bytes, absurd nesting
         raise ClassCodeError(f"unreadable code: {type(e).__name__}") from None
-    lines = source.splitlines()
+    lines = source_lines(source)
     kinds: dict[str, str] = {}
     out: list[SchemaType] = []
     for node in tree.body:

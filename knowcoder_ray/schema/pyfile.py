@@ -19,7 +19,9 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from knowcoder_ray.schema.classcode import ENTITY_BASE, EVENT_BASE_ED, RELATION_BASE, read_class, render_class
+from knowcoder_ray.schema.classcode import (
+    ENTITY_BASE, EVENT_BASE_ED, RELATION_BASE, read_class, render_class, source_lines,
+)
 from knowcoder_ray.schema.types import (
     BASE_CLASS, SchemaError, SchemaLibrary, SchemaType, depth_first, mark_keyword_names,
 )
@@ -46,7 +48,7 @@ def render_file(kind: str, types: Iterable[SchemaType]) -> str:
     for t in types:
         code = render_class(t)
         try:
-            shown = read_class(ast.parse(code).body[0], kind, code.splitlines())
+            shown = read_class(ast.parse(code).body[0], kind, source_lines(code))
         except SyntaxError as e:
             raise SchemaError(f"type {t.name!r} does not render to valid Python ({e.msg}); "
                               "check its description and examples for triple quotes") from None
@@ -119,7 +121,7 @@ _CLASS_NAME = re.compile(r"class\s+(\w+)")
 def _chunks(source: str) -> list[tuple[int, str]]:
     """(first line index, text) of each top-level statement group, so one broken class can be parsed
     apart from the others."""
-    lines = source.splitlines(keepends=True)
+    lines = source_lines(source)
     starts = [0] + [i for i, line in enumerate(lines) if i and _TOP_LEVEL.match(line)]
     return [(a, "".join(lines[a:b])) for a, b in zip(starts, starts[1:] + [len(lines)])]
 
@@ -152,7 +154,7 @@ def read_pyfile(source: str, kind: str, filename: str = "<schema>",
                     problems.append(ClassProblem(filename, METADATA, offset + node.lineno, "not a literal; ignored"))
     out = []
     for offset, chunk, tree in parts:
-        lines = chunk.splitlines()
+        lines = source_lines(chunk)
         for node in tree.body:
             if not isinstance(node, ast.ClassDef) or (node.name in BASE_CLASS.values() and not node.bases):
                 continue  # the base classes of the file (`class Event(Entity)` is a type, `class Event:` is not)

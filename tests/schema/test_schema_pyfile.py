@@ -147,3 +147,22 @@ def test_from_py_ends_in_one_line_when_nothing_loads(tmp_path, capsys):
     assert "class Broken" in err[0] and len(err) == 2
     assert main(["schema", "from-py", str(tmp_path / "nowhere"), str(tmp_path / "lib.parquet")]) == 2
     assert capsys.readouterr().err.strip().count("\n") == 0
+
+
+@pytest.mark.parametrize("odd", ["\x0c", "\u2028", "\x85", "\x1c"])
+def test_eae_trigger_examples_survive_line_breaks_python_does_not_count(odd):
+    """A description may hold characters str.splitlines breaks at but Python's parser does not; the EAE
+    form's trigger examples (a comment on the `trigger` line) are still found, in user code and in files."""
+    from dataclasses import replace
+
+    from knowcoder_ray.schema.classcode import read_class_code, render_class
+    from knowcoder_ray.schema.pyfile import render_file
+    from knowcoder_ray.schema.types import Role, SchemaType
+
+    wedding = SchemaType("Marriage", "event", description=f"Two people{odd} marry.", examples=("wed", "married"),
+                         roles=(Role("spouse"), Role("from")))
+    user_code = render_class(replace(wedding, roles=(Role("spouse"),)), "eae")  # user code: no keyword roles
+    (read,) = read_class_code(user_code)
+    assert read.examples == ("wed", "married") and read.description == wedding.description
+    for text in (render_file("event", [wedding]), render_file("event", [wedding]).replace("\n", "\r\n")):
+        assert read_pyfile(text, "event", "Events.py", []) == [wedding]
