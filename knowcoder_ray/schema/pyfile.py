@@ -25,7 +25,7 @@ from knowcoder_ray.schema.classcode import (
 from knowcoder_ray.schema.types import (
     BASE_CLASS, SchemaError, SchemaLibrary, SchemaType, depth_first, mark_keyword_names,
 )
-from knowcoder_ray.storage import exists, join, makedirs, read_text, write_text
+from knowcoder_ray.storage import exists, join, makedirs, read_bytes, write_text
 
 FILES = {"entity": "Entities.py", "relation": "Relations.py", "event": "Events.py"}
 HEADERS = {"entity": [ENTITY_BASE], "relation": ["from Entities import *", RELATION_BASE], "event": [EVENT_BASE_ED]}
@@ -105,7 +105,8 @@ def read_pyfiles(src_dir: str, problems: list[ClassProblem] | None = None) -> Sc
         raise FileNotFoundError(f"no {', '.join(FILES.values())} under {src_dir}")
     types: dict[str, SchemaType] = {}
     for kind, uri in present:
-        for t in read_pyfile(read_text(uri), kind, uri, problems):
+        # a byte that is not UTF-8 stays in the text (as a lone surrogate): its class is reported, the rest load
+        for t in read_pyfile(read_bytes(uri).decode("utf-8", errors="surrogateescape"), kind, uri, problems):
             if t.name in types and types[t.name] != t:
                 problems.append(ClassProblem(uri, t.name, 0, f"defined again (first as {types[t.name].kind}); "
                                                               "the first definition is kept"))
@@ -132,16 +133,18 @@ def read_pyfile(source: str, kind: str, filename: str = "<schema>",
     executed. Python keywords as role names (`from: List[ Entity ]`, `self.from = from`) are read. A class
     that cannot be read is skipped and reported in `problems` (None: a warning); the others load."""
     problems = _Warn() if problems is None else problems
+    unreadable = (SyntaxError, UnicodeError, RecursionError, MemoryError)  # UnicodeError: a lone surrogate
     try:
         parts = [(0, source, ast.parse(mark_keyword_names(source), filename=filename))]
-    except (SyntaxError, RecursionError, MemoryError):
+    except unreadable:
         parts = []
         for offset, chunk in _chunks(source):
             try:
                 parts.append((offset, chunk, ast.parse(mark_keyword_names(chunk), filename=filename)))
-            except (SyntaxError, RecursionError, MemoryError) as e:
+            except unreadable as e:
                 m = _CLASS_NAME.match(chunk)
                 reason = (f"not valid Python at line {offset + (e.lineno or 1)}: {e.msg}" if isinstance(e, SyntaxError)
+                          else "holds bytes that are not UTF-8" if isinstance(e, UnicodeError)
                           else f"too deeply nested for Python's parser ({type(e).__name__})")
                 problems.append(ClassProblem(filename, m.group(1) if m else "(top level)", offset + 1, reason))
     metadata: dict = {}

@@ -166,3 +166,14 @@ def test_eae_trigger_examples_survive_line_breaks_python_does_not_count(odd):
     assert read.examples == ("wed", "married") and read.description == wedding.description
     for text in (render_file("event", [wedding]), render_file("event", [wedding]).replace("\n", "\r\n")):
         assert read_pyfile(text, "event", "Events.py", []) == [wedding]
+
+
+def test_a_class_with_bytes_that_are_not_utf8_is_reported_and_the_rest_load(tmp_path):
+    classes = [f'class {name}(Entity):\n\t"""\n\tDescription: A {name.lower()}.\n\t"""\n\tpass\n'
+               for name in ("Lake", "Pond", "River")]
+    source = "\n".join(classes).encode().replace(b"A pond", b"A p\xffnd")
+    (tmp_path / "Entities.py").write_bytes(source)
+    problems = []
+    lib = read_pyfiles(str(tmp_path), problems)
+    assert [(p.name, p.line, p.reason) for p in problems] == [("Pond", 7, "holds bytes that are not UTF-8")]
+    assert lib.names("entity") == ["Lake", "River"] and lib["River"].description == "A river."
