@@ -101,7 +101,7 @@ def read_rows(path: str | Path) -> Groups:
     for n, where, d in _objects(path):
         if "task" in d:
             task = d["task"]
-            if task not in ITEM_WIDTH:
+            if not isinstance(task, str) or task not in ITEM_WIDTH:  # (a list or object is not hashable)
                 raise ScoreFileError(f"{where}: task must be one of {sorted(ITEM_WIDTH)}, got {task!r}")
             sentence = d.get("sentence")
             if not isinstance(sentence, str):

@@ -78,6 +78,7 @@ def test_reads_an_evaluation_predictions_file(tmp_path, capsys):
 @pytest.mark.parametrize("line,message", [
     ('{"task": "ner", "sentence": "x", "gold": [["Person"]], "pred": []}', "a ner item is a list of 2 strings"),
     ('{"task": "xx", "sentence": "x", "gold": [], "pred": []}', "task must be one of"),
+    ('{"task": {"ner": 1}, "sentence": "x", "gold": [], "pred": []}', "task must be one of"),
     ("not json", "not JSON"),
     ('{"sentence": "x"}', "expected 'task'"),
 ])
