@@ -48,8 +48,9 @@ DEFAULT_BLOCK_BYTES = 16 << 20
 DEFAULT_BLOCK_ROWS = 50_000
 _LINE_EXTS = (".jsonl", ".tsv", ".txt", ".json")
 INPUT_EXTS = (*_LINE_EXTS, *(e + c for e in _LINE_EXTS for c in (".gz", ".bz2", ".zst")), ".parquet")
-# The exceptions a malformed record raises; anything else is a bug and stops the run.
-MALFORMED = (ValueError, KeyError, TypeError, IndexError, AttributeError)
+# The exceptions a malformed record raises (RecursionError: JSON nested too deeply to decode); anything else
+# is a bug and stops the run.
+MALFORMED = (ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError)
 _BETWEEN_ELEMENTS = re.compile(r"[ \t\r\n,]*")  # what _skip passes over in a JSON array
 
 
@@ -201,7 +202,7 @@ def _plan_json_array(f, size: int, block_bytes: int, chunk: int = 1 << 20,
             _, end = dec.raw_decode(text, i)
             if end == len(text) and not eof:
                 raise ValueError("a number may go on in the next chunk")
-        except ValueError:  # JSONDecodeError too: maybe only cut by the chunk, else malformed
+        except (ValueError, RecursionError):  # JSONDecodeError too: maybe only cut by the chunk, else malformed
             if not eof and len(text) - i < max_element:
                 i = more(i)
                 continue
@@ -328,7 +329,7 @@ def _array_items(data: bytes, spec: ShardSpec, name: str, bad: list[dict]) -> It
     while i < len(text) and text[i] != "]":
         try:
             obj, end = dec.raw_decode(text, i)
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, RecursionError) as e:
             bad.append(quarantine_row(spec, f"{name}:element {k}", f"JSON array unreadable from here on: {e}",
                                       text[i:i + 2000]))
             return

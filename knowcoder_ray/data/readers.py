@@ -43,7 +43,7 @@ def parse_json_lines(path: str, parse: Callable[[int, object], object], bad: lis
     for lineno, line in json_lines(path):
         try:
             yield parse(lineno, json.loads(line))
-        except (ValueError, KeyError, TypeError, IndexError) as e:
+        except (ValueError, KeyError, TypeError, IndexError, RecursionError) as e:
             bad.append(Malformed(path, lineno, f"{type(e).__name__}: {e}", line))
 
 

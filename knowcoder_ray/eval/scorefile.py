@@ -90,6 +90,8 @@ def _objects(path: str | Path):
             d = json.loads(line)
         except json.JSONDecodeError as e:
             raise ScoreFileError(f"{where}: not JSON ({e.msg})") from None
+        except RecursionError:
+            raise ScoreFileError(f"{where}: not JSON (nested too deeply to decode)") from None
         if not isinstance(d, dict):
             raise ScoreFileError(f"{where}: expected a JSON object")
         yield n, where, d

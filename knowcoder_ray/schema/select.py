@@ -42,7 +42,7 @@ def corpus_types(uris: Iterable[str]) -> tuple[set[str], int]:
                     continue
                 try:
                     r = Record.from_dict(json.loads(line))
-                except (ValueError, KeyError, TypeError):
+                except (ValueError, KeyError, TypeError, RecursionError):
                     bad += 1
                     continue
                 types.update(e.type for e in r.entities)

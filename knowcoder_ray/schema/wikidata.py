@@ -140,6 +140,8 @@ def parse_line(raw: bytes) -> dict | None:
         entity = json.loads(s)
     except json.JSONDecodeError as e:
         raise Malformed(f"invalid JSON: {e.msg} at column {e.colno}") from None
+    except RecursionError:
+        raise Malformed("invalid JSON: nested too deeply to decode") from None
     if not isinstance(entity, dict):
         raise Malformed(f"not a JSON object but a {type(entity).__name__}")
     eid, etype = entity.get("id"), entity.get("type")

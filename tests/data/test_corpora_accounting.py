@@ -34,10 +34,11 @@ def _corrupt_json_lines(path: Path) -> tuple[bytes, dict[int, str]]:
     escaped_cr = json.dumps({**first, "note": "a\rb"}).encode()  # valid JSON: the CR is escaped
     raw_cr = escaped_cr.replace(b"\\r", b"\r")                   # a raw CR inside a string: one bad record
     nan = json.dumps({**first, "cate": "x"}).replace('"x"', "NaN").encode()
+    deep = b'{"a": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"      # valid JSON, too deep for Python's decoder
     lines = [good[0], raw_cr, b"\t\t\t", b"   ", b"", good[1] + b"\r", nan, b'{"truncated": ', b"\xff\xfe",
-             *good[2:], escaped_cr]
+             *good[2:], escaped_cr, deep]
     return b"\n".join(lines) + b"\n", {2: "control character", 3: "whitespace", 4: "whitespace", 7: "non-finite",
-                                       8: "JSON", 9: "UTF-8"}
+                                       8: "JSON", 9: "UTF-8", len(lines): "RecursionError"}
 
 
 def _corrupt_tsv(path: Path) -> tuple[bytes, dict[int, str]]:
@@ -163,3 +164,12 @@ def test_line_numbers_are_right_in_every_shard(tmp_path, block):
     for line in lines:
         offsets.append(offsets[-1] + len(line) + 1)
     assert [it.offset for it in items] == [offsets[it.line - 1] for it in items]
+
+
+def test_a_json_array_element_too_deep_to_decode_is_quarantined_not_fatal(tmp_path):
+    path = tmp_path / "pile.json"
+    path.write_bytes(b'[{"id": "a"}, {"x": ' + b"[" * 50_000 + b"]" * 50_000 + b'}, {"id": "c"}]')
+    for block in (8, 1 << 20):
+        bad: list[dict] = []
+        items = [it.payload for s in plan_files("universalner", [str(path)], block_bytes=block) for it in read_shard(s, bad)]
+        assert items == [{"id": "a"}] and len(bad) == 1 and "unreadable from here on" in bad[0]["reason"]

@@ -56,9 +56,11 @@ def test_malformed_json_records_are_set_aside(tmp_path):
     bad = []
     assert len(list(read_spert_json(p, bad=bad))) == 1 and bad[0].line == 1 and "IndexError" in bad[0].reason
     p = tmp_path / "phee.json"
-    p.write_text('{"id": "1", "context": "x", "annotations": [{"events": [{"event_type": "A", "Trigger": {}}]}]}\nnot json\n')
+    p.write_text('{"id": "1", "context": "x", "annotations": [{"events": [{"event_type": "A", "Trigger": {}}]}]}\nnot json\n'
+                 + '{"id": ' + "[" * 50_000 + "]" * 50_000 + "}\n")  # the last: too deep for Python's decoder
     bad = []
-    assert list(read_phee(p, bad=bad)) == [] and [b.line for b in bad] == [1, 2]
+    assert list(read_phee(p, bad=bad)) == [] and [b.line for b in bad] == [1, 2, 3]
+    assert bad[2].reason.startswith("RecursionError")
 
 
 def test_records_benchmark_reads_unified_jsonl_and_sets_aside_bad_lines(tmp_path):

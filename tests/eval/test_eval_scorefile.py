@@ -80,6 +80,7 @@ def test_reads_an_evaluation_predictions_file(tmp_path, capsys):
     ('{"task": "xx", "sentence": "x", "gold": [], "pred": []}', "task must be one of"),
     ('{"task": {"ner": 1}, "sentence": "x", "gold": [], "pred": []}', "task must be one of"),
     ("not json", "not JSON"),
+    ('{"task": ' + "[" * 50_000 + "]" * 50_000 + "}", "nested too deeply"),
     ('{"sentence": "x"}', "expected 'task'"),
 ])
 def test_bad_rows_end_in_one_line_naming_the_line(tmp_path, capsys, line, message):
