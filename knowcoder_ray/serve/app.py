@@ -53,9 +53,14 @@ api = FastAPI(
 _NON_FINITE = "the body holds NaN, Infinity or a number out of range (e.g. 1e400); JSON numbers must be finite"
 
 
-def _json_safe(value, flags: set[str]):
+def _json_safe(value, flags: set[str], depth: int = 0):
     """`value` with what JSON/UTF-8 cannot carry made visible instead: non-finite floats (Python's JSON
-    reader accepts NaN, Infinity and overflows to inf) become strings, lone surrogates backslash escapes."""
+    reader accepts NaN, Infinity and overflows to inf) become strings, lone surrogates backslash escapes.
+    Cut like the echo it is: 20 items, 300 characters, 20 levels (a body nested hundreds deep would
+    otherwise exhaust Python's recursion limit here, in the error handler: a 500)."""
+    if depth > 20:
+        return "..."
+    depth += 1
     if isinstance(value, float) and not math.isfinite(value):
         flags.add("non-finite")
         return repr(value)
@@ -65,9 +70,9 @@ def _json_safe(value, flags: set[str]):
             flags.add("surrogate")
         return safe[:300]
     if isinstance(value, dict):
-        return {_json_safe(str(k), flags): _json_safe(v, flags) for k, v in list(value.items())[:20]}
+        return {_json_safe(str(k), flags): _json_safe(v, flags, depth) for k, v in list(value.items())[:20]}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v, flags) for v in list(value)[:20]]
+        return [_json_safe(v, flags, depth) for v in list(value)[:20]]
     if value is None or isinstance(value, (bool, int)):
         return value
     return _json_safe(str(value), flags)

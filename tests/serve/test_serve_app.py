@@ -230,6 +230,11 @@ def test_bad_input_is_refused_with_4xx_never_5xx(served):
         assert r.status_code == status and words in r.text, (body, r.status_code, r.text[:300])
     r = served.client.post("/v1/extract", json={"task": "ner", "text": "a", "types": ["Spaceship", "Dragon"]})
     assert r.json()["detail"]["unknown"] == ["Spaceship", "Dragon"]
+    for depth in (100, 400, 700, 850, 950, 5000):  # nested deep enough to strain Python's recursion limit
+        for key in ("extra", "texts"):
+            body = b'{"task": "ner", "%s": %s%s}' % (key.encode(), b"[" * depth, b"]" * depth)
+            r = served.client.post("/v1/extract", content=body, headers={"content-type": "application/json"})
+            assert 400 <= r.status_code < 500, (key, depth, r.status_code, r.text[:300])
     for params in ({"limit": 0}, {"kind": "planet"}, {"offset": -1}, {"limit": "many"}):
         assert served.client.get("/v1/schemas", params=params).status_code == 422
     import os
