@@ -54,14 +54,9 @@ class Schema(BuildConfig):
     dump: str                            # a Wikidata JSON dump (.json, .gz, .bz2; path or URI)
 
 
-class Understanding(UnderstandingConfig):
-    out: str | None = None               # the job's: `paths: {understanding: ...}` moves it
-    library: Library = "schema"
-
-
-class Following(FollowingConfig):
-    out: str | None = None
-    library: Library = "schema"
+# the corpus sections: their phase's config, `out` the job's (`paths: {understanding: ...}` moves it)
+Understanding, Following = (create_model(c.__name__.removesuffix("Config"), __base__=c, out=(str | None, None),
+                                         library=(Library, "schema")) for c in (UnderstandingConfig, FollowingConfig))
 
 
 class Train(Section):
