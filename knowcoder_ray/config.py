@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import Field, create_model, field_validator, model_validator
+from pydantic import AfterValidator, Field, create_model, field_validator, model_validator
 
 from knowcoder_ray.data.benchmarks import default_data_dir, require_benchmarks
 from knowcoder_ray.data.corpora import FollowingConfig, UnderstandingConfig
@@ -61,14 +61,9 @@ Understanding, Following = (create_model(c.__name__.removesuffix("Config"), __ba
 
 class Train(Section):
     phase: ClassVar[str] = "sft"
-    config: str                          # a TrainConfig YAML, or the name of a packaged one
+    # a TrainConfig YAML, or the name of a packaged one (ConfigError when it is neither)
+    config: Annotated[str, AfterValidator(lambda name: resolve_config(name) and name)]
     set: dict[str, Any] = {}             # TrainConfig overrides, dotted for nested keys
-
-    @field_validator("config")
-    @classmethod
-    def _exists(cls, name: str) -> str:
-        resolve_config(name)
-        return name
 
     @field_validator("set")
     @classmethod

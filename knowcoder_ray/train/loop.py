@@ -19,6 +19,7 @@ import tempfile
 import time
 import zlib
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 
@@ -44,18 +45,15 @@ def write_file_list(d: str, rank: int) -> None:
     paths = [os.path.join(root, n) for root, _, names in os.walk(d) for n in names
              if not (n.startswith("files_rank") and n.endswith(".json"))]
     files = {os.path.relpath(p, d): [os.path.getsize(p), _crc32(p)] for p in paths}
-    with open(os.path.join(d, FILES.format(rank)), "w") as f:
-        json.dump(files, f)
+    Path(d, FILES.format(rank)).write_text(json.dumps(files))
 
 
 def checkpoint_problem(d: str, rank: int) -> str | None:
     """Why this rank's part of the checkpoint in `d` cannot be used (a file missing, cut or altered, or no
     trainer state), or None. A checkpoint from before file lists were written is taken as it is."""
-    listing, files = os.path.join(d, FILES.format(rank)), {}
+    listing = Path(d, FILES.format(rank))
     try:
-        if os.path.exists(listing):
-            with open(listing) as f:
-                files = json.load(f)
+        files = json.loads(listing.read_text()) if listing.exists() else {}
     except (OSError, ValueError) as e:
         return f"{FILES.format(rank)} is unreadable ({e})"
     for rel, (size, crc) in sorted(files.items()):
@@ -127,8 +125,7 @@ def train_loop(loop_config: dict) -> None:
                     export_model(engine.module, full, os.path.join(d, EXPORT_DIR), cfg.model)
                 metrics["t_saved"] = time.time()
             if rank == 0:
-                with open(os.path.join(d, STATE_FILE), "w") as f:
-                    json.dump(asdict(state), f)
+                Path(d, STATE_FILE).write_text(json.dumps(asdict(state)))
             write_file_list(d, rank)
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
 
@@ -192,8 +189,7 @@ def _resume(latest, engine, rank: int, log: "_StepLog") -> TrainState:
                 whole = all(p.requires_grad for p in engine.module.parameters())
                 if engine.load_checkpoint(d, tag="deepspeed", load_module_strict=whole)[0] is None:
                     raise RuntimeError(f"DeepSpeed could not load the checkpoint at {d}")
-                with open(os.path.join(d, STATE_FILE)) as f:
-                    state = TrainState(**json.load(f))
+                state = TrainState(**json.loads(Path(d, STATE_FILE).read_text()))
                 _load_rng(d, rank)
             except Exception as e:  # not recorded as altered, yet unreadable: name it rather than a bare pickle error
                 raise RuntimeError(f"checkpoint {cp.path} could not be loaded: {type(e).__name__}: {e}") from e
