@@ -80,13 +80,6 @@ _LIST_END = re.compile(r'\s*(?:"""|\Z)')  # nothing after the list's `]` but bla
 _CALL_START = re.compile(r"(\w*)[ \t]*(\()?")  # a name (`\w`: `str.isalnum` or `_`), then maybe its call
 
 
-def _fast_list_pattern(item: str) -> re.Pattern:
-    """The rest of a `results = [` list of items of one common shape, up to its `]`."""
-    sep = f"{_BLANK},{_BLANK}"
-    item = re.sub(r"(?<!\\)\((?!\?)", "(?:", item)  # the same without capture groups (faster)
-    return re.compile(rf"{_BLANK}(?:{item}(?:{sep}{item})*{_BLANK},?)?{_BLANK}\]")
-
-
 @dataclass
 class ParseResult:
     entities: list[EntityMention] = field(default_factory=list)
@@ -305,7 +298,10 @@ class Parser:
         self._entity = None if entity_types is None else _resolver({*entity_types, "Entity"})
         self._roles = None if roles is None else {k: _resolver(v) for k, v in roles.items()}
         item = _FAST_ITEM.get(task, _FAST_ITEM["event"])
-        self._fast_item, self._fast_list = re.compile(item), _fast_list_pattern(item)
+        self._fast_item = re.compile(item)
+        # the rest of a `results = [` list of such items, up to its `]`; without capture groups (faster)
+        bare, sep = re.sub(r"(?<!\\)\((?!\?)", "(?:", item), f"{_BLANK},{_BLANK}"
+        self._fast_list = re.compile(rf"{_BLANK}(?:{bare}(?:{sep}{bare})*{_BLANK},?)?{_BLANK}\]")
 
     @classmethod
     def for_types(cls, task: str, types, library=None, *, fast: bool = True) -> "Parser":
@@ -379,24 +375,26 @@ class Parser:
             head = self._typed(*_named_string(head, "entity"), out)
             out.relations.append(RelationMention(type_, head, self._typed(*_named_string(tail, "entity"), out)))
         else:  # ED reads the EAE form too (its arguments matter when the trigger is missing)
-            out.events.append(self._event(type_, args, kwargs, out))
+            values = args[:1] + ([kwargs["trigger"]] if "trigger" in kwargs else [])
+            if len(values) > 1:
+                raise _Bad(f"{type_}: two triggers")
+            trigger = _string(values[0]) if values else ""  # an event without a trigger is still read
+            if len(args) > 1:
+                raise _Bad(f"{type_}: arguments must be given by role name")
+            roles = ((r, v.elts if isinstance(v, (ast.List, ast.Tuple)) else [v])
+                     for r, v in kwargs.items() if r != "trigger")
+            self._event(type_, trigger, roles, lambda v: _named_string(v, "entity"), out)
 
-    def _event(self, name: str, args: list[ast.expr], kwargs: dict[str, ast.expr], out: ParseResult) -> EventMention:
-        values = args[:1] + ([kwargs["trigger"]] if "trigger" in kwargs else [])
-        if len(values) > 1:
-            raise _Bad(f"{name}: two triggers")
-        trigger = _string(values[0]) if values else ""  # an event without a trigger is still read
-        if len(args) > 1:
-            raise _Bad(f"{name}: arguments must be given by role name")
+    def _event(self, type_: str, trigger: str, roles: Iterable[tuple[str, Iterable]], read, out: ParseResult) -> None:
+        """Record an event; `roles`: (role, values) pairs, each value read by `read` into (class or None, text)
+        when its turn comes (what comes before a value `ast` cannot read is still recorded)."""
         arguments = []
-        for role, value in kwargs.items():
-            if role == "trigger":
-                continue
-            role = self._role(name, role, out)
-            for v in value.elts if isinstance(value, (ast.List, ast.Tuple)) else [value]:
-                m = self._typed(*_named_string(v, "entity"), out)
+        for role, values in roles:
+            role = self._role(type_, role, out)
+            for v in values:
+                m = self._typed(*read(v), out)
                 arguments.append(Argument(role, m.text, m.type))
-        return EventMention(name, trigger, tuple(arguments))
+        out.events.append(EventMention(type_, trigger, tuple(arguments)))
 
     def _read_list(self, text: str) -> ParseResult | None:
         """Read a whole output that is one plain list of common-shape items (the usual case) in one pass:
@@ -451,12 +449,7 @@ class Parser:
             if trigger or listed is not None or values[0][0] is not None:
                 return False
             trigger = values[0][2]
-        type_ = self._class(name, out)
-        arguments = []
-        for role, (_, values) in kwargs.items():
-            role = self._role(type_, role, out)
-            for cls, inner_text, bare in values:
-                m = self._typed(cls, (inner_text or bare)[1:-1], out)
-                arguments.append(Argument(role, m.text, m.type))
-        out.events.append(EventMention(type_, trigger[1:-1] if trigger else "", tuple(arguments)))
+        self._event(self._class(name, out), trigger[1:-1] if trigger else "",
+                    [(role, values) for role, (_, values) in kwargs.items()],
+                    lambda v: (v[0], (v[1] or v[2])[1:-1]), out)  # (class, its string, bare string)
         return True

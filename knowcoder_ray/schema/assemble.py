@@ -50,9 +50,7 @@ def dedupe_class_names(items: Iterable[tuple[str, str]]) -> dict[str, str]:
         if base[key] not in taken:
             out[key] = base[key]
             taken.add(base[key])
-    for key in base:
-        if key in out:
-            continue
+    for key in [k for k in base if k not in out]:  # then the others, their key appended
         name, i = base[key] + to_class_name(key), 2
         while name in taken:
             name, i = f"{base[key]}{to_class_name(key)}_{i}", i + 1

@@ -31,9 +31,9 @@ from pydantic import ConfigDict, field_validator
 
 from knowcoder_ray import storage
 from knowcoder_ray.schema.descriptions import fill_descriptions, missing_descriptions_tsv, parse_descriptions_tsv
-from knowcoder_ray.schema.dump import MIN_RANGE_BYTES, LineIndex, compression_of
+from knowcoder_ray.schema.dump import MIN_RANGE_BYTES, LineIndex, compression_of, iter_lines
 from knowcoder_ray.schema.assemble import BuildReport, assemble, second_scan_targets
-from knowcoder_ray.schema.scan import DumpSummary, scan_local, scan_ray
+from knowcoder_ray.schema.scan import DumpSummary, scan_ray, summarize
 from knowcoder_ray.schema.select import corpus_types, select
 from knowcoder_ray.schema.types import SchemaLibrary
 from knowcoder_ray.schema.wikidata import EVENT_ROOT, RELATION_DATATYPES
@@ -79,8 +79,10 @@ def build(uri: str, config: BuildConfig | None = None, *, use_ray: bool = True, 
     byte ranges of at least `min_range_bytes` (see `dump.byte_ranges`)."""
     config = config or BuildConfig()
 
-    def scan(plan):
-        return scan_ray(uri, config, plan, parallelism, min_range_bytes) if use_ray else scan_local(uri, config, plan)
+    def scan(plan):  # the plain loop: one summary of all the lines (what merging those of its parts gives)
+        if use_ray:
+            return scan_ray(uri, config, plan, parallelism, min_range_bytes)
+        return summarize(iter_lines(uri), config, plan)
 
     s1 = scan(None)
     if not any(n for k, n in s1.counts.items() if k in ("items", "properties") or k.startswith("skipped_")):

@@ -20,7 +20,7 @@ import bz2
 import gzip
 from collections.abc import Iterator
 from dataclasses import dataclass
-from itertools import islice
+from itertools import count, islice, repeat
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -114,8 +114,7 @@ def byte_ranges(uri: str, parallelism: int, min_bytes: int = MIN_RANGE_BYTES,
 
 def iter_lines(uri: str, rng: int = 0, start: int = 0, end: float = float("inf")) -> Iterator[tuple[int, int, bytes]]:
     """(range, index, raw line) of the byte range `rng` = [start, end); by default the whole dump as range 0."""
-    for k, line in enumerate(iter_range(uri, start, end)):
-        yield rng, k, line
+    return zip(repeat(rng), count(), iter_range(uri, start, end))
 
 
 @dataclass

@@ -157,8 +157,7 @@ def _second_scan(s: DumpSummary, entity: dict, plan: ScanTargets, config: BuildC
 def _summarize_batch(batch, config: BuildConfig, plan: ScanTargets | None):
     import pyarrow as pa
 
-    rows = zip(batch.column("range").to_pylist(), batch.column("line").to_pylist(),
-               batch.column("text").to_pylist())
+    rows = zip(*(batch.column(c).to_pylist() for c in ("range", "line", "text")))
     return pa.table({"summary": [summarize(rows, config, plan).to_json()]})
 
 
@@ -208,9 +207,3 @@ def scan_ray(uri: str, config: BuildConfig, plan: ScanTargets | None = None, par
             total.merge(done.pop(merged), config.max_examples)
             merged += 1
     return total
-
-
-def scan_local(uri: str, config: BuildConfig, plan: ScanTargets | None = None) -> DumpSummary:
-    """The same scan as a plain loop in this process (the baseline of the benchmark, and for small dumps): one
-    summary of all the lines, which is what merging the summaries of its parts gives."""
-    return summarize(iter_lines(uri), config, plan)

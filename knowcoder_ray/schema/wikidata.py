@@ -34,11 +34,7 @@ def clean(text: str) -> str:
 
 def entity_text(entity: dict, key: str) -> str:
     values = entity.get(key) or {}
-    for lang in LABEL_LANGS:
-        v = values.get(lang)
-        if v and v.get("value"):
-            return clean(v["value"])
-    return ""
+    return next((clean(v["value"]) for v in map(values.get, LABEL_LANGS) if v and v.get("value")), "")
 
 
 def entity_aliases(entity: dict, limit: int) -> list[str]:
