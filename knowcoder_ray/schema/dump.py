@@ -86,7 +86,9 @@ def iter_range(uri: str, start: int = 0, end: float = float("inf")) -> Iterator[
     """The raw lines of one byte range of a plain dump, or of the whole of a compressed dump."""
     fs, path = filesystem(uri)
     codec = compression_of(path)
-    if codec is not None:  # one range: byte_ranges never splits a compressed dump
+    if codec is not None:
+        if start != 0 or end != float("inf"):  # byte_ranges never splits one; a caller that does is wrong
+            raise ValueError(f"{uri}: a compressed dump can only be read as one stream")
         with fs.open_input_stream(path, compression=None) as raw:
             # stdlib decoders: both read multi-stream/multi-member files, as the real dumps are
             f = bz2.BZ2File(raw) if codec == "bz2" else gzip.GzipFile(fileobj=raw)

@@ -61,6 +61,8 @@ def test_reader_streams_ranges_and_compressed_forms(ray_cluster, tmp_path, plain
         assert [line for _, _, line in dump.iter_lines(str(path))] == raw_lines
     ranges = dump.byte_ranges(str(plain), 4, min_bytes=1)
     assert len(ranges) == 4 and dump.byte_ranges(str(DUMP), 4, min_bytes=1) == [(0, float("inf"))]
+    with pytest.raises(ValueError, match="only be read as one stream"):  # a range of a compressed dump
+        next(dump.iter_range(str(gz), *ranges[1]))
     size = plain.stat().st_size  # ranges are capped in size, whatever the parallelism: bounded task memory
     capped = dump.byte_ranges(str(plain), 1, min_bytes=1, max_bytes=size // 3 - 1)
     assert len(capped) == 4 and max(min(e, size) - s for s, e in capped) <= size // 3 - 1
