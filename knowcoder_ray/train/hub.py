@@ -22,8 +22,9 @@ STAMP = "knowcoder_import.json"  # written last: a folder without it is an inter
 
 def default_cache_dir() -> Path:
     """`$KNOWCODER_MODEL_CACHE`, else `$XDG_CACHE_HOME/knowcoder/models` (~/.cache/knowcoder/models)."""
-    xdg = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return Path(os.environ.get("KNOWCODER_MODEL_CACHE") or xdg / "knowcoder" / "models")
+    if os.environ.get("KNOWCODER_MODEL_CACHE"):
+        return Path(os.environ["KNOWCODER_MODEL_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "knowcoder" / "models"
 
 
 def package_gguf(package: str) -> Path:
