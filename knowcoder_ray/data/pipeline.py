@@ -493,8 +493,7 @@ def write_manifest(out: str, transform: Transform, specs: list[ShardSpec], fmt: 
         "corpus": transform.corpus, "format": fmt, "config_hash": chash, "config": transform.fingerprint(),
         "token_counter": counter.kind, "columns": transform.schema.names,
         "shards_planned": len(specs), "shards_complete": len(shards), "complete": len(shards) == len(specs),
-        "records": sum(m["records"] for m in shards), "rows": sum(m["rows"] for m in shards),
-        "quarantined": sum(m["quarantined"] for m in shards), "n_tokens": sum(m["n_tokens"] for m in shards),
+        **{k: sum(m[k] for m in shards) for k in ("records", "rows", "quarantined", "n_tokens")},
         **{k: dict(sorted(v.items())) for k, v in totals.items()},
         "files": {p: {**dict(c), "balanced": c["records"] == c["written"] + c["quarantined"]}
                   for p, c in sorted(files.items())},
