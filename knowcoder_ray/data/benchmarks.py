@@ -288,9 +288,8 @@ def schema_of_records(records: Iterable[Record]) -> SchemaLibrary:
     for r in records:
         ents.update(dict.fromkeys(e.type for e in r.entities if e.type != "Entity"))
         for rel in r.relations:
-            heads, tails = rels.setdefault(rel.type, ({}, {}))
-            heads.update(dict.fromkeys([rel.head.type] if rel.head.type != "Entity" else []))
-            tails.update(dict.fromkeys([rel.tail.type] if rel.tail.type != "Entity" else []))
+            for ends, m in zip(rels.setdefault(rel.type, ({}, {})), (rel.head, rel.tail)):
+                ends.update(dict.fromkeys([m.type] if m.type != "Entity" else []))
         for e in r.events:
             events.setdefault(e.type, {}).update(dict.fromkeys(a.role for a in e.arguments))
     ents.update(dict.fromkeys(t for heads, tails in rels.values() for t in (*heads, *tails)))
