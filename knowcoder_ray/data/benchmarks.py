@@ -288,9 +288,8 @@ def schema_of_records(records: Iterable[Record]) -> SchemaLibrary:
     for r in records:
         ents.update(dict.fromkeys(e.type for e in r.entities if e.type != "Entity"))
         for rel in r.relations:
-            heads, tails = rels.setdefault(rel.type, ({}, {}))
-            heads.update(dict.fromkeys([rel.head.type] if rel.head.type != "Entity" else []))
-            tails.update(dict.fromkeys([rel.tail.type] if rel.tail.type != "Entity" else []))
+            for ends, m in zip(rels.setdefault(rel.type, ({}, {})), (rel.head, rel.tail)):
+                ends.update(dict.fromkeys([m.type] if m.type != "Entity" else []))
         for e in r.events:
             events.setdefault(e.type, {}).update(dict.fromkeys(a.role for a in e.arguments))
     ents.update(dict.fromkeys(t for heads, tails in rels.values() for t in (*heads, *tails)))
@@ -301,9 +300,15 @@ def schema_of_records(records: Iterable[Record]) -> SchemaLibrary:
     ])
 
 
-def records_benchmark(path: str) -> Benchmark:
-    """A benchmark from a JSON-lines file of unified records (`Record.to_dict`), named `records:<path>`.
-    Its tasks are those the records annotate; its schema is the one they use (`schema_of_records`)."""
+def get_benchmark(name: str) -> Benchmark:
+    """A registered benchmark by name, or `records:<path>`: a JSON-lines file of unified records
+    (`Record.to_dict`) whose tasks are those the records annotate and whose schema is the one they use
+    (`schema_of_records`)."""
+    if not name.startswith("records:"):
+        if name not in BENCHMARKS:
+            raise KeyError(f"unknown benchmark {name!r}; known: {', '.join(sorted(BENCHMARKS))}, or records:<path.jsonl>")
+        return BENCHMARKS[name]
+    path = name.partition(":")[2]
     if not storage.isfile(path):
         raise FileNotFoundError(f"records benchmark file not found: {path}")
 
@@ -317,16 +322,7 @@ def records_benchmark(path: str) -> Benchmark:
 
     has = {"ner": any(r.entities for r in records), "re": any(r.relations for r in records),
            "ed": any(r.events for r in records), "eae": any(e.arguments for r in records for e in r.events)}
-    return Benchmark(f"records:{path}", tuple(t for t in has if has[t]), read, lambda _d: schema_of_records(records))
-
-
-def get_benchmark(name: str) -> Benchmark:
-    """A registered benchmark by name, or a `records:<path>` JSON-lines file of unified records."""
-    if name.startswith("records:"):
-        return records_benchmark(name.partition(":")[2])
-    if name not in BENCHMARKS:
-        raise KeyError(f"unknown benchmark {name!r}; known: {', '.join(sorted(BENCHMARKS))}, or records:<path.jsonl>")
-    return BENCHMARKS[name]
+    return Benchmark(name, tuple(t for t in has if has[t]), read, lambda _d: schema_of_records(records))
 
 
 # ---- the released evaluation's class names -----------------------------------------------------------

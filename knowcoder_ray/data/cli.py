@@ -57,43 +57,33 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     """Build; usage problems (bad inputs, an output built with other options) end with one line, not a traceback."""
-    from knowcoder_ray.data.pipeline import PipelineError
-
-    try:
-        return _build(args)
-    except Exception as e:
-        known = _usage_error(e, (PipelineError, ValueError, FileNotFoundError))
-        if known is None:
-            raise
-        print(f"knowcoder data {args.data_command}: {known}", file=sys.stderr)
-        return 2
-
-
-def _usage_error(e: BaseException, kinds: tuple) -> BaseException | None:
-    """The innermost usage error of `e`'s chain: a shard's PipelineError (a cut .gz input) reaches the
-    driver wrapped by Ray Data and Ray in exceptions whose text is a remote traceback."""
-    found, seen = None, set()
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        if isinstance(e, kinds):
-            found = e
-        e = getattr(e, "cause", None) or e.__cause__
-    if found is not None and type(found).__module__.startswith("ray."):  # RayTaskError(PipelineError)
-        return getattr(found, "cause", found)
-    return found
-
-
-def _build(args: argparse.Namespace) -> int:
     from knowcoder_ray.data import corpora
+    from knowcoder_ray.data.pipeline import PipelineError
 
     given = {k: v for k, v in vars(args).items() if k not in ("command", "data_command", "func", "config", "overrides")}
     address, num_cpus = given.pop("address", None), given.pop("num_cpus", None)
     kind = corpora.UnderstandingConfig if args.data_command == "understanding" else corpora.FollowingConfig
-    cfg = load(kind, getattr(args, "config", None), getattr(args, "overrides", []), given)
-    if cfg.executor == "ray":
-        from knowcoder_ray.connect import connect
+    try:
+        cfg = load(kind, getattr(args, "config", None), getattr(args, "overrides", []), given)
+        if cfg.executor == "ray":
+            from knowcoder_ray.connect import connect
 
-        connect(address, num_cpus, log_to_driver=False)
-    manifest = corpora.build_corpus(cfg)
+            connect(address, num_cpus, log_to_driver=False)
+        manifest = corpora.build_corpus(cfg)
+    except Exception as e:
+        # the innermost usage error of the chain: a shard's PipelineError (a cut .gz input) reaches the
+        # driver wrapped by Ray Data and Ray in exceptions whose text is a remote traceback
+        known, seen, x = None, set(), e
+        while x is not None and id(x) not in seen:
+            seen.add(id(x))
+            if isinstance(x, (PipelineError, ValueError, FileNotFoundError)):
+                known = x
+            x = getattr(x, "cause", None) or x.__cause__
+        if known is not None and type(known).__module__.startswith("ray."):  # RayTaskError(PipelineError)
+            known = getattr(known, "cause", known)
+        if known is None:
+            raise
+        print(f"knowcoder data {args.data_command}: {known}", file=sys.stderr)
+        return 2
     print(json.dumps({k: v for k, v in manifest.items() if k != "shards"}, indent=1))
     return 0

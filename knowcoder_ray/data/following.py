@@ -128,12 +128,10 @@ def parse_benchmark_arg(arg: str) -> tuple[str, str]:
     if arg.startswith("records:"):
         return arg, _benchmark(arg).splits[0]
     name, _, split = arg.partition(":")
-    b = _benchmark(name)
-    if not split:
-        if "train" not in b.splits:
-            raise ValueError(f"benchmark {name!r} has no train split; name one of {b.splits} as {name}:<split>")
-        split = "train"
-    return name, split
+    splits = _benchmark(name).splits
+    if not split and "train" not in splits:
+        raise ValueError(f"benchmark {name!r} has no train split; name one of {splits} as {name}:<split>")
+    return name, split or "train"
 
 
 @lru_cache(maxsize=64)

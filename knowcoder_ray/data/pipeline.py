@@ -394,15 +394,13 @@ def process_shard(transform: Transform, spec: ShardSpec, out: str, fmt: str, cou
     before = Counter(transform.counters())
     produced, bad, written = [], [], 0  # produced: (task, row) pairs
     for item in read_shard(spec, bad):
-        where = {"line": item.line, "offset": item.offset}
         try:
             pairs = transform.rows(spec, item)
+            reason = None if pairs else "the record gives no row (nothing of it is usable)"
         except MALFORMED as e:
-            bad.append(quarantine_row(spec, item.key, f"{type(e).__name__}: {e}", item.payload, **where))
-            continue
-        if not pairs:
-            bad.append(quarantine_row(spec, item.key, "the record gives no row (nothing of it is usable)",
-                                      item.payload, **where))
+            reason = f"{type(e).__name__}: {e}"
+        if reason:
+            bad.append(quarantine_row(spec, item.key, reason, item.payload, item.line, item.offset))
             continue
         written += 1
         produced += pairs
@@ -415,10 +413,9 @@ def process_shard(transform: Transform, spec: ShardSpec, out: str, fmt: str, cou
     q_rel = f"quarantine/{spec.shard}.jsonl" if bad else None
     if bad:
         storage.write_bytes(storage.join(out, q_rel), encode_rows(bad, pa.schema([]), "jsonl"))
-    by_task, by_source, tok_task, tok_source = Counter(), Counter(), Counter(), Counter()
+    by_task, by_source = Counter(task for task, _ in produced), Counter(row["source"] for row in rows)
+    tok_task, tok_source = Counter(), Counter()
     for task, row in produced:
-        by_task[task] += 1
-        by_source[row["source"]] += 1
         tok_task[task] += row["n_tokens"]
         tok_source[row["source"]] += row["n_tokens"]
     marker = {
@@ -496,8 +493,7 @@ def write_manifest(out: str, transform: Transform, specs: list[ShardSpec], fmt: 
         "corpus": transform.corpus, "format": fmt, "config_hash": chash, "config": transform.fingerprint(),
         "token_counter": counter.kind, "columns": transform.schema.names,
         "shards_planned": len(specs), "shards_complete": len(shards), "complete": len(shards) == len(specs),
-        "records": sum(m["records"] for m in shards), "rows": sum(m["rows"] for m in shards),
-        "quarantined": sum(m["quarantined"] for m in shards), "n_tokens": sum(m["n_tokens"] for m in shards),
+        **{k: sum(m[k] for m in shards) for k in ("records", "rows", "quarantined", "n_tokens")},
         **{k: dict(sorted(v.items())) for k, v in totals.items()},
         "files": {p: {**dict(c), "balanced": c["records"] == c["written"] + c["quarantined"]}
                   for p, c in sorted(files.items())},

@@ -91,8 +91,7 @@ def word_span(sentence: str, mention: str) -> tuple[int, int] | None:
     to the first occurrence."""
     if not mention:
         return None
-    m = re.search(r"(?<!\w)" + re.escape(mention) + r"(?!\w)", sentence)
-    if m:
+    if m := re.search(r"(?<!\w)" + re.escape(mention) + r"(?!\w)", sentence):
         return m.start(), m.end()
     if not any(c.isascii() and c.isalnum() for c in (mention[0], mention[-1])):
         return span_of(sentence, mention)
@@ -136,8 +135,7 @@ def kelm_surface(value: str, sentence: str) -> str | None:
     it ("01 January 1945" -> "1 January 1945", "January 1, 1945", "January 1945" or "1945"); a name
     without its disambiguator ("The Planets ( 1999 TV series )" -> "The Planets"). None if absent."""
     candidates = [value]
-    m = _KELM_DATE.match(value)
-    if m:
+    if m := _KELM_DATE.match(value):
         day, month, year = int(m.group(1)), m.group(2), m.group(3).lstrip("0") or "0"
         if month and day:
             candidates += [f"{day} {month} {year}", f"{day:02d} {month} {year}", f"{month} {day}, {year}",
@@ -145,13 +143,9 @@ def kelm_surface(value: str, sentence: str) -> str | None:
         if month:
             candidates.append(f"{month} {year}")
         candidates.append(year)
-    d = _DISAMBIGUATOR.match(value)
-    if d:
+    if d := _DISAMBIGUATOR.match(value):
         candidates.append(d.group(1))
-    for c in candidates:
-        if word_span(sentence, c) is not None:
-            return c
-    return None
+    return next((c for c in candidates if word_span(sentence, c) is not None), None)
 
 
 def read_kelm(payload, index: TypeIndex, entity_types: Mapping[str, Sequence[str]] | None = None,

@@ -82,8 +82,10 @@ def definition_code(names: Sequence[str], library: SchemaLibrary) -> str:
 
 # ---- instance codes ----------------------------------------------------------------------------------
 
-def _imports(module: str, names: Sequence[str]) -> str:
-    return f"from {module} import {', '.join(dict.fromkeys(names))}"
+def _head(task: str, record: Record, **imports: Sequence[str]) -> str:
+    """The task comment, the sentence and the imports (module -> class names) that open an instance code."""
+    lines = [f"from {module} import {', '.join(dict.fromkeys(names))}" for module, names in imports.items()]
+    return f"{HEADER[task]}\nsentence = {quote(record.text)}\n\n" + "\n".join(lines) + "\n\n"
 
 
 def _event_item(e: EventMention) -> str:
@@ -99,21 +101,17 @@ def _event_item(e: EventMention) -> str:
 def instance_codes(record: Record) -> list[tuple[str, str]]:
     """(task, code) for the entities, relations and events of one record, in the released layout."""
     out = []
-    head = lambda task: f"{HEADER[task]}\nsentence = {quote(record.text)}\n\n"  # noqa: E731
     if record.entities:
-        out.append(("ner", head("ner") + _imports("Entities", [e.type for e in record.entities]) + "\n\n"
+        out.append(("ner", _head("ner", record, Entities=[e.type for e in record.entities])
                     + render_output("ner", record)))
     if record.relations:
         ents = [m.type or "Entity" for r in record.relations for m in (r.head, r.tail)]
-        out.append(("re", head("re") + _imports("Entities", ents) + "\n"
-                    + _imports("Relations", [r.type for r in record.relations]) + "\n\n"
+        out.append(("re", _head("re", record, Entities=ents, Relations=[r.type for r in record.relations])
                     + render_output("re", record, typed_relations=True)))
     if record.events:
         ents = [a.type or "Entity" for e in record.events for a in e.arguments] or ["Entity"]
-        items = [_event_item(e) for e in record.events]
-        out.append(("ee", head("ee") + _imports("Entities", ents) + "\n"
-                    + _imports("Events", [e.type for e in record.events]) + "\n\n"
-                    + "results = [\n" + ",\n".join(f"\t{i}" for i in items) + "\n]"))
+        out.append(("ee", _head("ee", record, Entities=ents, Events=[e.type for e in record.events])
+                    + "results = [\n" + ",\n".join(f"\t{_event_item(e)}" for e in record.events) + "\n]"))
     return out
 
 
