@@ -70,20 +70,8 @@ def _run(args: argparse.Namespace) -> int:
 
             connect(address, num_cpus, log_to_driver=False)
         manifest = corpora.build_corpus(cfg)
-    except Exception as e:
-        # the innermost usage error of the chain: a shard's PipelineError (a cut .gz input) reaches the
-        # driver wrapped by Ray Data and Ray in exceptions whose text is a remote traceback
-        known, seen, x = None, set(), e
-        while x is not None and id(x) not in seen:
-            seen.add(id(x))
-            if isinstance(x, (PipelineError, ValueError, FileNotFoundError)):
-                known = x
-            x = getattr(x, "cause", None) or x.__cause__
-        if known is not None and type(known).__module__.startswith("ray."):  # RayTaskError(PipelineError)
-            known = getattr(known, "cause", known)
-        if known is None:
-            raise
-        print(f"knowcoder data {args.data_command}: {known}", file=sys.stderr)
+    except (PipelineError, ValueError, FileNotFoundError) as e:  # a shard's too: the pipeline raises it here
+        print(f"knowcoder data {args.data_command}: {e}", file=sys.stderr)
         return 2
     print(json.dumps({k: v for k, v in manifest.items() if k != "shards"}, indent=1))
     return 0

@@ -437,7 +437,10 @@ class ShardWriter:
         self.counter = TokenCounter(tokenizer)
 
     def __call__(self, batch: dict) -> dict:
-        markers = [process_shard(self.transform, spec, self.out, self.fmt, self.counter) for spec in batch["spec"]]
+        try:
+            markers = [process_shard(self.transform, s, self.out, self.fmt, self.counter) for s in batch["spec"]]
+        except (PipelineError, FileNotFoundError) as e:  # an input's fault (a cut .gz): the driver raises it,
+            markers = [{"error": str(e)}]                 # as Ray Data's wrapping of a raise loses its type
         return {"marker": [json.dumps(m) for m in markers]}
 
 
@@ -545,7 +548,9 @@ def _run_ray(transform, pending, out, fmt, tokenizer, workers) -> Iterator[dict]
                                                             "tokenizer": tokenizer},
                         batch_size=1, num_cpus=1, concurrency=n)
     for row in ds.iter_rows():
-        yield json.loads(row["marker"])
+        if "error" in (marker := json.loads(row["marker"])):
+            raise PipelineError(marker["error"])
+        yield marker
 
 
 def print_progress(name: str) -> Callable[[dict, int, int], None]:

@@ -141,6 +141,21 @@ def test_cut_compressed_input_is_a_clear_error(codec, tmp_path):
         list(read_shard(spec, []))
 
 
+def test_cut_compressed_input_is_one_line_on_the_ray_executor_too(ray_cluster, tmp_path, capsys):
+    """A shard's PipelineError raised in a Ray Data actor reaches the driver as a PipelineError (Ray Data's
+    wrapping of the raise loses the type), so `knowcoder data` ends with its one-line error, exit code 2."""
+    from knowcoder_ray.cli import main
+
+    whole = _compress(b"".join(KELM.read_bytes() for _ in range(50)), "gzip")
+    (tmp_path / "kelm.jsonl.gz").write_bytes(whole[: len(whole) // 2])
+    args = ["data", "understanding", "--kelm", str(tmp_path / "kelm.jsonl.gz"), "--no-definitions", "--quiet",
+            "--executor", "ray", "--out", str(tmp_path / "out")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("knowcoder data understanding: ") and "kelm.jsonl.gz: the gzip stream is cut" in err[-1]
+    assert not any("Traceback" in line for line in err)
+
+
 def test_compressed_input_is_found_by_magic_bytes_not_name(tmp_path):
     p = tmp_path / "kelm.jsonl"  # gzip content under a plain name
     p.write_bytes(_compress(KELM.read_bytes(), "gzip"))
