@@ -224,21 +224,20 @@ def score(golds: Sequence[Record], preds: Sequence[Record], metrics: Iterable[st
     if mode not in MODES:
         raise ValueError(f"unknown metric mode {mode!r}; expected one of {MODES}")
     by_id = {p.id: p for p in preds}
-    schema_types = None if schema_types is None else list(schema_types)
+    schema = None if schema_types is None else (  # filter_outlier's type check (`tuples`)
+        frozenset(map(norm_name, schema_types)) if mode == "official" else {*schema_types, "Entity"})
     out = {}
     for metric in metrics:
         if metric not in TASK_OF:
             raise ValueError(f"unknown metric {metric!r}; expected one of {sorted(TASK_OF)}")
         # a generator, not a list: fewer live objects, fewer garbage-collector passes
         pairs = ((g, by_id.get(g.id) or Record(g.id, g.text, source=g.source)) for g in golds)
-        out[metric] = _score_pairs(pairs, metric, mode == "official", filter_outlier, schema_types,
+        out[metric] = _score_pairs(pairs, metric, mode == "official", filter_outlier, schema,
                                    ancestors if metric == "EC" else None)
     return out
 
 
-def _score_pairs(pairs, metric, official, filter_outlier, schema_types, ancestors) -> Score:
-    schema = None if schema_types is None else (
-        frozenset(map(norm_name, schema_types)) if official else {*schema_types, "Entity"})
+def _score_pairs(pairs, metric, official, filter_outlier, schema, ancestors) -> Score:
     same_type = None if ancestors is None else (lambda pred_t, gold_t: gold_t in ancestors(pred_t))
     per_type: dict[str, Counts] = defaultdict(Counts)
     per_source: dict[str, list[int]] = {}  # source -> [tp, pred, gold] (plain ints: no object per sentence)
