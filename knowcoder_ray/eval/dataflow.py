@@ -120,43 +120,38 @@ def parse_rows_json(row: dict, plans: list) -> dict:
     return {**row, "parsed": json.dumps({k: parsed[k] for k in keep})}
 
 
-def _record_group(df, plans: list) -> tuple[dict, Record, dict[str, list[dict]], list[TaskPlan]]:
-    """A record's group of rows: its first row, its record, its parsed rows per plan, its dataset's plans."""
+def _record_group(df, plans: list) -> tuple[dict, Record, list[tuple[TaskPlan, Extraction, list[dict]]]]:
+    """A record's group of rows: its first row, its record and, per plan of its dataset, the Extraction of
+    the plan's parsed rows (stage 1, and stage 2 once there) with its stage-2 prompt rows."""
     group = df.to_dict("records")
     by_plan: dict[str, list[dict]] = {}
     for r in group:
         by_plan.setdefault(r["plan"], []).append({**_unflat(r), **json.loads(r["parsed"])})
     first = group[0]
-    return first, Record.from_dict(json.loads(first["record"])), by_plan, _plans(plans[0])[first["dataset"]]
+    record = Record.from_dict(json.loads(first["record"]))
+    parts = []
+    for plan in _plans(plans[0])[first["dataset"]]:
+        ex = Extraction(Record(record.id, record.text, source=record.source))
+        merge_stage(ex, by_plan.get(plan.key, ()), plan)
+        parts.append((plan, ex, after_stage1(ex, plan)))
+    return first, record, parts
 
 
 def stage2_rows(df, plans: list):
-    """Per record (a groupby group): merge its stage-1 rows and emit the stage-2 prompt rows."""
+    """Per record (a groupby group of stage-1 rows): the stage-2 prompt rows of two-stage events."""
     out = []
     if len(df):
-        first, record, rows, record_plans = _record_group(df, plans)
+        first, _, parts = _record_group(df, plans)
         carried = {k: first[k] for k in _CARRIED}
-        for plan in record_plans:
-            if plan.two_stage:
-                ex = Extraction(Record(record.id, record.text, source=record.source))
-                merge_stage(ex, rows.get(plan.key, ()), plan)
-                out += [{**carried, **_flat(r)} for r in after_stage1(ex, plan)]
+        out = [{**carried, **_flat(r)} for _, _, rows in parts for r in rows]
     return pd.DataFrame(out, columns=[*_CARRIED, "plan", "record_id", "source", "task", "stage", "shard", "prompt",
                                       "prefix_chars", "names"])
 
 
 def merge_record(df, plans: list):
     """Per record: all its parsed rows (both stages) -> its prediction line."""
-    first, gold, rows, record_plans = _record_group(df, plans)
-    parts = []
-    for plan in record_plans:
-        ex = Extraction(Record(gold.id, gold.text, source=gold.source))
-        mine = rows.get(plan.key, [])
-        merge_stage(ex, [r for r in mine if r["stage"] == 1], plan)
-        after_stage1(ex, plan)
-        merge_stage(ex, [r for r in mine if r["stage"] == 2], plan)
-        parts.append(finish(ex, plan))
-    return pd.DataFrame([prediction_line(first, gold, parts)])
+    first, gold, parts = _record_group(df, plans)
+    return pd.DataFrame([prediction_line(first, gold, [finish(ex, plan) for plan, ex, _ in parts])])
 
 
 def extract_with_processor(ds, processor, plans_ref, two_stage: bool):

@@ -85,12 +85,8 @@ def benchmark_tasks(cfg: EvalConfig, name: str) -> tuple[str, ...]:
 
 def plan_tasks(benchmark_tasks: tuple[str, ...]) -> list[str]:
     """Benchmark tasks -> extraction plans: NER and RE run apart; ED+EAE run as two-stage events."""
-    out = [t for t in benchmark_tasks if t in ("ner", "re")]
-    if "eae" in benchmark_tasks:
-        out.append("ee")
-    elif "ed" in benchmark_tasks:
-        out.append("ed")
-    return out
+    events = ["ee"] if "eae" in benchmark_tasks else ["ed"] if "ed" in benchmark_tasks else []
+    return [t for t in benchmark_tasks if t in ("ner", "re")] + events
 
 
 # ---- the run ---------------------------------------------------------------------------------------------

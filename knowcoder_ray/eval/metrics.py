@@ -45,8 +45,8 @@ filter_outlier removes them. Counts add up, so shards can be scored apart and su
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import asdict, dataclass
 
 from knowcoder_ray.records import Record
 from knowcoder_ray.schema.types import norm_name  # O3
@@ -96,44 +96,6 @@ class Counts:
         return {"p": self.precision, "r": self.recall, "f1": self.f1, **asdict(self)}
 
 
-_TUPLES: dict[str, Callable[[Record], list[tuple]]] = {  # strict mode's tuples of one record, type first
-    "EI": lambda r: [(e.text,) for e in r.entities],
-    "EC": lambda r: [(e.type, e.text) for e in r.entities],
-    "RI": lambda r: [(x.head.text, x.tail.text) for x in r.relations],
-    "RC": lambda r: [(x.type, x.head.text, x.tail.text) for x in r.relations],
-    "TI": lambda r: [(e.trigger,) for e in r.events],
-    "TC": lambda r: [(e.type, e.trigger) for e in r.events],
-    "AI": lambda r: [(e.type, a.text) for e in r.events for a in e.arguments],
-    "AC": lambda r: [(e.type, a.text, a.role) for e in r.events for a in e.arguments],
-}
-
-
-def tuples(record: Record, metric: str) -> list[tuple]:
-    """The scored tuples of one record (strict mode); the first element is the type where the metric has one."""
-    return _TUPLES[metric](record)
-
-
-def filter_outliers(pred: Record, schema_types: Iterable[str] | None) -> Record:
-    """Strict mode's filter_outlier: drop predicted spans that are empty or not in the sentence, types
-    outside the dataset's schema, and relations whose head equals its tail."""
-    allowed = None if schema_types is None else set(schema_types) | {"Entity"}
-
-    def ok_span(s: str) -> bool:
-        return bool(s.strip()) and s in pred.text
-
-    def ok_type(t: str) -> bool:
-        return allowed is None or t in allowed
-
-    return replace(
-        pred, entities=[e for e in pred.entities if ok_span(e.text) and ok_type(e.type)],
-        relations=[r for r in pred.relations if ok_span(r.head.text) and ok_span(r.tail.text) and ok_type(r.type)
-                   and r.head.text != r.tail.text],
-        events=[replace(e, arguments=tuple(a for a in e.arguments if ok_span(a.text)))
-                for e in pred.events if ok_span(e.trigger) and ok_type(e.type)])
-
-
-# ---- official mode -------------------------------------------------------------------------------------
-
 @dataclass(frozen=True)
 class _Upper:
     """O8: a predicted type with its ancestors (all normalised); `own` is the predicted type."""
@@ -141,51 +103,57 @@ class _Upper:
     own: str
 
 
-def official_tuples(record: Record, metric: str, *, pred: bool = False, filter_outlier: bool = False,
-                    schema: frozenset[str] | None = None,
-                    ancestors: Callable[[str], Iterable[str]] | None = None) -> list[tuple]:
-    """The tuples the official scorer builds for one record (gold with pred=False). `schema`: normalised
-    class names for filter_outlier's type checks (None: no type check); `ancestors`: O8, predictions only."""
+def tuples(record: Record, metric: str, *, official: bool = False, pred: bool = False, filter_outlier: bool = False,
+           schema: Collection[str] | None = None,
+           ancestors: Callable[[str], Iterable[str]] | None = None) -> list[tuple]:
+    """The scored tuples of one record, the type first where the metric has one: as written (strict, the
+    default) or as the official scorer builds them (O2-O6, O9; gold with pred=False). filter_outlier
+    (predictions only) checks types against `schema` (None: no type check; official: normalised class
+    names; strict: class names and `Entity`); `ancestors`: O8, official predictions only."""
     task, text, out = TASK_OF[metric], record.text, []
     drop = pred and filter_outlier
     check_type = drop and schema is not None
+    norm = norm_name if official else str
+
+    def keep(span: str) -> bool:
+        """O2 (official: an empty span never counts), then filter_outlier's span check."""
+        if drop:
+            return bool(span if official else span.strip()) and span in text
+        return bool(span) or not official
 
     if task == "ner":
         for e in record.entities:
-            t = norm_name(e.type)
-            if t == "other" or not e.text or (drop and (e.text not in text or (check_type and t not in schema))):
+            t = norm(e.type)
+            if (official and t == "other") or not keep(e.text) or (check_type and t not in schema):
                 continue
             if metric == "EI":
                 out.append((e.text,))
-            elif pred and ancestors is not None:
+            elif official and pred and ancestors is not None:
                 out.append((_Upper(frozenset([*map(norm_name, ancestors(e.type)), t]), t), e.text))
             else:
                 out.append((t, e.text))
     elif task == "re":
         for r in record.relations:
-            t, h, tl = norm_name(r.type), r.head.text, r.tail.text
-            if not h or not tl or (drop and (h == tl or h not in text or tl not in text
-                                             or (check_type and t not in schema))):
+            t, h, tl = norm(r.type), r.head.text, r.tail.text
+            if not keep(h) or not keep(tl) or (drop and h == tl) or (check_type and t not in schema):
                 continue
             out.append((h, tl) if metric == "RI" else (t, h, tl))
     elif task == "ed":
         for e in record.events:
-            t = norm_name(e.type)
-            t = ACE_COARSE.get(t, t)
-            trigger = _trigger(e) if pred else e.trigger
-            if not trigger or (drop and trigger not in text):
+            t = norm(e.type)
+            t = ACE_COARSE.get(t, t) if official else t
+            trigger = _trigger(e) if official and pred else e.trigger
+            if not keep(trigger) or (check_type and not official and t not in schema):  # official: no type check
                 continue
             out.append((trigger,) if metric == "TI" else (t, trigger))
     else:
         for e in record.events:
-            t = norm_name(e.type)
-            if drop:
-                trigger = _trigger(e)
-                if (check_type and t not in schema) or not trigger or trigger not in text:
-                    continue
-            for a in e.arguments:
-                if a.text:
-                    out.append((t, a.text) if metric == "AI" else (t, a.text, norm_name(a.role)))
+            t = norm(e.type)
+            if drop and ((check_type and t not in schema) or not keep(_trigger(e) if official else e.trigger)):
+                continue
+            for a in e.arguments:  # O6: the official filter keeps every argument
+                if bool(a.text) if official else keep(a.text):
+                    out.append((t, a.text) if metric == "AI" else (t, a.text, norm(a.role)))
     return out
 
 
@@ -256,32 +224,31 @@ def score(golds: Sequence[Record], preds: Sequence[Record], metrics: Iterable[st
     if mode not in MODES:
         raise ValueError(f"unknown metric mode {mode!r}; expected one of {MODES}")
     by_id = {p.id: p for p in preds}
-    schema_types = None if schema_types is None else list(schema_types)
+    schema = None if schema_types is None else (  # filter_outlier's type check (`tuples`)
+        frozenset(map(norm_name, schema_types)) if mode == "official" else {*schema_types, "Entity"})
     out = {}
     for metric in metrics:
         if metric not in TASK_OF:
             raise ValueError(f"unknown metric {metric!r}; expected one of {sorted(TASK_OF)}")
         # a generator, not a list: fewer live objects, fewer garbage-collector passes
         pairs = ((g, by_id.get(g.id) or Record(g.id, g.text, source=g.source)) for g in golds)
-        out[metric] = _score_pairs(pairs, metric, mode == "official", filter_outlier, schema_types,
+        out[metric] = _score_pairs(pairs, metric, mode == "official", filter_outlier, schema,
                                    ancestors if metric == "EC" else None)
     return out
 
 
-def _score_pairs(pairs, metric, official, filter_outlier, schema_types, ancestors) -> Score:
-    schema = None if schema_types is None or not official else frozenset(map(norm_name, schema_types))
+def _score_pairs(pairs, metric, official, filter_outlier, schema, ancestors) -> Score:
     same_type = None if ancestors is None else (lambda pred_t, gold_t: gold_t in ancestors(pred_t))
     per_type: dict[str, Counts] = defaultdict(Counts)
     per_source: dict[str, list[int]] = {}  # source -> [tp, pred, gold] (plain ints: no object per sentence)
     typed, plain = metric in TYPED, ancestors is None  # official, plain tuples: membership is `in` (O1)
     for g, p in pairs:
+        gt = tuples(g, metric, official=official)
+        pt = tuples(p, metric, official=official, pred=True, filter_outlier=filter_outlier, schema=schema,
+                    ancestors=ancestors)
         if official:
-            gt = official_tuples(g, metric)
-            pt = official_tuples(p, metric, pred=True, filter_outlier=filter_outlier, schema=schema,
-                                 ancestors=ancestors)
             hits = sum(map(gt.__contains__, pt)) if plain else sum(_member(x, gt) for x in pt)
         else:
-            gt, pt = tuples(g, metric), tuples(filter_outliers(p, schema_types) if filter_outlier else p, metric)
             matched = _match(gt, pt, same_type)
             hits = len(matched) - matched.count(None)
         per_source[g.source] = [a + b for a, b in zip(per_source.get(g.source, (0, 0, 0)), (hits, len(pt), len(gt)))]

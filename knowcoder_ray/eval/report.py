@@ -53,11 +53,9 @@ def _table(labels: list[str], metrics: list[dict], mode: str):
     rows = []
     for dataset, d in metrics[0]["datasets"].items():
         for m in d["modes"][mode]["metrics"]:
-            cells = []
-            for ck in metrics:
-                c = ck["datasets"][dataset]["modes"][mode]["metrics"][m]["overall"]
-                cells.append(f"{100 * c['f1']:.2f} ({100 * c['p']:.1f} / {100 * c['r']:.1f})")
-            rows.append([dataset, m, str(d["records"]), *cells])
+            overall = [ck["datasets"][dataset]["modes"][mode]["metrics"][m]["overall"] for ck in metrics]
+            rows.append([dataset, m, str(d["records"]),
+                         *[f"{100 * c['f1']:.2f} ({100 * c['p']:.1f} / {100 * c['r']:.1f})" for c in overall]])
     for m in metrics[0]["modes"][mode]["overall"]:
         f1s = [ck["modes"][mode]["overall"][m]["overall"]["f1"] for ck in metrics]
         rows.append(["all", m, "", *[f"{100 * f1:.2f}" for f1 in f1s]])

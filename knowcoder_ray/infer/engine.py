@@ -208,13 +208,8 @@ class TransformersEngine:
         and values; position ids follow the attention mask, so padding shifts no position."""
         torch = self._torch
         n, p, s = len(suffixes), len(prefix), max(len(x) for x in suffixes)
-        input_ids = torch.full((n, p + s), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((n, p + s), dtype=torch.long)
-        input_ids[:, :p] = torch.tensor(prefix, dtype=torch.long)
-        mask[:, :p] = 1
-        for r, suffix in enumerate(suffixes):
-            input_ids[r, p + s - len(suffix):] = torch.tensor(suffix)
-            mask[r, p + s - len(suffix):] = 1
+        input_ids = torch.tensor([[*prefix, *[self.pad_id] * (s - len(x)), *x] for x in suffixes], dtype=torch.long)
+        mask = torch.tensor([[1] * p + [0] * (s - len(x)) + [1] * len(x) for x in suffixes], dtype=torch.long)
         kwargs = {}
         if p:
             kwargs[self._cache_arg] = self._batch_cache(self._prefix_cache(prefix), n, p + s)

@@ -73,14 +73,12 @@ def shard_schema(task: str, types: Sequence[SchemaType], budget: int, count: Tok
     for t in types:
         brings = [n for n in dict.fromkeys((*t.head_types, *t.tail_types)) if n in cost_of and n != t.name]
         needs = [n for n in brings if n not in shown]
-        cost = cost_of[t.name] + sum(cost_of[n] for n in needs)
-        if groups[-1] and used + cost > budget:  # a new shard, which shows every class `t` brings
-            groups.append([])
+        if groups[-1] and used + cost_of[t.name] + sum(cost_of[n] for n in needs) > budget:
+            groups.append([])  # a new shard, which shows every class `t` brings
             used, shown, needs = fixed, set(), brings
-            cost = cost_of[t.name] + sum(cost_of[n] for n in needs)
         groups[-1].append(t)
         shown.update(needs)
-        used += cost
+        used += cost_of[t.name] + sum(cost_of[n] for n in needs)
     return [s for g in groups for s in _fit(task, g, budget, count, library, layout)]
 
 
