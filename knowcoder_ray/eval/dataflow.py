@@ -120,17 +120,22 @@ def parse_rows_json(row: dict, plans: list) -> dict:
     return {**row, "parsed": json.dumps({k: parsed[k] for k in keep})}
 
 
-def _record_group(df, plans: list) -> tuple[dict, Record, list[tuple[TaskPlan, Extraction, list[dict]]]]:
-    """A record's group of rows: its first row, its record and, per plan of its dataset, the Extraction of
-    the plan's parsed rows (stage 1, and stage 2 once there) with its stage-2 prompt rows."""
+def _record_group(df, plans: list, two_stage_only: bool = False
+                  ) -> tuple[dict, Record, list[tuple[TaskPlan, Extraction, list[dict]]]]:
+    """A record's group of rows: its first row, its record and, per plan of its dataset (`two_stage_only`:
+    per plan with a second stage), the Extraction of the plan's parsed rows (stage 1, and stage 2 once
+    there) with its stage-2 prompt rows."""
     group = df.to_dict("records")
+    first = group[0]
+    wanted = [p for p in _plans(plans[0])[first["dataset"]] if p.two_stage or not two_stage_only]
+    keys = {p.key for p in wanted}
     by_plan: dict[str, list[dict]] = {}
     for r in group:
-        by_plan.setdefault(r["plan"], []).append({**_unflat(r), **json.loads(r["parsed"])})
-    first = group[0]
+        if r["plan"] in keys:
+            by_plan.setdefault(r["plan"], []).append({**_unflat(r), **json.loads(r["parsed"])})
     record = Record.from_dict(json.loads(first["record"]))
     parts = []
-    for plan in _plans(plans[0])[first["dataset"]]:
+    for plan in wanted:
         ex = Extraction(Record(record.id, record.text, source=record.source))
         merge_stage(ex, by_plan.get(plan.key, ()), plan)
         parts.append((plan, ex, after_stage1(ex, plan)))
@@ -141,7 +146,7 @@ def stage2_rows(df, plans: list):
     """Per record (a groupby group of stage-1 rows): the stage-2 prompt rows of two-stage events."""
     out = []
     if len(df):
-        first, _, parts = _record_group(df, plans)
+        first, _, parts = _record_group(df, plans, two_stage_only=True)
         carried = {k: first[k] for k in _CARRIED}
         out = [{**carried, **_flat(r)} for _, _, rows in parts for r in rows]
     return pd.DataFrame(out, columns=[*_CARRIED, "plan", "record_id", "source", "task", "stage", "shard", "prompt",
