@@ -18,7 +18,7 @@ from knowcoder_ray.config import PipelineConfig  # noqa: E402  (after the sys.pa
 def load_config(path: str) -> PipelineConfig:
     try:
         return PipelineConfig.load(path)
-    except ValueError as e:
+    except (ValueError, FileNotFoundError, IsADirectoryError) as e:  # ConfigError is a ValueError
         raise SystemExit(str(e)) from None
 
 

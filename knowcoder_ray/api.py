@@ -55,14 +55,19 @@ class KnowCoder:
         (max_new_tokens, batch_size, device, dtype...)."""
         from knowcoder_ray.infer.engine import tokenizer_folder
         from knowcoder_ray.infer.llm import EngineSpec
-        from knowcoder_ray.storage import name
+        from knowcoder_ray.storage import isdir, isfile, join, name
         from knowcoder_ray.tokens import TokenCounter
 
-        spec = EngineSpec.of(engine, str(model), engine_settings)
+        library = load_schema(schema, data_dir)  # the cheaper check first
+        model = str(model)
+        if engine in ("transformers", "vllm") and isdir(model) and not any(
+                isfile(join(model, f)) for f in ("config.json", "adapter_config.json")):
+            raise ValueError(f"{model} is not a model folder: it holds no config.json or adapter_config.json")
+        spec = EngineSpec.of(engine, model, engine_settings)
         loaded = spec.load()
         # the transformers engine has its tokenizer loaded already
         count = TokenCounter(getattr(loaded, "tokenizer", None) or tokenizer_folder(spec.checkpoint))
-        return cls(loaded, load_schema(schema, data_dir), count, name(str(model)), shard_tokens)
+        return cls(loaded, library, count, name(model), shard_tokens)
 
     def extract(self, texts: str | list[str], task: str = "ner", types: list[str] | None = None,
                 schema_code: str | None = None, triggers: list[list[dict]] | None = None,

@@ -35,9 +35,17 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except ConfigError as e:  # a bad config or --set: its lines name the keys, no traceback
-        print(f"knowcoder {args.command}: {e}", file=sys.stderr)
+    # a bad config or --set (its lines name the keys), or a path that is not there: a message, no traceback
+    except (ConfigError, FileNotFoundError, IsADirectoryError, NotADirectoryError) as e:
+        print(f"knowcoder {args.command}: {_message(e)}", file=sys.stderr)
         return 2
+
+
+def _message(e: Exception) -> str:
+    if isinstance(e, OSError) and e.filename:  # "[Errno 2] No such file or directory: '/x'" without the errno
+        return f"{e.strerror}: {e.filename}"
+    text = str(e)
+    return f"not found: {text}" if isinstance(e, FileNotFoundError) and " " not in text else text  # pyarrow: a bare path
 
 
 if __name__ == "__main__":

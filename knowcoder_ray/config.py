@@ -11,7 +11,6 @@ import os
 import time
 from typing import Annotated, Any, ClassVar, Literal
 
-import yaml
 from pydantic import AfterValidator, Field, create_model, field_validator, model_validator
 
 from knowcoder_ray.data.benchmarks import default_data_dir, require_benchmarks
@@ -19,8 +18,8 @@ from knowcoder_ray.data.corpora import FollowingConfig, UnderstandingConfig
 from knowcoder_ray.eval.evaluate import EvalConfig
 from knowcoder_ray.schema.build import BuildConfig
 from knowcoder_ray.serve.config import ServeConfig
-from knowcoder_ray.settings import Section, parse
-from knowcoder_ray.storage import absolute, read_text
+from knowcoder_ray.settings import Section, parse, read_yaml
+from knowcoder_ray.storage import absolute
 from knowcoder_ray.train.config import TrainConfig, load_config, resolve_config
 
 ARTIFACTS = {  # artifact -> path under workdir, the one layout every job and the demo check agree on
@@ -131,7 +130,7 @@ class PipelineConfig(Section):
     def load(cls, path: str | os.PathLike) -> PipelineConfig:
         """The pipeline YAML from a local path or a bucket URI, validated: a misspelled or misplaced key
         raises ConfigError naming its location, before any cluster time is spent."""
-        return validate(yaml.safe_load(read_text(str(path))), str(path))
+        return validate(read_yaml(str(path)), str(path))
 
     def artifact(self, name: str) -> str:
         """Path (or URI) of an artifact (ARTIFACTS): `workdir/<layout>`, unless `paths` names one."""

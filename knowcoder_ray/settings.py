@@ -48,13 +48,22 @@ def _split(item: str) -> tuple[str, Any]:
     if "=" not in item:
         raise ConfigError(f"override {item!r} is not key=value")
     key, value = item.split("=", 1)
-    return key, yaml.safe_load(value)  # numbers, booleans, lists as YAML reads them; never evaluates code
+    return key, _yaml(value, f"override {item!r}")  # numbers, booleans, lists as YAML reads them; never code
+
+
+def _yaml(text: str, where: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:  # its own message spans several lines with a caret drawing
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{where}: not valid YAML ({getattr(e, 'problem', None) or 'unreadable'}{at})") from None
 
 
 def read_yaml(path: str) -> dict:
     from knowcoder_ray.storage import read_text
 
-    data = yaml.safe_load(read_text(str(path))) or {}
+    data = _yaml(read_text(str(path)), str(path)) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
     return data

@@ -1,0 +1,52 @@
+"""A path that is not there, a YAML file or `--set` value that does not parse, a folder that is not a model:
+every `knowcoder` command and `jobs/pipeline.py --check` ends with one line naming it and exit status 2 (1 for
+the job), never a traceback (in this process, no Ray)."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from knowcoder_ray.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture()
+def files(tmp_path):
+    (tmp_path / "bad.yaml").write_text("engine: [\n")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes/readme.txt").write_text("not a model")
+    return tmp_path
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["eval", "--config", "{t}/bad.yaml"], "knowcoder eval: {t}/bad.yaml: not valid YAML (expected the node content, "
+                                           "but found '<stream end>' at line 2, column 1)"),
+    (["train", "sft", "--config", "{t}/bad.yaml"], "knowcoder train: {t}/bad.yaml: not valid YAML"),
+    (["eval", "--set", "limit=["], "knowcoder eval: override 'limit=[': not valid YAML (expected the node content"),
+    (["serve", "--config", "{t}/missing.yaml"], "knowcoder serve: No such file or directory: {t}/missing.yaml"),
+    (["serve", "--config", "{t}/notes"], "knowcoder serve: Is a directory: {t}/notes"),
+    (["report", "{t}/notes"], "knowcoder report: {t}/notes/summary.json not found: run `knowcoder eval` first"),
+    (["schema", "to-py", "{t}/missing.parquet", "{t}/out"], "knowcoder schema: not found: {t}/missing.parquet"),
+    (["extract", "--model", "{t}/notes", "Ada was here."],
+     "knowcoder extract: {t}/notes is not a model folder: it holds no config.json or adapter_config.json"),
+    (["extract", "--model", "{t}/missing", "--schema-code", "{t}/missing.py", "Ada was here."],
+     "knowcoder extract: No such file or directory: {t}/missing.py"),
+])
+def test_one_line_and_status_2(files, capsys, argv, message):
+    assert main([a.format(t=files) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message.format(t=files)) and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("config, message", [
+    ("bad.yaml", "{t}/bad.yaml: not valid YAML (expected the node content"),
+    ("missing.yaml", "[Errno 2] No such file or directory: '{t}/missing.yaml'"),
+])
+def test_pipeline_check_names_an_unreadable_config(files, config, message):
+    proc = subprocess.run([sys.executable, str(ROOT / "jobs/pipeline.py"), "--config", str(files / config), "--check"],
+                          cwd=ROOT, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and proc.stderr.startswith(message.format(t=files)), proc.stderr
+    assert "Traceback" not in proc.stderr
