@@ -62,13 +62,11 @@ def read_corpus(spec: DataSpec, mask_prompt: bool):
     ds = ray.data.read_parquet(path, file_extensions=["parquet"]) if fmt == "parquet" else \
         ray.data.read_json(path, lines=True)
     names = set(ds.schema().names)
-    if mask_prompt or "text" not in names:
-        if not {"prompt", "output"} <= names:
-            need = "prompt and output" if mask_prompt else "text, or prompt and output"
-            raise ValueError(f"corpus {path} has columns {sorted(names)}; training needs {need}")
-        ds = ds.select_columns(["prompt", "output"])
-    else:
-        ds = ds.select_columns(["text"])
+    columns = ["prompt", "output"] if mask_prompt or "text" not in names else ["text"]
+    if not names.issuperset(columns):
+        need = "prompt and output" if mask_prompt else "text, or prompt and output"
+        raise ValueError(f"corpus {path} has columns {sorted(names)}; training needs {need}")
+    ds = ds.select_columns(columns)
     ds.context.execution_options.preserve_order = True  # the packed order must not depend on timing
     return ds
 
