@@ -87,8 +87,7 @@ class Eval(EvalConfig):
 
     @model_validator(mode="after")
     def _job_keys(self) -> Eval:
-        filled = [k for k in ("labels", "output_dir") if k in self.model_fields_set]
-        if filled:
+        if filled := [k for k in ("labels", "output_dir") if k in self.model_fields_set]:
             raise ValueError(f"{filled[0]} is set by the job (`paths: {{eval: ...}}` moves the output)")
         return self
 

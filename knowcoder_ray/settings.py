@@ -25,7 +25,7 @@ class Section(BaseModel):
         """Name the first unknown key with the known ones (pydantic's own message does not list them)."""
         known = [f.alias or name for name, f in cls.model_fields.items()]
         unknown = [k for k in data if k not in known] if isinstance(data, dict) else []
-        if unknown and cls.model_config.get("extra") == "forbid":
+        if unknown:  # every Section forbids extra keys (model_config is inherited)
             raise ValueError(f"unknown setting {unknown[0]!r} (known: {', '.join(known)})")
         return data
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
-from dataclasses import dataclass, field
 
 import numpy as np
 from ray.train import DataConfig
@@ -63,13 +62,11 @@ def read_corpus(spec: DataSpec, mask_prompt: bool):
     ds = ray.data.read_parquet(path, file_extensions=["parquet"]) if fmt == "parquet" else \
         ray.data.read_json(path, lines=True)
     names = set(ds.schema().names)
-    if mask_prompt or "text" not in names:
-        if not {"prompt", "output"} <= names:
-            need = "prompt and output" if mask_prompt else "text, or prompt and output"
-            raise ValueError(f"corpus {path} has columns {sorted(names)}; training needs {need}")
-        ds = ds.select_columns(["prompt", "output"])
-    else:
-        ds = ds.select_columns(["text"])
+    columns = ["prompt", "output"] if mask_prompt or "text" not in names else ["text"]
+    if not names.issuperset(columns):
+        need = "prompt and output" if mask_prompt else "text, or prompt and output"
+        raise ValueError(f"corpus {path} has columns {sorted(names)}; training needs {need}")
+    ds = ds.select_columns(columns)
     ds.context.execution_options.preserve_order = True  # the packed order must not depend on timing
     return ds
 
@@ -111,29 +108,8 @@ def pack_batch(batch: dict, *, tokenizer: str, seq_len: int, packing: bool, mask
     return out
 
 
-@dataclass
-class DataSummary:
-    samples: int = 0
-    rejected: int = 0
-    truncated: int = 0
-    rows: int = 0           # packed rows of seq_len tokens
-    tokens: int = 0         # real (non-pad) tokens
-    seq_len: int = 0
-    reasons: Counter = field(default_factory=Counter)
-
-    @property
-    def fill(self) -> float:
-        """Share of the packed rows that holds real tokens (the rest is padding)."""
-        return self.tokens / max(1, self.rows * self.seq_len)
-
-    def to_dict(self) -> dict:
-        return {"samples": self.samples, "rejected": self.rejected, "truncated": self.truncated,
-                "rows": self.rows, "tokens": self.tokens, "seq_len": self.seq_len, "fill": round(self.fill, 4),
-                "reasons": dict(self.reasons.most_common(20))}
-
-
 def prepare_dataset(spec: DataSpec, tokenizer: str, *, mask_prompt: bool, seed: int = 0):
-    """(materialized Dataset of packed rows with DATA_COLUMNS, DataSummary, rejected reasons)."""
+    """(materialized Dataset of packed rows with DATA_COLUMNS, a summary of the data, rejected reasons)."""
     ds = read_corpus(spec, mask_prompt).map_batches(
         pack_batch, batch_size=spec.pack_window, batch_format="numpy",
         fn_kwargs={"tokenizer": tokenizer, "seq_len": spec.seq_len, "packing": spec.packing,
@@ -141,21 +117,21 @@ def prepare_dataset(spec: DataSpec, tokenizer: str, *, mask_prompt: bool, seed: 
     if spec.shuffle:
         ds = ds.random_shuffle(seed=seed)
     ds = ds.materialize()
-    summary = DataSummary(seq_len=spec.seq_len)
-    rejects: list[str] = []
-    for b in ds.select_columns(["n_samples", "n_tokens", "n_truncated", "reject"]).iter_batches(
-            batch_size=4096, batch_format="numpy"):
+    counts = dict.fromkeys(["n_samples", "n_tokens", "n_truncated"], 0)  # a rejected input's row holds zeros
+    rows, rejects = 0, []
+    for b in ds.select_columns([*counts, "reject"]).iter_batches(batch_size=4096, batch_format="numpy"):
         bad = b["reject"] != ""
         rejects += [str(r) for r in b["reject"][bad]]
-        summary.samples += int(b["n_samples"].sum())
-        summary.tokens += int(b["n_tokens"].sum())
-        summary.truncated += int(b["n_truncated"].sum())
-        summary.rows += int((~bad).sum())
-    summary.rejected = len(rejects)
-    summary.reasons = Counter(r.split(":", 1)[0] for r in rejects)  # messages read "reason: details"
-    if summary.rows == 0:
-        raise ValueError(f"no trainable rows in {spec.path}: {summary.rejected} rejected "
-                         f"({dict(summary.reasons)})")
+        rows += int((~bad).sum())  # packed rows of seq_len tokens
+        for k in counts:
+            counts[k] += int(b[k].sum())
+    reasons = Counter(r.split(":", 1)[0] for r in rejects)  # messages read "reason: details"
+    if rows == 0:
+        raise ValueError(f"no trainable rows in {spec.path}: {len(rejects)} rejected ({dict(reasons)})")
+    summary = {"samples": counts["n_samples"], "rejected": len(rejects), "truncated": counts["n_truncated"],
+               "rows": rows, "tokens": counts["n_tokens"], "seq_len": spec.seq_len,  # tokens: real (non-pad) ones
+               "fill": round(counts["n_tokens"] / (rows * spec.seq_len), 4),  # the share of real tokens
+               "reasons": dict(reasons.most_common(20))}
     packed = ds.select_columns(DATA_COLUMNS) if not rejects else ds.map_batches(
         lambda b: {k: b[k][b["reject"] == ""] for k in DATA_COLUMNS}, batch_format="numpy").materialize()
     return packed, summary, rejects

@@ -20,13 +20,6 @@ from pathlib import Path
 STAMP = "knowcoder_import.json"  # written last: a folder without it is an interrupted import
 
 
-def default_cache_dir() -> Path:
-    """`$KNOWCODER_MODEL_CACHE`, else `$XDG_CACHE_HOME/knowcoder/models` (~/.cache/knowcoder/models)."""
-    if os.environ.get("KNOWCODER_MODEL_CACHE"):
-        return Path(os.environ["KNOWCODER_MODEL_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "knowcoder" / "models"
-
-
 def package_gguf(package: str) -> Path:
     """The GGUF file inside an installed distribution (its single .gguf, or the largest of several)."""
     from importlib import metadata
@@ -69,7 +62,10 @@ def import_model(source: str, out: str | Path | None = None, cache_dir: str | Pa
     else:
         raise FileNotFoundError(f"GGUF file not found: {path}")
     fp = _fingerprint(gguf)
-    out = Path(out) if out else Path(cache_dir or default_cache_dir()) / gguf.stem
+    if not out:  # in the cache: `cache_dir`, else $KNOWCODER_MODEL_CACHE, else ~/.cache (XDG)/knowcoder/models
+        out = Path(cache_dir or os.environ.get("KNOWCODER_MODEL_CACHE") or Path(
+            os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "knowcoder", "models"), gguf.stem)
+    out = Path(out)
     with contextlib.suppress(OSError, ValueError):  # no stamp, or a damaged one: import (again)
         if json.loads((out / STAMP).read_text()).get("fingerprint") == fp:
             return out

@@ -24,7 +24,7 @@ class TrainResult:
     output_dir: str
     checkpoint_path: str
     metrics: dict
-    data: dict          # DataSummary.to_dict()
+    data: dict          # dataset.prepare_dataset's summary
     rejects: list[str]
     timings: dict       # seconds: prepare (read, tokenize, pack), fit (Ray Train run), total
 
@@ -74,9 +74,9 @@ def train(cfg: TrainConfig, step_hooks: Sequence[Callable] = ()) -> TrainResult:
 
     start = time.perf_counter()
     packed, summary, rejects = prepare_dataset(cfg.data, cfg.model, mask_prompt=cfg.phase == "sft", seed=cfg.seed)
-    rows_per_worker = summary.rows // cfg.num_workers
+    rows_per_worker = summary["rows"] // cfg.num_workers
     _, total_steps = step_counts(cfg, rows_per_worker)  # fail early, before workers start, if the data is too small
-    log.info("data %s; %d steps", summary.to_dict(), total_steps)
+    log.info("data %s; %d steps", summary, total_steps)
     if len([n for n in ray.nodes() if n.get("Alive")]) == 1:
         for k, v in SMALL_CLUSTER_ENV.items():
             os.environ.setdefault(k, v)  # read by the driver; Ray Train passes them on to its controller
@@ -108,6 +108,6 @@ def train(cfg: TrainConfig, step_hooks: Sequence[Callable] = ()) -> TrainResult:
     timings = {"prepare": prepared - start, "fit": fitted - prepared, "total": time.perf_counter() - start,
                "fit_phases": fit_phases(result.metrics, fit_start, fit_end)}
     storage.write_text(storage.join(cfg.output_dir, "training_summary.json"), json.dumps(
-        {"metrics": result.metrics, "data": summary.to_dict(), "timings": timings, "rejects": rejects[:1000],
+        {"metrics": result.metrics, "data": summary, "timings": timings, "rejects": rejects[:1000],
          "checkpoint": checkpoint, "config": cfg.model_dump()}, indent=2, default=str))
-    return TrainResult(cfg.output_dir, checkpoint, dict(result.metrics), summary.to_dict(), rejects, timings)
+    return TrainResult(cfg.output_dir, checkpoint, dict(result.metrics), summary, rejects, timings)
