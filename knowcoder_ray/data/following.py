@@ -22,6 +22,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from knowcoder_ray.codec.render import TASK_KIND, TASKS, render_output, render_prompt
+from knowcoder_ray.data.benchmarks import get_benchmark
 from knowcoder_ray.data.pipeline import (DEFAULT_BLOCK_BYTES, Item, ShardSpec, Transform, plan_benchmark,
                                          plan_files)
 from knowcoder_ray.data.sources import (Example, TypeIndex, library_fingerprint, read_instructie, read_lsee,
@@ -136,8 +137,6 @@ def parse_benchmark_arg(arg: str) -> tuple[str, str]:
 
 @lru_cache(maxsize=64)
 def _benchmark(name: str):
-    from knowcoder_ray.data.benchmarks import get_benchmark
-
     try:
         return get_benchmark(name)
     except KeyError as e:
