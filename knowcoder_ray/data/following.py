@@ -95,7 +95,11 @@ class FollowingTransform(Transform):
             if x.type not in positives:
                 positives[x.type] = self.index.get(kind, x.type)
         rng = random.Random(f"{self.config.seed}|{task}|{rec.source}|{rec.id}")
-        shown = list(positives.values()) + self._distractors(rng, kind, positives)
+        shown = list(positives.values())
+        pool, k = self.pool[kind], self.config.distractors
+        if k and pool:
+            picked = [n for n in rng.sample(pool, min(len(pool), k + len(positives))) if n not in positives]
+            shown += [self.library[n] for n in picked[:k]]
         rng.shuffle(shown)
         rows = []
         for i in range(0, len(shown), self.config.shard_size):
@@ -110,13 +114,6 @@ class FollowingTransform(Transform):
                 "types": [t.name for t in chunk],
             })
         return rows
-
-    def _distractors(self, rng: random.Random, kind: str, positives: dict) -> list[SchemaType]:
-        pool, k = self.pool[kind], self.config.distractors
-        if not k or not pool:
-            return []
-        picked = [n for n in rng.sample(pool, min(len(pool), k + len(positives))) if n not in positives]
-        return [self.library[n] for n in picked[:k]]
 
     def token_text(self, row: dict) -> str:
         return row["prompt"] + row["output"]

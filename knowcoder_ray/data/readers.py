@@ -120,8 +120,7 @@ def read_spert_json(path: str | Path, *, source: str = "", entity_map: Mapping[s
     docs = json.loads(storage.read_text(path))
     for i, d in enumerate(docs):
         try:
-            tokens = d["tokens"]
-            text, spans = _join(tokens)
+            text, spans = _join(d["tokens"])
             ents = []
             for e in d["entities"]:
                 cs, ce = spans[e["start"]][0], spans[e["end"] - 1][1]
