@@ -41,8 +41,7 @@ def require_benchmarks(root: str, names: Iterable[str]) -> str:
     conll04:train); FileNotFoundError says which folders are missing and where each comes from."""
     folders = dict.fromkeys("crossner" if n.startswith("crossner") else n.partition(":")[0]
                             for n in names if not n.startswith("records:"))
-    missing = [f for f in folders if not storage.isdir(storage.join(root, f))]
-    if missing:
+    if missing := [f for f in folders if not storage.isdir(storage.join(root, f))]:
         lines = "\n".join(f"  {storage.join(root, f)}: {DATA_SOURCES.get(f, 'see knowcoder_ray/data/benchmarks.py')}"
                            for f in missing)
         raise FileNotFoundError(f"benchmark data missing under {root} (set `data_dir` in the config or "
@@ -423,8 +422,7 @@ def few_shot_records(name: str, data_dir: str | Path, k: int, eval_split: str = 
     """The first `k` annotated records of the benchmark's train split (else dev), for first-k-shot
     prompts as the released evaluation runs them; never the evaluated split."""
     b = get_benchmark(name)
-    split = next((s for s in ("train", "dev") if s in b.splits and s != eval_split), None)
-    if split is None:
+    if (split := next((s for s in ("train", "dev") if s in b.splits and s != eval_split), None)) is None:
         raise ValueError(f"benchmark {name!r} has no train or dev split to take few-shot examples from "
                          f"(splits: {', '.join(b.splits)})")
     records, _ = load_benchmark(name, data_dir, split, [], class_names)

@@ -53,8 +53,7 @@ def restrict(record: Record, task: str, types: dict[str, SchemaType]) -> Record:
         return replace(record, entities=[], relations=[r for r in record.relations if r.type in types], events=[])
     events = []
     for e in record.events:
-        t = types.get(e.type)
-        if t is not None:
+        if (t := types.get(e.type)) is not None:
             if t.roles:
                 e = replace(e, arguments=tuple(a for a in e.arguments if t.role(a.role) is not None))
             events.append(e)

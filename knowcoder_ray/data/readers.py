@@ -172,8 +172,7 @@ def read_phee(path: str | Path, *, event_map: Mapping[str, str] | None = None,
         context, events = d["context"], []
         for ann in d["annotations"]:
             for ev in ann["events"]:
-                trig = _phee_spans(ev["Trigger"])
-                if not trig:
+                if not (trig := _phee_spans(ev["Trigger"])):
                     raise ValueError(f"event {ev.get('event_id')} has no trigger text")
                 args = []
                 for main in ("Subject", "Treatment", "Effect", "Severity"):
