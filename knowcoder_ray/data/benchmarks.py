@@ -166,10 +166,9 @@ def kairos_schema(ontology_path: str) -> tuple[SchemaLibrary, dict[str, str]]:
     short = {label: to_class_name(label.removesuffix(".Unspecified").split(".")[-1]) for label in onto}
     uses = Counter(short.values())
     names = {k: (to_class_name(k) if uses[v] > 1 else v) for k, v in short.items()}
-    types: dict[str, SchemaType] = {}
     role_types = {KAIROS_ENTITY.get(t, to_class_name(t)) for v in onto.values() for ts in v["role_types"] for t in ts}
-    for e in sorted(role_types | set(KAIROS_ENTITY.values())):  # the data also types mentions as e.g. crm
-        types[e] = SchemaType(e, "entity")
+    # the data also types mentions as e.g. crm
+    types = {e: SchemaType(e, "entity") for e in sorted(role_types | set(KAIROS_ENTITY.values()))}
     for label, v in onto.items():
         top = to_class_name(label.split(".")[0]) + "Event"
         types.setdefault(top, SchemaType(top, "event", label=label.split(".")[0],
