@@ -41,8 +41,7 @@ def require_benchmarks(root: str, names: Iterable[str]) -> str:
     conll04:train); FileNotFoundError says which folders are missing and where each comes from."""
     folders = dict.fromkeys("crossner" if n.startswith("crossner") else n.partition(":")[0]
                             for n in names if not n.startswith("records:"))
-    missing = [f for f in folders if not storage.isdir(storage.join(root, f))]
-    if missing:
+    if missing := [f for f in folders if not storage.isdir(storage.join(root, f))]:
         lines = "\n".join(f"  {storage.join(root, f)}: {DATA_SOURCES.get(f, 'see knowcoder_ray/data/benchmarks.py')}"
                            for f in missing)
         raise FileNotFoundError(f"benchmark data missing under {root} (set `data_dir` in the config or "
@@ -167,10 +166,9 @@ def kairos_schema(ontology_path: str) -> tuple[SchemaLibrary, dict[str, str]]:
     short = {label: to_class_name(label.removesuffix(".Unspecified").split(".")[-1]) for label in onto}
     uses = Counter(short.values())
     names = {k: (to_class_name(k) if uses[v] > 1 else v) for k, v in short.items()}
-    types: dict[str, SchemaType] = {}
     role_types = {KAIROS_ENTITY.get(t, to_class_name(t)) for v in onto.values() for ts in v["role_types"] for t in ts}
-    for e in sorted(role_types | set(KAIROS_ENTITY.values())):  # the data also types mentions as e.g. crm
-        types[e] = SchemaType(e, "entity")
+    # the data also types mentions as e.g. crm
+    types = {e: SchemaType(e, "entity") for e in sorted(role_types | set(KAIROS_ENTITY.values()))}
     for label, v in onto.items():
         top = to_class_name(label.split(".")[0]) + "Event"
         types.setdefault(top, SchemaType(top, "event", label=label.split(".")[0],
@@ -423,8 +421,7 @@ def few_shot_records(name: str, data_dir: str | Path, k: int, eval_split: str = 
     """The first `k` annotated records of the benchmark's train split (else dev), for first-k-shot
     prompts as the released evaluation runs them; never the evaluated split."""
     b = get_benchmark(name)
-    split = next((s for s in ("train", "dev") if s in b.splits and s != eval_split), None)
-    if split is None:
+    if (split := next((s for s in ("train", "dev") if s in b.splits and s != eval_split), None)) is None:
         raise ValueError(f"benchmark {name!r} has no train or dev split to take few-shot examples from "
                          f"(splits: {', '.join(b.splits)})")
     records, _ = load_benchmark(name, data_dir, split, [], class_names)

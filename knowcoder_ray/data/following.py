@@ -22,6 +22,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from knowcoder_ray.codec.render import TASK_KIND, TASKS, render_output, render_prompt
+from knowcoder_ray.data.benchmarks import get_benchmark
 from knowcoder_ray.data.pipeline import (DEFAULT_BLOCK_BYTES, Item, ShardSpec, Transform, plan_benchmark,
                                          plan_files)
 from knowcoder_ray.data.sources import (Example, TypeIndex, library_fingerprint, read_instructie, read_lsee,
@@ -52,8 +53,7 @@ def restrict(record: Record, task: str, types: dict[str, SchemaType]) -> Record:
         return replace(record, entities=[], relations=[r for r in record.relations if r.type in types], events=[])
     events = []
     for e in record.events:
-        t = types.get(e.type)
-        if t is not None:
+        if (t := types.get(e.type)) is not None:
             if t.roles:
                 e = replace(e, arguments=tuple(a for a in e.arguments if t.role(a.role) is not None))
             events.append(e)
@@ -94,7 +94,11 @@ class FollowingTransform(Transform):
             if x.type not in positives:
                 positives[x.type] = self.index.get(kind, x.type)
         rng = random.Random(f"{self.config.seed}|{task}|{rec.source}|{rec.id}")
-        shown = list(positives.values()) + self._distractors(rng, kind, positives)
+        shown = list(positives.values())
+        pool, k = self.pool[kind], self.config.distractors
+        if k and pool:
+            picked = [n for n in rng.sample(pool, min(len(pool), k + len(positives))) if n not in positives]
+            shown += [self.library[n] for n in picked[:k]]
         rng.shuffle(shown)
         rows = []
         for i in range(0, len(shown), self.config.shard_size):
@@ -109,13 +113,6 @@ class FollowingTransform(Transform):
                 "types": [t.name for t in chunk],
             })
         return rows
-
-    def _distractors(self, rng: random.Random, kind: str, positives: dict) -> list[SchemaType]:
-        pool, k = self.pool[kind], self.config.distractors
-        if not k or not pool:
-            return []
-        picked = [n for n in rng.sample(pool, min(len(pool), k + len(positives))) if n not in positives]
-        return [self.library[n] for n in picked[:k]]
 
     def token_text(self, row: dict) -> str:
         return row["prompt"] + row["output"]
@@ -136,8 +133,6 @@ def parse_benchmark_arg(arg: str) -> tuple[str, str]:
 
 @lru_cache(maxsize=64)
 def _benchmark(name: str):
-    from knowcoder_ray.data.benchmarks import get_benchmark
-
     try:
         return get_benchmark(name)
     except KeyError as e:

@@ -41,6 +41,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from knowcoder_ray import storage
+from knowcoder_ray.data.benchmarks import load_benchmark
 from knowcoder_ray.storage import filesystem, sniff_compression
 from knowcoder_ray.tokens import TokenCounter
 
@@ -339,8 +340,6 @@ def _array_items(data: bytes, spec: ShardSpec, name: str, bad: list[dict]) -> It
 
 @lru_cache(maxsize=8)
 def _benchmark(name: str, split: str, data_dir: str):
-    from knowcoder_ray.data.benchmarks import load_benchmark
-
     bad: list = []
     records, schema = load_benchmark(name, data_dir, split, bad)
     return records, schema, bad
@@ -348,11 +347,8 @@ def _benchmark(name: str, split: str, data_dir: str):
 
 def quarantine_row(spec: ShardSpec, key: str, reason: str, raw, line: int | None = None,
                    offset: int | None = None) -> dict:
-    if not isinstance(raw, str):
-        try:
-            raw = json.dumps(raw, ensure_ascii=False, default=str)
-        except (TypeError, ValueError):
-            raw = repr(raw)
+    if not isinstance(raw, str):  # a parsed record (str keys, any values: default=str) or a Record
+        raw = json.dumps(raw, ensure_ascii=False, default=str)
     return {"shard": spec.shard, "source": spec.source, "path": spec.path, "key": key, "line": line,
             "offset": offset, "reason": reason, "raw": raw[:2000]}
 
@@ -460,7 +456,6 @@ def completed(out: str) -> dict[str, dict]:
 
 def _prepare(out: str, chash: str, overwrite: bool) -> None:
     """Check (or reset) the output location and remove temporaries a killed run left behind."""
-    fs, root = filesystem(out)
     mpath = storage.join(out, "manifest.json")
     exists = storage.isfile(mpath)
     if exists and not overwrite:
@@ -471,11 +466,11 @@ def _prepare(out: str, chash: str, overwrite: bool) -> None:
     if not exists and completed(out) and not overwrite:
         raise PipelineError(f"{out} holds shard records but no manifest.json; write to a new path or pass overwrite")
     for sub in ("data", "quarantine", "_shards"):
-        folder = f"{root.rstrip('/')}/{sub}"
+        folder = storage.join(out, sub)
         if overwrite:
-            fs.delete_dir_contents(folder, missing_dir_ok=True)
-        fs.create_dir(folder, recursive=True)
-        for p in storage.list_files(storage.join(out, sub), recursive=False):
+            storage.remove(folder)
+        storage.makedirs(folder)
+        for p in storage.list_files(folder, recursive=False):
             if ".tmp-" in storage.name(p):
                 storage.remove(p)
 
@@ -540,8 +535,7 @@ def _run_ray(transform, pending, out, fmt, tokenizer, workers) -> Iterator[dict]
 
     if not ray.is_initialized():
         raise PipelineError("executor 'ray' needs a Ray cluster: call ray.init() first (or use executor 'local')")
-    n = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-    n = min(n, len(pending))
+    n = min(workers or max(1, int(ray.cluster_resources().get("CPU", 1))), len(pending))
     # the specs travel as Python objects (Ray Data pickles them), one block each
     ds = ray.data.from_items([{"spec": s} for s in pending], override_num_blocks=len(pending))
     ds = ds.map_batches(ShardWriter, fn_constructor_kwargs={"transform": transform, "out": out, "fmt": fmt,

@@ -120,8 +120,7 @@ def read_spert_json(path: str | Path, *, source: str = "", entity_map: Mapping[s
     docs = json.loads(storage.read_text(path))
     for i, d in enumerate(docs):
         try:
-            tokens = d["tokens"]
-            text, spans = _join(tokens)
+            text, spans = _join(d["tokens"])
             ents = []
             for e in d["entities"]:
                 cs, ce = spans[e["start"]][0], spans[e["end"] - 1][1]
@@ -173,8 +172,7 @@ def read_phee(path: str | Path, *, event_map: Mapping[str, str] | None = None,
         context, events = d["context"], []
         for ann in d["annotations"]:
             for ev in ann["events"]:
-                trig = _phee_spans(ev["Trigger"])
-                if not trig:
+                if not (trig := _phee_spans(ev["Trigger"])):
                     raise ValueError(f"event {ev.get('event_id')} has no trigger text")
                 args = []
                 for main in ("Subject", "Treatment", "Effect", "Severity"):

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from functools import reduce
 from pathlib import Path
 
+from knowcoder_ray.data.benchmarks import BENCHMARKS
 from knowcoder_ray.records import Argument, EntityMention, EventMention, Record, RelationMention, span_of
 from knowcoder_ray.schema.types import KINDS, Role, SchemaLibrary, SchemaType, to_class_name, to_role_name
 
@@ -68,8 +69,7 @@ def as_object(payload) -> dict:
         payload = json.loads(payload)
     if not isinstance(payload, dict):
         raise SourceError(f"expected a JSON object, got {type(payload).__name__}")
-    where = _non_finite(payload)
-    if where is not None:
+    if (where := _non_finite(payload)) is not None:
         raise SourceError(f"non-finite number (NaN, Infinity or out of range) at {where}: not valid JSON")
     return payload
 
@@ -203,8 +203,7 @@ def read_kelm(payload, index: TypeIndex, entity_types: Mapping[str, Sequence[str
                 role = to_role_name(q)
                 if ev.roles and ev.role(role) is None:
                     continue
-                surface = kelm_surface(v, sentence)
-                if surface is None:
+                if (surface := kelm_surface(v, sentence)) is None:
                     stats.not_in_sentence += 1
                     continue
                 m = mention(v, surface)
@@ -257,8 +256,7 @@ def read_universalner(payload, index: TypeIndex, id: str = "") -> Example:
         for q, a in zip(pairs[::2], pairs[1::2]):
             if q.get("from") != "human" or a.get("from") != "gpt":
                 raise SourceError("expected a human question followed by a gpt answer")
-            m = _QUESTION.match(q.get("value", "").strip())
-            if m is None:
+            if (m := _QUESTION.match(q.get("value", "").strip())) is None:
                 raise SourceError(f"unrecognized question {q.get('value')!r:.80}")
             t = index.get("entity", m.group(1).strip())
             types.setdefault(t.name, t)
@@ -379,8 +377,6 @@ def read_lsee(payload, index: TypeIndex, id: str = "") -> Example:
 
 def benchmark_library(data_dir: str | Path) -> SchemaLibrary:
     """Every benchmark schema of ../shared/data merged into one library (first definition of a name wins)."""
-    from knowcoder_ray.data.benchmarks import BENCHMARKS
-
     return reduce(SchemaLibrary.merged, (b.schema(str(data_dir)) for b in BENCHMARKS.values()), SchemaLibrary())
 
 

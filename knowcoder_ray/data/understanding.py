@@ -44,9 +44,9 @@ HEADER = {"ner": "# Extract the entities from the following sentence.",
 
 # ---- definition codes --------------------------------------------------------------------------------
 
-def _depths(library: SchemaLibrary) -> dict[str, int]:
-    """Longest distance from a root for every type (parents before children when sorted by it)."""
-    depth: dict[str, int] = {}
+def definition_groups(library: SchemaLibrary, max_group: int = 16) -> list[list[str]]:
+    """Class-name groups, each in definition order (ancestors first); deterministic for a library."""
+    depth: dict[str, int] = {}  # longest distance from a root: parents before children when sorted by it
 
     def walk(name: str, seen: frozenset) -> int:
         if name not in depth:
@@ -55,12 +55,6 @@ def _depths(library: SchemaLibrary) -> dict[str, int]:
         return depth[name]
     for t in library:
         walk(t.name, frozenset())
-    return depth
-
-
-def definition_groups(library: SchemaLibrary, max_group: int = 16) -> list[list[str]]:
-    """Class-name groups, each in definition order (ancestors first); deterministic for a library."""
-    depth = _depths(library)
     order = lambda names: sorted(dict.fromkeys(names), key=lambda n: (depth[n], n))  # noqa: E731
     groups: list[list[str]] = []
     for kind in KINDS:
