@@ -29,7 +29,10 @@ DATA_SOURCES = {
                "(http://lavis.cs.hs-rm.de/storage/spert/public/datasets/conll04/)",
     "crossner": "CrossNER: crossner/<domain>/{train,dev,test}.txt (https://github.com/zliucr/CrossNER, ner_data/)",
     "conll2003": "CoNLL-2003: conll2003/{dev,test}.txt (token TAB BIO tag)",
-    "mit_restaurant": "MIT Restaurant: mit_restaurant/test.txt (https://groups.csail.mit.edu/sls/downloads/restaurant/)",
+    "mit_restaurant": "MIT Restaurant: mit_restaurant/restauranttest.txt (tag TAB token; "
+                      "https://groups.csail.mit.edu/sls/downloads/restaurant/)",
+    "mit_movie_trivia10k13": "MIT Movie trivia10k13: mit_movie_trivia10k13/trivia10k13test.txt (tag TAB token; "
+                             "https://groups.csail.mit.edu/sls/downloads/movie/)",
     "nyt": "NYT (CopyRE split): nyt/test.{sent,tup,pointer}",
     "phee": "PHEE: phee/{dev,test}.json (https://github.com/ZhaoyueSun/PHEE)",
     "wikievents": "WikiEvents: wikievents/{dev,test}.jsonl + event_role_KAIROS.json (https://github.com/raspberryice/gen-arg)",

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from functools import reduce
 from pathlib import Path
 
-from knowcoder_ray.data.benchmarks import BENCHMARKS
+from knowcoder_ray.data.benchmarks import BENCHMARKS, require_benchmarks
 from knowcoder_ray.records import Argument, EntityMention, EventMention, Record, RelationMention, span_of
 from knowcoder_ray.schema.types import KINDS, Role, SchemaLibrary, SchemaType, to_class_name, to_role_name
 
@@ -377,7 +377,11 @@ def read_lsee(payload, index: TypeIndex, id: str = "") -> Example:
 
 def benchmark_library(data_dir: str | Path) -> SchemaLibrary:
     """Every benchmark schema of ../shared/data merged into one library (first definition of a name wins)."""
-    return reduce(SchemaLibrary.merged, (b.schema(str(data_dir)) for b in BENCHMARKS.values()), SchemaLibrary())
+    try:
+        return reduce(SchemaLibrary.merged, (b.schema(str(data_dir)) for b in BENCHMARKS.values()), SchemaLibrary())
+    except FileNotFoundError:
+        require_benchmarks(str(data_dir), BENCHMARKS)  # a message naming every missing folder and its source
+        raise
 
 
 def library_fingerprint(library: SchemaLibrary) -> str:
