@@ -136,9 +136,8 @@ class LineIndex:
 # ---- Ray Data -----------------------------------------------------------------------------------------
 
 def _block(rng: int, first: int, lines: list[bytes]) -> pa.Table:
-    return pa.table({"range": pa.array([rng] * len(lines), pa.int32()),
-                     "line": pa.array(range(first, first + len(lines)), pa.int64()),
-                     "text": pa.array(lines, pa.binary())}, schema=LINE_SCHEMA)
+    return pa.table({"range": [rng] * len(lines), "line": range(first, first + len(lines)), "text": lines},
+                    schema=LINE_SCHEMA)
 
 
 def _read_range(uri: str, rng: int, start: int, end: float, block_lines: int) -> Iterator[pa.Table]:
