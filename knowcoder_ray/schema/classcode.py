@@ -221,7 +221,7 @@ def read_class_code(source: str, library: SchemaLibrary | None = None) -> list[S
     kinds: dict[str, str] = {}
     out: list[SchemaType] = []
     for node in tree.body:
-        if isinstance(node, (ast.Import, ast.ImportFrom, ast.Pass)) or _is_docstring(node):
+        if isinstance(node, (ast.Import, ast.ImportFrom, ast.Pass)) or _is_constant(node):
             continue
         if not isinstance(node, ast.ClassDef):
             raise ClassCodeError(f"only class definitions are allowed, found {type(node).__name__}", node.lineno)
@@ -249,10 +249,8 @@ def _check_body(node: ast.ClassDef) -> None:
     """A schema class holds a docstring, `pass`/`...` and at most an `__init__` giving the signature:
     any other statement (assignments, calls, other methods, nested classes) is refused with its line."""
     for stmt in node.body:
-        if isinstance(stmt, ast.Pass) or _is_docstring(stmt) or (
-                isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) and stmt.value.value is Ellipsis):
-            continue
-        if isinstance(stmt, ast.FunctionDef) and stmt.name == "__init__" and not stmt.decorator_list:
+        init = isinstance(stmt, ast.FunctionDef) and stmt.name == "__init__" and not stmt.decorator_list
+        if init or isinstance(stmt, ast.Pass) or _is_constant(stmt, (str, type(Ellipsis))):
             continue
         what = f"method {stmt.name}" if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)) else type(stmt).__name__
         raise ClassCodeError(f"class {node.name}: its body may hold only a docstring, pass and __init__, "
@@ -275,8 +273,8 @@ def check_references(user: list[SchemaType], merged: SchemaLibrary) -> None:
                 raise ClassCodeError(f"class {t.name}: {ref!r} in its signature is a {merged[ref].kind}, not an entity")
 
 
-def _is_docstring(node: ast.stmt) -> bool:
-    return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+def _is_constant(node: ast.stmt, types: type | tuple[type, ...] = str) -> bool:
+    return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, types)
 
 
 def _kind(node: ast.ClassDef, kinds: dict[str, str], library: SchemaLibrary | None) -> str:
