@@ -78,10 +78,9 @@ class DumpSummary:
 
 
 def _keep_lowest(kept: list, item: list, k: int) -> None:
-    if item in kept:
-        return
-    bisect.insort(kept, item)
-    del kept[k:]
+    if item not in kept:
+        bisect.insort(kept, item)
+        del kept[k:]
 
 
 def summarize(rows: Iterable[tuple[int, int, bytes]], config: BuildConfig, plan: ScanTargets | None = None) -> DumpSummary:

@@ -324,4 +324,4 @@ def mark_keyword_names(source: str) -> str:
 
 
 def unmark(name: str) -> str:
-    return name[:-len(KW_MARK)] if name.endswith(KW_MARK) else name
+    return name.removesuffix(KW_MARK)

@@ -66,9 +66,7 @@ def snak_value(snak: dict) -> tuple[str, str] | None:
 
 
 def statements(claims: dict, pid: str) -> Iterator[dict]:
-    for st in claims.get(pid) or ():
-        if st.get("rank") != "deprecated":
-            yield st
+    return (st for st in claims.get(pid) or () if st.get("rank") != "deprecated")
 
 
 def item_targets(claims: dict, pid: str) -> list[str]:
