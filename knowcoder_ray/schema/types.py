@@ -12,7 +12,7 @@ import keyword
 import re
 import tokenize
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 KINDS = ("entity", "relation", "event")
 BASE_CLASS = {"entity": "Entity", "relation": "Relation", "event": "Event"}
@@ -68,14 +68,10 @@ class SchemaType:
         return (*self.head_types, *self.tail_types, *(e for r in self.roles for e in r.entity_types))
 
     def to_row(self) -> dict:
-        """A flat, Arrow-friendly dict (lists, not tuples; roles as two parallel lists)."""
-        return {
-            "name": self.name, "kind": self.kind, "parents": list(self.parents),
-            "wikidata_id": self.wikidata_id, "label": self.label, "description": self.description,
-            "examples": list(self.examples), "head_types": list(self.head_types),
-            "tail_types": list(self.tail_types), "role_names": [r.name for r in self.roles],
-            "role_types": [list(r.entity_types) for r in self.roles],
-        }
+        """A flat, Arrow-friendly dict: the fields in order, lists for tuples, roles as two parallel lists."""
+        row = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "roles"}
+        return {**{k: list(v) if isinstance(v, tuple) else v for k, v in row.items()},
+                "role_names": [r.name for r in self.roles], "role_types": [list(r.entity_types) for r in self.roles]}
 
     @classmethod
     def from_row(cls, row: dict) -> "SchemaType":
@@ -194,9 +190,8 @@ class SchemaLibrary:
     def __init__(self, types: Iterable[SchemaType] = ()) -> None:
         self.types = {}
         for t in types:
-            if t.name in self.types and self.types[t.name] != t:
+            if self.types.setdefault(t.name, t) != t:
                 raise SchemaError(f"duplicate type name {t.name!r}")
-            self.types[t.name] = t
         self._by_id = {t.wikidata_id: t for t in self.types.values() if t.wikidata_id}
         self._children = children_of({t.name: t.parents for t in self.types.values()})
 
