@@ -160,8 +160,7 @@ def _event_roles(init: ast.FunctionDef, lines: list[str]) -> tuple[tuple[Role, .
     for a in init.args.args:
         if a.arg == "trigger":
             line = lines[a.lineno - 1] if 0 < a.lineno <= len(lines) else ""
-            if "# Examples:" in line:
-                examples = line.split("# Examples:", 1)[1]
+            examples = line.partition("# Examples:")[2]
         elif a.arg != "self":
             roles.append(Role(unmark(a.arg), _hint_types(a.annotation)))
     return tuple(roles), examples
