@@ -152,23 +152,20 @@ def depth_first(roots: Iterable[str], step) -> tuple[list[str], list[tuple[str, 
     reaches; the (node, next) steps that would close a cycle, which are not taken)."""
     state: dict[str, int] = {}  # 1 on the current path, 2 done
     order, back = [], []
-    for root in roots:
-        if root in state:
-            continue
-        state[root] = 1
-        stack = [(root, iter(step(root)))]
-        while stack:
-            node, it = stack[-1]
-            nxt = next(it, None)
-            if nxt is None:
+    stack = [(None, iter(roots))]  # the roots are the steps of a node above them all (None)
+    while stack:
+        node, it = stack[-1]
+        nxt = next(it, None)
+        if nxt is None:
+            stack.pop()
+            if node is not None:
                 state[node] = 2
-                stack.pop()
                 order.append(node)
-            elif state.get(nxt) == 1:
-                back.append((node, nxt))
-            elif nxt not in state:
-                state[nxt] = 1
-                stack.append((nxt, iter(step(nxt))))
+        elif state.get(nxt) == 1:
+            back.append((node, nxt))
+        elif nxt not in state:
+            state[nxt] = 1
+            stack.append((nxt, iter(step(nxt))))
     return order, back
 
 
