@@ -139,8 +139,7 @@ def _hint_types(node: ast.expr | None) -> tuple[str, ...]:
         if isinstance(n, ast.BinOp) and isinstance(n.op, ast.BitOr):
             stack += [n.right, n.left]
         elif isinstance(n, ast.Subscript):
-            parts = n.slice.elts if isinstance(n.slice, ast.Tuple) else [n.slice]
-            stack += reversed(parts)
+            stack += reversed(n.slice.elts if isinstance(n.slice, ast.Tuple) else [n.slice])
         else:
             name = _name(n)
             if name not in (None, "Entity", "str"):
