@@ -244,14 +244,11 @@ def _string(node: ast.AST) -> str:
 def _call(node: ast.AST) -> tuple[str, list[ast.expr], dict[str, ast.expr]]:
     if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
         raise _Bad(f"expected a class call like Name(...), got {type(node).__name__}")
-    kwargs = {}
-    for k in node.keywords:
-        if k.arg is None:
-            raise _Bad("**kwargs are not allowed")
-        kwargs[unmark(k.arg)] = k.value
+    if any(k.arg is None for k in node.keywords):
+        raise _Bad("**kwargs are not allowed")
     if any(isinstance(a, ast.Starred) for a in node.args):
         raise _Bad("*args are not allowed")
-    return node.func.id, list(node.args), kwargs
+    return node.func.id, list(node.args), {unmark(k.arg): k.value for k in node.keywords}
 
 
 def _named_string(node: ast.AST, what: str) -> tuple[str | None, str]:
@@ -313,12 +310,11 @@ class Parser:
 
     def parse(self, text: str) -> ParseResult:
         """Never raises on any input text."""
-        result = ParseResult()
         if not isinstance(text, str):
-            result.errors.append(f"output is {type(text).__name__}, not text")
-            return result
+            return ParseResult(errors=[f"output is {type(text).__name__}, not text"])
         if self.fast and (whole := self._read_list(text)) is not None:
             return whole
+        result = ParseResult()
         items, result.truncated, result.errors = split_items(text, self.fast)
         for item in items:
             if self.fast and self._fast_read(self._fast_item.fullmatch(item), result):

@@ -99,8 +99,7 @@ def prompt_prefix(task: str, types: Iterable[SchemaType], *, library: SchemaLibr
                   layout: Layout = RELEASED) -> str:
     """The code block of a prompt before the sentence, the same for every sentence of a schema shard: base
     classes, then the type classes."""
-    typed = layout.relation_entity_classes
-    shown = [render_class(t, task, typed) for t in prompt_types(task, types, library, layout)]
+    shown = [render_class(t, task, layout.relation_entity_classes) for t in prompt_types(task, types, library, layout)]
     bases = {"ner": [ENTITY_BASE], "re": [ENTITY_BASE, RELATION_BASE], "ed": [EVENT_BASE_ED],
              "eae": [ENTITY_BASE, EVENT_BASE_EAE]}[task]
     return "\n\n".join([*bases, *shown]) + "\n\n"
@@ -110,10 +109,9 @@ def prompt_suffix(task: str, sentence: str, triggers: Sequence[tuple[str, str]] 
                   shots: Sequence[tuple[str, str]] = ()) -> str:
     """The instruction and sentence line; few-shot `shots` come first, each an instruction, its sentence
     line and its output."""
-    instruction = render_instruction(task, triggers, layout)
     examples = "".join(f"{render_instruction(task, (), layout)}sentence = {_literal(s, layout)}\n{out}\n\n"
                        for s, out in shots)
-    return examples + instruction + f"sentence = {_literal(sentence, layout)}\n"
+    return examples + render_instruction(task, triggers, layout) + f"sentence = {_literal(sentence, layout)}\n"
 
 
 # ---- outputs -----------------------------------------------------------------------------------------

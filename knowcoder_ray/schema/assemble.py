@@ -136,14 +136,12 @@ def assemble(s1: DumpSummary, s2: DumpSummary, config: BuildConfig) -> tuple[Sch
     counts = {"lines": index.total, **s1.counts,
               **{f"{k}_types": len(library.of_kind(k)) for k in ("entity", "relation", "event")}}
     counts.pop("malformed", None)
-    report = BuildReport(
+    return library, BuildReport(
         truncated=next((m["reason"] for m in malformed if m["reason"].startswith("dump truncated")), None),
-        counts=counts, malformed=malformed, unresolved=sorted(kept - known, key=num),
-        dropped_cycle_edges=dropped,
+        counts=counts, malformed=malformed, unresolved=sorted(kept - known, key=num), dropped_cycle_edges=dropped,
         missing_labels=[t.wikidata_id for t in library if not t.label],
         missing_descriptions=[{"name": t.name, "kind": t.kind, "wikidata_id": t.wikidata_id, "label": t.label}
                               for t in library if not t.description])
-    return library, report
 
 
 def _show(value: list, label_of: dict[str, str]) -> str:

@@ -139,8 +139,7 @@ def _hint_types(node: ast.expr | None) -> tuple[str, ...]:
         if isinstance(n, ast.BinOp) and isinstance(n.op, ast.BitOr):
             stack += [n.right, n.left]
         elif isinstance(n, ast.Subscript):
-            parts = n.slice.elts if isinstance(n.slice, ast.Tuple) else [n.slice]
-            stack += reversed(parts)
+            stack += reversed(n.slice.elts if isinstance(n.slice, ast.Tuple) else [n.slice])
         else:
             name = _name(n)
             if name not in (None, "Entity", "str"):
@@ -160,8 +159,7 @@ def _event_roles(init: ast.FunctionDef, lines: list[str]) -> tuple[tuple[Role, .
     for a in init.args.args:
         if a.arg == "trigger":
             line = lines[a.lineno - 1] if 0 < a.lineno <= len(lines) else ""
-            if "# Examples:" in line:
-                examples = line.split("# Examples:", 1)[1]
+            examples = line.partition("# Examples:")[2]
         elif a.arg != "self":
             roles.append(Role(unmark(a.arg), _hint_types(a.annotation)))
     return tuple(roles), examples
@@ -221,7 +219,7 @@ def read_class_code(source: str, library: SchemaLibrary | None = None) -> list[S
     kinds: dict[str, str] = {}
     out: list[SchemaType] = []
     for node in tree.body:
-        if isinstance(node, (ast.Import, ast.ImportFrom, ast.Pass)) or _is_docstring(node):
+        if isinstance(node, (ast.Import, ast.ImportFrom, ast.Pass)) or _is_constant(node):
             continue
         if not isinstance(node, ast.ClassDef):
             raise ClassCodeError(f"only class definitions are allowed, found {type(node).__name__}", node.lineno)
@@ -249,10 +247,8 @@ def _check_body(node: ast.ClassDef) -> None:
     """A schema class holds a docstring, `pass`/`...` and at most an `__init__` giving the signature:
     any other statement (assignments, calls, other methods, nested classes) is refused with its line."""
     for stmt in node.body:
-        if isinstance(stmt, ast.Pass) or _is_docstring(stmt) or (
-                isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) and stmt.value.value is Ellipsis):
-            continue
-        if isinstance(stmt, ast.FunctionDef) and stmt.name == "__init__" and not stmt.decorator_list:
+        init = isinstance(stmt, ast.FunctionDef) and stmt.name == "__init__" and not stmt.decorator_list
+        if init or isinstance(stmt, ast.Pass) or _is_constant(stmt, (str, type(Ellipsis))):
             continue
         what = f"method {stmt.name}" if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)) else type(stmt).__name__
         raise ClassCodeError(f"class {node.name}: its body may hold only a docstring, pass and __init__, "
@@ -275,8 +271,8 @@ def check_references(user: list[SchemaType], merged: SchemaLibrary) -> None:
                 raise ClassCodeError(f"class {t.name}: {ref!r} in its signature is a {merged[ref].kind}, not an entity")
 
 
-def _is_docstring(node: ast.stmt) -> bool:
-    return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+def _is_constant(node: ast.stmt, types: type | tuple[type, ...] = str) -> bool:
+    return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, types)
 
 
 def _kind(node: ast.ClassDef, kinds: dict[str, str], library: SchemaLibrary | None) -> str:

@@ -44,11 +44,9 @@ def _build(args: argparse.Namespace) -> int:
     from knowcoder_ray.storage import join, read_text
     from knowcoder_ray.schema.build import BuildConfig, DumpError, build_schema
 
-    types = [w.strip() for w in args.types.split(",") if w.strip()]
-    if args.types_file:
-        types += [w.strip() for w in read_text(args.types_file).splitlines() if w.strip()]
-    config = BuildConfig(event_root=args.event_root,
-                         max_examples=args.max_examples, max_roles=args.max_roles,
+    words = args.types.split(",") + (read_text(args.types_file).splitlines() if args.types_file else [])
+    types = [w.strip() for w in words if w.strip()]
+    config = BuildConfig(event_root=args.event_root, max_examples=args.max_examples, max_roles=args.max_roles,
                          min_role_support=args.min_role_support, corpus=args.corpus,
                          types=types if (args.types or args.types_file) else None, descriptions=args.descriptions)
     started = False

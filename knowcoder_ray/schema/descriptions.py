@@ -18,12 +18,9 @@ def fill_descriptions(library: SchemaLibrary, descriptions: dict[str, str]) -> t
     return SchemaLibrary(out), n
 
 
-DESCRIPTION_COLUMNS = ("name", "kind", "wikidata_id", "label", "description")
-
-
 def missing_descriptions_tsv(library: SchemaLibrary) -> str:
     """The types without a description, as a TSV a user fills in (last column) and passes back."""
-    rows = ["\t".join(DESCRIPTION_COLUMNS)]
+    rows = ["name\tkind\twikidata_id\tlabel\tdescription"]
     rows += ["\t".join((t.name, t.kind, t.wikidata_id or "", t.label, "")) for t in library if not t.description]
     return "\n".join(rows) + "\n"
 

@@ -89,11 +89,10 @@ def iter_range(uri: str, start: int = 0, end: float = float("inf")) -> Iterator[
     if codec is not None:
         if start != 0 or end != float("inf"):  # byte_ranges never splits one; a caller that does is wrong
             raise ValueError(f"{uri}: a compressed dump can only be read as one stream")
+        cut: list[str] = []
         with fs.open_input_stream(path, compression=None) as raw:
             # stdlib decoders: both read multi-stream/multi-member files, as the real dumps are
-            f = bz2.BZ2File(raw) if codec == "bz2" else gzip.GzipFile(fileobj=raw)
-            cut: list[str] = []
-            with f:
+            with bz2.BZ2File(raw) if codec == "bz2" else gzip.GzipFile(fileobj=raw) as f:
                 yield from _split_lines(_chunks(f, cut), 0, end)
             if cut:
                 yield TRUNCATED + f"the {codec} stream ends early or is corrupt ({cut[0]})".encode()
@@ -136,9 +135,8 @@ class LineIndex:
 # ---- Ray Data -----------------------------------------------------------------------------------------
 
 def _block(rng: int, first: int, lines: list[bytes]) -> pa.Table:
-    return pa.table({"range": pa.array([rng] * len(lines), pa.int32()),
-                     "line": pa.array(range(first, first + len(lines)), pa.int64()),
-                     "text": pa.array(lines, pa.binary())}, schema=LINE_SCHEMA)
+    return pa.table({"range": [rng] * len(lines), "line": range(first, first + len(lines)), "text": lines},
+                    schema=LINE_SCHEMA)
 
 
 def _read_range(uri: str, rng: int, start: int, end: float, block_lines: int) -> Iterator[pa.Table]:
@@ -160,14 +158,11 @@ def dump_datasource(uri: str, block_lines: int = BLOCK_LINES, min_range_bytes: i
             return file_size(uri) if compression_of(uri) is None else None
 
         def get_read_tasks(self, parallelism, per_task_row_limit=None, data_context=None):
-            tasks = []
-            for rng, (start, end) in enumerate(byte_ranges(uri, parallelism, min_range_bytes)):
-                size = None if end == float("inf") else int(end - start)
-                meta = BlockMetadata(num_rows=None, size_bytes=size, input_files=[uri], exec_stats=None)
-                tasks.append(ReadTask(
-                    lambda rng=rng, start=start, end=end: _read_range(uri, rng, start, end, block_lines),
-                    meta, schema=LINE_SCHEMA, per_task_row_limit=per_task_row_limit))
-            return tasks
+            return [ReadTask(lambda rng=rng, start=start, end=end: _read_range(uri, rng, start, end, block_lines),
+                             BlockMetadata(num_rows=None, size_bytes=None if end == float("inf") else int(end - start),
+                                           input_files=[uri], exec_stats=None),
+                             schema=LINE_SCHEMA, per_task_row_limit=per_task_row_limit)
+                    for rng, (start, end) in enumerate(byte_ranges(uri, parallelism, min_range_bytes))]
 
     return WikidataDumpDatasource()
 

@@ -107,11 +107,9 @@ def read_pyfiles(src_dir: str, problems: list[ClassProblem] | None = None) -> Sc
     for kind, uri in present:
         # a byte that is not UTF-8 stays in the text (as a lone surrogate): its class is reported, the rest load
         for t in read_pyfile(read_bytes(uri).decode("utf-8", errors="surrogateescape"), kind, uri, problems):
-            if t.name in types and types[t.name] != t:
+            if types.setdefault(t.name, t) != t:
                 problems.append(ClassProblem(uri, t.name, 0, f"defined again (first as {types[t.name].kind}); "
                                                               "the first definition is kept"))
-            else:
-                types[t.name] = t
     return SchemaLibrary(types.values())
 
 

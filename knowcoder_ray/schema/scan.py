@@ -55,8 +55,7 @@ class DumpSummary:
         self.malformed += other.malformed
         for mine, theirs in ((self.classes, other.classes), (self.properties, other.properties),
                              (self.nodes, other.nodes)):
-            for k, v in theirs.items():
-                mine.setdefault(k, v)
+            mine.update((k, v) for k, v in theirs.items() if k not in mine)  # the first value of a key stays
         for q, ex in other.examples.items():
             mine = self.examples.setdefault(q, [])
             for e in ex:
@@ -78,10 +77,9 @@ class DumpSummary:
 
 
 def _keep_lowest(kept: list, item: list, k: int) -> None:
-    if item in kept:
-        return
-    bisect.insort(kept, item)
-    del kept[k:]
+    if item not in kept:
+        bisect.insort(kept, item)
+        del kept[k:]
 
 
 def summarize(rows: Iterable[tuple[int, int, bytes]], config: BuildConfig, plan: ScanTargets | None = None) -> DumpSummary:

@@ -10,11 +10,9 @@ from knowcoder_ray.schema.types import SchemaLibrary, to_class_name
 
 def select(library: SchemaLibrary, wanted: Iterable[str]) -> tuple[SchemaLibrary, list[str]]:
     """`SchemaLibrary.select` by names, Wikidata ids or labels: (sub-library, the ones matching nothing)."""
-    by_label: dict[str, str] = {}
-    by_class: dict[str, str] = {}
-    for t in library:
-        by_label.setdefault(t.label.casefold(), t.name)
-        by_class.setdefault(to_class_name(t.label).casefold(), t.name)
+    last_first = list(library)[::-1]  # so that the first type with a label keeps it
+    by_label = {t.label.casefold(): t.name for t in last_first}
+    by_class = {to_class_name(t.label).casefold(): t.name for t in last_first}
     found, missing = {}, []
     for w in wanted:
         t = library.get(w) or library.by_wikidata_id(w)

@@ -12,7 +12,7 @@ import keyword
 import re
 import tokenize
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 KINDS = ("entity", "relation", "event")
 BASE_CLASS = {"entity": "Entity", "relation": "Relation", "event": "Event"}
@@ -68,14 +68,10 @@ class SchemaType:
         return (*self.head_types, *self.tail_types, *(e for r in self.roles for e in r.entity_types))
 
     def to_row(self) -> dict:
-        """A flat, Arrow-friendly dict (lists, not tuples; roles as two parallel lists)."""
-        return {
-            "name": self.name, "kind": self.kind, "parents": list(self.parents),
-            "wikidata_id": self.wikidata_id, "label": self.label, "description": self.description,
-            "examples": list(self.examples), "head_types": list(self.head_types),
-            "tail_types": list(self.tail_types), "role_names": [r.name for r in self.roles],
-            "role_types": [list(r.entity_types) for r in self.roles],
-        }
+        """A flat, Arrow-friendly dict: the fields in order, lists for tuples, roles as two parallel lists."""
+        row = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "roles"}
+        return {**{k: list(v) if isinstance(v, tuple) else v for k, v in row.items()},
+                "role_names": [r.name for r in self.roles], "role_types": [list(r.entity_types) for r in self.roles]}
 
     @classmethod
     def from_row(cls, row: dict) -> "SchemaType":
@@ -156,23 +152,20 @@ def depth_first(roots: Iterable[str], step) -> tuple[list[str], list[tuple[str, 
     reaches; the (node, next) steps that would close a cycle, which are not taken)."""
     state: dict[str, int] = {}  # 1 on the current path, 2 done
     order, back = [], []
-    for root in roots:
-        if root in state:
-            continue
-        state[root] = 1
-        stack = [(root, iter(step(root)))]
-        while stack:
-            node, it = stack[-1]
-            nxt = next(it, None)
-            if nxt is None:
+    stack = [(None, iter(roots))]  # the roots are the steps of a node above them all (None)
+    while stack:
+        node, it = stack[-1]
+        nxt = next(it, None)
+        if nxt is None:
+            stack.pop()
+            if node is not None:
                 state[node] = 2
-                stack.pop()
                 order.append(node)
-            elif state.get(nxt) == 1:
-                back.append((node, nxt))
-            elif nxt not in state:
-                state[nxt] = 1
-                stack.append((nxt, iter(step(nxt))))
+        elif state.get(nxt) == 1:
+            back.append((node, nxt))
+        elif nxt not in state:
+            state[nxt] = 1
+            stack.append((nxt, iter(step(nxt))))
     return order, back
 
 
@@ -194,9 +187,8 @@ class SchemaLibrary:
     def __init__(self, types: Iterable[SchemaType] = ()) -> None:
         self.types = {}
         for t in types:
-            if t.name in self.types and self.types[t.name] != t:
+            if self.types.setdefault(t.name, t) != t:
                 raise SchemaError(f"duplicate type name {t.name!r}")
-            self.types[t.name] = t
         self._by_id = {t.wikidata_id: t for t in self.types.values() if t.wikidata_id}
         self._children = children_of({t.name: t.parents for t in self.types.values()})
 
@@ -324,4 +316,4 @@ def mark_keyword_names(source: str) -> str:
 
 
 def unmark(name: str) -> str:
-    return name[:-len(KW_MARK)] if name.endswith(KW_MARK) else name
+    return name.removesuffix(KW_MARK)

@@ -66,9 +66,7 @@ def snak_value(snak: dict) -> tuple[str, str] | None:
 
 
 def statements(claims: dict, pid: str) -> Iterator[dict]:
-    for st in claims.get(pid) or ():
-        if st.get("rank") != "deprecated":
-            yield st
+    return (st for st in claims.get(pid) or () if st.get("rank") != "deprecated")
 
 
 def item_targets(claims: dict, pid: str) -> list[str]:
@@ -123,9 +121,7 @@ def parse_line(raw: bytes) -> dict | None:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise Malformed(f"invalid UTF-8 at byte {e.start}") from None
-    s = text.strip()
-    if s.endswith(","):
-        s = s[:-1].rstrip()
+    s = text.strip().removesuffix(",").rstrip()
     if s.startswith("[") and s[1:2] in ("", "{", " ", "\t"):  # "[" alone, or "[{...}" on one line
         s = s[1:].lstrip()
     if s.endswith("]") and (s == "]" or s[:-1].rstrip().endswith("}")):
