@@ -36,12 +36,6 @@ STAGE1_TASK = {"ner": "ner", "re": "re", "ed": "ed", "ee": "ed"}
 Executor = Callable[[list[dict]], list[dict]]  # rows -> the same rows with "output" and parse fields
 
 
-def leaf_event_types(library: SchemaLibrary) -> list[SchemaType]:
-    events = library.of_kind("event")
-    parents = {p for t in events for p in t.parents}
-    return [t for t in events if t.name not in parents]
-
-
 def coarse_name(library: SchemaLibrary, name: str) -> str:
     """The top ancestor of an event type within the schema (itself when it has no parent there)."""
     up = [a for a in library.ancestors(name) if a in library and library[a].kind == "event"]
@@ -71,7 +65,10 @@ class TaskPlan:
         self._shot_cache: dict[tuple, list[tuple[str, str]]] = {}
         self.count = count or TokenCounter()
         if types is None:
-            types = leaf_event_types(library) if TASK_KIND[task] == "event" else library.of_kind(TASK_KIND[task])
+            types = library.of_kind(TASK_KIND[task])
+            if TASK_KIND[task] == "event":  # the leaf event types
+                parents = {p for t in types for p in t.parents}
+                types = [t for t in types if t.name not in parents]
         self.types = list(types)
         self.leaf_names = {t.name for t in self.types}
         stage1 = self.types
