@@ -108,20 +108,16 @@ class TaskPlan:
     def stage1_rows(self, record: Record) -> list[dict]:
         return [self._row(record, 1, i, s) for i, s in enumerate(self.shards1)]
 
-    def stage2_shards(self, detected: Iterable[str]) -> list[Shard]:
-        """EAE shards over the subtypes of the detected coarse types (cached: equal sets share prefixes)."""
-        key = frozenset(detected)
+    def stage2_rows(self, record: Record, detected_events: Sequence[EventMention]) -> list[dict]:
+        """EAE rows over the subtypes of the detected coarse types (shards cached: equal sets share prefixes)."""
+        triggers = list(dict.fromkeys((e.type, e.trigger) for e in detected_events))
+        key = frozenset(t for t, _ in triggers)
         if key not in self._shards2:
             types = [t for t in self.types if coarse_name(self.library, t.name) in key]
             self._shards2[key] = shard_schema("eae", types, self.budget, self.count, self.library, self.layout)
             while len(self._shards2) > 256:
                 self._shards2.popitem(last=False)
-        return self._shards2[key]
-
-    def stage2_rows(self, record: Record, detected_events: Sequence[EventMention]) -> list[dict]:
-        triggers = list(dict.fromkeys((e.type, e.trigger) for e in detected_events))
-        shards = self.stage2_shards(t for t, _ in triggers)
-        return [self._row(record, 2, i, s, triggers) for i, s in enumerate(shards)]
+        return [self._row(record, 2, i, s, triggers) for i, s in enumerate(self._shards2[key])]
 
 
 class ConfirmedTriggerPlan(TaskPlan):
