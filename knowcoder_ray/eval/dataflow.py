@@ -83,8 +83,7 @@ def extract_in_actors(ds, spec: EngineSpec, plans_ref, num_actors: int, records_
                           # one block at a time per actor: a second block queued on the first actor
                           # that is ready would wait there while the other actors idle
                           compute=ray.data.ActorPoolStrategy(size=num_actors, max_tasks_in_flight_per_actor=1),
-                          num_cpus=num_cpus,
-                          num_gpus=num_gpus or None)
+                          num_cpus=num_cpus, num_gpus=num_gpus or None)
 
 
 # ---- ray.data.llm: stages around the vLLM processor -------------------------------------------------------
