@@ -43,11 +43,9 @@ def record_items(data: dict[str, Sequence[Record]]) -> list[dict]:
 
 def prediction_line(row: dict, gold: Record, parts: list[Extraction]) -> dict:
     """The predictions.jsonl row of one record: its plans' predictions together, the gold, the raw outputs."""
-    pred = Record(gold.id, gold.text, source=gold.source)
-    for ex in parts:
-        pred.entities += ex.record.entities
-        pred.relations += ex.record.relations
-        pred.events += ex.record.events
+    pred = Record(gold.id, gold.text, [m for ex in parts for m in ex.record.entities],
+                  [m for ex in parts for m in ex.record.relations], [m for ex in parts for m in ex.record.events],
+                  gold.source)
     line = {"dataset": row["dataset"], "id": gold.id, "text": gold.text, "prediction": pred.to_dict(),
             "gold": gold.to_dict(), "outputs": [o for ex in parts for o in ex.outputs]}
     return {"pos": int(row["pos"]), "index": int(row["index"]), "line": json.dumps(line)}
@@ -85,8 +83,7 @@ def extract_in_actors(ds, spec: EngineSpec, plans_ref, num_actors: int, records_
                           # one block at a time per actor: a second block queued on the first actor
                           # that is ready would wait there while the other actors idle
                           compute=ray.data.ActorPoolStrategy(size=num_actors, max_tasks_in_flight_per_actor=1),
-                          num_cpus=num_cpus,
-                          num_gpus=num_gpus or None)
+                          num_cpus=num_cpus, num_gpus=num_gpus or None)
 
 
 # ---- ray.data.llm: stages around the vLLM processor -------------------------------------------------------
@@ -128,16 +125,15 @@ def _record_group(df, plans: list, two_stage_only: bool = False
     group = df.to_dict("records")
     first = group[0]
     wanted = [p for p in _plans(plans[0])[first["dataset"]] if p.two_stage or not two_stage_only]
-    keys = {p.key for p in wanted}
-    by_plan: dict[str, list[dict]] = {}
+    by_plan: dict[str, list[dict]] = {p.key: [] for p in wanted}
     for r in group:
-        if r["plan"] in keys:
-            by_plan.setdefault(r["plan"], []).append({**_unflat(r), **json.loads(r["parsed"])})
+        if r["plan"] in by_plan:
+            by_plan[r["plan"]].append({**_unflat(r), **json.loads(r["parsed"])})
     record = Record.from_dict(json.loads(first["record"]))
     parts = []
     for plan in wanted:
         ex = Extraction(Record(record.id, record.text, source=record.source))
-        merge_stage(ex, by_plan.get(plan.key, ()), plan)
+        merge_stage(ex, by_plan[plan.key], plan)
         parts.append((plan, ex, after_stage1(ex, plan)))
     return first, record, parts
 

@@ -83,12 +83,6 @@ def benchmark_tasks(cfg: EvalConfig, name: str) -> tuple[str, ...]:
     return tasks if cfg.tasks is None else tuple(t for t in tasks if t in cfg.tasks)
 
 
-def plan_tasks(benchmark_tasks: tuple[str, ...]) -> list[str]:
-    """Benchmark tasks -> extraction plans: NER and RE run apart; ED+EAE run as two-stage events."""
-    events = ["ee"] if "eae" in benchmark_tasks else ["ed"] if "ed" in benchmark_tasks else []
-    return [t for t in benchmark_tasks if t in ("ner", "re")] + events
-
-
 # ---- the run ---------------------------------------------------------------------------------------------
 
 def load_plans(cfg: EvalConfig, count) -> tuple[dict[str, tuple[list[Record], SchemaLibrary, list]],
@@ -101,10 +95,13 @@ def load_plans(cfg: EvalConfig, count) -> tuple[dict[str, tuple[list[Record], Sc
         records, library = load_benchmark(name, cfg.data_dir, cfg.split, bad, class_names=cfg.class_names)
         shots = few_shot_records(name, cfg.data_dir, cfg.few_shot, cfg.split, cfg.class_names) if cfg.few_shot else []
         data[name] = (records[:cfg.limit], library, bad)
+        # the plans: NER and RE run apart; ED+EAE run as two-stage events
+        tasks = benchmark_tasks(cfg, name)
+        events = ["ee"] if "eae" in tasks else ["ed"] if "ed" in tasks else []
         # as_written: scored as the model wrote them, repeats and hallucinations included
         plans[name] = [TaskPlan(f"{name}:{t}", t, library, budget=cfg.shard_tokens, count=count, shots=shots,
                                 layout=Layout(**cfg.layout), as_written=True)
-                       for t in plan_tasks(benchmark_tasks(cfg, name))]
+                       for t in [t for t in tasks if t in ("ner", "re")] + events]
     return data, plans
 
 

@@ -26,8 +26,7 @@ def _table_figure(title: str, header: list[str], columns: list[list], rows: int)
 
 def _lines(labels: list[str], metrics: list[dict]):
     fig = go.Figure()
-    names = list(dict.fromkeys(m for ck in metrics for m in ck["summary"]))
-    for m in names:
+    for m in dict.fromkeys(k for ck in metrics for k in ck["summary"]):
         fig.add_trace(go.Scatter(x=labels, y=[ck["summary"].get(m) for ck in metrics], mode="lines+markers", name=m))
     fig.update_layout(title="Overall F1 (%) per checkpoint", xaxis_title="checkpoint", yaxis_title="F1 (%)",
                       yaxis_range=[0, 100], height=420)

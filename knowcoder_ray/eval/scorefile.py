@@ -52,13 +52,6 @@ def _items_record(id: str, task: str, sentence: str, items, source: str, where: 
     return r
 
 
-def _record_tasks(dataset: str, gold: Record) -> tuple[str, ...]:
-    if dataset in BENCHMARKS:
-        return BENCHMARKS[dataset].tasks
-    tasks = ("ner",) * bool(gold.entities) + ("re",) * bool(gold.relations)
-    return tasks + (("ed", "eae") if gold.events else ())
-
-
 def _evaluation_row(d: dict, n: int, where: str) -> tuple[str, Record, Record]:
     try:
         gold, pred = Record.from_dict(d["gold"]), Record.from_dict(d["prediction"])
@@ -113,7 +106,9 @@ def read_rows(path: str | Path) -> Groups:
                      _items_record(str(n), task, sentence, d.get("pred"), source, where + " pred"))
         elif "prediction" in d and "gold" in d:
             dataset, gold, pred = _evaluation_row(d, n, where)
-            for task in _record_tasks(dataset, gold):
+            tasks = BENCHMARKS[dataset].tasks if dataset in BENCHMARKS else (  # else the tasks its gold annotates
+                ("ner",) * bool(gold.entities) + ("re",) * bool(gold.relations) + ("ed", "eae") * bool(gold.events))
+            for task in tasks:
                 _add(rows, (task, dataset), gold, pred)
         else:
             raise ScoreFileError(f"{where}: expected 'task'/'sentence'/'gold'/'pred' or an evaluation row "

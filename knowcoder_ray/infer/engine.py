@@ -247,7 +247,7 @@ def load_engine(kind: str, model_path: str | Path, config: EngineConfig | None =
         if engine_kwargs:
             raise ValueError(f"the transformers engine takes no {sorted(engine_kwargs)}")
         return TransformersEngine(model_path, config)
-    kind = "knowcoder_ray.infer.vllm_engine:VLLMEngine" if kind == "vllm" else kind
+    kind = "knowcoder_ray.infer.llm:VLLMEngine" if kind == "vllm" else kind
     if ":" in kind:  # a plugin engine "module:Class", built as Class(model_path, config, **engine_kwargs)
         return pkgutil.resolve_name(kind)(model_path, config, **engine_kwargs)
     raise ValueError(f"unknown engine {kind!r}; expected 'transformers', 'vllm' or 'module:Class'")

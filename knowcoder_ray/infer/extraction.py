@@ -36,12 +36,6 @@ STAGE1_TASK = {"ner": "ner", "re": "re", "ed": "ed", "ee": "ed"}
 Executor = Callable[[list[dict]], list[dict]]  # rows -> the same rows with "output" and parse fields
 
 
-def leaf_event_types(library: SchemaLibrary) -> list[SchemaType]:
-    events = library.of_kind("event")
-    parents = {p for t in events for p in t.parents}
-    return [t for t in events if t.name not in parents]
-
-
 def coarse_name(library: SchemaLibrary, name: str) -> str:
     """The top ancestor of an event type within the schema (itself when it has no parent there)."""
     up = [a for a in library.ancestors(name) if a in library and library[a].kind == "event"]
@@ -71,7 +65,10 @@ class TaskPlan:
         self._shot_cache: dict[tuple, list[tuple[str, str]]] = {}
         self.count = count or TokenCounter()
         if types is None:
-            types = leaf_event_types(library) if TASK_KIND[task] == "event" else library.of_kind(TASK_KIND[task])
+            types = library.of_kind(TASK_KIND[task])
+            if TASK_KIND[task] == "event":  # the leaf event types
+                parents = {p for t in types for p in t.parents}
+                types = [t for t in types if t.name not in parents]
         self.types = list(types)
         self.leaf_names = {t.name for t in self.types}
         stage1 = self.types
@@ -111,20 +108,16 @@ class TaskPlan:
     def stage1_rows(self, record: Record) -> list[dict]:
         return [self._row(record, 1, i, s) for i, s in enumerate(self.shards1)]
 
-    def stage2_shards(self, detected: Iterable[str]) -> list[Shard]:
-        """EAE shards over the subtypes of the detected coarse types (cached: equal sets share prefixes)."""
-        key = frozenset(detected)
+    def stage2_rows(self, record: Record, detected_events: Sequence[EventMention]) -> list[dict]:
+        """EAE rows over the subtypes of the detected coarse types (shards cached: equal sets share prefixes)."""
+        triggers = list(dict.fromkeys((e.type, e.trigger) for e in detected_events))
+        key = frozenset(t for t, _ in triggers)
         if key not in self._shards2:
             types = [t for t in self.types if coarse_name(self.library, t.name) in key]
             self._shards2[key] = shard_schema("eae", types, self.budget, self.count, self.library, self.layout)
             while len(self._shards2) > 256:
                 self._shards2.popitem(last=False)
-        return self._shards2[key]
-
-    def stage2_rows(self, record: Record, detected_events: Sequence[EventMention]) -> list[dict]:
-        triggers = list(dict.fromkeys((e.type, e.trigger) for e in detected_events))
-        shards = self.stage2_shards(t for t, _ in triggers)
-        return [self._row(record, 2, i, s, triggers) for i, s in enumerate(shards)]
+        return [self._row(record, 2, i, s, triggers) for i, s in enumerate(self._shards2[key])]
 
 
 class ConfirmedTriggerPlan(TaskPlan):

@@ -32,7 +32,7 @@ from ray.serve.exceptions import DeploymentUnavailableError
 from ray.serve.handle import DeploymentHandle
 
 from knowcoder_ray.infer.engine import Prompt, cut_at_stop, encode_prompt
-from knowcoder_ray.infer.extraction import TaskPlan, parse_rows, row_prompts
+from knowcoder_ray.infer.extraction import parse_rows, row_prompts
 from knowcoder_ray.infer.llm import llm_config
 from knowcoder_ray.serve.config import ServeConfig
 from knowcoder_ray.serve.extract import RequestError, arun, check_limits, describe, make_plan, resolve_schema, search
@@ -50,7 +50,6 @@ api = FastAPI(
     description="Code-style universal information extraction (KnowCoder): NER, RE, ED and EAE against a "
                 "schema library or your own class code, sharded over engine replicas.",
 )
-_NON_FINITE = "the body holds NaN, Infinity or a number out of range (e.g. 1e400); JSON numbers must be finite"
 
 
 def _json_safe(value, flags: set[str], depth: int = 0):
@@ -97,7 +96,7 @@ async def _invalid_request(request: Request, exc: RequestValidationError) -> JSO
                "type": e.get("type", ""), "input": _json_safe(e.get("input"), flags)} for e in exc.errors()]
     summary = error_summary(errors[:5], sep="; ")
     if "non-finite" in flags:
-        summary = f"{_NON_FINITE}; {summary}"
+        summary = f"the body holds NaN, Infinity or a number out of range (e.g. 1e400); JSON numbers must be finite; {summary}"
     if "surrogate" in flags:
         summary = f"the body holds a lone surrogate (shown backslash-escaped), which is not Unicode text; {summary}"
     return JSONResponse({"error": summary, "detail": errors}, status_code=422)
@@ -191,19 +190,17 @@ class Ingress:
             raise HTTPException(e.status, e.detail) from None
         except (ValueError, KeyError) as e:  # any other schema problem is the request's, not ours
             raise HTTPException(400, {"error": str(e)}) from None
+
+        async def execute(rows: list[dict]) -> list[dict]:  # every row's prompt to the deployment at once, parsed
+            return parse_rows(rows, await asyncio.gather(*map(self._generate, row_prompts(rows))), {plan.key: plan.library})
         try:
-            body = await arun(req, plan, lambda rows: self._execute(plan, rows))
+            body = await arun(req, plan, execute)
         except _RETRYABLE as e:
             raise HTTPException(503, {"error": f"engine replicas unavailable: {type(e).__name__}"}) from None
         except TimeoutError:
             raise HTTPException(504, {"error": f"no answer from the engine within {self.cfg.prompt_timeout_s} s"}) from None
         body["model"] = self.model
         return body
-
-    async def _execute(self, plan: TaskPlan, rows: list[dict]) -> list[dict]:
-        """Send every row's prompt to the model deployment at once, await all, parse."""
-        outputs = await asyncio.gather(*map(self._generate, row_prompts(rows)))
-        return parse_rows(rows, outputs, {plan.key: plan.library})
 
     async def _generate(self, prompt: Prompt) -> str:
         for attempt in range(self.cfg.retries):

@@ -41,7 +41,19 @@ class ExtractRequest(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> "ExtractRequest":
-        _check_unicode(self)
+        # lone surrogates anywhere in the request's strings are refused, naming the field and the position
+        # (JSON "\ud800" escapes decode to one: such a string is not Unicode text, not even writable as UTF-8)
+        fields: list[tuple[str, str]] = [("text", self.text or ""), ("schema_code", self.schema_code or "")]
+        fields += [(f"texts[{i}]", t) for i, t in enumerate(self.texts or ())]
+        fields += [(f"types[{i}]", t) for i, t in enumerate(self.types or ())]
+        fields += [(f"triggers[{i}][{j}].{k}", getattr(t, k)) for i, per in enumerate(self.triggers or ())
+                   for j, t in enumerate(per) for k in ("type", "trigger")]
+        for where, value in fields:
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise ValueError(f"`{where}` holds a lone surrogate (U+{ord(value[e.start]):04X}) at character "
+                                 f"{e.start}: not valid Unicode text") from None
         if (self.text is None) == (self.texts is None):
             raise ValueError("give exactly one of `text` or `texts`")
         if self.texts is not None and any(not t for t in self.texts):
@@ -55,22 +67,6 @@ class ExtractRequest(BaseModel):
 
     def all_texts(self) -> list[str]:
         return [self.text] if self.text is not None else list(self.texts or ())
-
-
-def _check_unicode(req: ExtractRequest) -> None:
-    """Refuse lone surrogates anywhere in the request's strings, naming the field and the position (JSON
-    "\\ud800" escapes decode to one: such a string is not Unicode text, not even writable as UTF-8)."""
-    fields: list[tuple[str, str]] = [("text", req.text or ""), ("schema_code", req.schema_code or "")]
-    fields += [(f"texts[{i}]", t) for i, t in enumerate(req.texts or ())]
-    fields += [(f"types[{i}]", t) for i, t in enumerate(req.types or ())]
-    fields += [(f"triggers[{i}][{j}].{k}", getattr(t, k)) for i, per in enumerate(req.triggers or ())
-               for j, t in enumerate(per) for k in ("type", "trigger")]
-    for where, value in fields:
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as e:
-            raise ValueError(f"`{where}` holds a lone surrogate (U+{ord(value[e.start]):04X}) at character "
-                             f"{e.start}: not valid Unicode text") from None
 
 
 class EntityOut(BaseModel):

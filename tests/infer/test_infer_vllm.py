@@ -52,7 +52,7 @@ def adapter_dirs(model_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def engine(model_dir):
-    from knowcoder_ray.infer.vllm_engine import VLLMEngine
+    from knowcoder_ray.infer.llm import VLLMEngine
 
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     return VLLMEngine(model_dir, CONFIG, dtype="float32", enable_lora=True, max_lora_rank=8,
