@@ -203,3 +203,14 @@ def test_cli_binds_loopback_by_default(tmp_path):
     assert isinstance(args, argparse.Namespace) and args.host == "127.0.0.1"
     cfg = config_from_args(args)
     assert (cfg.model_dir, cfg.num_replicas, cfg.engine_config.max_new_tokens, cfg.engine_config.device) == ("m", 2, 32, "cpu")
+
+
+@pytest.mark.parametrize("flag, value", [("--port", "99999"), ("--port", "0"), ("--port", "http"),
+                                         ("--client-timeout", "-5"), ("--client-timeout", "0")])
+def test_cli_refuses_a_bad_port_or_timeout_before_starting_anything(capsys, flag, value):
+    from knowcoder_ray.cli import build_parser
+
+    with pytest.raises(SystemExit) as e:
+        build_parser().parse_args(["serve", flag, value])
+    assert e.value.code == 2 and f"argument {flag}: {value!r} is not a whole number from 1 to " in capsys.readouterr().err
+    assert build_parser().parse_args(["serve", "--port", "8001"]).port == 8001
