@@ -12,7 +12,7 @@ from pydantic import Field
 
 from knowcoder_ray.data.benchmarks import default_data_dir
 from knowcoder_ray.data.following import Sampling
-from knowcoder_ray.settings import Section
+from knowcoder_ray.settings import Positive, Section
 
 
 class CorpusConfig(Section):
@@ -21,12 +21,12 @@ class CorpusConfig(Section):
                                            # Events.py; None: the benchmark classes of data_dir
     data_dir: str = Field(default_factory=default_data_dir)
     format: Literal["parquet", "jsonl"] = "parquet"
-    block_mb: float = 16                   # input megabytes per shard
+    block_mb: float = Field(16, gt=0, allow_inf_nan=False)  # input megabytes per shard
     tokenizer: str | None = None           # local Hugging Face tokenizer folder for exact token counts
     executor: Literal["ray", "local"] = "ray"  # ray: Ray Data on the connected cluster; local: this process
-    workers: int | None = None             # Ray Data actors (default: the cluster's CPUs)
+    workers: Positive | None = None        # Ray Data actors (default: the cluster's CPUs)
     overwrite: bool = False                # replace an output built with other settings
-    max_shards: int | None = None          # stop after this many shards (rerun to go on)
+    max_shards: Positive | None = None     # stop after this many shards (rerun to go on)
     progress: bool = True                  # a line per finished shard
 
 
@@ -34,7 +34,7 @@ class UnderstandingConfig(CorpusConfig):
     kelm: list[str] = []                   # KELM JSON-lines files or folders (local or URI)
     entity_types: str | None = None        # entity -> P31 table, JSON lines {entity, instance_of: [...]}
     definitions: bool = True               # the definition codes of the library
-    max_group: int = 16                    # children per definition-code sample
+    max_group: Positive = 16               # children per definition-code sample
 
 
 class FollowingConfig(Sampling, CorpusConfig):

@@ -36,6 +36,15 @@ def files(tmp_path):
     (["extract", "--model", "{t}/notes", "--data-dir", "{t}/no-data", "Ada was here."],  # one line per folder
      "knowcoder extract: benchmark data missing under {t}/no-data (set `data_dir` in the config or "
      "KNOWCODER_DATA_DIR):\n  {t}/no-data/crossner: CrossNER: crossner/<domain>/{{train,dev,test}}.txt"),
+    # numbers that would stop the build with a Python error, or build part of the corpus and say nothing
+    (["data", "understanding", "--executor", "local", "--out", "{t}/out", "--max-group", "0"],
+     "knowcoder data understanding: max_group: Input should be greater than or equal to 1"),
+    (["data", "understanding", "--executor", "local", "--out", "{t}/out", "--max-shards", "-1", "--block-mb", "-1"],
+     "knowcoder data understanding: block_mb: Input should be greater than 0\n"
+     "max_shards: Input should be greater than or equal to 1"),
+    (["data", "following", "--executor", "local", "--out", "{t}/out", "--set", "block_mb=.inf", "--workers", "0"],
+     "knowcoder data following: block_mb: Input should be a finite number\n"
+     "workers: Input should be greater than or equal to 1"),
 ])
 def test_one_line_and_status_2(files, capsys, argv, message):
     assert main([a.format(t=files) for a in argv]) == 2
