@@ -17,6 +17,10 @@ def files(tmp_path):
     (tmp_path / "bad.yaml").write_text("engine: [\n")
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes/readme.txt").write_text("not a model")
+    (tmp_path / "empty.jsonl").write_text("")
+    for name, config in (("adapter", '{"base_model_name_or_path": "/x"}'), ("adapter-bad", "nope")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "adapter_config.json").write_text(config)
     return tmp_path
 
 
@@ -45,11 +49,31 @@ def files(tmp_path):
     (["data", "following", "--executor", "local", "--out", "{t}/out", "--set", "block_mb=.inf", "--workers", "0"],
      "knowcoder data following: block_mb: Input should be a finite number\n"
      "workers: Input should be greater than or equal to 1"),
+    (["merge", "--adapter", "{t}/notes", "--out", "{t}/m"],
+     "knowcoder merge: {t}/notes is not a PEFT adapter folder (no adapter_config.json)"),
+    (["merge", "--adapter", "{t}/adapter", "--out", "{t}/m"],
+     "knowcoder merge: {t}/adapter holds no adapter weights (adapter_model.safetensors or adapter_model.bin)"),
+    (["merge", "--adapter", "{t}/adapter-bad", "--out", "{t}/m"],
+     "knowcoder merge: {t}/adapter-bad/adapter_config.json is not a JSON object"),
+    (["model", "tiny", "--out", "{t}/m", "--corpus", "{t}/empty.jsonl"],
+     "knowcoder model tiny: Error creating dataset. Could not read schema from '{t}/empty.jsonl'"),
 ])
 def test_one_line_and_status_2(files, capsys, argv, message):
     assert main([a.format(t=files) for a in argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith(message.format(t=files)) and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["model", "tiny", "--out", "{t}/m", "--corpus", "{t}/c.jsonl", "--vocab-size", "-5"],
+     "argument --vocab-size: expected a whole number of at least 1, got '-5'"),
+    (["merge", "--adapter", "{t}/adapter", "--out", "{t}/m", "--dtype", "bogus"], "argument --dtype: invalid choice"),
+])
+def test_bad_flag_is_a_usage_error(files, capsys, argv, message):
+    with pytest.raises(SystemExit) as e:  # argparse: usage, the message, status 2
+        main([a.format(t=files) for a in argv])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and message in err and "Traceback" not in err, err
 
 
 @pytest.mark.parametrize("config, message", [
