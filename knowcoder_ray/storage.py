@@ -8,6 +8,7 @@ need a model folder on disk get a per-node cached copy (`local_copy`).
 from __future__ import annotations
 
 import contextlib
+import errno
 import fnmatch
 import hashlib
 import io
@@ -199,6 +200,8 @@ def output_folder(path: str):
     local, else a temporary folder uploaded to the URI when the block ends without an error."""
     local = _local(path)
     if local is not None:
+        if os.path.exists(local) and not os.path.isdir(local):  # makedirs: a bare FileExistsError
+            raise NotADirectoryError(errno.ENOTDIR, "output folder is a file", local)
         os.makedirs(local, exist_ok=True)
         yield local
         return

@@ -18,6 +18,7 @@ def files(tmp_path):
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes/readme.txt").write_text("not a model")
     (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "c.jsonl").write_text("".join(f'{{"text": "class Person{i}(Entity): pass"}}\n' for i in range(20)))
     for name, config in (("adapter", '{"base_model_name_or_path": "/x"}'), ("adapter-bad", "nope")):
         (tmp_path / name).mkdir()
         (tmp_path / name / "adapter_config.json").write_text(config)
@@ -57,6 +58,8 @@ def files(tmp_path):
      "knowcoder merge: {t}/adapter-bad/adapter_config.json is not a JSON object"),
     (["model", "tiny", "--out", "{t}/m", "--corpus", "{t}/empty.jsonl"],
      "knowcoder model tiny: Error creating dataset. Could not read schema from '{t}/empty.jsonl'"),
+    (["model", "tiny", "--out", "{t}/bad.yaml", "--corpus", "{t}/c.jsonl"],
+     "knowcoder model: output folder is a file: {t}/bad.yaml"),
 ])
 def test_one_line_and_status_2(files, capsys, argv, message):
     assert main([a.format(t=files) for a in argv]) == 2
