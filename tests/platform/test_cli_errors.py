@@ -60,6 +60,9 @@ def files(tmp_path):
      "knowcoder model tiny: Error creating dataset. Could not read schema from '{t}/empty.jsonl'"),
     (["model", "tiny", "--out", "{t}/bad.yaml", "--corpus", "{t}/c.jsonl"],
      "knowcoder model: output folder is a file: {t}/bad.yaml"),
+    (["train", "sft", "--config", "tiny_sft", "--set", "lr=-1", "--set", "max_steps=-3", "--set", "keep_checkpoints=0"],
+     "knowcoder train: lr: Input should be greater than 0\nmax_steps: Input should be greater than or equal to 0\n"
+     "keep_checkpoints: Input should be greater than or equal to 1"),
 ])
 def test_one_line_and_status_2(files, capsys, argv, message):
     assert main([a.format(t=files) for a in argv]) == 2
