@@ -46,16 +46,21 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     imp.set_defaults(func=_import)
 
 
-def _train(args: argparse.Namespace) -> None:
+def _train(args: argparse.Namespace) -> int:
     from knowcoder_ray.connect import connect
     from knowcoder_ray.train.config import load_config
     from knowcoder_ray.train.run import train
 
     cfg = load_config(args.config, args.overrides, phase=args.phase)
     connect(args.address)
-    result = train(cfg)
+    try:
+        result = train(cfg)
+    except ValueError as e:  # the corpus: no data files, wrong columns, too few rows for the workers
+        print(f"knowcoder train: {e}", file=sys.stderr)
+        return 2
     print(json.dumps({"output_dir": result.output_dir, "checkpoint": result.checkpoint_path,
                       "metrics": result.metrics, "data": result.data, "rejected": len(result.rejects)}, indent=2))
+    return 0
 
 
 def _positive(text: str) -> int:

@@ -1,6 +1,7 @@
 """A path that is not there, a YAML file or `--set` value that does not parse, a folder that is not a model:
 every `knowcoder` command and `jobs/pipeline.py --check` ends with a message naming it and exit status 2 (1 for
 the job), never a traceback (in this process, no Ray)."""
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -92,3 +93,13 @@ def test_pipeline_check_names_an_unreadable_config(files, config, message):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and proc.stderr.startswith(message.format(t=files)), proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_train_names_a_corpus_without_data_files(files, capsys, monkeypatch):
+    # the package exports the function `connect` under its module's name: patch the module itself
+    monkeypatch.setattr(importlib.import_module("knowcoder_ray.connect"), "connect", lambda *a, **k: None)
+    argv = ["train", "pretrain", "--config", "tiny_pretrain"] + [
+        a for k in ("model", "data.path", "output_dir", "storage_path") for a in ("--set", f"{k}={files}/notes")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == f"knowcoder train: no .parquet or .json/.jsonl files at {files}/notes\n", err
