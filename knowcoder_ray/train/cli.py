@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from knowcoder_ray.settings import add_set_option
+from knowcoder_ray.settings import add_set_option, positive_int
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -34,7 +34,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     tiny.add_argument("--corpus", action="append", required=True,
                       help="Parquet/JSONL corpus file(s) with text or prompt/output rows (repeatable)")
     tiny.add_argument("--seed", type=int, default=0)
-    tiny.add_argument("--vocab-size", type=_positive, default=1024)
+    tiny.add_argument("--vocab-size", type=positive_int, default=1024)
     tiny.set_defaults(func=_tiny)
     imp = msub.add_parser("import", help="a GGUF file or an installed model package -> a cached local HF model folder")
     imp.add_argument("source",
@@ -61,12 +61,6 @@ def _train(args: argparse.Namespace) -> int:
     print(json.dumps({"output_dir": result.output_dir, "checkpoint": result.checkpoint_path,
                       "metrics": result.metrics, "data": result.data, "rejected": len(result.rejects)}, indent=2))
     return 0
-
-
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
-    return int(text)
 
 
 def _merge(args: argparse.Namespace) -> int:

@@ -19,6 +19,8 @@ def files(tmp_path):
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes/readme.txt").write_text("not a model")
     (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "numbers.yaml").write_text("workdir: x\nray: {num_cpus: 0}\ntiny_model: {vocab_size: -5}\n"
+                                           "serve: {port: 70000}\n")
     (tmp_path / "c.jsonl").write_text("".join(f'{{"text": "class Person{i}(Entity): pass"}}\n' for i in range(20)))
     for name, config in (("adapter", '{"base_model_name_or_path": "/x"}'), ("adapter-bad", "nope")):
         (tmp_path / name).mkdir()
@@ -74,6 +76,8 @@ def test_one_line_and_status_2(files, capsys, argv, message):
 @pytest.mark.parametrize("argv, message", [
     (["model", "tiny", "--out", "{t}/m", "--corpus", "{t}/c.jsonl", "--vocab-size", "-5"],
      "argument --vocab-size: expected a whole number of at least 1, got '-5'"),
+    (["data", "following", "--out", "{t}/out", "--num-cpus", "0"],
+     "argument --num-cpus: expected a whole number of at least 1, got '0'"),
     (["merge", "--adapter", "{t}/adapter", "--out", "{t}/m", "--dtype", "bogus"], "argument --dtype: invalid choice"),
 ])
 def test_bad_flag_is_a_usage_error(files, capsys, argv, message):
@@ -86,6 +90,9 @@ def test_bad_flag_is_a_usage_error(files, capsys, argv, message):
 @pytest.mark.parametrize("config, message", [
     ("bad.yaml", "{t}/bad.yaml: not valid YAML (expected the node content"),
     ("missing.yaml", "[Errno 2] No such file or directory: '{t}/missing.yaml'"),
+    ("numbers.yaml", "{t}/numbers.yaml: ray.num_cpus: Input should be greater than or equal to 1\n"  # 0: a hang
+                     "{t}/numbers.yaml: tiny_model.vocab_size: Input should be greater than or equal to 1\n"
+                     "{t}/numbers.yaml: serve.port: Input should be less than or equal to 65535"),
 ])
 def test_pipeline_check_names_an_unreadable_config(files, config, message):
     proc = subprocess.run([sys.executable, str(ROOT / "jobs/pipeline.py"), "--config", str(files / config), "--check"],
