@@ -8,10 +8,10 @@ from __future__ import annotations
 import sys
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from knowcoder_ray.data.benchmarks import default_data_dir
-from knowcoder_ray.data.following import Sampling
+from knowcoder_ray.data.following import Sampling, parse_benchmark_arg
 from knowcoder_ray.settings import Positive, Section
 
 
@@ -42,6 +42,15 @@ class FollowingConfig(Sampling, CorpusConfig):
     instructie: list[str] = []             # InstructIE JSON / JSON-lines files
     lsee: list[str] = []                   # LSEE wiki_sentence_annotated.with_trigger.tsv files
     benchmarks: list[str] = []             # NAME[:SPLIT] of data_dir (split: train)
+
+    @field_validator("benchmarks")
+    @classmethod
+    def _known(cls, names: list[str]) -> list[str]:
+        """An unknown benchmark, or one without a train split named bare, fails here, before any build."""
+        for name in names:
+            if not name.startswith("records:"):  # a records file is read (and checked) when planned
+                parse_benchmark_arg(name)
+        return names
 
 
 def build_corpus(cfg: UnderstandingConfig | FollowingConfig) -> dict:

@@ -21,6 +21,7 @@ def files(tmp_path):
     (tmp_path / "empty.jsonl").write_text("")
     (tmp_path / "numbers.yaml").write_text("workdir: x\nray: {num_cpus: 0}\ntiny_model: {vocab_size: -5}\n"
                                            "serve: {port: 70000}\n")
+    (tmp_path / "bench.yaml").write_text("workdir: x\nfollowing: {benchmarks: [conll04, ace05]}\n")
     (tmp_path / "c.jsonl").write_text("".join(f'{{"text": "class Person{i}(Entity): pass"}}\n' for i in range(20)))
     for name, config in (("adapter", '{"base_model_name_or_path": "/x"}'), ("adapter-bad", "nope")):
         (tmp_path / name).mkdir()
@@ -93,6 +94,7 @@ def test_bad_flag_is_a_usage_error(files, capsys, argv, message):
     ("numbers.yaml", "{t}/numbers.yaml: ray.num_cpus: Input should be greater than or equal to 1\n"  # 0: a hang
                      "{t}/numbers.yaml: tiny_model.vocab_size: Input should be greater than or equal to 1\n"
                      "{t}/numbers.yaml: serve.port: Input should be less than or equal to 65535"),
+    ("bench.yaml", "{t}/bench.yaml: following.benchmarks: unknown benchmark 'ace05'; known: conll04,"),
 ])
 def test_pipeline_check_names_an_unreadable_config(files, config, message):
     proc = subprocess.run([sys.executable, str(ROOT / "jobs/pipeline.py"), "--config", str(files / config), "--check"],
