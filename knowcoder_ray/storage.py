@@ -237,8 +237,9 @@ def local_copy(path: str) -> str:
     path = str(path)
     local = _local(path)
     if local is not None:
-        if not os.path.isdir(local):
-            raise FileNotFoundError(f"model folder {path} does not exist")
+        if not os.path.isdir(local):  # FileNotFoundError either way: what callers catch as "not there"
+            raise FileNotFoundError(f"model folder {path} is a file, not a folder" if os.path.exists(local)
+                                    else f"model folder {path} does not exist")
         return local
     fs, inner = filesystem(path)
     root = cache_dir()

@@ -112,3 +112,10 @@ def test_train_names_a_corpus_without_data_files(files, capsys, monkeypatch):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err == f"knowcoder train: no .parquet or .json/.jsonl files at {files}/notes\n", err
+
+
+def test_a_model_folder_that_is_a_file_is_named_so(files):  # --tokenizer, --model, merge --base: local_copy
+    from knowcoder_ray.storage import local_copy
+
+    with pytest.raises(FileNotFoundError, match=f"^model folder {files}/bad.yaml is a file, not a folder$"):
+        local_copy(f"{files}/bad.yaml")
