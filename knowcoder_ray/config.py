@@ -18,7 +18,7 @@ from knowcoder_ray.data.corpora import FollowingConfig, UnderstandingConfig
 from knowcoder_ray.eval.evaluate import EvalConfig
 from knowcoder_ray.schema.build import BuildConfig
 from knowcoder_ray.serve.config import ServeConfig
-from knowcoder_ray.settings import Section, parse, read_yaml
+from knowcoder_ray.settings import Positive, Section, parse, read_yaml
 from knowcoder_ray.storage import absolute
 from knowcoder_ray.train.config import TrainConfig, load_config, resolve_config
 
@@ -33,7 +33,7 @@ JOB_KEYS = ("model", "data.path", "output_dir", "storage_path")  # the TrainConf
 
 
 class Ray(Section):
-    num_cpus: int | None = None
+    num_cpus: Positive | None = None  # 0: a local cluster that can run nothing
 
 
 class BaseModelSource(Section):
@@ -42,7 +42,7 @@ class BaseModelSource(Section):
 
 
 class TinyModel(Section):
-    vocab_size: int = 1024
+    vocab_size: Positive = 1024
 
 
 # aliased: the artifact `schema` would shadow BaseModel.schema
@@ -98,7 +98,7 @@ class Serve(ServeConfig):
     library: str | None = None
     enabled: bool = True
     host: str = "127.0.0.1"              # loopback by default; `0.0.0.0` on a cluster, where the proxy serves others
-    port: int = 8000
+    port: Annotated[int, Field(ge=1, le=65535)] = 8000
     proxy_location: str = "EveryNode"
     keep_running: bool = False
     smoke_text: str = "Barack Obama was born in Honolulu."

@@ -90,6 +90,15 @@ def load(cls: type[M], path: str | None = None, overrides: list[str] | dict | No
     return parse(cls, apply_overrides(apply_overrides(read_yaml(path) if path else {}, overrides), flags))
 
 
+def positive_int(text: str) -> int:
+    """An argparse `type` for a count flag: a whole number of at least 1 (else a usage error naming it)."""
+    import argparse
+
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
 def add_set_option(parser) -> None:
     """The `--set KEY=VALUE` option every command shares."""
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

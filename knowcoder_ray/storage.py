@@ -8,6 +8,7 @@ need a model folder on disk get a per-node cached copy (`local_copy`).
 from __future__ import annotations
 
 import contextlib
+import errno
 import fnmatch
 import hashlib
 import io
@@ -199,6 +200,8 @@ def output_folder(path: str):
     local, else a temporary folder uploaded to the URI when the block ends without an error."""
     local = _local(path)
     if local is not None:
+        if os.path.exists(local) and not os.path.isdir(local):  # makedirs: a bare FileExistsError
+            raise NotADirectoryError(errno.ENOTDIR, "output folder is a file", local)
         os.makedirs(local, exist_ok=True)
         yield local
         return
@@ -234,8 +237,9 @@ def local_copy(path: str) -> str:
     path = str(path)
     local = _local(path)
     if local is not None:
-        if not os.path.isdir(local):
-            raise FileNotFoundError(f"model folder {path} does not exist")
+        if not os.path.isdir(local):  # FileNotFoundError either way: what callers catch as "not there"
+            raise FileNotFoundError(f"model folder {path} is a file, not a folder" if os.path.exists(local)
+                                    else f"model folder {path} does not exist")
         return local
     fs, inner = filesystem(path)
     root = cache_dir()

@@ -8,11 +8,11 @@ from __future__ import annotations
 import sys
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from knowcoder_ray.data.benchmarks import default_data_dir
-from knowcoder_ray.data.following import Sampling
-from knowcoder_ray.settings import Section
+from knowcoder_ray.data.following import Sampling, parse_benchmark_arg
+from knowcoder_ray.settings import Positive, Section
 
 
 class CorpusConfig(Section):
@@ -21,12 +21,12 @@ class CorpusConfig(Section):
                                            # Events.py; None: the benchmark classes of data_dir
     data_dir: str = Field(default_factory=default_data_dir)
     format: Literal["parquet", "jsonl"] = "parquet"
-    block_mb: float = 16                   # input megabytes per shard
+    block_mb: float = Field(16, gt=0, allow_inf_nan=False)  # input megabytes per shard
     tokenizer: str | None = None           # local Hugging Face tokenizer folder for exact token counts
     executor: Literal["ray", "local"] = "ray"  # ray: Ray Data on the connected cluster; local: this process
-    workers: int | None = None             # Ray Data actors (default: the cluster's CPUs)
+    workers: Positive | None = None        # Ray Data actors (default: the cluster's CPUs)
     overwrite: bool = False                # replace an output built with other settings
-    max_shards: int | None = None          # stop after this many shards (rerun to go on)
+    max_shards: Positive | None = None     # stop after this many shards (rerun to go on)
     progress: bool = True                  # a line per finished shard
 
 
@@ -34,7 +34,7 @@ class UnderstandingConfig(CorpusConfig):
     kelm: list[str] = []                   # KELM JSON-lines files or folders (local or URI)
     entity_types: str | None = None        # entity -> P31 table, JSON lines {entity, instance_of: [...]}
     definitions: bool = True               # the definition codes of the library
-    max_group: int = 16                    # children per definition-code sample
+    max_group: Positive = 16               # children per definition-code sample
 
 
 class FollowingConfig(Sampling, CorpusConfig):
@@ -42,6 +42,15 @@ class FollowingConfig(Sampling, CorpusConfig):
     instructie: list[str] = []             # InstructIE JSON / JSON-lines files
     lsee: list[str] = []                   # LSEE wiki_sentence_annotated.with_trigger.tsv files
     benchmarks: list[str] = []             # NAME[:SPLIT] of data_dir (split: train)
+
+    @field_validator("benchmarks")
+    @classmethod
+    def _known(cls, names: list[str]) -> list[str]:
+        """An unknown benchmark, or one without a train split named bare, fails here, before any build."""
+        for name in names:
+            if not name.startswith("records:"):  # a records file is read (and checked) when planned
+                parse_benchmark_arg(name)
+        return names
 
 
 def build_corpus(cfg: UnderstandingConfig | FollowingConfig) -> dict:

@@ -156,8 +156,12 @@ def load_entity_types(path: str | None) -> dict[str, list[str]]:
     (e.g. cut from a Wikidata dump for the entities of KELM)."""
     table: dict[str, list[str]] = {}
     for n, line in json_lines(path) if path else ():
-        d = json.loads(line)
-        if not isinstance(d.get("entity"), str) or not isinstance(d.get("instance_of"), list):
+        try:
+            d = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{n}: not valid JSON ({e})") from None
+        if not isinstance(d, dict) or not isinstance(d.get("entity"), str) \
+                or not isinstance(d.get("instance_of"), list):
             raise ValueError(f"{path}:{n}: expected {{'entity': str, 'instance_of': [str]}}")
         table.setdefault(d["entity"], []).extend(d["instance_of"])
     return table

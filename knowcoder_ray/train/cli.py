@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
-from knowcoder_ray.settings import add_set_option
+from knowcoder_ray.settings import add_set_option, positive_int
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +24,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--adapter", required=True, help="PEFT adapter folder (path or URI)")
     m.add_argument("--out", required=True, help="merged model folder to write (path or URI)")
     m.add_argument("--base", default=None, help="base model folder (default: the one the adapter names)")
-    m.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16")
+    m.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     m.set_defaults(func=_merge)
 
     mo = sub.add_parser("model", help="model utilities")
@@ -33,7 +34,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     tiny.add_argument("--corpus", action="append", required=True,
                       help="Parquet/JSONL corpus file(s) with text or prompt/output rows (repeatable)")
     tiny.add_argument("--seed", type=int, default=0)
-    tiny.add_argument("--vocab-size", type=int, default=1024)
+    tiny.add_argument("--vocab-size", type=positive_int, default=1024)
     tiny.set_defaults(func=_tiny)
     imp = msub.add_parser("import", help="a GGUF file or an installed model package -> a cached local HF model folder")
     imp.add_argument("source",
@@ -45,29 +46,44 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     imp.set_defaults(func=_import)
 
 
-def _train(args: argparse.Namespace) -> None:
+def _train(args: argparse.Namespace) -> int:
     from knowcoder_ray.connect import connect
     from knowcoder_ray.train.config import load_config
     from knowcoder_ray.train.run import train
 
     cfg = load_config(args.config, args.overrides, phase=args.phase)
     connect(args.address)
-    result = train(cfg)
+    try:
+        result = train(cfg)
+    except ValueError as e:  # the corpus: no data files, wrong columns, too few rows for the workers
+        print(f"knowcoder train: {e}", file=sys.stderr)
+        return 2
     print(json.dumps({"output_dir": result.output_dir, "checkpoint": result.checkpoint_path,
                       "metrics": result.metrics, "data": result.data, "rejected": len(result.rejects)}, indent=2))
+    return 0
 
 
-def _merge(args: argparse.Namespace) -> None:
+def _merge(args: argparse.Namespace) -> int:
     from knowcoder_ray.train.merge import merge_lora
 
-    print(merge_lora(args.adapter, args.out, base_dir=args.base, dtype=args.dtype))
+    try:
+        print(merge_lora(args.adapter, args.out, base_dir=args.base, dtype=args.dtype))
+    except ValueError as e:  # not an adapter folder, or an unreadable adapter_config.json
+        print(f"knowcoder merge: {e}", file=sys.stderr)
+        return 2
+    return 0
 
 
-def _tiny(args: argparse.Namespace) -> None:
+def _tiny(args: argparse.Namespace) -> int:
     from knowcoder_ray.train.tiny import TinySpec, corpus_texts, make_tiny_model
 
-    texts = [t for path in args.corpus for t in corpus_texts(path)]
-    print(make_tiny_model(args.out, texts, seed=args.seed, spec=TinySpec(vocab_size=args.vocab_size)))
+    try:  # pyarrow's ArrowInvalid (an empty or malformed file) is a ValueError too
+        texts = [t for path in args.corpus for t in corpus_texts(path)]
+        print(make_tiny_model(args.out, texts, seed=args.seed, spec=TinySpec(vocab_size=args.vocab_size)))
+    except ValueError as e:
+        print(f"knowcoder model tiny: {e}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _import(args: argparse.Namespace) -> None:

@@ -14,6 +14,7 @@ from knowcoder_ray.settings import ConfigError, Positive, Section, apply_overrid
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 Needed = Annotated[str, Field(min_length=1)]  # a path or URI that must be given
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
 class DataSpec(Section):
@@ -21,7 +22,7 @@ class DataSpec(Section):
     format: Literal["auto", "parquet", "json"] = "auto"
     seq_len: Annotated[int, Field(ge=8)] = 2048
     packing: bool = True          # False pads every sample to seq_len, as the official code does
-    pack_window: int = 1024       # samples packed together (one Ray Data batch)
+    pack_window: Positive = 1024  # samples packed together (one Ray Data batch)
     shuffle: bool = True          # shuffle packed rows once, with `seed`, before training
 
 
@@ -41,9 +42,9 @@ class DeepSpeedSpec(Section):
 
 class LoraSpec(Section):
     enabled: bool = True
-    r: int = 32
-    alpha: int = 64
-    dropout: float = 0.1
+    r: Positive = 32
+    alpha: Positive = 64
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1
     target_modules: str | list[str] = "all-linear"  # every linear layer but lm_head, as the official recipe
 
 
@@ -56,20 +57,20 @@ class TrainConfig(Section):
     run_name: str = "knowcoder-train"
     num_workers: Positive = 2
     use_gpu: bool = False
-    cpus_per_worker: int = 1
+    cpus_per_worker: Positive = 1
     bf16: bool = True             # on GPUs only; CPU runs are fp32
     micro_batch_size: Positive = 1
     grad_accum: Positive = 1
-    lr: float = 5e-6
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.0
+    lr: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 5e-6
+    weight_decay: NonNegative = 0.0
+    warmup_ratio: Annotated[float, Field(ge=0, le=1)] = 0.0
     lr_schedule: Literal["cosine", "linear", "constant"] = "cosine"
-    max_grad_norm: float = 1.0
+    max_grad_norm: NonNegative = 1.0
     epochs: Positive = 1
-    max_steps: int = 0            # 0: run the epochs out
+    max_steps: Annotated[int, Field(ge=0)] = 0  # 0: run the epochs out
     save_every: Positive = 100    # optimizer steps between checkpoints
-    keep_checkpoints: int = 2
-    max_failures: int = 0         # worker-failure restarts (Ray Train FailureConfig)
+    keep_checkpoints: Positive = 2
+    max_failures: Annotated[int, Field(ge=-1)] = 0  # worker-failure restarts (Ray Train FailureConfig; -1: no limit)
     seed: int = 0
     gradient_checkpointing: bool = False
     attn_implementation: str = "sdpa"  # or flash_attention_2 on GPUs that have it

@@ -55,6 +55,9 @@ def import_model(source: str, out: str | Path | None = None, cache_dir: str | Pa
     path = Path(source)
     if path.is_dir() and (path / "config.json").is_file():
         return path
+    if path.suffix.lower() != ".gguf" and "/" in source:  # a path: package names have no slash
+        raise FileNotFoundError(f"{source} is neither a .gguf file nor an HF model folder (no config.json)"
+                                if path.exists() else f"no such file or folder: {source}")
     if path.suffix.lower() != ".gguf":
         gguf = package_gguf(source)
     elif path.is_file():

@@ -14,7 +14,10 @@ def adapter_base(path: str | Path) -> str | None:
     cfg = storage.join(str(path), "adapter_config.json")
     if not storage.isfile(cfg):
         return None
-    base = json.loads(storage.read_text(cfg)).get("base_model_name_or_path")
+    try:
+        base = json.loads(storage.read_text(cfg)).get("base_model_name_or_path")
+    except (ValueError, AttributeError):  # not JSON, or JSON that is not an object
+        raise ValueError(f"{cfg} is not a JSON object") from None
     if not base:
         raise ValueError(f"{cfg} names no base_model_name_or_path")
     return base
@@ -29,6 +32,9 @@ def merge_lora(adapter_dir: str, out_dir: str, base_dir: str | None = None, dtyp
     recorded = adapter_base(adapter_dir)
     if recorded is None:
         raise ValueError(f"{adapter_dir} is not a PEFT adapter folder (no adapter_config.json)")
+    weights = ("adapter_model.safetensors", "adapter_model.bin")
+    if not any(storage.isfile(storage.join(adapter_dir, f)) for f in weights):
+        raise ValueError(f"{adapter_dir} holds no adapter weights (adapter_model.safetensors or adapter_model.bin)")
     base_local, adapter_local = storage.local_copy(base_dir or recorded), storage.local_copy(adapter_dir)
     torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
     model = AutoModelForCausalLM.from_pretrained(base_local, dtype=torch_dtype)

@@ -81,3 +81,12 @@ def test_understanding_pipeline_on_ray(ray_cluster, tmp_path):
     assert pq.read_schema(next((tmp_path / "out" / "data").glob("kelm-*.parquet"))).names == m["columns"]
     bad = [line for f in (tmp_path / "out" / "quarantine").glob("*.jsonl") for line in f.read_text().splitlines()]
     assert len(bad) == 3 and all('"reason"' in b for b in bad)
+
+
+@pytest.mark.parametrize("line, message", [("not json", "not valid JSON (Expecting value"),
+                                           ("[1]", "expected {'entity': str, 'instance_of': [str]}")])
+def test_a_bad_entity_types_line_is_named(tmp_path, line, message):
+    (tmp_path / "types.jsonl").write_text(line + "\n")
+    with pytest.raises(ValueError) as e:
+        load_entity_types(str(tmp_path / "types.jsonl"))
+    assert str(e.value).startswith(f"{tmp_path}/types.jsonl:1: {message}"), e.value

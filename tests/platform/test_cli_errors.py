@@ -1,6 +1,7 @@
 """A path that is not there, a YAML file or `--set` value that does not parse, a folder that is not a model:
 every `knowcoder` command and `jobs/pipeline.py --check` ends with a message naming it and exit status 2 (1 for
 the job), never a traceback (in this process, no Ray)."""
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,14 @@ def files(tmp_path):
     (tmp_path / "bad.yaml").write_text("engine: [\n")
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes/readme.txt").write_text("not a model")
+    (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "numbers.yaml").write_text("workdir: x\nray: {num_cpus: 0}\ntiny_model: {vocab_size: -5}\n"
+                                           "serve: {port: 70000}\n")
+    (tmp_path / "bench.yaml").write_text("workdir: x\nfollowing: {benchmarks: [conll04, ace05]}\n")
+    (tmp_path / "c.jsonl").write_text("".join(f'{{"text": "class Person{i}(Entity): pass"}}\n' for i in range(20)))
+    for name, config in (("adapter", '{"base_model_name_or_path": "/x"}'), ("adapter-bad", "nope")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "adapter_config.json").write_text(config)
     return tmp_path
 
 
@@ -36,6 +45,28 @@ def files(tmp_path):
     (["extract", "--model", "{t}/notes", "--data-dir", "{t}/no-data", "Ada was here."],  # one line per folder
      "knowcoder extract: benchmark data missing under {t}/no-data (set `data_dir` in the config or "
      "KNOWCODER_DATA_DIR):\n  {t}/no-data/crossner: CrossNER: crossner/<domain>/{{train,dev,test}}.txt"),
+    # numbers that would stop the build with a Python error, or build part of the corpus and say nothing
+    (["data", "understanding", "--executor", "local", "--out", "{t}/out", "--max-group", "0"],
+     "knowcoder data understanding: max_group: Input should be greater than or equal to 1"),
+    (["data", "understanding", "--executor", "local", "--out", "{t}/out", "--max-shards", "-1", "--block-mb", "-1"],
+     "knowcoder data understanding: block_mb: Input should be greater than 0\n"
+     "max_shards: Input should be greater than or equal to 1"),
+    (["data", "following", "--executor", "local", "--out", "{t}/out", "--set", "block_mb=.inf", "--workers", "0"],
+     "knowcoder data following: block_mb: Input should be a finite number\n"
+     "workers: Input should be greater than or equal to 1"),
+    (["merge", "--adapter", "{t}/notes", "--out", "{t}/m"],
+     "knowcoder merge: {t}/notes is not a PEFT adapter folder (no adapter_config.json)"),
+    (["merge", "--adapter", "{t}/adapter", "--out", "{t}/m"],
+     "knowcoder merge: {t}/adapter holds no adapter weights (adapter_model.safetensors or adapter_model.bin)"),
+    (["merge", "--adapter", "{t}/adapter-bad", "--out", "{t}/m"],
+     "knowcoder merge: {t}/adapter-bad/adapter_config.json is not a JSON object"),
+    (["model", "tiny", "--out", "{t}/m", "--corpus", "{t}/empty.jsonl"],
+     "knowcoder model tiny: Error creating dataset. Could not read schema from '{t}/empty.jsonl'"),
+    (["model", "tiny", "--out", "{t}/bad.yaml", "--corpus", "{t}/c.jsonl"],
+     "knowcoder model: output folder is a file: {t}/bad.yaml"),
+    (["train", "sft", "--config", "tiny_sft", "--set", "lr=-1", "--set", "max_steps=-3", "--set", "keep_checkpoints=0"],
+     "knowcoder train: lr: Input should be greater than 0\nmax_steps: Input should be greater than or equal to 0\n"
+     "keep_checkpoints: Input should be greater than or equal to 1"),
 ])
 def test_one_line_and_status_2(files, capsys, argv, message):
     assert main([a.format(t=files) for a in argv]) == 2
@@ -43,9 +74,27 @@ def test_one_line_and_status_2(files, capsys, argv, message):
     assert err.startswith(message.format(t=files)) and "Traceback" not in err, err
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["model", "tiny", "--out", "{t}/m", "--corpus", "{t}/c.jsonl", "--vocab-size", "-5"],
+     "argument --vocab-size: expected a whole number of at least 1, got '-5'"),
+    (["data", "following", "--out", "{t}/out", "--num-cpus", "0"],
+     "argument --num-cpus: expected a whole number of at least 1, got '0'"),
+    (["merge", "--adapter", "{t}/adapter", "--out", "{t}/m", "--dtype", "bogus"], "argument --dtype: invalid choice"),
+])
+def test_bad_flag_is_a_usage_error(files, capsys, argv, message):
+    with pytest.raises(SystemExit) as e:  # argparse: usage, the message, status 2
+        main([a.format(t=files) for a in argv])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and message in err and "Traceback" not in err, err
+
+
 @pytest.mark.parametrize("config, message", [
     ("bad.yaml", "{t}/bad.yaml: not valid YAML (expected the node content"),
     ("missing.yaml", "[Errno 2] No such file or directory: '{t}/missing.yaml'"),
+    ("numbers.yaml", "{t}/numbers.yaml: ray.num_cpus: Input should be greater than or equal to 1\n"  # 0: a hang
+                     "{t}/numbers.yaml: tiny_model.vocab_size: Input should be greater than or equal to 1\n"
+                     "{t}/numbers.yaml: serve.port: Input should be less than or equal to 65535"),
+    ("bench.yaml", "{t}/bench.yaml: following.benchmarks: unknown benchmark 'ace05'; known: conll04,"),
 ])
 def test_pipeline_check_names_an_unreadable_config(files, config, message):
     proc = subprocess.run([sys.executable, str(ROOT / "jobs/pipeline.py"), "--config", str(files / config), "--check"],
@@ -53,3 +102,20 @@ def test_pipeline_check_names_an_unreadable_config(files, config, message):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and proc.stderr.startswith(message.format(t=files)), proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_train_names_a_corpus_without_data_files(files, capsys, monkeypatch):
+    # the package exports the function `connect` under its module's name: patch the module itself
+    monkeypatch.setattr(importlib.import_module("knowcoder_ray.connect"), "connect", lambda *a, **k: None)
+    argv = ["train", "pretrain", "--config", "tiny_pretrain"] + [
+        a for k in ("model", "data.path", "output_dir", "storage_path") for a in ("--set", f"{k}={files}/notes")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == f"knowcoder train: no .parquet or .json/.jsonl files at {files}/notes\n", err
+
+
+def test_a_model_folder_that_is_a_file_is_named_so(files):  # --tokenizer, --model, merge --base: local_copy
+    from knowcoder_ray.storage import local_copy
+
+    with pytest.raises(FileNotFoundError, match=f"^model folder {files}/bad.yaml is a file, not a folder$"):
+        local_copy(f"{files}/bad.yaml")

@@ -62,6 +62,10 @@ def test_import_errors_name_the_problem(tmp_path):
         import_model("no-such-model-package-xyz", cache_dir=tmp_path)
     with pytest.raises(FileNotFoundError, match="GGUF file not found"):
         import_model(str(tmp_path / "missing.gguf"), cache_dir=tmp_path)
+    with pytest.raises(FileNotFoundError, match=f"no such file or folder: {tmp_path}/missing$"):
+        import_model(str(tmp_path / "missing"), cache_dir=tmp_path)  # a path, not a package to pip install
+    with pytest.raises(FileNotFoundError, match=f"{tmp_path} is neither a .gguf file nor an HF model folder"):
+        import_model(str(tmp_path), cache_dir=tmp_path)
     with pytest.raises(SystemExit, match="not installed"):
         main(["model", "import", "no-such-model-package-xyz", "--cache-dir", str(tmp_path)])
 
