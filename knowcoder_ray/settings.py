@@ -90,13 +90,20 @@ def load(cls: type[M], path: str | None = None, overrides: list[str] | dict | No
     return parse(cls, apply_overrides(apply_overrides(read_yaml(path) if path else {}, overrides), flags))
 
 
-def positive_int(text: str) -> int:
-    """An argparse `type` for a count flag: a whole number of at least 1 (else a usage error naming it)."""
+def whole_number(low: int = 1, high: int | None = None):
+    """An argparse `type` for a count or port flag: a whole number from `low` (to `high`), else a usage
+    error naming the flag, before anything starts."""
     import argparse
 
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
-    return int(text)
+    def parse(text: str) -> int:
+        if not text.strip().isdigit() or not low <= int(text) <= (int(text) if high is None else high):
+            bounds = f"of at least {low}" if high is None else f"from {low} to {high}"
+            raise argparse.ArgumentTypeError(f"expected a whole number {bounds}, got {text!r}")
+        return int(text)
+    return parse
+
+
+positive_int = whole_number(1)
 
 
 def add_set_option(parser) -> None:

@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Annotated
 
-from pydantic import ConfigDict, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from knowcoder_ray import storage
 from knowcoder_ray.schema.descriptions import fill_descriptions, missing_descriptions_tsv, parse_descriptions_tsv
@@ -37,7 +38,7 @@ from knowcoder_ray.schema.scan import DumpSummary, scan_ray, summarize
 from knowcoder_ray.schema.select import corpus_types, select
 from knowcoder_ray.schema.types import SchemaLibrary
 from knowcoder_ray.schema.wikidata import EVENT_ROOT, RELATION_DATATYPES
-from knowcoder_ray.settings import Section
+from knowcoder_ray.settings import Positive, Section
 
 
 class BuildConfig(Section):
@@ -45,11 +46,11 @@ class BuildConfig(Section):
 
     event_root: str | None = EVENT_ROOT  # None: no event types
     relation_datatypes: tuple[str, ...] = RELATION_DATATYPES
-    max_examples: int = 5
-    max_roles: int = 8
-    min_role_support: float = 0.2
-    max_aliases: int = 10
-    batch_lines: int = 1000
+    max_examples: Annotated[int, Field(ge=0)] = 5
+    max_roles: Annotated[int, Field(ge=0)] = 8
+    min_role_support: Annotated[float, Field(ge=0, le=1)] = 0.2
+    max_aliases: Annotated[int, Field(ge=0)] = 10
+    batch_lines: Positive = 1000
     # the slice to keep (with ancestors and constraint types): names, Wikidata ids or labels, and the types
     # that Record JSONL corpora use; None and []: the whole library
     types: list[str] | None = None

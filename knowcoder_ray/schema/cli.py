@@ -5,6 +5,8 @@ import argparse
 import json
 import sys
 
+from knowcoder_ray.settings import parse, whole_number
+
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     schema = sub.add_parser("schema", help="schema library: build from Wikidata, convert Parquet <-> .py")
@@ -19,12 +21,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--types-file", help="like --types, one per line")
     b.add_argument("--corpus", action="append", default=[], help="keep the types this Record JSONL uses (repeatable)")
     b.add_argument("--descriptions", help="TSV of descriptions to fill in (the missing_descriptions.tsv, completed)")
-    b.add_argument("--max-examples", type=int, default=5)
-    b.add_argument("--max-roles", type=int, default=8)
+    b.add_argument("--max-examples", type=whole_number(0), default=5)
+    b.add_argument("--max-roles", type=whole_number(0), default=8)
     b.add_argument("--min-role-support", type=float, default=0.2)
     b.add_argument("--local", action="store_true", help="plain loop in this process instead of Ray")
     b.add_argument("--ray-address", help="Ray cluster to join (default: a local one, on 127.0.0.1)")
-    b.add_argument("--num-cpus", type=int, help="CPUs for a local Ray cluster")
+    b.add_argument("--num-cpus", type=whole_number(1), help="CPUs for a local Ray cluster")
     b.add_argument("--parallelism", type=int, default=-1, help="read tasks (byte ranges of a plain dump)")
     b.set_defaults(func=_build)
 
@@ -46,9 +48,10 @@ def _build(args: argparse.Namespace) -> int:
 
     words = args.types.split(",") + (read_text(args.types_file).splitlines() if args.types_file else [])
     types = [w.strip() for w in words if w.strip()]
-    config = BuildConfig(event_root=args.event_root, max_examples=args.max_examples, max_roles=args.max_roles,
-                         min_role_support=args.min_role_support, corpus=args.corpus,
-                         types=types if (args.types or args.types_file) else None, descriptions=args.descriptions)
+    config = parse(BuildConfig, dict(event_root=args.event_root, max_examples=args.max_examples,
+                                     max_roles=args.max_roles, min_role_support=args.min_role_support,
+                                     corpus=args.corpus, types=types if (args.types or args.types_file) else None,
+                                     descriptions=args.descriptions))  # ConfigError names a bad value
     started = False
     if not args.local:
         from knowcoder_ray.connect import connect

@@ -16,7 +16,7 @@ import argparse
 import os
 import tempfile
 
-from knowcoder_ray.settings import add_set_option, load
+from knowcoder_ray.settings import add_set_option, load, whole_number
 
 CLIENT_TIMEOUT_S = 30
 
@@ -44,22 +44,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--replicas", dest="num_replicas", type=int, help="fixed engine replica count (default: autoscale)")
     p.add_argument("--max-new-tokens", type=int, help="generation limit (default 640)")
     p.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default %(default)s: loopback only)")
-    p.add_argument("--port", type=_int_in(1, 65535), default=8000)
+    p.add_argument("--port", type=whole_number(1, 65535), default=8000)
     p.add_argument("--address", help="Ray cluster to join (default: start a local one)")
-    p.add_argument("--client-timeout", type=_int_in(1, 86400), default=CLIENT_TIMEOUT_S,
+    p.add_argument("--client-timeout", type=whole_number(1, 86400), default=CLIENT_TIMEOUT_S,
                    help="seconds a client may stay silent mid-request or idle between requests before its "
                         "connection is closed (local cluster only; default %(default)s)")
     p.set_defaults(func=_serve)
-
-
-def _int_in(low: int, high: int):
-    """An argparse type: a whole number from `low` to `high` (else argparse's usage error naming the flag),
-    checked before any Ray or Serve start."""
-    def parse(text: str) -> int:
-        if not text.strip().isdigit() or not low <= int(text) <= high:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from {low} to {high}")
-        return int(text)
-    return parse
 
 
 def config_from_args(args: argparse.Namespace):

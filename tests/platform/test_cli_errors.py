@@ -119,3 +119,21 @@ def test_a_model_folder_that_is_a_file_is_named_so(files):  # --tokenizer, --mod
 
     with pytest.raises(FileNotFoundError, match=f"^model folder {files}/bad.yaml is a file, not a folder$"):
         local_copy(f"{files}/bad.yaml")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["schema", "build", "dump.json", "--out", "o", "--num-cpus", "0"],  # 0 CPUs: a local Ray that never ran a task
+     "argument --num-cpus: expected a whole number of at least 1, got '0'"),
+    (["schema", "build", "dump.json", "--out", "o", "--max-roles", "-1"],
+     "argument --max-roles: expected a whole number of at least 0, got '-1'"),
+])
+def test_schema_build_flags_are_checked_before_ray_starts(capsys, argv, message):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_schema_build_settings_are_checked_before_ray_starts(tmp_path, capsys):
+    assert main(["schema", "build", str(tmp_path / "dump.json"), "--out", str(tmp_path / "o"),
+                 "--min-role-support", "1.5"]) == 2
+    assert capsys.readouterr().err == "knowcoder schema: min_role_support: Input should be less than or equal to 1\n"

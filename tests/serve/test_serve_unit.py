@@ -212,5 +212,5 @@ def test_cli_refuses_a_bad_port_or_timeout_before_starting_anything(capsys, flag
 
     with pytest.raises(SystemExit) as e:
         build_parser().parse_args(["serve", flag, value])
-    assert e.value.code == 2 and f"argument {flag}: {value!r} is not a whole number from 1 to " in capsys.readouterr().err
+    assert e.value.code == 2 and f"argument {flag}: expected a whole number from 1 to " in capsys.readouterr().err
     assert build_parser().parse_args(["serve", "--port", "8001"]).port == 8001
