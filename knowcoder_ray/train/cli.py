@@ -49,13 +49,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 def _train(args: argparse.Namespace) -> int:
     from knowcoder_ray.connect import connect
     from knowcoder_ray.train.config import load_config
+    from knowcoder_ray.train.dataset import DataError
     from knowcoder_ray.train.run import train
 
     cfg = load_config(args.config, args.overrides, phase=args.phase)
     connect(args.address)
     try:
         result = train(cfg)
-    except ValueError as e:  # the corpus: no data files, wrong columns, too few rows for the workers
+    except DataError as e:  # the corpus: no data files, wrong columns, too few rows for the workers
         print(f"knowcoder train: {e}", file=sys.stderr)
         return 2
     print(json.dumps({"output_dir": result.output_dir, "checkpoint": result.checkpoint_path,

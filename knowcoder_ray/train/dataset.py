@@ -22,6 +22,10 @@ DATA_COLUMNS = TRAIN_COLUMNS + ["n_tokens"]               # what workers read (r
 JSON_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz")
 
 
+class DataError(ValueError):
+    """The corpus or tokenizer cannot be trained on, as the message says (no traceback at the CLI)."""
+
+
 @functools.lru_cache(maxsize=4)
 def load_tokenizer(path: str):
     """The tokenizer of a model folder, loaded once per process."""
@@ -29,7 +33,7 @@ def load_tokenizer(path: str):
 
     tok = AutoTokenizer.from_pretrained(storage.local_copy(path))
     if tok.eos_token_id is None:
-        raise ValueError(f"tokenizer at {path} has no eos token; training needs one to end samples")
+        raise DataError(f"tokenizer at {path} has no eos token; training needs one to end samples")
     if tok.pad_token_id is None:  # Llama-2 has none; padding is masked out of the loss anyway
         tok.pad_token = tok.eos_token
     return tok
@@ -42,7 +46,7 @@ def _detect_format(path: str) -> str:
     for fmt, suffixes in (("parquet", (".parquet",)), ("json", JSON_SUFFIXES)):
         if any(n.endswith(suffixes) for n in names):
             return fmt
-    raise ValueError(f"no .parquet or .json/.jsonl files at {path}")
+    raise DataError(f"no .parquet or .json/.jsonl files at {path}")
 
 
 def corpus_root(path: str) -> str:
@@ -65,7 +69,7 @@ def read_corpus(spec: DataSpec, mask_prompt: bool):
     columns = ["prompt", "output"] if mask_prompt or "text" not in names else ["text"]
     if not names.issuperset(columns):
         need = "prompt and output" if mask_prompt else "text, or prompt and output"
-        raise ValueError(f"corpus {path} has columns {sorted(names)}; training needs {need}")
+        raise DataError(f"corpus {path} has columns {sorted(names)}; training needs {need}")
     ds = ds.select_columns(columns)
     ds.context.execution_options.preserve_order = True  # the packed order must not depend on timing
     return ds
@@ -127,7 +131,7 @@ def prepare_dataset(spec: DataSpec, tokenizer: str, *, mask_prompt: bool, seed: 
             counts[k] += int(b[k].sum())
     reasons = Counter(r.split(":", 1)[0] for r in rejects)  # messages read "reason: details"
     if rows == 0:
-        raise ValueError(f"no trainable rows in {spec.path}: {len(rejects)} rejected ({dict(reasons)})")
+        raise DataError(f"no trainable rows in {spec.path}: {len(rejects)} rejected ({dict(reasons)})")
     summary = {"samples": counts["n_samples"], "rejected": len(rejects), "truncated": counts["n_truncated"],
                "rows": rows, "tokens": counts["n_tokens"], "seq_len": spec.seq_len,  # tokens: real (non-pad) ones
                "fill": round(counts["n_tokens"] / (rows * spec.seq_len), 4),  # the share of real tokens

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from knowcoder_ray.train.config import TrainConfig
-from knowcoder_ray.train.dataset import TRAIN_COLUMNS
+from knowcoder_ray.train.dataset import TRAIN_COLUMNS, DataError
 from knowcoder_ray.train.engine import build_engine, export_model, full_state_dict, micro_step
 
 STATE_FILE = "trainer_state.json"
@@ -79,7 +79,7 @@ def step_counts(cfg: TrainConfig, rows_per_worker: int) -> tuple[int, int]:
     """(optimizer steps an epoch, steps of the whole run), from the rows each worker holds."""
     per_epoch = rows_per_worker // (cfg.micro_batch_size * cfg.grad_accum)
     if per_epoch < 1:
-        raise ValueError(f"{rows_per_worker} packed rows per worker do not fill one optimizer step of "
+        raise DataError(f"{rows_per_worker} packed rows per worker do not fill one optimizer step of "
                          f"{cfg.micro_batch_size} x {cfg.grad_accum} micro-batches")
     total = per_epoch * cfg.epochs
     return per_epoch, min(total, cfg.max_steps) if cfg.max_steps else total
