@@ -78,7 +78,7 @@ def _merge(args: argparse.Namespace) -> int:
 def _tiny(args: argparse.Namespace) -> int:
     from knowcoder_ray.train.tiny import TinySpec, corpus_texts, make_tiny_model
 
-    try:  # pyarrow's ArrowInvalid (an empty or malformed file) is a ValueError too
+    try:  # an empty, malformed or column-less corpus: ValueError naming it
         texts = [t for path in args.corpus for t in corpus_texts(path)]
         print(make_tiny_model(args.out, texts, seed=args.seed, spec=TinySpec(vocab_size=args.vocab_size)))
     except ValueError as e:

@@ -78,12 +78,16 @@ def corpus_texts(path: str) -> list[str]:
     """Texts of a training corpus (a Parquet or JSON-lines file or folder, or a corpus folder written by
     `knowcoder data`; rows {"text"} or {"prompt", "output"}) for training a tokenizer: `text`, else `prompt +
     output`."""
+    import pyarrow as pa
     import pyarrow.dataset as pads
 
     from knowcoder_ray.train.dataset import _detect_format, corpus_root
 
     root = corpus_root(str(path))
-    table = pads.dataset(root, format="parquet" if _detect_format(root) == "parquet" else "json").to_table()
+    try:
+        table = pads.dataset(root, format="parquet" if _detect_format(root) == "parquet" else "json").to_table()
+    except pa.ArrowInvalid as e:  # an empty or malformed file
+        raise ValueError(f"{path} is not a readable Parquet or JSON-lines corpus ({str(e).splitlines()[0]})") from None
     cols = set(table.column_names)
     if "text" in cols:
         texts = table.column("text").to_pylist()

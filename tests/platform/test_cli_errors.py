@@ -61,7 +61,7 @@ def files(tmp_path):
     (["merge", "--adapter", "{t}/adapter-bad", "--out", "{t}/m"],
      "knowcoder merge: {t}/adapter-bad/adapter_config.json is not a JSON object"),
     (["model", "tiny", "--out", "{t}/m", "--corpus", "{t}/empty.jsonl"],
-     "knowcoder model tiny: Error creating dataset. Could not read schema from '{t}/empty.jsonl'"),
+     "knowcoder model tiny: {t}/empty.jsonl is not a readable Parquet or JSON-lines corpus ("),
     (["model", "tiny", "--out", "{t}/bad.yaml", "--corpus", "{t}/c.jsonl"],
      "knowcoder model: output folder is a file: {t}/bad.yaml"),
     (["train", "sft", "--config", "tiny_sft", "--set", "lr=-1", "--set", "max_steps=-3", "--set", "keep_checkpoints=0"],
