@@ -100,6 +100,8 @@ class KnowCoder:
 
 
 def add_commands(sub) -> None:
+    from knowcoder_ray.settings import whole_number
+
     p = sub.add_parser("extract", help="extract from texts with a model in this process (JSON lines out)",
                        description="Texts from the arguments, else one per line of standard input; one JSON "
                                    "result per text on standard output.")
@@ -114,7 +116,7 @@ def add_commands(sub) -> None:
                    help="comma-separated library type names, e.g. Person,Location (default: every type of the task's kind)")
     p.add_argument("--schema-code", help="a file of your own KnowCoder class code (read, never executed)")
     p.add_argument("--engine", default="transformers")
-    p.add_argument("--max-new-tokens", type=int, default=640)
+    p.add_argument("--max-new-tokens", type=whole_number(1), default=640)
     p.set_defaults(func=_extract_cmd)
 
 

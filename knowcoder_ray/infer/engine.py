@@ -19,11 +19,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
-from typing import Protocol
+from typing import Annotated, Literal, Protocol
+
+from pydantic import Field, model_validator
 
 from knowcoder_ray import storage
 from knowcoder_ray.codec.render import STOP
-from knowcoder_ray.settings import Section
+from knowcoder_ray.settings import Count, Positive, Section
 from knowcoder_ray.storage import local_copy
 from knowcoder_ray.train.merge import adapter_base
 
@@ -38,15 +40,22 @@ class Prompt:
 
 
 class EngineConfig(Section):
-    max_new_tokens: int = 640
-    batch_size: int = 8
-    max_prompt_tokens: int = 3500   # official cut: longer prompts keep head + tail tokens
-    keep_head: int = 1500
-    keep_tail: int = 2000
+    max_new_tokens: Positive = 640
+    batch_size: Positive = 8
+    max_prompt_tokens: Positive = 3500   # official cut: longer prompts keep head + tail tokens
+    keep_head: Count = 1500
+    keep_tail: Count = 2000
     prefix_reuse: bool = True
-    prefix_cache_size: int = 4      # schema prefixes kept per engine (LRU)
-    device: str = "auto"            # auto | cpu | cuda | cuda:N
-    dtype: str = "auto"             # auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16
+    prefix_cache_size: Positive = 4      # schema prefixes kept per engine (LRU)
+    device: Annotated[str, Field(pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
+
+    @model_validator(mode="after")
+    def _cut(self) -> EngineConfig:  # more kept than the cut allows would repeat the middle tokens
+        if self.keep_head + self.keep_tail > self.max_prompt_tokens:
+            raise ValueError(f"keep_head + keep_tail ({self.keep_head} + {self.keep_tail}) exceeds "
+                             f"max_prompt_tokens ({self.max_prompt_tokens})")
+        return self
 
 
 class Engine(Protocol):
@@ -135,7 +144,7 @@ class TransformersEngine:
         self._repeat_stop = RepeatedItemStop(self.tokenizer)
         self.stopping = StoppingCriteriaList([StopStringCriteria(self.tokenizer, [STOP]), self._repeat_stop])
         self._prefix_ids = lru_cache(maxsize=64)(lambda head: self.tokenizer(head)["input_ids"])
-        self._prefix_cache = lru_cache(maxsize=max(1, self.config.prefix_cache_size))(self._run_prefix)
+        self._prefix_cache = lru_cache(maxsize=self.config.prefix_cache_size)(self._run_prefix)
         self._batches = 0
         self._torch = torch
         # transformers >= 5.24 names the cache argument `cache` (`past_key_values` before)

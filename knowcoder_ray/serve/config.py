@@ -6,13 +6,11 @@ config, or test code), so `serve deploy`, `knowcoder serve` and the jobs build t
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
-
-from pydantic import Field, model_validator
+from pydantic import Field, PositiveFloat, model_validator
 
 from knowcoder_ray.infer.engine import EngineConfig, adapter_base
 from knowcoder_ray.infer.llm import EngineSpec
-from knowcoder_ray.settings import Positive, Section
+from knowcoder_ray.settings import Count, NonNegative, Positive, Section
 
 
 class ServeConfig(Section):
@@ -33,20 +31,20 @@ class ServeConfig(Section):
     max_code_chars: Positive = 200_000   # longer user class code is refused with 413
     # engine replicas: dynamic batching and scaling
     max_batch_size: Positive = 8
-    batch_wait_timeout_s: float = 0.0    # 0: a lone prompt runs at once; under load, prompts queue while a batch
-                                         # runs and the next batch takes them all (up to max_batch_size)
+    batch_wait_timeout_s: NonNegative = 0.0  # 0: a lone prompt runs at once; under load, prompts queue
+                                             # while a batch runs and the next batch takes them all
     num_replicas: Positive | None = None # fixed replica count; None: autoscale with `autoscaling`
     autoscaling: dict = Field(default_factory=lambda: {
         "min_replicas": 1, "max_replicas": 2, "initial_replicas": 1, "target_ongoing_requests": 8,
         "upscale_delay_s": 5.0, "downscale_delay_s": 60.0})
-    engine_num_cpus: float = 1.0
-    engine_num_gpus: float = 0.0         # 1 per replica on GPU nodes
+    engine_num_cpus: NonNegative = 1.0
+    engine_num_gpus: NonNegative = 0.0   # 1 per replica on GPU nodes
     engine_threads: Positive = 1         # torch threads per replica (replicas share the node's cores)
-    ingress_num_cpus: float = 0.1
+    ingress_num_cpus: NonNegative = 0.1
     max_ongoing_requests: Positive = 32  # per engine replica; @serve.batch gathers from these
-    health_check_period_s: float = 10.0  # how soon Serve notices a dead engine replica and replaces it
-    prompt_timeout_s: float = 600.0      # a prompt not answered by then fails its request with 504
-    retries: Annotated[int, Field(ge=0)] = 3  # re-sends of a prompt whose engine replica died mid-request
+    health_check_period_s: PositiveFloat = 10.0  # how soon Serve notices a dead engine replica and replaces it
+    prompt_timeout_s: PositiveFloat = 600.0  # a prompt not answered by then fails its request with 504
+    retries: Count = 3                   # re-sends of a prompt whose engine replica died mid-request
     app_name: str = "knowcoder"
 
     @model_validator(mode="after")

@@ -67,6 +67,18 @@ def files(tmp_path):
     (["train", "sft", "--config", "tiny_sft", "--set", "lr=-1", "--set", "max_steps=-3", "--set", "keep_checkpoints=0"],
      "knowcoder train: lr: Input should be greater than 0\nmax_steps: Input should be greater than or equal to 0\n"
      "keep_checkpoints: Input should be greater than or equal to 1"),
+    # evaluation and serving numbers: -1 dropped a benchmark's last sentence, a head + tail over the cut
+    # repeated the prompt's middle tokens, a dtype reached getattr(torch, ...) inside an actor
+    (["eval", "--checkpoint", "{t}/m", "--dataset", "conll04", "--limit", "-1", "--num-actors", "0"],
+     "knowcoder eval: limit: Input should be greater than or equal to 1\n"
+     "num_actors: Input should be greater than or equal to 1"),
+    (["eval", "--checkpoint", "{t}/m", "--dataset", "conll04", "--set", "engine_config.keep_head=5000"],
+     "knowcoder eval: engine_config: keep_head + keep_tail (5000 + 2000) exceeds max_prompt_tokens (3500)"),
+    (["eval", "--checkpoint", "{t}/m", "--dataset", "conll04", "--set", "engine_config.dtype=nn"],
+     "knowcoder eval: engine_config.dtype: Input should be 'auto', 'float32', 'bfloat16' or 'float16'"),
+    (["serve", "--model", "{t}/m", "--library", "{t}/l", "--set", "prompt_timeout_s=0", "--set", "retries=-1"],
+     "knowcoder serve: prompt_timeout_s: Input should be greater than 0\n"
+     "retries: Input should be greater than or equal to 0"),
 ])
 def test_one_line_and_status_2(files, capsys, argv, message):
     assert main([a.format(t=files) for a in argv]) == 2
@@ -80,6 +92,8 @@ def test_one_line_and_status_2(files, capsys, argv, message):
     (["data", "following", "--out", "{t}/out", "--num-cpus", "0"],
      "argument --num-cpus: expected a whole number of at least 1, got '0'"),
     (["merge", "--adapter", "{t}/adapter", "--out", "{t}/m", "--dtype", "bogus"], "argument --dtype: invalid choice"),
+    (["extract", "--model", "{t}/m", "--max-new-tokens", "0", "Ada"],  # before: after the model had loaded
+     "argument --max-new-tokens: expected a whole number of at least 1, got '0'"),
 ])
 def test_bad_flag_is_a_usage_error(files, capsys, argv, message):
     with pytest.raises(SystemExit) as e:  # argparse: usage, the message, status 2
