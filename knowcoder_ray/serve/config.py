@@ -6,6 +6,7 @@ config, or test code), so `serve deploy`, `knowcoder serve` and the jobs build t
 from __future__ import annotations
 
 from pathlib import Path
+
 from pydantic import Field, PositiveFloat, model_validator
 
 from knowcoder_ray.infer.engine import EngineConfig, adapter_base
