@@ -71,7 +71,9 @@ def build_corpus(cfg: UnderstandingConfig | FollowingConfig) -> dict:
         specs = following.plan(universalner=cfg.universalner, instructie=cfg.instructie, lsee=cfg.lsee,
                                benchmarks=cfg.benchmarks, data_dir=cfg.data_dir, block_bytes=block_bytes)
     if not specs:
-        raise ValueError("nothing to build: give at least one input")
+        files = cfg.kelm if isinstance(cfg, UnderstandingConfig) else [*cfg.universalner, *cfg.instructie, *cfg.lsee]
+        raise ValueError("nothing to build: " + (f"the input files hold no records ({', '.join(files)})" if files
+                                                 else "give at least one input"))
     if cfg.executor == "ray":
         import ray.data
 

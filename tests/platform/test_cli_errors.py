@@ -54,6 +54,9 @@ def files(tmp_path):
     (["data", "following", "--executor", "local", "--out", "{t}/out", "--set", "block_mb=.inf", "--workers", "0"],
      "knowcoder data following: block_mb: Input should be a finite number\n"
      "workers: Input should be greater than or equal to 1"),
+    (["data", "understanding", "--executor", "local", "--out", "{t}/out", "--kelm", "{t}/empty.jsonl",
+      "--no-definitions"],  # before: "give at least one input", when one was given
+     "knowcoder data understanding: nothing to build: the input files hold no records ({t}/empty.jsonl)"),
     (["merge", "--adapter", "{t}/notes", "--out", "{t}/m"],
      "knowcoder merge: {t}/notes is not a PEFT adapter folder (no adapter_config.json)"),
     (["merge", "--adapter", "{t}/adapter", "--out", "{t}/m"],
