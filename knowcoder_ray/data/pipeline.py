@@ -45,7 +45,6 @@ from knowcoder_ray.storage import filesystem, sniff_compression
 from knowcoder_ray.tokens import TokenCounter
 
 DEFAULT_BLOCK_BYTES = 16 << 20
-DEFAULT_BLOCK_ROWS = 50_000
 _LINE_EXTS = (".jsonl", ".tsv", ".txt", ".json")
 INPUT_EXTS = (*_LINE_EXTS, *(e + c for e in _LINE_EXTS for c in (".gz", ".bz2", ".zst")), ".parquet")
 # The exceptions a malformed record raises (RecursionError: JSON nested too deeply to decode); anything else
@@ -123,7 +122,7 @@ def _shard_name(source: str, path: str, index: int) -> str:
 
 
 def plan_files(source: str, paths: Iterable[str], block_bytes: int = DEFAULT_BLOCK_BYTES,
-               block_rows: int = DEFAULT_BLOCK_ROWS) -> list[ShardSpec]:
+               block_rows: int = 50_000) -> list[ShardSpec]:
     """Shard specs for the input files of one source (see the module docstring)."""
     specs: list[ShardSpec] = []
     for uri in expand_inputs(paths):
@@ -174,8 +173,8 @@ def _plan_json_array(f, size: int, block_bytes: int, chunk: int = 1 << 20,
     """(start, stop, first element index) byte ranges of whole top-level elements of the JSON array in
     the stream `f`, ~block_bytes each. Read a chunk at a time, dropping what is planned: the driver holds
     one chunk and one element, never the file. Decoded as Latin-1 (one character a byte; JSON's structure
-    is ASCII), so text offsets are byte offsets. A syntax error (or an element over `max_element`) ends planning with a final range
-    from the error on, which the reader then quarantines with the decoder's message."""
+    is ASCII), so text offsets are byte offsets. A syntax error (or an element over `max_element`) ends
+    planning with a final range from the error on, which the reader quarantines with the decoder's message."""
     dec = json.JSONDecoder()
     text, base, eof = "", 0, False  # text[i] is file byte base + i
 
