@@ -51,12 +51,8 @@ def restrict(record: Record, task: str, types: dict[str, SchemaType]) -> Record:
         return replace(record, entities=[e for e in record.entities if e.type in types], relations=[], events=[])
     if task == "re":
         return replace(record, entities=[], relations=[r for r in record.relations if r.type in types], events=[])
-    events = []
-    for e in record.events:
-        if (t := types.get(e.type)) is not None:
-            if t.roles:
-                e = replace(e, arguments=tuple(a for a in e.arguments if t.role(a.role) is not None))
-            events.append(e)
+    events = [replace(e, arguments=tuple(a for a in e.arguments if not t.roles or t.role(a.role) is not None))
+              for e in record.events if (t := types.get(e.type)) is not None]
     return replace(record, entities=[], relations=[], events=events)
 
 

@@ -4,18 +4,17 @@ Shards, not Ray blocks, are the unit of work and of resumption. The planner cuts
 shards with deterministic names (`<source>-<file stem>-<hash of the URI>-<block index>`): JSON-lines/TSV
 files by byte ranges (a line belongs to the block holding its first byte), JSON arrays by element
 boundaries, Parquet files by row ranges, benchmarks by record ranges. Ray Data streams the pending
-shard specs through one `map_batches` stage on an actor pool; each call reads its shard's records,
-runs the corpus transform (the same plain function the single-process loop uses), and writes
+shard specs through one `map_batches` stage on an actor pool; each call reads its shard's records, runs
+the corpus transform (as the single-process loop does) and writes, in this order,
 
     <out>/data/<shard>.parquet|jsonl      the rows (written to a temporary name, then moved)
     <out>/quarantine/<shard>.jsonl        malformed records with the reason (only when there are some)
     <out>/_shards/<shard>.json            the completion record: counts per task and source, tokens
 
-in that order, so a shard counts as done only once its completion record exists. A rerun skips done
-shards and rewrites any other shard under the same name: nothing is duplicated, and an interrupted run
-resumes where it stopped. `<out>/manifest.json` sums the completion records and holds a hash of the
-configuration; a rerun with another configuration is refused unless told to overwrite.
-Paths may be local or any URI pyarrow.fs understands (s3://, gs://, ...).
+A shard is done once its completion record exists; a rerun skips done shards and rewrites the others
+under the same names, so nothing is duplicated and an interrupted run resumes. `<out>/manifest.json`
+sums the completion records with a hash of the configuration; a rerun with another configuration is
+refused unless told to overwrite. Paths may be local or any URI pyarrow.fs understands (s3://, gs://).
 
 Why not Ray Data's readers, writers and checkpointing (checked on Ray 2.60): its readers give a file to
 one read task, carry no line number or byte offset, and abort on one bad line or byte (or drop the whole
@@ -46,7 +45,6 @@ from knowcoder_ray.storage import filesystem, sniff_compression
 from knowcoder_ray.tokens import TokenCounter
 
 DEFAULT_BLOCK_BYTES = 16 << 20
-DEFAULT_BLOCK_ROWS = 50_000
 _LINE_EXTS = (".jsonl", ".tsv", ".txt", ".json")
 INPUT_EXTS = (*_LINE_EXTS, *(e + c for e in _LINE_EXTS for c in (".gz", ".bz2", ".zst")), ".parquet")
 # The exceptions a malformed record raises (RecursionError: JSON nested too deeply to decode); anything else
@@ -124,7 +122,7 @@ def _shard_name(source: str, path: str, index: int) -> str:
 
 
 def plan_files(source: str, paths: Iterable[str], block_bytes: int = DEFAULT_BLOCK_BYTES,
-               block_rows: int = DEFAULT_BLOCK_ROWS) -> list[ShardSpec]:
+               block_rows: int = 50_000) -> list[ShardSpec]:
     """Shard specs for the input files of one source (see the module docstring)."""
     specs: list[ShardSpec] = []
     for uri in expand_inputs(paths):
@@ -172,13 +170,11 @@ def _starts_array(fs: pafs.FileSystem, path: str) -> bool:
 
 def _plan_json_array(f, size: int, block_bytes: int, chunk: int = 1 << 20,
                      max_element: int = 64 << 20) -> list[tuple[int, int, int]]:
-    """Byte ranges of whole top-level elements of a JSON array read from the stream `f`, ~block_bytes
-    each: (start, stop, first element index). The array is read a chunk at a time and what is planned
-    is dropped as planning moves on, so planning a large file on the driver holds one chunk and one
-    element, never the file. The bytes are decoded as Latin-1, one character a byte, so text offsets
-    are byte offsets (JSON's structure is ASCII: what UTF-8 holds inside strings does not move it). A
-    syntax error (or an element over `max_element`) ends planning with a final range from the error
-    on, which the reader then quarantines with the decoder's message."""
+    """(start, stop, first element index) byte ranges of whole top-level elements of the JSON array in
+    the stream `f`, ~block_bytes each. Read a chunk at a time, dropping what is planned: the driver holds
+    one chunk and one element, never the file. Decoded as Latin-1 (one character a byte; JSON's structure
+    is ASCII), so text offsets are byte offsets. A syntax error (or an element over `max_element`) ends
+    planning with a final range from the error on, which the reader quarantines with the decoder's message."""
     dec = json.JSONDecoder()
     text, base, eof = "", 0, False  # text[i] is file byte base + i
 
@@ -383,9 +379,9 @@ def encode_rows(rows: list[dict], schema: pa.Schema, fmt: str) -> bytes:
 
 
 def process_shard(transform: Transform, spec: ShardSpec, out: str, fmt: str, counter: TokenCounter) -> dict:
-    """Read, transform and count one shard in memory (the shard is the memory bound), then commit it: data
-    file, quarantine file, then the completion record. Every record read is either written (one or more
-    rows) or quarantined with the reason: records = written + quarantined."""
+    """Read, transform and count one shard in memory, then commit it: data file, quarantine file, then
+    the completion record. Every record read is written (as rows) or quarantined: records = written +
+    quarantined."""
     t0 = time.perf_counter()
     before = Counter(transform.counters())
     produced, bad, written = [], [], 0  # produced: (task, row) pairs
@@ -457,13 +453,12 @@ def completed(out: str) -> dict[str, dict]:
 def _prepare(out: str, chash: str, overwrite: bool) -> None:
     """Check (or reset) the output location and remove temporaries a killed run left behind."""
     mpath = storage.join(out, "manifest.json")
-    exists = storage.isfile(mpath)
-    if exists and not overwrite:
+    if not overwrite and storage.isfile(mpath):
         old = json.loads(storage.read_bytes(mpath)).get("config_hash")
         if old != chash:
             raise PipelineError(f"{out} holds a corpus built with another configuration (config_hash {old}, "
                                 f"now {chash}); write to a new path or pass overwrite")
-    if not exists and completed(out) and not overwrite:
+    elif not overwrite and completed(out):
         raise PipelineError(f"{out} holds shard records but no manifest.json; write to a new path or pass overwrite")
     for sub in ("data", "quarantine", "_shards"):
         folder = storage.join(out, sub)
@@ -505,11 +500,9 @@ def run(transform: Transform, specs: list[ShardSpec], out: str, *, fmt: str = "p
         tokenizer: str | None = None, workers: int | None = None, executor: str = "ray",
         overwrite: bool = False, progress: Callable[[dict, int, int], None] | None = None,
         max_shards: int | None = None) -> dict:
-    """Build a corpus: process every pending shard of `specs` into `out` and return the manifest.
-
-    executor 'ray': a Ray Data pipeline over the current Ray cluster (ray.init first; `workers` actors,
-    default: the cluster's CPUs); 'local': the same shards one after another in this process.
-    `max_shards` stops after that many shards (a bounded run; rerun to go on)."""
+    """Process every pending shard of `specs` into `out`; the manifest. executor 'ray': Ray Data on the
+    current cluster (ray.init first; `workers` actors, default its CPUs); 'local': one shard after
+    another in this process. `max_shards`: stop after that many (rerun to go on)."""
     if len({s.shard for s in specs}) != len(specs):
         raise PipelineError("shard names collide: an input is listed twice")
     counter = TokenCounter(tokenizer)

@@ -52,8 +52,9 @@ class TypeIndex:
                 if key:
                     self._keys[t.kind].setdefault(_norm(key), t.name)
 
-    def find(self, kind: str, key: str) -> SchemaType | None:
-        name = self._keys[kind].get(_norm(key)) if key else None
+    def find(self, kind: str, *keys: str) -> SchemaType | None:
+        """The class named by the first of `keys` (a label, class name or Wikidata id) that names one."""
+        name = next((n for key in keys if key and (n := self._keys[kind].get(_norm(key)))), None)
         return self.library[name] if name else None
 
     def get(self, kind: str, label: str, roles: Sequence[str] = ()) -> SchemaType:
@@ -175,21 +176,17 @@ def read_kelm(payload, index: TypeIndex, entity_types: Mapping[str, Sequence[str
     orphans = [(so, qv) for so, qv in qualifiers.items() if so not in stated]
     stats.orphan_qualifiers += sum(len(qv) for _, qv in orphans)
     orphan_names = [x for (s, o), qv in orphans for x in (s, o, *(v for _, v in qv))]
-
-    def entity_type(name: str) -> str | None:  # the first P31 value (line, then table) that is a library class
-        found = (index.find("entity", c) for c in [*p31.get(name, ()), *(entity_types or {}).get(name, ())])
-        return next((t.name for t in found if t is not None), None)
-
     entities: dict[str, EntityMention] = {}
     for name in dict.fromkeys([*p31, *(x for s, _, o in facts for x in (s, o)), *orphan_names]):
-        typ = entity_type(name)
+        # the first P31 value (line, then table) that is a library class
+        typ = index.find("entity", *p31.get(name, ()), *(entity_types or {}).get(name, ()))
         surface = kelm_surface(name, sentence)
         if typ is None:
             stats.untyped += 1
         elif surface is None:
             stats.not_in_sentence += 1
         else:
-            entities[name] = _mention(surface, sentence, typ)
+            entities[name] = _mention(surface, sentence, typ.name)
 
     def mention(name: str, surface: str) -> EntityMention:
         return entities.get(name) or _mention(surface, sentence)
@@ -285,8 +282,7 @@ def instructie_entity_type(index: TypeIndex, label) -> SchemaType | None:
     label = label.strip()
     candidates = [label, *(p.strip() for p in label.split("/") if p.strip())]
     candidates += [c[: -len(" type")] for c in candidates if c.lower().endswith(" type")]
-    found = (index.find("entity", c) for c in candidates)
-    return next((t for t in found if t is not None), None)
+    return index.find("entity", *candidates)
 
 
 def read_instructie(payload, index: TypeIndex, id: str = "") -> Example:
