@@ -32,18 +32,13 @@ METADATA = "SCHEMA_METADATA"
 
 # ---- writing -----------------------------------------------------------------------------------------
 
-def topological(types: Iterable[SchemaType]) -> list[SchemaType]:
-    """Parents before children (input order otherwise), so the file could be imported top to bottom."""
-    by_name = {t.name: t for t in types}
-    order, _ = depth_first(by_name, lambda n: [p for p in by_name[n].parents if p in by_name])
-    return [by_name[n] for n in order]
-
-
 def render_file(kind: str, types: Iterable[SchemaType]) -> str:
-    types = topological(t for t in types if t.kind == kind)
+    by_name = {t.name: t for t in types if t.kind == kind}
+    # parents before children (input order otherwise), so the file could be imported top to bottom
+    order, _ = depth_first(by_name, lambda n: [p for p in by_name[n].parents if p in by_name])
     blocks = list(HEADERS[kind])
     metadata = {}
-    for t in types:
+    for t in map(by_name.get, order):
         code = render_class(t)
         try:
             shown = read_class(ast.parse(code).body[0], kind, source_lines(code))
