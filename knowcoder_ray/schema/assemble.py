@@ -59,14 +59,6 @@ def dedupe_class_names(items: Iterable[tuple[str, str]]) -> dict[str, str]:
     return out
 
 
-def _reduce(edges: dict[str, list[str]]) -> None:
-    """Drop parents that are ancestors of another parent (Human < Person < Entity: Human keeps Person)."""
-    for q, ps in edges.items():
-        if len(ps) > 1:
-            above = {p: set(walk([p], lambda n: edges.get(n, ()))) for p in ps}
-            edges[q] = [p for p in ps if not any(p in above[o] for o in ps if o != p)]
-
-
 @dataclass
 class BuildReport:
     """What a user should know about a build: counts, malformed lines (written aside), gaps to fill."""
@@ -103,7 +95,11 @@ def assemble(s1: DumpSummary, s2: DumpSummary, config: BuildConfig) -> tuple[Sch
     _, dropped = depth_first(sorted(edges, key=num), lambda q: list(edges[q]))
     for q, p in dropped:
         edges[q].remove(p)
-    _reduce(edges)
+    # parents that are ancestors of another parent are dropped (Human < Person < Entity: Human keeps Person)
+    for q, ps in edges.items():
+        if len(ps) > 1:
+            above = {p: set(walk([p], lambda n: edges.get(n, ()))) for p in ps}
+            edges[q] = [p for p in ps if not any(p in above[o] for o in ps if o != p)]
     relations = _relation_props(s1, config)
 
     order = sorted(known, key=lambda q: (KIND_ORDER[kind[q]], num(q)))

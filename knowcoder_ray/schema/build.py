@@ -28,7 +28,7 @@ import json
 from dataclasses import dataclass
 from typing import Annotated
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import AfterValidator, ConfigDict, Field
 
 from knowcoder_ray import storage
 from knowcoder_ray.schema.descriptions import fill_descriptions, missing_descriptions_tsv, parse_descriptions_tsv
@@ -44,7 +44,8 @@ from knowcoder_ray.settings import Positive, Section
 class BuildConfig(Section):
     model_config = ConfigDict(frozen=True)
 
-    event_root: str | None = EVENT_ROOT  # None: no event types
+    # None or "none": no event types
+    event_root: Annotated[str | None, AfterValidator(lambda v: None if v is None or v.lower() == "none" else v)] = EVENT_ROOT
     relation_datatypes: tuple[str, ...] = RELATION_DATATYPES
     max_examples: Annotated[int, Field(ge=0)] = 5
     max_roles: Annotated[int, Field(ge=0)] = 8
@@ -56,11 +57,6 @@ class BuildConfig(Section):
     types: list[str] | None = None
     corpus: list[str] = []
     descriptions: str | None = None  # a filled-in missing_descriptions.tsv
-
-    @field_validator("event_root")
-    @classmethod
-    def _no_events(cls, v: str | None) -> str | None:
-        return None if v is None or v.lower() == "none" else v
 
 
 class DumpError(ValueError):

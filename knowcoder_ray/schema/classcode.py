@@ -1,8 +1,7 @@
 """One schema type as KnowCoder class code, both ways, never executing code.
 
-`render_class` writes a type in the released code style (tab indents, docstring with Description and
-Examples, relation heads/tails and event roles as type hints); `read_class` reads one class definition
-back from its syntax tree; `read_class_code` reads a user's schema given as class code, e.g.
+`render_class` writes a type in the released code style, `read_class` reads one class definition back from
+its syntax tree, `read_class_code` reads a user's schema given as class code, e.g.
 
     class Person(Entity):
         \"\"\"

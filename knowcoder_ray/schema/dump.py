@@ -1,18 +1,14 @@
 """Streaming reader of Wikidata JSON dumps (`latest-all.json[.gz|.bz2]`), plain Python or as a Ray Dataset.
 
-The dump is one JSON array with one entity per line: ``[``, then ``{...},`` lines, the last entity line
-without the comma, then ``]``. We never load it whole: lines are read in chunks and handed on in
-blocks. A plain (uncompressed) file is split into byte ranges read in parallel; a compressed one is a
-single stream (gzip and bzip2 cannot be entered in the middle), read by one task while the parsing
-downstream still runs in parallel.
+The dump is one JSON array, one entity per line (``[``, ``{...},`` lines, the last without the comma,
+``]``), read in chunks, never whole. A plain file is split into byte ranges read in parallel; a compressed
+one is a single stream (gzip and bzip2 cannot be entered in the middle), read by one task while the parsing
+downstream still runs in parallel. A compressed dump that ends early or holds corrupt data yields what it
+held, then one marker line (`TRUNCATED` + the decoder's message) that the parser reports as malformed: the
+build goes on with what was read and names the cut.
 
-A compressed dump that ends early (a cut download) or holds corrupt data yields what it held and then one
-marker line, `TRUNCATED` + the decoder's message, which the parser reports as a malformed line: the
-build goes on with what was read and names the cut (never a bare EOFError).
-
-Every line is identified by (range, index in range): lines belong to the range their first byte falls
-in, so line ``k`` of range ``r`` is global line ``1 + sum(lines of ranges < r) + k``. Callers count the
-lines per range and turn positions into line numbers at the end (`LineIndex`).
+A line is identified by (range, index in range); it belongs to the range its first byte falls in, so line
+``k`` of range ``r`` is global line ``1 + sum(lines of ranges < r) + k`` (`LineIndex`).
 """
 from __future__ import annotations
 
@@ -148,8 +144,12 @@ def _read_range(uri: str, rng: int, start: int, end: float, block_lines: int) ->
         yield _block(rng, 0, [])
 
 
-def dump_datasource(uri: str, block_lines: int = BLOCK_LINES, min_range_bytes: int = MIN_RANGE_BYTES):
-    """A Ray Data `Datasource` over the lines of a dump (columns range, line, text)."""
+def read_dump(uri: str, *, parallelism: int = -1, block_lines: int = BLOCK_LINES,
+              min_range_bytes: int = MIN_RANGE_BYTES):
+    """The dump's lines as a streaming Ray Dataset (columns range:int32, line:int64, text:binary).
+    `parallelism`: byte ranges of a plain dump (default 4 per cluster CPU; see `byte_ranges`)."""
+    import ray
+    import ray.data
     from ray.data.block import BlockMetadata
     from ray.data.datasource import Datasource, ReadTask
 
@@ -164,19 +164,9 @@ def dump_datasource(uri: str, block_lines: int = BLOCK_LINES, min_range_bytes: i
                              schema=LINE_SCHEMA, per_task_row_limit=per_task_row_limit)
                     for rng, (start, end) in enumerate(byte_ranges(uri, parallelism, min_range_bytes))]
 
-    return WikidataDumpDatasource()
-
-
-def read_dump(uri: str, *, parallelism: int = -1, block_lines: int = BLOCK_LINES,
-              min_range_bytes: int = MIN_RANGE_BYTES):
-    """The dump's lines as a streaming Ray Dataset (columns range:int32, line:int64, text:binary).
-    `parallelism`: byte ranges of a plain dump (default 4 per cluster CPU; see `byte_ranges`)."""
-    import ray
-    import ray.data
-
     file_size(uri)  # fail early, naming the missing path
     if parallelism <= 0:
         parallelism = 4 * max(1, int(ray.cluster_resources().get("CPU", 1)))
     n = len(byte_ranges(uri, parallelism, min_range_bytes))
     # one block per range as planned: no re-splitting of the read output into many small blocks
-    return ray.data.read_datasource(dump_datasource(uri, block_lines, min_range_bytes), override_num_blocks=n)
+    return ray.data.read_datasource(WikidataDumpDatasource(), override_num_blocks=n)

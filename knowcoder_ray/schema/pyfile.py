@@ -1,15 +1,13 @@
 """The library as code: `Entities.py`, `Relations.py`, `Events.py` in the layout of the released
-KnowCoder-Schema-Library (schema_pys/), and the reader that loads such files back with `ast`.
+KnowCoder-Schema-Library (schema_pys/), and their reader, which walks the syntax tree (never imports).
 
-The files are never imported or executed: the reader walks the syntax tree. Each file starts with its
-base classes, then one class per type (`classcode.render_class`, events in the ED form with their
-`arg_names`), parents before children. What the class code cannot show (Wikidata ids, labels, the
-entity types of event roles, examples that contain the ", " separator) goes into one literal dict at
-the end, `SCHEMA_METADATA`, keyed by class name and holding only the fields that reading the class
-alone would get wrong; the reader applies it, so Parquet -> .py -> library is exact. The released
-files have no such dict and read fine without it. The reader takes the released files as they are:
-Python keywords as role names (`from: List[ Entity ]`, not valid Python), an entity class named `Event`,
-and a broken class, which is reported (`ClassProblem`) and skipped while the others load.
+Each file holds its base classes, then one class per type (`classcode.render_class`, events in the ED form
+with their `arg_names`), parents first. What the class code cannot show (Wikidata ids, labels, the entity
+types of event roles, examples holding the ", " separator) goes into one literal dict at the end,
+`SCHEMA_METADATA`, keyed by class name, with only the fields that reading the class alone gets wrong: so
+Parquet -> .py -> library is exact. The released files lack it and read as they are: Python keywords as
+role names (`from: List[ Entity ]`, not valid Python), an entity class named `Event`, and a broken class,
+which is reported (`ClassProblem`) and skipped while the others load.
 """
 from __future__ import annotations
 
@@ -34,18 +32,13 @@ METADATA = "SCHEMA_METADATA"
 
 # ---- writing -----------------------------------------------------------------------------------------
 
-def topological(types: Iterable[SchemaType]) -> list[SchemaType]:
-    """Parents before children (input order otherwise), so the file could be imported top to bottom."""
-    by_name = {t.name: t for t in types}
-    order, _ = depth_first(by_name, lambda n: [p for p in by_name[n].parents if p in by_name])
-    return [by_name[n] for n in order]
-
-
 def render_file(kind: str, types: Iterable[SchemaType]) -> str:
-    types = topological(t for t in types if t.kind == kind)
+    by_name = {t.name: t for t in types if t.kind == kind}
+    # parents before children (input order otherwise), so the file could be imported top to bottom
+    order, _ = depth_first(by_name, lambda n: [p for p in by_name[n].parents if p in by_name])
     blocks = list(HEADERS[kind])
     metadata = {}
-    for t in types:
+    for t in map(by_name.get, order):
         code = render_class(t)
         try:
             shown = read_class(ast.parse(code).body[0], kind, source_lines(code))

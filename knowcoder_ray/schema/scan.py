@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from knowcoder_ray.schema.dump import MIN_RANGE_BYTES, byte_ranges, compression_of, iter_lines, read_dump
 from knowcoder_ray.schema.wikidata import (
@@ -20,12 +20,11 @@ if TYPE_CHECKING:
     from knowcoder_ray.schema.build import BuildConfig
 
 
-@dataclass
-class ScanTargets:
+class ScanTargets(NamedTuple):
     """What the second scan looks for, decided from the first: ids whose labels are needed, event classes."""
 
-    needed: frozenset[str] = frozenset()
-    events: frozenset[str] = frozenset()
+    needed: frozenset[str]
+    events: frozenset[str]
 
 
 @dataclass
@@ -169,13 +168,11 @@ def scan_ray(uri: str, config: BuildConfig, plan: ScanTargets | None = None, par
              min_range_bytes: int = MIN_RANGE_BYTES) -> DumpSummary:
     """One scan on the Ray cluster: summaries of parts of the dump, merged here in dump order.
 
-    A plain dump is split into byte ranges (`byte_ranges`; default 4 per cluster CPU) and each Ray task
-    reads, parses and summarizes its own range: the lines never leave the task, only one small summary
-    per range crosses the object store. These are plain tasks, not a Ray Data pipeline: there is no
-    stream between steps to manage, and a Ray Data execution starts with its resource limits unknown
-    (about one second, with one task at a time), which was half of a scan of a 160 MB dump.
-    A compressed dump is one stream, so it is a Ray Data pipeline: one task reads it, and its blocks of
-    lines go to summarize tasks that parse in parallel behind the reader."""
+    A plain dump is split into byte ranges (`byte_ranges`; default 4 per cluster CPU), each read, parsed and
+    summarized by its own Ray task: only one small summary per range crosses the object store. Plain tasks,
+    not Ray Data: a Ray Data execution first spends about a second learning its resource limits (half of a
+    scan of a 160 MB dump). A compressed dump is one stream, so it is a Ray Data pipeline: one task reads
+    it and summarize tasks parse its blocks of lines in parallel behind the reader."""
     import ray
 
     if compression_of(uri) is not None:
