@@ -38,7 +38,7 @@ from knowcoder_ray.schema.scan import DumpSummary, scan_ray, summarize
 from knowcoder_ray.schema.select import corpus_types, select
 from knowcoder_ray.schema.types import SchemaLibrary
 from knowcoder_ray.schema.wikidata import EVENT_ROOT, RELATION_DATATYPES
-from knowcoder_ray.settings import Positive, Section
+from knowcoder_ray.settings import Count, Positive, Section
 
 
 class BuildConfig(Section):
@@ -47,10 +47,10 @@ class BuildConfig(Section):
     # None or "none": no event types
     event_root: Annotated[str | None, AfterValidator(lambda v: None if v is None or v.lower() == "none" else v)] = EVENT_ROOT
     relation_datatypes: tuple[str, ...] = RELATION_DATATYPES
-    max_examples: Annotated[int, Field(ge=0)] = 5
-    max_roles: Annotated[int, Field(ge=0)] = 8
+    max_examples: Count = 5
+    max_roles: Count = 8
     min_role_support: Annotated[float, Field(ge=0, le=1)] = 0.2
-    max_aliases: Annotated[int, Field(ge=0)] = 10
+    max_aliases: Count = 10
     batch_lines: Positive = 1000
     # the slice to keep (with ancestors and constraint types): names, Wikidata ids or labels, and the types
     # that Record JSONL corpora use; None and []: the whole library
