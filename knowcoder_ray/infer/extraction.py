@@ -222,23 +222,6 @@ def merge_stage(ex: Extraction, rows: Iterable[dict], plan: TaskPlan) -> None:
                                                "truncated")})
 
 
-def after_stage1(ex: Extraction, plan: TaskPlan) -> list[dict]:
-    """Stage 1 is merged: the record's stage-2 prompt rows (two-stage events), else its events are final."""
-    if not plan.two_stage:
-        ex.record.events = list(ex.stage1_events)
-        return []
-    return plan.stage2_rows(ex.record, ex.stage1_events)
-
-
-def finish(ex: Extraction, plan: TaskPlan) -> Extraction:
-    if plan.two_stage:
-        covered = {e.trigger for e in ex.record.events}
-        events = ex.record.events + [e for e in ex.stage1_events
-                                     if e.type in plan.leaf_names and e.trigger not in covered]
-        ex.record.events = events if plan.as_written else dedupe(events)
-    return ex
-
-
 def extraction_steps(jobs: Sequence[tuple[str, TaskPlan, Sequence[Record]]]
                      ) -> Generator[list[dict], list[dict], dict[tuple[str, str, str], Extraction]]:
     """The extraction as a generator: yields the rows to execute (stage 1, then stage 2), is sent their
@@ -263,10 +246,20 @@ def extraction_steps(jobs: Sequence[tuple[str, TaskPlan, Sequence[Record]]]
             by_key.setdefault((row["group"], row["plan"], row["record_id"]), []).append(row)
         rows = []
         for key, ex in results.items():
-            merge_stage(ex, by_key.get(key, ()), plans[key[1]])
-            if stage == 1:
-                rows.extend({**row, "group": key[0]} for row in after_stage1(ex, plans[key[1]]))
-    return {key: finish(ex, plans[key[1]]) for key, ex in results.items()}
+            plan = plans[key[1]]
+            merge_stage(ex, by_key.get(key, ()), plan)
+            if stage == 1 and plan.two_stage:  # the record's stage-2 prompt rows
+                rows.extend({**row, "group": key[0]} for row in plan.stage2_rows(ex.record, ex.stage1_events))
+            elif stage == 1:  # one stage: the detected events are final
+                ex.record.events = list(ex.stage1_events)
+    for key, ex in results.items():
+        plan = plans[key[1]]
+        if plan.two_stage:  # stage-2 events, plus leaf-type stage-1 events whose trigger stage 2 did not return
+            covered = {e.trigger for e in ex.record.events}
+            events = ex.record.events + [e for e in ex.stage1_events
+                                         if e.type in plan.leaf_names and e.trigger not in covered]
+            ex.record.events = events if plan.as_written else dedupe(events)
+    return results
 
 
 def run_extraction(jobs: Sequence[tuple[str, TaskPlan, Sequence[Record]]],
