@@ -1,15 +1,9 @@
-"""One checkpoint's evaluation as one Ray Data pipeline: benchmark records -> extraction -> a
-`predictions.jsonl` written by a Ray Data datasink; nothing comes back to the driver (the metrics are
-computed from the file: `evaluate.checkpoint_metrics`). Two shapes of the extraction, one engine contract
-(`knowcoder_ray.infer.llm.EngineSpec`):
-
-- in-process engines (`spec.load()`): one actor stage over batches of records; each actor builds its
-  records' prompt rows (every task, schema shard and event stage), generates, parses and merges them.
-- `ray.data.llm` (vLLM): records -> stage-1 prompt rows -> the processor -> parse -> per record (a
-  groupby) the stage-2 rows of two-stage events -> the processor again -> parse -> per record the line.
-
-Rows carry their record as JSON (gold included), so a row can only ever be merged into its own record;
-the plans (schema shards, few-shot examples, the token counter) go to the workers once as an object ref.
+"""One checkpoint's evaluation as one Ray Data pipeline: benchmark records -> extraction ->
+`predictions.jsonl` written by a datasink (the metrics are computed from the file). The extraction runs
+either in-process engines (`EngineSpec.load()`) in one actor stage over batches of records, or a
+`ray.data.llm` processor: stage-1 prompt rows -> processor -> per record (a groupby) stage-2 rows ->
+processor -> per record its line. Both merge through `run_extraction`. Rows carry their record as JSON
+(gold included); the plans go to the workers once as an object ref.
 """
 from __future__ import annotations
 

@@ -1,19 +1,14 @@
 """Sharded extraction: records -> prompt rows (one per record and schema shard) -> texts -> parsed and
-merged predictions, clean for users or as written for evaluation (`TaskPlan`); events optionally in two
-stages as the official evaluation runs them.
+merged predictions, clean for users or as written for evaluation (`TaskPlan`). Executing the rows is a
+function handed in, so a plan runs in-process (`local_executor`), on Ray Data (`eval.dataflow`) or in
+the Serve ingress. Rows are plain dicts of strings and ints (Arrow friendly).
 
-Planning, parsing and merging live here; *executing* the rows (texts out of an engine, then parsing) is a
-function handed in, so the same plan runs in-process (`local_executor`) or on a Ray cluster
-(`knowcoder_ray.eval.dataflow`). Rows are plain dicts of strings and ints (Arrow friendly).
-
-Two-stage events ("ee"): stage 1 is ED over the coarse types (each event type's top ancestor in the
-schema, e.g. `ConflictEvent`; a type without parents is its own coarse type); stage 2 is EAE over the
-subtypes of the coarse types detected in the sentence. The instruction confirms a detected trigger only
-with a type the prompt defines (as in the released data, `"wife" is the trigger of event type "Marriage"`
-next to `class Marriage`); a coarse type the stage-2 prompt does not define is not named, as the official
-evaluation's stage-2 prompts confirm no triggers. The final events are the stage-2 events, plus any
-stage-1 event whose type is itself a leaf type and whose trigger stage 2 did not return (so one-level
-schemas keep their detections).
+Two-stage events ("ee", as the official evaluation runs them): stage 1 is ED over the coarse types
+(each event type's top ancestor in the schema, e.g. `ConflictEvent`); stage 2 is EAE over the subtypes
+of the coarse types detected in the sentence. A detected trigger is confirmed only with a type the
+prompt defines (as in the released data: `"wife" is the trigger of event type "Marriage"` next to
+`class Marriage`). The final events are the stage-2 events, plus any stage-1 event of a leaf type whose
+trigger stage 2 did not return (so one-level schemas keep their detections).
 """
 from __future__ import annotations
 
