@@ -20,9 +20,7 @@ CLIENT_TIMEOUT_S = 30
 
 def haproxy_env(client_timeout_s: int, state_dir: str) -> dict[str, str]:
     """Environment of a Ray whose Serve fronts its HTTP proxies with HAProxy, closing silent clients after
-    `client_timeout_s` (HAProxy's `timeout client`; `timeout http-request` falls back to it)."""
-    if client_timeout_s < 1:
-        raise ValueError(f"--client-timeout must be >= 1 second, got {client_timeout_s}")
+    `client_timeout_s` (>= 1 by the option's type; HAProxy's `timeout client`, also `timeout http-request`)."""
     return {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_HAPROXY_TIMEOUT_CLIENT_S": str(client_timeout_s),
             # per-run files, so two services on one machine do not share HAProxy's config or admin socket
             "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": os.path.join(state_dir, "haproxy.cfg"),
