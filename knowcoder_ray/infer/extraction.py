@@ -40,14 +40,12 @@ def coarse_name(library: SchemaLibrary, name: str) -> str:
 class TaskPlan:
     """How one task runs over one schema: the shards of stage 1 and, for "ee", of stage 2.
 
-    key: a name unique among the plans of one run (rows carry it back to their plan).
-    types: the task's types (default: the schema's types of the task's kind; for "ed"/"ee" its leaf event
-    types); any number, e.g. the whole library: they are sharded to fit `budget` tokens per prompt head.
-    layout: how prompts are written (codec.render.Layout); shots: annotated records shown before each
-    sentence (few-shot), each reduced to the classes its prompt defines. as_written: keep predictions as
-    the model wrote them (evaluation: repeats and hallucinated types and roles stay, the metrics decide what
-    they count); otherwise merged predictions hold only the classes and roles the prompts defined, each
-    mention once.
+    key: unique among the plans of one run (rows carry it back to their plan). types: the task's types
+    (default: the schema's of the task's kind; for "ed"/"ee" its leaf event types), sharded to fit `budget`
+    tokens per prompt head. layout: codec.render.Layout. shots: few-shot records shown before each
+    sentence, reduced to the classes of the prompt. as_written: keep predictions as the model wrote them
+    (evaluation: the metrics decide what repeats and hallucinated types and roles count); otherwise merged
+    predictions hold only the classes and roles the prompts defined, each mention once.
     """
 
     def __init__(self, key: str, task: str, library: SchemaLibrary, types: Sequence[SchemaType] | None = None,
