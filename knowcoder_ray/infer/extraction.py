@@ -7,8 +7,9 @@ Two-stage events ("ee", as the official evaluation runs them): stage 1 is ED ove
 (each event type's top ancestor in the schema, e.g. `ConflictEvent`); stage 2 is EAE over the subtypes
 of the coarse types detected in the sentence. A detected trigger is confirmed only with a type the
 prompt defines (as in the released data: `"wife" is the trigger of event type "Marriage"` next to
-`class Marriage`). The final events are the stage-2 events, plus any stage-1 event of a leaf type whose
-trigger stage 2 did not return (so one-level schemas keep their detections).
+`class Marriage`), so a coarse type the stage-2 prompt lacks is not named, as in the official evaluation.
+The final events are the stage-2 events, plus any stage-1 event of a leaf type whose trigger stage 2 did
+not return (so one-level schemas keep their detections).
 """
 from __future__ import annotations
 
