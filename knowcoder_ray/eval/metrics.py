@@ -44,7 +44,7 @@ filter_outlier removes them. Counts add up, so shards can be scored apart and su
 """
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import asdict, dataclass
 
@@ -173,20 +173,12 @@ def _member(p: tuple, gold: list[tuple]) -> bool:
 
 def _match(gold: list[tuple], pred: list[tuple], same_type: Callable[[str, str], bool] | None) -> list[tuple | None]:
     """For each prediction, the still-unmatched gold tuple it matched (one-to-one), or None."""
-    if same_type is None:  # a match is an equal tuple: count the free ones instead of searching a list
-        free_count = Counter(gold)
-        out = []
-        for p in pred:
-            hit = free_count[p] > 0
-            free_count[p] -= hit
-            out.append(p if hit else None)
-        return out
     free: list[tuple | None] = list(gold)
     out = []
     for p in pred:
         hit = None
         for i, g in enumerate(free):
-            if g is not None and g[1:] == p[1:] and (g[0] == p[0] or same_type(p[0], g[0])):
+            if g is not None and g[1:] == p[1:] and (g[0] == p[0] or (same_type is not None and same_type(p[0], g[0]))):
                 hit, free[i] = g, None
                 break
         out.append(hit)

@@ -1,13 +1,10 @@
-"""Inference engines: `Prompt`s (or plain strings) in, for each the generated text out (greedy, up to max
-new tokens, cut before the first `STOP` and at the first item the model writes a second time). Prompts
-over `max_prompt_tokens` keep their first `keep_head` + last `keep_tail` tokens, as the official KnowCoder
-evaluation does (3,500 -> 1,500 + 2,000).
+"""Inference engines: `Prompt`s (or strings) in, generated texts out (greedy, up to max new tokens, cut
+before the first `STOP` and at the first item written twice). Prompts over `max_prompt_tokens` keep their
+first `keep_head` + last `keep_tail` tokens, as the official evaluation does (3,500 -> 1,500 + 2,000).
 
-`TransformersEngine` (CPU or GPU) batches prompts with padding before the sentence part and reuses the
-key/value cache of the schema prefix: prompts of one schema shard share the wrapper instruction and the
-class definitions, so that part is run through the model once per shard (kept in a small LRU) and every
-batch of sentences starts from a copy of it. The token sequence each prompt sees is exactly the one
-plain generation sees (the prefix is cut from the prompt's own tokenization), so outputs are the same.
+`TransformersEngine` batches prompts with padding before the sentence part and runs the schema prefix a
+shard's prompts share (instruction + class definitions) once per shard (a small LRU of KV caches). Each
+prompt sees exactly the tokens of plain generation (the prefix is cut from its own tokenization).
 """
 from __future__ import annotations
 

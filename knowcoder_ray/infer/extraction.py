@@ -1,19 +1,15 @@
 """Sharded extraction: records -> prompt rows (one per record and schema shard) -> texts -> parsed and
-merged predictions, clean for users or as written for evaluation (`TaskPlan`); events optionally in two
-stages as the official evaluation runs them.
+merged predictions, clean for users or as written for evaluation (`TaskPlan`). Executing the rows is a
+function handed in, so a plan runs in-process (`local_executor`), on Ray Data (`eval.dataflow`) or in
+the Serve ingress. Rows are plain dicts of strings and ints (Arrow friendly).
 
-Planning, parsing and merging live here; *executing* the rows (texts out of an engine, then parsing) is a
-function handed in, so the same plan runs in-process (`local_executor`) or on a Ray cluster
-(`knowcoder_ray.eval.dataflow`). Rows are plain dicts of strings and ints (Arrow friendly).
-
-Two-stage events ("ee"): stage 1 is ED over the coarse types (each event type's top ancestor in the
-schema, e.g. `ConflictEvent`; a type without parents is its own coarse type); stage 2 is EAE over the
-subtypes of the coarse types detected in the sentence. The instruction confirms a detected trigger only
-with a type the prompt defines (as in the released data, `"wife" is the trigger of event type "Marriage"`
-next to `class Marriage`); a coarse type the stage-2 prompt does not define is not named, as the official
-evaluation's stage-2 prompts confirm no triggers. The final events are the stage-2 events, plus any
-stage-1 event whose type is itself a leaf type and whose trigger stage 2 did not return (so one-level
-schemas keep their detections).
+Two-stage events ("ee", as the official evaluation runs them): stage 1 is ED over the coarse types
+(each event type's top ancestor in the schema, e.g. `ConflictEvent`); stage 2 is EAE over the subtypes
+of the coarse types detected in the sentence. A detected trigger is confirmed only with a type the
+prompt defines (as in the released data: `"wife" is the trigger of event type "Marriage"` next to
+`class Marriage`), so a coarse type the stage-2 prompt lacks is not named, as in the official evaluation.
+The final events are the stage-2 events, plus any stage-1 event of a leaf type whose trigger stage 2 did
+not return (so one-level schemas keep their detections).
 """
 from __future__ import annotations
 
@@ -45,14 +41,12 @@ def coarse_name(library: SchemaLibrary, name: str) -> str:
 class TaskPlan:
     """How one task runs over one schema: the shards of stage 1 and, for "ee", of stage 2.
 
-    key: a name unique among the plans of one run (rows carry it back to their plan).
-    types: the task's types (default: the schema's types of the task's kind; for "ed"/"ee" its leaf event
-    types); any number, e.g. the whole library: they are sharded to fit `budget` tokens per prompt head.
-    layout: how prompts are written (codec.render.Layout); shots: annotated records shown before each
-    sentence (few-shot), each reduced to the classes its prompt defines. as_written: keep predictions as
-    the model wrote them (evaluation: repeats and hallucinated types and roles stay, the metrics decide what
-    they count); otherwise merged predictions hold only the classes and roles the prompts defined, each
-    mention once.
+    key: unique among the plans of one run (rows carry it back to their plan). types: the task's types
+    (default: the schema's of the task's kind; for "ed"/"ee" its leaf event types), sharded to fit `budget`
+    tokens per prompt head. layout: codec.render.Layout. shots: few-shot records shown before each
+    sentence, reduced to the classes of the prompt. as_written: keep predictions as the model wrote them
+    (evaluation: the metrics decide what repeats and hallucinated types and roles count); otherwise merged
+    predictions hold only the classes and roles the prompts defined, each mention once.
     """
 
     def __init__(self, key: str, task: str, library: SchemaLibrary, types: Sequence[SchemaType] | None = None,
@@ -222,23 +216,6 @@ def merge_stage(ex: Extraction, rows: Iterable[dict], plan: TaskPlan) -> None:
                                                "truncated")})
 
 
-def after_stage1(ex: Extraction, plan: TaskPlan) -> list[dict]:
-    """Stage 1 is merged: the record's stage-2 prompt rows (two-stage events), else its events are final."""
-    if not plan.two_stage:
-        ex.record.events = list(ex.stage1_events)
-        return []
-    return plan.stage2_rows(ex.record, ex.stage1_events)
-
-
-def finish(ex: Extraction, plan: TaskPlan) -> Extraction:
-    if plan.two_stage:
-        covered = {e.trigger for e in ex.record.events}
-        events = ex.record.events + [e for e in ex.stage1_events
-                                     if e.type in plan.leaf_names and e.trigger not in covered]
-        ex.record.events = events if plan.as_written else dedupe(events)
-    return ex
-
-
 def extraction_steps(jobs: Sequence[tuple[str, TaskPlan, Sequence[Record]]]
                      ) -> Generator[list[dict], list[dict], dict[tuple[str, str, str], Extraction]]:
     """The extraction as a generator: yields the rows to execute (stage 1, then stage 2), is sent their
@@ -263,10 +240,20 @@ def extraction_steps(jobs: Sequence[tuple[str, TaskPlan, Sequence[Record]]]
             by_key.setdefault((row["group"], row["plan"], row["record_id"]), []).append(row)
         rows = []
         for key, ex in results.items():
-            merge_stage(ex, by_key.get(key, ()), plans[key[1]])
-            if stage == 1:
-                rows.extend({**row, "group": key[0]} for row in after_stage1(ex, plans[key[1]]))
-    return {key: finish(ex, plans[key[1]]) for key, ex in results.items()}
+            plan = plans[key[1]]
+            merge_stage(ex, by_key.get(key, ()), plan)
+            if stage == 1 and plan.two_stage:  # the record's stage-2 prompt rows
+                rows.extend({**row, "group": key[0]} for row in plan.stage2_rows(ex.record, ex.stage1_events))
+            elif stage == 1:  # one stage: the detected events are final
+                ex.record.events = list(ex.stage1_events)
+    for key, ex in results.items():
+        plan = plans[key[1]]
+        if plan.two_stage:  # stage-2 events, plus leaf-type stage-1 events whose trigger stage 2 did not return
+            covered = {e.trigger for e in ex.record.events}
+            events = ex.record.events + [e for e in ex.stage1_events
+                                         if e.type in plan.leaf_names and e.trigger not in covered]
+            ex.record.events = events if plan.as_written else dedupe(events)
+    return results
 
 
 def run_extraction(jobs: Sequence[tuple[str, TaskPlan, Sequence[Record]]],

@@ -1,15 +1,11 @@
-"""One engine contract for every host: a Ray Data evaluation stage and a Serve replica load a checkpoint
-the same way, from one `EngineSpec` (kind, checkpoint, decoding settings, vLLM options).
+"""One engine contract for every host: `EngineSpec` (kind, checkpoint, decoding settings, vLLM options)
+-> `spec.load()` (an in-process engine: transformers, `VLLMEngine` or a plugin `module:Class`),
+`vllm_processor` (a `ray.data.llm` processor) or `llm_config` (a `ray.serve.llm` LLMConfig).
 
-- `spec.load()`: an in-process engine (`TransformersEngine`, `VLLMEngine` below or a plugin `module:Class`).
-- `vllm_processor(spec, ...)`: a `ray.data.llm` vLLM processor (tensor/pipeline parallel in its own
-  placement group); `llm_config(spec, ...)`: a `ray.serve.llm` LLMConfig (continuous batching).
-
-Every path feeds the model the same token ids (`encode_prompt`, the official head+tail cut), decodes
-greedily to the closing triple quote and cuts outputs the same way (`cut_at_stop`); vLLM shares schema
-prefixes by prefix caching. A PEFT adapter runs as a LoRA request on its base model under vLLM (Serve:
-multiplexed from a bucket), merged into its base under transformers. vLLM is imported only where it
-runs (GPUs; `pip install knowcoder-ray[gpu]`), so the rest of the package runs without it.
+Every path feeds the same token ids (`encode_prompt`, the official head+tail cut), decodes greedily to
+the closing triple quote and cuts outputs alike (`cut_at_stop`). A PEFT adapter is a LoRA request on its
+base under vLLM (Serve: multiplexed from a bucket), merged into its base under transformers. vLLM is
+imported only where it runs (`pip install knowcoder-ray[gpu]`).
 """
 from __future__ import annotations
 

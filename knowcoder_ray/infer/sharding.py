@@ -1,8 +1,6 @@
 """Schema sharding: split a schema too large for one prompt (up to the full library) into shards whose
-prompt head (wrapper instruction + base classes + type classes) fits a token budget.
-
-Every shard is run for each sentence and the results are merged (see `extraction`). Each shard's head is
-rendered once; every prompt of the shard starts with it, which is what the engines' prefix reuse keys on.
+prompt head (instruction + classes) fits a token budget; every prompt of a shard starts with its head,
+which the engines' prefix reuse keys on. Every shard runs for each sentence (merged in `extraction`).
 """
 from __future__ import annotations
 

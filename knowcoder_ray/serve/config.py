@@ -1,7 +1,5 @@
-"""Settings of the extraction service: model, adapter, schema library, limits, batching, replicas.
-
-One pydantic model read from a mapping (the `args` of a Serve config file, the CLI's YAML, the pipeline
-config, or test code), so `serve deploy`, `knowcoder serve` and the jobs build the same application.
+"""Settings of the extraction service, one pydantic model read from a mapping (a Serve config file's
+`args`, the CLI's YAML, the pipeline config), so `serve deploy`, `knowcoder serve` and the jobs agree.
 """
 from __future__ import annotations
 

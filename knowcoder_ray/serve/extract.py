@@ -1,8 +1,7 @@
-"""From an HTTP request to a sharded extraction plan (knowcoder_ray.infer.extraction, which the evaluation
-runs too) and from the merged results to the response: the limits (413), the schema the request names or
-defines (400), the shape of the answer. Executing the prompts is handed in: engine replicas in Serve, an
-in-process engine in `KnowCoder.extract` and the benchmark. Also the search of the served schema library
-(GET /v1/schemas).
+"""From a request to a sharded extraction plan (infer.extraction, which the evaluation runs too) and from
+the merged results to the response body: limits (413), the schema named or defined (400). Executing the
+prompts is handed in (Serve's engine replicas, or an in-process engine in `KnowCoder.extract`). Also the
+search of the served schema library (GET /v1/schemas).
 """
 from __future__ import annotations
 

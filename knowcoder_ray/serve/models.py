@@ -1,7 +1,5 @@
-"""Request and response bodies of the HTTP API (they also make the OpenAPI docs).
-
-Validation here gives 422 for empty or ill-typed bodies; limits that depend on the served config (text
-length, number of texts) and schema problems are checked by the ingress (413 / 400).
+"""Request and response bodies of the HTTP API (and its OpenAPI docs). Empty or ill-typed bodies are a
+422 here; limits of the served config (413) and schema problems (400) are the ingress's.
 """
 from __future__ import annotations
 
