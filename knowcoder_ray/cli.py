@@ -30,15 +30,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from knowcoder_ray.settings import ConfigError
+    from knowcoder_ray.settings import ConfigError, UsageError
 
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except UsageError as e:  # a handler's: named with its subcommand (`knowcoder model tiny: ...`)
+        command = [args.command, *(v for k, v in vars(args).items() if k.endswith("_command"))]
+        print(f"knowcoder {' '.join(command)}: {e}", file=sys.stderr)
     # a bad config or --set (its lines name the keys), or a path that is not there: a message, no traceback
     except (ConfigError, FileNotFoundError, IsADirectoryError, NotADirectoryError) as e:
         print(f"knowcoder {args.command}: {_message(e)}", file=sys.stderr)
-        return 2
+    return 2
 
 
 def _message(e: Exception) -> str:
