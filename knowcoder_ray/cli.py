@@ -9,23 +9,15 @@ import argparse
 import importlib
 import sys
 
-# Modules that register subcommands; a phase adds its own line here.
-COMMAND_MODULES = [
-    "knowcoder_ray.codec.cli",
-    "knowcoder_ray.data.cli",
-    "knowcoder_ray.train.cli",
-    "knowcoder_ray.schema.cli",
-    "knowcoder_ray.serve.cli",
-    "knowcoder_ray.eval.cli",
-    "knowcoder_ray.api",
-]
+# Modules (under knowcoder_ray) that register subcommands, in `knowcoder --help` order; a phase adds its own.
+COMMAND_MODULES = ["codec.cli", "data.cli", "train.cli", "schema.cli", "serve.cli", "eval.cli", "api"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="knowcoder", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
-        importlib.import_module(name).add_commands(sub)
+        importlib.import_module(f"knowcoder_ray.{name}").add_commands(sub)
     return parser
 
 

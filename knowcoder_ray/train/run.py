@@ -77,7 +77,6 @@ def train(cfg: TrainConfig, step_hooks: Sequence[Callable] = ()) -> TrainResult:
     if len([n for n in ray.nodes() if n.get("Alive")]) == 1:
         for k, v in SMALL_CLUSTER_ENV.items():
             os.environ.setdefault(k, v)  # read by the driver; Ray Train passes them on to its controller
-    storage_path = storage.absolute(cfg.storage_path)
     trainer_cls, backend = _trainer_class(cfg)
     trainer = trainer_cls(
         train_loop,
@@ -87,7 +86,7 @@ def train(cfg: TrainConfig, step_hooks: Sequence[Callable] = ()) -> TrainResult:
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                                resources_per_worker={"CPU": cfg.cpus_per_worker}),
         run_config=ray.train.RunConfig(
-            name=cfg.run_name, storage_path=storage_path,
+            name=cfg.run_name, storage_path=storage.absolute(cfg.storage_path),
             failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.keep_checkpoints)),
         datasets={"train": packed},
