@@ -53,11 +53,8 @@ def import_model(source: str, out: str | Path | None = None, cache_dir: str | Pa
     if path.suffix.lower() != ".gguf" and "/" in source:  # a path: package names have no slash
         raise FileNotFoundError(f"{source} is neither a .gguf file nor an HF model folder (no config.json)"
                                 if path.exists() else f"no such file or folder: {source}")
-    if path.suffix.lower() != ".gguf":
-        gguf = package_gguf(source)
-    elif path.is_file():
-        gguf = path
-    else:
+    gguf = path if path.suffix.lower() == ".gguf" else package_gguf(source)  # a package's is a file
+    if not gguf.is_file():
         raise FileNotFoundError(f"GGUF file not found: {path}")
     fp = _fingerprint(gguf)
     if not out:  # in the cache: `cache_dir`, else $KNOWCODER_MODEL_CACHE, else ~/.cache (XDG)/knowcoder/models
