@@ -120,20 +120,18 @@ def add_commands(sub) -> None:
     p.set_defaults(func=_extract_cmd)
 
 
-def _extract_cmd(args) -> int:
+def _extract_cmd(args) -> None:
+    from knowcoder_ray.settings import UsageError
     from knowcoder_ray.storage import read_text
 
     texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     if not texts:
-        print("knowcoder extract: no texts (give them as arguments or on standard input)", file=sys.stderr)
-        return 2
+        raise UsageError("no texts (give them as arguments or on standard input)")
     code = read_text(args.schema_code) if args.schema_code else None
     try:
         kc = KnowCoder.load(args.model, args.schema, args.engine, args.data_dir, max_new_tokens=args.max_new_tokens)
         results = kc.extract(texts, args.task, args.types, code)
     except ValueError as e:
-        print(f"knowcoder extract: {e}", file=sys.stderr)
-        return 2
+        raise UsageError(e) from None
     for r in results:
         print(json.dumps(r.model_dump(exclude_none=True), ensure_ascii=False))
-    return 0

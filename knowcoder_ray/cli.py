@@ -9,36 +9,31 @@ import argparse
 import importlib
 import sys
 
-# Modules that register subcommands; a phase adds its own line here.
-COMMAND_MODULES = [
-    "knowcoder_ray.codec.cli",
-    "knowcoder_ray.data.cli",
-    "knowcoder_ray.train.cli",
-    "knowcoder_ray.schema.cli",
-    "knowcoder_ray.serve.cli",
-    "knowcoder_ray.eval.cli",
-    "knowcoder_ray.api",
-]
+# Modules (under knowcoder_ray) that register subcommands, in `knowcoder --help` order; a phase adds its own.
+COMMAND_MODULES = ["codec.cli", "data.cli", "train.cli", "schema.cli", "serve.cli", "eval.cli", "api"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="knowcoder", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
-        importlib.import_module(name).add_commands(sub)
+        importlib.import_module(f"knowcoder_ray.{name}").add_commands(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    from knowcoder_ray.settings import ConfigError
+    from knowcoder_ray.settings import ConfigError, UsageError
 
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except UsageError as e:  # a handler's: named with its subcommand (`knowcoder model tiny: ...`)
+        command = [args.command, *(v for k, v in vars(args).items() if k.endswith("_command"))]
+        print(f"knowcoder {' '.join(command)}: {e}", file=sys.stderr)
     # a bad config or --set (its lines name the keys), or a path that is not there: a message, no traceback
     except (ConfigError, FileNotFoundError, IsADirectoryError, NotADirectoryError) as e:
         print(f"knowcoder {args.command}: {_message(e)}", file=sys.stderr)
-        return 2
+    return 2
 
 
 def _message(e: Exception) -> str:

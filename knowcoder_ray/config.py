@@ -1,9 +1,7 @@
-"""The pipeline config (jobs/configs/*.yaml), validated before any cluster time is spent.
-
-Every section is a pydantic model that refuses unknown keys, so a misspelled key fails with its location
-instead of being ignored. The sections of a phase are that phase's own config model (corpora, training,
-eval, serve), with the keys the jobs fill in (artifact paths) left optional; the training `set:` overrides
-are checked by building the TrainConfig they make.
+"""The pipeline config (jobs/configs/*.yaml), validated before any cluster time is spent: every section refuses
+unknown keys (a misspelled key fails with its location); a phase's section is that phase's own config model
+(corpora, training, eval, serve) with the keys the jobs fill in (artifact paths) left optional, and the training
+`set:` overrides are checked by building the TrainConfig they make.
 """
 from __future__ import annotations
 

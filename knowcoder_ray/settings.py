@@ -18,6 +18,10 @@ class ConfigError(ValueError):
     """A config is invalid: one line per problem, each naming the key."""
 
 
+class UsageError(ValueError):
+    """A command's input cannot be used: `knowcoder` prints the message after the command's name, exit status 2."""
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -103,9 +107,6 @@ def whole_number(low: int = 1, high: int | None = None):
             raise argparse.ArgumentTypeError(f"expected a whole number {bounds}, got {text!r}")
         return int(text)
     return parse
-
-
-positive_int = whole_number(1)
 
 
 def add_set_option(parser) -> None:

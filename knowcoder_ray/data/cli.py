@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from knowcoder_ray.settings import add_set_option, load, positive_int
+from knowcoder_ray.settings import add_set_option, load, whole_number
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -47,7 +47,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tokenizer", help="local Hugging Face tokenizer folder for exact token counts")
     p.add_argument("--executor", choices=["ray", "local"], help="ray: Ray Data on the cluster; local: this process")
     p.add_argument("--address", help="Ray cluster address (default: start a local cluster)")
-    p.add_argument("--num-cpus", type=positive_int, help="CPUs of the local Ray cluster")
+    p.add_argument("--num-cpus", type=whole_number(1), help="CPUs of the local Ray cluster")
     p.add_argument("--workers", type=int, help="Ray Data actors (default: the cluster's CPUs)")
     p.add_argument("--overwrite", action="store_true", help="replace an output built with other options")
     p.add_argument("--max-shards", type=int, help="stop after this many shards (rerun to go on)")

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
-from knowcoder_ray.settings import add_set_option, positive_int
+from knowcoder_ray.settings import UsageError, add_set_option, whole_number
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -34,7 +33,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     tiny.add_argument("--corpus", action="append", required=True,
                       help="Parquet/JSONL corpus file(s) with text or prompt/output rows (repeatable)")
     tiny.add_argument("--seed", type=int, default=0)
-    tiny.add_argument("--vocab-size", type=positive_int, default=1024)
+    tiny.add_argument("--vocab-size", type=whole_number(1), default=1024)
     tiny.set_defaults(func=_tiny)
     imp = msub.add_parser("import", help="a GGUF file or an installed model package -> a cached local HF model folder")
     imp.add_argument("source",
@@ -46,45 +45,35 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     imp.set_defaults(func=_import)
 
 
-def _train(args: argparse.Namespace) -> int:
+def _train(args: argparse.Namespace) -> None:
     from knowcoder_ray.connect import connect
     from knowcoder_ray.train.config import load_config
-    from knowcoder_ray.train.dataset import DataError
     from knowcoder_ray.train.run import train
 
     cfg = load_config(args.config, args.overrides, phase=args.phase)
     connect(args.address)
-    try:
-        result = train(cfg)
-    except DataError as e:  # the corpus: no data files, wrong columns, too few rows for the workers
-        print(f"knowcoder train: {e}", file=sys.stderr)
-        return 2
+    result = train(cfg)  # a corpus it cannot train on: DataError, a UsageError (one line, status 2)
     print(json.dumps({"output_dir": result.output_dir, "checkpoint": result.checkpoint_path,
                       "metrics": result.metrics, "data": result.data, "rejected": len(result.rejects)}, indent=2))
-    return 0
 
 
-def _merge(args: argparse.Namespace) -> int:
+def _merge(args: argparse.Namespace) -> None:
     from knowcoder_ray.train.merge import merge_lora
 
     try:
         print(merge_lora(args.adapter, args.out, base_dir=args.base, dtype=args.dtype))
     except ValueError as e:  # not an adapter folder, or an unreadable adapter_config.json
-        print(f"knowcoder merge: {e}", file=sys.stderr)
-        return 2
-    return 0
+        raise UsageError(e) from None
 
 
-def _tiny(args: argparse.Namespace) -> int:
+def _tiny(args: argparse.Namespace) -> None:
     from knowcoder_ray.train.tiny import TinySpec, corpus_texts, make_tiny_model
 
     try:  # an empty, malformed or column-less corpus: ValueError naming it
         texts = [t for path in args.corpus for t in corpus_texts(path)]
         print(make_tiny_model(args.out, texts, seed=args.seed, spec=TinySpec(vocab_size=args.vocab_size)))
     except ValueError as e:
-        print(f"knowcoder model tiny: {e}", file=sys.stderr)
-        return 2
-    return 0
+        raise UsageError(e) from None
 
 
 def _import(args: argparse.Namespace) -> None:

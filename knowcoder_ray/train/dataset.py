@@ -14,6 +14,7 @@ import numpy as np
 from ray.train import DataConfig
 
 from knowcoder_ray import storage
+from knowcoder_ray.settings import UsageError
 from knowcoder_ray.train.config import DataSpec
 from knowcoder_ray.train.packing import Sample, pack, pair_sample, text_samples
 
@@ -22,7 +23,7 @@ DATA_COLUMNS = TRAIN_COLUMNS + ["n_tokens"]               # what workers read (r
 JSON_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz")
 
 
-class DataError(ValueError):
+class DataError(UsageError):
     """The corpus or tokenizer cannot be trained on, as the message says (no traceback at the CLI)."""
 
 
@@ -142,14 +143,10 @@ def prepare_dataset(spec: DataSpec, tokenizer: str, *, mask_prompt: bool, seed: 
 
 
 class OrderedSplit(DataConfig):
-    """Gives worker i the i-th of `world_size` equal, fixed splits of a materialized dataset. The default
-    streaming split hands out blocks as workers ask for them, so a restarted worker could not know which
-    rows it had already trained on; with fixed splits it skips the batches its checkpoint counted.
-
-    `parts[name]` are the splits of dataset `name`, cut beforehand on the driver (`Dataset.split(world_size,
-    equal=True)`) while every CPU is free: reading a materialized split then runs no Ray Data task, so a
-    cluster whose CPUs all go to the training workers (2 workers on a 2-CPU machine) cannot leave the data
-    pipeline waiting for a CPU."""
+    """Gives worker i the i-th of `world_size` equal, fixed splits, so a restarted worker skips the batches its
+    checkpoint counted (the default streaming split hands blocks to whichever worker asks first).
+    `parts[name]` are dataset `name`'s splits, cut on the driver while every CPU is free: reading them runs no
+    Ray Data task, which could wait forever for a CPU when the training workers hold them all."""
 
     def __init__(self, parts: dict[str, list]) -> None:
         super().__init__()

@@ -1,8 +1,6 @@
-"""Model, optimizer and distribution for one training worker: DeepSpeed, full-parameter or LoRA. ZeRO stage
-0 is plain data parallelism (the small CPU configs: a step cost 12% more CPU than a bare PyTorch AdamW loop
-on the same rows, with the same losses); stages 1-3 partition the optimizer state, gradients and weights,
-with optional CPU offload.
-"""
+"""Model, optimizer and distribution for one training worker: DeepSpeed, full-parameter or LoRA. ZeRO stage 0
+is plain data parallelism (the small CPU configs: 12% more CPU a step than a bare PyTorch AdamW loop, same
+losses); stages 1-3 partition optimizer state, gradients and weights, with optional CPU offload."""
 from __future__ import annotations
 
 import math

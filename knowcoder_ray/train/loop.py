@@ -1,14 +1,11 @@
 """The per-worker training loop run by Ray Train, and the resumable state it checkpoints.
 
-A checkpoint holds the DeepSpeed state (model and optimizer; under ZeRO one file set per rank), each
-worker's random state and `trainer_state.json` (optimizer step, epoch, micro-batches consumed in the
-epoch). Every worker reads a fixed split of the packed data in a fixed order (dataset.OrderedSplit), so
-a run restarted after a failure skips the micro-batches its checkpoint counted and goes on from there.
-
-Each rank also writes `files_rank<r>.json`, the size and CRC32 of every file it put in the checkpoint.
-On resume all ranks check their files first and agree: a checkpoint with a missing, cut or altered file
-is named with the problem and the run falls back to the newest older checkpoint that is whole (the run
-keeps `keep_checkpoints` of them), instead of failing in a pickle error on every attempt.
+A checkpoint holds the DeepSpeed state (under ZeRO one file set per rank), each worker's random state and
+`trainer_state.json` (step, epoch, micro-batches consumed in the epoch). Workers read fixed splits of the packed
+data in a fixed order (dataset.OrderedSplit), so a restarted run skips the micro-batches its checkpoint counted.
+Each rank lists the size and CRC32 of the files it wrote (`files_rank<r>.json`); on resume the ranks check them
+and agree, and a missing, cut or altered file makes the run fall back to the newest whole older checkpoint
+(`keep_checkpoints` are kept) instead of failing in a pickle error on every attempt.
 """
 from __future__ import annotations
 

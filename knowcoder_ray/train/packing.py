@@ -1,15 +1,11 @@
 """Tokenization and sequence packing.
 
-Several samples share one row of `seq_len` tokens. Each sample keeps its own attention: position ids
-restart at 0 at every sample, and the Llama models of transformers >= 5 turn restarting position ids into
-a block-diagonal causal mask when no attention mask is given and no KV cache is used (sdpa/eager through
-`masking_utils.find_packed_sequence_indices`, flash-attention through varlen kernels); training with sdpa
-runs it on each sample alone (engine.packed_sdpa). The tests check that packed logits equal per-sample
-logits. The first token of every sample is left out of the loss so no sample is trained to predict from its
-neighbour. SFT samples mask their prompt tokens (labels -100).
-
-The official KnowCoder code pads every sample to 2,048 tokens; `packing=False` does that too (one sample a
-row), for comparison.
+Several samples share one row of `seq_len` tokens, each with its own attention: position ids restart at 0
+at every sample, which the Llama models of transformers >= 5 turn into a block-diagonal causal mask when
+there is no attention mask and no KV cache (training with sdpa runs each sample alone: engine.packed_sdpa);
+the tests check that packed logits equal per-sample logits. The first token of every sample is left out of
+the loss (no sample learns to predict from its neighbour); SFT samples mask their prompt tokens (labels -100).
+`packing=False` pads every sample to a row of its own, as the official KnowCoder code does.
 """
 from __future__ import annotations
 

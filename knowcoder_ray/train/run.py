@@ -40,18 +40,15 @@ def fit_phases(metrics: dict, fit_start: float, fit_end: float) -> dict:
     return {name: round(b - a, 3) for name, a, b in zip(("start", "load", "steps", "save", "report"), t, t[1:])}
 
 
-# Ray Train settings for a one-node cluster (a laptop, a CI runner), unless the user set them: the
-# controller polls its workers every 0.25 s instead of 2 s (a run's end was seen up to 2 s late, 4-5 s
-# with the shutdown poll), and neither a preemption watcher (one more process, polling for node drains
-# that would end a one-node run anyway) nor per-run metrics for a dashboard that is off are started.
+# Ray Train settings for a one-node cluster, unless the user set them: workers polled every 0.25 s, not 2 s
+# (a run's end was seen 4-5 s late); no preemption watcher and no metrics for a dashboard that is off.
 SMALL_CLUSTER_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
                      "RAY_TRAIN_METRICS_ENABLED": "0"}
 
 
 def _trainer_class(cfg: TrainConfig):
-    """TorchTrainer (a torch.distributed process group over the workers), except for one CPU worker: a plain
-    data-parallel trainer then spares the controller its import of torch (about 1.3 s of a 2-core
-    machine's start, before any worker is created), and the engine makes the worker a group of its own."""
+    """TorchTrainer, except for one CPU worker: a plain data-parallel trainer spares the controller its
+    import of torch (1.3 s on 2 cores); the engine makes the worker a process group of its own."""
     from ray.train.backend import BackendConfig
     from ray.train.torch import TorchConfig, TorchTrainer
     from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
@@ -80,7 +77,6 @@ def train(cfg: TrainConfig, step_hooks: Sequence[Callable] = ()) -> TrainResult:
     if len([n for n in ray.nodes() if n.get("Alive")]) == 1:
         for k, v in SMALL_CLUSTER_ENV.items():
             os.environ.setdefault(k, v)  # read by the driver; Ray Train passes them on to its controller
-    storage_path = storage.absolute(cfg.storage_path)
     trainer_cls, backend = _trainer_class(cfg)
     trainer = trainer_cls(
         train_loop,
@@ -90,7 +86,7 @@ def train(cfg: TrainConfig, step_hooks: Sequence[Callable] = ()) -> TrainResult:
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                                resources_per_worker={"CPU": cfg.cpus_per_worker}),
         run_config=ray.train.RunConfig(
-            name=cfg.run_name, storage_path=storage_path,
+            name=cfg.run_name, storage_path=storage.absolute(cfg.storage_path),
             failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.keep_checkpoints)),
         datasets={"train": packed},

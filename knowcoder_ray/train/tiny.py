@@ -1,10 +1,6 @@
-"""A tiny Llama-architecture model and a BPE tokenizer trained on a corpus, saved as an HF folder.
-
-CPU runs (tests, the demo, benchmarks) need a real causal LM that loads with
-`AutoModelForCausalLM.from_pretrained` and a real tokenizer, but nothing may be downloaded: both are made
-here from scratch. The tokenizer is byte-level BPE (no unknown tokens, tabs and newlines survive the round
-trip, which the code-style prompts need) and adds BOS like the Llama tokenizer, so prompts tokenize the
-same way for training and inference.
+"""A tiny Llama-architecture model and a BPE tokenizer trained on a corpus, saved as an HF folder: made from
+scratch, as CPU runs (tests, the demo, benchmarks) download nothing. The tokenizer is byte-level BPE (tabs and
+newlines survive, as code-style prompts need) and adds BOS like the Llama tokenizer.
 """
 from __future__ import annotations
 
