@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
-from knowcoder_ray.settings import add_set_option, load, whole_number
+from knowcoder_ray.settings import UsageError, add_set_option, load, whole_number
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -71,7 +70,6 @@ def _run(args: argparse.Namespace) -> int:
             connect(address, num_cpus, log_to_driver=False)
         manifest = corpora.build_corpus(cfg)
     except (PipelineError, ValueError, FileNotFoundError) as e:  # a shard's too: the pipeline raises it here
-        print(f"knowcoder data {args.data_command}: {e}", file=sys.stderr)
-        return 2
+        raise UsageError(e) from None
     print(json.dumps({k: v for k, v in manifest.items() if k != "shards"}, indent=1))
     return 0

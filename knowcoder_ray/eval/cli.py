@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
-from knowcoder_ray.settings import add_set_option, load
+from knowcoder_ray.settings import UsageError, add_set_option, load
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -65,8 +64,7 @@ def _score(args: argparse.Namespace) -> int:
     try:
         rows = read_rows(args.predictions)
     except (OSError, ScoreFileError) as e:
-        print(f"knowcoder score: {e}", file=sys.stderr)
-        return 2
+        raise UsageError(e) from None
     schemas = {}
     if args.data_dir:
         from knowcoder_ray.data.benchmarks import BENCHMARKS, get_benchmark, with_official_names

@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from knowcoder_ray.settings import parse, whole_number
+from knowcoder_ray.settings import UsageError, parse, whole_number
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -60,8 +60,7 @@ def _build(args: argparse.Namespace) -> int:
     try:
         report = build_schema(args.dump, args.out, config, use_ray=not args.local, parallelism=args.parallelism).report
     except DumpError as e:
-        print(f"knowcoder schema build: {e}", file=sys.stderr)
-        return 2
+        raise UsageError(e) from None
     finally:
         if started:
             import ray
@@ -93,14 +92,11 @@ def _from_py(args: argparse.Namespace) -> int:
     try:
         library = pyfile.read_pyfiles(args.src, problems)
     except (OSError, ValueError) as e:  # no schema files, unreadable folder, conflicting definitions
-        print(f"knowcoder schema from-py: {e}", file=sys.stderr)
-        return 2
+        raise UsageError(e) from None
     for p in problems:
         print(f"skipped {p}", file=sys.stderr)
     if not len(library):
-        print(f"knowcoder schema from-py: no class could be read under {args.src} "
-              f"({len(problems)} skipped)", file=sys.stderr)
-        return 2
+        raise UsageError(f"no class could be read under {args.src} ({len(problems)} skipped)")
     table.write_parquet(library, args.parquet)
     print(json.dumps({k: len(library.of_kind(k)) for k in ("entity", "relation", "event")}))
     return 0
