@@ -2,7 +2,9 @@
 with `ray start` on 127.0.0.1, an S3-compatible server (moto) on 127.0.0.1, and `ray job submit` of
 jobs/pipeline.py with the tiny config, its inputs, config and workdir all in the bucket. Every phase
 must succeed, work must run on both nodes, every artifact must land in the bucket, and nothing but the
-per-node model caches and Ray's own session files may be written to local disk."""
+per-node model caches and Ray's own session files may be written to local disk. This is also the test of
+the README's `ray job submit` of the pipeline (a one-node local-workdir run of the same script and config
+is `make demo-tiny`)."""
 import json
 import os
 import re
@@ -137,6 +139,7 @@ def test_pipeline_on_two_nodes_with_an_s3_workdir(two_nodes, s3_server, tmp_path
     for phase in ("schema", "corpora", "pretrain", "sft", "merge", "eval", "serve"):
         assert re.search(rf"=== \[\d/7\] {phase} ", logs), phase
     assert "POST /v1/extract -> 200" in logs and "report: s3://" in logs
+    assert re.search(r"^checkpoint +\|", logs, re.M) and re.search(r"^merged +\|", logs, re.M)  # the metrics table
 
     # work ran on both nodes
     ran = _nodes_that_ran(address, nodes["head"], client.get_job_info(submission_id).job_id)
@@ -154,8 +157,11 @@ def test_pipeline_on_two_nodes_with_an_s3_workdir(two_nodes, s3_server, tmp_path
         assert name in names, name
     for model in ("tiny-base", "pretrained", "merged"):
         assert f"models/{model}/config.json" in names and f"models/{model}/model.safetensors" in names, model
+    assert json.loads(storage.read_text(f"{run}/schema/report.json"))["summary"]["malformed"] > 0  # the dump has some
     for corpus in ("understanding", "following"):
         assert json.loads(storage.read_text(f"{run}/corpus/{corpus}/manifest.json"))["rows"] > 0
+        assert any(n.startswith(f"corpus/{corpus}/data/") for n in names), corpus
+    assert len(storage.read_bytes(f"{run}/eval/report.html")) > 10_000
     summary = json.loads(storage.read_text(f"{run}/eval/summary.json"))
     assert [c["checkpoint"] for c in summary["checkpoints"]] == ["base", "pretrained", "merged"]
     assert all(c["path"].startswith("s3://") for c in summary["checkpoints"])
