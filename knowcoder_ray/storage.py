@@ -250,12 +250,23 @@ def local_copy(path: str) -> str:
     with open(root / f"{target.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
         if not target.is_dir():  # another process may have finished while this one waited
-            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=root))
             log.info("downloading %s to %s", path, target)
-            try:
-                pafs.copy_files(inner, str(tmp), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
-                os.rename(tmp, target)
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    shutil.rmtree(tmp)
+            publish_folder(target, lambda tmp: pafs.copy_files(
+                inner, str(tmp), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem()))
     return str(target)
+
+
+def publish_folder(target: Path, fill) -> Path:
+    """The local folder `target`, filled by `fill(tmp)` in a temporary sibling folder and renamed into place
+    (replacing any older `target`): no reader ever sees a partial folder under the final name, and an
+    interrupted fill leaves none."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))  # same filesystem: rename is atomic
+    try:
+        fill(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target

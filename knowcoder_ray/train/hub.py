@@ -10,8 +10,9 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
+
+from knowcoder_ray.storage import publish_folder
 
 STAMP = "knowcoder_import.json"  # written last: a folder without it is an interrupted import
 
@@ -52,6 +53,8 @@ def import_model(source: str, out: str | Path | None = None, cache_dir: str | Pa
     if path.is_dir() and (path / "config.json").is_file():
         if out is None or Path(out).resolve() == path.resolve():
             return path
+        if path.resolve() in Path(out).resolve().parents:  # the copy would copy its own temporary folder
+            raise FileExistsError(f"{out} is inside the model folder {source}; name an output folder outside it")
         return _write_folder(Path(out), lambda tmp: shutil.copytree(path, tmp, dirs_exist_ok=True))
     if path.suffix.lower() != ".gguf" and "/" in source:  # a path: package names have no slash
         raise FileNotFoundError(f"{source} is neither a .gguf file nor an HF model folder (no config.json)"
@@ -76,21 +79,11 @@ def import_model(source: str, out: str | Path | None = None, cache_dir: str | Pa
 
 
 def _write_folder(out: Path, fill) -> Path:
-    """`out` filled by `fill(tmp)` in a temporary sibling folder renamed into place, so an interrupted
-    import or copy never leaves a partial model folder under the final name. An existing folder is replaced
-    only when it is a model folder: `--out ~/work` by mistake must not delete the user's files."""
+    """`out` written whole (storage.publish_folder), replacing an existing folder only when it is a model
+    folder: `--out ~/work` by mistake must not delete the user's files."""
     if out.is_dir() and any(out.iterdir()) and not (out / "config.json").is_file():
         raise FileExistsError(f"{out} exists and is not a model folder (no config.json); not replacing it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))  # same filesystem: rename is atomic
-    try:
-        fill(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    return publish_folder(out, fill)
 
 
 def _convert(gguf: Path, out: Path, dtype: str) -> None:

@@ -98,3 +98,6 @@ def test_out_is_replaced_whole_and_only_when_a_model_folder(tmp_path, capsys):
     assert main(["model", "import", str(tmp_path / "src"), "--out", str(tmp_path / "notes")]) == 2
     assert "is not a model folder (no config.json); not replacing it" in capsys.readouterr().err
     assert (tmp_path / "notes/todo.txt").read_text() == "mine"
+    assert main(["model", "import", str(tmp_path / "src"), "--out", str(tmp_path / "src/copy")]) == 2
+    assert "is inside the model folder" in capsys.readouterr().err  # before: a copy holding a stray temp folder
+    assert sorted(p.name for p in (tmp_path / "src").iterdir()) == ["config.json"]
