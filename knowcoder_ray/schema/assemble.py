@@ -81,8 +81,9 @@ class BuildReport:
                 **self.selected}
 
 
-def assemble(s1: DumpSummary, s2: DumpSummary, config: BuildConfig) -> tuple[SchemaLibrary, BuildReport]:
-    plan, kept = second_scan_targets(s1, config)
+def assemble(s1: DumpSummary, s2: DumpSummary, config: BuildConfig, plan: ScanTargets,
+             kept: set[str]) -> tuple[SchemaLibrary, BuildReport]:
+    """The library and its report from the scans' summaries and `second_scan_targets(s1, config)`."""
     info = {q: (c[0], c[1], c[3]) for q, c in s1.classes.items()}
     info.update({q: tuple(n) for q, n in s2.nodes.items() if q not in info})
     known = {q for q in kept if q in info}

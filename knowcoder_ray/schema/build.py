@@ -77,16 +77,15 @@ def build(uri: str, config: BuildConfig | None = None, *, use_ray: bool = True, 
     config = config or BuildConfig()
 
     def scan(plan):  # the plain loop: one summary of all the lines (what merging those of its parts gives)
-        if use_ray:
-            return scan_ray(uri, config, plan, parallelism, min_range_bytes)
-        return summarize(iter_lines(uri), config, plan)
+        return (scan_ray(uri, config, plan, parallelism, min_range_bytes) if use_ray
+                else summarize(iter_lines(uri), config, plan))
 
     s1 = scan(None)
     if not any(n for k, n in s1.counts.items() if k in ("items", "properties") or k.startswith("skipped_")):
         raise DumpError(_no_entities(uri, s1))
-    plan, _ = second_scan_targets(s1, config)
+    plan, kept = second_scan_targets(s1, config)
     s2 = scan(plan) if plan.needed or plan.events else DumpSummary()
-    return BuildResult(*assemble(s1, s2, config))
+    return BuildResult(*assemble(s1, s2, config, plan, kept))
 
 
 def _no_entities(uri: str, s1: DumpSummary) -> str:

@@ -91,9 +91,7 @@ def summarize(rows: Iterable[tuple[int, int, bytes]], config: BuildConfig, plan:
             if entity is None:
                 s.counts["structural"] += 1
             elif plan is None:
-                problems: list[str] = []
-                _first_scan(s, entity, config, problems)
-                for why in problems:  # a readable entity with a claim of the wrong kind: reported, not dropped
+                for why in _first_scan(s, entity, config):  # a claim of the wrong kind: reported, not dropped
                     s.counts["malformed_claims"] += 1
                     s.malformed.append([rng, index, why, raw.decode("utf-8", "replace")])
             else:
@@ -107,25 +105,24 @@ def summarize(rows: Iterable[tuple[int, int, bytes]], config: BuildConfig, plan:
     return s
 
 
-def _first_scan(s: DumpSummary, entity: dict, config: BuildConfig, problems: list[str]) -> None:
+def _first_scan(s: DumpSummary, entity: dict, config: BuildConfig) -> list[str]:
+    """Adds one entity to `s`; returns its problems (claims that are not items where items belong)."""
     eid, etype = entity["id"], entity["type"]
     claims = entity.get("claims") or {}
     if etype == "property":
         record = property_record(eid, entity, claims)  # read everything before counting: may raise
         s.counts["properties"] += 1
         s.properties[eid] = record
-        return
+        return []
     if etype != "item":
         s.counts[f"skipped_{etype}"] += 1
-        return
+        return []
     label = entity_text(entity, "labels")
     parents = item_targets(claims, P_SUBCLASS_OF)
     instance_of = item_targets(claims, P_INSTANCE_OF)
-    for pid in (P_INSTANCE_OF, P_SUBCLASS_OF):  # these must point at items; a string value is a data error
-        bad = literal_targets(claims, pid)
-        if bad:
-            problems.append(f"{eid}: {pid} claim with a {bad[0][0]} value {bad[0][1]!r:.60}, not an item "
-                            "(the claim is ignored, the rest of the entity is used)")
+    problems = [f"{eid}: {pid} claim with a {bad[0][0]} value {bad[0][1]!r:.60}, not an item "
+                "(the claim is ignored, the rest of the entity is used)"
+                for pid in (P_INSTANCE_OF, P_SUBCLASS_OF) if (bad := literal_targets(claims, pid))]
     if parents:
         s.classes[eid] = [label, entity_text(entity, "descriptions"), parents, entity_aliases(entity, config.max_aliases)]
     s.counts["items"] += 1
@@ -133,6 +130,7 @@ def _first_scan(s: DumpSummary, entity: dict, config: BuildConfig, problems: lis
         s.usage[target] += 1
         if label and config.max_examples:
             _keep_lowest(s.examples.setdefault(target, []), [num(eid), label], config.max_examples)
+    return problems
 
 
 def _second_scan(s: DumpSummary, entity: dict, plan: ScanTargets, config: BuildConfig) -> None:
@@ -145,10 +143,7 @@ def _second_scan(s: DumpSummary, entity: dict, plan: ScanTargets, config: BuildC
     hits = [t for t in item_targets(claims, P_INSTANCE_OF) if t in plan.events]
     if hits:
         used = [p for p in claims if any(True for _ in statements(claims, p))]
-        for t in hits:
-            ev = s.events.setdefault(t, [0, Counter()])
-            ev[0] += 1
-            ev[1].update(used)
+        s.merge(DumpSummary(events={t: [1, used] for t in hits}), config.max_examples)
 
 
 def _summarize_batch(batch, config: BuildConfig, plan: ScanTargets | None):

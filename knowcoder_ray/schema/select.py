@@ -44,10 +44,7 @@ def corpus_types(uris: Iterable[str]) -> tuple[set[str], int]:
                     bad += 1
                     continue
                 types.update(e.type for e in r.entities)
-                for rel in r.relations:
-                    types.update((rel.type, rel.head.type, rel.tail.type))
-                for ev in r.events:
-                    types.add(ev.type)
-                    types.update(a.type for a in ev.arguments)
+                types.update(t for rel in r.relations for t in (rel.type, rel.head.type, rel.tail.type))
+                types.update(t for ev in r.events for t in (ev.type, *(a.type for a in ev.arguments)))
     types.discard("Entity")
     return types, bad

@@ -104,11 +104,8 @@ def norm_name(name: str) -> str:
     `-` has those replaced by spaces; else one with `_` has those replaced; else camelCase is split (a
     lower-case letter then an upper-case one); lower-cased in every case.
     'Restaurant_Name' and 'RestaurantName' -> 'restaurant name'; 'PER' -> 'per'."""
-    if "-" in name:
-        return name.replace("-", " ").lower()
-    if "_" in name:
-        return name.replace("_", " ").lower()
-    return _CAMEL.sub(r"\1 \2", name).lower()
+    sep = "-" if "-" in name else "_" if "_" in name else None
+    return name.replace(sep, " ").lower() if sep else _CAMEL.sub(r"\1 \2", name).lower()
 
 
 _CAMEL = re.compile(r"([a-z])([A-Z])")
@@ -192,7 +189,6 @@ class SchemaLibrary:
         self._by_id = {t.wikidata_id: t for t in self.types.values() if t.wikidata_id}
         self._children = children_of({t.name: t.parents for t in self.types.values()})
 
-    # lookup
     def __len__(self) -> int:
         return len(self.types)
 
@@ -203,10 +199,9 @@ class SchemaLibrary:
         return name in self.types
 
     def __getitem__(self, name: str) -> SchemaType:
-        try:
-            return self.types[name]
-        except KeyError:
-            raise KeyError(f"unknown schema type {name!r}") from None
+        if name not in self.types:
+            raise KeyError(f"unknown schema type {name!r}")
+        return self.types[name]
 
     def get(self, name: str) -> SchemaType | None:
         return self.types.get(name)
@@ -220,10 +215,8 @@ class SchemaLibrary:
     def names(self, kind: str | None = None) -> list[str]:
         return [t.name for t in self.types.values() if kind is None or t.kind == kind]
 
-    # taxonomy
     def parents(self, name: str) -> tuple[str, ...]:
-        t = self.types.get(name)
-        return t.parents if t else ()
+        return t.parents if (t := self.types.get(name)) else ()
 
     def children(self, name: str) -> list[str]:
         return list(self._children.get(name, ()))
@@ -238,7 +231,6 @@ class SchemaLibrary:
     def is_a(self, name: str, ancestor: str) -> bool:
         return name == ancestor or ancestor in self.ancestors(name)
 
-    # selection
     def select(self, names: Iterable[str]) -> "SchemaLibrary":
         """KnowCoder's selection: the named types with all their ancestors, and the entity types that the
         constraints and roles of any kept type name (with their ancestors)."""

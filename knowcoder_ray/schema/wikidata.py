@@ -41,28 +41,22 @@ def entity_aliases(entity: dict, limit: int) -> list[str]:
     return [clean(a["value"]) for a in (entity.get("aliases") or {}).get("en", ())[:limit] if a.get("value")]
 
 
+_LITERAL = {  # datavalue type -> its text (a year-only time keeps its zeros); any other type: its JSON
+    "string": lambda v: v, "monolingualtext": lambda v: v["text"], "quantity": lambda v: v["amount"].lstrip("+"),
+    "time": lambda v: v["time"].lstrip("+").split("T")[0],  # "+1952-03-11T00:00:00Z" -> "1952-03-11"
+    "globecoordinate": lambda v: f"{v['latitude']}, {v['longitude']}",
+}
+
+
 def snak_value(snak: dict) -> tuple[str, str] | None:
     """('id', 'Q5') for an entity value, ('lit', text) for a literal, None for somevalue/novalue."""
     if snak.get("snaktype") != "value":
         return None
-    dv = snak["datavalue"]
-    v, t = dv["value"], dv["type"]
-    if t == "wikibase-entityid":
-        if v.get("id"):
-            return "id", v["id"]
-        prefix = {"item": "Q", "property": "P", "lexeme": "L"}.get(v.get("entity-type"), "Q")
-        return "id", f"{prefix}{v['numeric-id']}"
-    if t == "string":
-        return "lit", v
-    if t == "monolingualtext":
-        return "lit", v["text"]
-    if t == "quantity":
-        return "lit", v["amount"].lstrip("+")
-    if t == "time":  # "+1952-03-11T00:00:00Z" -> "1952-03-11" (year-only precision keeps the zeros)
-        return "lit", v["time"].lstrip("+").split("T")[0]
-    if t == "globecoordinate":
-        return "lit", f"{v['latitude']}, {v['longitude']}"
-    return "lit", json.dumps(v, sort_keys=True)
+    v, t = snak["datavalue"]["value"], snak["datavalue"]["type"]
+    if t != "wikibase-entityid":
+        return "lit", _LITERAL.get(t, lambda v: json.dumps(v, sort_keys=True))(v)
+    prefix = {"item": "Q", "property": "P", "lexeme": "L"}.get(v.get("entity-type"), "Q")
+    return "id", v.get("id") or f"{prefix}{v['numeric-id']}"
 
 
 def statements(claims: dict, pid: str) -> Iterator[dict]:
@@ -87,8 +81,7 @@ def qualifier_values(st: dict, pid: str) -> list[tuple[str, str]]:
 
 
 def property_record(pid: str, entity: dict, claims: dict) -> dict:
-    head: list[str] = []
-    tail: list[str] = []
+    head, tail = [], []
     for st in statements(claims, P_CONSTRAINT):
         v = snak_value(st["mainsnak"])
         if v in (("id", SUBJECT_TYPE_CONSTRAINT), ("id", VALUE_TYPE_CONSTRAINT)):
