@@ -45,16 +45,14 @@ def render_file(kind: str, types: Iterable[SchemaType]) -> str:
         except SyntaxError as e:
             raise SchemaError(f"type {t.name!r} does not render to valid Python ({e.msg}); "
                               "check its description and examples for triple quotes") from None
-        row, seen = t.to_row(), shown.to_row()
-        extra = {k: v for k, v in row.items() if v != seen[k]}
-        if extra:
+        seen = shown.to_row()
+        if extra := {k: v for k, v in t.to_row().items() if v != seen[k]}:
             metadata[t.name] = extra
         blocks.append(code)
     if metadata:
-        lines = [f"\t{k!r}: {v!r}," for k, v in metadata.items()]
         blocks.append("# What the classes above do not show (Wikidata ids, labels, role entity types...), a plain\n"
                       "# literal for readers of this file; the classes are usable without it.\n"
-                      f"{METADATA} = {{\n" + "\n".join(lines) + "\n}")
+                      f"{METADATA} = {{\n" + "".join(f"\t{k!r}: {v!r},\n" for k, v in metadata.items()) + "}")
     return "\n\n".join(blocks) + "\n"
 
 
