@@ -190,9 +190,8 @@ def scan_ray(uri: str, config: BuildConfig, plan: ScanTargets | None = None, par
         room = min(2 * cpus - len(running), 4 * cpus - len(running) - len(done))
         for rng, (start, end) in islice(pending, max(room, 0)):
             running[task.remote(uri, rng, start, end, config_ref, plan_ref)] = rng
-        ready, _ = ray.wait(list(running), num_returns=1)
-        for ref in ready:
-            done[running.pop(ref)] = ray.get(ref)
+        (ref,), _ = ray.wait(list(running), num_returns=1)
+        done[running.pop(ref)] = ray.get(ref)
         while merged in done:  # in dump order: the same result as the plain loop, whatever finishes first
             total.merge(done.pop(merged), config.max_examples)
             merged += 1
