@@ -17,8 +17,5 @@ def _parse(args: argparse.Namespace) -> int:
     from knowcoder_ray.codec.parse import Parser
 
     result = Parser(args.task, [t for t in args.types.split(",") if t]).parse(sys.stdin.read())
-    record = result.to_record("stdin", "").to_dict()
-    record.update(hallucinated=result.hallucinated, unknown_roles=result.unknown_roles, errors=result.errors,
-                  truncated=result.truncated)
-    print(json.dumps(record, indent=2))
+    print(json.dumps(result.to_dict("stdin"), indent=2))
     return 0

@@ -35,7 +35,6 @@ MAX_DEPTH = 32          # deeper items are rejected before ast sees them
 MAX_ITEM_CHARS = 20_000  # a single item longer than this is rejected
 _RESULTS = re.compile(r"results\s*=\s*\[")
 _OPEN, _CLOSE = "([{", ")]}"
-_PAIR = dict(zip(_OPEN, _CLOSE))
 
 
 # ---- the fast path's regular expressions ---------------------------------------------------------------
@@ -93,17 +92,22 @@ class ParseResult:
     def to_record(self, id: str, text: str, source: str = "") -> Record:
         return Record(id, text, list(self.entities), list(self.relations), list(self.events), source)
 
+    def to_dict(self, id: str = "", text: str = "", source: str = "") -> dict:
+        """`to_record(...).to_dict()`, then the parse's reports (the one serialisation of a parse)."""
+        return {**self.to_record(id, text, source).to_dict(), "hallucinated": list(self.hallucinated),
+                "unknown_roles": list(self.unknown_roles), "errors": list(self.errors), "truncated": self.truncated}
 
+
+@dataclass
 class _Scan:
     """State of the item scanner: the current item's characters and open brackets."""
 
-    def __init__(self) -> None:
-        self.buf: list[str] = []
-        self.stack: list[str] = []
-        self.quote = ""
-        self.escaped = False
-        self.comment = False
-        self.too_deep = False
+    buf: list[str] = field(default_factory=list)
+    stack: list[str] = field(default_factory=list)
+    quote: str = ""
+    escaped: bool = False
+    comment: bool = False
+    too_deep: bool = False
 
     def step(self, ch: str) -> str | None:
         """Feed one character; returns "item" at a top-level comma, "end" at the list's `]`, else None."""
@@ -178,7 +182,7 @@ def split_items(text: str, fast: bool = True) -> tuple[list[str], bool, list[str
         if item:
             errors.append(f"output cut inside a string: {item[:60]!r}")
     else:
-        scan.buf.append("".join(_PAIR[c] for c in reversed(scan.stack)))
+        scan.buf.append("".join(_CLOSE[_OPEN.index(c)] for c in reversed(scan.stack)))
         _flush(*scan.take(), items, errors)
     return items, True, errors
 
@@ -413,18 +417,14 @@ class Parser:
     def _fast_read(self, m: re.Match | None, out: ParseResult) -> bool:
         """Record an item of a common shape (`m`: its match of `self._fast_item`) without building a tree;
         False (nothing recorded) for anything `ast` must read."""
-        if m is None:
+        if m is None or not _KEYWORDS.isdisjoint(m.groups()):  # a keyword as a class name (strings are quoted)
             return False
         if self.task == "ner":
             name, inner, inner_text, bare = m.groups()
-            if name in _KEYWORDS or inner in _KEYWORDS:
-                return False
             self._ner_entity(name, inner or name, (inner_text or bare)[1:-1], out)
             return True
         if self.task == "re":
             name, h_cls, h_in, h_bare, t_cls, t_in, t_bare = m.groups()
-            if name in _KEYWORDS or h_cls in _KEYWORDS or t_cls in _KEYWORDS:
-                return False
             type_ = self._class(name, out)
             head = self._typed(h_cls, (h_in or h_bare)[1:-1], out)
             out.relations.append(RelationMention(type_, head, self._typed(t_cls, (t_in or t_bare)[1:-1], out)))
@@ -438,8 +438,6 @@ class Parser:
             if role.endswith(KW_MARK) or any(v[0] in _KEYWORDS for v in values):
                 return False
             kwargs[role] = (listed, values)
-        if name in _KEYWORDS:
-            return False
         if "trigger" in kwargs:  # must be the only trigger, a bare string
             listed, values = kwargs.pop("trigger")
             if trigger or listed is not None or values[0][0] is not None:

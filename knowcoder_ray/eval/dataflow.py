@@ -17,7 +17,7 @@ import ray
 from ray.data.datasource import BlockBasedFileDatasink
 
 from knowcoder_ray import storage
-from knowcoder_ray.infer.extraction import Extraction, TaskPlan, local_executor, parse_row, run_extraction
+from knowcoder_ray.infer.extraction import PARSED, Extraction, TaskPlan, local_executor, parse_row, run_extraction
 from knowcoder_ray.infer.llm import EngineSpec
 from knowcoder_ray.records import Record
 
@@ -35,9 +35,8 @@ def record_items(data: dict[str, Sequence[Record]]) -> list[dict]:
 
 def prediction_line(row: dict, gold: Record, parts: list[Extraction]) -> dict:
     """The predictions.jsonl row of one record: its plans' predictions together, the gold, the raw outputs."""
-    pred = Record(gold.id, gold.text, [m for ex in parts for m in ex.record.entities],
-                  [m for ex in parts for m in ex.record.relations], [m for ex in parts for m in ex.record.events],
-                  gold.source)
+    pred = Record(gold.id, gold.text, *([m for ex in parts for m in getattr(ex.record, k)]
+                                        for k in ("entities", "relations", "events")), gold.source)
     line = {"dataset": row["dataset"], "id": gold.id, "text": gold.text, "prediction": pred.to_dict(),
             "gold": gold.to_dict(), "outputs": [o for ex in parts for o in ex.outputs]}
     return {"pos": int(row["pos"]), "index": int(row["index"]), "line": json.dumps(line)}
@@ -105,8 +104,7 @@ def parse_rows_json(row: dict, plans: list) -> dict:
     """Parse one generated row; its parse travels as JSON (mentions are nested, often empty)."""
     plan = {p.key: p for ps in _plans(plans[0]).values() for p in ps}[row["plan"]]
     parsed = parse_row(_unflat(row), plan.library)
-    keep = ("entities", "relations", "events", "errors", "hallucinated", "truncated")
-    return {**row, "parsed": json.dumps({k: parsed[k] for k in keep})}
+    return {**row, "parsed": json.dumps({k: parsed[k] for k in PARSED})}
 
 
 def _replay(df, plans: list) -> tuple[dict, Record, dict, list[dict]]:

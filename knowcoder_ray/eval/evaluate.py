@@ -178,11 +178,9 @@ def checkpoint_metrics(cfg: EvalConfig, label: str, path: str, data, predictions
     by_mode = {mode: {"summary": summary(s), "overall": {m: v.to_dict() for m, v in s.items()}}
                for mode, s in overall.items()}
     return {"checkpoint": label, "path": path, "split": cfg.split, "mode": cfg.metric_mode,
-            "options": {"filter_outlier": cfg.filter_outlier, "wikidata_upper": cfg.wikidata_upper,
-                        "shard_tokens": cfg.shard_tokens, "engine": cfg.engine, "metric_mode": cfg.metric_mode,
-                        "class_names": cfg.class_names, "few_shot": cfg.few_shot, "layout": cfg.layout},
+            "options": {k: getattr(cfg, k) for k in ("filter_outlier", "wikidata_upper", "shard_tokens", "engine",
+                                                     "metric_mode", "class_names", "few_shot", "layout")},
             **by_mode[cfg.metric_mode], "modes": by_mode, "datasets": datasets,
             "parse": {"prompts": len(outputs), "outputs_with_errors": sum(bool(o["errors"]) for o in outputs),
-                      "errors": sum(len(o["errors"]) for o in outputs),
-                      "hallucinated": sum(len(o["hallucinated"]) for o in outputs),
+                      **{k: sum(len(o[k]) for o in outputs) for k in ("errors", "hallucinated")},
                       "truncated": sum(bool(o["truncated"]) for o in outputs)}}

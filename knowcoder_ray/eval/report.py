@@ -14,6 +14,7 @@ from knowcoder_ray import storage
 
 CLASSIFICATION = ("EC", "RC", "TC", "AC")  # the per-type bars show these
 ROW = 24  # table row height (px)
+F1_AXIS = {"yaxis_title": "F1 (%)", "yaxis_range": [0, 100], "height": 420}  # the charts' layout
 
 
 def _table_figure(title: str, header: list[str], columns: list[list], rows: int):
@@ -28,8 +29,7 @@ def _lines(labels: list[str], metrics: list[dict]):
     fig = go.Figure()
     for m in dict.fromkeys(k for ck in metrics for k in ck["summary"]):
         fig.add_trace(go.Scatter(x=labels, y=[ck["summary"].get(m) for ck in metrics], mode="lines+markers", name=m))
-    fig.update_layout(title="Overall F1 (%) per checkpoint", xaxis_title="checkpoint", yaxis_title="F1 (%)",
-                      yaxis_range=[0, 100], height=420)
+    fig.update_layout(title="Overall F1 (%) per checkpoint", xaxis_title="checkpoint", **F1_AXIS)
     return fig
 
 
@@ -43,8 +43,7 @@ def _type_bars(dataset: str, labels: list[str], metrics: list[dict]):
                 x.append(f"{m} · {t}")
                 y.append(round(100 * c["f1"], 2))
         fig.add_trace(go.Bar(x=x, y=y, name=label))
-    fig.update_layout(title=f"{dataset}: F1 (%) per type", barmode="group", yaxis_title="F1 (%)",
-                      yaxis_range=[0, 100], height=420)
+    fig.update_layout(title=f"{dataset}: F1 (%) per type", barmode="group", **F1_AXIS)
     return fig
 
 

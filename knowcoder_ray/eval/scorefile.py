@@ -45,10 +45,8 @@ def _items_record(id: str, task: str, sentence: str, items, source: str, where: 
             r.entities.append(EntityMention(item[1], item[0]))
         elif task == "re":
             r.relations.append(RelationMention(item[0], EntityMention(item[1]), EntityMention(item[2])))
-        elif task == "ed":
-            r.events.append(EventMention(item[0], item[1]))
         else:
-            r.events.append(EventMention(item[0], item[1], (Argument(item[2], item[3]),)))
+            r.events.append(EventMention(item[0], item[1], (Argument(item[2], item[3]),) if task == "eae" else ()))
     return r
 
 

@@ -135,6 +135,7 @@ class ConfirmedTriggerPlan(TaskPlan):
 # (id(library), task, names) -> (weak reference to that library, parser). The weak reference guards
 # against a new library that reuses a freed one's id (per-request libraries from user class code).
 _PARSERS: OrderedDict[tuple, tuple[weakref.ref, Parser]] = OrderedDict()
+PARSED = ("entities", "relations", "events", "errors", "hallucinated", "truncated")  # what parse_row adds
 
 
 def parse_row(row: dict, library: SchemaLibrary) -> dict:
@@ -148,11 +149,8 @@ def parse_row(row: dict, library: SchemaLibrary) -> dict:
         _PARSERS[key] = (weakref.ref(library), parser)
         while len(_PARSERS) > 512:
             _PARSERS.popitem(last=False)
-    result = parser.parse(row["output"])
-    record = result.to_record(row["record_id"], "", row["source"]).to_dict()
-    return {**row, "entities": record["entities"], "relations": record["relations"], "events": record["events"],
-            "errors": list(result.errors), "hallucinated": list(result.hallucinated),
-            "truncated": bool(result.truncated)}
+    parsed = parser.parse(row["output"]).to_dict(row["record_id"], "", row["source"])
+    return {**row, **{k: parsed[k] for k in PARSED}}
 
 
 def row_prompts(rows: Iterable[dict]) -> list[Prompt]:
