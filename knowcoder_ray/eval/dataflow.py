@@ -149,8 +149,6 @@ def extract_with_processor(ds, processor, plans_ref, two_stage: bool):
     return rows.groupby(["pos", "index"]).map_groups(merge_record, fn_kwargs=refs, batch_format="pandas")
 
 
-# ---- writing -----------------------------------------------------------------------------------------------
-
 def write_predictions(lines, folder: str) -> None:
     """`folder/predictions.jsonl`, sorted by dataset and record (the official per-type metrics depend on the order)."""
     lines.sort(["pos", "index"]).repartition(1).write_datasink(_JsonLinesSink(folder, "predictions.jsonl"))

@@ -169,10 +169,8 @@ def _member(p: tuple, gold: list[tuple]) -> bool:
     return p in gold
 
 
-# ---- strict mode ---------------------------------------------------------------------------------------
-
 def _match(gold: list[tuple], pred: list[tuple], same_type: Callable[[str, str], bool] | None) -> list[tuple | None]:
-    """For each prediction, the still-unmatched gold tuple it matched (one-to-one), or None."""
+    """Strict mode: for each prediction, the still-unmatched gold tuple it matched (one-to-one), or None."""
     free: list[tuple | None] = list(gold)
     out = []
     for p in pred:
