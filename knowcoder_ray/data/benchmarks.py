@@ -152,11 +152,8 @@ PHEE_ROLES = ("subject", "treatment", "effect", "severity", "age", "gender", "po
 
 
 def entity_schema(labels) -> SchemaLibrary:
-    types = {}
-    for label in labels:
-        name, desc = ENTITY_LABELS.get(label, (to_class_name(label), ""))
-        types[name] = SchemaType(name, "entity", label=label, description=desc)
-    return SchemaLibrary(types.values())
+    named = [(label, *ENTITY_LABELS.get(label, (to_class_name(label), ""))) for label in labels]
+    return SchemaLibrary({n: SchemaType(n, "entity", label=lab, description=d) for lab, n, d in named}.values())
 
 
 def kairos_schema(ontology_path: str) -> tuple[SchemaLibrary, dict[str, str]]:
@@ -373,12 +370,9 @@ CLASS_NAMINGS = ("project", "official")
 
 def with_official_names(records: list[Record], library: SchemaLibrary) -> tuple[list[Record], SchemaLibrary]:
     """The records and schema of a benchmark under the released evaluation's class names."""
-    renames: dict[str, tuple[str, str | None]] = {}  # our name -> (official name, new description or None)
-    for t in library:
-        if t.name in OFFICIAL_CLASSES:
-            renames[t.name] = OFFICIAL_CLASSES[t.name]
-        elif t.kind == "relation" and t.label in OFFICIAL_NYT:
-            renames[t.name] = (OFFICIAL_NYT[t.label], None)
+    # our name -> (official name, new description or None)
+    renames = {t.name: OFFICIAL_CLASSES.get(t.name) or (OFFICIAL_NYT[t.label], None) for t in library
+               if t.name in OFFICIAL_CLASSES or (t.kind == "relation" and t.label in OFFICIAL_NYT)}
     new = {k: v[0] for k, v in renames.items()}
     if len(set(new.values()) | (set(library.names()) - set(new))) != len(library):
         raise ValueError("official class names collide in this schema")

@@ -139,12 +139,9 @@ def plan(*, universalner: Sequence[str] = (), instructie: Sequence[str] = (), ls
          benchmarks: Sequence[str] = (), data_dir: str | None = None, block_bytes: int = DEFAULT_BLOCK_BYTES,
          records_per_shard: int = 5_000) -> list[ShardSpec]:
     """Shard specs of the following corpus over its source files and benchmarks ('name[:split]')."""
-    specs: list[ShardSpec] = []
-    for source, paths in (("universalner", universalner), ("instructie", instructie), ("lsee", lsee)):
-        specs += plan_files(source, paths, block_bytes)
-    for arg in benchmarks:
-        if data_dir is None:
-            raise ValueError("benchmarks need the data directory (data_dir)")
-        name, split = parse_benchmark_arg(arg)
-        specs += plan_benchmark(name, split, data_dir, records_per_shard)
-    return specs
+    specs = [s for source, paths in (("universalner", universalner), ("instructie", instructie), ("lsee", lsee))
+             for s in plan_files(source, paths, block_bytes)]
+    if benchmarks and data_dir is None:
+        raise ValueError("benchmarks need the data directory (data_dir)")
+    return specs + [s for arg in benchmarks
+                    for s in plan_benchmark(*parse_benchmark_arg(arg), data_dir, records_per_shard)]

@@ -130,8 +130,7 @@ def plan_files(source: str, paths: Iterable[str], block_bytes: int = DEFAULT_BLO
         size, extra = fs.get_file_info(path).size, ()
         if uri.endswith(".parquet"):
             rows = pq.read_metadata(path, filesystem=fs).num_rows
-            ranges = [(s, min(s + block_rows, rows), 0) for s in range(0, rows, block_rows)]
-            kind = "parquet"
+            ranges, kind = [(s, min(s + block_rows, rows), 0) for s in range(0, rows, block_rows)], "parquet"
         elif (codec := sniff_compression(uri)) is not None:
             # a compressed stream cannot be cut by byte ranges: one shard reads the whole file
             ranges, kind, extra = [(0, size, 0)], "compressed", (codec,)
@@ -141,8 +140,7 @@ def plan_files(source: str, paths: Iterable[str], block_bytes: int = DEFAULT_BLO
         else:
             starts = list(range(0, size, block_bytes))
             before = _newlines_before(fs, path, [max(s - 1, 0) for s in starts])
-            ranges = [(s, min(s + block_bytes, size), n) for s, n in zip(starts, before)]
-            kind = "lines"
+            ranges, kind = [(s, min(s + block_bytes, size), n) for s, n in zip(starts, before)], "lines"
         specs += [ShardSpec(_shard_name(source, uri, i), source, kind, uri, s, e, first, size, extra)
                   for i, (s, e, first) in enumerate(ranges)]
     return specs

@@ -52,10 +52,15 @@ def _name(label: str, label_map: Mapping[str, str] | None) -> str:
 
 
 def _join(tokens: list[str]) -> tuple[str, list[tuple[int, int]]]:
-    """Tokens joined by single spaces, with each token's character span (tokens[i:j] is at
-    spans[i][0]:spans[j - 1][1])."""
+    """Tokens joined by single spaces, with each token's character span."""
     starts = accumulate((len(t) + 1 for t in tokens), initial=0)
     return " ".join(tokens), [(s, s + len(t)) for s, t in zip(starts, tokens)]
+
+
+def _mention(text: str, spans: list[tuple[int, int]], start: int, end: int, typ: str) -> EntityMention:
+    """The mention of tokens[start:end] in the `_join`ed text."""
+    cs, ce = spans[start][0], spans[end - 1][1]
+    return EntityMention(text[cs:ce], typ, cs, ce)
 
 
 # ---- BIO column files --------------------------------------------------------------------------------
@@ -88,11 +93,8 @@ def read_bio(path: str | Path, *, tag_first: bool = False, source: str = "",
             if not line.strip():
                 if tokens:
                     text, spans = _join(tokens)
-                    ents = []
-                    for label, s, e in bio_chunks(tags):
-                        cs, ce = spans[s][0], spans[e - 1][1]
-                        typ = label if raw_labels else _name(label, label_map)
-                        ents.append(EntityMention(text[cs:ce], typ, cs, ce))
+                    ents = [_mention(text, spans, s, e, label if raw_labels else _name(label, label_map))
+                            for label, s, e in bio_chunks(tags)]
                     yield Record(f"{source or Path(storage.name(path)).stem}-{n}", text, ents, source=source)
                     n += 1
                 tokens, tags = [], []
@@ -121,10 +123,7 @@ def read_spert_json(path: str | Path, *, source: str = "", entity_map: Mapping[s
     for i, d in enumerate(docs):
         try:
             text, spans = _join(d["tokens"])
-            ents = []
-            for e in d["entities"]:
-                cs, ce = spans[e["start"]][0], spans[e["end"] - 1][1]
-                ents.append(EntityMention(text[cs:ce], _name(e["type"], entity_map), cs, ce))
+            ents = [_mention(text, spans, e["start"], e["end"], _name(e["type"], entity_map)) for e in d["entities"]]
             rels = [RelationMention(_name(r["type"], relation_map), ents[r["head"]], ents[r["tail"]])
                     for r in d.get("relations", [])]
         except (KeyError, IndexError, TypeError) as e:
@@ -145,13 +144,12 @@ def read_nyt(sent_path: str | Path, pointer_path: str | Path, *, relation_map: M
             try:
                 for triple in filter(None, (t.strip() for t in ptr.split("|"))):
                     hs, he, ts, te, rel = triple.split()
-                    ends = []
-                    for s, e in ((int(hs), int(he) + 1), (int(ts), int(te) + 1)):
+                    ends = ((int(hs), int(he) + 1), (int(ts), int(te) + 1))
+                    for s, e in ends:
                         if not 0 <= s < e <= len(tokens):
                             raise ValueError(f"span {s}:{e} outside {len(tokens)} tokens")
-                        cs, ce = spans[s][0], spans[e - 1][1]
-                        ends.append(EntityMention(text[cs:ce], "Entity", cs, ce))
-                    rels.append(RelationMention(_name(rel, relation_map), *ends))
+                    rels.append(RelationMention(_name(rel, relation_map),
+                                                *(_mention(text, spans, s, e, "Entity") for s, e in ends)))
             except ValueError as e:
                 bad.append(Malformed(str(pointer_path), lineno, str(e), ptr.strip()))
                 continue

@@ -79,11 +79,9 @@ def _non_finite(value, path: str = "$") -> str | None:
     """The JSON path of the first NaN/Infinity in `value`, else None."""
     if isinstance(value, float):
         return None if math.isfinite(value) else path
-    if isinstance(value, (dict, list)):
-        for k, v in value.items() if isinstance(value, dict) else enumerate(value):
-            if (found := _non_finite(v, f"{path}[{k!r}]")) is not None:  # a key 'k' or an index 3
-                return found
-    return None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    # a key 'k' or an index 3
+    return next((found for k, v in items if (found := _non_finite(v, f"{path}[{k!r}]")) is not None), None)
 
 
 def word_span(sentence: str, mention: str) -> tuple[int, int] | None:
@@ -100,8 +98,7 @@ def word_span(sentence: str, mention: str) -> tuple[int, int] | None:
 
 
 def _mention(text: str, sentence: str, type_: str = "Entity") -> EntityMention:
-    span = word_span(sentence, text)
-    return EntityMention(text, type_, *(span or (None, None)))
+    return EntityMention(text, type_, *(word_span(sentence, text) or (None, None)))
 
 
 def _str(value, what: str) -> str:
