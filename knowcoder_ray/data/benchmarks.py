@@ -191,22 +191,18 @@ class Benchmark:
     splits: tuple[str, ...] = ("test",)
 
 
+def _reader(read: Callable[..., Iterator[Record]], rel: str, **kw) -> Callable[[str, str, list], Iterator[Record]]:
+    """A `Benchmark.read`: `read` of the file at `rel` (with {split}) of the data directory."""
+    return lambda data_dir, split, bad: read(storage.join(data_dir, rel.format(split=split)), bad=bad, **kw)
+
+
 def _bio(name: str, rel: str, tag_first: bool, splits: tuple[str, ...] = ("test",)) -> Benchmark:
     """An NER benchmark of BIO column files at `rel` (with {split}); its schema: the labels of the test split."""
-    def read(data_dir: str, split: str, bad: list) -> Iterator[Record]:
-        path = storage.join(data_dir, rel.format(split=split))
-        return readers.read_bio(path, tag_first=tag_first, source=name, label_map=ENTITY_NAMES, bad=bad)
-
     def schema(data_dir: str) -> SchemaLibrary:
         test = readers.read_bio(storage.join(data_dir, rel.format(split="test")), tag_first=tag_first, raw_labels=True)
         return entity_schema(sorted({e.type for r in test for e in r.entities}))
+    read = _reader(readers.read_bio, rel, tag_first=tag_first, source=name, label_map=ENTITY_NAMES)
     return Benchmark(name, ("ner",), read, schema, splits)
-
-
-def _conll04_read(data_dir: str, split: str, bad: list) -> Iterator[Record]:
-    return readers.read_spert_json(storage.join(data_dir, f"conll04/conll04_{split}.json"), source="conll04",
-                                   entity_map=ENTITY_NAMES,
-                                   relation_map={k: v[0] for k, v in CONLL04_RELATIONS.items()}, bad=bad)
 
 
 def _conll04_schema(data_dir: str) -> SchemaLibrary:
@@ -226,11 +222,6 @@ def _nyt_schema(data_dir: str) -> SchemaLibrary:
     labels = storage.read_text(storage.join(data_dir, "nyt/relations.txt")).split()
     return SchemaLibrary(SchemaType(to_class_name(" ".join(lab.strip("/").split("/")[-2:])), "relation", label=lab,
                                     description=f"The Freebase relation {lab}.") for lab in labels)
-
-
-def _phee_read(data_dir: str, split: str, bad: list) -> Iterator[Record]:
-    return readers.read_phee(storage.join(data_dir, f"phee/{split}.json"),
-                             event_map={k: v[0] for k, v in PHEE_EVENTS.items()}, bad=bad)
 
 
 def _phee_schema(data_dir: str) -> SchemaLibrary:
@@ -270,9 +261,14 @@ BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in [
     _bio("conll2003", "conll2003/{split}.txt", False, ("dev", "test")),
     _bio("mit_restaurant", "mit_restaurant/restauranttest.txt", True),
     _bio("mit_movie_trivia10k13", "mit_movie_trivia10k13/trivia10k13test.txt", True),
-    Benchmark("conll04", ("ner", "re"), _conll04_read, _conll04_schema, splits=("train", "dev", "test")),
+    Benchmark("conll04", ("ner", "re"), _reader(readers.read_spert_json, "conll04/conll04_{split}.json",
+                                                source="conll04", entity_map=ENTITY_NAMES,
+                                                relation_map={k: v[0] for k, v in CONLL04_RELATIONS.items()}),
+              _conll04_schema, splits=("train", "dev", "test")),
     Benchmark("nyt", ("re",), _nyt_read, _nyt_schema),
-    Benchmark("phee", ("ed", "eae"), _phee_read, _phee_schema, splits=("dev", "test")),
+    Benchmark("phee", ("ed", "eae"), _reader(readers.read_phee, "phee/{split}.json",
+                                             event_map={k: v[0] for k, v in PHEE_EVENTS.items()}),
+              _phee_schema, splits=("dev", "test")),
     Benchmark("wikievents", ("ed", "eae"), _wikievents_read, _wikievents_schema, splits=("dev", "test")),
 ]}
 

@@ -470,9 +470,8 @@ def _prepare(out: str, chash: str, overwrite: bool) -> None:
 
 def write_manifest(out: str, transform: Transform, specs: list[ShardSpec], fmt: str, counter: TokenCounter,
                    chash: str) -> dict:
-    done = completed(out)
     planned = {s.shard for s in specs}
-    shards = [done[k] for k in sorted(done) if k in planned]
+    shards = [m for k, m in sorted(completed(out).items()) if k in planned]
     totals: dict = {k: Counter() for k in ("by_task", "by_source", "tokens_by_task", "tokens_by_source", "counters")}
     files: dict[str, Counter] = {}  # per input file: records in = records written + quarantined
     for m in shards:
@@ -521,7 +520,6 @@ def run(transform: Transform, specs: list[ShardSpec], out: str, *, fmt: str = "p
 
 
 def _run_ray(transform, pending, out, fmt, tokenizer, workers) -> Iterator[dict]:
-    import ray
     import ray.data
 
     if not ray.is_initialized():

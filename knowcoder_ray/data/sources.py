@@ -48,9 +48,8 @@ class TypeIndex:
         self.library = library
         self._keys: dict[str, dict[str, str]] = {k: {} for k in KINDS}
         for t in library:
-            for key in (t.name, t.label, t.wikidata_id):
-                if key:
-                    self._keys[t.kind].setdefault(_norm(key), t.name)
+            for key in filter(None, (t.name, t.label, t.wikidata_id)):
+                self._keys[t.kind].setdefault(_norm(key), t.name)
 
     def find(self, kind: str, *keys: str) -> SchemaType | None:
         """The class named by the first of `keys` (a label, class name or Wikidata id) that names one."""
