@@ -242,12 +242,11 @@ def _wikievents_schema(data_dir: str) -> SchemaLibrary:
     library, names = kairos_schema(storage.join(data_dir, "wikievents/event_role_KAIROS.json"))
     extra: dict[str, dict[str, None]] = {}
     for split in ("dev", "test"):
-        with storage.open_text(storage.join(data_dir, f"wikievents/{split}.jsonl")) as f:
-            for line in f:
-                for ev in json.loads(line)["event_mentions"]:
-                    if ev["event_type"] not in names:
-                        roles = extra.setdefault(ev["event_type"], {})
-                        roles.update(dict.fromkeys(to_role_name(a["role"]) for a in ev["arguments"]))
+        for _, line in readers.json_lines(storage.join(data_dir, f"wikievents/{split}.jsonl")):
+            for ev in json.loads(line)["event_mentions"]:
+                if ev["event_type"] not in names:
+                    roles = extra.setdefault(ev["event_type"], {})
+                    roles.update(dict.fromkeys(to_role_name(a["role"]) for a in ev["arguments"]))
     for label, roles in sorted(extra.items()):
         top = to_class_name(label.split(".")[0]) + "Event"
         library = library.with_type(SchemaType(to_class_name(label), "event", parents=(top,), label=label,

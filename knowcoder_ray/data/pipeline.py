@@ -69,9 +69,8 @@ def expand_inputs(paths: Iterable[str]) -> list[str]:
                 raise PipelineError(f"input {p!r} matches no file")
             out += matched
         elif storage.isdir(p):
-            found = [f for f in storage.list_files(p, recursive=False)
-                     if f.endswith(INPUT_EXTS) and not storage.name(f).startswith(".")]
-            if not found:
+            if not (found := [f for f in storage.list_files(p, recursive=False)
+                              if f.endswith(INPUT_EXTS) and not storage.name(f).startswith(".")]):
                 raise PipelineError(f"input directory {p!r} holds no {'/'.join(INPUT_EXTS)} file")
             out += found
         elif storage.isfile(p):
@@ -286,8 +285,7 @@ def _line_items(data: bytes, offset: int, line_no: int, spec: ShardSpec, name: s
 def _compressed_items(fs: pafs.FileSystem, path: str, spec: ShardSpec, name: str, bad: list[dict]) -> Iterator[Item]:
     """A gzip/bz2/zstd file: decompressed as a stream, its lines (or its JSON array) read as above. A
     stream cut short (a truncated download) is an error naming the file and what was read."""
-    codec = spec.extra[0]
-    data = bytearray()
+    codec, data = spec.extra[0], bytearray()
     try:
         with fs.open_input_stream(path, compression=None) as raw, pa.CompressedInputStream(raw, codec) as f:
             while chunk := f.read(1 << 20):
