@@ -75,11 +75,10 @@ def as_object(payload) -> dict:
 
 
 def _non_finite(value, path: str = "$") -> str | None:
-    """The JSON path of the first NaN/Infinity in `value`, else None."""
+    """The JSON path (e.g. $['k'][3]) of the first NaN/Infinity in `value`, else None."""
     if isinstance(value, float):
         return None if math.isfinite(value) else path
     items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
-    # a key 'k' or an index 3
     return next((found for k, v in items if (found := _non_finite(v, f"{path}[{k!r}]")) is not None), None)
 
 
