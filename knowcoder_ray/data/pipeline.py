@@ -177,8 +177,7 @@ def _plan_json_array(f, size: int, block_bytes: int, chunk: int = 1 << 20,
 
     def more(i: int) -> int:  # drops the text before i (planned already), adds the next chunk; i's new offset
         nonlocal text, base, eof
-        data = f.read(chunk)
-        eof = not data
+        eof = not (data := f.read(chunk))
         text, base = text[i:] + data.decode("latin-1"), base + i
         return 0
 

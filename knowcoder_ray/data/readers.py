@@ -85,19 +85,19 @@ def read_bio(path: str | Path, *, tag_first: bool = False, source: str = "",
              bad: list[Malformed] | None = None) -> Iterator[Record]:
     """CoNLL-style columns, one token a line, blank line between sentences. `tag_first` for the MIT files
     (tag TAB token); else token TAB tag (CrossNER, CoNLL-2003). `raw_labels` keeps the file's labels."""
-    path, n, tokens, tags = str(path), 0, [], []
+    path, n, sentence = str(path), 0, []  # sentence: its (token, tag) pairs
     bad = [] if bad is None else bad
     with storage.open_text(path) as f:
         for lineno, line in enumerate(chain(f, [""]), 1):  # the added blank line ends the last sentence
             line = line.rstrip("\r\n")
             if not line.strip():
-                if tokens:
-                    text, spans = _join(tokens)
+                if sentence:
+                    text, spans = _join([token for token, _ in sentence])
                     ents = [_mention(text, spans, s, e, label if raw_labels else _name(label, label_map))
-                            for label, s, e in bio_chunks(tags)]
+                            for label, s, e in bio_chunks([tag for _, tag in sentence])]
                     yield Record(f"{source or Path(storage.name(path)).stem}-{n}", text, ents, source=source)
                     n += 1
-                tokens, tags = [], []
+                sentence = []
                 continue
             if line.startswith("-DOCSTART-"):
                 continue
@@ -105,12 +105,11 @@ def read_bio(path: str | Path, *, tag_first: bool = False, source: str = "",
             if len(parts) != 2 or not all(parts):
                 bad.append(Malformed(path, lineno, "expected two columns (token, tag)", line))
                 continue
-            token, tag = (parts[1], parts[0]) if tag_first else (parts[0], parts[1])
+            token, tag = parts[::-1] if tag_first else parts
             if tag != "O" and not (tag[:2] in ("B-", "I-") and len(tag) > 2):
                 bad.append(Malformed(path, lineno, f"bad BIO tag {tag!r}", line))
                 tag = "O"
-            tokens.append(token)
-            tags.append(tag)
+            sentence.append((token, tag))
 
 
 # ---- JSON formats ------------------------------------------------------------------------------------

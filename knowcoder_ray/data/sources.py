@@ -240,12 +240,11 @@ def read_universalner(payload, index: TypeIndex, id: str = "") -> Example:
         if first.get("from") != "human" or not str(first.get("value", "")).startswith("Text:"):
             raise SourceError("the first turn must be the human 'Text: ...' passage")
         text = first["value"][len("Text:"):].strip()
-        pairs = conv[2:]
-        if len(pairs) % 2:
+        if len(conv) % 2:  # the passage and its acknowledgement, then question-answer pairs
             raise SourceError("questions and answers do not pair up")
         types: dict[str, SchemaType] = {}
         mentions: dict[tuple[str, str], EntityMention] = {}
-        for q, a in zip(pairs[::2], pairs[1::2]):
+        for q, a in zip(conv[2::2], conv[3::2]):
             if q.get("from") != "human" or a.get("from") != "gpt":
                 raise SourceError("expected a human question followed by a gpt answer")
             if (m := _QUESTION.match(q.get("value", "").strip())) is None:
@@ -258,9 +257,8 @@ def read_universalner(payload, index: TypeIndex, id: str = "") -> Example:
                 raise SourceError(f"answer to {q.get('value')!r:.60} is not JSON ({e}): {a.get('value')!r:.80}") from None
             if not isinstance(answers, list) or not all(isinstance(x, str) for x in answers):
                 raise SourceError(f"answer is not a JSON list of strings: {a.get('value')!r:.80}")
-            for ans in answers:
-                if ans.strip():
-                    mentions.setdefault((t.name, ans), _mention(ans, text, t.name))
+            for ans in filter(str.strip, answers):
+                mentions.setdefault((t.name, ans), _mention(ans, text, t.name))
     except (AttributeError, TypeError) as e:
         raise SourceError(f"malformed conversation: {e}") from None
     rec = Record(str(obj.get("id") or id), _str(text, "passage"), list(mentions.values()), source="universalner")
