@@ -26,7 +26,6 @@ from knowcoder_ray.records import EventMention, Record
 from knowcoder_ray.schema.types import SchemaLibrary, SchemaType
 from knowcoder_ray.tokens import TokenCounter
 
-PLAN_TASKS = ("ner", "re", "ed", "ee")
 STAGE1_TASK = {"ner": "ner", "re": "re", "ed": "ed", "ee": "ed"}
 
 Executor = Callable[[list[dict]], list[dict]]  # rows -> the same rows with "output" and parse fields
@@ -52,9 +51,9 @@ class TaskPlan:
     def __init__(self, key: str, task: str, library: SchemaLibrary, types: Sequence[SchemaType] | None = None,
                  budget: int = 3000, count: TokenCounter | None = None, layout: Layout = RELEASED,
                  shots: Sequence[Record] = (), as_written: bool = False) -> None:
-        if task not in PLAN_TASKS:
-            raise ValueError(f"unknown plan task {task!r}; expected one of {PLAN_TASKS}")
-        self.key, self.task, self.library, self.budget = key, task, library, budget
+        if task not in STAGE1_TASK:
+            raise ValueError(f"unknown plan task {task!r}; expected one of {tuple(STAGE1_TASK)}")
+        self.key, self.task, self.library, self.budget, self.two_stage = key, task, library, budget, task == "ee"
         self.layout, self.shots, self.as_written = layout, list(shots), as_written
         self._shot_cache: dict[tuple, list[tuple[str, str]]] = {}
         self.count = count or TokenCounter()
@@ -70,10 +69,6 @@ class TaskPlan:
             stage1 = [library[n] for n in dict.fromkeys(coarse_name(library, t.name) for t in self.types)]
         self.shards1 = shard_schema(STAGE1_TASK[task], stage1, budget, self.count, library, layout)
         self._shards2: OrderedDict[frozenset[str], list[Shard]] = OrderedDict()
-
-    @property
-    def two_stage(self) -> bool:
-        return self.task == "ee"
 
     def _shot_pairs(self, stage: int, shard: Shard) -> list[tuple[str, str]]:
         """(sentence, output) of each shot, keeping only mentions of the shard's classes."""
@@ -240,17 +235,15 @@ def extraction_steps(jobs: Sequence[tuple[str, TaskPlan, Sequence[Record]]]
         for key, ex in results.items():
             plan = plans[key[1]]
             merge_stage(ex, by_key.get(key, ()), plan)
-            if stage == 1 and plan.two_stage:  # the record's stage-2 prompt rows
+            if stage == 2 and plan.two_stage:  # stage-2 events + leaf-type stage-1 events of triggers it missed
+                covered = {e.trigger for e in ex.record.events}
+                events = ex.record.events + [e for e in ex.stage1_events
+                                             if e.type in plan.leaf_names and e.trigger not in covered]
+                ex.record.events = events if plan.as_written else dedupe(events)
+            elif plan.two_stage:  # the record's stage-2 prompt rows
                 rows.extend({**row, "group": key[0]} for row in plan.stage2_rows(ex.record, ex.stage1_events))
             elif stage == 1:  # one stage: the detected events are final
                 ex.record.events = list(ex.stage1_events)
-    for key, ex in results.items():
-        plan = plans[key[1]]
-        if plan.two_stage:  # stage-2 events, plus leaf-type stage-1 events whose trigger stage 2 did not return
-            covered = {e.trigger for e in ex.record.events}
-            events = ex.record.events + [e for e in ex.stage1_events
-                                         if e.type in plan.leaf_names and e.trigger not in covered]
-            ex.record.events = events if plan.as_written else dedupe(events)
     return results
 
 

@@ -8,9 +8,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 
 from knowcoder_ray.codec.render import TASK_KIND
-from knowcoder_ray.infer.extraction import (
-    STAGE1_TASK, ConfirmedTriggerPlan, Executor, Extraction, TaskPlan, extraction_steps, run_extraction,
-)
+from knowcoder_ray.infer.extraction import (STAGE1_TASK, ConfirmedTriggerPlan, Executor, Extraction, TaskPlan,
+                                            extraction_steps)
 from knowcoder_ray.records import Record, span_of
 from knowcoder_ray.schema.types import SchemaLibrary, SchemaType
 from knowcoder_ray.schema.classcode import ClassCodeError, check_references, read_class_code
@@ -79,31 +78,26 @@ def make_plan(req: ExtractRequest, library: SchemaLibrary, types: list[SchemaTyp
     return ConfirmedTriggerPlan("request", library, triggers, budget, count)
 
 
-def _jobs(req: ExtractRequest, plan: TaskPlan) -> list[tuple[str, TaskPlan, list[Record]]]:
-    return [("", plan, [Record(str(i), t) for i, t in enumerate(req.all_texts())])]
-
-
-def _seen(rows: list[dict], seen: list[dict]) -> list[dict]:
-    seen.extend(rows)
-    return rows
-
-
 def run(req: ExtractRequest, plan: TaskPlan, execute: Executor) -> dict:
     """Run the plan over the request's texts with `execute`; returns the response body (a dict)."""
-    seen: list[dict] = []
-    results = run_extraction(_jobs(req, plan), lambda rows: _seen(execute(rows), seen))
-    return build_response(req, plan, list(results.values()), seen)  # in text order
+    async def call(rows: list[dict]) -> list[dict]:
+        return execute(rows)
+    try:
+        arun(req, plan, call).send(None)  # a coroutine that never suspends: one step runs it to the end
+    except StopIteration as done:
+        return done.value
 
 
 async def arun(req: ExtractRequest, plan: TaskPlan, execute: Callable[[list[dict]], Awaitable[list[dict]]]) -> dict:
     """`run` with an async executor (the Serve ingress awaits its deployment handles; no thread blocks)."""
-    steps, seen = extraction_steps(_jobs(req, plan)), []
+    steps, seen = extraction_steps([("", plan, [Record(str(i), t) for i, t in enumerate(req.all_texts())])]), []
     try:
         rows = next(steps)
         while True:
-            rows = steps.send(_seen(await execute(rows), seen))
+            seen.extend(executed := await execute(rows))
+            rows = steps.send(executed)
     except StopIteration as done:
-        return build_response(req, plan, list(done.value.values()), seen)
+        return build_response(req, plan, list(done.value.values()), seen)  # in text order
 
 
 def build_response(req: ExtractRequest, plan: TaskPlan, extractions: Sequence[Extraction],
