@@ -152,8 +152,6 @@ class TransformersEngine:
         info = self._prefix_cache.cache_info()
         return {"prefix_computed": info.misses, "prefix_reused": info.hits, "batches": self._batches}
 
-    # ---- tokens ------------------------------------------------------------------------------------
-
     def encode(self, text: str) -> list[int]:
         return encode_prompt(self.tokenizer, text, self.config)
 
@@ -165,8 +163,6 @@ class TransformersEngine:
             return 0
         prefix_ids = self._prefix_ids(p.text[:p.prefix_chars])
         return min(len(os.path.commonprefix([prefix_ids, ids])), len(ids) - 1)
-
-    # ---- generation --------------------------------------------------------------------------------
 
     def generate(self, prompts: Sequence[Prompt | str]) -> list[str]:
         prompts = [as_prompt(p) for p in prompts]
@@ -216,9 +212,7 @@ class TransformersEngine:
         n, p, s = len(suffixes), len(prefix), max(len(x) for x in suffixes)
         input_ids = torch.tensor([[*prefix, *[self.pad_id] * (s - len(x)), *x] for x in suffixes], dtype=torch.long)
         mask = torch.tensor([[1] * p + [0] * (s - len(x)) + [1] * len(x) for x in suffixes], dtype=torch.long)
-        kwargs = {}
-        if p:
-            kwargs[self._cache_arg] = self._batch_cache(self._prefix_cache(prefix), n, p + s)
+        kwargs = {self._cache_arg: self._batch_cache(self._prefix_cache(prefix), n, p + s)} if p else {}
         self._repeat_stop.start = p + s
         with torch.no_grad():
             out = self.model.generate(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
