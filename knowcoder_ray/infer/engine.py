@@ -111,10 +111,8 @@ def tokenizer_folder(checkpoint: str) -> str:
 
 
 class TransformersEngine:
-    """Greedy generation with Hugging Face transformers; batching and schema-prefix KV reuse.
-
-    `model_path` is a model folder or a PEFT adapter folder (merged into its base on load).
-    """
+    """Greedy generation with Hugging Face transformers; batching and schema-prefix KV reuse. `model_path`
+    is a model folder or a PEFT adapter folder (merged into its base on load)."""
 
     def __init__(self, model_path: str | Path, config: EngineConfig | None = None) -> None:
         import torch

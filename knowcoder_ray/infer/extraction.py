@@ -160,10 +160,7 @@ def parse_rows(rows: Iterable[dict], outputs: Iterable[str], libraries: dict[str
 def local_executor(generate: Callable[[list[Prompt]], list[str]], plans: Iterable[TaskPlan]) -> Executor:
     """Runs rows in this process: one engine call for all rows (it groups them by shared prefix)."""
     libraries = {p.key: p.library for p in plans}
-
-    def execute(rows: list[dict]) -> list[dict]:
-        return parse_rows(rows, generate(row_prompts(rows)), libraries)
-    return execute
+    return lambda rows: parse_rows(rows, generate(row_prompts(rows)), libraries)
 
 
 # ---- merging -------------------------------------------------------------------------------------------

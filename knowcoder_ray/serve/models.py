@@ -42,8 +42,7 @@ class ExtractRequest(BaseModel):
         # lone surrogates anywhere in the request's strings are refused, naming the field and the position
         # (JSON "\ud800" escapes decode to one: such a string is not Unicode text, not even writable as UTF-8)
         fields: list[tuple[str, str]] = [("text", self.text or ""), ("schema_code", self.schema_code or "")]
-        fields += [(f"texts[{i}]", t) for i, t in enumerate(self.texts or ())]
-        fields += [(f"types[{i}]", t) for i, t in enumerate(self.types or ())]
+        fields += [(f"{f}[{i}]", t) for f in ("texts", "types") for i, t in enumerate(getattr(self, f) or ())]
         fields += [(f"triggers[{i}][{j}].{k}", getattr(t, k)) for i, per in enumerate(self.triggers or ())
                    for j, t in enumerate(per) for k in ("type", "trigger")]
         for where, value in fields:
