@@ -125,12 +125,9 @@ def vllm_processor(spec: EngineSpec, batch_size: int = 32, concurrency: int = 1,
         concurrency=concurrency, chat_template_stage=False, tokenize_stage=False, detokenize_stage=False, **kw)
     base, cfg, adapter, sampling = spec.base, spec.config, spec.adapter, spec.sampling_params()
 
-    def pre(row: dict) -> dict:
-        out = {**row, "tokenized_prompt": encode_prompt(_tokenizer(base), row["prompt"], cfg),
-               "sampling_params": sampling}
-        if adapter:
-            out["model"] = adapter  # a LoRA request on the base model
-        return out
+    def pre(row: dict) -> dict:  # an adapter: a LoRA request ("model") on the base model
+        return {**row, "tokenized_prompt": encode_prompt(_tokenizer(base), row["prompt"], cfg),
+                "sampling_params": sampling, **({"model": adapter} if adapter else {})}
 
     def post(row: dict) -> dict:
         drop = {"tokenized_prompt", "sampling_params", "model", "generated_text", "generated_tokens",

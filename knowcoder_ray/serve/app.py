@@ -54,7 +54,6 @@ def _json_safe(value, flags: set[str], depth: int = 0):
     otherwise exhaust Python's recursion limit here, in the error handler: a 500)."""
     if depth > 20:
         return "..."
-    depth += 1
     if isinstance(value, float) and not math.isfinite(value):
         flags.add("non-finite")
         return repr(value)
@@ -64,9 +63,9 @@ def _json_safe(value, flags: set[str], depth: int = 0):
             flags.add("surrogate")
         return safe[:300]
     if isinstance(value, dict):
-        return {_json_safe(str(k), flags): _json_safe(v, flags, depth) for k, v in list(value.items())[:20]}
+        return {_json_safe(str(k), flags): _json_safe(v, flags, depth + 1) for k, v in list(value.items())[:20]}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v, flags, depth) for v in list(value)[:20]]
+        return [_json_safe(v, flags, depth + 1) for v in list(value)[:20]]
     if value is None or isinstance(value, (bool, int)):
         return value
     return _json_safe(str(value), flags)
