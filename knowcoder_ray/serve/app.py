@@ -193,8 +193,7 @@ class Ingress:
             raise HTTPException(503, {"error": f"engine replicas unavailable: {type(e).__name__}"}) from None
         except TimeoutError:
             raise HTTPException(504, {"error": f"no answer from the engine within {self.cfg.prompt_timeout_s} s"}) from None
-        body["model"] = self.model
-        return body
+        return {**body, "model": self.model}
 
     async def _generate(self, prompt: Prompt) -> str:
         for attempt in range(self.cfg.retries):
