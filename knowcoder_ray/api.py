@@ -84,6 +84,8 @@ class KnowCoder:
         from knowcoder_ray.settings import error_summary
 
         one = isinstance(texts, str)
+        if not one and not isinstance(texts, (list, tuple)):
+            raise ValueError(f"texts: expected a string or a list of strings, got {type(texts).__name__}")
         try:
             req = ExtractRequest(task=task, texts=[texts] if one else list(texts), types=types,
                                  schema_code=schema_code, triggers=triggers, return_raw=return_raw)

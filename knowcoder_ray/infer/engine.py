@@ -247,5 +247,11 @@ def load_engine(kind: str, model_path: str | Path, config: EngineConfig | None =
         return TransformersEngine(model_path, config)
     kind = "knowcoder_ray.infer.llm:VLLMEngine" if kind == "vllm" else kind
     if ":" in kind:  # a plugin engine "module:Class", built as Class(model_path, config, **engine_kwargs)
-        return pkgutil.resolve_name(kind)(model_path, config, **engine_kwargs)
+        try:
+            plugin = pkgutil.resolve_name(kind)
+        except (ImportError, AttributeError, ValueError) as e:
+            raise ValueError(f"engine {kind!r} cannot be imported: {e}") from None
+        if not isinstance(plugin, type):
+            raise ValueError(f"engine {kind!r} is not a class")
+        return plugin(model_path, config, **engine_kwargs)
     raise ValueError(f"unknown engine {kind!r}; expected 'transformers', 'vllm' or 'module:Class'")

@@ -18,6 +18,7 @@ from knowcoder_ray.codec.render import STOP
 from knowcoder_ray.infer.engine import (
     EngineConfig, Prompt, adapter_base, as_prompt, cut_at_stop, drop_repeats, encode_prompt, load_engine,
 )
+from knowcoder_ray.settings import parse
 from knowcoder_ray.storage import local_copy
 
 
@@ -31,7 +32,7 @@ class EngineSpec:
     @classmethod
     def of(cls, kind: str, checkpoint: str, config: dict | EngineConfig | None = None,
            vllm: dict | None = None) -> "EngineSpec":
-        cfg = config if isinstance(config, EngineConfig) else EngineConfig.model_validate(config or {})
+        cfg = config if isinstance(config, EngineConfig) else parse(EngineConfig, config or {})  # ConfigError
         return cls(kind, str(checkpoint), cfg, dict(vllm or {}))
 
     @property

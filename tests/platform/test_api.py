@@ -79,6 +79,29 @@ def test_bad_arguments_raise_value_error_naming_the_problem(oracle, data_dir, kw
     assert not os.path.exists("/tmp/kc-pwned")
 
 
+@pytest.mark.parametrize("texts", [None, 5, {"a": "b"}])
+def test_texts_that_are_not_a_string_or_a_list_are_refused(oracle, data_dir, texts):
+    from knowcoder_ray import KnowCoder
+
+    kc = KnowCoder.load(str(oracle), schema="benchmarks", engine=ORACLE, data_dir=str(data_dir))
+    with pytest.raises(ValueError, match=f"texts: expected a string or a list of strings, got {type(texts).__name__}"):
+        kc.extract(texts)
+    assert kc.extract((TEXT,), types=["Location"])[0].entities[0].text == "London"  # a tuple is a list
+
+
+@pytest.mark.parametrize("engine, settings, message", [
+    ("transformers", {"max_new_tokenz": 8}, r"^unknown setting 'max_new_tokenz' \(known: max_new_tokens, "),
+    ("transformers", {"max_new_tokens": 0}, r"^max_new_tokens: Input should be greater than or equal to 1$"),
+    ("os:system", {}, r"^engine 'os:system' is not a class$"),
+    ("no_such_module:Engine", {}, r"^engine 'no_such_module:Engine' cannot be imported: No module named"),
+])
+def test_bad_engine_arguments_raise_one_line_value_errors(tiny, data_dir, engine, settings, message):
+    from knowcoder_ray import KnowCoder
+
+    with pytest.raises(ValueError, match=message):
+        KnowCoder.load(str(tiny), schema="benchmarks", engine=engine, data_dir=str(data_dir), **settings)
+
+
 def test_tiny_model_through_the_transformers_engine(tiny, data_dir):
     from knowcoder_ray import KnowCoder
     from knowcoder_ray.serve.models import TextResult
