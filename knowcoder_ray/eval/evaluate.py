@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from knowcoder_ray import storage
 from knowcoder_ray.codec.render import Layout
@@ -31,7 +31,7 @@ class EvalConfig(Section):
     data_dir: str = Field(default_factory=default_data_dir)
     split: str = "test"
     limit: Positive | None = None               # first N sentences of each dataset (None: all)
-    tasks: list[str] | None = None              # benchmark tasks to run and score (None: all a benchmark has)
+    tasks: list[Literal["ner", "re", "ed", "eae"]] | None = None  # tasks to run and score (None: all a benchmark has)
     labels: list[str] | None = None             # checkpoint names in outputs (default: folder names)
     engine: str = "transformers"                # transformers | vllm
     engine_config: EngineConfig = EngineConfig()  # max_new_tokens, batch_size...
@@ -57,6 +57,23 @@ class EvalConfig(Section):
         if bad:
             raise ValueError(f"unknown layout options {sorted(bad)}; known: {sorted(Layout.__dataclass_fields__)}")
         return layout
+
+    @model_validator(mode="after")
+    def _datasets(self) -> EvalConfig:
+        """An unknown benchmark, a split it does not have, or tasks it has none of fail here, before any model
+        loads (a records file is read, and checked, when evaluated)."""
+        for name in (n for n in self.datasets if not n.startswith("records:")):
+            try:
+                benchmark = get_benchmark(name)
+            except KeyError as e:
+                raise ValueError(e.args[0]) from None
+            if self.split not in benchmark.splits:
+                raise ValueError(f"benchmark {name!r} has no {self.split!r} split "
+                                 f"(it has {', '.join(benchmark.splits)})")
+            if self.tasks is not None and not set(self.tasks) & set(benchmark.tasks):
+                raise ValueError(f"benchmark {name!r} has none of the tasks {self.tasks} (it has "
+                                 f"{', '.join(benchmark.tasks)})")
+        return self
 
     def checkpoint_labels(self) -> list[str]:
         if self.labels is not None:

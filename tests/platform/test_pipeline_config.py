@@ -61,6 +61,13 @@ def test_misspelled_key_is_named_with_its_location(where, typo, expected):
     (lambda c: c["serve"].update(max_texts=0), "x.yaml: serve.max_texts: Input should be greater than or equal to 1"),
     (lambda c: c["serve"].update(port="http"), "x.yaml: serve.port: Input should be a valid integer"),
     (lambda c: c.pop("base_model"), "x.yaml: pretrain.model: needed when neither tiny_model nor base_model"),
+    # evaluation's benchmarks, split and tasks: checked at submit, not after training
+    (lambda c: c["eval"].update(datasets=["conll4"]), "x.yaml: eval: unknown benchmark 'conll4'; known: conll04,"),
+    (lambda c: c["eval"].update(split="train", datasets=["phee"], tasks=None),
+     "x.yaml: eval: benchmark 'phee' has no 'train' split (it has dev, test)"),
+    (lambda c: c["eval"].update(tasks=["nre"]), "x.yaml: eval.tasks.0: Input should be 'ner', 're', 'ed' or 'eae'"),
+    (lambda c: c["eval"].update(datasets=["conll04", "phee"]),
+     "x.yaml: eval: benchmark 'phee' has none of the tasks ['ner'] (it has ed, eae)"),
 ])
 def test_wrong_values_are_named_with_their_location(change, expected):
     cfg = _demo()
