@@ -299,7 +299,7 @@ def get_benchmark(name: str) -> Benchmark:
     (`schema_of_records`)."""
     if not name.startswith("records:"):
         if name not in BENCHMARKS:
-            raise KeyError(f"unknown benchmark {name!r}; known: {', '.join(sorted(BENCHMARKS))}, or records:<path.jsonl>")
+            raise ValueError(f"unknown benchmark {name!r}; known: {', '.join(sorted(BENCHMARKS))}, or records:<path.jsonl>")
         return BENCHMARKS[name]
     path = name.partition(":")[2]
     if not storage.isfile(path):

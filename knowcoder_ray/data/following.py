@@ -127,12 +127,7 @@ def parse_benchmark_arg(arg: str) -> tuple[str, str]:
     return name, split or "train"
 
 
-@lru_cache(maxsize=64)
-def _benchmark(name: str):
-    try:
-        return get_benchmark(name)
-    except KeyError as e:
-        raise ValueError(e.args[0]) from None
+_benchmark = lru_cache(maxsize=64)(get_benchmark)  # a records file is parsed once per process
 
 
 def plan(*, universalner: Sequence[str] = (), instructie: Sequence[str] = (), lsee: Sequence[str] = (),

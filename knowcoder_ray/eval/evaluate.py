@@ -63,10 +63,7 @@ class EvalConfig(Section):
         """An unknown benchmark, a split it does not have, or tasks it has none of fail here, before any model
         loads (a records file is read, and checked, when evaluated)."""
         for name in (n for n in self.datasets if not n.startswith("records:")):
-            try:
-                benchmark = get_benchmark(name)
-            except KeyError as e:
-                raise ValueError(e.args[0]) from None
+            benchmark = get_benchmark(name)  # ValueError naming the known ones
             if self.split not in benchmark.splits:
                 raise ValueError(f"benchmark {name!r} has no {self.split!r} split "
                                  f"(it has {', '.join(benchmark.splits)})")
