@@ -15,8 +15,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     add_set_option(p)
     p.add_argument("--checkpoint", action="append", dest="checkpoints", help="model folder (repeatable)")
     p.add_argument("--dataset", action="append", dest="datasets", help="benchmark name (repeatable)")
-    for flag in ("--output-dir", "--data-dir", "--split"):
-        p.add_argument(flag)
+    p.add_argument("--output-dir")
+    p.add_argument("--data-dir")
+    p.add_argument("--split")
     p.add_argument("--limit", type=int, help="first N sentences per dataset")
     p.add_argument("--engine", choices=["transformers", "vllm"])
     p.add_argument("--num-actors", type=int)

@@ -86,6 +86,7 @@ def run(req: ExtractRequest, plan: TaskPlan, execute: Executor) -> dict:
         arun(req, plan, call).send(None)  # a coroutine that never suspends: one step runs it to the end
     except StopIteration as done:
         return done.value
+    raise RuntimeError("the extraction waited on something: run() takes a synchronous executor, arun() an async one")
 
 
 async def arun(req: ExtractRequest, plan: TaskPlan, execute: Callable[[list[dict]], Awaitable[list[dict]]]) -> dict:
