@@ -132,3 +132,14 @@ def test_missing_benchmark_data_ends_a_phase_with_one_line(tmp_path):
     assert f"error: benchmark data missing under {tmp_path / 'no-data'} (set `data_dir`" in proc.stderr
     assert proc.stderr.rstrip().endswith("conll04_{train,dev,test}.json (http://lavis.cs.hs-rm.de/storage/spert/"
                                          "public/datasets/conll04/)") and "Traceback" not in proc.stderr
+
+
+def test_the_splits_eval_accepts_are_the_real_data_folders(data_dir):
+    """`eval.split` is checked against each benchmark's declared splits at submit: every declared split must
+    load records from the real data folder, so the check refuses only splits that are not there."""
+    from knowcoder_ray.data.benchmarks import BENCHMARKS, load_benchmark
+
+    for name, benchmark in sorted(BENCHMARKS.items()):
+        for split in benchmark.splits:
+            records, _ = load_benchmark(name, str(data_dir), split)
+            assert records, f"{name}:{split} holds no records in {data_dir}"
