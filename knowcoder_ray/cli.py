@@ -30,8 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:  # a handler's: named with its subcommand (`knowcoder model tiny: ...`)
         command = [args.command, *(v for k, v in vars(args).items() if k.endswith("_command"))]
         print(f"knowcoder {' '.join(command)}: {e}", file=sys.stderr)
-    # a bad config or --set (its lines name the keys), or a path that is not there: a message, no traceback
-    except (ConfigError, FileExistsError, FileNotFoundError, IsADirectoryError, NotADirectoryError) as e:
+    # a bad config or --set (its lines name the keys), a path that is not there, a cluster that does not answer:
+    # a message, no traceback
+    except (ConfigError, ConnectionError, FileExistsError, FileNotFoundError, IsADirectoryError,
+            NotADirectoryError) as e:
         print(f"knowcoder {args.command}: {_message(e)}", file=sys.stderr)
     return 2
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 
 def connect(address: str | None = None, num_cpus: int | None = None, *, new_local: bool = False,
@@ -17,6 +18,20 @@ def connect(address: str | None = None, num_cpus: int | None = None, *, new_loca
 
     if ray.is_initialized():
         return False
+    if address:
+        _check_reachable(address)
     ray.init(address=address or ("local" if new_local else None), num_cpus=None if address else num_cpus,
              include_dashboard=False, log_to_driver=log_to_driver)
     return True
+
+
+def _check_reachable(address: str, timeout: float = 10) -> None:
+    """A `host:port` (or `ray://host:port`) that nothing answers is a ConnectionError within seconds;
+    `ray.init` would retry for minutes before saying so."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not port.isdigit():  # "auto", "local" and other forms Ray resolves itself
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ConnectionError(f"no Ray cluster answers at {address!r} ({e.strerror or e})") from None

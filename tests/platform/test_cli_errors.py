@@ -57,6 +57,9 @@ def files(tmp_path):
     (["data", "understanding", "--executor", "local", "--out", "{t}/out", "--kelm", "{t}/empty.jsonl",
       "--no-definitions"],  # before: "give at least one input", when one was given
      "knowcoder data understanding: nothing to build: the input files hold no records ({t}/empty.jsonl)"),
+    # a cluster address that nothing answers (ray.init retried for minutes before it said so)
+    (["data", "following", "--out", "{t}/out", "--benchmark", "conll04", "--address", "127.0.0.1:1"],
+     "knowcoder data: no Ray cluster answers at '127.0.0.1:1' (Connection refused)"),
     (["merge", "--adapter", "{t}/notes", "--out", "{t}/m"],
      "knowcoder merge: {t}/notes is not a PEFT adapter folder (no adapter_config.json)"),
     (["merge", "--adapter", "{t}/adapter", "--out", "{t}/m"],
