@@ -15,7 +15,7 @@ import ast
 import re
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from knowcoder_ray.schema.classcode import (
     ENTITY_BASE, EVENT_BASE_ED, RELATION_BASE, read_class, render_class, source_lines,
@@ -42,9 +42,9 @@ def render_file(kind: str, types: Iterable[SchemaType]) -> str:
         code = render_class(t)
         try:
             shown = read_class(ast.parse(code).body[0], kind, source_lines(code))
-        except SyntaxError as e:
-            raise SchemaError(f"type {t.name!r} does not render to valid Python ({e.msg}); "
-                              "check its description and examples for triple quotes") from None
+        except SyntaxError:  # a backslash that is no Python escape (`C:\xampp`): doubled in the file, not in prompts
+            code = render_class(_escaped(t))
+            shown = _read_back(t, code, kind)
         seen = shown.to_row()
         if extra := {k: v for k, v in t.to_row().items() if v != seen[k]}:
             metadata[t.name] = extra
@@ -54,6 +54,21 @@ def render_file(kind: str, types: Iterable[SchemaType]) -> str:
                       "# literal for readers of this file; the classes are usable without it.\n"
                       f"{METADATA} = {{\n" + "".join(f"\t{k!r}: {v!r},\n" for k, v in metadata.items()) + "}")
     return "\n\n".join(blocks) + "\n"
+
+
+def _escaped(t: SchemaType) -> SchemaType:
+    def escape(text: str) -> str:
+        return text.replace("\\", "\\\\")
+
+    return replace(t, description=escape(t.description), examples=tuple(map(escape, t.examples)))
+
+
+def _read_back(t: SchemaType, code: str, kind: str) -> SchemaType:
+    try:
+        return read_class(ast.parse(code).body[0], kind, source_lines(code))
+    except SyntaxError as e:
+        raise SchemaError(f"type {t.name!r} does not render to valid Python ({e.msg}); "
+                          "check its description and examples for triple quotes") from None
 
 
 def write_pyfiles(library: SchemaLibrary, out_dir: str) -> list[str]:
@@ -122,6 +137,7 @@ def read_pyfile(source: str, kind: str, filename: str = "<schema>",
     executed. Python keywords as role names (`from: List[ Entity ]`, `self.from = from`) are read. A class
     that cannot be read is skipped and reported in `problems` (None: a warning); the others load."""
     problems = _Warn() if problems is None else problems
+    source = source.removeprefix("\ufeff")  # a byte order mark, which Python skips too
     unreadable = (SyntaxError, UnicodeError, RecursionError, MemoryError)  # UnicodeError: a lone surrogate
     try:
         parts = [(0, source, ast.parse(mark_keyword_names(source), filename=filename))]
@@ -153,10 +169,40 @@ def read_pyfile(source: str, kind: str, filename: str = "<schema>",
             try:
                 t = read_class(node, kind, lines)
                 extra = metadata.get(node.name) if isinstance(metadata, dict) else None
-                if extra:
-                    t = SchemaType.from_row({**t.to_row(), **extra})
+                if extra is not None:
+                    t = SchemaType.from_row(_with_metadata(t.to_row(), extra))
             except (ValueError, TypeError, KeyError) as e:  # SchemaError: a bad name, role or metadata
                 problems.append(ClassProblem(filename, node.name, offset + node.lineno, str(e)))
                 continue
             out.append(t)
     return out
+
+
+_TEXT_FIELDS, _LIST_FIELDS = ("wikidata_id", "label", "description"), ("parents", "examples", "head_types",
+                                                                        "tail_types", "role_names")
+
+
+def _with_metadata(row: dict, extra: object) -> dict:
+    """The class's row with its SCHEMA_METADATA entry, the fields `render_file` writes there, checked
+    (a hand-edited entry may rename the class, or hold a number where text belongs)."""
+    if not isinstance(extra, dict):
+        raise ValueError(f"its {METADATA} entry must be a dict, not {type(extra).__name__}")
+
+    def strings(v: object) -> bool:
+        return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+    for k, v in extra.items():
+        if k in ("name", "kind"):
+            raise ValueError(f"{METADATA}: {k} cannot be set (the class statement defines it)")
+        if k in _TEXT_FIELDS and not (isinstance(v, str) or (k == "wikidata_id" and v is None)):
+            raise ValueError(f"{METADATA}: {k} must be a string, not {type(v).__name__}")
+        if k in _LIST_FIELDS and not strings(v):
+            raise ValueError(f"{METADATA}: {k} must be a list of strings")
+        if k == "role_types" and not (isinstance(v, list) and all(map(strings, v))):
+            raise ValueError(f"{METADATA}: role_types must be a list of lists of strings")
+        if k not in (*_TEXT_FIELDS, *_LIST_FIELDS, "role_types"):
+            raise ValueError(f"{METADATA}: unknown field {k!r}")
+    row = {**row, **extra}
+    if len(row["role_names"]) != len(row["role_types"]):
+        raise ValueError(f"{METADATA}: {len(row['role_names'])} role_names but {len(row['role_types'])} role_types")
+    return row

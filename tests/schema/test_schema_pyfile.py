@@ -1,6 +1,8 @@
 """The .py library reader on files in the released layout: Python keywords as role names, the
 `from: List[ Entity ]` hint (not valid Python), `class Event(Entity)`, a broken class reported and skipped,
 a relation hint of thousands of `|` terms, and `schema from-py` ending in one line when nothing loads."""
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from knowcoder_ray.cli import main
@@ -177,3 +179,67 @@ def test_a_class_with_bytes_that_are_not_utf8_is_reported_and_the_rest_load(tmp_
     lib = read_pyfiles(str(tmp_path), problems)
     assert [(p.name, p.line, p.reason) for p in problems] == [("Pond", 7, "holds bytes that are not UTF-8")]
     assert lib.names("entity") == ["Lake", "River"] and lib["River"].description == "A river."
+
+
+
+def _table(path, **columns) -> str:
+    """A Parquet table of schema rows ("A", an entity, empty fields) with these columns' values."""
+    row = {"name": "A", "kind": "entity", "parents": [], "wikidata_id": None, "label": "", "description": "",
+           "examples": [], "head_types": [], "tail_types": []}
+    rows = [{**row, **dict(zip(columns, values))} for values in zip(*columns.values())]
+    pq.write_table(pa.Table.from_pylist(rows), str(path))
+    return str(path)
+
+
+def _not_a_schema(path) -> str:
+    pq.write_table(pa.table({"x": [1]}), str(path))
+    return str(path)
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda d: str(d / "notes.txt"), "notes.txt"),
+    (lambda d: _not_a_schema(d / "t.parquet"), "not a schema table, missing columns ['name'"),
+    (lambda d: str(d), "Is this a 'parquet' file?"),  # a folder holding Parquet and other files
+    (lambda d: _table(d / "t.parquet", name=["A"], kind=["thing"]), "row 1: type 'A': kind must be one of"),
+    (lambda d: _table(d / "t.parquet", name=["A", "bad name"]), "row 2: type name 'bad name' is not a valid"),
+    (lambda d: _table(d / "t.parquet", name=["A", None]), "row 2: type without a name"),
+    (lambda d: _table(d / "t.parquet", name=["A", "A"], label=["a", "b"]), "duplicate type name 'A'"),
+    (lambda d: _table(d / "t.parquet", description=['says """ this']), "triple quotes"),
+])
+def test_to_py_on_a_table_it_cannot_read_or_render_ends_in_one_line(tmp_path, capsys, make, words):
+    (tmp_path / "notes.txt").write_text("not parquet")
+    src = make(tmp_path)
+    assert main(["schema", "to-py", src, str(tmp_path / "py")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("knowcoder schema to-py: ") and words in err and "\n" not in err
+
+
+def test_a_file_saved_with_a_byte_order_mark_loads_whole(tmp_path):
+    """Python runs a file that starts with a UTF-8 BOM; its first class used to be skipped as not valid Python."""
+    (tmp_path / "Entities.py").write_bytes(b"\xef\xbb\xbf" + ENTITIES.replace("\n", "\r\n").encode())
+    problems = []
+    assert read_pyfiles(str(tmp_path), problems).names() == ["Event", "Lake", "River"]
+    assert [p.name for p in problems] == ["Broken"]
+    assert [t.name for t in read_pyfile("\ufeff" + EVENTS_ED, "event", "Events.py", [])] == ["Voyage"]
+
+
+@pytest.mark.parametrize("entry, words", [
+    ("{'wikidata_id': 5}", "wikidata_id must be a string"),
+    ("{'examples': 'abc'}", "examples must be a list of strings"),
+    ("{'parents': 5}", "parents must be a list of strings"),
+    ("{'role_names': ['a'], 'role_types': [5]}", "role_types must be a list of lists of strings"),
+    ("{'name': 'Other'}", "name cannot be set"),
+    ("{'kind': 'relation'}", "kind cannot be set"),
+    ("{'colour': 'red'}", "unknown field 'colour'"),
+    ("'Q5'", "must be a dict"),
+])
+def test_schema_metadata_of_the_wrong_shape_is_reported(tmp_path, capsys, entry, words):
+    """A hand-edited SCHEMA_METADATA entry used to rename or re-kind a class, split a string into letters,
+    or end `schema from-py` in an Arrow traceback: now the class is reported, the others load."""
+    source = ENTITIES + f"\nSCHEMA_METADATA = {{\n\t'Lake': {entry},\n}}\n"
+    problems = []
+    assert [t.name for t in read_pyfile(source, "entity", "Entities.py", problems)] == ["Event", "River"]
+    assert [p.name for p in problems] == ["Broken", "Lake"] and words in problems[1].reason
+    (tmp_path / "Entities.py").write_text(source)
+    assert main(["schema", "from-py", str(tmp_path), str(tmp_path / "lib.parquet")]) == 0
+    assert "class Lake" in capsys.readouterr().err
