@@ -6,6 +6,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from knowcoder_ray.cli import main
+from knowcoder_ray.schema import Role
+from knowcoder_ray.schema.classcode import ClassCodeError, read_class_code
 from knowcoder_ray.schema.pyfile import read_pyfile, read_pyfiles
 
 ENTITIES = '''class Entity:
@@ -243,3 +245,40 @@ def test_schema_metadata_of_the_wrong_shape_is_reported(tmp_path, capsys, entry,
     (tmp_path / "Entities.py").write_text(source)
     assert main(["schema", "from-py", str(tmp_path), str(tmp_path / "lib.parquet")]) == 0
     assert "class Lake" in capsys.readouterr().err
+
+
+def test_user_class_code_forward_references_keyword_roles_and_keyword_only_parameters():
+    """Idiomatic and released signatures a user pastes as schema_code: a string annotation holding a union
+    (was read as one type named 'Place | Person'), the released EAE form's `from: List[ Entity ]` (was a
+    syntax error) and keyword-only roles after `*` (were dropped silently)."""
+    code = '''class Lives(Relation):
+    def __init__(self, head_entity: "Person", tail_entity: "Place | Person"): ...
+
+class Marriage(Event):
+    def __init__(
+        self,
+        trigger: str,  # Examples: married, wedding,
+        spouse: List["Person"],
+        from: List[ Place ],
+    ):
+        super().__init__(trigger=trigger)
+        self.spouse = spouse
+        self.from = from
+
+class Move(Event):
+    def __init__(self, trigger: str, *, mover: List[Person], to: List[Place]): ...
+'''
+    lives, marriage, move = read_class_code(code)
+    assert (lives.head_types, lives.tail_types) == (("Person",), ("Place", "Person"))
+    assert marriage.roles == (Role("spouse", ("Person",)), Role("from", ("Place",)))
+    assert marriage.examples == ("married", "wedding")
+    assert move.roles == (Role("mover", ("Person",)), Role("to", ("Place",)))
+    (types,) = read_pyfile(code.split("\n\n")[0], "relation", "Relations.py", [])
+    assert types.tail_types == ("Place", "Person")
+
+
+def test_user_class_code_with_a_role_twice_is_refused_with_its_line():
+    code = "class Move(Event):\n    def __init__(self, trigger: str, to: List[Place], to: List[Person]): ...\n"
+    with pytest.raises(ClassCodeError, match="class Move: role 'to' twice") as e:
+        read_class_code(code)
+    assert e.value.line == 1
