@@ -154,3 +154,16 @@ def test_cli_build_input_errors_end_in_one_line_before_the_dump_is_read(tmp_path
         err = capsys.readouterr().err.strip()
         assert err.startswith("knowcoder schema") and words in err and "\n" not in err, err
         assert not (tmp_path / "lib").exists()
+
+
+@pytest.mark.parametrize("use_ray", [False, True])
+def test_an_entity_twice_in_the_dump_keeps_its_first_version_on_ray_and_in_the_plain_loop(request, use_ray, tmp_path):
+    """The plain loop kept the last version of a repeated entity, Ray tasks over byte ranges the first."""
+    if use_ray:
+        request.getfixturevalue("ray_cluster")
+    filler = [_item(f"Q{100 + i}", f"filler {i}", "x" * 200) for i in range(40)]
+    dump = _dump(tmp_path / "d.json", [_item("Q1", "river", p279=["Q2"]), *filler, _item("Q2", "water"),
+                                       _item("Q3", "land"), _item("Q1", "stream", p279=["Q3"]),
+                                       _item("Q10", "Drina", p31=["Q1"])])
+    lib = build(dump, BuildConfig(), use_ray=use_ray, parallelism=4, min_range_bytes=1).library
+    assert (lib.by_wikidata_id("Q1").name, lib.by_wikidata_id("Q1").parents) == ("River", ("Water",))
