@@ -131,6 +131,18 @@ def _chunks(source: str) -> list[tuple[int, str]]:
     return [(a, "".join(lines[a:b])) for a, b in zip(starts, starts[1:] + [len(lines)])]
 
 
+MAX_JOIN = 8  # chunks one class may have been split into
+
+
+def _unreadable(e: Exception, offset: int) -> str:
+    if isinstance(e, SyntaxError):  # its line numbers counted in the file, not in the chunk
+        msg = re.sub(r"(?<=detected at line )\d+", lambda m: str(offset + int(m[0])), e.msg)
+        return f"not valid Python at line {offset + (e.lineno or 1)}: {msg}"
+    if isinstance(e, UnicodeError):
+        return "holds bytes that are not UTF-8"
+    return f"too deeply nested for Python's parser ({type(e).__name__})"
+
+
 def read_pyfile(source: str, kind: str, filename: str = "<schema>",
                 problems: list[ClassProblem] | None = None) -> list[SchemaType]:
     """The types defined in one schema file of `kind` (entity, relation, event), read with `ast`, never
@@ -142,16 +154,25 @@ def read_pyfile(source: str, kind: str, filename: str = "<schema>",
     try:
         parts = [(0, source, ast.parse(mark_keyword_names(source), filename=filename))]
     except unreadable:
-        parts = []
-        for offset, chunk in _chunks(source):
-            try:
-                parts.append((offset, chunk, ast.parse(mark_keyword_names(chunk), filename=filename)))
-            except unreadable as e:
+        parts, chunks, i = [], _chunks(source), 0
+        while i < len(chunks):
+            offset, chunk = chunks[i]
+            # a chunk that does not read may be a class whose docstring has a line at column 0 that looks like
+            # a statement ("from Germany."): then it reads joined with the chunks that follow
+            for j in range(i + 1, min(i + 1 + MAX_JOIN, len(chunks)) + 1):
+                text = "".join(c for _, c in chunks[i:j])
+                try:
+                    parts.append((offset, text, ast.parse(mark_keyword_names(text), filename=filename)))
+                    i = j
+                    break
+                except unreadable as e:
+                    if j == i + 1:
+                        error = e  # the chunk's own error is the one reported
+            else:
                 m = _CLASS_NAME.match(chunk)
-                reason = (f"not valid Python at line {offset + (e.lineno or 1)}: {e.msg}" if isinstance(e, SyntaxError)
-                          else "holds bytes that are not UTF-8" if isinstance(e, UnicodeError)
-                          else f"too deeply nested for Python's parser ({type(e).__name__})")
-                problems.append(ClassProblem(filename, m.group(1) if m else "(top level)", offset + 1, reason))
+                problems.append(ClassProblem(filename, m.group(1) if m else "(top level)", offset + 1,
+                                             _unreadable(error, offset)))
+                i += 1
     metadata: dict = {}
     for offset, _, tree in parts:
         for node in tree.body:

@@ -282,3 +282,16 @@ def test_user_class_code_with_a_role_twice_is_refused_with_its_line():
     with pytest.raises(ClassCodeError, match="class Move: role 'to' twice") as e:
         read_class_code(code)
     assert e.value.line == 1
+
+
+def test_a_docstring_line_that_looks_like_a_statement_does_not_split_its_class_in_a_broken_file():
+    """In a file with a broken class, each top-level statement is read apart; a description continued at
+    column 0 with "from ..." or "import ... =" cut its class in pieces, all reported, the class lost."""
+    dog = ('class Dog(Entity):\n\t"""\n\tDescription: A breed originating\nfrom Germany, kept\nimport ant = as a'
+           ' guard dog.\n\tExamples: Rex, Fido\n\t"""\n\tpass\n\n')
+    problems = []
+    types = read_pyfile(ENTITIES.replace("class River(Lake)", dog + "class River(Lake)"), "entity", "E.py", problems)
+    assert [t.name for t in types] == ["Event", "Lake", "Dog", "River"]
+    assert types[2].description == "A breed originating from Germany, kept import ant = as a guard dog."
+    assert [(p.name, p.reason) for p in problems] == [
+        ("Broken", "not valid Python at line 23: unterminated triple-quoted string literal (detected at line 26)")]
