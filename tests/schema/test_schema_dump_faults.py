@@ -167,3 +167,15 @@ def test_an_entity_twice_in_the_dump_keeps_its_first_version_on_ray_and_in_the_p
                                        _item("Q10", "Drina", p31=["Q1"])])
     lib = build(dump, BuildConfig(), use_ray=use_ray, parallelism=4, min_range_bytes=1).library
     assert (lib.by_wikidata_id("Q1").name, lib.by_wikidata_id("Q1").parents) == ("River", ("Water",))
+
+
+def test_an_event_root_that_is_not_in_the_library_is_named(tmp_path, capsys):
+    """`--event-root occurrence` (a label, not the id) silently gave a library without event types."""
+    dump = _dump(tmp_path / "d.json", [_item("Q1190554", "occurrence"), _item("Q1", "battle", p279=["Q1190554"]),
+                                       _item("Q10", "Waterloo", p31=["Q1"])])
+    assert main(["schema", "build", dump, "--out", str(tmp_path / "ok"), "--local"]) == 0
+    assert '"event_types": 2' in capsys.readouterr().out
+    assert main(["schema", "build", dump, "--out", str(tmp_path / "lib"), "--local", "--event-root", "occurrence"]) == 0
+    out = capsys.readouterr().out
+    assert '"event_types": 0' in out and "event root 'occurrence' is not a class of the library" in out
+    assert "event root 'occurrence'" in json.loads((tmp_path / "lib" / "report.json").read_text())["notes"][0]
