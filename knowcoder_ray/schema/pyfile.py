@@ -42,7 +42,7 @@ def render_file(kind: str, types: Iterable[SchemaType]) -> str:
         code = render_class(t)
         try:
             shown = read_class(ast.parse(code).body[0], kind, source_lines(code))
-        except SyntaxError:  # a backslash that is no Python escape (`C:\xampp`): doubled in the file, not in prompts
+        except (SyntaxError, ValueError):  # a backslash that is no Python escape (`C:\xampp`), a NUL: escaped
             code = render_class(_escaped(t))
             shown = _read_back(t, code, kind)
         seen = shown.to_row()
@@ -57,8 +57,9 @@ def render_file(kind: str, types: Iterable[SchemaType]) -> str:
 
 
 def _escaped(t: SchemaType) -> SchemaType:
-    def escape(text: str) -> str:
-        return text.replace("\\", "\\\\")
+    def escape(text: str) -> str:  # backslashes doubled, other characters Python refuses in a file escaped
+        text = text.replace("\\", "\\\\")
+        return "".join(c if c.isprintable() or c in "\n\t" else c.encode("unicode_escape").decode() for c in text)
 
     return replace(t, description=escape(t.description), examples=tuple(map(escape, t.examples)))
 
@@ -66,8 +67,8 @@ def _escaped(t: SchemaType) -> SchemaType:
 def _read_back(t: SchemaType, code: str, kind: str) -> SchemaType:
     try:
         return read_class(ast.parse(code).body[0], kind, source_lines(code))
-    except SyntaxError as e:
-        raise SchemaError(f"type {t.name!r} does not render to valid Python ({e.msg}); "
+    except (SyntaxError, ValueError) as e:
+        raise SchemaError(f"type {t.name!r} does not render to valid Python ({getattr(e, 'msg', e)}); "
                           "check its description and examples for triple quotes") from None
 
 

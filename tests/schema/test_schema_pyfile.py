@@ -295,3 +295,12 @@ def test_a_docstring_line_that_looks_like_a_statement_does_not_split_its_class_i
     assert types[2].description == "A breed originating from Germany, kept import ant = as a guard dog."
     assert [(p.name, p.reason) for p in problems] == [
         ("Broken", "not valid Python at line 23: unterminated triple-quoted string literal (detected at line 26)")]
+
+
+def test_to_py_escapes_what_python_refuses_in_a_file_and_reads_it_back_exactly(tmp_path):
+    """A NUL or a backslash that is no escape in a description (a table from elsewhere) was a SchemaError."""
+    src = _table(tmp_path / "t.parquet", name=["A", "B"], description=["nul \x00 here", r"C:\xampp \N"],
+                 examples=[["x\x85y"], [r"\u12"]])
+    assert main(["schema", "to-py", src, str(tmp_path / "py")]) == 0
+    from knowcoder_ray.schema.table import read_parquet
+    assert read_pyfiles(str(tmp_path / "py"), problems := []) == read_parquet(src) and problems == []
