@@ -12,7 +12,9 @@ which is reported (`ClassProblem`) and skipped while the others load.
 from __future__ import annotations
 
 import ast
+import io
 import re
+import tokenize
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -112,12 +114,21 @@ def read_pyfiles(src_dir: str, problems: list[ClassProblem] | None = None) -> Sc
         raise FileNotFoundError(f"no {', '.join(FILES.values())} under {src_dir}")
     types: dict[str, SchemaType] = {}
     for kind, uri in present:
-        # a byte that is not UTF-8 stays in the text (as a lone surrogate): its class is reported, the rest load
-        for t in read_pyfile(read_bytes(uri).decode("utf-8", errors="surrogateescape"), kind, uri, problems):
+        for t in read_pyfile(_decode(read_bytes(uri)), kind, uri, problems):
             if types.setdefault(t.name, t) != t:
                 problems.append(ClassProblem(uri, t.name, 0, f"defined again (first as {types[t.name].kind}); "
                                                               "the first definition is kept"))
     return SchemaLibrary(types.values())
+
+
+def _decode(data: bytes) -> str:
+    """The text of a schema file decoded as Python would (UTF-8, or a PEP 263 coding declaration); a byte that
+    does not decode stays in the text (as a lone surrogate): its class is reported, the rest load."""
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+        return data.decode(encoding, errors="surrogateescape")
+    except (SyntaxError, LookupError):  # an unknown encoding, or one that is no text encoding
+        return data.decode("utf-8", errors="surrogateescape")
 
 
 _TOP_LEVEL = re.compile(r"^(class\s|from\s|import\s|[A-Za-z_]\w*\s*=)")

@@ -304,3 +304,12 @@ def test_to_py_escapes_what_python_refuses_in_a_file_and_reads_it_back_exactly(t
     assert main(["schema", "to-py", src, str(tmp_path / "py")]) == 0
     from knowcoder_ray.schema.table import read_parquet
     assert read_pyfiles(str(tmp_path / "py"), problems := []) == read_parquet(src) and problems == []
+
+
+def test_a_file_with_a_coding_declaration_is_decoded_as_python_would(tmp_path):
+    """`# -*- coding: latin-1 -*-` (PEP 263): Python reads the file; its non-ASCII classes were skipped."""
+    source = '# -*- coding: latin-1 -*-\nclass Cafe(Entity):\n\t"""\n\tDescription: A caf\xe9.\n\t"""\n\tpass\n'
+    (tmp_path / "Entities.py").write_bytes(source.encode("latin-1"))
+    assert read_pyfiles(str(tmp_path), problems := [])["Cafe"].description == "A café." and problems == []
+    (tmp_path / "Entities.py").write_bytes(source.replace("latin-1", "rot13").encode("latin-1"))  # no text codec
+    assert read_pyfiles(str(tmp_path), problems := []).names() == [] and problems[0].name == "Cafe"
