@@ -120,7 +120,7 @@ def parse_line(raw: bytes) -> dict | None:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise Malformed(f"invalid UTF-8 at byte {e.start}") from None
-    s = text.strip().removesuffix(",").rstrip()
+    s = text.removeprefix("\ufeff").strip().removesuffix(",").rstrip()  # a BOM opens the first line
     if s.startswith("[") and s[1:2] in ("", "{", " ", "\t"):  # "[" alone, or "[{...}" on one line
         s = s[1:].lstrip()
     if s.endswith("]") and (s == "]" or s[:-1].rstrip().endswith("}")):

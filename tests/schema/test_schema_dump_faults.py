@@ -179,3 +179,14 @@ def test_an_event_root_that_is_not_in_the_library_is_named(tmp_path, capsys):
     out = capsys.readouterr().out
     assert '"event_types": 0' in out and "event root 'occurrence' is not a class of the library" in out
     assert "event root 'occurrence'" in json.loads((tmp_path / "lib" / "report.json").read_text())["notes"][0]
+
+
+@pytest.mark.parametrize("array", [True, False])
+def test_a_dump_saved_with_a_byte_order_mark_loses_no_line(tmp_path, array):
+    """A BOM before the first line (`[` or, in JSON Lines, the first entity) made that line malformed."""
+    entities = [_item("Q1", "thing"), _item("Q10", "x", p31=["Q1"])]
+    text = ("[\n" + ",\n".join(map(json.dumps, entities)) + "\n]\n") if array else "".join(
+        json.dumps(e) + "\n" for e in entities)
+    (tmp_path / "d.json").write_text("\ufeff" + text, encoding="utf-8")
+    report = build(str(tmp_path / "d.json"), BuildConfig(), use_ray=False).report
+    assert report.malformed == [] and report.counts["items"] == 2
