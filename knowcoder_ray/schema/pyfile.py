@@ -193,7 +193,7 @@ def read_pyfile(source: str, kind: str, filename: str = "<schema>",
                     metadata = ast.literal_eval(node.value)
                 except (ValueError, TypeError, SyntaxError, RecursionError):
                     problems.append(ClassProblem(filename, METADATA, offset + node.lineno, "not a literal; ignored"))
-    out = []
+    out, first_line = [], {}
     for offset, chunk, tree in parts:
         lines = source_lines(chunk)
         for node in tree.body:
@@ -207,7 +207,11 @@ def read_pyfile(source: str, kind: str, filename: str = "<schema>",
             except (ValueError, TypeError, KeyError) as e:  # SchemaError: a bad name, role or metadata
                 problems.append(ClassProblem(filename, node.name, offset + node.lineno, str(e)))
                 continue
-            out.append(t)
+            if (first := first_line.setdefault(t.name, offset + node.lineno)) == offset + node.lineno:
+                out.append(t)
+            elif t != next(k for k in out if k.name == t.name):
+                problems.append(ClassProblem(filename, t.name, offset + node.lineno, f"defined again (first at line "
+                                                                                    f"{first}); the first is kept"))
     return out
 
 

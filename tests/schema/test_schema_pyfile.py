@@ -313,3 +313,12 @@ def test_a_file_with_a_coding_declaration_is_decoded_as_python_would(tmp_path):
     assert read_pyfiles(str(tmp_path), problems := [])["Cafe"].description == "A café." and problems == []
     (tmp_path / "Entities.py").write_bytes(source.replace("latin-1", "rot13").encode("latin-1"))  # no text codec
     assert read_pyfiles(str(tmp_path), problems := []).names() == [] and problems[0].name == "Cafe"
+
+
+def test_a_class_defined_twice_in_a_file_is_reported_with_both_lines():
+    """Both definitions were returned and read_pyfiles reported the second at line 0."""
+    twice = ENTITIES + '\nclass Lake(Entity):\n\t"""\n\tDescription: Another lake.\n\t"""\n\tpass\n'
+    same_again = ENTITIES[ENTITIES.index("class Lake"):ENTITIES.index("class Broken")]  # identical: dropped
+    problems = []
+    assert [t.name for t in read_pyfile(twice + same_again, "entity", "E.py", problems)] == ["Event", "Lake", "River"]
+    assert [str(p) for p in problems[1:]] == ["E.py:34: class Lake: defined again (first at line 15); the first is kept"]
