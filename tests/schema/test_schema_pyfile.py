@@ -321,4 +321,5 @@ def test_a_class_defined_twice_in_a_file_is_reported_with_both_lines():
     same_again = ENTITIES[ENTITIES.index("class Lake"):ENTITIES.index("class Broken")]  # identical: dropped
     problems = []
     assert [t.name for t in read_pyfile(twice + same_again, "entity", "E.py", problems)] == ["Event", "Lake", "River"]
-    assert [str(p) for p in problems[1:]] == ["E.py:34: class Lake: defined again (first at line 15); the first is kept"]
+    assert [str(p) for p in problems[1:]] == [
+        "E.py:34: class Lake: defined again (first at line 15); the first is kept"]
