@@ -207,11 +207,12 @@ def read_pyfile(source: str, kind: str, filename: str = "<schema>",
             except (ValueError, TypeError, KeyError) as e:  # SchemaError: a bad name, role or metadata
                 problems.append(ClassProblem(filename, node.name, offset + node.lineno, str(e)))
                 continue
-            if (first := first_line.setdefault(t.name, offset + node.lineno)) == offset + node.lineno:
+            first = first_line.setdefault(t.name, offset + node.lineno)
+            if first == offset + node.lineno:
                 out.append(t)
-            elif t != next(k for k in out if k.name == t.name):
-                problems.append(ClassProblem(filename, t.name, offset + node.lineno, f"defined again (first at line "
-                                                                                    f"{first}); the first is kept"))
+            elif t != next(k for k in out if k.name == t.name):  # an identical copy is dropped silently
+                problems.append(ClassProblem(filename, t.name, offset + node.lineno,
+                                             f"defined again (first at line {first}); the first is kept"))
     return out
 
 
