@@ -214,7 +214,10 @@ class ClassCodeError(ValueError):
 def read_class_code(source: str, library: SchemaLibrary | None = None) -> list[SchemaType]:
     """The schema types the code defines, in order. Base classes pasted by the user are skipped."""
     try:
-        tree = ast.parse(mark_keyword_names(source))  # the released `from: List[ Entity ]`
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:  # maybe Python keywords as role names, as released: `from: List[ Entity ]`
+            tree = ast.parse(mark_keyword_names(source))
     except SyntaxError as e:
         raise ClassCodeError(f"syntax error: {e.msg}", e.lineno) from None
     except (ValueError, RecursionError, MemoryError) as e:  # null bytes, absurd nesting
