@@ -34,11 +34,12 @@ def init_ray(cfg: PipelineConfig) -> None:
 def missing_inputs_end_the_job():
     """Input that is not there (benchmark data, a model folder, a dump) or a corpus that cannot be trained on
     ends the job with the message that names it and where it comes from, not a traceback."""
+    from knowcoder_ray.schema.build import BuildInputError  # an empty dump, a descriptions TSV without its columns
     from knowcoder_ray.train.dataset import DataError  # imports Ray: only once a phase runs
 
     try:
         yield
-    except (FileNotFoundError, DataError) as e:
+    except (FileNotFoundError, IsADirectoryError, BuildInputError, DataError) as e:
         raise SystemExit(f"error: {e}") from None
 
 

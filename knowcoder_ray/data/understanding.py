@@ -34,7 +34,7 @@ from knowcoder_ray.data.pipeline import DEFAULT_BLOCK_BYTES, Item, ShardSpec, Tr
 from knowcoder_ray.data.readers import json_lines
 from knowcoder_ray.data.sources import KelmStats, TypeIndex, library_fingerprint, read_kelm
 from knowcoder_ray.records import EventMention, Record
-from knowcoder_ray.schema.types import KINDS, SchemaLibrary
+from knowcoder_ray.schema.types import KINDS, SchemaLibrary, depth_first
 
 SCHEMA = pa.schema([("text", pa.string()), ("kind", pa.string()), ("source", pa.string()), ("n_tokens", pa.int64())])
 HEADER = {"ner": "# Extract the entities from the following sentence.",
@@ -46,15 +46,14 @@ HEADER = {"ner": "# Extract the entities from the following sentence.",
 
 def definition_groups(library: SchemaLibrary, max_group: int = 16) -> list[list[str]]:
     """Class-name groups, each in definition order (ancestors first); deterministic for a library."""
-    depth: dict[str, int] = {}  # longest distance from a root: parents before children when sorted by it
-
-    def walk(name: str, seen: frozenset) -> int:
-        if name not in depth:
-            ps = [p for p in library.parents(name) if p in library and p not in seen]
-            depth[name] = 1 + max((walk(p, seen | {name}) for p in ps), default=-1)
-        return depth[name]
-    for t in library:
-        walk(t.name, frozenset())
+    # longest distance from a root (parent edges that close a cycle left out): parents before children when
+    # sorted by it; depth first without recursion, so a chain thousands deep is no RecursionError
+    parents = lambda n: [p for p in library.parents(n) if p in library]  # noqa: E731
+    done, back_edges = depth_first(library.names(), parents)
+    back, depth = set(back_edges), {}
+    for name in done:  # each after its parents; a class its own parent counts one level more, as it always did
+        ps = parents(name)
+        depth[name] = 1 + (name in ps) + max((depth[p] for p in ps if (name, p) not in back), default=-1)
     order = lambda names: sorted(dict.fromkeys(names), key=lambda n: (depth[n], n))  # noqa: E731
     groups: list[list[str]] = []
     for kind in KINDS:

@@ -138,7 +138,9 @@ def assemble(s1: DumpSummary, s2: DumpSummary, config: BuildConfig, plan: ScanTa
         counts=counts, malformed=malformed, unresolved=sorted(kept - known, key=num), dropped_cycle_edges=dropped,
         missing_labels=[t.wikidata_id for t in library if not t.label],
         missing_descriptions=[{"name": t.name, "kind": t.kind, "wikidata_id": t.wikidata_id, "label": t.label}
-                              for t in library if not t.description])
+                              for t in library if not t.description],
+        notes=[f"event root {config.event_root!r} is not a class of the library (give the Wikidata id of a class "
+               "the dump uses, e.g. Q1190554): no event types"] if config.event_root and not plan.events else [])
 
 
 def _show(value: list, label_of: dict[str, str]) -> str:

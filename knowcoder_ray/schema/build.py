@@ -32,7 +32,7 @@ from pydantic import AfterValidator, ConfigDict, Field
 
 from knowcoder_ray import storage
 from knowcoder_ray.schema.descriptions import fill_descriptions, missing_descriptions_tsv, parse_descriptions_tsv
-from knowcoder_ray.schema.dump import MIN_RANGE_BYTES, LineIndex, compression_of, iter_lines
+from knowcoder_ray.schema.dump import MIN_RANGE_BYTES, LineIndex, compression_of, file_size, iter_lines
 from knowcoder_ray.schema.assemble import BuildReport, assemble, second_scan_targets
 from knowcoder_ray.schema.scan import DumpSummary, scan_ray, summarize
 from knowcoder_ray.schema.select import corpus_types, select
@@ -59,7 +59,11 @@ class BuildConfig(Section):
     descriptions: str | None = None  # a filled-in missing_descriptions.tsv
 
 
-class DumpError(ValueError):
+class BuildInputError(ValueError):
+    """An input of the build (the dump, a descriptions TSV) cannot be used."""
+
+
+class DumpError(BuildInputError):
     """The dump cannot give a library at all (empty, or no Wikidata entity in it)."""
 
 
@@ -75,6 +79,7 @@ def build(uri: str, config: BuildConfig | None = None, *, use_ray: bool = True, 
     With `use_ray` the scans run on the current cluster (`ray.init` first): a plain dump in `parallelism`
     byte ranges of at least `min_range_bytes` (see `dump.byte_ranges`)."""
     config = config or BuildConfig()
+    file_size(uri)  # names a missing dump, or a folder, before any work
 
     def scan(plan):  # the plain loop: one summary of all the lines (what merging those of its parts gives)
         return (scan_ray(uri, config, plan, parallelism, min_range_bytes) if use_ray
@@ -113,6 +118,12 @@ def build_schema(dump: str, out: str, config: BuildConfig | None = None, *, use_
     from knowcoder_ray.schema import pyfile, table
 
     config = config or BuildConfig()
+    # the other inputs first: one that cannot be used is named before the (long) scans of the dump
+    types, bad = corpus_types(config.corpus)
+    try:
+        descriptions = parse_descriptions_tsv(storage.read_text(config.descriptions)) if config.descriptions else None
+    except ValueError as e:
+        raise BuildInputError(f"{config.descriptions}: {e}") from None
     if use_ray:
         from knowcoder_ray.connect import connect
 
@@ -120,12 +131,11 @@ def build_schema(dump: str, out: str, config: BuildConfig | None = None, *, use_
     result = build(dump, config, use_ray=use_ray, parallelism=parallelism)
     library, report = result.library, result.report
     if config.types is not None or config.corpus:
-        types, bad = corpus_types(config.corpus)
         if bad:
             report.notes.append(f"corpus: {bad} lines are not records (skipped)")
         library, report.unmatched = select(library, [*(config.types or ()), *sorted(types)])
-    if config.descriptions:
-        library, filled = fill_descriptions(library, parse_descriptions_tsv(storage.read_text(config.descriptions)))
+    if descriptions is not None:
+        library, filled = fill_descriptions(library, descriptions)
         report.notes.append(f"descriptions filled in: {filled}")
 
     storage.makedirs(out)

@@ -24,7 +24,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from knowcoder_ray.schema.types import BASE_CLASS, Role, SchemaLibrary, SchemaType, unmark
+from knowcoder_ray.schema.types import BASE_CLASS, Role, SchemaLibrary, SchemaType, mark_keyword_names, unmark
 
 
 def _base_class(name: str, kind: str, signature: str, *body: str) -> str:
@@ -139,6 +139,11 @@ def _hint_types(node: ast.expr | None) -> tuple[str, ...]:
             stack += [n.right, n.left]
         elif isinstance(n, ast.Subscript):
             stack += reversed(n.slice.elts if isinstance(n.slice, ast.Tuple) else [n.slice])
+        elif isinstance(n, ast.Constant) and isinstance(n.value, str) and not n.value.isidentifier():
+            try:  # a forward reference: "Place | Person"
+                stack.append(ast.parse(n.value.strip(), mode="eval").body)
+            except (SyntaxError, ValueError, RecursionError, MemoryError):
+                out.append(n.value)
         else:
             name = _name(n)
             if name not in (None, "Entity", "str"):
@@ -155,7 +160,7 @@ def _event_roles(init: ast.FunctionDef, lines: list[str]) -> tuple[tuple[Role, .
             return tuple(Role(e.value) for e in stmt.value.elts
                          if isinstance(e, ast.Constant) and isinstance(e.value, str)), ""
     roles, examples = [], ""
-    for a in init.args.args:
+    for a in (*init.args.posonlyargs, *init.args.args, *init.args.kwonlyargs):
         if a.arg == "trigger":
             line = lines[a.lineno - 1] if 0 < a.lineno <= len(lines) else ""
             examples = line.partition("# Examples:")[2]
@@ -209,7 +214,10 @@ class ClassCodeError(ValueError):
 def read_class_code(source: str, library: SchemaLibrary | None = None) -> list[SchemaType]:
     """The schema types the code defines, in order. Base classes pasted by the user are skipped."""
     try:
-        tree = ast.parse(source)
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:  # maybe Python keywords as role names, as released: `from: List[ Entity ]`
+            tree = ast.parse(mark_keyword_names(source))
     except SyntaxError as e:
         raise ClassCodeError(f"syntax error: {e.msg}", e.lineno) from None
     except (ValueError, RecursionError, MemoryError) as e:  # null bytes, absurd nesting
@@ -235,6 +243,9 @@ def read_class_code(source: str, library: SchemaLibrary | None = None) -> list[S
             t = read_class(node, kind, lines)
         except (ValueError, TypeError) as e:  # SchemaError: a bad name or role
             raise ClassCodeError(f"class {node.name}: {e}", node.lineno) from None
+        roles = [r.name for r in t.roles]
+        if twice := next((r for i, r in enumerate(roles) if r in roles[:i]), None):
+            raise ClassCodeError(f"class {node.name}: role {twice!r} twice", node.lineno)
         kinds[t.name] = t.kind
         out.append(t)
     if not out:

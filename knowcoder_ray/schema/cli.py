@@ -44,7 +44,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 def _build(args: argparse.Namespace) -> int:
     from knowcoder_ray.storage import join, read_text
-    from knowcoder_ray.schema.build import BuildConfig, DumpError, build_schema
+    from knowcoder_ray.schema.build import BuildConfig, BuildInputError, build_schema
 
     words = args.types.split(",") + (read_text(args.types_file).splitlines() if args.types_file else [])
     types = [w.strip() for w in words if w.strip()]
@@ -59,7 +59,7 @@ def _build(args: argparse.Namespace) -> int:
         started = connect(args.ray_address, args.num_cpus, log_to_driver=False)
     try:
         report = build_schema(args.dump, args.out, config, use_ray=not args.local, parallelism=args.parallelism).report
-    except DumpError as e:
+    except BuildInputError as e:  # no entity in the dump, a descriptions TSV without its columns
         raise UsageError(e) from None
     finally:
         if started:
@@ -80,7 +80,11 @@ def _build(args: argparse.Namespace) -> int:
 def _to_py(args: argparse.Namespace) -> int:
     from knowcoder_ray.schema import pyfile, table
 
-    for path in pyfile.write_pyfiles(table.read_parquet(args.parquet), args.out):
+    try:
+        paths = pyfile.write_pyfiles(table.read_parquet(args.parquet), args.out)
+    except ValueError as e:  # not Parquet, not a schema table, a bad row, a type that does not render
+        raise UsageError(e) from None
+    for path in paths:
         print(path)
     return 0
 

@@ -39,6 +39,8 @@ def compression_of(path: str) -> str | None:
 def file_size(uri: str) -> int:
     fs, path = filesystem(uri)
     info = fs.get_file_info(path)
+    if info.type == pafs.FileType.Directory:
+        raise IsADirectoryError(f"{uri} is a folder, not a Wikidata dump file")
     if info.type != pafs.FileType.File:
         raise FileNotFoundError(f"Wikidata dump not found: {uri}")
     return info.size

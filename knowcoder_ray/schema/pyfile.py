@@ -12,10 +12,12 @@ which is reported (`ClassProblem`) and skipped while the others load.
 from __future__ import annotations
 
 import ast
+import io
 import re
+import tokenize
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from knowcoder_ray.schema.classcode import (
     ENTITY_BASE, EVENT_BASE_ED, RELATION_BASE, read_class, render_class, source_lines,
@@ -42,9 +44,9 @@ def render_file(kind: str, types: Iterable[SchemaType]) -> str:
         code = render_class(t)
         try:
             shown = read_class(ast.parse(code).body[0], kind, source_lines(code))
-        except SyntaxError as e:
-            raise SchemaError(f"type {t.name!r} does not render to valid Python ({e.msg}); "
-                              "check its description and examples for triple quotes") from None
+        except (SyntaxError, ValueError):  # a backslash that is no Python escape (`C:\xampp`), a NUL: escaped
+            code = render_class(_escaped(t))
+            shown = _read_back(t, code, kind)
         seen = shown.to_row()
         if extra := {k: v for k, v in t.to_row().items() if v != seen[k]}:
             metadata[t.name] = extra
@@ -54,6 +56,22 @@ def render_file(kind: str, types: Iterable[SchemaType]) -> str:
                       "# literal for readers of this file; the classes are usable without it.\n"
                       f"{METADATA} = {{\n" + "".join(f"\t{k!r}: {v!r},\n" for k, v in metadata.items()) + "}")
     return "\n\n".join(blocks) + "\n"
+
+
+def _escaped(t: SchemaType) -> SchemaType:
+    def escape(text: str) -> str:  # backslashes doubled, other characters Python refuses in a file escaped
+        text = text.replace("\\", "\\\\")
+        return "".join(c if c.isprintable() or c in "\n\t" else c.encode("unicode_escape").decode() for c in text)
+
+    return replace(t, description=escape(t.description), examples=tuple(map(escape, t.examples)))
+
+
+def _read_back(t: SchemaType, code: str, kind: str) -> SchemaType:
+    try:
+        return read_class(ast.parse(code).body[0], kind, source_lines(code))
+    except (SyntaxError, ValueError) as e:
+        raise SchemaError(f"type {t.name!r} does not render to valid Python ({getattr(e, 'msg', e)}); "
+                          "check its description and examples for triple quotes") from None
 
 
 def write_pyfiles(library: SchemaLibrary, out_dir: str) -> list[str]:
@@ -96,12 +114,21 @@ def read_pyfiles(src_dir: str, problems: list[ClassProblem] | None = None) -> Sc
         raise FileNotFoundError(f"no {', '.join(FILES.values())} under {src_dir}")
     types: dict[str, SchemaType] = {}
     for kind, uri in present:
-        # a byte that is not UTF-8 stays in the text (as a lone surrogate): its class is reported, the rest load
-        for t in read_pyfile(read_bytes(uri).decode("utf-8", errors="surrogateescape"), kind, uri, problems):
+        for t in read_pyfile(_decode(read_bytes(uri)), kind, uri, problems):
             if types.setdefault(t.name, t) != t:
                 problems.append(ClassProblem(uri, t.name, 0, f"defined again (first as {types[t.name].kind}); "
                                                               "the first definition is kept"))
     return SchemaLibrary(types.values())
+
+
+def _decode(data: bytes) -> str:
+    """The text of a schema file decoded as Python would (UTF-8, or a PEP 263 coding declaration); a byte that
+    does not decode stays in the text (as a lone surrogate): its class is reported, the rest load."""
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+        return data.decode(encoding, errors="surrogateescape")
+    except (SyntaxError, LookupError):  # an unknown encoding, or one that is no text encoding
+        return data.decode("utf-8", errors="surrogateescape")
 
 
 _TOP_LEVEL = re.compile(r"^(class\s|from\s|import\s|[A-Za-z_]\w*\s*=)")
@@ -116,26 +143,48 @@ def _chunks(source: str) -> list[tuple[int, str]]:
     return [(a, "".join(lines[a:b])) for a, b in zip(starts, starts[1:] + [len(lines)])]
 
 
+MAX_JOIN = 8  # chunks one class may have been split into
+
+
+def _unreadable(e: Exception, offset: int) -> str:
+    if isinstance(e, SyntaxError):  # its line numbers counted in the file, not in the chunk
+        msg = re.sub(r"(?<=detected at line )\d+", lambda m: str(offset + int(m[0])), e.msg)
+        return f"not valid Python at line {offset + (e.lineno or 1)}: {msg}"
+    if isinstance(e, UnicodeError):
+        return "holds bytes that are not UTF-8"
+    return f"too deeply nested for Python's parser ({type(e).__name__})"
+
+
 def read_pyfile(source: str, kind: str, filename: str = "<schema>",
                 problems: list[ClassProblem] | None = None) -> list[SchemaType]:
     """The types defined in one schema file of `kind` (entity, relation, event), read with `ast`, never
     executed. Python keywords as role names (`from: List[ Entity ]`, `self.from = from`) are read. A class
     that cannot be read is skipped and reported in `problems` (None: a warning); the others load."""
     problems = _Warn() if problems is None else problems
+    source = source.removeprefix("\ufeff")  # a byte order mark, which Python skips too
     unreadable = (SyntaxError, UnicodeError, RecursionError, MemoryError)  # UnicodeError: a lone surrogate
     try:
         parts = [(0, source, ast.parse(mark_keyword_names(source), filename=filename))]
     except unreadable:
-        parts = []
-        for offset, chunk in _chunks(source):
-            try:
-                parts.append((offset, chunk, ast.parse(mark_keyword_names(chunk), filename=filename)))
-            except unreadable as e:
+        parts, chunks, i = [], _chunks(source), 0
+        while i < len(chunks):
+            offset, chunk = chunks[i]
+            # a chunk that does not read may be a class whose docstring has a line at column 0 that looks like
+            # a statement ("from Germany."): then it reads joined with the chunks that follow
+            for j in range(i + 1, min(i + 1 + MAX_JOIN, len(chunks)) + 1):
+                text = "".join(c for _, c in chunks[i:j])
+                try:
+                    parts.append((offset, text, ast.parse(mark_keyword_names(text), filename=filename)))
+                    i = j
+                    break
+                except unreadable as e:
+                    if j == i + 1:
+                        error = e  # the chunk's own error is the one reported
+            else:
                 m = _CLASS_NAME.match(chunk)
-                reason = (f"not valid Python at line {offset + (e.lineno or 1)}: {e.msg}" if isinstance(e, SyntaxError)
-                          else "holds bytes that are not UTF-8" if isinstance(e, UnicodeError)
-                          else f"too deeply nested for Python's parser ({type(e).__name__})")
-                problems.append(ClassProblem(filename, m.group(1) if m else "(top level)", offset + 1, reason))
+                problems.append(ClassProblem(filename, m.group(1) if m else "(top level)", offset + 1,
+                                             _unreadable(error, offset)))
+                i += 1
     metadata: dict = {}
     for offset, _, tree in parts:
         for node in tree.body:
@@ -144,7 +193,7 @@ def read_pyfile(source: str, kind: str, filename: str = "<schema>",
                     metadata = ast.literal_eval(node.value)
                 except (ValueError, TypeError, SyntaxError, RecursionError):
                     problems.append(ClassProblem(filename, METADATA, offset + node.lineno, "not a literal; ignored"))
-    out = []
+    out, first_line = [], {}
     for offset, chunk, tree in parts:
         lines = source_lines(chunk)
         for node in tree.body:
@@ -153,10 +202,45 @@ def read_pyfile(source: str, kind: str, filename: str = "<schema>",
             try:
                 t = read_class(node, kind, lines)
                 extra = metadata.get(node.name) if isinstance(metadata, dict) else None
-                if extra:
-                    t = SchemaType.from_row({**t.to_row(), **extra})
+                if extra is not None:
+                    t = SchemaType.from_row(_with_metadata(t.to_row(), extra))
             except (ValueError, TypeError, KeyError) as e:  # SchemaError: a bad name, role or metadata
                 problems.append(ClassProblem(filename, node.name, offset + node.lineno, str(e)))
                 continue
-            out.append(t)
+            first = first_line.setdefault(t.name, offset + node.lineno)
+            if first == offset + node.lineno:
+                out.append(t)
+            elif t != next(k for k in out if k.name == t.name):  # an identical copy is dropped silently
+                problems.append(ClassProblem(filename, t.name, offset + node.lineno,
+                                             f"defined again (first at line {first}); the first is kept"))
     return out
+
+
+_TEXT_FIELDS, _LIST_FIELDS = ("wikidata_id", "label", "description"), ("parents", "examples", "head_types",
+                                                                        "tail_types", "role_names")
+
+
+def _with_metadata(row: dict, extra: object) -> dict:
+    """The class's row with its SCHEMA_METADATA entry, the fields `render_file` writes there, checked
+    (a hand-edited entry may rename the class, or hold a number where text belongs)."""
+    if not isinstance(extra, dict):
+        raise ValueError(f"its {METADATA} entry must be a dict, not {type(extra).__name__}")
+
+    def strings(v: object) -> bool:
+        return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+    for k, v in extra.items():
+        if k in ("name", "kind"):
+            raise ValueError(f"{METADATA}: {k} cannot be set (the class statement defines it)")
+        if k in _TEXT_FIELDS and not (isinstance(v, str) or (k == "wikidata_id" and v is None)):
+            raise ValueError(f"{METADATA}: {k} must be a string, not {type(v).__name__}")
+        if k in _LIST_FIELDS and not strings(v):
+            raise ValueError(f"{METADATA}: {k} must be a list of strings")
+        if k == "role_types" and not (isinstance(v, list) and all(map(strings, v))):
+            raise ValueError(f"{METADATA}: role_types must be a list of lists of strings")
+        if k not in (*_TEXT_FIELDS, *_LIST_FIELDS, "role_types"):
+            raise ValueError(f"{METADATA}: unknown field {k!r}")
+    row = {**row, **extra}
+    if len(row["role_names"]) != len(row["role_types"]):
+        raise ValueError(f"{METADATA}: {len(row['role_names'])} role_names but {len(row['role_types'])} role_types")
+    return row

@@ -112,7 +112,7 @@ def _first_scan(s: DumpSummary, entity: dict, config: BuildConfig) -> list[str]:
     if etype == "property":
         record = property_record(eid, entity, claims)  # read everything before counting: may raise
         s.counts["properties"] += 1
-        s.properties[eid] = record
+        s.properties.setdefault(eid, record)  # an entity twice in the dump: its first version, as `merge` keeps
         return []
     if etype != "item":
         s.counts[f"skipped_{etype}"] += 1
@@ -123,7 +123,7 @@ def _first_scan(s: DumpSummary, entity: dict, config: BuildConfig) -> list[str]:
     problems = [f"{eid}: {pid} claim with a {bad[0][0]} value {bad[0][1]!r:.60}, not an item "
                 "(the claim is ignored, the rest of the entity is used)"
                 for pid in (P_INSTANCE_OF, P_SUBCLASS_OF) if (bad := literal_targets(claims, pid))]
-    if parents:
+    if parents and eid not in s.classes:
         s.classes[eid] = [label, entity_text(entity, "descriptions"), parents, entity_aliases(entity, config.max_aliases)]
     s.counts["items"] += 1
     for target in instance_of:
@@ -135,7 +135,7 @@ def _first_scan(s: DumpSummary, entity: dict, config: BuildConfig) -> list[str]:
 
 def _second_scan(s: DumpSummary, entity: dict, plan: ScanTargets, config: BuildConfig) -> None:
     eid = entity["id"]
-    if eid in plan.needed:
+    if eid in plan.needed and eid not in s.nodes:
         s.nodes[eid] = [entity_text(entity, "labels"), entity_text(entity, "descriptions"), entity_aliases(entity, config.max_aliases)]
     if entity["type"] != "item" or not plan.events:
         return

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from knowcoder_ray.schema.types import SchemaLibrary
+from knowcoder_ray.schema.types import SchemaError, SchemaLibrary, SchemaType
 from knowcoder_ray.storage import filesystem
 
 _STRINGS = pa.list_(pa.string())
@@ -29,7 +29,18 @@ def read_parquet(uri: str) -> SchemaLibrary:
     missing = [f.name for f in SCHEMA if f.name not in table.column_names and f.name not in ("role_names", "role_types")]
     if missing:
         raise ValueError(f"{uri}: not a schema table, missing columns {missing}")
-    return SchemaLibrary.from_rows(table.to_pylist())
+    types = []
+    for i, row in enumerate(table.to_pylist(), start=1):
+        try:
+            if not isinstance(row["name"], str):
+                raise ValueError("type without a name")
+            types.append(SchemaType.from_row(row))
+        except (ValueError, TypeError) as e:  # SchemaError: a bad name, kind or role
+            raise ValueError(f"{uri}: row {i}: {e}") from None
+    try:
+        return SchemaLibrary(types)
+    except SchemaError as e:  # a name twice
+        raise ValueError(f"{uri}: {e}") from None
 
 
 def load_library(uri: str) -> SchemaLibrary:

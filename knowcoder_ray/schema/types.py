@@ -116,7 +116,7 @@ def to_class_name(label: str) -> str:
     name = "".join(w[:1].upper() + w[1:] for w in re.findall(r"[A-Za-z0-9]+", label)) or "Unnamed"
     if name[0].isdigit():
         name = "T" + name
-    if name in BASE_CLASS.values():
+    if name in BASE_CLASS.values() or keyword.iskeyword(name):  # "none" -> None, not a class name
         name += "Type"
     return name
 

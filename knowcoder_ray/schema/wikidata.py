@@ -27,7 +27,10 @@ def num(eid: str) -> int:
 
 def clean(text: str) -> str:
     """One line of text that sits safely in a class docstring."""
-    return " ".join(text.split()).replace('"""', '"')
+    text = " ".join(text.split())
+    while '"""' in text:  # one pass leaves `"""` of five quotes
+        text = text.replace('"""', '"')
+    return text
 
 
 # ---- one entity --------------------------------------------------------------------------------------
@@ -56,7 +59,10 @@ def snak_value(snak: dict) -> tuple[str, str] | None:
     if t != "wikibase-entityid":
         return "lit", _LITERAL.get(t, lambda v: json.dumps(v, sort_keys=True))(v)
     prefix = {"item": "Q", "property": "P", "lexeme": "L"}.get(v.get("entity-type"), "Q")
-    return "id", v.get("id") or f"{prefix}{v['numeric-id']}"
+    eid = v.get("id") or f"{prefix}{v['numeric-id']}"
+    if not isinstance(eid, str):
+        raise Malformed(f"{snak.get('property', 'a')} value with an id that is not a string: {eid!r}")
+    return "id", eid
 
 
 def statements(claims: dict, pid: str) -> Iterator[dict]:
@@ -114,7 +120,7 @@ def parse_line(raw: bytes) -> dict | None:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise Malformed(f"invalid UTF-8 at byte {e.start}") from None
-    s = text.strip().removesuffix(",").rstrip()
+    s = text.removeprefix("\ufeff").strip().removesuffix(",").rstrip()  # a BOM opens the first line
     if s.startswith("[") and s[1:2] in ("", "{", " ", "\t"):  # "[" alone, or "[{...}" on one line
         s = s[1:].lstrip()
     if s.endswith("]") and (s == "]" or s[:-1].rstrip().endswith("}")):

@@ -90,3 +90,16 @@ def test_a_bad_entity_types_line_is_named(tmp_path, line, message):
     with pytest.raises(ValueError) as e:
         load_entity_types(str(tmp_path / "types.jsonl"))
     assert str(e.value).startswith(f"{tmp_path}/types.jsonl:1: {message}"), e.value
+
+
+def test_definition_groups_of_a_deep_or_cyclic_taxonomy():
+    """A library read from .py files may hold a subclass chain thousands deep (RecursionError before) or a
+    cycle: the groups still cover it, parents first."""
+    from knowcoder_ray.schema import SchemaLibrary, SchemaType
+
+    deep = SchemaLibrary([SchemaType(f"C{i}", parents=(f"C{i + 1}",) if i < 2999 else ()) for i in range(3000)])
+    groups = definition_groups(deep)
+    assert {n for g in groups for n in g} == set(deep.names()) and groups[0][:2] == ["C2999", "C2998"]
+    cyclic = SchemaLibrary([SchemaType("A", parents=("B",)), SchemaType("B", parents=("A",)),
+                            SchemaType("C", parents=("A",))])
+    assert definition_groups(cyclic) == [["B", "A", "C"], ["B", "A"]]

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from knowcoder_ray.cli import main
-from knowcoder_ray.schema.build import BuildConfig, DumpError, build
+from knowcoder_ray.schema import pyfile
+from knowcoder_ray.schema.build import BuildConfig, DumpError, build, build_schema
 
 DUMP = Path(__file__).resolve().parents[1] / "fixtures" / "wikidata_dump.json.bz2"
 def _multistream_bz2(data: bytes) -> bytes:
@@ -91,3 +92,101 @@ def test_p31_claim_with_a_string_value_is_reported(text, tmp_path):
     bad = [m for m in report.malformed if "P31 claim with a string value 'human'" in m["reason"]]
     assert len(bad) == 1 and bad[0]["line"] == i + 1 and entity["id"] in bad[0]["reason"]
     assert report.counts["malformed_claims"] == 1
+
+
+def _item(qid: str, label: str, description: str = "", p31: tuple = (), p279: tuple = ()) -> dict:
+    """An item in the dump's shape, with "en" label and description and P31 / P279 item claims."""
+    def claim(pid, q):
+        value = {"entity-type": "item", "numeric-id": int(q[1:]), "id": q}
+        return {"mainsnak": {"snaktype": "value", "property": pid, "datatype": "wikibase-item",
+                             "datavalue": {"value": value, "type": "wikibase-entityid"}},
+                "type": "statement", "rank": "normal"}
+    text = {k: {"en": {"language": "en", "value": v}} if v else {} for k, v in
+            (("labels", label), ("descriptions", description))}
+    claims = {p: [claim(p, q) for q in qs] for p, qs in (("P31", p31), ("P279", p279)) if qs}
+    return {"type": "item", "id": qid, **text, "aliases": {}, "claims": claims}
+
+
+def _dump(path: Path, entities: list[dict]) -> str:
+    path.write_text("[\n" + ",\n".join(json.dumps(e) for e in entities) + "\n]\n")
+    return str(path)
+
+
+def test_wikidata_text_that_is_not_python_as_is_still_writes_the_library(tmp_path):
+    """Labels "none"/"true" (Python keywords once capitalised), descriptions with backslashes that are not
+    Python escapes (`\\x`, `\\N`) and five quotes in a row: the build used to stop with SchemaError."""
+    dump = _dump(tmp_path / "d.json", [
+        _item("Q1", "none", "the value None", p279=["Q3"]), _item("Q2", "true", 'said """"" loudly', p279=["Q3"]),
+        _item("Q3", "path", r"a Windows path like C:\xampp or \N{...}"),
+        _item("Q10", r"C:\x", p31=["Q1"]), _item("Q11", "yes", p31=["Q2"])])
+    result = build_schema(dump, str(tmp_path / "lib"), BuildConfig(event_root=None), use_ray=False)
+    lib = result.library
+    assert sorted(lib.names()) == ["NoneType", "Path", "TrueType"]
+    assert lib["Path"].description == r"a Windows path like C:\xampp or \N{...}"
+    assert lib["NoneType"].examples == (r"C:\x",) and '"""' not in lib["TrueType"].description
+    assert pyfile.read_pyfiles(str(tmp_path / "lib"), problems := []) == lib and problems == []
+
+
+def test_an_entity_value_whose_id_is_not_a_string_is_a_malformed_line(tmp_path):
+    """`"value": {"id": 5}`: reported with its line, the other lines build (it used to end the build
+    with a TypeError when sorting the unresolved ids)."""
+    odd = _item("Q10", "odd", p31=["Q1"])
+    odd["claims"]["P31"][0]["mainsnak"]["datavalue"]["value"] = {"entity-type": "item", "id": 5}
+    dump = _dump(tmp_path / "d.json", [_item("Q1", "thing"), odd, _item("Q11", "fine", p31=["Q1"])])
+    report = build(dump, BuildConfig(), use_ray=False).report
+    assert [(m["line"], m["reason"]) for m in report.malformed] == [(3, "P31 value with an id that is not a string: 5")]
+    assert report.counts["items"] == 2 and report.unresolved == []
+
+
+def test_cli_build_input_errors_end_in_one_line_before_the_dump_is_read(tmp_path, capsys):
+    """A folder as the dump used to end in an OSError traceback; a descriptions TSV or corpus that cannot
+    be used was only found after the whole build (hours on a real dump), a bad TSV as a traceback."""
+    dump = _dump(tmp_path / "d.json", [_item("Q1", "thing"), _item("Q10", "x", p31=["Q1"])])
+    (tmp_path / "bad.tsv").write_text("qid\tdescription\nQ1\tx\n")
+    cases = [
+        ([str(tmp_path)], f"{tmp_path} is a folder"),
+        ([dump, "--descriptions", str(tmp_path / "none.tsv")], "none.tsv"),
+        ([dump, "--descriptions", str(tmp_path / "bad.tsv")], "descriptions TSV needs a header"),
+        ([dump, "--corpus", str(tmp_path / "none.jsonl")], "none.jsonl"),
+    ]
+    for args, words in cases:
+        assert main(["schema", "build", *args, "--out", str(tmp_path / "lib"), "--local"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("knowcoder schema") and words in err and "\n" not in err, err
+        assert not (tmp_path / "lib").exists()
+
+
+@pytest.mark.parametrize("use_ray", [False, True])
+def test_an_entity_twice_in_the_dump_keeps_its_first_version_on_ray_and_in_the_plain_loop(request, use_ray, tmp_path):
+    """The plain loop kept the last version of a repeated entity, Ray tasks over byte ranges the first."""
+    if use_ray:
+        request.getfixturevalue("ray_cluster")
+    filler = [_item(f"Q{100 + i}", f"filler {i}", "x" * 200) for i in range(40)]
+    dump = _dump(tmp_path / "d.json", [_item("Q1", "river", p279=["Q2"]), *filler, _item("Q2", "water"),
+                                       _item("Q3", "land"), _item("Q1", "stream", p279=["Q3"]),
+                                       _item("Q10", "Drina", p31=["Q1"])])
+    lib = build(dump, BuildConfig(), use_ray=use_ray, parallelism=4, min_range_bytes=1).library
+    assert (lib.by_wikidata_id("Q1").name, lib.by_wikidata_id("Q1").parents) == ("River", ("Water",))
+
+
+def test_an_event_root_that_is_not_in_the_library_is_named(tmp_path, capsys):
+    """`--event-root occurrence` (a label, not the id) silently gave a library without event types."""
+    dump = _dump(tmp_path / "d.json", [_item("Q1190554", "occurrence"), _item("Q1", "battle", p279=["Q1190554"]),
+                                       _item("Q10", "Waterloo", p31=["Q1"])])
+    assert main(["schema", "build", dump, "--out", str(tmp_path / "ok"), "--local"]) == 0
+    assert '"event_types": 2' in capsys.readouterr().out
+    assert main(["schema", "build", dump, "--out", str(tmp_path / "lib"), "--local", "--event-root", "occurrence"]) == 0
+    out = capsys.readouterr().out
+    assert '"event_types": 0' in out and "event root 'occurrence' is not a class of the library" in out
+    assert "event root 'occurrence'" in json.loads((tmp_path / "lib" / "report.json").read_text())["notes"][0]
+
+
+@pytest.mark.parametrize("array", [True, False])
+def test_a_dump_saved_with_a_byte_order_mark_loses_no_line(tmp_path, array):
+    """A BOM before the first line (`[` or, in JSON Lines, the first entity) made that line malformed."""
+    entities = [_item("Q1", "thing"), _item("Q10", "x", p31=["Q1"])]
+    text = ("[\n" + ",\n".join(map(json.dumps, entities)) + "\n]\n") if array else "".join(
+        json.dumps(e) + "\n" for e in entities)
+    (tmp_path / "d.json").write_text("\ufeff" + text, encoding="utf-8")
+    report = build(str(tmp_path / "d.json"), BuildConfig(), use_ray=False).report
+    assert report.malformed == [] and report.counts["items"] == 2

@@ -22,6 +22,8 @@ def test_names():
     assert to_class_name("3D model") == "T3DModel" and to_class_name("entity") == "EntityType"
     assert to_role_name("Time_elapsed") == "time_elapsed" and to_role_name("from") == "from"  # as released
     assert to_role_name("StartDate") == "start_date"
+    # Wikidata labels "none", "true", "false" give Python keywords: suffixed like the base class names
+    assert [to_class_name(w) for w in ("none", "true", "False")] == ["NoneType", "TrueType", "FalseType"]
     with pytest.raises(SchemaError, match="not a valid entity class name"):
         SchemaType("not valid")
     assert SchemaType("Event").name == "Event"  # the released library's `class Event(Entity)`
