@@ -19,12 +19,15 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
+from pydantic import ValidationError
+
 from knowcoder_ray.schema.classcode import (
     ENTITY_BASE, EVENT_BASE_ED, RELATION_BASE, read_class, render_class, source_lines,
 )
 from knowcoder_ray.schema.types import (
     BASE_CLASS, SchemaError, SchemaLibrary, SchemaType, depth_first, mark_keyword_names,
 )
+from knowcoder_ray.settings import Section, error_summary
 from knowcoder_ray.storage import exists, join, makedirs, read_bytes, write_text
 
 FILES = {"entity": "Entities.py", "relation": "Relations.py", "event": "Events.py"}
@@ -216,30 +219,27 @@ def read_pyfile(source: str, kind: str, filename: str = "<schema>",
     return out
 
 
-_TEXT_FIELDS, _LIST_FIELDS = ("wikidata_id", "label", "description"), ("parents", "examples", "head_types",
-                                                                        "tail_types", "role_names")
+class MetadataEntry(Section):
+    """The fields `render_file` writes to SCHEMA_METADATA, checked when read: a hand-edited entry may try to
+    rename the class, or hold a number where text belongs."""
+
+    wikidata_id: str | None = None
+    label: str = ""
+    description: str = ""
+    parents: list[str] = []
+    examples: list[str] = []
+    head_types: list[str] = []
+    tail_types: list[str] = []
+    role_names: list[str] = []
+    role_types: list[list[str]] = []
 
 
 def _with_metadata(row: dict, extra: object) -> dict:
-    """The class's row with its SCHEMA_METADATA entry, the fields `render_file` writes there, checked
-    (a hand-edited entry may rename the class, or hold a number where text belongs)."""
-    if not isinstance(extra, dict):
-        raise ValueError(f"its {METADATA} entry must be a dict, not {type(extra).__name__}")
-
-    def strings(v: object) -> bool:
-        return isinstance(v, list) and all(isinstance(x, str) for x in v)
-
-    for k, v in extra.items():
-        if k in ("name", "kind"):
-            raise ValueError(f"{METADATA}: {k} cannot be set (the class statement defines it)")
-        if k in _TEXT_FIELDS and not (isinstance(v, str) or (k == "wikidata_id" and v is None)):
-            raise ValueError(f"{METADATA}: {k} must be a string, not {type(v).__name__}")
-        if k in _LIST_FIELDS and not strings(v):
-            raise ValueError(f"{METADATA}: {k} must be a list of strings")
-        if k == "role_types" and not (isinstance(v, list) and all(map(strings, v))):
-            raise ValueError(f"{METADATA}: role_types must be a list of lists of strings")
-        if k not in (*_TEXT_FIELDS, *_LIST_FIELDS, "role_types"):
-            raise ValueError(f"{METADATA}: unknown field {k!r}")
+    """The class's row with its SCHEMA_METADATA entry."""
+    try:
+        extra = MetadataEntry.model_validate(extra).model_dump(exclude_unset=True)
+    except ValidationError as e:
+        raise ValueError(f"{METADATA}: {error_summary(e.errors(), sep='; ')}") from None
     row = {**row, **extra}
     if len(row["role_names"]) != len(row["role_types"]):
         raise ValueError(f"{METADATA}: {len(row['role_names'])} role_names but {len(row['role_types'])} role_types")

@@ -226,14 +226,14 @@ def test_a_file_saved_with_a_byte_order_mark_loads_whole(tmp_path):
 
 
 @pytest.mark.parametrize("entry, words", [
-    ("{'wikidata_id': 5}", "wikidata_id must be a string"),
-    ("{'examples': 'abc'}", "examples must be a list of strings"),
-    ("{'parents': 5}", "parents must be a list of strings"),
-    ("{'role_names': ['a'], 'role_types': [5]}", "role_types must be a list of lists of strings"),
-    ("{'name': 'Other'}", "name cannot be set"),
-    ("{'kind': 'relation'}", "kind cannot be set"),
-    ("{'colour': 'red'}", "unknown field 'colour'"),
-    ("'Q5'", "must be a dict"),
+    ("{'wikidata_id': 5}", "wikidata_id: Input should be a valid string"),
+    ("{'examples': 'abc'}", "examples: Input should be a valid list"),
+    ("{'parents': 5}", "parents: Input should be a valid list"),
+    ("{'role_names': ['a'], 'role_types': [5]}", "role_types.0: Input should be a valid list"),
+    ("{'name': 'Other'}", "unknown setting 'name'"),
+    ("{'kind': 'relation'}", "unknown setting 'kind'"),
+    ("{'colour': 'red'}", "unknown setting 'colour'"),
+    ("'Q5'", "Input should be a valid dictionary"),
 ])
 def test_schema_metadata_of_the_wrong_shape_is_reported(tmp_path, capsys, entry, words):
     """A hand-edited SCHEMA_METADATA entry used to rename or re-kind a class, split a string into letters,
