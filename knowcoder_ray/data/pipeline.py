@@ -497,6 +497,8 @@ def run(transform: Transform, specs: list[ShardSpec], out: str, *, fmt: str = "p
     """Process every pending shard of `specs` into `out`; the manifest. executor 'ray': Ray Data on the
     current cluster (ray.init first; `workers` actors, default its CPUs); 'local': one shard after
     another in this process. `max_shards`: stop after that many (rerun to go on)."""
+    if not str(out).strip():  # "" would be joined into /data, /_shards, ... at the file system root
+        raise PipelineError("the output location is blank: name a folder or URI")
     if len({s.shard for s in specs}) != len(specs):
         raise PipelineError("shard names collide: an input is listed twice")
     counter = TokenCounter(tokenizer)

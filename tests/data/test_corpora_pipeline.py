@@ -181,3 +181,19 @@ def test_data_command_takes_a_config_file_and_set_overrides(data_dir, tmp_path, 
     assert main(["data", "following", "--config", str(cfg), "--set", "distractorz=2", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("knowcoder data following: unknown setting 'distractorz' (known: out, library,"), err
+
+
+@pytest.mark.parametrize("out", ["", "  "])
+def test_a_blank_output_location_is_refused(out, transform, data_dir, tmp_path, monkeypatch, capsys):
+    """`--out ""` wrote manifest.json, data/, quarantine/ and _shards/ at the file system root (with
+    --overwrite it would have deleted /data): a blank output location is a usage error."""
+    from knowcoder_ray.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    args = ["data", "following", "--lsee", str(LSEE), "--data-dir", str(data_dir), "--executor", "local", "--quiet",
+            "--out", out]
+    assert main(args) == 2
+    assert capsys.readouterr().err == "knowcoder data following: the output location is blank: name a folder or URI\n"
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(PipelineError, match="output location is blank"):
+        pipeline.run(transform, plan(lsee=[str(LSEE)]), out, executor="local")
