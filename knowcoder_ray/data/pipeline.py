@@ -368,9 +368,20 @@ def encode_rows(rows: list[dict], schema: pa.Schema, fmt: str) -> bytes:
         sink = pa.BufferOutputStream()
         pq.write_table(pa.Table.from_pylist(rows, schema=schema), sink, compression="zstd")
         return sink.getvalue().to_pybytes()
-    if fmt == "jsonl":
-        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
+    if fmt == "jsonl":  # rows are checked (_check_unicode); a quarantined record's lone surrogate is escaped
+        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8", "backslashreplace")
     raise PipelineError(f"unknown output format {fmt!r}; expected parquet or jsonl")
+
+
+def _check_unicode(pairs: list[tuple[str, dict]]) -> None:
+    """Rows are written as UTF-8: a lone surrogate (JSON's escape of half a UTF-16 pair, "\\ud83d") cannot be."""
+    for s in (s for _, row in pairs for v in row.values() for s in (v if isinstance(v, list) else [v])
+              if isinstance(s, str)):
+        try:
+            s.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise ValueError(f"the text holds a lone surrogate {s[e.start]!r} (half of a UTF-16 pair, escaped in "
+                             "the JSON): not valid Unicode") from None
 
 
 def process_shard(transform: Transform, spec: ShardSpec, out: str, fmt: str, counter: TokenCounter) -> dict:
@@ -383,6 +394,7 @@ def process_shard(transform: Transform, spec: ShardSpec, out: str, fmt: str, cou
     for item in read_shard(spec, bad):
         try:
             pairs = transform.rows(spec, item)
+            _check_unicode(pairs)
             reason = None if pairs else "the record gives no row (nothing of it is usable)"
         except MALFORMED as e:
             reason = f"{type(e).__name__}: {e}"

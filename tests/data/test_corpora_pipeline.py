@@ -197,3 +197,26 @@ def test_a_blank_output_location_is_refused(out, transform, data_dir, tmp_path, 
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(PipelineError, match="output location is blank"):
         pipeline.run(transform, plan(lsee=[str(LSEE)]), out, executor="local")
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
+def test_a_lone_surrogate_is_quarantined_not_fatal(fmt, transform, tmp_path):
+    """JSON may escape half a UTF-16 pair ("\\ud83d"); Python reads it into a str that cannot be written as
+    UTF-8. Before, one such record stopped the whole build ('utf-8' codec can't encode ...), nothing written."""
+    items = json.loads(UNIVERSALNER.read_text())
+    bad = json.loads(json.dumps(items[0]))
+    bad["conversations"][0]["value"] += " \ud83d"
+    (tmp_path / "un.json").write_text(json.dumps([bad, *items]))  # ensure_ascii: the escape as in the file
+    lines = INSTRUCTIE.read_text().splitlines()
+    ie = {**json.loads(lines[1]), "id": "\udc00"}
+    ie["text"] += " \udc00"
+    (tmp_path / "ie.json").write_text(json.dumps(ie) + "\n" + "\n".join(lines) + "\n")
+    specs = plan(universalner=[str(tmp_path / "un.json")], instructie=[str(tmp_path / "ie.json")])
+    m = pipeline.run(transform, specs, str(tmp_path / "out"), fmt=fmt, executor="local")
+    assert m["complete"] and m["records"] == len(items) + 1 + len(lines) + 1
+    assert all(f["balanced"] for f in m["files"].values())
+    q = [json.loads(line) for p in sorted((tmp_path / "out" / "quarantine").iterdir())
+         for line in p.read_text().splitlines()]
+    assert [r["key"] for r in q if "surrogate" in r["reason"]] == ["ie.json:1", "un.json:0"]
+    assert "\ud83d" in next(r["raw"] for r in q if r["key"] == "un.json:0")  # written escaped, read back
+    assert m["rows"] == len(read_rows(str(tmp_path / "out"))) > 0
