@@ -51,6 +51,7 @@ INPUT_EXTS = (*_LINE_EXTS, *(e + c for e in _LINE_EXTS for c in (".gz", ".bz2", 
 # is a bug and stops the run.
 MALFORMED = (ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError)
 _BETWEEN_ELEMENTS = re.compile(r"[ \t\r\n,]*")  # what _skip passes over in a JSON array
+BOM = b"\xef\xbb\xbf"  # a UTF-8 byte order mark: some editors open a file with it; it is not part of a record
 
 
 class PipelineError(RuntimeError):
@@ -162,7 +163,7 @@ def plan_benchmark(name: str, split: str, data_dir: str, per_shard: int = 5_000)
 
 def _starts_array(fs: pafs.FileSystem, path: str) -> bool:
     with fs.open_input_stream(path, compression=None) as f:
-        return f.read(4096).lstrip()[:1] == b"["
+        return f.read(4096).removeprefix(BOM).lstrip()[:1] == b"["
 
 
 def _plan_json_array(f, size: int, block_bytes: int, chunk: int = 1 << 20,
@@ -263,7 +264,9 @@ def read_shard(spec: ShardSpec, bad: list[dict]) -> Iterator[Item]:
 def _line_items(data: bytes, offset: int, line_no: int, spec: ShardSpec, name: str, bad: list[dict]) -> Iterator[Item]:
     """Records of whole lines: split on "\n" only (a stray "\r" or other Unicode line break inside a
     record is data, not a line end), a trailing "\r" dropped. Empty lines hold no record; a line of only
-    whitespace is quarantined, as is one that is not UTF-8."""
+    whitespace is quarantined, as is one that is not UTF-8. A BOM opening the file is dropped."""
+    if offset == 0 and data.startswith(BOM):
+        data, offset = data[len(BOM):], len(BOM)
     for i, raw in enumerate(data.split(b"\n")):  # the empty piece after a final "\n" is skipped as empty
         here, offset = offset, offset + len(raw) + 1
         line = raw[:-1] if raw.endswith(b"\r") else raw
@@ -293,7 +296,7 @@ def _compressed_items(fs: pafs.FileSystem, path: str, spec: ShardSpec, name: str
         lines = data.count(b"\n")
         raise PipelineError(f"{spec.path}: the {codec} stream is cut or corrupt after {len(data):,} decompressed "
                             f"bytes ({lines:,} complete lines; nothing of this file was written): {e}") from None
-    if bytes(data[:4096]).lstrip()[:1] == b"[":  # a JSON array: its elements, from after the "["
+    if bytes(data[:4096]).removeprefix(BOM).lstrip()[:1] == b"[":  # a JSON array: its elements, from after the "["
         yield from _array_items(bytes(data[data.index(b"[") + 1:]), spec, name, bad)
     else:
         yield from _line_items(bytes(data), 0, 1, spec, name, bad)

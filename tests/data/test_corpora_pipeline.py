@@ -220,3 +220,23 @@ def test_a_lone_surrogate_is_quarantined_not_fatal(fmt, transform, tmp_path):
     assert [r["key"] for r in q if "surrogate" in r["reason"]] == ["ie.json:1", "un.json:0"]
     assert "\ud83d" in next(r["raw"] for r in q if r["key"] == "un.json:0")  # written escaped, read back
     assert m["rows"] == len(read_rows(str(tmp_path / "out"))) > 0
+
+
+@pytest.mark.parametrize("codec", [None, "gzip"])
+@pytest.mark.parametrize("fixture", [UNIVERSALNER, INSTRUCTIE, LSEE, KELM])
+def test_a_byte_order_mark_opens_the_file_not_its_first_record(fixture, codec, tmp_path):
+    """Files saved with a UTF-8 BOM read as without one. Before, a Pile-NER JSON array with a BOM was read
+    as lines (its 139 lines quarantined instead of its 5 records read) and a JSON-lines file lost its
+    first record ('Unexpected UTF-8 BOM')."""
+    read = {}
+    for name, data in (("plain", fixture.read_bytes()), ("bom", b"\xef\xbb\xbf" + fixture.read_bytes())):
+        path = tmp_path / name / (fixture.name + (".gz" if codec else ""))
+        path.parent.mkdir()
+        if codec:
+            with pa.CompressedOutputStream(str(path), codec) as f:
+                f.write(data)
+        else:
+            path.write_bytes(data)
+        items, bad = all_items(plan_files("x", [str(path)]))
+        read[name] = items, [(b["key"], b["reason"]) for b in bad]
+    assert read["bom"] == read["plain"]
