@@ -134,7 +134,10 @@ def read_spert_json(path: str | Path, *, source: str = "", entity_map: Mapping[s
                     relation_map: Mapping[str, str] | None = None, bad: list[Malformed]) -> Iterator[Record]:
     """SpERT JSON (CoNLL04): a list of {tokens, entities[{type,start,end}], relations[{type,head,tail}]}."""
     path = str(path)
-    docs = json.loads(storage.read_bytes(path).decode("utf-8-sig"))
+    try:
+        docs = json.loads(storage.read_bytes(path).decode("utf-8-sig"))
+    except (ValueError, RecursionError) as e:  # cut, not UTF-8, not JSON: nothing of the file can be read
+        raise ValueError(f"{path}: not a JSON array of sentences ({e})") from None
 
     def entity(ents: list[EntityMention], i: int) -> EntityMention:  # a relation end: an index into the entities
         if not (type(i) is int and 0 <= i < len(ents)):

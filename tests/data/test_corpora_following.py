@@ -105,3 +105,14 @@ def test_benchmark_arguments():
         parse_benchmark_arg("nyt")
     with pytest.raises(ValueError, match="unknown benchmark"):
         parse_benchmark_arg("ace05")
+
+
+def test_no_tasks_is_refused(data_dir, tmp_path, capsys):
+    """`--tasks ,` (or tasks: []) built a corpus of nothing, every record quarantined, and exited 0."""
+    from knowcoder_ray.cli import main
+
+    args = ["data", "following", "--lsee", str(LSEE), "--data-dir", str(data_dir), "--out", str(tmp_path / "o"),
+            "--executor", "local", "--quiet", "--tasks", ","]
+    assert main(args) == 2 and not (tmp_path / "o").exists()
+    assert capsys.readouterr().err.startswith("knowcoder data following: tasks: ")
+

@@ -157,3 +157,14 @@ def test_a_malformed_wikievents_line_is_set_aside_by_the_schema_scan_too(data_di
     records, schema = load_benchmark("wikievents", tmp_path, "dev", bad)
     assert (records, schema) == load_benchmark("wikievents", data_dir, "dev")
     assert len([b for b in bad if b.reason != "cross-sentence argument"]) == 3
+
+
+def test_a_spert_file_that_is_not_json_is_named(data_dir, tmp_path):
+    """A cut CoNLL04 file said only 'Expecting value: line 1 column 474145 (char 474144)'."""
+    import shutil
+
+    shutil.copytree(data_dir / "conll04", tmp_path / "conll04")
+    path = tmp_path / "conll04" / "conll04_train.json"
+    path.write_bytes(path.read_bytes()[:-50])
+    with pytest.raises(ValueError, match=f"^{path}: not a JSON array of sentences \\(Expecting"):
+        load_benchmark("conll04", tmp_path, "train")
