@@ -57,6 +57,8 @@ def files(tmp_path):
     (["data", "understanding", "--executor", "local", "--out", "{t}/out", "--kelm", "{t}/empty.jsonl",
       "--no-definitions"],  # before: "give at least one input", when one was given
      "knowcoder data understanding: nothing to build: the input files hold no records ({t}/empty.jsonl)"),
+    (["data", "following", "--executor", "local", "--out", "{t}/out", "--lsee", "{t}/c.jsonl", "--library",
+      "{t}/lib.parquet"], "knowcoder data: not found: {t}/lib.parquet\n"),  # before: the bare path
     (["merge", "--adapter", "{t}/notes", "--out", "{t}/m"],
      "knowcoder merge: {t}/notes is not a PEFT adapter folder (no adapter_config.json)"),
     (["merge", "--adapter", "{t}/adapter", "--out", "{t}/m"],
