@@ -470,8 +470,11 @@ def _prepare(out: str, chash: str, overwrite: bool) -> None:
                                 f"now {chash}); write to a new path or pass overwrite")
     elif not overwrite and completed(out):
         raise PipelineError(f"{out} holds shard records but no manifest.json; write to a new path or pass overwrite")
-    for sub in ("data", "quarantine", "_shards"):
-        folder = storage.join(out, sub)
+    subs = [storage.join(out, sub) for sub in ("data", "quarantine", "_shards")]
+    if overwrite and not (storage.isfile(mpath) or completed(out)) and any(map(storage.list_files, subs)):
+        raise PipelineError(f"{out} is not a corpus folder (no manifest.json) but holds files under data/, quarantine/ "
+                            "or _shards/; overwrite replaces only a corpus: write to a new path")
+    for folder in subs:
         if overwrite:
             storage.remove(folder)
         storage.makedirs(folder)

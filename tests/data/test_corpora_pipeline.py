@@ -240,3 +240,17 @@ def test_a_byte_order_mark_opens_the_file_not_its_first_record(fixture, codec, t
         items, bad = all_items(plan_files("x", [str(path)]))
         read[name] = items, [(b["key"], b["reason"]) for b in bad]
     assert read["bom"] == read["plain"]
+
+
+def test_overwrite_deletes_nothing_it_did_not_build(transform, tmp_path):
+    """--overwrite replaces a corpus; pointed at a folder that is not one (no manifest.json, no shard record),
+    it deleted that folder's data/ (a user's raw files) before writing. Now it refuses and deletes nothing."""
+    (tmp_path / "project" / "data").mkdir(parents=True)
+    (tmp_path / "project" / "data" / "raw.txt").write_text("precious")
+    specs = plan(lsee=[str(LSEE)])
+    with pytest.raises(PipelineError, match="not a corpus folder"):
+        pipeline.run(transform, specs, str(tmp_path / "project"), executor="local", overwrite=True)
+    assert (tmp_path / "project" / "data" / "raw.txt").read_text() == "precious"
+    out = str(tmp_path / "new")
+    rows = pipeline.run(transform, specs, out, executor="local", overwrite=True)["rows"]  # nothing there yet: fine
+    assert pipeline.run(transform, specs, out, executor="local", overwrite=True)["rows"] == rows > 0  # a corpus: fine
