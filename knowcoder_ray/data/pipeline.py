@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import sys
 import time
@@ -78,6 +79,10 @@ def expand_inputs(paths: Iterable[str]) -> list[str]:
             out.append(storage.absolute(p))
         else:
             raise PipelineError(f"input {p!r} does not exist")
+    seen: dict[str, str] = {}  # a local file named twice, once through a link: its records would be read twice
+    for f in out:
+        if (first := seen.setdefault(f if storage.is_uri(f) else os.path.realpath(f), f)) != f:
+            raise PipelineError(f"input {f!r} is the same file as {first!r}: an input is listed twice")
     return out
 
 

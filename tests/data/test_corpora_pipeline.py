@@ -254,3 +254,16 @@ def test_overwrite_deletes_nothing_it_did_not_build(transform, tmp_path):
     out = str(tmp_path / "new")
     rows = pipeline.run(transform, specs, out, executor="local", overwrite=True)["rows"]  # nothing there yet: fine
     assert pipeline.run(transform, specs, out, executor="local", overwrite=True)["rows"] == rows > 0  # a corpus: fine
+
+
+def test_one_file_named_twice_through_a_link_is_refused(tmp_path):
+    """The same file listed twice is refused (its shards collide); named once directly and once through a
+    symbolic link (or a linked folder), its records were read twice: every sample written twice."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "l.tsv").write_bytes(LSEE.read_bytes())
+    (tmp_path / "link").symlink_to(tmp_path / "in")
+    (tmp_path / "l2.tsv").symlink_to(tmp_path / "in" / "l.tsv")
+    for second in (tmp_path / "link" / "l.tsv", tmp_path / "link", tmp_path / "l2.tsv"):
+        with pytest.raises(PipelineError, match="is the same file as"):
+            plan_files("lsee", [str(tmp_path / "in" / "l.tsv"), str(second)])
+    assert len(plan_files("lsee", [str(tmp_path / "l2.tsv")])) == 1  # a link alone is read as usual
