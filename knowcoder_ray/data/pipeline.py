@@ -309,18 +309,20 @@ def _compressed_items(fs: pafs.FileSystem, path: str, spec: ShardSpec, name: str
 
 def _read_range(fs: pafs.FileSystem, path: str, start: int, stop: int) -> tuple[bytes, int]:
     """Bytes of the lines that start in [start, stop): from the first line start at or after `start`
-    through the end of the line holding byte stop-1."""
+    through the end of the line holding byte stop-1; and the offset of those bytes."""
     with fs.open_input_file(path) as f:
         begin = max(start - 1, 0)
         f.seek(begin)
         data = f.read(stop - begin)
-        while data and not data.endswith(b"\n") and (more := f.read(1 << 16)):
+        if start > 0:  # the line holding byte start-1 belongs to the previous shard
+            if (cut := data.find(b"\n")) < 0:
+                return b"", stop  # no line starts in the range (it lies inside one long line)
+            data, begin = data[cut + 1:], begin + cut + 1
+        parts = [data]  # joined once: a long last line is not copied again for every chunk
+        while data and not parts[-1].endswith(b"\n") and (more := f.read(1 << 20)):
             cut = more.find(b"\n")
-            data += more if cut < 0 else more[: cut + 1]
-    if start > 0:  # the line holding byte start-1 belongs to the previous shard
-        cut = data.find(b"\n")
-        return (data[cut + 1:], begin + cut + 1) if cut >= 0 else (b"", stop)
-    return data, 0
+            parts.append(more if cut < 0 else more[: cut + 1])
+    return b"".join(parts), begin
 
 
 def _array_items(data: bytes, spec: ShardSpec, name: str, bad: list[dict]) -> Iterator[Item]:

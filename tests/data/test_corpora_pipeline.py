@@ -267,3 +267,18 @@ def test_one_file_named_twice_through_a_link_is_refused(tmp_path):
         with pytest.raises(PipelineError, match="is the same file as"):
             plan_files("lsee", [str(tmp_path / "in" / "l.tsv"), str(second)])
     assert len(plan_files("lsee", [str(tmp_path / "l2.tsv")])) == 1  # a link alone is read as usual
+
+
+def test_a_very_long_line_is_read_once_not_once_per_shard(tmp_path):
+    """Every shard whose byte range fell inside one long line read on to that line's end, growing its buffer
+    64 KiB at a time (quadratic): an 8 MiB line in 16 KiB shards took 8 s, a 30 MiB line in 1 MiB shards
+    13 s. A shard in which no line starts now reads only its range."""
+    lines = INSTRUCTIE.read_text().splitlines()
+    long = json.dumps({**json.loads(lines[0]), "text": "x " * (4 << 20)})
+    path = tmp_path / "long.jsonl"
+    path.write_text(f"{lines[1]}\n{long}\n{lines[2]}\n")
+    specs = plan_files("instructie", [str(path)], block_bytes=16 << 10)
+    t0 = time.perf_counter()
+    items, bad = all_items(specs)
+    assert time.perf_counter() - t0 < 5 and len(specs) > 500 and not bad
+    assert items == [lines[1], long, lines[2]]
