@@ -90,3 +90,12 @@ def test_a_bad_entity_types_line_is_named(tmp_path, line, message):
     with pytest.raises(ValueError) as e:
         load_entity_types(str(tmp_path / "types.jsonl"))
     assert str(e.value).startswith(f"{tmp_path}/types.jsonl:1: {message}"), e.value
+
+
+def test_an_entity_types_path_that_is_a_folder_is_one_line(data_dir, tmp_path, capsys):
+    """`--entity-types DIR` ended in pyarrow's OSError traceback ('Cannot open for reading: ... is a directory')."""
+    from knowcoder_ray.cli import main
+
+    assert main(["data", "understanding", "--kelm", str(KELM), "--entity-types", str(tmp_path), "--out",
+                 str(tmp_path / "o"), "--data-dir", str(data_dir), "--executor", "local", "--quiet"]) == 2
+    assert capsys.readouterr().err == f"knowcoder data: entity types table is not a file: {tmp_path}\n"
