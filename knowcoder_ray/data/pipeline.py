@@ -463,15 +463,22 @@ def config_hash(transform: Transform, specs: list[ShardSpec], fmt: str, counter:
 
 def completed(out: str) -> dict[str, dict]:
     """Completion records of the shards already written under `out`."""
-    return {storage.name(p)[: -len(".json")]: json.loads(storage.read_bytes(p))
+    return {storage.name(p)[: -len(".json")]: _read_json(p)
             for p in storage.list_files(storage.join(out, "_shards"), recursive=False) if p.endswith(".json")}
+
+
+def _read_json(path: str) -> dict:
+    try:
+        return json.loads(storage.read_bytes(path))
+    except ValueError as e:  # damaged from outside (the pipeline writes whole files)
+        raise PipelineError(f"{path} is not valid JSON ({e}); write to a new path or pass overwrite") from None
 
 
 def _prepare(out: str, chash: str, overwrite: bool) -> None:
     """Check (or reset) the output location and remove temporaries a killed run left behind."""
     mpath = storage.join(out, "manifest.json")
     if not overwrite and storage.isfile(mpath):
-        old = json.loads(storage.read_bytes(mpath)).get("config_hash")
+        old = _read_json(mpath).get("config_hash")
         if old != chash:
             raise PipelineError(f"{out} holds a corpus built with another configuration (config_hash {old}, "
                                 f"now {chash}); write to a new path or pass overwrite")

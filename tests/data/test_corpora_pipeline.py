@@ -282,3 +282,15 @@ def test_a_very_long_line_is_read_once_not_once_per_shard(tmp_path):
     items, bad = all_items(specs)
     assert time.perf_counter() - t0 < 5 and len(specs) > 500 and not bad
     assert items == [lines[1], long, lines[2]]
+
+
+@pytest.mark.parametrize("damaged", ["manifest.json", "_shards/{shard}.json"])
+def test_a_damaged_manifest_or_shard_record_is_named(damaged, transform, tmp_path):
+    """Said only json's 'Expecting property name enclosed in double quotes: line 1 column 2 (char 1)'."""
+    specs = plan(lsee=[str(LSEE)])
+    pipeline.run(transform, specs, str(tmp_path / "out"), executor="local")
+    path = tmp_path / "out" / damaged.format(shard=specs[0].shard)
+    path.write_text("{broken")
+    with pytest.raises(PipelineError, match=f"^{path} is not valid JSON \\(Expecting"):
+        pipeline.run(transform, specs, str(tmp_path / "out"), executor="local")
+    assert pipeline.run(transform, specs, str(tmp_path / "out"), executor="local", overwrite=True)["complete"]
