@@ -83,15 +83,6 @@ def test_understanding_pipeline_on_ray(ray_cluster, tmp_path):
     assert len(bad) == 3 and all('"reason"' in b for b in bad)
 
 
-@pytest.mark.parametrize("line, message", [("not json", "not valid JSON (Expecting value"),
-                                           ("[1]", "expected {'entity': str, 'instance_of': [str]}")])
-def test_a_bad_entity_types_line_is_named(tmp_path, line, message):
-    (tmp_path / "types.jsonl").write_text(line + "\n")
-    with pytest.raises(ValueError) as e:
-        load_entity_types(str(tmp_path / "types.jsonl"))
-    assert str(e.value).startswith(f"{tmp_path}/types.jsonl:1: {message}"), e.value
-
-
 def test_an_entity_types_path_that_is_a_folder_is_one_line(data_dir, tmp_path, capsys):
     """`--entity-types DIR` ended in pyarrow's OSError traceback ('Cannot open for reading: ... is a directory')."""
     from knowcoder_ray.cli import main
@@ -99,3 +90,12 @@ def test_an_entity_types_path_that_is_a_folder_is_one_line(data_dir, tmp_path, c
     assert main(["data", "understanding", "--kelm", str(KELM), "--entity-types", str(tmp_path), "--out",
                  str(tmp_path / "o"), "--data-dir", str(data_dir), "--executor", "local", "--quiet"]) == 2
     assert capsys.readouterr().err == f"knowcoder data: entity types table is not a file: {tmp_path}\n"
+
+
+@pytest.mark.parametrize("line, message", [("not json", "not valid JSON (Expecting value"),
+                                           ("[1]", "expected {'entity': str, 'instance_of': [str]}")])
+def test_a_bad_entity_types_line_is_named(tmp_path, line, message):
+    (tmp_path / "types.jsonl").write_text(line + "\n")
+    with pytest.raises(ValueError) as e:
+        load_entity_types(str(tmp_path / "types.jsonl"))
+    assert str(e.value).startswith(f"{tmp_path}/types.jsonl:1: {message}"), e.value
