@@ -294,3 +294,14 @@ def test_a_damaged_manifest_or_shard_record_is_named(damaged, transform, tmp_pat
     with pytest.raises(PipelineError, match=f"^{path} is not valid JSON \\(Expecting"):
         pipeline.run(transform, specs, str(tmp_path / "out"), executor="local")
     assert pipeline.run(transform, specs, str(tmp_path / "out"), executor="local", overwrite=True)["complete"]
+
+
+def test_a_block_smaller_than_a_byte_is_one_byte(data_dir, tmp_path, capsys):
+    """block_mb > 0 passed the config check, but one under a byte (1e-9) made 0-byte blocks: 'range() arg 3
+    must not be zero'."""
+    from knowcoder_ray.cli import main
+
+    assert main(["data", "following", "--lsee", str(LSEE), "--data-dir", str(data_dir), "--out", str(tmp_path / "o"),
+                 "--executor", "local", "--quiet", "--format", "jsonl", "--block-mb", "1e-9"]) == 0
+    manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert manifest["complete"] and manifest["shards_planned"] == LSEE.stat().st_size and manifest["rows"] == 7
