@@ -66,6 +66,8 @@ def expand_inputs(paths: Iterable[str]) -> list[str]:
     shell patterns (`s3://b/kelm/*.jsonl` too), listed through storage where the files are."""
     out: list[str] = []
     for p in paths:
+        if not p:  # not the working directory
+            raise PipelineError("an input path is empty")
         if any(c in p for c in "*?["):
             if not (matched := storage.glob(p)):
                 raise PipelineError(f"input {p!r} matches no file")

@@ -305,3 +305,11 @@ def test_a_block_smaller_than_a_byte_is_one_byte(data_dir, tmp_path, capsys):
                  "--executor", "local", "--quiet", "--format", "jsonl", "--block-mb", "1e-9"]) == 0
     manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
     assert manifest["complete"] and manifest["shards_planned"] == LSEE.stat().st_size and manifest["rows"] == 7
+
+
+def test_an_empty_input_path_is_refused(tmp_path, monkeypatch):
+    """`--lsee ""` (or lsee: [""]) read every .json/.jsonl/.tsv/... file of the working directory as LSEE."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.json").write_text('{"a": 1}\n')
+    with pytest.raises(PipelineError, match="an input path is empty"):
+        plan_files("lsee", [""])
