@@ -241,12 +241,14 @@ def _wikievents_schema(data_dir: str) -> SchemaLibrary:
     (e.g. Contact.RequestCommand.Correspondence), with the roles the data gives them."""
     library, names = kairos_schema(storage.join(data_dir, "wikievents/event_role_KAIROS.json"))
     extra: dict[str, dict[str, None]] = {}
+
+    def unlisted(_lineno: int, doc: dict) -> list[tuple[str, list[str]]]:  # a malformed line: the reader reports it
+        return [(ev["event_type"], [to_role_name(a["role"]) for a in ev["arguments"]]) for ev in doc["event_mentions"]
+                if ev["event_type"] not in names]
     for split in ("dev", "test"):
-        for _, line in readers.json_lines(storage.join(data_dir, f"wikievents/{split}.jsonl")):
-            for ev in json.loads(line)["event_mentions"]:
-                if ev["event_type"] not in names:
-                    roles = extra.setdefault(ev["event_type"], {})
-                    roles.update(dict.fromkeys(to_role_name(a["role"]) for a in ev["arguments"]))
+        for events in readers.parse_json_lines(storage.join(data_dir, f"wikievents/{split}.jsonl"), unlisted, []):
+            for label, roles in events:
+                extra.setdefault(label, {}).update(dict.fromkeys(roles))
     for label, roles in sorted(extra.items()):
         top = to_class_name(label.split(".")[0]) + "Event"
         library = library.with_type(SchemaType(to_class_name(label), "event", parents=(top,), label=label,

@@ -69,7 +69,7 @@ def _run(args: argparse.Namespace) -> int:
 
             connect(address, num_cpus, log_to_driver=False)
         manifest = corpora.build_corpus(cfg)
-    except (PipelineError, ValueError, FileNotFoundError) as e:  # a shard's too: the pipeline raises it here
-        raise UsageError(e) from None
+    except (PipelineError, ValueError) as e:  # a shard's too: the pipeline raises it here (a missing file:
+        raise UsageError(e) from None           # cli.main names it, as for every command)
     print(json.dumps({k: v for k, v in manifest.items() if k != "shards"}, indent=1))
     return 0

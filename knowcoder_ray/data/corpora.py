@@ -60,7 +60,7 @@ def build_corpus(cfg: UnderstandingConfig | FollowingConfig) -> dict:
     from knowcoder_ray.schema.table import load_library
 
     library = load_library(cfg.library) if cfg.library else benchmark_library(cfg.data_dir)
-    block_bytes = int(cfg.block_mb * (1 << 20))
+    block_bytes = max(1, int(cfg.block_mb * (1 << 20)))
     if isinstance(cfg, UnderstandingConfig):
         transform = understanding.UnderstandingTransform(library, understanding.load_entity_types(cfg.entity_types),
                                                          cfg.max_group)

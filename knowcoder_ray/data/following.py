@@ -41,7 +41,7 @@ class Sampling(Section):
     seed: int = 0
     shard_size: int = Field(8, ge=1)         # classes per prompt at most
     distractors: int = Field(4, ge=0)        # negative classes sampled from the library per record and task
-    tasks: tuple[Literal[TASKS], ...] = TASKS
+    tasks: tuple[Literal[TASKS], ...] = Field(TASKS, min_length=1)
 
 
 def restrict(record: Record, task: str, types: dict[str, SchemaType]) -> Record:

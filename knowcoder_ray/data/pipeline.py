@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import sys
 import time
@@ -51,6 +52,7 @@ INPUT_EXTS = (*_LINE_EXTS, *(e + c for e in _LINE_EXTS for c in (".gz", ".bz2", 
 # is a bug and stops the run.
 MALFORMED = (ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError)
 _BETWEEN_ELEMENTS = re.compile(r"[ \t\r\n,]*")  # what _skip passes over in a JSON array
+BOM = b"\xef\xbb\xbf"  # a UTF-8 byte order mark: some editors open a file with it; it is not part of a record
 
 
 class PipelineError(RuntimeError):
@@ -64,6 +66,8 @@ def expand_inputs(paths: Iterable[str]) -> list[str]:
     shell patterns (`s3://b/kelm/*.jsonl` too), listed through storage where the files are."""
     out: list[str] = []
     for p in paths:
+        if not p:  # not the working directory
+            raise PipelineError("an input path is empty")
         if any(c in p for c in "*?["):
             if not (matched := storage.glob(p)):
                 raise PipelineError(f"input {p!r} matches no file")
@@ -77,6 +81,10 @@ def expand_inputs(paths: Iterable[str]) -> list[str]:
             out.append(storage.absolute(p))
         else:
             raise PipelineError(f"input {p!r} does not exist")
+    seen: dict[str, str] = {}  # a local file named twice, once through a link: its records would be read twice
+    for f in out:
+        if (first := seen.setdefault(f if storage.is_uri(f) else os.path.realpath(f), f)) != f:
+            raise PipelineError(f"input {f!r} is the same file as {first!r}: an input is listed twice")
     return out
 
 
@@ -162,7 +170,7 @@ def plan_benchmark(name: str, split: str, data_dir: str, per_shard: int = 5_000)
 
 def _starts_array(fs: pafs.FileSystem, path: str) -> bool:
     with fs.open_input_stream(path, compression=None) as f:
-        return f.read(4096).lstrip()[:1] == b"["
+        return f.read(4096).removeprefix(BOM).lstrip()[:1] == b"["
 
 
 def _plan_json_array(f, size: int, block_bytes: int, chunk: int = 1 << 20,
@@ -263,7 +271,9 @@ def read_shard(spec: ShardSpec, bad: list[dict]) -> Iterator[Item]:
 def _line_items(data: bytes, offset: int, line_no: int, spec: ShardSpec, name: str, bad: list[dict]) -> Iterator[Item]:
     """Records of whole lines: split on "\n" only (a stray "\r" or other Unicode line break inside a
     record is data, not a line end), a trailing "\r" dropped. Empty lines hold no record; a line of only
-    whitespace is quarantined, as is one that is not UTF-8."""
+    whitespace is quarantined, as is one that is not UTF-8. A BOM opening the file is dropped."""
+    if offset == 0 and data.startswith(BOM):
+        data, offset = data[len(BOM):], len(BOM)
     for i, raw in enumerate(data.split(b"\n")):  # the empty piece after a final "\n" is skipped as empty
         here, offset = offset, offset + len(raw) + 1
         line = raw[:-1] if raw.endswith(b"\r") else raw
@@ -293,7 +303,7 @@ def _compressed_items(fs: pafs.FileSystem, path: str, spec: ShardSpec, name: str
         lines = data.count(b"\n")
         raise PipelineError(f"{spec.path}: the {codec} stream is cut or corrupt after {len(data):,} decompressed "
                             f"bytes ({lines:,} complete lines; nothing of this file was written): {e}") from None
-    if bytes(data[:4096]).lstrip()[:1] == b"[":  # a JSON array: its elements, from after the "["
+    if bytes(data[:4096]).removeprefix(BOM).lstrip()[:1] == b"[":  # a JSON array: its elements, from after the "["
         yield from _array_items(bytes(data[data.index(b"[") + 1:]), spec, name, bad)
     else:
         yield from _line_items(bytes(data), 0, 1, spec, name, bad)
@@ -301,18 +311,20 @@ def _compressed_items(fs: pafs.FileSystem, path: str, spec: ShardSpec, name: str
 
 def _read_range(fs: pafs.FileSystem, path: str, start: int, stop: int) -> tuple[bytes, int]:
     """Bytes of the lines that start in [start, stop): from the first line start at or after `start`
-    through the end of the line holding byte stop-1."""
+    through the end of the line holding byte stop-1; and the offset of those bytes."""
     with fs.open_input_file(path) as f:
         begin = max(start - 1, 0)
         f.seek(begin)
         data = f.read(stop - begin)
-        while data and not data.endswith(b"\n") and (more := f.read(1 << 16)):
+        if start > 0:  # the line holding byte start-1 belongs to the previous shard
+            if (cut := data.find(b"\n")) < 0:
+                return b"", stop  # no line starts in the range (it lies inside one long line)
+            data, begin = data[cut + 1:], begin + cut + 1
+        parts = [data]  # joined once: a long last line is not copied again for every chunk
+        while data and not parts[-1].endswith(b"\n") and (more := f.read(1 << 20)):
             cut = more.find(b"\n")
-            data += more if cut < 0 else more[: cut + 1]
-    if start > 0:  # the line holding byte start-1 belongs to the previous shard
-        cut = data.find(b"\n")
-        return (data[cut + 1:], begin + cut + 1) if cut >= 0 else (b"", stop)
-    return data, 0
+            parts.append(more if cut < 0 else more[: cut + 1])
+    return b"".join(parts), begin
 
 
 def _array_items(data: bytes, spec: ShardSpec, name: str, bad: list[dict]) -> Iterator[Item]:
@@ -368,9 +380,20 @@ def encode_rows(rows: list[dict], schema: pa.Schema, fmt: str) -> bytes:
         sink = pa.BufferOutputStream()
         pq.write_table(pa.Table.from_pylist(rows, schema=schema), sink, compression="zstd")
         return sink.getvalue().to_pybytes()
-    if fmt == "jsonl":
-        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
+    if fmt == "jsonl":  # rows are checked (_check_unicode); a quarantined record's lone surrogate is escaped
+        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8", "backslashreplace")
     raise PipelineError(f"unknown output format {fmt!r}; expected parquet or jsonl")
+
+
+def _check_unicode(pairs: list[tuple[str, dict]]) -> None:
+    """Rows are written as UTF-8: a lone surrogate (JSON's escape of half a UTF-16 pair, "\\ud83d") cannot be."""
+    for s in (s for _, row in pairs for v in row.values() for s in (v if isinstance(v, list) else [v])
+              if isinstance(s, str)):
+        try:
+            s.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise ValueError(f"the text holds a lone surrogate {s[e.start]!r} (half of a UTF-16 pair, escaped in "
+                             "the JSON): not valid Unicode") from None
 
 
 def process_shard(transform: Transform, spec: ShardSpec, out: str, fmt: str, counter: TokenCounter) -> dict:
@@ -383,6 +406,7 @@ def process_shard(transform: Transform, spec: ShardSpec, out: str, fmt: str, cou
     for item in read_shard(spec, bad):
         try:
             pairs = transform.rows(spec, item)
+            _check_unicode(pairs)
             reason = None if pairs else "the record gives no row (nothing of it is usable)"
         except MALFORMED as e:
             reason = f"{type(e).__name__}: {e}"
@@ -441,22 +465,32 @@ def config_hash(transform: Transform, specs: list[ShardSpec], fmt: str, counter:
 
 def completed(out: str) -> dict[str, dict]:
     """Completion records of the shards already written under `out`."""
-    return {storage.name(p)[: -len(".json")]: json.loads(storage.read_bytes(p))
+    return {storage.name(p)[: -len(".json")]: _read_json(p)
             for p in storage.list_files(storage.join(out, "_shards"), recursive=False) if p.endswith(".json")}
+
+
+def _read_json(path: str) -> dict:
+    try:
+        return json.loads(storage.read_bytes(path))
+    except ValueError as e:  # damaged from outside (the pipeline writes whole files)
+        raise PipelineError(f"{path} is not valid JSON ({e}); write to a new path or pass overwrite") from None
 
 
 def _prepare(out: str, chash: str, overwrite: bool) -> None:
     """Check (or reset) the output location and remove temporaries a killed run left behind."""
     mpath = storage.join(out, "manifest.json")
     if not overwrite and storage.isfile(mpath):
-        old = json.loads(storage.read_bytes(mpath)).get("config_hash")
+        old = _read_json(mpath).get("config_hash")
         if old != chash:
             raise PipelineError(f"{out} holds a corpus built with another configuration (config_hash {old}, "
                                 f"now {chash}); write to a new path or pass overwrite")
     elif not overwrite and completed(out):
         raise PipelineError(f"{out} holds shard records but no manifest.json; write to a new path or pass overwrite")
-    for sub in ("data", "quarantine", "_shards"):
-        folder = storage.join(out, sub)
+    subs = [storage.join(out, sub) for sub in ("data", "quarantine", "_shards")]
+    if overwrite and not (storage.isfile(mpath) or completed(out)) and any(map(storage.list_files, subs)):
+        raise PipelineError(f"{out} is not a corpus folder (no manifest.json) but holds files under data/, quarantine/ "
+                            "or _shards/; overwrite replaces only a corpus: write to a new path")
+    for folder in subs:
         if overwrite:
             storage.remove(folder)
         storage.makedirs(folder)
@@ -497,6 +531,8 @@ def run(transform: Transform, specs: list[ShardSpec], out: str, *, fmt: str = "p
     """Process every pending shard of `specs` into `out`; the manifest. executor 'ray': Ray Data on the
     current cluster (ray.init first; `workers` actors, default its CPUs); 'local': one shard after
     another in this process. `max_shards`: stop after that many (rerun to go on)."""
+    if not str(out).strip():  # "" would be joined into /data, /_shards, ... at the file system root
+        raise PipelineError("the output location is blank: name a folder or URI")
     if len({s.shard for s in specs}) != len(specs):
         raise PipelineError("shard names collide: an input is listed twice")
     counter = TokenCounter(tokenizer)

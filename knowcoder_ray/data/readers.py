@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from itertools import accumulate, chain
+from itertools import accumulate, chain, zip_longest
 from pathlib import Path
 
 from knowcoder_ray import storage
@@ -29,21 +29,35 @@ class Malformed:
         return {"path": self.path, "line": self.line, "reason": self.reason, "raw": self.raw[:2000]}
 
 
-def json_lines(path: str | Path) -> Iterator[tuple[int, str]]:
-    """(line number, line) of the non-blank lines of a JSON-lines file."""
-    with storage.open_text(str(path)) as f:
+def text_lines(path: str | Path, bad: list[Malformed] | None = None) -> Iterator[tuple[int, str | None]]:
+    """(line number, line) of a UTF-8 text file, a BOM opening it dropped. A line that is not UTF-8 is set
+    aside in `bad` and given as None (so line-aligned files stay aligned); without `bad` it is an error."""
+    with storage.open_text(str(path), "utf-8-sig", errors="surrogateescape") as f:
         for lineno, line in enumerate(f, 1):
-            if line.strip():
-                yield lineno, line
+            try:
+                line.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raw = line.encode("utf-8", "surrogateescape")
+                reason = f"not UTF-8: byte {raw[e.start:e.start + 1]!r} at character {e.start + 1}"
+                if bad is None:
+                    raise ValueError(f"{path}:{lineno}: {reason}") from None
+                bad.append(Malformed(str(path), lineno, reason, raw.decode("utf-8", "replace")))
+                line = None
+            yield lineno, line
+
+
+def json_lines(path: str | Path, bad: list[Malformed] | None = None) -> Iterator[tuple[int, str]]:
+    """(line number, line) of the non-blank UTF-8 lines of a JSON-lines file (see `text_lines`)."""
+    return ((lineno, line) for lineno, line in text_lines(path, bad) if line is not None and line.strip())
 
 
 def parse_json_lines(path: str, parse: Callable[[int, object], object], bad: list[Malformed]) -> Iterator:
     """`parse(line number, JSON value)` of each line of a JSON-lines file; a line that is not JSON or that
     `parse` rejects goes to `bad` with the reason."""
-    for lineno, line in json_lines(path):
+    for lineno, line in json_lines(path, bad):
         try:
             yield parse(lineno, json.loads(line))
-        except (ValueError, KeyError, TypeError, IndexError, RecursionError) as e:
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError) as e:
             bad.append(Malformed(path, lineno, f"{type(e).__name__}: {e}", line))
 
 
@@ -58,7 +72,9 @@ def _join(tokens: list[str]) -> tuple[str, list[tuple[int, int]]]:
 
 
 def _mention(text: str, spans: list[tuple[int, int]], start: int, end: int, typ: str) -> EntityMention:
-    """The mention of tokens[start:end] in the `_join`ed text."""
+    """The mention of tokens[start:end] in the `_join`ed text; a span that is not within the tokens is an error."""
+    if not (type(start) is type(end) is int and 0 <= start < end <= len(spans)):
+        raise IndexError(f"token span {start!r}:{end!r} is not within the {len(spans)} tokens")
     cs, ce = spans[start][0], spans[end - 1][1]
     return EntityMention(text[cs:ce], typ, cs, ce)
 
@@ -87,29 +103,29 @@ def read_bio(path: str | Path, *, tag_first: bool = False, source: str = "",
     (tag TAB token); else token TAB tag (CrossNER, CoNLL-2003). `raw_labels` keeps the file's labels."""
     path, n, sentence = str(path), 0, []  # sentence: its (token, tag) pairs
     bad = [] if bad is None else bad
-    with storage.open_text(path) as f:
-        for lineno, line in enumerate(chain(f, [""]), 1):  # the added blank line ends the last sentence
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                if sentence:
-                    text, spans = _join([token for token, _ in sentence])
-                    ents = [_mention(text, spans, s, e, label if raw_labels else _name(label, label_map))
-                            for label, s, e in bio_chunks([tag for _, tag in sentence])]
-                    yield Record(f"{source or Path(storage.name(path)).stem}-{n}", text, ents, source=source)
-                    n += 1
-                sentence = []
-                continue
-            if line.startswith("-DOCSTART-"):
-                continue
-            parts = line.split("\t") if "\t" in line else line.split()
-            if len(parts) != 2 or not all(parts):
-                bad.append(Malformed(path, lineno, "expected two columns (token, tag)", line))
-                continue
-            token, tag = parts[::-1] if tag_first else parts
-            if tag != "O" and not (tag[:2] in ("B-", "I-") and len(tag) > 2):
-                bad.append(Malformed(path, lineno, f"bad BIO tag {tag!r}", line))
-                tag = "O"
-            sentence.append((token, tag))
+    lines = ((lineno, line) for lineno, line in text_lines(path, bad) if line is not None)  # None: not UTF-8
+    for lineno, line in chain(lines, [(0, "")]):  # the added blank line ends the last sentence
+        line = line.rstrip("\r\n")
+        if not line.strip():
+            if sentence:
+                text, spans = _join([token for token, _ in sentence])
+                ents = [_mention(text, spans, s, e, label if raw_labels else _name(label, label_map))
+                        for label, s, e in bio_chunks([tag for _, tag in sentence])]
+                yield Record(f"{source or Path(storage.name(path)).stem}-{n}", text, ents, source=source)
+                n += 1
+            sentence = []
+            continue
+        if line.startswith("-DOCSTART-"):
+            continue
+        parts = line.split("\t") if "\t" in line else line.split()
+        if len(parts) != 2 or not all(parts):
+            bad.append(Malformed(path, lineno, "expected two columns (token, tag)", line))
+            continue
+        token, tag = parts[::-1] if tag_first else parts
+        if tag != "O" and not (tag[:2] in ("B-", "I-") and len(tag) > 2):
+            bad.append(Malformed(path, lineno, f"bad BIO tag {tag!r}", line))
+            tag = "O"
+        sentence.append((token, tag))
 
 
 # ---- JSON formats ------------------------------------------------------------------------------------
@@ -118,12 +134,20 @@ def read_spert_json(path: str | Path, *, source: str = "", entity_map: Mapping[s
                     relation_map: Mapping[str, str] | None = None, bad: list[Malformed]) -> Iterator[Record]:
     """SpERT JSON (CoNLL04): a list of {tokens, entities[{type,start,end}], relations[{type,head,tail}]}."""
     path = str(path)
-    docs = json.loads(storage.read_text(path))
+    try:
+        docs = json.loads(storage.read_bytes(path).decode("utf-8-sig"))
+    except (ValueError, RecursionError) as e:  # cut, not UTF-8, not JSON: nothing of the file can be read
+        raise ValueError(f"{path}: not a JSON array of sentences ({e})") from None
+
+    def entity(ents: list[EntityMention], i: int) -> EntityMention:  # a relation end: an index into the entities
+        if not (type(i) is int and 0 <= i < len(ents)):
+            raise IndexError(f"relation end {i!r} is not one of the {len(ents)} entities")
+        return ents[i]
     for i, d in enumerate(docs):
         try:
             text, spans = _join(d["tokens"])
             ents = [_mention(text, spans, e["start"], e["end"], _name(e["type"], entity_map)) for e in d["entities"]]
-            rels = [RelationMention(_name(r["type"], relation_map), ents[r["head"]], ents[r["tail"]])
+            rels = [RelationMention(_name(r["type"], relation_map), entity(ents, r["head"]), entity(ents, r["tail"]))
                     for r in d.get("relations", [])]
         except (KeyError, IndexError, TypeError) as e:
             bad.append(Malformed(path, i, f"record {i}: {type(e).__name__}: {e}", json.dumps(d)[:2000]))
@@ -135,24 +159,32 @@ def read_spert_json(path: str | Path, *, source: str = "", entity_map: Mapping[s
 def read_nyt(sent_path: str | Path, pointer_path: str | Path, *, relation_map: Mapping[str, str] | None = None,
              bad: list[Malformed]) -> Iterator[Record]:
     """NYT24 line-aligned files: tokens in .sent, token spans (end inclusive) + relation in .pointer."""
-    with storage.open_text(str(sent_path)) as fs, storage.open_text(str(pointer_path)) as fp:
-        for lineno, (sent, ptr) in enumerate(zip(fs, fp), 1):
-            tokens = sent.split()
-            text, spans = _join(tokens)
-            rels = []
-            try:
-                for triple in filter(None, (t.strip() for t in ptr.split("|"))):
-                    hs, he, ts, te, rel = triple.split()
-                    ends = ((int(hs), int(he) + 1), (int(ts), int(te) + 1))
-                    for s, e in ends:
-                        if not 0 <= s < e <= len(tokens):
-                            raise ValueError(f"span {s}:{e} outside {len(tokens)} tokens")
-                    rels.append(RelationMention(_name(rel, relation_map),
-                                                *(_mention(text, spans, s, e, "Entity") for s, e in ends)))
-            except ValueError as e:
-                bad.append(Malformed(str(pointer_path), lineno, str(e), ptr.strip()))
-                continue
-            yield Record(f"nyt-{lineno - 1}", text, relations=rels, source="nyt")
+    lines = zip_longest(text_lines(sent_path, bad), text_lines(pointer_path, bad), fillvalue=(0, ""))
+    for (lineno, sent), (pline, ptr) in lines:
+        if not (lineno and pline):  # one file ended before the other
+            there, short = (sent_path, pointer_path) if lineno else (pointer_path, sent_path)
+            bad.append(Malformed(str(there), lineno or pline, f"{storage.name(str(short))} ends before line "
+                                 f"{lineno or pline} of {storage.name(str(there))}: the files are not line-aligned",
+                                 (sent or ptr or "").strip()))
+            continue
+        if sent is None or ptr is None:  # not UTF-8: set aside by text_lines
+            continue
+        tokens = sent.split()
+        text, spans = _join(tokens)
+        rels = []
+        try:
+            for triple in filter(None, (t.strip() for t in ptr.split("|"))):
+                hs, he, ts, te, rel = triple.split()
+                ends = ((int(hs), int(he) + 1), (int(ts), int(te) + 1))
+                for s, e in ends:
+                    if not 0 <= s < e <= len(tokens):
+                        raise ValueError(f"span {s}:{e} outside {len(tokens)} tokens")
+                rels.append(RelationMention(_name(rel, relation_map),
+                                            *(_mention(text, spans, s, e, "Entity") for s, e in ends)))
+        except ValueError as e:
+            bad.append(Malformed(str(pointer_path), lineno, str(e), ptr.strip()))
+            continue
+        yield Record(f"nyt-{lineno - 1}", text, relations=rels, source="nyt")
 
 
 def _phee_spans(slot: dict) -> list[tuple[str, int]]:

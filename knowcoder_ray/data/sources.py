@@ -368,7 +368,7 @@ def benchmark_library(data_dir: str | Path) -> SchemaLibrary:
     """Every benchmark schema of ../shared/data merged into one library (first definition of a name wins)."""
     try:
         return reduce(SchemaLibrary.merged, (b.schema(str(data_dir)) for b in BENCHMARKS.values()), SchemaLibrary())
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         require_benchmarks(str(data_dir), BENCHMARKS)  # a message naming every missing folder and its source
         raise
 

@@ -29,6 +29,7 @@ from dataclasses import asdict
 
 import pyarrow as pa
 
+from knowcoder_ray import storage
 from knowcoder_ray.codec.render import quote, render_class, render_event, render_output
 from knowcoder_ray.data.pipeline import DEFAULT_BLOCK_BYTES, Item, ShardSpec, Transform, plan_files, plan_items
 from knowcoder_ray.data.readers import json_lines
@@ -154,6 +155,8 @@ def load_entity_types(path: str | None) -> dict[str, list[str]]:
     """An entity -> P31 table: JSON lines {"entity": label or Wikidata id, "instance_of": [ids or labels]}
     (e.g. cut from a Wikidata dump for the entities of KELM)."""
     table: dict[str, list[str]] = {}
+    if path and not storage.isfile(path):
+        raise FileNotFoundError(f"entity types table is not a file: {path}")
     for n, line in json_lines(path) if path else ():
         try:
             d = json.loads(line)

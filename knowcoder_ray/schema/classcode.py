@@ -47,7 +47,7 @@ EVENT_BASE_EAE = _base_class("Event", "events", "trigger: str", "self.trigger = 
 def quote(s: str) -> str:
     """A double-quoted Python string literal that `ast` reads back to exactly `s`."""
     out = s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
-    return f'"{out}"'
+    return '"' + out.replace("\0", "\\x00") + '"'  # NUL escaped too: `ast` reads no source that holds one
 
 
 def _type_hint(types: Sequence[str]) -> str:

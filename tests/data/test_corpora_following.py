@@ -1,5 +1,7 @@
 """The schema-following corpus: every sample parses back with the codec to the source annotations of
 the classes its prompt shows, on the fixtures of the automatic sources and on every real benchmark."""
+import json
+
 import pytest
 
 from knowcoder_ray.codec.render import TASK_KIND
@@ -105,3 +107,25 @@ def test_benchmark_arguments():
         parse_benchmark_arg("nyt")
     with pytest.raises(ValueError, match="unknown benchmark"):
         parse_benchmark_arg("ace05")
+
+
+def test_no_tasks_is_refused(data_dir, tmp_path, capsys):
+    """`--tasks ,` (or tasks: []) built a corpus of nothing, every record quarantined, and exited 0."""
+    from knowcoder_ray.cli import main
+
+    args = ["data", "following", "--lsee", str(LSEE), "--data-dir", str(data_dir), "--out", str(tmp_path / "o"),
+            "--executor", "local", "--quiet", "--tasks", ","]
+    assert main(args) == 2 and not (tmp_path / "o").exists()
+    assert capsys.readouterr().err.startswith("knowcoder data following: tasks: ")
+
+
+
+def test_a_nul_character_in_the_text_parses_back(transform):
+    """JSON may hold "\\u0000"; the output wrote it raw into its string literal, which `ast` refuses ('source
+    code string cannot contain null bytes'): the sample's output could not be read back."""
+    conv = [{"from": "human", "value": "Text: Ada\u0000Lovelace met Bob."}, {"from": "gpt", "value": "I've read this text."},
+            {"from": "human", "value": "What describes person in the text?"},
+            {"from": "gpt", "value": json.dumps(["Ada\u0000Lovelace", "Bob"])}]
+    spec, item = ShardSpec("s", "universalner", "lines", "p"), Item("k", json.dumps({"conversations": conv}))
+    ex = transform.example(spec, item)
+    check_example(transform, ex, [row for _, row in transform.rows(spec, item)])

@@ -181,3 +181,135 @@ def test_data_command_takes_a_config_file_and_set_overrides(data_dir, tmp_path, 
     assert main(["data", "following", "--config", str(cfg), "--set", "distractorz=2", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("knowcoder data following: unknown setting 'distractorz' (known: out, library,"), err
+
+
+@pytest.mark.parametrize("out", ["", "  "])
+def test_a_blank_output_location_is_refused(out, transform, data_dir, tmp_path, monkeypatch, capsys):
+    """`--out ""` wrote manifest.json, data/, quarantine/ and _shards/ at the file system root (with
+    --overwrite it would have deleted /data): a blank output location is a usage error."""
+    from knowcoder_ray.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    args = ["data", "following", "--lsee", str(LSEE), "--data-dir", str(data_dir), "--executor", "local", "--quiet",
+            "--out", out]
+    assert main(args) == 2
+    assert capsys.readouterr().err == "knowcoder data following: the output location is blank: name a folder or URI\n"
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(PipelineError, match="output location is blank"):
+        pipeline.run(transform, plan(lsee=[str(LSEE)]), out, executor="local")
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
+def test_a_lone_surrogate_is_quarantined_not_fatal(fmt, transform, tmp_path):
+    """JSON may escape half a UTF-16 pair ("\\ud83d"); Python reads it into a str that cannot be written as
+    UTF-8. Before, one such record stopped the whole build ('utf-8' codec can't encode ...), nothing written."""
+    items = json.loads(UNIVERSALNER.read_text())
+    bad = json.loads(json.dumps(items[0]))
+    bad["conversations"][0]["value"] += " \ud83d"
+    (tmp_path / "un.json").write_text(json.dumps([bad, *items]))  # ensure_ascii: the escape as in the file
+    lines = INSTRUCTIE.read_text().splitlines()
+    ie = {**json.loads(lines[1]), "id": "\udc00"}
+    ie["text"] += " \udc00"
+    (tmp_path / "ie.json").write_text(json.dumps(ie) + "\n" + "\n".join(lines) + "\n")
+    specs = plan(universalner=[str(tmp_path / "un.json")], instructie=[str(tmp_path / "ie.json")])
+    m = pipeline.run(transform, specs, str(tmp_path / "out"), fmt=fmt, executor="local")
+    assert m["complete"] and m["records"] == len(items) + 1 + len(lines) + 1
+    assert all(f["balanced"] for f in m["files"].values())
+    q = [json.loads(line) for p in sorted((tmp_path / "out" / "quarantine").iterdir())
+         for line in p.read_text().splitlines()]
+    assert [r["key"] for r in q if "surrogate" in r["reason"]] == ["ie.json:1", "un.json:0"]
+    assert "\ud83d" in next(r["raw"] for r in q if r["key"] == "un.json:0")  # written escaped, read back
+    assert m["rows"] == len(read_rows(str(tmp_path / "out"))) > 0
+
+
+@pytest.mark.parametrize("codec", [None, "gzip"])
+@pytest.mark.parametrize("fixture", [UNIVERSALNER, INSTRUCTIE, LSEE, KELM])
+def test_a_byte_order_mark_opens_the_file_not_its_first_record(fixture, codec, tmp_path):
+    """Files saved with a UTF-8 BOM read as without one. Before, a Pile-NER JSON array with a BOM was read
+    as lines (its 139 lines quarantined instead of its 5 records read) and a JSON-lines file lost its
+    first record ('Unexpected UTF-8 BOM')."""
+    read = {}
+    for name, data in (("plain", fixture.read_bytes()), ("bom", b"\xef\xbb\xbf" + fixture.read_bytes())):
+        path = tmp_path / name / (fixture.name + (".gz" if codec else ""))
+        path.parent.mkdir()
+        if codec:
+            with pa.CompressedOutputStream(str(path), codec) as f:
+                f.write(data)
+        else:
+            path.write_bytes(data)
+        items, bad = all_items(plan_files("x", [str(path)]))
+        read[name] = items, [(b["key"], b["reason"]) for b in bad]
+    assert read["bom"] == read["plain"]
+
+
+def test_overwrite_deletes_nothing_it_did_not_build(transform, tmp_path):
+    """--overwrite replaces a corpus; pointed at a folder that is not one (no manifest.json, no shard record),
+    it deleted that folder's data/ (a user's raw files) before writing. Now it refuses and deletes nothing."""
+    (tmp_path / "project" / "data").mkdir(parents=True)
+    (tmp_path / "project" / "data" / "raw.txt").write_text("precious")
+    specs = plan(lsee=[str(LSEE)])
+    with pytest.raises(PipelineError, match="not a corpus folder"):
+        pipeline.run(transform, specs, str(tmp_path / "project"), executor="local", overwrite=True)
+    assert (tmp_path / "project" / "data" / "raw.txt").read_text() == "precious"
+    out = str(tmp_path / "new")
+    rows = pipeline.run(transform, specs, out, executor="local", overwrite=True)["rows"]  # nothing there yet: fine
+    assert pipeline.run(transform, specs, out, executor="local", overwrite=True)["rows"] == rows > 0  # a corpus: fine
+
+
+def test_one_file_named_twice_through_a_link_is_refused(tmp_path):
+    """The same file listed twice is refused (its shards collide); named once directly and once through a
+    symbolic link (or a linked folder), its records were read twice: every sample written twice."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "l.tsv").write_bytes(LSEE.read_bytes())
+    (tmp_path / "link").symlink_to(tmp_path / "in")
+    (tmp_path / "l2.tsv").symlink_to(tmp_path / "in" / "l.tsv")
+    for second in (tmp_path / "link" / "l.tsv", tmp_path / "link", tmp_path / "l2.tsv"):
+        with pytest.raises(PipelineError, match="is the same file as"):
+            plan_files("lsee", [str(tmp_path / "in" / "l.tsv"), str(second)])
+    assert len(plan_files("lsee", [str(tmp_path / "l2.tsv")])) == 1  # a link alone is read as usual
+
+
+def test_a_very_long_line_is_read_once_not_once_per_shard(tmp_path):
+    """Every shard whose byte range fell inside one long line read on to that line's end, growing its buffer
+    64 KiB at a time (quadratic): an 8 MiB line in 16 KiB shards took 8 s, a 30 MiB line in 1 MiB shards
+    13 s. A shard in which no line starts now reads only its range."""
+    lines = INSTRUCTIE.read_text().splitlines()
+    long = json.dumps({**json.loads(lines[0]), "text": "x " * (4 << 20)})
+    path = tmp_path / "long.jsonl"
+    path.write_text(f"{lines[1]}\n{long}\n{lines[2]}\n")
+    specs = plan_files("instructie", [str(path)], block_bytes=16 << 10)
+    t0 = time.perf_counter()
+    items, bad = all_items(specs)
+    assert time.perf_counter() - t0 < 5 and len(specs) > 500 and not bad
+    assert items == [lines[1], long, lines[2]]
+
+
+@pytest.mark.parametrize("damaged", ["manifest.json", "_shards/{shard}.json"])
+def test_a_damaged_manifest_or_shard_record_is_named(damaged, transform, tmp_path):
+    """Said only json's 'Expecting property name enclosed in double quotes: line 1 column 2 (char 1)'."""
+    specs = plan(lsee=[str(LSEE)])
+    pipeline.run(transform, specs, str(tmp_path / "out"), executor="local")
+    path = tmp_path / "out" / damaged.format(shard=specs[0].shard)
+    path.write_text("{broken")
+    with pytest.raises(PipelineError, match=f"^{path} is not valid JSON \\(Expecting"):
+        pipeline.run(transform, specs, str(tmp_path / "out"), executor="local")
+    assert pipeline.run(transform, specs, str(tmp_path / "out"), executor="local", overwrite=True)["complete"]
+
+
+def test_a_block_smaller_than_a_byte_is_one_byte(data_dir, tmp_path, capsys):
+    """block_mb > 0 passed the config check, but one under a byte (1e-9) made 0-byte blocks: 'range() arg 3
+    must not be zero'."""
+    from knowcoder_ray.cli import main
+
+    assert main(["data", "following", "--lsee", str(LSEE), "--data-dir", str(data_dir), "--out", str(tmp_path / "o"),
+                 "--executor", "local", "--quiet", "--format", "jsonl", "--block-mb", "1e-9"]) == 0
+    manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert manifest["complete"] and manifest["shards_planned"] == LSEE.stat().st_size and manifest["rows"] == 7
+
+
+def test_an_empty_input_path_is_refused(tmp_path, monkeypatch):
+    """`--lsee ""` (or lsee: [""]) read every .json/.jsonl/.tsv/... file of the working directory as LSEE."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.json").write_text('{"a": 1}\n')
+    with pytest.raises(PipelineError, match="an input path is empty"):
+        plan_files("lsee", [""])

@@ -120,3 +120,10 @@ def test_library_sources(tmp_path, data_dir):
 
     write_pyfiles(lib, str(tmp_path / "py"))  # the released layout, read back with ast
     assert load_library(str(tmp_path / "py")) == lib
+
+
+def test_a_data_folder_that_is_a_file_names_the_missing_benchmarks(tmp_path):
+    """Was pyarrow's '[Errno 20] Failed to open local file '<file>/crossner/ai/test.txt'... Not a directory'."""
+    (tmp_path / "data.txt").write_text("not a folder")
+    with pytest.raises(FileNotFoundError, match=f"^benchmark data missing under {tmp_path}/data.txt"):
+        benchmark_library(tmp_path / "data.txt")

@@ -83,6 +83,15 @@ def test_understanding_pipeline_on_ray(ray_cluster, tmp_path):
     assert len(bad) == 3 and all('"reason"' in b for b in bad)
 
 
+def test_an_entity_types_path_that_is_a_folder_is_one_line(data_dir, tmp_path, capsys):
+    """`--entity-types DIR` ended in pyarrow's OSError traceback ('Cannot open for reading: ... is a directory')."""
+    from knowcoder_ray.cli import main
+
+    assert main(["data", "understanding", "--kelm", str(KELM), "--entity-types", str(tmp_path), "--out",
+                 str(tmp_path / "o"), "--data-dir", str(data_dir), "--executor", "local", "--quiet"]) == 2
+    assert capsys.readouterr().err == f"knowcoder data: entity types table is not a file: {tmp_path}\n"
+
+
 @pytest.mark.parametrize("line, message", [("not json", "not valid JSON (Expecting value"),
                                            ("[1]", "expected {'entity': str, 'instance_of': [str]}")])
 def test_a_bad_entity_types_line_is_named(tmp_path, line, message):

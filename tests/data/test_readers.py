@@ -1,6 +1,8 @@
 """Readers of the real formats: counts from SOURCE.md, offsets, and malformed input set aside."""
 import json
 
+import pytest
+
 from knowcoder_ray.data.benchmarks import load_benchmark
 from knowcoder_ray.data.readers import bio_chunks, read_bio, read_phee, read_spert_json
 
@@ -76,3 +78,93 @@ def test_records_benchmark_reads_unified_jsonl_and_sets_aside_bad_lines(tmp_path
     assert records == [good] and [b.line for b in bad] == [2]
     assert get_benchmark(f"records:{p}").tasks == ("ner", "re")
     assert schema["LiveIn"].head_types == ("Person",) and schema["City"].kind == "entity"
+
+
+def test_nyt_files_that_are_not_line_aligned_lose_no_line_silently(tmp_path):
+    """A .sent line without its .pointer line (or the reverse) was dropped without a word (zip)."""
+    from knowcoder_ray.data.readers import read_nyt
+
+    (tmp_path / "t.sent").write_text("Ann lives in Rome .\nBob works at Acme .\nNo pointer here .\n")
+    (tmp_path / "t.pointer").write_text("0 0 3 3 /people/person/place_lived\n0 0 3 3 /business/person/company\n")
+    bad = []
+    assert [r.text for r in read_nyt(tmp_path / "t.sent", tmp_path / "t.pointer", bad=bad)] == [
+        "Ann lives in Rome .", "Bob works at Acme ."]
+    assert [(b.line, b.reason) for b in bad] == [(3, "t.pointer ends before line 3 of t.sent: the files are not "
+                                                     "line-aligned")]
+    (tmp_path / "t.pointer").write_text("\n\n\n0 0 1 1 /people/person/nationality\n")
+    bad = []
+    assert len(list(read_nyt(tmp_path / "t.sent", tmp_path / "t.pointer", bad=bad))) == 3
+    assert [(b.line, b.path) for b in bad] == [(4, str(tmp_path / "t.pointer"))]
+
+
+@pytest.mark.parametrize("entity, relation", [
+    ({"type": "Peop", "start": -2, "end": 1}, None), ({"type": "Peop", "start": 2, "end": 1}, None),
+    ({"type": "Peop", "start": 1, "end": 1}, None), ({"type": "Peop", "start": True, "end": 2}, None),
+    ({"type": "Peop", "start": 0, "end": 9}, None), (None, {"type": "Kill", "head": -1, "tail": 0}),
+    (None, {"type": "Kill", "head": 0, "tail": False}),
+])
+def test_spert_spans_and_relation_ends_out_of_range_are_set_aside(entity, relation, tmp_path):
+    """Before, a negative or reversed token span gave an empty or wrong mention ('' of type Person) and a
+    negative relation end named the last entity, with nothing set aside."""
+    good = {"tokens": ["Ann", "met", "Bob"], "entities": [{"type": "Peop", "start": 0, "end": 1},
+                                                         {"type": "Peop", "start": 2, "end": 3}], "relations": []}
+    broken = json.loads(json.dumps(good))
+    broken["entities"] += [entity] if entity else []
+    broken["relations"] += [relation] if relation else []
+    p = tmp_path / "spert.json"
+    p.write_text(json.dumps([good, broken]))
+    bad = []
+    assert [[e.text for e in r.entities] for r in read_spert_json(p, bad=bad)] == [["Ann", "Bob"]]
+    assert [b.line for b in bad] == [1]
+
+
+def test_benchmark_text_files_with_a_bom_or_a_bad_byte(tmp_path):
+    """A BOM opening a benchmark file is not part of its first token or record; a line that is not UTF-8 is set
+    aside with its line number (before: a UnicodeDecodeError that named no file ended the whole read)."""
+    from knowcoder_ray.data.readers import json_lines, read_nyt
+
+    p = tmp_path / "bio.txt"
+    p.write_bytes(b"\xef\xbb\xbfAnn\tB-person\nsaw\tO\nCaf\xe9\tB-location\n\nOk\tO\n")
+    bad = []
+    assert [(r.text, [e.text for e in r.entities]) for r in read_bio(p, bad=bad)] == [("Ann saw", ["Ann"]), ("Ok", [])]
+    assert [(b.line, b.reason[:10]) for b in bad] == [(3, "not UTF-8:")]
+    p = tmp_path / "phee.json"
+    p.write_bytes(b'\xef\xbb\xbf{"a": 1}\n{"b": "\xff"}\n{"c": 3}\n')
+    bad = []
+    assert list(json_lines(p, bad)) == [(1, '{"a": 1}\n'), (3, '{"c": 3}\n')] and [b.line for b in bad] == [2]
+    (tmp_path / "t.sent").write_bytes(b"\xef\xbb\xbfAnn lives in Rome .\nB\xffb is here .\nOk .\n")
+    (tmp_path / "t.pointer").write_bytes(b"\xef\xbb\xbf0 0 3 3 /people/person/place_lived\n\n\n")
+    bad = []
+    assert [r.text for r in read_nyt(tmp_path / "t.sent", tmp_path / "t.pointer", bad=bad)] == [
+        "Ann lives in Rome .", "Ok ."]
+    assert [b.line for b in bad] == [2]
+    p = tmp_path / "spert.json"
+    p.write_bytes(b"\xef\xbb\xbf" + json.dumps([{"tokens": ["A"], "entities": [], "relations": []}]).encode())
+    assert [r.text for r in read_spert_json(p, bad=[])] == ["A"]
+
+
+def test_a_malformed_wikievents_line_is_set_aside_by_the_schema_scan_too(data_dir, tmp_path):
+    """The schema's scan for event types the ontology lacks read every line itself: a line the reader sets
+    aside stopped it (a KeyError/TypeError traceback, or a JSON error naming no file)."""
+    import shutil
+
+    (tmp_path / "wikievents").mkdir()
+    for name in ("dev.jsonl", "test.jsonl", "event_role_KAIROS.json"):
+        shutil.copy(data_dir / "wikievents" / name, tmp_path / "wikievents" / name)
+    with open(tmp_path / "wikievents" / "dev.jsonl", "a") as f:
+        f.write('not json\n{"doc_id": "x"}\n{"doc_id": "y", "event_mentions": null}\n')
+    bad = []
+    records, schema = load_benchmark("wikievents", tmp_path, "dev", bad)
+    assert (records, schema) == load_benchmark("wikievents", data_dir, "dev")
+    assert len([b for b in bad if b.reason != "cross-sentence argument"]) == 3
+
+
+def test_a_spert_file_that_is_not_json_is_named(data_dir, tmp_path):
+    """A cut CoNLL04 file said only 'Expecting value: line 1 column 474145 (char 474144)'."""
+    import shutil
+
+    shutil.copytree(data_dir / "conll04", tmp_path / "conll04")
+    path = tmp_path / "conll04" / "conll04_train.json"
+    path.write_bytes(path.read_bytes()[:-50])
+    with pytest.raises(ValueError, match=f"^{path}: not a JSON array of sentences \\(Expecting"):
+        load_benchmark("conll04", tmp_path, "train")

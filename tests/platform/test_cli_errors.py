@@ -45,6 +45,8 @@ def files(tmp_path):
     (["extract", "--model", "{t}/notes", "--data-dir", "{t}/no-data", "Ada was here."],  # one line per folder
      "knowcoder extract: benchmark data missing under {t}/no-data (set `data_dir` in the config or "
      "KNOWCODER_DATA_DIR):\n  {t}/no-data/crossner: CrossNER: crossner/<domain>/{{train,dev,test}}.txt"),
+    (["data", "following", "--executor", "local", "--out", "{t}/out", "--lsee", "{t}/c.jsonl", "--library",
+      "{t}/lib.parquet"], "knowcoder data: not found: {t}/lib.parquet\n"),  # before: the bare path
     # numbers that would stop the build with a Python error, or build part of the corpus and say nothing
     (["data", "understanding", "--executor", "local", "--out", "{t}/out", "--max-group", "0"],
      "knowcoder data understanding: max_group: Input should be greater than or equal to 1"),
