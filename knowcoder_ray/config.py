@@ -16,7 +16,7 @@ from knowcoder_ray.data.corpora import FollowingConfig, UnderstandingConfig
 from knowcoder_ray.eval.evaluate import EvalConfig
 from knowcoder_ray.schema.build import BuildConfig
 from knowcoder_ray.serve.config import ServeConfig
-from knowcoder_ray.settings import Positive, Section, parse, read_yaml
+from knowcoder_ray.settings import Needed, Positive, Section, parse, read_yaml
 from knowcoder_ray.storage import absolute
 from knowcoder_ray.train.config import TrainConfig, load_config, resolve_config
 
@@ -103,7 +103,7 @@ class Serve(ServeConfig):
 
 
 class PipelineConfig(Section):
-    workdir: str
+    workdir: Needed
     data_dir: str | None = None
     ray: Ray = Ray()
     base_model: BaseModelSource | None = None

@@ -6,13 +6,22 @@ import copy
 from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 M = TypeVar("M", bound=BaseModel)
 Positive = Annotated[int, Field(ge=1)]
 Count = Annotated[int, Field(ge=0)]
 NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+def _named(text: str) -> str:
+    if not text.strip():  # "" would be the working directory, or the file system root once joined
+        raise ValueError("is blank: name a path or URI")
+    return text
+
+
+Needed = Annotated[str, AfterValidator(_named)]  # a path or URI that must be given
 
 
 class ConfigError(ValueError):

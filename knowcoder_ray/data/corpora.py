@@ -12,11 +12,11 @@ from pydantic import Field, field_validator
 
 from knowcoder_ray.data.benchmarks import default_data_dir
 from knowcoder_ray.data.following import Sampling, parse_benchmark_arg
-from knowcoder_ray.settings import Positive, PositiveFloat, Section
+from knowcoder_ray.settings import Needed, Positive, PositiveFloat, Section
 
 
 class CorpusConfig(Section):
-    out: str                               # output folder or URI
+    out: Needed                            # output folder or URI
     library: str | None = None             # a Parquet schema table or a folder of Entities.py/Relations.py/
                                            # Events.py; None: the benchmark classes of data_dir
     data_dir: str = Field(default_factory=default_data_dir)

@@ -20,14 +20,14 @@ from knowcoder_ray.infer.extraction import TaskPlan
 from knowcoder_ray.infer.llm import EngineSpec, vllm_processor
 from knowcoder_ray.records import Record
 from knowcoder_ray.schema.types import SchemaLibrary
-from knowcoder_ray.settings import Count, NonNegative, Positive, Section
+from knowcoder_ray.settings import Count, Needed, NonNegative, Positive, Section
 from knowcoder_ray.tokens import TokenCounter
 
 
 class EvalConfig(Section):
     checkpoints: list[str]                      # model folders or PEFT adapter folders, in plot order
     datasets: list[str] = Field(min_length=1)   # BENCHMARKS names, or records:<path.jsonl> (get_benchmark)
-    output_dir: str = "runs/eval"
+    output_dir: Needed = "runs/eval"
     data_dir: str = Field(default_factory=default_data_dir)
     split: str = "test"
     limit: Positive | None = None               # first N sentences of each dataset (None: all)

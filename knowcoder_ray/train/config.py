@@ -10,11 +10,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from knowcoder_ray.settings import (ConfigError, NonNegative, Positive, PositiveFloat, Section, apply_overrides, parse,
-                                    read_yaml)
+from knowcoder_ray.settings import (ConfigError, Needed, NonNegative, Positive, PositiveFloat, Section, apply_overrides,
+                                    parse, read_yaml)
 
 CONFIG_DIR = Path(__file__).parent / "configs"
-Needed = Annotated[str, Field(min_length=1)]  # a path or URI that must be given
 
 
 class DataSpec(Section):

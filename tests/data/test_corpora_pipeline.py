@@ -193,7 +193,7 @@ def test_a_blank_output_location_is_refused(out, transform, data_dir, tmp_path, 
     args = ["data", "following", "--lsee", str(LSEE), "--data-dir", str(data_dir), "--executor", "local", "--quiet",
             "--out", out]
     assert main(args) == 2
-    assert capsys.readouterr().err == "knowcoder data following: the output location is blank: name a folder or URI\n"
+    assert capsys.readouterr().err == "knowcoder data following: out: is blank: name a path or URI\n"
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(PipelineError, match="output location is blank"):
         pipeline.run(transform, plan(lsee=[str(LSEE)]), out, executor="local")

@@ -51,6 +51,7 @@ def test_misspelled_key_is_named_with_its_location(where, typo, expected):
 
 @pytest.mark.parametrize("change, expected", [
     (lambda c: c.pop("workdir"), "x.yaml: workdir: Field required"),
+    (lambda c: c.update(workdir=" "), "x.yaml: workdir: is blank: name a path or URI"),  # was: artifacts under /
     (lambda c: c.update(paths={"merge": "/m"}), "x.yaml: paths: unknown setting 'merge' (known: schema,"),
     (lambda c: c["following"].update(library="wikidata"), "x.yaml: following.library: Input should be 'schema' or"),
     (lambda c: c["sft"].update(config="no_such"), "x.yaml: sft.config: config 'no_such' is neither a file nor"),

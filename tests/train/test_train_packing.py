@@ -116,7 +116,7 @@ def test_config_loading_overrides_and_errors(tmp_path):
         load_config(CONFIG_DIR / "tiny_sft.yaml", ["data.seqlen=512"])
     with pytest.raises(ConfigError, match="lr: Input should be a valid number"):
         load_config(CONFIG_DIR / "tiny_sft.yaml", ["lr=fast"])
-    with pytest.raises(ConfigError, match="output_dir: String should have at least 1 character"):
+    with pytest.raises(ConfigError, match="output_dir: is blank: name a path or URI"):
         load_config("tiny_sft", {"output_dir": ""})  # a packaged name, dotted overrides as a mapping
     assert load_config("tiny_sft", ["lora.enabled=false"]).lora.enabled is False  # sft's default, overridden
     with pytest.raises(ConfigError, match="not 'pretrain'"):
