@@ -9,22 +9,24 @@ simple strings) are read by regular expressions too, a whole list of them in one
 the `ast` way, and both ways give the same result (tests compare them on generated and damaged outputs;
 `Parser(fast=False)` is `ast` only).
 
-It reads at least what the released KnowCoder evaluation's regular expressions read, as predictions:
-class names outside the prompt (reported in `hallucinated`, kept as mentions so the metrics count them),
-class names in another case or spelling of a known one (`person`, `Restaurant_Name`: mapped to it),
-relation heads of any entity class, event arguments under unknown roles (kept, listed in `unknown_roles`),
-events without a trigger (trigger ""), an output cut before its final brackets (closed for it), calls after
-the list's `]` up to the stop quote, calls before the list or in an output without one, items not separated
-by commas (`A("x")\n\tB("y")`: read call by call), comment lines, the first of several positional values
-(`Person("Ann", "Bob")`: Ann; a relation's first two), and `Person(Entity("Ann"))` (the inner call, as the
-official reader does). Beyond those it reads single quotes, keyword arguments in any order, blanks around
-names and strings, bare strings as relation heads and arguments, a role given one value without a list,
-parentheses inside spans, escapes (decoded: `"Bob \\"B\\""` is `Bob "B"`; the official reader keeps `Bob \\`),
-and Python keywords as role names (`from = [...]`). Known departures the other way (a differential test
-against the released code, not fixed; rare in practice): calls inside `#` comments and items whose brackets
-do not match are not read; an event cut before its `)` is closed and read (the official event reader drops
-it); and the official readers take an event's first quoted string as its trigger, so an event written
-`trigger = ""`, or with its `trigger =` after a role, is scored by them with another trigger (metrics O9).
+It reads at least what the released KnowCoder evaluation's regular expressions read, as predictions: class
+names outside the prompt (reported in `hallucinated`, kept as mentions so the metrics count them), class names
+in another case or spelling of a known one (`person`, `Restaurant_Name`: mapped to it), relation heads of any
+entity class, event arguments under unknown roles (kept, listed in `unknown_roles`), events without a trigger
+(trigger ""), an output cut before its final brackets (closed for it), calls after the list's `]` up to the
+stop quote, calls before the list or in an output without one, items not separated by commas
+(`A("x")\n\tB("y")`: read call by call), a list's `]` where its last item's `)` belongs, comment lines, the
+first of several positional values (`Person("Ann", "Bob")`: Ann; a relation's first two), and
+`Person(Entity("Ann"))` (the inner call, as the official reader does). Beyond those it reads single quotes,
+keyword arguments in any order, blanks around names and strings, bare strings as relation heads and arguments,
+a role given one value without a list, parentheses inside spans, escapes (decoded: `"Bob \\"B\\""` is `Bob
+"B"`; the official reader keeps `Bob \\`), and Python keywords as role names (`from = [...]`).
+
+Known departures the other way (a differential test against the released code, not fixed; rare in practice):
+calls inside `#` comments, and items after a string opened without its quote (`Person(Ann")`), are not read;
+an event cut before its `)` is closed and read (the official event reader drops it); and the official readers
+take an event's first quoted string as its trigger, so an event written `trigger = ""`, or with its `trigger
+=` after a role, is scored by them with another trigger (metrics O9).
 """
 from __future__ import annotations
 
@@ -237,6 +239,18 @@ def _flush(item: str, too_deep: bool, items: list[str], errors: list[str]) -> No
         items.append(item)
 
 
+def _match_closers(item: str) -> str:
+    """`item` with each closing bracket that does not match its opener written as the one that does
+    (`A("x"]`, the list's `]` where the item's `)` belongs: `A("x")`)."""
+    scan, out = _Scan(), []
+    for ch in item:
+        if ch in _CLOSE and scan.stack and not (scan.quote or scan.comment):
+            ch = _CLOSE[_OPEN.index(scan.stack[-1])]
+        scan.step(ch)
+        out.append(ch)
+    return "".join(out)
+
+
 def _read_item(item: str) -> ast.expr:
     """The item as an expression tree (parsed only)."""
     with warnings.catch_warnings():  # invalid escapes in model text are not our warnings to show
@@ -339,14 +353,17 @@ class Parser:
         return result
 
     def _read(self, item: str, out: ParseResult, whole: bool = True) -> None:
-        """Read one item with `ast`. An item `ast` refuses that holds other text around its calls (calls not
-        separated by commas, `A("x")\n\tB("y")` or `A("x"); B("y")`, words around a call) is read call by
-        call, as the official regular expressions read it."""
+        """Read one item with `ast`. An item `ast` refuses is read as the official regular expressions read
+        it: with its closing brackets matched to their openers (`A("x"]`), then, if it holds other text around
+        its calls (calls not separated by commas, `A("x")\n\tB("y")` or `A("x"); B("y")`, words around a
+        call), call by call."""
         try:
             self._item(_read_item(item), out)
         except _Bad as e:
             out.errors.append(f"{e}: {item[:80]!r}")
         except SyntaxError as e:
+            if whole and (matched := _match_closers(item)) != item:
+                return self._read(matched, out)  # (matched again, it is the same: then read call by call)
             calls: list[str] = []
             if whole:
                 _tail_calls(item, calls, [])

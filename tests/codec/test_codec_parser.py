@@ -94,7 +94,8 @@ def test_reads_calls_the_official_reader_finds_outside_a_clean_list():
                  'results = [ Person("Ann Lee") Location("Paris") ]',
                  'Person("Ann Lee")\nresults = [ Location("Paris") ]',  # a call before the list
                  'Person("Ann Lee"), Location("Paris")',  # no list at all
-                 'results = [ Person("Ann Lee", "Bob"), Location("Paris") ]']:  # the first value is the span
+                 'results = [ Person("Ann Lee", "Bob"), Location("Paris") ]',  # the first value is the span
+                 'results = [\n\tPerson("Ann Lee"),\n\tLocation("Paris"\n]']:  # the list's `]` closes the item
         r = NER.parse(text)
         assert [(e.type, e.text) for e in r.entities] == both and not r.errors, text
         assert Parser("ner", ["Person", "Location"], fast=False).parse(text).entities == r.entities

@@ -222,6 +222,9 @@ TWO_MEETS = ('results = [\n\tMeet(trigger = "met", entity = [Entity("Bob")])\n'
     ("ner", 'Person("Bob")\nresults = [ Location("Paris") ]', {"EI": (1.0, 0.6667, 0.8), "EC": (1.0, 0.6667, 0.8)}),
     ("ner", 'Person("Ann Lee"), Location("Paris"), Location("Rome")', {"EC": (0.6667, 0.6667, 0.6667)}),
     ("ner", 'results = [ Person("Ann Lee", "Bob") ]', {"EI": (1.0, 0.3333, 0.5), "EC": (1.0, 0.3333, 0.5)}),
+    ("ner", 'results = [ Person("Ann Lee"), Location("Paris"] ', {"EI": (1.0, 0.6667, 0.8), "EC": (1.0, 0.6667, 0.8)}),
+    ("re", 'results = [\n\tLiveIn(Entity("Bob"), Entity("Paris")),\n\tLocatedIn(Entity("Paris"), Entity("France")\n]',
+     {"RI": (1.0, 1.0, 1.0), "RC": (1.0, 1.0, 1.0)}),
     ("re", 'results = [\n\tLiveIn(Entity("Bob"), Entity("Paris"))\n\tLocatedIn(Entity("Paris"), Entity("France"))\n]',
      {"RI": (1.0, 1.0, 1.0), "RC": (1.0, 1.0, 1.0)}),
     ("re", 'results = [ LiveIn(Entity("Bob"), Entity("Paris"), Entity("France")) ]', {"RC": (1.0, 0.5, 0.6667)}),
@@ -231,8 +234,9 @@ TWO_MEETS = ('results = [\n\tMeet(trigger = "met", entity = [Entity("Bob")])\n'
 ])
 def test_parsed_outputs_score_as_the_released_evaluation_scores_them(task, output, expected):
     """Outputs the released regular expressions read call by call (no commas between items, calls before
-    or without the list, extra positional values): parsed by our reader, scored in official mode, the
-    figures equal the released evaluation's on the same input (before: 0 for all but the second)."""
+    or without the list, extra positional values, a `]` where the last item's `)` belongs): parsed by our
+    reader, scored in official mode, the figures equal the released evaluation's on the same input (before:
+    0, except for the call before the list: (1.0, 0.3333, 0.5))."""
     from knowcoder_ray.codec import Parser
 
     gold = rec([E("Ann Lee", "Person"), E("Paris", "Location"), E("Bob", "Person")],
