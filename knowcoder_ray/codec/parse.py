@@ -239,15 +239,28 @@ def _flush(item: str, too_deep: bool, items: list[str], errors: list[str]) -> No
         items.append(item)
 
 
-def _match_closers(item: str) -> str:
-    """`item` with each closing bracket that does not match its opener written as the one that does
-    (`A("x"]`, the list's `]` where the item's `)` belongs: `A("x")`)."""
-    scan, out = _Scan(), []
-    for ch in item:
-        if ch in _CLOSE and scan.stack and not (scan.quote or scan.comment):
+_KEYWORD_AHEAD = re.compile(r"[A-Za-z_]\w*[ \t]*=(?!=)")
+
+
+def _repair(item: str) -> str:
+    """`item` as the official regular expressions read it: each closing bracket that does not match its opener
+    written as the one that does (`A("x"]`, the list's `]` where the item's `)` belongs: `A("x")`), and a
+    comma put where one is missing inside a call, before a keyword argument or a list element
+    (`A(trigger = "x" role = [B("y") B("z")])`)."""
+    scan, out, last = _Scan(), [], ""
+    for i, ch in enumerate(item):
+        free = not (scan.quote or scan.comment)
+        if free and ch in _CLOSE and scan.stack:
             ch = _CLOSE[_OPEN.index(scan.stack[-1])]
+        elif (free and scan.stack and last in _CLOSE + "\"'" and (ch.isalpha() or ch == "_")
+              and (scan.stack[-1] == "[" or _KEYWORD_AHEAD.match(item, i))):
+            out.append(", ")
         scan.step(ch)
         out.append(ch)
+        if not (scan.quote or scan.comment or ch.isspace()):
+            last = ch  # the last character outside strings (a closing quote included)
+        elif scan.quote:
+            last = ""
     return "".join(out)
 
 
@@ -354,16 +367,16 @@ class Parser:
 
     def _read(self, item: str, out: ParseResult, whole: bool = True) -> None:
         """Read one item with `ast`. An item `ast` refuses is read as the official regular expressions read
-        it: with its closing brackets matched to their openers (`A("x"]`), then, if it holds other text around
-        its calls (calls not separated by commas, `A("x")\n\tB("y")` or `A("x"); B("y")`, words around a
-        call), call by call."""
+        it: repaired (`_repair`: closing brackets matched to their openers, missing commas inside a call),
+        then, if it holds other text around its calls (calls not separated by commas, `A("x")\n\tB("y")` or
+        `A("x"); B("y")`, words around a call), call by call."""
         try:
             self._item(_read_item(item), out)
         except _Bad as e:
             out.errors.append(f"{e}: {item[:80]!r}")
         except SyntaxError as e:
-            if whole and (matched := _match_closers(item)) != item:
-                return self._read(matched, out)  # (matched again, it is the same: then read call by call)
+            if whole and (repaired := _repair(item)) != item:
+                return self._read(repaired, out)  # (repaired again, it is the same: then read call by call)
             calls: list[str] = []
             if whole:
                 _tail_calls(item, calls, [])

@@ -108,6 +108,10 @@ def test_reads_calls_the_official_reader_finds_outside_a_clean_list():
     r = EAE.parse('results = [\n\tMarriage(trigger = "wed", spouse = [Entity("Ann")])\n\tMarriage(trigger = "wed", '
                   'place = [Entity("Rome")])\n]')
     assert [[(a.role, a.text) for a in e.arguments] for e in r.events] == [[("spouse", "Ann")], [("place", "Rome")]]
+    # commas missing inside a call
+    (e,) = EAE.parse('results = [ Marriage(trigger = "wed" spouse = [E("A") E("B")] place = [X("Y")]) ]').events
+    assert e.trigger == "wed" and [(a.role, a.text) for a in e.arguments] == [("spouse", "A"), ("spouse", "B"),
+                                                                              ("place", "Y")]
 
 
 def test_reads_events_without_trigger_and_nested_entity_calls():

@@ -231,10 +231,14 @@ TWO_MEETS = ('results = [\n\tMeet(trigger = "met", entity = [Entity("Bob")])\n'
     ("ed", 'results = [ Meet("met", "Bob") ]', {"TI": (1.0, 1.0, 1.0), "TC": (1.0, 1.0, 1.0)}),
     ("ed", TWO_MEETS, {"TC": (1.0, 2.0, 1.3333)}),
     ("eae", TWO_MEETS, {"AI": (1.0, 0.6667, 0.8), "AC": (1.0, 0.6667, 0.8)}),
+    ("eae", 'results = [ Meet(trigger = "met", entity = [Entity("Ann Lee") Entity("Bob")] place = [Entity("Paris")])]',
+     {"AI": (1.0, 1.0, 1.0), "AC": (1.0, 1.0, 1.0)}),  # commas missing inside the call
+    ("eae", 'results = [ Meet(trigger = "met" entity = [Entity("Bob")]) ]', {"AC": (1.0, 0.3333, 0.5)}),
 ])
 def test_parsed_outputs_score_as_the_released_evaluation_scores_them(task, output, expected):
     """Outputs the released regular expressions read call by call (no commas between items, calls before
-    or without the list, extra positional values, a `]` where the last item's `)` belongs): parsed by our
+    or without the list, extra positional values, a `]` where the last item's `)` belongs, commas missing
+    inside a call): parsed by our
     reader, scored in official mode, the figures equal the released evaluation's on the same input (before:
     0, except for the call before the list: (1.0, 0.3333, 0.5))."""
     from knowcoder_ray.codec import Parser
