@@ -1,6 +1,7 @@
-"""Inference engines: `Prompt`s (or strings) in, generated texts out (greedy, up to max new tokens, cut
-before the first `STOP` and at the first item written twice). Prompts over `max_prompt_tokens` keep their
-first `keep_head` + last `keep_tail` tokens, as the official evaluation does (3,500 -> 1,500 + 2,000).
+"""Inference engines: `Prompt`s (or strings) in, generated texts out (greedy, up to max new tokens, cut before
+the first `STOP` and, with `stop_at_repeat` (the default), at the first item written twice). Prompts over
+`max_prompt_tokens` keep their first `keep_head` + last `keep_tail` tokens, as the official evaluation does
+(3,500 -> 1,500 + 2,000).
 
 `TransformersEngine` batches prompts with padding before the sentence part and runs the schema prefix a
 shard's prompts share (instruction + class definitions) once per shard (a small LRU of KV caches). Each
@@ -46,6 +47,9 @@ class EngineConfig(Section):
     prefix_cache_size: Positive = 4      # schema prefixes kept per engine (LRU)
     device: Annotated[str, Field(pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
+    # end an output at its first repeated item (`drop_repeats`); False: as the released evaluation, which
+    # generates on to the stop quote or max_new_tokens, so `official` metrics count every repeat
+    stop_at_repeat: bool = True
 
     @model_validator(mode="after")
     def _cut(self) -> EngineConfig:  # more kept than the cut allows would repeat the middle tokens
@@ -67,6 +71,13 @@ def cut_at_stop(text: str) -> str:
     """The generated text before the first closing triple quote. An undecodable tail (a multi-byte
     character cut by the token limit or by the stop string) is dropped, as vLLM's detokenizer does."""
     return text.partition(STOP)[0].rstrip("\ufffd")
+
+
+def finish(text: str, config: EngineConfig) -> str:
+    """A generated text as every engine path returns it: cut at the stop quote, then (`stop_at_repeat`)
+    before its first repeated item."""
+    text = cut_at_stop(text)
+    return drop_repeats(text) if config.stop_at_repeat else text
 
 
 def first_repeat(text: str) -> int | None:
@@ -137,7 +148,8 @@ class TransformersEngine:
             max_new_tokens=self.config.max_new_tokens, do_sample=False, num_beams=1,
             pad_token_id=self.pad_id, eos_token_id=eos, bos_token_id=self.tokenizer.bos_token_id)
         self._repeat_stop = RepeatedItemStop(self.tokenizer)
-        self.stopping = StoppingCriteriaList([StopStringCriteria(self.tokenizer, [STOP]), self._repeat_stop])
+        self.stopping = StoppingCriteriaList([StopStringCriteria(self.tokenizer, [STOP])]
+                                             + [self._repeat_stop] * self.config.stop_at_repeat)
         self._prefix_ids = lru_cache(maxsize=64)(lambda head: self.tokenizer(head)["input_ids"])
         self._prefix_cache = lru_cache(maxsize=self.config.prefix_cache_size)(self._run_prefix)
         self._batches = 0
@@ -218,7 +230,7 @@ class TransformersEngine:
                                       **kwargs)
         self._batches += 1
         texts = self.tokenizer.batch_decode(out[:, p + s:], skip_special_tokens=True)
-        return [drop_repeats(cut_at_stop(t)) for t in texts]
+        return [finish(t, self.config) for t in texts]
 
 
 class RepeatedItemStop:

@@ -3,9 +3,10 @@
 `vllm_processor` (a `ray.data.llm` processor) or `llm_config` (a `ray.serve.llm` LLMConfig).
 
 Every path feeds the same token ids (`encode_prompt`, the official head+tail cut), decodes greedily to
-the closing triple quote and cuts outputs alike (`cut_at_stop`). A PEFT adapter is a LoRA request on its
-base under vLLM (Serve: multiplexed from a bucket), merged into its base under transformers. vLLM is
-imported only where it runs (`pip install knowcoder-ray[gpu]`).
+the closing triple quote and cuts outputs alike (`engine.finish`: at the stop quote and, with the config's
+`stop_at_repeat`, before the first repeated item). A PEFT adapter is a LoRA request on its base under vLLM
+(Serve: multiplexed from a bucket), merged into its base under transformers. vLLM is imported only where it
+runs (`pip install knowcoder-ray[gpu]`).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from knowcoder_ray.codec.render import STOP
 from knowcoder_ray.infer.engine import (
-    EngineConfig, Prompt, adapter_base, as_prompt, cut_at_stop, drop_repeats, encode_prompt, load_engine,
+    EngineConfig, Prompt, adapter_base, as_prompt, encode_prompt, finish, load_engine,
 )
 from knowcoder_ray.settings import parse
 from knowcoder_ray.storage import local_copy
@@ -103,7 +104,7 @@ class VLLMEngine:
         if not inputs:
             return []
         outs = self.llm.generate(inputs, self.sampling, lora_request=self._lora(adapter), use_tqdm=False)
-        return [drop_repeats(cut_at_stop(o.outputs[0].text)) for o in outs]
+        return [finish(o.outputs[0].text, self.config) for o in outs]
 
 
 @lru_cache(maxsize=4)
@@ -134,7 +135,7 @@ def vllm_processor(spec: EngineSpec, batch_size: int = 32, concurrency: int = 1,
         drop = {"tokenized_prompt", "sampling_params", "model", "generated_text", "generated_tokens",
                 "num_generated_tokens", "num_input_tokens", "prompt_token_ids", "request_id", "embeddings",
                 "metrics", "params", "time_taken_llm", "batch_uuid", "__inference_error__"}
-        return {**{k: v for k, v in row.items() if k not in drop}, output: cut_at_stop(row["generated_text"])}
+        return {**{k: v for k, v in row.items() if k not in drop}, output: finish(row["generated_text"], cfg)}
 
     return build_processor(config, preprocess=pre, postprocess=post)
 

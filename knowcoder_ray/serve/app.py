@@ -26,7 +26,7 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 from ray.serve.exceptions import DeploymentUnavailableError
 from ray.serve.handle import DeploymentHandle
 
-from knowcoder_ray.infer.engine import Prompt, cut_at_stop, encode_prompt
+from knowcoder_ray.infer.engine import Prompt, encode_prompt, finish
 from knowcoder_ray.infer.extraction import parse_rows, row_prompts
 from knowcoder_ray.infer.llm import llm_config
 from knowcoder_ray.serve.config import ServeConfig
@@ -154,7 +154,7 @@ class LLMServerBackend:
             choices = getattr(answer, "choices", None)
             if not choices:  # an ErrorResponse
                 raise RuntimeError(f"the LLM server answered {answer!r}")
-            return cut_at_stop(choices[0].text)
+            return finish(choices[0].text, self.config)
         raise RuntimeError("the LLM server returned no answer")
 
 

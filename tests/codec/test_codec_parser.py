@@ -85,6 +85,35 @@ def test_reads_an_output_cut_before_its_final_brackets():
     assert [(a.role, a.text) for a in r.events[0].arguments] == [("spouse", "Ann"), ("spouse", "Bo")] and r.truncated
 
 
+def test_reads_calls_the_official_reader_finds_outside_a_clean_list():
+    """Each output, read by the released evaluation's regular expressions (convert_ner/re/ee/eae), gives the
+    mentions asserted here (derived by running them); before, these items were errors and read nothing."""
+    both = [("Person", "Ann Lee"), ("Location", "Paris")]
+    for text in ['results = [\n\tPerson("Ann Lee")\n\tLocation("Paris")\n]',  # no comma between items
+                 'results = [ Person("Ann Lee"); Location("Paris") ]',
+                 'results = [ Person("Ann Lee") Location("Paris") ]',
+                 'Person("Ann Lee")\nresults = [ Location("Paris") ]',  # a call before the list
+                 'Person("Ann Lee"), Location("Paris")',  # no list at all
+                 'results = [ Person("Ann Lee", "Bob"), Location("Paris") ]',  # the first value is the span
+                 'results = [\n\tPerson("Ann Lee"),\n\tLocation("Paris"\n]']:  # the list's `]` closes the item
+        r = NER.parse(text)
+        assert [(e.type, e.text) for e in r.entities] == both and not r.errors, text
+        assert Parser("ner", ["Person", "Location"], fast=False).parse(text).entities == r.entities
+    assert NER.parse("No entities here.").errors == ["no 'results = [' list in output"]
+    r = RE.parse('results = [\n\tLocatedIn(Entity("a"), Entity("b"))\n'
+                 '\tWorkFor(Entity("c"), Entity("d"), Entity("e"))\n]')
+    assert [(x.type, x.head.text, x.tail.text) for x in r.relations] == [("LocatedIn", "a", "b"), ("WorkFor", "c", "d")]
+    (e,) = Parser("ed", ["Marriage"]).parse('results = [ Marriage("wed", "Ann") ]').events
+    assert e.trigger == "wed"
+    r = EAE.parse('results = [\n\tMarriage(trigger = "wed", spouse = [Entity("Ann")])\n\tMarriage(trigger = "wed", '
+                  'place = [Entity("Rome")])\n]')
+    assert [[(a.role, a.text) for a in e.arguments] for e in r.events] == [[("spouse", "Ann")], [("place", "Rome")]]
+    # commas missing inside a call
+    (e,) = EAE.parse('results = [ Marriage(trigger = "wed" spouse = [E("A") E("B")] place = [X("Y")]) ]').events
+    assert e.trigger == "wed" and [(a.role, a.text) for a in e.arguments] == [("spouse", "A"), ("spouse", "B"),
+                                                                              ("place", "Y")]
+
+
 def test_reads_events_without_trigger_and_nested_entity_calls():
     (e,) = EAE.parse('results = [ Marriage(spouse = [Entity("Ann")]) ]').events
     assert e.trigger == "" and e.arguments[0].text == "Ann"

@@ -208,3 +208,46 @@ def test_perfect_outputs_of_real_test_files_score_100_in_both_modes(data_dir, na
                 s = score(records, preds, METRICS[task], mode=mode, filter_outlier=flt, schema_types=lib.names())
                 for m, v in s.items():
                     assert v.overall.tp == v.overall.pred == v.overall.gold, (task, mode, flt, m, v.overall)
+
+
+TWO_MEETS = ('results = [\n\tMeet(trigger = "met", entity = [Entity("Bob")])\n'
+             '\tMeet(trigger = "met", place = [Entity("Paris")])\n]')
+
+
+@pytest.mark.parametrize("task, output, expected", [
+    # (task, model output, official figures per metric: (P, R, F1) rounded to 4 places), the figures from
+    # running the released convert_*.py and metric.py on the same sentence, gold and output
+    ("ner", 'results = [\n\tPerson("Ann Lee")\n\tLocation("Paris")\n]',
+     {"EI": (1.0, 0.6667, 0.8), "EC": (1.0, 0.6667, 0.8)}),
+    ("ner", 'Person("Bob")\nresults = [ Location("Paris") ]', {"EI": (1.0, 0.6667, 0.8), "EC": (1.0, 0.6667, 0.8)}),
+    ("ner", 'Person("Ann Lee"), Location("Paris"), Location("Rome")', {"EC": (0.6667, 0.6667, 0.6667)}),
+    ("ner", 'results = [ Person("Ann Lee", "Bob") ]', {"EI": (1.0, 0.3333, 0.5), "EC": (1.0, 0.3333, 0.5)}),
+    ("ner", 'results = [ Person("Ann Lee"), Location("Paris"] ', {"EI": (1.0, 0.6667, 0.8), "EC": (1.0, 0.6667, 0.8)}),
+    ("re", 'results = [\n\tLiveIn(Entity("Bob"), Entity("Paris")),\n\tLocatedIn(Entity("Paris"), Entity("France")\n]',
+     {"RI": (1.0, 1.0, 1.0), "RC": (1.0, 1.0, 1.0)}),
+    ("re", 'results = [\n\tLiveIn(Entity("Bob"), Entity("Paris"))\n\tLocatedIn(Entity("Paris"), Entity("France"))\n]',
+     {"RI": (1.0, 1.0, 1.0), "RC": (1.0, 1.0, 1.0)}),
+    ("re", 'results = [ LiveIn(Entity("Bob"), Entity("Paris"), Entity("France")) ]', {"RC": (1.0, 0.5, 0.6667)}),
+    ("ed", 'results = [ Meet("met", "Bob") ]', {"TI": (1.0, 1.0, 1.0), "TC": (1.0, 1.0, 1.0)}),
+    ("ed", TWO_MEETS, {"TC": (1.0, 2.0, 1.3333)}),
+    ("eae", TWO_MEETS, {"AI": (1.0, 0.6667, 0.8), "AC": (1.0, 0.6667, 0.8)}),
+    ("eae", 'results = [ Meet(trigger = "met", entity = [Entity("Ann Lee") Entity("Bob")] place = [Entity("Paris")])]',
+     {"AI": (1.0, 1.0, 1.0), "AC": (1.0, 1.0, 1.0)}),  # commas missing inside the call
+    ("eae", 'results = [ Meet(trigger = "met" entity = [Entity("Bob")]) ]', {"AC": (1.0, 0.3333, 0.5)}),
+])
+def test_parsed_outputs_score_as_the_released_evaluation_scores_them(task, output, expected):
+    """Outputs the released regular expressions read call by call (no commas between items, calls before
+    or without the list, extra positional values, a `]` where the last item's `)` belongs, commas missing
+    inside a call): parsed by our
+    reader, scored in official mode, the figures equal the released evaluation's on the same input (before:
+    0, except for the call before the list: (1.0, 0.3333, 0.5))."""
+    from knowcoder_ray.codec import Parser
+
+    gold = rec([E("Ann Lee", "Person"), E("Paris", "Location"), E("Bob", "Person")],
+               [R("LiveIn", E("Bob"), E("Paris")), R("LocatedIn", E("Paris"), E("France"))],
+               [Ev("Meet", "met", (A("entity", "Ann Lee"), A("entity", "Bob"), A("place", "Paris")))])
+    known = {"ner": ["Person", "Location"], "re": ["LiveIn", "LocatedIn"], "ed": ["Meet"], "eae": ["Meet"]}[task]
+    roles = {"Meet": ["entity", "place"]} if task == "eae" else None
+    pred = Parser(task, known, roles=roles).parse(output).to_record("1", TEXT, "s")
+    for metric, figures in expected.items():
+        assert prf([gold], [pred], metric, "official") == figures, metric

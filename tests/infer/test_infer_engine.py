@@ -5,7 +5,7 @@ import pytest
 from knowcoder_ray.codec.render import render_prompt
 from knowcoder_ray.data.benchmarks import load_benchmark
 from knowcoder_ray.infer.engine import (EngineConfig, Prompt, RepeatedItemStop, TransformersEngine, cut_at_stop,
-                                        drop_repeats, load_engine, truncate_ids)
+                                        drop_repeats, finish, load_engine, truncate_ids)
 from engine_helpers import cached_engine_test_model
 from knowcoder_ray.infer.sharding import make_shard
 
@@ -120,6 +120,18 @@ def test_repeated_item_ends_the_list():
     assert drop_repeats("Entity:\nEntity:\nEnt") == "Entity:"  # no list opened: only cut
     # an item still being written is not a repeat yet
     assert drop_repeats('results = [\n\tPerson("Ann"),\n\tPerson("Ann"') == 'results = [\n\tPerson("Ann"),\n\tPerson("Ann"'
+
+
+def test_stop_at_repeat_off_keeps_repeats_as_the_released_evaluation_does(model_dir):
+    """The released evaluation generates to the stop quote or the token limit and its scorer counts every
+    repeated item; `stop_at_repeat: false` returns such outputs whole (cut at the stop quote only) on
+    every engine path (`finish`: transformers, vLLM, the `ray.data.llm` processor, Serve's LLM server; the
+    processor and the server cut at the stop quote only whatever the setting, before)."""
+    off = EngineConfig(stop_at_repeat=False)
+    assert finish(LOOP + '"""\nclass', off) == LOOP
+    assert finish(LOOP + '\n"""', EngineConfig()) == drop_repeats(LOOP)
+    assert RepeatedItemStop not in {type(c) for c in TransformersEngine(model_dir, off).stopping}
+    assert RepeatedItemStop in {type(c) for c in _engine(model_dir).stopping}
 
 
 def test_repeat_stop_criterion_per_row(model_dir):
