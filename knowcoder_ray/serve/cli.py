@@ -13,7 +13,7 @@ import argparse
 import os
 import tempfile
 
-from knowcoder_ray.settings import add_set_option, load, whole_number
+from knowcoder_ray.settings import UsageError, add_set_option, load, whole_number
 
 CLIENT_TIMEOUT_S = 30
 
@@ -57,8 +57,27 @@ def config_from_args(args: argparse.Namespace):
     return load(ServeConfig, args.config, args.overrides, flags)
 
 
+def _preflight(cfg) -> None:
+    """What every replica would fail on, refused before Ray starts (else Serve retries the deployment for
+    minutes and ends in a traceback): a model folder that is not one, an adapter that is not one or was
+    trained on another base, a library that does not load."""
+    from knowcoder_ray.schema.table import load_library
+    from knowcoder_ray.storage import isdir, isfile, join, local_copy
+
+    if "://" not in cfg.model_dir:  # (a URI is checked by the replicas, which download it)
+        local_copy(cfg.model_dir)  # a FileNotFoundError naming a missing folder, or a file
+    if isdir(cfg.model_dir) and not isfile(join(cfg.model_dir, "config.json")):
+        raise UsageError(f"model_dir {cfg.model_dir} is not a model folder: it holds no config.json")
+    try:
+        cfg.engine_path()
+        load_library(cfg.library)
+    except ValueError as e:  # (a missing file is knowcoder's "not found")
+        raise UsageError(e) from None
+
+
 def _serve(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
+    _preflight(cfg)
     if not args.address:  # our own local Ray: its Serve gets the HAProxy ingress and our client timeout
         for k, v in haproxy_env(args.client_timeout, tempfile.mkdtemp(prefix="kc-hap-", dir="/tmp")).items():  # short: socket paths max 97
             os.environ.setdefault(k, v)
@@ -66,7 +85,10 @@ def _serve(args: argparse.Namespace) -> int:
     from knowcoder_ray.serve.run import deploy, serve_until_stopped
 
     connect(args.address, new_local=True)  # our own Ray, with the HAProxy settings above
-    url = deploy(cfg, args.host, args.port, keep_alive_timeout_s=args.client_timeout)
+    try:
+        url = deploy(cfg, args.host, args.port, keep_alive_timeout_s=args.client_timeout)
+    except RuntimeError as e:  # Serve's "Deploying application ... failed": the replicas' errors are logged above
+        raise UsageError(f"{e} (the replicas' errors are in the log above)") from None
     print(f"knowcoder serve: {url}/docs (Ctrl-C to stop)", flush=True)
     serve_until_stopped(cfg, shutdown=not args.address)
     return 0

@@ -19,6 +19,10 @@ def files(tmp_path):
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes/readme.txt").write_text("not a model")
     (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "bin.yaml").write_bytes(b"\xff\xfe\x00 not text")  # (UTF-16 BOM then garbage: not UTF-8)
+    (tmp_path / "c.jsonl.parquet").write_text("not parquet")
+    (tmp_path / "fake-model").mkdir()
+    (tmp_path / "fake-model/config.json").write_text("{}")
     (tmp_path / "numbers.yaml").write_text("workdir: x\nray: {num_cpus: 0}\ntiny_model: {vocab_size: -5}\n"
                                            "serve: {port: 70000}\n")
     (tmp_path / "bench.yaml").write_text("workdir: x\nfollowing: {benchmarks: [conll04, ace05]}\n")
@@ -82,6 +86,34 @@ def files(tmp_path):
     (["serve", "--model", "{t}/m", "--library", "{t}/l", "--set", "prompt_timeout_s=0", "--set", "retries=-1"],
      "knowcoder serve: prompt_timeout_s: Input should be greater than 0\n"
      "retries: Input should be greater than or equal to 0"),
+    # a file that is not UTF-8 text: named, no UnicodeDecodeError traceback
+    (["score", "{t}/bin.yaml"], "knowcoder score: {t}/bin.yaml: not UTF-8 text (invalid start byte)"),
+    (["extract", "--model", "{t}/m", "--schema-code", "{t}/bin.yaml", "Ada"],
+     "knowcoder extract: 'utf-8' codec can't decode byte 0xff in position 0: invalid start byte "
+     "({t}/bin.yaml is not UTF-8 text)"),
+    (["eval", "--config", "{t}/bin.yaml"], "knowcoder eval: 'utf-8' codec can't decode byte 0xff in position 0"),
+    (["serve", "--config", "{t}/bin.yaml"], "knowcoder serve: 'utf-8' codec can't decode byte 0xff in position 0"),
+    (["schema", "build", "{t}/c.jsonl", "--out", "{t}/o", "--local", "--types-file", "{t}/bin.yaml"],
+     "knowcoder schema: 'utf-8' codec can't decode byte 0xff"),
+    # not a Parquet file / not a schema table (before: ArrowInvalid or ValueError tracebacks)
+    (["schema", "to-py", "{t}/bad.yaml", "{t}/out"], "knowcoder schema to-py: Could not open Parquet input source"),
+    (["schema", "to-py", "{t}/c.jsonl", "{t}/out"], "knowcoder schema to-py: Could not open Parquet input source"),
+    (["schema", "build", "{t}/notes", "--out", "{t}/o", "--local"],  # before: pyarrow's OSError, a traceback
+     "knowcoder schema build: {t}/notes is a folder, not a Wikidata dump file"),
+    # serve: what every replica would fail on is refused before Ray starts (before: a ValueError traceback, or
+    # Serve retrying the deployment for minutes, then RuntimeError "Deploying application knowcoder failed")
+    (["serve", "--model", "{t}/missing", "--library", "{t}/l"],
+     "knowcoder serve: model folder {t}/missing does not exist"),
+    (["serve", "--model", "{t}/notes", "--library", "{t}/l"],
+     "knowcoder serve: model_dir {t}/notes is not a model folder: it holds no config.json"),
+    (["serve", "--model", "{t}/fake-model", "--adapter", "{t}/notes", "--library", "{t}/l"],
+     "knowcoder serve: serve config: adapter_dir {t}/notes holds no adapter_config.json"),
+    (["serve", "--model", "{t}/fake-model", "--library", "{t}/c.jsonl"],
+     "knowcoder serve: schema library '{t}/c.jsonl': expected a .parquet table or a folder of"),
+    (["serve", "--model", "{t}/fake-model", "--library", "{t}/bad.parquet"],
+     "knowcoder serve: not found: {t}/bad.parquet"),
+    (["serve", "--model", "{t}/fake-model", "--library", "{t}/c.jsonl.parquet"],
+     "knowcoder serve: Could not open Parquet input source '{t}/c.jsonl.parquet'"),
 ])
 def test_one_line_and_status_2(files, capsys, argv, message):
     assert main([a.format(t=files) for a in argv]) == 2
