@@ -87,8 +87,11 @@ class KnowCoder:
         if not one and not isinstance(texts, (list, tuple)):
             raise ValueError(f"texts: expected a string or a list of strings, got {type(texts).__name__}")
         try:
-            req = ExtractRequest(task=task, texts=[texts] if one else list(texts), types=types,
-                                 schema_code=schema_code, triggers=triggers, return_raw=return_raw)
+            if isinstance(triggers, (list, tuple)):  # tuples are taken as lists are (the request model is strict)
+                triggers = [list(t) if isinstance(t, tuple) else t for t in triggers]
+            req = ExtractRequest(task=task, texts=[texts] if one else list(texts), return_raw=return_raw,
+                                 types=list(types) if isinstance(types, tuple) else types,
+                                 schema_code=schema_code, triggers=triggers)
         except ValidationError as e:
             raise ValueError(error_summary(e.errors(), sep="; ")) from None
         try:
