@@ -130,6 +130,9 @@ class TransformersEngine:
         if base is not None:
             from peft import PeftModel
             model = PeftModel.from_pretrained(model, local).merge_and_unload()
+        context = getattr(model.config, "max_position_embeddings", None)
+        if context and cfg.max_new_tokens > context:  # (the generation cache has room for them: a failed allocation)
+            raise ValueError(f"max_new_tokens {cfg.max_new_tokens} exceeds the model's context of {context} tokens")
         self.model = model.to(self.device).eval()
         eos = self.tokenizer.eos_token_id
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos

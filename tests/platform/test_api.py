@@ -106,6 +106,8 @@ def test_tuples_of_types_and_triggers_are_lists_like_texts(oracle, data_dir):
 @pytest.mark.parametrize("engine, settings, message", [
     ("transformers", {"max_new_tokenz": 8}, r"^unknown setting 'max_new_tokenz' \(known: max_new_tokens, "),
     ("transformers", {"max_new_tokens": 0}, r"^max_new_tokens: Input should be greater than or equal to 1$"),
+    # before: RuntimeError "DefaultCPUAllocator: can't allocate memory" at the first generate
+    ("transformers", {"max_new_tokens": 10**11}, r"^max_new_tokens 100000000000 exceeds the model's context of 4096 "),
     ("os:system", {}, r"^engine 'os:system' is not a class$"),
     ("no_such_module:Engine", {}, r"^engine 'no_such_module:Engine' cannot be imported: No module named"),
 ])
