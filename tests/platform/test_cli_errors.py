@@ -163,6 +163,23 @@ def test_train_names_a_corpus_without_data_files(files, capsys, monkeypatch):
     assert err == f"knowcoder train: no .parquet or .json/.jsonl files at {files}/notes\n", err
 
 
+@pytest.mark.parametrize("checkpoint, dataset, message", [
+    # before: the tokenizer's multi-line ValueError (a folder without config.json; "" is the working folder)
+    ("{t}/notes", "conll04", "checkpoint 'notes': {t}/notes is not a model folder: it holds no config.json or "
+                             "adapter_config.json"),
+    # before: RuntimeError "the Ray pipeline wrote no .../predictions.jsonl" (no record could be read)
+    ("{t}/fake-model", "records:{t}/c.jsonl", "dataset 'records:{t}/c.jsonl': no records to evaluate "
+                                              "(20 malformed; line 1: KeyError: 'id')"),
+])
+def test_eval_names_a_folder_that_is_no_model_and_a_dataset_without_records(files, capsys, monkeypatch, checkpoint,
+                                                                             dataset, message):
+    monkeypatch.setattr(importlib.import_module("knowcoder_ray.connect"), "connect", lambda *a, **k: None)
+    argv = ["eval", "--checkpoint", checkpoint, "--dataset", dataset, "--output-dir", "{t}/run",
+            "--set", "report=false"]
+    assert main([a.format(t=files) for a in argv]) == 2
+    assert capsys.readouterr().err == f"knowcoder eval: {message.format(t=files)}\n"
+
+
 def test_a_model_folder_that_is_a_file_is_named_so(files):  # --tokenizer, --model, merge --base: local_copy
     from knowcoder_ray.storage import local_copy
 
