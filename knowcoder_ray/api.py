@@ -58,6 +58,9 @@ class KnowCoder:
         from knowcoder_ray.storage import isdir, isfile, join, name
         from knowcoder_ray.tokens import TokenCounter
 
+        if isinstance(shard_tokens, bool) or not isinstance(shard_tokens, int) or shard_tokens < 1:
+            # (before: None or "abc" failed at the first extract with a TypeError; 0 or -5 were taken)
+            raise ValueError(f"shard_tokens: expected a whole number of at least 1, got {shard_tokens!r}")
         library = load_schema(schema, data_dir)  # the cheaper check first
         model = str(model)
         if engine in ("transformers", "vllm") and isdir(model) and not any(

@@ -109,6 +109,9 @@ def test_tuples_of_types_and_triggers_are_lists_like_texts(oracle, data_dir):
     # before: RuntimeError "DefaultCPUAllocator: can't allocate memory" at the first generate
     ("transformers", {"max_new_tokens": 10**11}, r"^max_new_tokens 100000000000 exceeds the model's context of 4096 "),
     ("os:system", {}, r"^engine 'os:system' is not a class$"),
+    ("transformers", {"shard_tokens": 0}, r"^shard_tokens: expected a whole number of at least 1, got 0$"),
+    ("transformers", {"shard_tokens": None}, r"^shard_tokens: expected a whole number of at least 1, got None$"),
+    ("transformers", {"shard_tokens": "abc"}, r"^shard_tokens: expected a whole number of at least 1, got 'abc'$"),
     ("no_such_module:Engine", {}, r"^engine 'no_such_module:Engine' cannot be imported: No module named"),
 ])
 def test_bad_engine_arguments_raise_one_line_value_errors(tiny, data_dir, engine, settings, message):
