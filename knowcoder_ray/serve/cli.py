@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import tempfile
 
 from knowcoder_ray.settings import UsageError, add_set_option, load, whole_number
@@ -75,10 +76,26 @@ def _preflight(cfg) -> None:
         raise UsageError(e) from None
 
 
+def _check_listen(host: str, port: int) -> None:
+    """A host that does not resolve or a port in use is one line before Ray starts (else HAProxy fails to
+    bind inside an actor: a remote traceback, or the service reports a URL nothing answers on)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as e:
+        raise UsageError(f"--host {host!r}: {e.strerror}") from None
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: a closed port in TIME_WAIT is free
+        try:
+            s.bind(address)
+        except OSError as e:
+            raise UsageError(f"cannot listen on {host}:{port}: {e.strerror}") from None
+
+
 def _serve(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     _preflight(cfg)
     if not args.address:  # our own local Ray: its Serve gets the HAProxy ingress and our client timeout
+        _check_listen(args.host, args.port)  # (on a cluster, its Serve may hold the port already)
         for k, v in haproxy_env(args.client_timeout, tempfile.mkdtemp(prefix="kc-hap-", dir="/tmp")).items():  # short: socket paths max 97
             os.environ.setdefault(k, v)
     from knowcoder_ray.connect import connect
@@ -87,8 +104,9 @@ def _serve(args: argparse.Namespace) -> int:
     connect(args.address, new_local=True)  # our own Ray, with the HAProxy settings above
     try:
         url = deploy(cfg, args.host, args.port, keep_alive_timeout_s=args.client_timeout)
-    except RuntimeError as e:  # Serve's "Deploying application ... failed": the replicas' errors are logged above
-        raise UsageError(f"{e} (the replicas' errors are in the log above)") from None
+    except RuntimeError as e:  # Serve's "Deploying application ... failed", or a Ray actor's error with its traceback
+        last = str(e).strip().splitlines()[-1:] or [type(e).__name__]
+        raise UsageError(f"{last[0]} (the errors are in the log above)") from None
     print(f"knowcoder serve: {url}/docs (Ctrl-C to stop)", flush=True)
     serve_until_stopped(cfg, shutdown=not args.address)
     return 0

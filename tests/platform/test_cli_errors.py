@@ -180,6 +180,25 @@ def test_eval_names_a_folder_that_is_no_model_and_a_dataset_without_records(file
     assert capsys.readouterr().err == f"knowcoder eval: {message.format(t=files)}\n"
 
 
+def test_serve_names_a_host_or_port_it_cannot_listen_on_before_ray_starts(files, capsys):
+    """Before: a port in use made HAProxy fail inside an actor (a remote traceback after Ray had started); a
+    host that does not resolve was reported as served (`knowcoder serve: http://256.1.1.1:8000/docs`)."""
+    import socket
+
+    (files / "lib").mkdir()
+    (files / "lib/Entities.py").write_text("class Person(Entity):\n\tpass\n")
+    base = ["serve", "--model", f"{files}/fake-model", "--library", f"{files}/lib"]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main([*base, "--port", str(port)]) == 2
+        err = capsys.readouterr().err
+        assert err == f"knowcoder serve: cannot listen on 127.0.0.1:{port}: Address already in use\n", err
+    assert main([*base, "--host", "256.1.1.1"]) == 2
+    assert capsys.readouterr().err.startswith("knowcoder serve: --host '256.1.1.1': ")
+
+
 def test_a_model_folder_that_is_a_file_is_named_so(files):  # --tokenizer, --model, merge --base: local_copy
     from knowcoder_ray.storage import local_copy
 
