@@ -61,7 +61,8 @@ def config_from_args(args: argparse.Namespace):
 def _preflight(cfg) -> None:
     """What every replica would fail on, refused before Ray starts (else Serve retries the deployment for
     minutes and ends in a traceback): a model folder that is not one, an adapter that is not one or was
-    trained on another base, a library that does not load."""
+    trained on another base, max_new_tokens over the model's context, a library that does not load."""
+    from knowcoder_ray.infer.engine import check_context
     from knowcoder_ray.schema.table import load_library
     from knowcoder_ray.storage import isdir, isfile, join, local_copy
 
@@ -70,7 +71,7 @@ def _preflight(cfg) -> None:
     if isdir(cfg.model_dir) and not isfile(join(cfg.model_dir, "config.json")):
         raise UsageError(f"model_dir {cfg.model_dir} is not a model folder: it holds no config.json")
     try:
-        cfg.engine_path()
+        check_context(cfg.engine_path(), cfg.engine_config.max_new_tokens)
         load_library(cfg.library)
     except ValueError as e:  # (a missing file is knowcoder's "not found")
         raise UsageError(e) from None

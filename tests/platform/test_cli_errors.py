@@ -22,7 +22,9 @@ def files(tmp_path):
     (tmp_path / "bin.yaml").write_bytes(b"\xff\xfe\x00 not text")  # (UTF-16 BOM then garbage: not UTF-8)
     (tmp_path / "c.jsonl.parquet").write_text("not parquet")
     (tmp_path / "fake-model").mkdir()
-    (tmp_path / "fake-model/config.json").write_text("{}")
+    (tmp_path / "fake-model/config.json").write_text('{"max_position_embeddings": 4096}')
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib/Entities.py").write_text("class Person(Entity):\n\tpass\n")
     (tmp_path / "numbers.yaml").write_text("workdir: x\nray: {num_cpus: 0}\ntiny_model: {vocab_size: -5}\n"
                                            "serve: {port: 70000}\n")
     (tmp_path / "bench.yaml").write_text("workdir: x\nfollowing: {benchmarks: [conll04, ace05]}\n")
@@ -108,6 +110,8 @@ def files(tmp_path):
      "knowcoder serve: model_dir {t}/notes is not a model folder: it holds no config.json"),
     (["serve", "--model", "{t}/fake-model", "--adapter", "{t}/notes", "--library", "{t}/l"],
      "knowcoder serve: serve config: adapter_dir {t}/notes holds no adapter_config.json"),
+    (["serve", "--model", "{t}/fake-model", "--library", "{t}/lib", "--max-new-tokens", "100000"],  # before: an
+     "knowcoder serve: max_new_tokens 100000 exceeds the model's context of 4096 tokens"),  # engine replica died
     (["serve", "--model", "{t}/fake-model", "--library", "{t}/c.jsonl"],
      "knowcoder serve: schema library '{t}/c.jsonl': expected a .parquet table or a folder of"),
     (["serve", "--model", "{t}/fake-model", "--library", "{t}/bad.parquet"],
@@ -167,6 +171,9 @@ def test_train_names_a_corpus_without_data_files(files, capsys, monkeypatch):
     # before: the tokenizer's multi-line ValueError (a folder without config.json; "" is the working folder)
     ("{t}/notes", "conll04", "checkpoint 'notes': {t}/notes is not a model folder: it holds no config.json or "
                              "adapter_config.json"),
+    # before: every actor died at its first batch (the engine's cache could not be allocated): ActorDiedError
+    ("{t}/fake-model --set engine_config.max_new_tokens=100000", "conll04",
+     "checkpoint 'fake-model': max_new_tokens 100000 exceeds the model's context of 4096 tokens"),
     # before: RuntimeError "the Ray pipeline wrote no .../predictions.jsonl" (no record could be read)
     ("{t}/fake-model", "records:{t}/c.jsonl", "dataset 'records:{t}/c.jsonl': no records to evaluate "
                                               "(20 malformed; line 1: KeyError: 'id')"),
@@ -174,7 +181,7 @@ def test_train_names_a_corpus_without_data_files(files, capsys, monkeypatch):
 def test_eval_names_a_folder_that_is_no_model_and_a_dataset_without_records(files, capsys, monkeypatch, checkpoint,
                                                                              dataset, message):
     monkeypatch.setattr(importlib.import_module("knowcoder_ray.connect"), "connect", lambda *a, **k: None)
-    argv = ["eval", "--checkpoint", checkpoint, "--dataset", dataset, "--output-dir", "{t}/run",
+    argv = ["eval", "--checkpoint", *checkpoint.split(), "--dataset", dataset, "--output-dir", "{t}/run",
             "--set", "report=false"]
     assert main([a.format(t=files) for a in argv]) == 2
     assert capsys.readouterr().err == f"knowcoder eval: {message.format(t=files)}\n"
@@ -185,8 +192,6 @@ def test_serve_names_a_host_or_port_it_cannot_listen_on_before_ray_starts(files,
     host that does not resolve was reported as served (`knowcoder serve: http://256.1.1.1:8000/docs`)."""
     import socket
 
-    (files / "lib").mkdir()
-    (files / "lib/Entities.py").write_text("class Person(Entity):\n\tpass\n")
     base = ["serve", "--model", f"{files}/fake-model", "--library", f"{files}/lib"]
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
