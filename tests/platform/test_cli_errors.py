@@ -89,7 +89,8 @@ def files(tmp_path):
      "knowcoder serve: prompt_timeout_s: Input should be greater than 0\n"
      "retries: Input should be greater than or equal to 0"),
     # a file that is not UTF-8 text: named, no UnicodeDecodeError traceback
-    (["score", "{t}/bin.yaml"], "knowcoder score: {t}/bin.yaml: not UTF-8 text (invalid start byte)"),
+    (["score", "{t}/bin.yaml"], "knowcoder score: 'utf-8' codec can't decode byte 0xff in position 0: invalid start "
+                                "byte ({t}/bin.yaml is not UTF-8 text)"),
     (["extract", "--model", "{t}/m", "--schema-code", "{t}/bin.yaml", "Ada"],
      "knowcoder extract: 'utf-8' codec can't decode byte 0xff in position 0: invalid start byte "
      "({t}/bin.yaml is not UTF-8 text)"),
@@ -174,6 +175,9 @@ def test_train_names_a_corpus_without_data_files(files, capsys, monkeypatch):
     # before: every actor died at its first batch (the engine's cache could not be allocated): ActorDiedError
     ("{t}/fake-model --set engine_config.max_new_tokens=100000", "conll04",
      "checkpoint 'fake-model': max_new_tokens 100000 exceeds the model's context of 4096 tokens"),
+    # before: the same without the file's name
+    ("{t}/fake-model", "records:{t}/bin.yaml",
+     "'utf-8' codec can't decode byte 0xff in position 0: invalid start byte ({t}/bin.yaml is not UTF-8 text)"),
     # before: RuntimeError "the Ray pipeline wrote no .../predictions.jsonl" (no record could be read)
     ("{t}/fake-model", "records:{t}/c.jsonl", "dataset 'records:{t}/c.jsonl': no records to evaluate "
                                               "(20 malformed; line 1: KeyError: 'id')"),
