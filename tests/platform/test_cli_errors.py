@@ -113,6 +113,11 @@ def files(tmp_path):
      "knowcoder serve: serve config: adapter_dir {t}/notes holds no adapter_config.json"),
     (["serve", "--model", "{t}/fake-model", "--library", "{t}/lib", "--max-new-tokens", "100000"],  # before: an
      "knowcoder serve: max_new_tokens 100000 exceeds the model's context of 4096 tokens"),  # engine replica died
+    # a Ray address nothing answers on (before: ray.init retried for over 5 minutes, a hang)
+    (["serve", "--model", "{t}/fake-model", "--library", "{t}/lib", "--address", "127.0.0.1:1"],
+     "knowcoder serve: no Ray cluster answers at 127.0.0.1:1 (Connection refused)"),
+    (["eval", "--checkpoint", "{t}/fake-model", "--dataset", "conll04", "--ray-address", "ray://127.0.0.1:1"],
+     "knowcoder eval: no Ray cluster answers at ray://127.0.0.1:1 (Connection refused)"),
     (["serve", "--model", "{t}/fake-model", "--library", "{t}/c.jsonl"],
      "knowcoder serve: schema library '{t}/c.jsonl': expected a .parquet table or a folder of"),
     (["serve", "--model", "{t}/fake-model", "--library", "{t}/bad.parquet"],
