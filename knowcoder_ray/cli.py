@@ -31,10 +31,10 @@ def main(argv: list[str] | None = None) -> int:
         command = [args.command, *(v for k, v in vars(args).items() if k.endswith("_command"))]
         print(f"knowcoder {' '.join(command)}: {e}", file=sys.stderr)
     # a bad config or --set (its lines name the keys), or a path that is not there: a message, no traceback
-    # (a file of other bytes than UTF-8 text: storage.read_text's message names it)
-    except (ConfigError, FileExistsError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
-            UnicodeDecodeError) as e:
+    except (ConfigError, FileExistsError, FileNotFoundError, IsADirectoryError, NotADirectoryError) as e:
         print(f"knowcoder {args.command}: {_message(e)}", file=sys.stderr)
+    except UnicodeDecodeError as e:  # a file of other bytes than UTF-8 text (storage.read_text's message names it)
+        print(f"knowcoder {args.command}: {e}", file=sys.stderr)
     return 2
 
 

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import os
-import re
-import socket
 
 
 def connect(address: str | None = None, num_cpus: int | None = None, *, new_local: bool = False,
@@ -19,27 +17,6 @@ def connect(address: str | None = None, num_cpus: int | None = None, *, new_loca
 
     if ray.is_initialized():
         return False
-    if address:
-        check_reachable(address)
-    try:
-        ray.init(address=address or ("local" if new_local else None), num_cpus=None if address else num_cpus,
-                 include_dashboard=False, log_to_driver=log_to_driver)
-    except ConnectionError as e:  # "Failed to connect to Ray cluster at ...": the address's problem, not ours
-        if not address:
-            raise
-        from knowcoder_ray.settings import UsageError
-        raise UsageError(str(e).strip().splitlines()[0]) from None
+    ray.init(address=address or ("local" if new_local else None), num_cpus=None if address else num_cpus,
+             include_dashboard=False, log_to_driver=log_to_driver)
     return True
-
-
-def check_reachable(address: str, timeout_s: float = 10.0) -> None:
-    """A `host:port` or `ray://host:port` that nothing answers on is a UsageError at once: `ray.init` would
-    retry it for minutes without end (seen: over 5 minutes for 127.0.0.1:1). Other forms ("auto") pass."""
-    from knowcoder_ray.settings import UsageError
-
-    match = re.fullmatch(r"(?:ray://)?\[?([^\[\]/]+?)\]?:(\d+)", address)
-    if match:
-        try:
-            socket.create_connection((match[1], int(match[2])), timeout=timeout_s).close()
-        except OSError as e:
-            raise UsageError(f"no Ray cluster answers at {address} ({e.strerror or e})") from None

@@ -30,16 +30,11 @@ class Malformed:
 
 
 def json_lines(path: str | Path) -> Iterator[tuple[int, str]]:
-    """(line number, line) of the non-blank lines of a JSON-lines file; bytes that are not UTF-8 are a
-    UnicodeDecodeError naming the file (the reader decodes ahead of the lines: no line number)."""
+    """(line number, line) of the non-blank lines of a JSON-lines file."""
     with storage.open_text(str(path)) as f:
-        try:
-            for lineno, line in enumerate(f, 1):
-                if line.strip():
-                    yield lineno, line
-        except UnicodeDecodeError as e:
-            raise UnicodeDecodeError(e.encoding, e.object, e.start, e.end,
-                                     f"{e.reason} ({path} is not UTF-8 text)") from None
+        for lineno, line in enumerate(f, 1):
+            if line.strip():
+                yield lineno, line
 
 
 def parse_json_lines(path: str, parse: Callable[[int, object], object], bad: list[Malformed]) -> Iterator:

@@ -43,11 +43,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from knowcoder_ray.storage import isdir, join, read_text
+    from knowcoder_ray.storage import join, read_text
     from knowcoder_ray.schema.build import BuildConfig, DumpError, build_schema
 
-    if isdir(args.dump):  # (pyarrow's plain OSError "Cannot open for reading", a traceback)
-        raise UsageError(f"{args.dump} is a folder, not a Wikidata dump file")
     words = args.types.split(",") + (read_text(args.types_file).splitlines() if args.types_file else [])
     types = [w.strip() for w in words if w.strip()]
     config = parse(BuildConfig, dict(event_root=args.event_root, max_examples=args.max_examples,
@@ -82,11 +80,7 @@ def _build(args: argparse.Namespace) -> int:
 def _to_py(args: argparse.Namespace) -> int:
     from knowcoder_ray.schema import pyfile, table
 
-    try:
-        library = table.read_parquet(args.parquet)
-    except ValueError as e:  # not Parquet (pyarrow's ArrowInvalid), or not a schema table
-        raise UsageError(e) from None
-    for path in pyfile.write_pyfiles(library, args.out):
+    for path in pyfile.write_pyfiles(table.read_parquet(args.parquet), args.out):
         print(path)
     return 0
 
