@@ -58,6 +58,9 @@ class KnowCoder:
         from knowcoder_ray.storage import isdir, isfile, join, name
         from knowcoder_ray.tokens import TokenCounter
 
+        if isinstance(shard_tokens, bool) or not isinstance(shard_tokens, int) or shard_tokens < 1:
+            # (before: None or "abc" failed at the first extract with a TypeError; 0 or -5 were taken)
+            raise ValueError(f"shard_tokens: expected a whole number of at least 1, got {shard_tokens!r}")
         library = load_schema(schema, data_dir)  # the cheaper check first
         model = str(model)
         if engine in ("transformers", "vllm") and isdir(model) and not any(
@@ -87,8 +90,11 @@ class KnowCoder:
         if not one and not isinstance(texts, (list, tuple)):
             raise ValueError(f"texts: expected a string or a list of strings, got {type(texts).__name__}")
         try:
-            req = ExtractRequest(task=task, texts=[texts] if one else list(texts), types=types,
-                                 schema_code=schema_code, triggers=triggers, return_raw=return_raw)
+            if isinstance(triggers, (list, tuple)):  # tuples are taken as lists are (the request model is strict)
+                triggers = [list(t) if isinstance(t, tuple) else t for t in triggers]
+            req = ExtractRequest(task=task, texts=[texts] if one else list(texts), return_raw=return_raw,
+                                 types=list(types) if isinstance(types, tuple) else types,
+                                 schema_code=schema_code, triggers=triggers)
         except ValidationError as e:
             raise ValueError(error_summary(e.errors(), sep="; ")) from None
         try:

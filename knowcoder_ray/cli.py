@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ConnectionError, FileExistsError, FileNotFoundError, IsADirectoryError,
             NotADirectoryError) as e:
         print(f"knowcoder {args.command}: {_message(e)}", file=sys.stderr)
+    except UnicodeDecodeError as e:  # a file of other bytes than UTF-8 text (storage.read_text's message names it)
+        print(f"knowcoder {args.command}: {e}", file=sys.stderr)
     return 2
 
 

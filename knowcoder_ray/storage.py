@@ -135,7 +135,13 @@ def read_bytes(path: str) -> bytes:
 
 
 def read_text(path: str) -> str:
-    return read_bytes(path).decode("utf-8")
+    """A UTF-8 text file; other bytes are a UnicodeDecodeError whose message names the file."""
+    data = read_bytes(path)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UnicodeDecodeError(e.encoding, e.object, e.start, e.end,
+                                 f"{e.reason} ({path} is not UTF-8 text)") from None
 
 
 def write_bytes(path: str, data: bytes) -> None:

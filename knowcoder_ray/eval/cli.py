@@ -63,7 +63,7 @@ def _score(args: argparse.Namespace) -> int:
 
     try:
         rows = read_rows(args.predictions)
-    except (OSError, ScoreFileError) as e:
+    except (OSError, ValueError) as e:  # ScoreFileError, and a file that is not UTF-8 text
         raise UsageError(e) from None
     schemas = {}
     if args.data_dir:

@@ -15,12 +15,12 @@ from knowcoder_ray.codec.render import Layout
 from knowcoder_ray.data.benchmarks import default_data_dir, few_shot_records, get_benchmark, load_benchmark
 from knowcoder_ray.eval.metrics import METRICS, MODES, Score, score, summary
 from knowcoder_ray.eval.scorefile import read_predictions
-from knowcoder_ray.infer.engine import EngineConfig, tokenizer_folder
+from knowcoder_ray.infer.engine import EngineConfig, check_context, tokenizer_folder
 from knowcoder_ray.infer.extraction import TaskPlan
 from knowcoder_ray.infer.llm import EngineSpec, vllm_processor
 from knowcoder_ray.records import Record
 from knowcoder_ray.schema.types import SchemaLibrary
-from knowcoder_ray.settings import Count, Needed, NonNegative, Positive, Section
+from knowcoder_ray.settings import Count, Needed, NonNegative, Positive, Section, UsageError
 from knowcoder_ray.tokens import TokenCounter
 
 
@@ -103,6 +103,9 @@ def load_plans(cfg: EvalConfig, count) -> tuple[dict[str, tuple[list[Record], Sc
     for name in cfg.datasets:
         bad: list = []
         records, library = load_benchmark(name, cfg.data_dir, cfg.split, bad, class_names=cfg.class_names)
+        if not records:  # (else a Ray pipeline over nothing: "wrote no predictions.jsonl", a traceback)
+            first = f"; line {bad[0].line}: {bad[0].reason}" if bad else ""
+            raise UsageError(f"dataset {name!r}: no records to evaluate ({len(bad)} malformed{first})")
         shots = few_shot_records(name, cfg.data_dir, cfg.few_shot, cfg.split, cfg.class_names) if cfg.few_shot else []
         data[name] = (records[:cfg.limit], library, bad)
         # the plans: NER and RE run apart; ED+EAE run as two-stage events
@@ -123,6 +126,14 @@ def evaluate(cfg: EvalConfig) -> dict:
     for label, path in checkpoints.items():
         if not storage.isdir(path):
             raise FileNotFoundError(f"checkpoint {label!r}: no model folder at {path}")
+        if cfg.engine in ("transformers", "vllm") and not any(
+                storage.isfile(storage.join(path, f)) for f in ("config.json", "adapter_config.json")):
+            raise UsageError(f"checkpoint {label!r}: {path} is not a model folder: it holds no config.json or "
+                             "adapter_config.json")  # (before: the tokenizer's ValueError, a traceback)
+        try:  # (else every actor dies at its first batch: ActorDiedError)
+            check_context(path, cfg.engine_config.max_new_tokens)
+        except ValueError as e:
+            raise UsageError(f"checkpoint {label!r}: {e}") from None
     data, plans = load_plans(cfg, TokenCounter(tokenizer_folder(checkpoints[labels[0]])))
 
     summary_rows = []

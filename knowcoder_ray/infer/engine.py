@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import json
 import os
 import pkgutil
 from collections.abc import Sequence
@@ -121,6 +122,20 @@ def tokenizer_folder(checkpoint: str) -> str:
     return base if base and not storage.isfile(storage.join(checkpoint, "tokenizer_config.json")) else checkpoint
 
 
+def check_context(checkpoint: str, max_new_tokens: int, context: int | None = None) -> None:
+    """max_new_tokens over the model's context (`context`, else max_position_embeddings in the config.json
+    of the model folder or of an adapter's base) is a ValueError: the generation cache is sized by it, and
+    a failed allocation would come only at the first generate."""
+    if context is None:
+        try:
+            config = json.loads(storage.read_text(storage.join(adapter_base(checkpoint) or checkpoint, "config.json")))
+            context = config.get("max_position_embeddings")
+        except (OSError, ValueError, AttributeError):  # no readable config: the engine's load will say so
+            return
+    if isinstance(context, int) and max_new_tokens > context:
+        raise ValueError(f"max_new_tokens {max_new_tokens} exceeds the model's context of {context} tokens")
+
+
 class TransformersEngine:
     """Greedy generation with Hugging Face transformers; batching and schema-prefix KV reuse. `model_path`
     is a model folder or a PEFT adapter folder (merged into its base on load)."""
@@ -141,6 +156,7 @@ class TransformersEngine:
         if base is not None:
             from peft import PeftModel
             model = PeftModel.from_pretrained(model, local).merge_and_unload()
+        check_context(str(model_path), cfg.max_new_tokens, getattr(model.config, "max_position_embeddings", None))
         self.model = model.to(self.device).eval()
         eos = self.tokenizer.eos_token_id
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos

@@ -19,12 +19,14 @@ from collections import Counter
 from typing import Literal
 
 from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from ray import serve
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 from ray.serve.exceptions import DeploymentUnavailableError
 from ray.serve.handle import DeploymentHandle
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from knowcoder_ray.infer.engine import Prompt, encode_prompt, finish
 from knowcoder_ray.infer.extraction import parse_rows, row_prompts
@@ -89,11 +91,30 @@ async def _invalid_request(request: Request, exc: RequestValidationError) -> JSO
     errors = [{"loc": _json_safe(list(e.get("loc", ())), flags), "msg": _json_safe(e.get("msg", ""), flags),
                "type": e.get("type", ""), "input": _json_safe(e.get("input"), flags)} for e in exc.errors()]
     summary = error_summary(errors[:5], sep="; ")
+    content_type = request.headers.get("content-type", "")
+    if "json" not in content_type and any(e["loc"] == ["body"] and isinstance(e["input"], str) for e in errors):
+        # FastAPI reads a body of another content type as bytes: "should be a valid dictionary" says too little
+        summary = f"send the body as JSON with Content-Type: application/json (got {content_type or 'none'}); {summary}"
     if "non-finite" in flags:
         summary = f"the body holds NaN, Infinity or a number out of range (e.g. 1e400); JSON numbers must be finite; {summary}"
     if "surrogate" in flags:
         summary = f"the body holds a lone surrogate (shown backslash-escaped), which is not Unicode text; {summary}"
     return JSONResponse({"error": summary, "detail": errors}, status_code=422)
+
+
+@api.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """FastAPI answers a body that `json.loads` fails on with other than a JSONDecodeError (bytes that are not
+    UTF-8, an integer of over 4300 digits, nesting past the recursion limit) with a bare 400 "There was an
+    error parsing the body": here it names the problem. Our own HTTPExceptions are raised `from None`."""
+    cause = exc.__cause__
+    if exc.status_code == 400 and cause is not None:
+        if isinstance(cause, UnicodeDecodeError):
+            why = f"byte 0x{cause.object[cause.start]:02x} at offset {cause.start} is not UTF-8"
+        else:
+            why = f"{type(cause).__name__}: {str(cause)[:200]}"
+        return JSONResponse({"detail": {"error": f"the body is not readable JSON ({why})"}}, status_code=400)
+    return await http_exception_handler(request, exc)
 
 
 _ERRORS = {400: {"description": "unknown type names, wrong kind of types, or malformed schema_code"},

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import tempfile
 
-from knowcoder_ray.settings import add_set_option, load, whole_number
+from knowcoder_ray.settings import UsageError, add_set_option, load, whole_number
 
 CLIENT_TIMEOUT_S = 30
 
@@ -57,16 +58,56 @@ def config_from_args(args: argparse.Namespace):
     return load(ServeConfig, args.config, args.overrides, flags)
 
 
+def _preflight(cfg) -> None:
+    """What every replica would fail on, refused before Ray starts (else Serve retries the deployment for
+    minutes and ends in a traceback): a model folder that is not one, an adapter that is not one or was
+    trained on another base, max_new_tokens over the model's context, a library that does not load."""
+    from knowcoder_ray.infer.engine import check_context
+    from knowcoder_ray.schema.table import load_library
+    from knowcoder_ray.storage import isdir, isfile, join, local_copy
+
+    if "://" not in cfg.model_dir:  # (a URI is checked by the replicas, which download it)
+        local_copy(cfg.model_dir)  # a FileNotFoundError naming a missing folder, or a file
+    if isdir(cfg.model_dir) and not isfile(join(cfg.model_dir, "config.json")):
+        raise UsageError(f"model_dir {cfg.model_dir} is not a model folder: it holds no config.json")
+    try:
+        check_context(cfg.engine_path(), cfg.engine_config.max_new_tokens)
+        load_library(cfg.library)
+    except ValueError as e:  # (a missing file is knowcoder's "not found")
+        raise UsageError(e) from None
+
+
+def _check_listen(host: str, port: int) -> None:
+    """A host that does not resolve or a port in use is one line before Ray starts (else HAProxy fails to
+    bind inside an actor: a remote traceback, or the service reports a URL nothing answers on)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as e:
+        raise UsageError(f"--host {host!r}: {e.strerror}") from None
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: a closed port in TIME_WAIT is free
+        try:
+            s.bind(address)
+        except OSError as e:
+            raise UsageError(f"cannot listen on {host}:{port}: {e.strerror}") from None
+
+
 def _serve(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
+    _preflight(cfg)
     if not args.address:  # our own local Ray: its Serve gets the HAProxy ingress and our client timeout
+        _check_listen(args.host, args.port)  # (on a cluster, its Serve may hold the port already)
         for k, v in haproxy_env(args.client_timeout, tempfile.mkdtemp(prefix="kc-hap-", dir="/tmp")).items():  # short: socket paths max 97
             os.environ.setdefault(k, v)
     from knowcoder_ray.connect import connect
     from knowcoder_ray.serve.run import deploy, serve_until_stopped
 
     connect(args.address, new_local=True)  # our own Ray, with the HAProxy settings above
-    url = deploy(cfg, args.host, args.port, keep_alive_timeout_s=args.client_timeout)
+    try:
+        url = deploy(cfg, args.host, args.port, keep_alive_timeout_s=args.client_timeout)
+    except RuntimeError as e:  # Serve's "Deploying application ... failed", or a Ray actor's error with its traceback
+        last = str(e).strip().splitlines()[-1:] or [type(e).__name__]
+        raise UsageError(f"{last[0]} (the errors are in the log above)") from None
     print(f"knowcoder serve: {url}/docs (Ctrl-C to stop)", flush=True)
     serve_until_stopped(cfg, shutdown=not args.address)
     return 0

@@ -57,7 +57,8 @@ def resolve_schema(req: ExtractRequest, library: SchemaLibrary) -> tuple[SchemaL
     names = [*(req.types or ()), *(t.type for per_text in req.triggers or () for t in per_text)]
     unknown = list(dict.fromkeys(n for n in names if n not in lib))
     if unknown:
-        raise RequestError(400, {"error": f"unknown type names: {', '.join(unknown)}", "unknown": unknown})
+        more = f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""  # all of them under "unknown"
+        raise RequestError(400, {"error": f"unknown type names: {', '.join(unknown[:20])}{more}", "unknown": unknown})
     wrong = {n: lib[n].kind for n in names if lib[n].kind != kind}
     if wrong:
         raise RequestError(400, {"error": f"task {req.task!r} takes {kind} types; got "

@@ -89,10 +89,29 @@ def test_texts_that_are_not_a_string_or_a_list_are_refused(oracle, data_dir, tex
     assert kc.extract((TEXT,), types=["Location"])[0].entities[0].text == "London"  # a tuple is a list
 
 
+def test_tuples_of_types_and_triggers_are_lists_like_texts(oracle, data_dir):
+    """Before: texts=(..,) worked but types=("Location",) was refused ("types: Input should be a valid list")."""
+    from knowcoder_ray import KnowCoder
+
+    kc = KnowCoder.load(str(oracle), schema="benchmarks", engine=ORACLE, data_dir=str(data_dir))
+    assert [e.text for e in kc.extract(TEXT, types=("Person", "Location")).entities] == ["Ada Lovelace", "London"]
+    r = kc.extract((TEXT,), task="eae", triggers=(({"type": "Attack", "trigger": "worked"},),))
+    assert len(r) == 1 and r[0].text == TEXT
+    with pytest.raises(ValueError, match="^types: Input should be a valid list"):
+        kc.extract(TEXT, types="Person")  # a string is not a list of names
+    with pytest.raises(ValueError, match="unknown type names: X0, X1, .*, X19 and 980 more$"):
+        kc.extract(TEXT, types=[f"X{i}" for i in range(1000)])  # one line, not a thousand names
+
+
 @pytest.mark.parametrize("engine, settings, message", [
     ("transformers", {"max_new_tokenz": 8}, r"^unknown setting 'max_new_tokenz' \(known: max_new_tokens, "),
     ("transformers", {"max_new_tokens": 0}, r"^max_new_tokens: Input should be greater than or equal to 1$"),
+    # before: RuntimeError "DefaultCPUAllocator: can't allocate memory" at the first generate
+    ("transformers", {"max_new_tokens": 10**11}, r"^max_new_tokens 100000000000 exceeds the model's context of 4096 "),
     ("os:system", {}, r"^engine 'os:system' is not a class$"),
+    ("transformers", {"shard_tokens": 0}, r"^shard_tokens: expected a whole number of at least 1, got 0$"),
+    ("transformers", {"shard_tokens": None}, r"^shard_tokens: expected a whole number of at least 1, got None$"),
+    ("transformers", {"shard_tokens": "abc"}, r"^shard_tokens: expected a whole number of at least 1, got 'abc'$"),
     ("no_such_module:Engine", {}, r"^engine 'no_such_module:Engine' cannot be imported: No module named"),
 ])
 def test_bad_engine_arguments_raise_one_line_value_errors(tiny, data_dir, engine, settings, message):

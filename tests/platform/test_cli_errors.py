@@ -19,6 +19,12 @@ def files(tmp_path):
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes/readme.txt").write_text("not a model")
     (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "bin.yaml").write_bytes(b"\xff\xfe\x00 not text")  # (UTF-16 BOM then garbage: not UTF-8)
+    (tmp_path / "c.jsonl.parquet").write_text("not parquet")
+    (tmp_path / "fake-model").mkdir()
+    (tmp_path / "fake-model/config.json").write_text('{"max_position_embeddings": 4096}')
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib/Entities.py").write_text("class Person(Entity):\n\tpass\n")
     (tmp_path / "numbers.yaml").write_text("workdir: x\nray: {num_cpus: 0}\ntiny_model: {vocab_size: -5}\n"
                                            "serve: {port: 70000}\n")
     (tmp_path / "bench.yaml").write_text("workdir: x\nfollowing: {benchmarks: [conll04, ace05]}\n")
@@ -87,6 +93,31 @@ def files(tmp_path):
     (["serve", "--model", "{t}/m", "--library", "{t}/l", "--set", "prompt_timeout_s=0", "--set", "retries=-1"],
      "knowcoder serve: prompt_timeout_s: Input should be greater than 0\n"
      "retries: Input should be greater than or equal to 0"),
+    # a file that is not UTF-8 text: named, no UnicodeDecodeError traceback
+    (["score", "{t}/bin.yaml"], "knowcoder score: {t}/bin.yaml"),  # (then "not UTF-8")
+    (["extract", "--model", "{t}/m", "--schema-code", "{t}/bin.yaml", "Ada"],
+     "knowcoder extract: 'utf-8' codec can't decode byte 0xff in position 0: invalid start byte "
+     "({t}/bin.yaml is not UTF-8 text)"),
+    (["eval", "--config", "{t}/bin.yaml"], "knowcoder eval: 'utf-8' codec can't decode byte 0xff in position 0"),
+    (["serve", "--config", "{t}/bin.yaml"], "knowcoder serve: 'utf-8' codec can't decode byte 0xff in position 0"),
+    (["schema", "build", "{t}/c.jsonl", "--out", "{t}/o", "--local", "--types-file", "{t}/bin.yaml"],
+     "knowcoder schema: 'utf-8' codec can't decode byte 0xff"),
+    # serve: what every replica would fail on is refused before Ray starts (before: a ValueError traceback, or
+    # Serve retrying the deployment for minutes, then RuntimeError "Deploying application knowcoder failed")
+    (["serve", "--model", "{t}/missing", "--library", "{t}/l"],
+     "knowcoder serve: model folder {t}/missing does not exist"),
+    (["serve", "--model", "{t}/notes", "--library", "{t}/l"],
+     "knowcoder serve: model_dir {t}/notes is not a model folder: it holds no config.json"),
+    (["serve", "--model", "{t}/fake-model", "--adapter", "{t}/notes", "--library", "{t}/l"],
+     "knowcoder serve: serve config: adapter_dir {t}/notes holds no adapter_config.json"),
+    (["serve", "--model", "{t}/fake-model", "--library", "{t}/lib", "--max-new-tokens", "100000"],  # before: an
+     "knowcoder serve: max_new_tokens 100000 exceeds the model's context of 4096 tokens"),  # engine replica died
+    (["serve", "--model", "{t}/fake-model", "--library", "{t}/c.jsonl"],
+     "knowcoder serve: schema library '{t}/c.jsonl': expected a .parquet table or a folder of"),
+    (["serve", "--model", "{t}/fake-model", "--library", "{t}/bad.parquet"],
+     "knowcoder serve: not found: {t}/bad.parquet"),
+    (["serve", "--model", "{t}/fake-model", "--library", "{t}/c.jsonl.parquet"],
+     "knowcoder serve: Could not open Parquet input source '{t}/c.jsonl.parquet'"),
 ])
 def test_one_line_and_status_2(files, capsys, argv, message):
     assert main([a.format(t=files) for a in argv]) == 2
@@ -134,6 +165,43 @@ def test_train_names_a_corpus_without_data_files(files, capsys, monkeypatch):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err == f"knowcoder train: no .parquet or .json/.jsonl files at {files}/notes\n", err
+
+
+@pytest.mark.parametrize("checkpoint, dataset, message", [
+    # before: the tokenizer's multi-line ValueError (a folder without config.json; "" is the working folder)
+    ("{t}/notes", "conll04", "checkpoint 'notes': {t}/notes is not a model folder: it holds no config.json or "
+                             "adapter_config.json"),
+    # before: every actor died at its first batch (the engine's cache could not be allocated): ActorDiedError
+    ("{t}/fake-model --set engine_config.max_new_tokens=100000", "conll04",
+     "checkpoint 'fake-model': max_new_tokens 100000 exceeds the model's context of 4096 tokens"),
+    # before: RuntimeError "the Ray pipeline wrote no .../predictions.jsonl" (no record could be read)
+    ("{t}/fake-model", "records:{t}/c.jsonl", "dataset 'records:{t}/c.jsonl': no records to evaluate "
+                                              "(20 malformed; line 1: KeyError: 'id')"),
+])
+def test_eval_names_a_folder_that_is_no_model_and_a_dataset_without_records(files, capsys, monkeypatch, checkpoint,
+                                                                             dataset, message):
+    monkeypatch.setattr(importlib.import_module("knowcoder_ray.connect"), "connect", lambda *a, **k: None)
+    argv = ["eval", "--checkpoint", *checkpoint.split(), "--dataset", dataset, "--output-dir", "{t}/run",
+            "--set", "report=false"]
+    assert main([a.format(t=files) for a in argv]) == 2
+    assert capsys.readouterr().err == f"knowcoder eval: {message.format(t=files)}\n"
+
+
+def test_serve_names_a_host_or_port_it_cannot_listen_on_before_ray_starts(files, capsys):
+    """Before: a port in use made HAProxy fail inside an actor (a remote traceback after Ray had started); a
+    host that does not resolve was reported as served (`knowcoder serve: http://256.1.1.1:8000/docs`)."""
+    import socket
+
+    base = ["serve", "--model", f"{files}/fake-model", "--library", f"{files}/lib"]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main([*base, "--port", str(port)]) == 2
+        err = capsys.readouterr().err
+        assert err == f"knowcoder serve: cannot listen on 127.0.0.1:{port}: Address already in use\n", err
+    assert main([*base, "--host", "256.1.1.1"]) == 2
+    assert capsys.readouterr().err.startswith("knowcoder serve: --host '256.1.1.1': ")
 
 
 def test_a_model_folder_that_is_a_file_is_named_so(files):  # --tokenizer, --model, merge --base: local_copy

@@ -241,6 +241,28 @@ def test_bad_input_is_refused_with_4xx_never_5xx(served):
     assert not os.path.exists("/tmp/kc_pwned")  # class code is read, never run
 
 
+def test_unreadable_bodies_and_other_content_types_are_named(served):
+    """Before: a bare 400 "There was an error parsing the body" (bytes not UTF-8, an integer of 5000 digits,
+    nesting past the recursion limit), and 422 "body: Input should be a valid dictionary" for a JSON body
+    sent as text/plain or without a content type."""
+    good = b'{"task": "ner", "text": "a", "types": ["Person"]}'
+    cases = [(b'{"task": "ner", "text": "caf\xe9"}', "application/json; charset=latin-1", 400,
+              "the body is not readable JSON (byte 0xe9 at offset 28 is not UTF-8)"),
+             (b'{"task": "ner", "text": "a", "return_raw": ' + b"9" * 5000 + b"}", "application/json", 400,
+              "the body is not readable JSON (ValueError: Exceeds the limit (4300 digits)"),
+             (b"[" * 100_000 + b"]" * 100_000, "application/json", 400,
+              "the body is not readable JSON (RecursionError"),
+             (good, "text/plain", 422, "send the body as JSON with Content-Type: application/json (got text/plain)"),
+             (good, None, 422, "send the body as JSON with Content-Type: application/json (got none)"),
+             (good, "application/x-www-form-urlencoded", 422, "(got application/x-www-form-urlencoded)")]
+    for body, content_type, status, words in cases:
+        r = served.client.post("/v1/extract", content=body,
+                               headers={"content-type": content_type} if content_type else {})
+        assert r.status_code == status and words in r.text, (body[:60], r.status_code, r.text[:300])
+    assert served.client.get("/nope").status_code == 404  # other HTTP errors as before
+    assert served.client.get("/v1/extract").json() == {"detail": "Method Not Allowed"}
+
+
 _json = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
                      lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
                      max_leaves=8)
