@@ -57,23 +57,68 @@ def corpus_root(path: str) -> str:
     return data if storage.isfile(storage.join(path, "manifest.json")) and storage.isdir(data) else path
 
 
+def fmt_of(spec: DataSpec) -> str:
+    return _detect_format(corpus_root(spec.path)) if spec.format == "auto" else spec.format
+
+
 def read_corpus(spec: DataSpec, mask_prompt: bool):
-    """The corpus at `spec.path` as a Ray Dataset in file order, with only the columns training reads:
+    """The corpus at `spec.path` as a Ray Dataset in file order, checked to have the columns training reads:
     prompt and output for SFT; text (or else prompt and output, joined) for pretraining."""
     import ray.data
 
     path = corpus_root(spec.path)
-    fmt = _detect_format(path) if spec.format == "auto" else spec.format
+    fmt = fmt_of(spec)
     ds = ray.data.read_parquet(path, file_extensions=["parquet"]) if fmt == "parquet" else \
         ray.data.read_json(path, lines=True)
-    names = set(ds.schema().names)
+    schema = _read_errors(path, fmt, ds.schema)
+    if schema is None:  # every file empty
+        raise DataError(f"corpus {path} holds no rows")
+    names = set(schema.names)
     columns = ["prompt", "output"] if mask_prompt or "text" not in names else ["text"]
     if not names.issuperset(columns):
         need = "prompt and output" if mask_prompt else "text, or prompt and output"
         raise DataError(f"corpus {path} has columns {sorted(names)}; training needs {need}")
-    ds = ds.select_columns(columns)
+    # not select_columns, which fails on a block (a file of a folder) lacking one: its rows are rejected one
+    # by one with their reason (pack_batch reads the columns it needs)
     ds.context.execution_options.preserve_order = True  # the packed order must not depend on timing
     return ds
+
+
+def _first_bad_line(path: str) -> str | None:
+    """'<file> line <n>: <what>' for the first JSON-lines file under `path` that is not UTF-8 JSON objects."""
+    import gzip
+    import json
+
+    files = [path] if storage.isfile(path) else [f for f in storage.list_files(path) if f.lower().endswith(
+        JSON_SUFFIXES)]
+    for f in files:
+        data = storage.read_bytes(f)
+        data = gzip.decompress(data) if f.lower().endswith(".gz") else data
+        if data.startswith(b"\xef\xbb\xbf"):
+            return f"{f} line 1: starts with a UTF-8 byte-order mark; save it without one"
+        for n, line in enumerate(data.splitlines(), 1):
+            try:
+                row = json.loads(line.decode("utf-8")) if line.strip() else {}
+            except UnicodeDecodeError as e:
+                return f"{f} line {n}: not UTF-8 ({e.reason} at byte {e.start})"
+            except ValueError as e:
+                return f"{f} line {n}: not JSON ({e})"
+            if not isinstance(row, dict):
+                return f"{f} line {n}: a JSON {type(row).__name__}, not an object"
+    return None
+
+
+def _read_errors(path: str, fmt: str, fn):
+    """fn(), with a JSON-lines file Ray cannot read (not UTF-8, not JSON) reported as one line naming it."""
+    import ray.exceptions
+
+    try:
+        return fn()
+    except ray.exceptions.RayTaskError:
+        bad = _first_bad_line(path) if fmt == "json" else None
+        if bad is None:
+            raise
+        raise DataError(f"corpus {bad}") from None
 
 
 def _samples(batch: dict, i: int, tok, seq_len: int, mask_prompt: bool) -> list[Sample]:
@@ -88,7 +133,8 @@ def _samples(batch: dict, i: int, tok, seq_len: int, mask_prompt: bool) -> list[
 
     if mask_prompt:
         return [pair_sample(tok, field_("prompt"), field_("output"), seq_len)]
-    if "text" in batch:
+    text = batch["text"][i] if "text" in batch else None
+    if isinstance(text, str) and text or "prompt" not in batch:  # else a {prompt, output} row among text rows
         return text_samples(tok, field_("text"), seq_len)
     return text_samples(tok, field_("prompt") + field_("output"), seq_len)  # SFT pairs as plain text
 
@@ -121,7 +167,7 @@ def prepare_dataset(spec: DataSpec, tokenizer: str, *, mask_prompt: bool, seed: 
                    "mask_prompt": mask_prompt})
     if spec.shuffle:
         ds = ds.random_shuffle(seed=seed)
-    ds = ds.materialize()
+    ds = _read_errors(corpus_root(spec.path), fmt_of(spec), ds.materialize)
     counts = dict.fromkeys(["n_samples", "n_tokens", "n_truncated"], 0)  # a rejected input's row holds zeros
     rows, rejects = 0, []
     for b in ds.select_columns([*counts, "reject"]).iter_batches(batch_size=4096, batch_format="numpy"):
