@@ -161,6 +161,12 @@ def pack_batch(batch: dict, *, tokenizer: str, seq_len: int, packing: bool, mask
 
 def prepare_dataset(spec: DataSpec, tokenizer: str, *, mask_prompt: bool, seed: int = 0):
     """(materialized Dataset of packed rows with DATA_COLUMNS, a summary of the data, rejected reasons)."""
+    try:  # here, not first in a Ray task (a traceback of many lines)
+        load_tokenizer(tokenizer)
+    except (OSError, ValueError) as e:
+        if isinstance(e, DataError):
+            raise
+        raise DataError(f"cannot load the tokenizer of model {tokenizer}: {str(e).splitlines()[0]}") from None
     ds = read_corpus(spec, mask_prompt).map_batches(
         pack_batch, batch_size=spec.pack_window, batch_format="numpy",
         fn_kwargs={"tokenizer": tokenizer, "seq_len": spec.seq_len, "packing": spec.packing,

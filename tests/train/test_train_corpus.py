@@ -63,3 +63,16 @@ def test_crlf_and_blank_lines_are_read(ray_cluster, corpus, tmp_path):
     path.write_bytes(b'{"text": "first"}\r\n\r\n{"text": "second"}\r\n')
     _, summary, rejects = _prepare(path, corpus[1])
     assert (summary["samples"], summary["rejected"]) == (2, 0)
+
+
+def test_model_without_tokenizer_is_one_line_before_any_ray_task(corpus, tmp_path):
+    import shutil
+
+    model = tmp_path / "no_tokenizer"
+    shutil.copytree(corpus[1], model)
+    for f in model.glob("tokenizer*"):
+        f.unlink()
+    path = _jsonl(tmp_path / "c.jsonl", [{"text": "a"}])
+    with pytest.raises(DataError) as e:  # before: a ValueError traceback from inside the pack_batch Ray task
+        _prepare(path, model)
+    assert str(model) in str(e.value) and "tokenizer" in str(e.value) and "\n" not in str(e.value)
