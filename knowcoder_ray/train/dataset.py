@@ -8,6 +8,7 @@ reason; they never reach the trainer.
 from __future__ import annotations
 
 import functools
+import os
 from collections import Counter
 
 import numpy as np
@@ -38,6 +39,26 @@ def load_tokenizer(path: str):
     if tok.pad_token_id is None:  # Llama-2 has none; padding is masked out of the loss anyway
         tok.pad_token = tok.eos_token
     return tok
+
+
+def check_model_folder(path: str) -> None:
+    """DataError unless `path` holds an HF model's config.json and weights, with readable safetensors headers
+    (checked on the driver: the workers would fail with a traceback after the data was prepared)."""
+    files = storage.list_files(path, recursive=False)
+    names = {f.rsplit("/", 1)[-1] for f in files}
+    if "config.json" not in names:
+        raise DataError(f"model {path} is not a Hugging Face model folder (no config.json)")
+    if not any(n.endswith((".safetensors", ".bin")) for n in names):
+        raise DataError(f"model {path} holds no weights (*.safetensors or *.bin)")
+    from safetensors import safe_open
+
+    for f in files:
+        if f.endswith(".safetensors") and os.path.isfile(f):  # a local file: its header, not its tensors, is read
+            try:
+                with safe_open(f, "pt") as st:
+                    st.keys()
+            except Exception as e:  # safetensors raises its own SafetensorError
+                raise DataError(f"model weights {f} are not a readable safetensors file ({e})") from None
 
 
 def _detect_format(path: str) -> str:

@@ -76,3 +76,27 @@ def test_model_without_tokenizer_is_one_line_before_any_ray_task(corpus, tmp_pat
     with pytest.raises(DataError) as e:  # before: a ValueError traceback from inside the pack_batch Ray task
         _prepare(path, model)
     assert str(model) in str(e.value) and "tokenizer" in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("damage, expected", [
+    ("no_weights", "holds no weights"), ("corrupt", "not a readable safetensors file"), ("no_config", "no config.json")])
+def test_model_folder_without_usable_weights_is_one_line_before_training(corpus, tmp_path, damage, expected):
+    import shutil
+
+    from knowcoder_ray.train.config import load_config
+    from knowcoder_ray.train.run import train
+
+    model = tmp_path / "model"
+    shutil.copytree(corpus[1], model)
+    weights = model / "model.safetensors"
+    if damage == "no_weights":
+        weights.unlink()
+    elif damage == "corrupt":
+        weights.write_bytes(b"garbage" * 10)
+    else:
+        (model / "config.json").unlink()
+    cfg = load_config("tiny_pretrain", [f"model={model}", f"data.path={corpus[0] / 'understanding.parquet'}",
+                                        f"output_dir={tmp_path / 'out'}", f"storage_path={tmp_path / 'ckpt'}"])
+    with pytest.raises(DataError) as e:  # before: the Ray Train workers failed with a traceback, after packing
+        train(cfg)
+    assert str(model) in str(e.value) and expected in str(e.value) and "\n" not in str(e.value)
