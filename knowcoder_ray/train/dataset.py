@@ -50,15 +50,20 @@ def check_model_folder(path: str) -> None:
         raise DataError(f"model {path} is not a Hugging Face model folder (no config.json)")
     if not any(n.endswith((".safetensors", ".bin")) for n in names):
         raise DataError(f"model {path} holds no weights (*.safetensors or *.bin)")
+    for f in files:
+        check_safetensors(f)
+
+
+def check_safetensors(f: str) -> None:
+    """DataError when `f`, a local .safetensors file, has an unreadable header (its tensors are not read)."""
     from safetensors import safe_open
 
-    for f in files:
-        if f.endswith(".safetensors") and os.path.isfile(f):  # a local file: its header, not its tensors, is read
-            try:
-                with safe_open(f, "pt") as st:
-                    st.keys()
-            except Exception as e:  # safetensors raises its own SafetensorError
-                raise DataError(f"model weights {f} are not a readable safetensors file ({e})") from None
+    if f.endswith(".safetensors") and os.path.isfile(f):
+        try:
+            with safe_open(f, "pt") as st:
+                st.keys()
+        except Exception as e:  # safetensors raises its own SafetensorError
+            raise DataError(f"model weights {f} are not a readable safetensors file ({e})") from None
 
 
 def _detect_format(path: str) -> str:
