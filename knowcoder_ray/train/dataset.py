@@ -94,9 +94,12 @@ def read_corpus(spec: DataSpec, mask_prompt: bool):
 
     path = corpus_root(spec.path)
     fmt = fmt_of(spec)
-    ds = ray.data.read_parquet(path, file_extensions=["parquet"]) if fmt == "parquet" else \
-        ray.data.read_json(path, lines=True)
-    schema = _read_errors(path, fmt, ds.schema)
+    def open_():
+        ds = ray.data.read_parquet(path, file_extensions=["parquet"]) if fmt == "parquet" else \
+            ray.data.read_json(path, lines=True)
+        return ds, ds.schema()
+
+    ds, schema = _read_errors(path, fmt, open_)
     if schema is None:  # every file empty
         raise DataError(f"corpus {path} holds no rows")
     names = set(schema.names)
@@ -134,14 +137,30 @@ def _first_bad_line(path: str) -> str | None:
     return None
 
 
+def _first_bad_parquet(path: str) -> str | None:
+    """'<file>: <what>' for the first Parquet file under `path` whose footer cannot be read."""
+    import pyarrow.parquet as pq
+
+    files = [path] if storage.isfile(path) else [f for f in storage.list_files(path) if f.endswith(".parquet")]
+    for f in files:
+        fs, inner = storage.filesystem(f)
+        try:
+            pq.read_metadata(inner, filesystem=fs)
+        except (OSError, ValueError) as e:  # ArrowInvalid is a ValueError
+            return f"{f}: not a readable Parquet file ({str(e).splitlines()[0]})"
+    return None
+
+
 def _read_errors(path: str, fmt: str, fn):
-    """fn(), with a JSON-lines file Ray cannot read (not UTF-8, not JSON) reported as one line naming it."""
+    """fn(), with a file Ray cannot read (JSON lines: not UTF-8, not JSON; Parquet: no footer) reported as one
+    line naming it."""
+    import pyarrow as pa
     import ray.exceptions
 
     try:
         return fn()
-    except ray.exceptions.RayTaskError:
-        bad = _first_bad_line(path) if fmt == "json" else None
+    except (ray.exceptions.RayTaskError, pa.ArrowInvalid):
+        bad = _first_bad_line(path) if fmt == "json" else _first_bad_parquet(path)
         if bad is None:
             raise
         raise DataError(f"corpus {bad}") from None

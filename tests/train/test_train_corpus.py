@@ -58,6 +58,14 @@ def test_unreadable_jsonl_is_one_line_naming_file_and_line(ray_cluster, corpus, 
     assert str(path) in str(e.value) and expected in str(e.value) and "\n" not in str(e.value)
 
 
+def test_corrupt_parquet_is_one_line_naming_the_file(ray_cluster, corpus, tmp_path):
+    pq.write_table(pa.table({"text": ["good"]}), tmp_path / "a.parquet")
+    (tmp_path / "b.parquet").write_text("not parquet")
+    with pytest.raises(DataError) as e:  # before: ArrowInvalid "Parquet magic bytes not found", no file named
+        _prepare(tmp_path, corpus[1])
+    assert f"{tmp_path}/b.parquet: not a readable Parquet file" in str(e.value) and "\n" not in str(e.value)
+
+
 def test_crlf_and_blank_lines_are_read(ray_cluster, corpus, tmp_path):
     path = tmp_path / "crlf.jsonl"
     path.write_bytes(b'{"text": "first"}\r\n\r\n{"text": "second"}\r\n')
@@ -78,8 +86,9 @@ def test_model_without_tokenizer_is_one_line_before_any_ray_task(corpus, tmp_pat
     assert str(model) in str(e.value) and "tokenizer" in str(e.value) and "\n" not in str(e.value)
 
 
-@pytest.mark.parametrize("damage, expected", [
-    ("no_weights", "holds no weights"), ("corrupt", "not a readable safetensors file"), ("no_config", "no config.json")])
+@pytest.mark.parametrize("damage, expected", [("no_weights", "holds no weights"),
+                                              ("corrupt", "not a readable safetensors file"),
+                                              ("no_config", "no config.json")])
 def test_model_folder_without_usable_weights_is_one_line_before_training(corpus, tmp_path, damage, expected):
     import shutil
 
