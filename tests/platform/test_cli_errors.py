@@ -258,3 +258,11 @@ def test_merge_damaged_adapter_or_base_is_one_line(tmp_path, capsys):
         assert main(["merge", "--adapter", str(tmp_path / name), "--out", str(tmp_path / "m")]) == 2, name
         err = capsys.readouterr().err  # after the base model's loading bar ("\r" lines) where it was loaded
         assert err.splitlines()[-1].startswith(message.format(t=tmp_path)) and "Traceback" not in err, err
+
+
+def test_model_tiny_names_a_corpus_that_is_not_utf8(tmp_path, capsys):
+    corpus = tmp_path / "latin1.jsonl"  # before: "'utf-8' codec can't decode byte 0xe9 ...", no file named
+    corpus.write_bytes(b'{"text": "ok"}\n{"text": "caf\xe9"}\n')
+    assert main(["model", "tiny", "--out", str(tmp_path / "m"), "--corpus", str(corpus)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"knowcoder model tiny: {corpus} is not a readable Parquet or JSON-lines corpus"), err
