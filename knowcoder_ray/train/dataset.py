@@ -108,9 +108,21 @@ def read_corpus(spec: DataSpec, mask_prompt: bool):
         need = "prompt and output" if mask_prompt else "text, or prompt and output"
         raise DataError(f"corpus {path} has columns {sorted(names)}; training needs {need}")
     # not select_columns, which fails on a block (a file of a folder) lacking one: its rows are rejected one
-    # by one with their reason (pack_batch reads the columns it needs)
+    # by one with their reason. Parquet: other columns are dropped per file (their types may differ between
+    # files); JSON blocks are pandas frames, which join whatever their other columns hold.
+    if fmt == "parquet":
+        ds = ds.map_batches(functools.partial(_project, columns=["prompt", "output"] if mask_prompt else
+                                              ["text", "prompt", "output"]), batch_format="pyarrow", batch_size=None)
     ds.context.execution_options.preserve_order = True  # the packed order must not depend on timing
     return ds
+
+
+def _project(table, columns: list[str]):
+    """The `columns` of an Arrow block, nulls where its file has none."""
+    import pyarrow as pa
+
+    return pa.table({c: table[c] if c in table.column_names else pa.nulls(table.num_rows, pa.string())
+                     for c in columns})
 
 
 def _first_bad_line(path: str) -> str | None:
@@ -179,7 +191,8 @@ def _samples(batch: dict, i: int, tok, seq_len: int, mask_prompt: bool) -> list[
     if mask_prompt:
         return [pair_sample(tok, field_("prompt"), field_("output"), seq_len)]
     text = batch["text"][i] if "text" in batch else None
-    if isinstance(text, str) and text or "prompt" not in batch:  # else a {prompt, output} row among text rows
+    prompt = batch["prompt"][i] if "prompt" in batch else None
+    if isinstance(text, str) and text or not isinstance(prompt, str):  # else a {prompt, output} row among text rows
         return text_samples(tok, field_("text"), seq_len)
     return text_samples(tok, field_("prompt") + field_("output"), seq_len)  # SFT pairs as plain text
 

@@ -32,7 +32,7 @@ def test_mixed_row_kinds_and_files_are_all_used_or_rejected(ray_cluster, corpus,
     # before: the {prompt, output} rows among text rows were rejected as "'text' is missing"
     path = _jsonl(tmp_path / "one.jsonl", [{"text": "a"}, {"prompt": "p", "output": "o"}, {"text": None}])
     _, summary, rejects = _prepare(path, model)
-    assert (summary["samples"], summary["rejected"]) == (2, 1) and rejects[0].startswith("'prompt'")
+    assert (summary["samples"], summary["rejected"]) == (2, 1) and rejects[0].startswith("'text'")
     path = _jsonl(tmp_path / "sft.jsonl", [{"prompt": "p", "output": "o"}, {"text": "a"}])
     _, summary, rejects = _prepare(path, model, sft=True)  # SFT: the text row is rejected, with its reason
     assert (summary["samples"], summary["rejected"]) == (1, 1) and rejects[0].startswith("'prompt'")
@@ -56,6 +56,13 @@ def test_unreadable_jsonl_is_one_line_naming_file_and_line(ray_cluster, corpus, 
     with pytest.raises(DataError) as e:
         _prepare(path, corpus[1])
     assert str(path) in str(e.value) and expected in str(e.value) and "\n" not in str(e.value)
+
+
+def test_parquet_files_with_different_columns(ray_cluster, corpus, tmp_path):
+    pq.write_table(pa.table({"text": ["some code", None]}), tmp_path / "1.parquet")
+    pq.write_table(pa.table({"prompt": ["p"], "output": ["o"]}), tmp_path / "2.parquet")
+    _, summary, rejects = _prepare(tmp_path, corpus[1])
+    assert (summary["samples"], summary["rejected"]) == (2, 1) and rejects[0].startswith("'text'")
 
 
 def test_corrupt_parquet_is_one_line_naming_the_file(ray_cluster, corpus, tmp_path):
