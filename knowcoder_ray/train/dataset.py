@@ -8,6 +8,7 @@ reason; they never reach the trainer.
 from __future__ import annotations
 
 import functools
+import os
 from collections import Counter
 
 import numpy as np
@@ -40,6 +41,31 @@ def load_tokenizer(path: str):
     return tok
 
 
+def check_model_folder(path: str) -> None:
+    """DataError unless `path` holds an HF model's config.json and weights, with readable safetensors headers
+    (checked on the driver: the workers would fail with a traceback after the data was prepared)."""
+    files = storage.list_files(path, recursive=False)
+    names = {f.rsplit("/", 1)[-1] for f in files}
+    if "config.json" not in names:
+        raise DataError(f"model {path} is not a Hugging Face model folder (no config.json)")
+    if not any(n.endswith((".safetensors", ".bin")) for n in names):
+        raise DataError(f"model {path} holds no weights (*.safetensors or *.bin)")
+    for f in files:
+        check_safetensors(f)
+
+
+def check_safetensors(f: str) -> None:
+    """DataError when `f`, a local .safetensors file, has an unreadable header (its tensors are not read)."""
+    from safetensors import safe_open
+
+    if f.endswith(".safetensors") and os.path.isfile(f):
+        try:
+            with safe_open(f, "pt") as st:
+                st.keys()
+        except Exception as e:  # safetensors raises its own SafetensorError
+            raise DataError(f"model weights {f} are not a readable safetensors file ({e})") from None
+
+
 def _detect_format(path: str) -> str:
     """parquet or json, from the path's suffix or, for a folder, from the files in it."""
     names = [path.lower()] if path.lower().endswith((".parquet", *JSON_SUFFIXES)) else \
@@ -57,23 +83,99 @@ def corpus_root(path: str) -> str:
     return data if storage.isfile(storage.join(path, "manifest.json")) and storage.isdir(data) else path
 
 
+def fmt_of(spec: DataSpec) -> str:
+    return _detect_format(corpus_root(spec.path)) if spec.format == "auto" else spec.format
+
+
 def read_corpus(spec: DataSpec, mask_prompt: bool):
-    """The corpus at `spec.path` as a Ray Dataset in file order, with only the columns training reads:
+    """The corpus at `spec.path` as a Ray Dataset in file order, checked to have the columns training reads:
     prompt and output for SFT; text (or else prompt and output, joined) for pretraining."""
     import ray.data
 
     path = corpus_root(spec.path)
-    fmt = _detect_format(path) if spec.format == "auto" else spec.format
-    ds = ray.data.read_parquet(path, file_extensions=["parquet"]) if fmt == "parquet" else \
-        ray.data.read_json(path, lines=True)
-    names = set(ds.schema().names)
+    fmt = fmt_of(spec)
+    def open_():
+        ds = ray.data.read_parquet(path, file_extensions=["parquet"]) if fmt == "parquet" else \
+            ray.data.read_json(path, lines=True)
+        return ds, ds.schema()
+
+    ds, schema = _read_errors(path, fmt, open_)
+    if schema is None:  # every file empty
+        raise DataError(f"corpus {path} holds no rows")
+    names = set(schema.names)
     columns = ["prompt", "output"] if mask_prompt or "text" not in names else ["text"]
     if not names.issuperset(columns):
         need = "prompt and output" if mask_prompt else "text, or prompt and output"
         raise DataError(f"corpus {path} has columns {sorted(names)}; training needs {need}")
-    ds = ds.select_columns(columns)
+    # not select_columns, which fails on a block (a file of a folder) lacking one: its rows are rejected one
+    # by one with their reason. Parquet: other columns are dropped per file (their types may differ between
+    # files); JSON blocks are pandas frames, which join whatever their other columns hold.
+    if fmt == "parquet":
+        ds = ds.map_batches(functools.partial(_project, columns=["prompt", "output"] if mask_prompt else
+                                              ["text", "prompt", "output"]), batch_format="pyarrow", batch_size=None)
     ds.context.execution_options.preserve_order = True  # the packed order must not depend on timing
     return ds
+
+
+def _project(table, columns: list[str]):
+    """The `columns` of an Arrow block, nulls where its file has none."""
+    import pyarrow as pa
+
+    return pa.table({c: table[c] if c in table.column_names else pa.nulls(table.num_rows, pa.string())
+                     for c in columns})
+
+
+def _first_bad_line(path: str) -> str | None:
+    """'<file> line <n>: <what>' for the first JSON-lines file under `path` that is not UTF-8 JSON objects."""
+    import gzip
+    import json
+
+    files = [path] if storage.isfile(path) else [f for f in storage.list_files(path) if f.lower().endswith(
+        JSON_SUFFIXES)]
+    for f in files:
+        data = storage.read_bytes(f)
+        data = gzip.decompress(data) if f.lower().endswith(".gz") else data
+        if data.startswith(b"\xef\xbb\xbf"):
+            return f"{f} line 1: starts with a UTF-8 byte-order mark; save it without one"
+        for n, line in enumerate(data.splitlines(), 1):
+            try:
+                row = json.loads(line.decode("utf-8")) if line.strip() else {}
+            except UnicodeDecodeError as e:
+                return f"{f} line {n}: not UTF-8 ({e.reason} at byte {e.start})"
+            except ValueError as e:
+                return f"{f} line {n}: not JSON ({e})"
+            if not isinstance(row, dict):
+                return f"{f} line {n}: a JSON {type(row).__name__}, not an object"
+    return None
+
+
+def _first_bad_parquet(path: str) -> str | None:
+    """'<file>: <what>' for the first Parquet file under `path` whose footer cannot be read."""
+    import pyarrow.parquet as pq
+
+    files = [path] if storage.isfile(path) else [f for f in storage.list_files(path) if f.endswith(".parquet")]
+    for f in files:
+        fs, inner = storage.filesystem(f)
+        try:
+            pq.read_metadata(inner, filesystem=fs)
+        except (OSError, ValueError) as e:  # ArrowInvalid is a ValueError
+            return f"{f}: not a readable Parquet file ({str(e).splitlines()[0]})"
+    return None
+
+
+def _read_errors(path: str, fmt: str, fn):
+    """fn(), with a file Ray cannot read (JSON lines: not UTF-8, not JSON; Parquet: no footer) reported as one
+    line naming it."""
+    import pyarrow as pa
+    import ray.exceptions
+
+    try:
+        return fn()
+    except (ray.exceptions.RayTaskError, pa.ArrowInvalid):
+        bad = _first_bad_line(path) if fmt == "json" else _first_bad_parquet(path)
+        if bad is None:
+            raise
+        raise DataError(f"corpus {bad}") from None
 
 
 def _samples(batch: dict, i: int, tok, seq_len: int, mask_prompt: bool) -> list[Sample]:
@@ -88,7 +190,9 @@ def _samples(batch: dict, i: int, tok, seq_len: int, mask_prompt: bool) -> list[
 
     if mask_prompt:
         return [pair_sample(tok, field_("prompt"), field_("output"), seq_len)]
-    if "text" in batch:
+    text = batch["text"][i] if "text" in batch else None
+    prompt = batch["prompt"][i] if "prompt" in batch else None
+    if isinstance(text, str) and text or not isinstance(prompt, str):  # else a {prompt, output} row among text rows
         return text_samples(tok, field_("text"), seq_len)
     return text_samples(tok, field_("prompt") + field_("output"), seq_len)  # SFT pairs as plain text
 
@@ -115,13 +219,19 @@ def pack_batch(batch: dict, *, tokenizer: str, seq_len: int, packing: bool, mask
 
 def prepare_dataset(spec: DataSpec, tokenizer: str, *, mask_prompt: bool, seed: int = 0):
     """(materialized Dataset of packed rows with DATA_COLUMNS, a summary of the data, rejected reasons)."""
+    try:  # here, not first in a Ray task (a traceback of many lines)
+        load_tokenizer(tokenizer)
+    except (OSError, ValueError) as e:
+        if isinstance(e, DataError):
+            raise
+        raise DataError(f"cannot load the tokenizer of model {tokenizer}: {str(e).splitlines()[0]}") from None
     ds = read_corpus(spec, mask_prompt).map_batches(
         pack_batch, batch_size=spec.pack_window, batch_format="numpy",
         fn_kwargs={"tokenizer": tokenizer, "seq_len": spec.seq_len, "packing": spec.packing,
                    "mask_prompt": mask_prompt})
     if spec.shuffle:
         ds = ds.random_shuffle(seed=seed)
-    ds = ds.materialize()
+    ds = _read_errors(corpus_root(spec.path), fmt_of(spec), ds.materialize)
     counts = dict.fromkeys(["n_samples", "n_tokens", "n_truncated"], 0)  # a rejected input's row holds zeros
     rows, rejects = 0, []
     for b in ds.select_columns([*counts, "reject"]).iter_batches(batch_size=4096, batch_format="numpy"):

@@ -29,6 +29,8 @@ def merge_lora(adapter_dir: str, out_dir: str, base_dir: str | None = None, dtyp
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from knowcoder_ray.train.dataset import check_model_folder, check_safetensors
+
     recorded = adapter_base(adapter_dir)
     if recorded is None:
         raise ValueError(f"{adapter_dir} is not a PEFT adapter folder (no adapter_config.json)")
@@ -36,9 +38,14 @@ def merge_lora(adapter_dir: str, out_dir: str, base_dir: str | None = None, dtyp
     if not any(storage.isfile(storage.join(adapter_dir, f)) for f in weights):
         raise ValueError(f"{adapter_dir} holds no adapter weights (adapter_model.safetensors or adapter_model.bin)")
     base_local, adapter_local = storage.local_copy(base_dir or recorded), storage.local_copy(adapter_dir)
+    check_model_folder(base_local)  # no weights, or a damaged file: one line, not a traceback
+    check_safetensors(str(Path(adapter_local, weights[0])))
     torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
     model = AutoModelForCausalLM.from_pretrained(base_local, dtype=torch_dtype)
-    merged = PeftModel.from_pretrained(model, adapter_local).merge_and_unload()
+    try:
+        merged = PeftModel.from_pretrained(model, adapter_local).merge_and_unload()
+    except KeyError as e:  # peft's table of adapter kinds
+        raise ValueError(f"{adapter_dir}/adapter_config.json names an unknown peft_type {e}") from None
     tok_dir = adapter_local if Path(adapter_local, "tokenizer_config.json").exists() else base_local
     with storage.output_folder(out_dir) as target:
         merged.save_pretrained(target)

@@ -66,10 +66,12 @@ def train(cfg: TrainConfig, step_hooks: Sequence[Callable] = ()) -> TrainResult:
     import ray
     import ray.train
 
-    from knowcoder_ray.train.dataset import OrderedSplit, prepare_dataset
+    from knowcoder_ray.train.dataset import OrderedSplit, check_model_folder, fmt_of, prepare_dataset
     from knowcoder_ray.train.loop import EXPORT_DIR, step_counts, train_loop
 
     start = time.perf_counter()
+    fmt_of(cfg.data)  # a corpus without data files is named first
+    check_model_folder(cfg.model)
     packed, summary, rejects = prepare_dataset(cfg.data, cfg.model, mask_prompt=cfg.phase == "sft", seed=cfg.seed)
     rows_per_worker = summary["rows"] // cfg.num_workers
     _, total_steps = step_counts(cfg, rows_per_worker)  # fail early, before workers start, if the data is too small

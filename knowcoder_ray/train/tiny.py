@@ -80,16 +80,16 @@ def corpus_texts(path: str) -> list[str]:
     from knowcoder_ray.train.dataset import _detect_format, corpus_root
 
     root = corpus_root(str(path))
-    try:
+    try:  # to_pylist decodes the strings: a file not UTF-8 fails there
         table = pads.dataset(root, format="parquet" if _detect_format(root) == "parquet" else "json").to_table()
-    except pa.ArrowInvalid as e:  # an empty or malformed file
+        cols = set(table.column_names)
+        if "text" in cols:
+            texts = table.column("text").to_pylist()
+        elif {"prompt", "output"} <= cols:
+            texts = [(p or "") + (o or "") for p, o in zip(table.column("prompt").to_pylist(),
+                                                            table.column("output").to_pylist())]
+        else:
+            raise ValueError(f"{path} has columns {sorted(cols)}; expected 'text' or 'prompt' and 'output'")
+    except (pa.ArrowInvalid, UnicodeDecodeError) as e:  # an empty or malformed file, or one not UTF-8
         raise ValueError(f"{path} is not a readable Parquet or JSON-lines corpus ({str(e).splitlines()[0]})") from None
-    cols = set(table.column_names)
-    if "text" in cols:
-        texts = table.column("text").to_pylist()
-    elif {"prompt", "output"} <= cols:
-        texts = [(p or "") + (o or "") for p, o in zip(table.column("prompt").to_pylist(),
-                                                        table.column("output").to_pylist())]
-    else:
-        raise ValueError(f"{path} has columns {sorted(cols)}; expected 'text' or 'prompt' and 'output'")
     return [t for t in texts if isinstance(t, str) and t]

@@ -227,3 +227,42 @@ def test_schema_build_settings_are_checked_before_ray_starts(tmp_path, capsys):
     assert main(["schema", "build", str(tmp_path / "dump.json"), "--out", str(tmp_path / "o"),
                  "--min-role-support", "1.5"]) == 2
     assert capsys.readouterr().err == "knowcoder schema: min_role_support: Input should be less than or equal to 1\n"
+
+
+def test_merge_damaged_adapter_or_base_is_one_line(tmp_path, capsys):
+    """before: a SafetensorError or KeyError traceback, exit status 1."""
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    from knowcoder_ray.train.tiny import make_tiny_model
+
+    base = make_tiny_model(tmp_path / "base", ["class Person(Entity): pass"] * 20, seed=0)
+    capsys.readouterr()  # its progress bar
+    (tmp_path / "no-weights").mkdir()
+    (tmp_path / "no-weights/config.json").write_text("{}")
+    cases = [("corrupt", base, "LORA", b"garbage",
+              "knowcoder merge: model weights {t}/corrupt/adapter_model.safetensors are not a readable safetensors"),
+             ("bare-base", tmp_path / "no-weights", "LORA", None,
+              "knowcoder merge: model {t}/no-weights holds no weights (*.safetensors or *.bin)"),
+             ("kind", base, "NOPE", None, "knowcoder merge: {t}/kind/adapter_config.json names an unknown peft_type")]
+    for name, base_dir, kind, weights, message in cases:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "adapter_config.json").write_text(json.dumps(
+            {"base_model_name_or_path": str(base_dir), "peft_type": kind, "r": 4, "target_modules": ["q_proj"]}))
+        if weights is None:
+            save_file({"x": torch.zeros(1)}, tmp_path / name / "adapter_model.safetensors")
+        else:
+            (tmp_path / name / "adapter_model.safetensors").write_bytes(weights)
+        assert main(["merge", "--adapter", str(tmp_path / name), "--out", str(tmp_path / "m")]) == 2, name
+        err = capsys.readouterr().err  # after the base model's loading bar ("\r" lines) where it was loaded
+        assert err.splitlines()[-1].startswith(message.format(t=tmp_path)) and "Traceback" not in err, err
+
+
+def test_model_tiny_names_a_corpus_that_is_not_utf8(tmp_path, capsys):
+    corpus = tmp_path / "latin1.jsonl"  # before: "'utf-8' codec can't decode byte 0xe9 ...", no file named
+    corpus.write_bytes(b'{"text": "ok"}\n{"text": "caf\xe9"}\n')
+    assert main(["model", "tiny", "--out", str(tmp_path / "m"), "--corpus", str(corpus)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"knowcoder model tiny: {corpus} is not a readable Parquet or JSON-lines corpus"), err
