@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -106,10 +107,16 @@ def load_plans(cfg: EvalConfig, count) -> tuple[dict[str, tuple[list[Record], Sc
         if not records:  # (else a Ray pipeline over nothing: "wrote no predictions.jsonl", a traceback)
             first = f"; line {bad[0].line}: {bad[0].reason}" if bad else ""
             raise UsageError(f"dataset {name!r}: no records to evaluate ({len(bad)} malformed{first})")
+        if bad:  # (else only metrics.json's malformed_inputs tells that lines were set aside)
+            print(f"dataset {name!r}: {len(bad)} malformed input line(s) set aside, not evaluated (first: line "
+                  f"{bad[0].line}: {bad[0].reason}); all are listed in metrics.json", file=sys.stderr)
         shots = few_shot_records(name, cfg.data_dir, cfg.few_shot, cfg.split, cfg.class_names) if cfg.few_shot else []
         data[name] = (records[:cfg.limit], library, bad)
         # the plans: NER and RE run apart; ED+EAE run as two-stage events
         tasks = benchmark_tasks(cfg, name)
+        if not tasks:  # a records file (benchmarks are checked by EvalConfig): else a run that scores nothing
+            raise UsageError(f"dataset {name!r} annotates none of the tasks {cfg.tasks} (it has "
+                             f"{', '.join(get_benchmark(name).tasks) or 'no annotations'})")
         events = ["ee"] if "eae" in tasks else ["ed"] if "ed" in tasks else []
         # as_written: scored as the model wrote them, repeats and hallucinations included
         plans[name] = [TaskPlan(f"{name}:{t}", t, library, budget=cfg.shard_tokens, count=count, shots=shots,

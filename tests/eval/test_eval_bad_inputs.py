@@ -1,0 +1,126 @@
+"""Bad inputs at the evaluation front door: a `records:` file's bad rows set aside with a reason (and said on
+stderr), `knowcoder score` rows whose records hold non-strings or whose dataset's sentences lack gold, and
+`knowcoder report` on a summary.json or metrics.json that is cut short, hand-edited or empty: one line, exit 2."""
+import importlib
+import json
+
+import pytest
+
+from knowcoder_ray.cli import main
+from knowcoder_ray.data.benchmarks import get_benchmark, load_benchmark
+
+GOOD = {"id": "a", "text": "Ann lives in Rome", "entities": [{"text": "Ann", "type": "Person", "start": 0, "end": 3}]}
+BAD_ROWS = [  # (row, the reason it is set aside); before, every one was evaluated (or crashed the schema)
+    ({"text": "no id"}, "'id' must be a non-empty string or an integer, got None"),
+    ({"id": ["x"], "text": "list id"}, "'id' must be a non-empty string or an integer, got ['x']"),
+    ({**GOOD, "text": "Ann again"}, "duplicate id 'a' (first on line 1)"),
+    ({"id": "b", "text": "Short", "entities": [{"text": "Zed", "type": "Person", "start": 50, "end": 53}]},
+     "entity 'Zed': offsets 50:53 do not select it in the text"),
+    ({"id": "c", "text": "   "}, "'text' must be a non-empty string, got '   '"),
+    ({"id": "d", "text": None}, "'text' must be a non-empty string, got None"),
+    # before: TypeError: unhashable type: 'list' from the schema of the records (a traceback)
+    ({"id": "e", "text": "y", "entities": [{"text": "y", "type": ["A"]}]},
+     "entity: text and type must be non-empty strings, got 'y' (['A'])"),
+    ({"id": "f", "text": "y", "entities": {"text": "y"}}, "'entities' must be a list of objects"),
+    ({"id": "g", "text": "ev", "events": [{"type": "E", "trigger": "ev", "arguments": [{"role": 1, "text": "ev"}]}]},
+     "event 'E': an argument role must be a non-empty string, got 1"),
+]
+
+
+def test_records_file_sets_aside_each_bad_row_with_its_reason(tmp_path):
+    p = tmp_path / "recs.jsonl"
+    p.write_text("".join(json.dumps(r) + "\n" for r in [GOOD, *(row for row, _ in BAD_ROWS)]))
+    bad = []
+    records, schema = load_benchmark(f"records:{p}", tmp_path, bad=bad)
+    assert [r.id for r in records] == ["a"] and schema.names() == ["Person"]
+    assert [(b.line, b.reason) for b in bad] == [(n, f"ValueError: {why}") for n, (_, why) in enumerate(BAD_ROWS, 2)]
+    assert get_benchmark(f"records:{p}").tasks == ("ner",)
+
+
+def test_eval_says_on_stderr_that_lines_were_set_aside_and_names_a_file_without_the_tasks(tmp_path, capsys,
+                                                                                          monkeypatch):
+    monkeypatch.setattr(importlib.import_module("knowcoder_ray.connect"), "connect", lambda *a, **k: None)
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model/config.json").write_text('{"max_position_embeddings": 4096}')
+    p = tmp_path / "recs.jsonl"
+    p.write_text(json.dumps(GOOD) + "\n" + json.dumps(BAD_ROWS[0][0]) + "\n")
+    # before: a run over no task plans, every metric absent, exit 0
+    argv = ["eval", "--checkpoint", f"{tmp_path}/model", "--dataset", f"records:{p}", "--output-dir",
+            f"{tmp_path}/run", "--set", "tasks=[re]"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"dataset 'records:{p}': 1 malformed input line(s) set aside, not evaluated (first: line 2: "
+                   "ValueError: 'id' must be a non-empty string or an integer, got None); all are listed in "
+                   "metrics.json",
+                   f"knowcoder eval: dataset 'records:{p}' annotates none of the tasks ['re'] (it has ner)"]
+
+
+def _eval_row(dataset, gold_entities, pred_entities, text="Ann met Bob"):
+    rec = {"id": "1", "text": text}
+    return {"dataset": dataset, "gold": {**rec, "entities": gold_entities},
+            "prediction": {**rec, "entities": pred_entities}}
+
+
+def test_score_counts_the_false_positives_of_a_sentence_without_gold(tmp_path, capsys):
+    """The tasks of a dataset that is not a known benchmark were taken from each row's own gold: a sentence
+    with no gold was not scored at all, and its predictions' false positives vanished (precision 100)."""
+    ann = [{"text": "Ann", "type": "Person"}]
+    p = tmp_path / "preds.jsonl"
+    p.write_text(json.dumps(_eval_row("records:x", ann, ann)) + "\n"
+                 + json.dumps(_eval_row("records:x", [], [{"text": "Bob", "type": "Person"}])) + "\n")
+    assert main(["score", str(p), "--json"]) == 0
+    ei = json.loads(capsys.readouterr().out)["scores"]["all"]["EI"]["overall"]
+    assert (ei["tp"], ei["pred"], ei["gold"]) == (1, 2, 1)
+    # a dataset whose gold annotates nothing at all: its tasks are unknown (before: its rows were dropped)
+    p.write_text(json.dumps(_eval_row("zzz", [], [{"text": "Bob", "type": "Person"}])) + "\n")
+    assert main(["score", str(p)]) == 2
+    assert capsys.readouterr().err == (f"knowcoder score: {p}: dataset 'zzz' is not a known benchmark and its "
+                                       "gold annotates nothing, so its tasks are unknown\n")
+
+
+@pytest.mark.parametrize("gold, pred, message", [
+    ([{"text": 5, "type": "Person"}], [], "gold: every type, role and mention text must be a string, got 5"),
+    ([], [{"text": None, "type": "Person"}], "prediction: every type, role and mention text must be a string, "
+                                             "got None"),
+    ([{"text": "Ann", "type": "Person"}], [{"text": "Ann", "type": ["Person"]}],
+     "prediction: every type, role and mention text must be a string, got ['Person']"),
+])
+def test_score_names_a_record_with_non_string_fields(tmp_path, capsys, gold, pred, message):
+    """Before: TypeError: unhashable type: 'list' from the metrics, a traceback."""
+    p = tmp_path / "preds.jsonl"
+    p.write_text(json.dumps(_eval_row("conll04", gold, pred)) + "\n")
+    assert main(["score", str(p)]) == 2
+    assert capsys.readouterr().err == f"knowcoder score: {p}:1: {message}\n"
+
+
+METRICS = {"mode": "official", "summary": {"EI": 50.0},
+           "modes": {"official": {"summary": {"EI": 50.0}, "overall": {"EI": {"overall": {"f1": 0.5}}}}},
+           "datasets": {"d": {"records": 2, "metrics": {}, "modes": {
+               "official": {"metrics": {"EI": {"overall": {"p": 0.5, "r": 0.5, "f1": 0.5}}}}}}},
+           "parse": {k: 0 for k in ("prompts", "outputs_with_errors", "errors", "hallucinated", "truncated")}}
+SUMMARY = {"split": "test", "datasets": ["d"], "checkpoints": [{"checkpoint": "ck", "metrics": "ck/metrics.json"}]}
+
+
+@pytest.mark.parametrize("summary, metrics, message", [
+    (SUMMARY, METRICS, None),
+    ({**SUMMARY, "checkpoints": []}, METRICS, "{t}/summary.json: lists no checkpoints: nothing to report"),
+    ("{", METRICS, "{t}/summary.json: not JSON (Expecting property name enclosed in double quotes: line 1 "
+                   "column 2 (char 1))"),
+    ({"split": "test"}, METRICS, "{t}/summary.json: not a summary of `knowcoder eval` (a 'checkpoints' list of "
+                                 "objects with 'checkpoint' and 'metrics')"),
+    ([], METRICS, "{t}/summary.json: not a summary of `knowcoder eval` (a 'checkpoints' list of objects with "
+                  "'checkpoint' and 'metrics')"),
+    (SUMMARY, {"mode": "official"}, "{t}: the metrics of its checkpoints are incomplete or disagree (KeyError: "
+                                    "'modes'); rerun `knowcoder eval`"),
+    (SUMMARY, "", "{t}/ck/metrics.json: not JSON (Expecting value: line 1 column 1 (char 0))"),
+])
+def test_report_names_a_summary_or_metrics_file_it_cannot_use(tmp_path, capsys, summary, metrics, message):
+    """Before: a JSONDecodeError, KeyError, IndexError or TypeError traceback for each bad file."""
+    (tmp_path / "ck").mkdir()
+    (tmp_path / "summary.json").write_text(summary if isinstance(summary, str) else json.dumps(summary))
+    (tmp_path / "ck/metrics.json").write_text(metrics if isinstance(metrics, str) else json.dumps(metrics))
+    if message is None:
+        assert main(["report", str(tmp_path)]) == 0 and (tmp_path / "report.html").is_file()
+        return
+    assert main(["report", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"knowcoder report: {message.format(t=tmp_path)}\n"
