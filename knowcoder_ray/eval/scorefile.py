@@ -113,6 +113,7 @@ def read_rows(path: str | Path) -> Groups:
     """Gold and predicted records of one file, grouped by (task, source)."""
     rows: Groups = {}
     evaluation: Groups = {}  # dataset -> evaluation rows, scored on the tasks of the whole dataset
+    seen: dict[tuple[str, str], int] = {}  # (dataset, id) -> line
     for n, where, d in _objects(path):
         if "task" in d:
             task = d["task"]
@@ -125,7 +126,11 @@ def read_rows(path: str | Path) -> Groups:
             _add(rows, (task, source), _items_record(str(n), task, sentence, d.get("gold"), source, where + " gold"),
                      _items_record(str(n), task, sentence, d.get("pred"), source, where + " pred"))
         elif "prediction" in d and "gold" in d:
-            _add(evaluation, *_evaluation_row(d, n, where))
+            dataset, gold, pred = _evaluation_row(d, n, where)
+            if (key := (dataset, str(d.get("id")))) in seen and "id" in d:  # (else scored twice: files joined)
+                raise ScoreFileError(f"{where}: dataset {dataset!r} id {key[1]!r} repeats line {seen[key]}")
+            seen[key] = n
+            _add(evaluation, dataset, gold, pred)
         else:
             raise ScoreFileError(f"{where}: expected 'task'/'sentence'/'gold'/'pred' or an evaluation row "
                                  "with 'prediction' and 'gold'")

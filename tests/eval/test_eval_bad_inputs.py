@@ -55,9 +55,9 @@ def test_eval_says_on_stderr_that_lines_were_set_aside_and_names_a_file_without_
                    f"knowcoder eval: dataset 'records:{p}' annotates none of the tasks ['re'] (it has ner)"]
 
 
-def _eval_row(dataset, gold_entities, pred_entities, text="Ann met Bob"):
-    rec = {"id": "1", "text": text}
-    return {"dataset": dataset, "gold": {**rec, "entities": gold_entities},
+def _eval_row(dataset, gold_entities, pred_entities, text="Ann met Bob", id="1"):
+    rec = {"id": id, "text": text}
+    return {"dataset": dataset, "id": id, "gold": {**rec, "entities": gold_entities},
             "prediction": {**rec, "entities": pred_entities}}
 
 
@@ -67,7 +67,7 @@ def test_score_counts_the_false_positives_of_a_sentence_without_gold(tmp_path, c
     ann = [{"text": "Ann", "type": "Person"}]
     p = tmp_path / "preds.jsonl"
     p.write_text(json.dumps(_eval_row("records:x", ann, ann)) + "\n"
-                 + json.dumps(_eval_row("records:x", [], [{"text": "Bob", "type": "Person"}])) + "\n")
+                 + json.dumps(_eval_row("records:x", [], [{"text": "Bob", "type": "Person"}], id="2")) + "\n")
     assert main(["score", str(p), "--json"]) == 0
     ei = json.loads(capsys.readouterr().out)["scores"]["all"]["EI"]["overall"]
     assert (ei["tp"], ei["pred"], ei["gold"]) == (1, 2, 1)
@@ -124,3 +124,16 @@ def test_report_names_a_summary_or_metrics_file_it_cannot_use(tmp_path, capsys, 
         return
     assert main(["report", str(tmp_path)]) == 2
     assert capsys.readouterr().err == f"knowcoder report: {message.format(t=tmp_path)}\n"
+
+
+def test_score_names_an_evaluation_row_whose_id_repeats(tmp_path, capsys):
+    """Before: a predictions.jsonl joined twice (`cat run/a/predictions.jsonl run/a/predictions.jsonl`) was
+    scored with every sentence counted twice, without a word."""
+    ann = [{"text": "Ann", "type": "Human"}]
+    line = json.dumps(_eval_row("conll04", ann, ann)) + "\n"
+    p = tmp_path / "preds.jsonl"
+    p.write_text(line + json.dumps(_eval_row("conll04", ann, [], id="2")) + "\n" + line)
+    assert main(["score", str(p)]) == 2
+    assert capsys.readouterr().err == f"knowcoder score: {p}:3: dataset 'conll04' id '1' repeats line 1\n"
+    p.write_text(line + json.dumps(_eval_row("crossner_ai", ann, ann)) + "\n")  # the same id in another dataset
+    assert main(["score", str(p)]) == 0
