@@ -137,3 +137,16 @@ def test_score_names_an_evaluation_row_whose_id_repeats(tmp_path, capsys):
     assert capsys.readouterr().err == f"knowcoder score: {p}:3: dataset 'conll04' id '1' repeats line 1\n"
     p.write_text(line + json.dumps(_eval_row("crossner_ai", ann, ann)) + "\n")  # the same id in another dataset
     assert main(["score", str(p)]) == 0
+
+
+def test_score_filters_a_records_dataset_by_the_schema_of_its_file(tmp_path, capsys):
+    """evaluate's filter_outlier checks a records: dataset's predictions against the file's schema; `knowcoder
+    score` on the same predictions.jsonl had no schema for it and kept the out-of-schema types (pred 2, not 1)."""
+    recs = tmp_path / "recs.jsonl"
+    recs.write_text(json.dumps(GOOD) + "\n")
+    p = tmp_path / "preds.jsonl"
+    p.write_text(json.dumps(_eval_row(f"records:{recs}", [{"text": "Ann", "type": "Person"}],
+                                      [{"text": "Ann", "type": "Person"}, {"text": "Bob", "type": "Location"}])) + "\n")
+    assert main(["score", str(p), "--filter-outlier", "--json"]) == 0
+    ec = json.loads(capsys.readouterr().out)["scores"]["all"]["EC"]["overall"]
+    assert (ec["tp"], ec["pred"], ec["gold"]) == (1, 1, 1)
