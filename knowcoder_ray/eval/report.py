@@ -111,5 +111,7 @@ def build_report(run_dir: str | Path) -> str:
 
 def write_report(run_dir: str | Path, out: str | Path | None = None) -> str:
     path = str(out) if out else storage.join(run_dir, "report.html")
+    if storage.isdir(path):  # (else "Is a directory" naming the temporary file beside it)
+        raise UsageError(f"{path} is a folder: give the report's file path")
     storage.write_text(path, build_report(run_dir))
     return path

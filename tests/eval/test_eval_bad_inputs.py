@@ -150,3 +150,12 @@ def test_score_filters_a_records_dataset_by_the_schema_of_its_file(tmp_path, cap
     assert main(["score", str(p), "--filter-outlier", "--json"]) == 0
     ec = json.loads(capsys.readouterr().out)["scores"]["all"]["EC"]["overall"]
     assert (ec["tp"], ec["pred"], ec["gold"]) == (1, 1, 1)
+
+
+def test_report_names_an_out_path_that_is_a_folder(tmp_path, capsys):
+    """Before: "Is a directory: <folder>/../.<name>.tmp-1a2b3c4d", a temporary file the user never named."""
+    (tmp_path / "ck").mkdir()
+    (tmp_path / "summary.json").write_text(json.dumps(SUMMARY))
+    (tmp_path / "ck/metrics.json").write_text(json.dumps(METRICS))
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "ck")]) == 2
+    assert capsys.readouterr().err == f"knowcoder report: {tmp_path}/ck is a folder: give the report's file path\n"
