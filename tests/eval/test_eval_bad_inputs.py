@@ -3,6 +3,7 @@ stderr), `knowcoder score` rows whose records hold non-strings or whose dataset'
 `knowcoder report` on a summary.json or metrics.json that is cut short, hand-edited or empty: one line, exit 2."""
 import importlib
 import json
+import shutil
 
 import pytest
 
@@ -159,3 +160,42 @@ def test_report_names_an_out_path_that_is_a_folder(tmp_path, capsys):
     (tmp_path / "ck/metrics.json").write_text(json.dumps(METRICS))
     assert main(["report", str(tmp_path), "--out", str(tmp_path / "ck")]) == 2
     assert capsys.readouterr().err == f"knowcoder report: {tmp_path}/ck is a folder: give the report's file path\n"
+
+
+def test_records_file_end_to_end_bad_rows_accounted_and_score_equals_metrics(ray_cluster, tmp_path, data_dir,
+                                                                             capsys):
+    """A records file with bad rows through the whole Ray pipeline (an oracle engine that answers every prompt
+    alike, one type out of the schema): the bad rows are listed in metrics.json, every good row has its
+    predictions line, and `knowcoder score --filter-outlier` of predictions.jsonl equals metrics.json."""
+    from knowcoder_ray.codec.render import render_output
+    from knowcoder_ray.eval.evaluate import EvalConfig, evaluate
+    from knowcoder_ray.records import EntityMention, Record
+
+    from engine_helpers import cached_engine_test_model
+
+    rows = [{"id": str(i), "text": f"Ann {i} met Bob", "entities": [{"text": "Ann", "type": "Musician", "start": 0,
+                                                                       "end": 3}, {"text": "Bob", "type": "City"}]}
+            for i in range(5)]
+    rows.insert(2, {"id": "1", "text": "again"})
+    rows.insert(4, {"id": "9", "text": "Ann", "entities": [{"text": "Ann", "type": "Musician", "start": 5, "end": 8}]})
+    recs = tmp_path / "recs.jsonl"
+    recs.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    model = tmp_path / "oracle"
+    shutil.copytree(cached_engine_test_model(tmp_path.parent, data_dir), model)
+    out = render_output("ner", Record("x", "x", [EntityMention("Ann", "Musician"), EntityMention("Bob", "Robot")]))
+    (model / "oracle.json").write_text(json.dumps({"answers": {}, "default": out}))
+    cfg = EvalConfig(checkpoints=[str(model)], datasets=[f"records:{recs}"], limit=100,
+                     engine="engine_helpers:OracleEngine", report=False, output_dir=str(tmp_path / "run"))
+    evaluate(cfg)
+    metrics = json.loads((tmp_path / "run/oracle/metrics.json").read_text())
+    d = metrics["datasets"][f"records:{recs}"]
+    assert d["records"] == 5 and [b["line"] for b in d["malformed_inputs"]] == [3, 5]
+    lines = (tmp_path / "run/oracle/predictions.jsonl").read_text().splitlines()
+    assert [json.loads(x)["id"] for x in lines] == ["0", "1", "2", "3", "4"]
+    capsys.readouterr()
+    assert main(["score", str(tmp_path / "run/oracle/predictions.jsonl"), "--filter-outlier", "--json"]) == 0
+    scored = json.loads(capsys.readouterr().out)["scores"]["all"]
+    ec = d["modes"]["official"]["metrics"]["EC"]["overall"]
+    assert (ec["tp"], ec["pred"], ec["gold"]) == (5, 5, 10)  # Robot("Bob") is out of the schema: filtered
+    assert {m: s["overall"] for m, s in scored.items()} == {
+        m: s["overall"] for m, s in d["modes"]["official"]["metrics"].items()}
