@@ -71,6 +71,14 @@ class EvalConfig(Section):
             if self.tasks is not None and not set(self.tasks) & set(benchmark.tasks):
                 raise ValueError(f"benchmark {name!r} has none of the tasks {self.tasks} (it has "
                                  f"{', '.join(benchmark.tasks)})")
+            if self.few_shot and not {"train", "dev"} & (set(benchmark.splits) - {self.split}):
+                raise ValueError(f"few_shot: benchmark {name!r} has no train or dev split (other than the evaluated "
+                                 f"one) to take examples from (it has {', '.join(benchmark.splits)})")
+        if self.few_shot and (records := [n for n in self.datasets if n.startswith("records:")]):
+            raise ValueError(f"few_shot: a records file has no train or dev split to take examples from: {records[0]}")
+        if self.labels is not None and (len(self.labels) != len(self.checkpoints)
+                                        or len(set(self.labels)) != len(self.labels)):
+            raise ValueError(f"labels must name each of the {len(self.checkpoints)} checkpoint(s) once")
         return self
 
     def checkpoint_labels(self) -> list[str]:

@@ -199,3 +199,19 @@ def test_records_file_end_to_end_bad_rows_accounted_and_score_equals_metrics(ray
     assert (ec["tp"], ec["pred"], ec["gold"]) == (5, 5, 10)  # Robot("Bob") is out of the schema: filtered
     assert {m: s["overall"] for m, s in scored.items()} == {
         m: s["overall"] for m, s in d["modes"]["official"]["metrics"].items()}
+
+
+@pytest.mark.parametrize("flags, message", [
+    # before: ValueError tracebacks, after the model had been checked (few_shot from load_plans, labels at the run)
+    (["--dataset", "records:{t}/recs.jsonl", "--few-shot", "2"],
+     "few_shot: a records file has no train or dev split to take examples from: records:{t}/recs.jsonl"),
+    (["--dataset", "phee", "--split", "dev", "--few-shot", "1"],
+     "few_shot: benchmark 'phee' has no train or dev split (other than the evaluated one) to take examples from "
+     "(it has dev, test)"),
+    (["--dataset", "conll04", "--set", "labels=[a,b]"], "labels must name each of the 1 checkpoint(s) once"),
+])
+def test_eval_config_names_few_shot_without_a_split_and_labels_that_do_not_fit(tmp_path, capsys, flags, message):
+    (tmp_path / "recs.jsonl").write_text(json.dumps(GOOD) + "\n")
+    argv = ["eval", "--checkpoint", f"{tmp_path}/model", "--output-dir", f"{tmp_path}/run", *flags]
+    assert main([a.format(t=tmp_path) for a in argv]) == 2
+    assert capsys.readouterr().err == f"knowcoder eval: {message.format(t=tmp_path)}\n"
