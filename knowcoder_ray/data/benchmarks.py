@@ -314,6 +314,8 @@ def checked_record(lineno: int, d: object, seen: dict[str, int]) -> Record:
         raise ValueError(f"'id' must be a non-empty string or an integer, got {d.get('id')!r}")
     if not isinstance(d.get("text"), str) or not d["text"].strip():
         raise ValueError(f"'text' must be a non-empty string, got {d.get('text')!r}")
+    if not isinstance(d.get("source") or "", str):
+        raise ValueError(f"'source' must be a string, got {d['source']!r}")
     for key in ("entities", "relations", "events"):
         if not isinstance(d.get(key) or [], list) or not all(isinstance(x, dict) for x in d.get(key) or []):
             raise ValueError(f"'{key}' must be a list of objects")

@@ -23,6 +23,7 @@ BAD_ROWS = [  # (row, the reason it is set aside); before, every one was evaluat
     ({"id": "e", "text": "y", "entities": [{"text": "y", "type": ["A"]}]},
      "entity: text and type must be non-empty strings, got 'y' (['A'])"),
     ({"id": "f", "text": "y", "entities": {"text": "y"}}, "'entities' must be a list of objects"),
+    ({"id": "h", "text": "y", "source": ["s"]}, "'source' must be a string, got ['s']"),
     ({"id": "g", "text": "ev", "events": [{"type": "E", "trigger": "ev", "arguments": [{"role": 1, "text": "ev"}]}]},
      "event 'E': an argument role must be a non-empty string, got 1"),
 ]
