@@ -295,6 +295,50 @@ def schema_of_records(records: Iterable[Record]) -> SchemaLibrary:
     ])
 
 
+def _check_mention(text: object, typ: object, start: object, end: object, sentence: str, what: str) -> None:
+    """A mention's text and type are non-empty strings; its offsets, when given, select its text in `sentence`."""
+    if not isinstance(text, str) or not text.strip() or not isinstance(typ, str) or not typ:
+        raise ValueError(f"{what}: text and type must be non-empty strings, got {text!r} ({typ!r})")
+    if (start, end) != (None, None) and not (type(start) is type(end) is int and 0 <= start < end <= len(sentence)
+                                             and sentence[start:end] == text):
+        raise ValueError(f"{what} {text!r}: offsets {start!r}:{end!r} do not select it in the text")
+
+
+def checked_record(lineno: int, d: object, seen: dict[str, int]) -> Record:
+    """One line of a `records:` file as a Record, after checking what `Record.from_dict` takes on trust:
+    a string or integer id not seen before (`seen`: id -> line), a non-empty text, string types and
+    mention offsets within the text. A ValueError (the line is set aside) names what is wrong."""
+    if not isinstance(d, dict):
+        raise ValueError(f"expected a JSON object, got {type(d).__name__}")
+    if not isinstance(d.get("id"), (str, int)) or isinstance(d["id"], bool) or str(d["id"]) == "":
+        raise ValueError(f"'id' must be a non-empty string or an integer, got {d.get('id')!r}")
+    if not isinstance(d.get("text"), str) or not d["text"].strip():
+        raise ValueError(f"'text' must be a non-empty string, got {d.get('text')!r}")
+    if not isinstance(d.get("source") or "", str):
+        raise ValueError(f"'source' must be a string, got {d['source']!r}")
+    for key in ("entities", "relations", "events"):
+        if not isinstance(d.get(key) or [], list) or not all(isinstance(x, dict) for x in d.get(key) or []):
+            raise ValueError(f"'{key}' must be a list of objects")
+    r = Record.from_dict(d)
+    for m in r.entities:
+        _check_mention(m.text, m.type, m.start, m.end, r.text, "entity")
+    for rel in r.relations:
+        for end, m in (("head", rel.head), ("tail", rel.tail)):
+            _check_mention(m.text, m.type, m.start, m.end, r.text, f"relation {rel.type!r} {end}")
+        if not isinstance(rel.type, str) or not rel.type:
+            raise ValueError(f"a relation type must be a non-empty string, got {rel.type!r}")
+    for e in r.events:
+        _check_mention(e.trigger, e.type, e.start, e.end, r.text, "event trigger")
+        for a in e.arguments:
+            if not isinstance(a.role, str) or not a.role:
+                raise ValueError(f"event {e.type!r}: an argument role must be a non-empty string, got {a.role!r}")
+            _check_mention(a.text, a.type, a.start, a.end, r.text, f"event {e.type!r} argument")
+    if r.id in seen:
+        raise ValueError(f"duplicate id {r.id!r} (first on line {seen[r.id]})")
+    seen[r.id] = lineno
+    return r
+
+
 def get_benchmark(name: str) -> Benchmark:
     """A registered benchmark by name, or `records:<path>`: a JSON-lines file of unified records
     (`Record.to_dict`) whose tasks are those the records annotate and whose schema is the one they use
@@ -309,7 +353,8 @@ def get_benchmark(name: str) -> Benchmark:
 
     # the file is parsed once: its records give the tasks and the schema, and every read replays them
     malformed: list[readers.Malformed] = []
-    records = list(readers.parse_json_lines(path, lambda _lineno, d: Record.from_dict(d), malformed))
+    seen: dict[str, int] = {}
+    records = list(readers.parse_json_lines(path, lambda n, d: checked_record(n, d, seen), malformed))
 
     def read(data_dir: str, split: str, bad: list) -> Iterator[Record]:
         bad.extend(malformed)

@@ -34,7 +34,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="official: the released KnowCoder scorer's counting (default); strict: one-to-one")
     s.add_argument("--filter-outlier", action="store_true", help="drop outlier predictions before scoring")
     s.add_argument("--schema-types", help="comma-separated class names for --filter-outlier's type check")
-    s.add_argument("--data-dir", help="benchmark data folder: eval rows of a known benchmark take its schema")
+    s.add_argument("--data-dir", help="benchmark data folder: eval rows of a known benchmark take its schema "
+                                      "(those of a records:<file> dataset take that file's, as in evaluation)")
     s.add_argument("--per-type", action="store_true", help="also score each type")
     s.add_argument("--json", action="store_true", help="print JSON instead of a table")
     s.set_defaults(func=_score)
@@ -66,15 +67,17 @@ def _score(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as e:  # ScoreFileError, and a file that is not UTF-8 text
         raise UsageError(e) from None
     schemas = {}
-    if args.data_dir:
-        from knowcoder_ray.data.benchmarks import BENCHMARKS, get_benchmark, with_official_names
-        for (_, source), (golds, _) in rows.items():
-            if source in BENCHMARKS and source not in schemas:
-                project = get_benchmark(source).schema(str(args.data_dir))
-                used = {m.type for g in golds for m in (*g.entities, *g.relations, *g.events)}
-                # the file's gold tells which class names it was written with
-                names = project.names()
-                schemas[source] = names if used <= set(names) else with_official_names([], project)[1].names()
+    from knowcoder_ray import storage
+    from knowcoder_ray.data.benchmarks import BENCHMARKS, get_benchmark, with_official_names
+    for (_, source), (golds, _) in rows.items():
+        # a known benchmark's schema (with --data-dir), or that of the records: file it names, as evaluate's
+        if source not in schemas and (source in BENCHMARKS and args.data_dir or source.startswith("records:")
+                                      and storage.isfile(source.partition(":")[2])):
+            project = get_benchmark(source).schema(str(args.data_dir))
+            used = {m.type for g in golds for m in (*g.entities, *g.relations, *g.events)}
+            # the file's gold tells which class names it was written with
+            names = project.names()
+            schemas[source] = names if used <= set(names) else with_official_names([], project)[1].names()
     types = [t.strip() for t in args.schema_types.split(",") if t.strip()] if args.schema_types else None
     results = score_rows(rows, args.mode, args.filter_outlier, types, schemas)
     if args.json:

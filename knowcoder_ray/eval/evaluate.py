@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -70,6 +71,14 @@ class EvalConfig(Section):
             if self.tasks is not None and not set(self.tasks) & set(benchmark.tasks):
                 raise ValueError(f"benchmark {name!r} has none of the tasks {self.tasks} (it has "
                                  f"{', '.join(benchmark.tasks)})")
+            if self.few_shot and not {"train", "dev"} & (set(benchmark.splits) - {self.split}):
+                raise ValueError(f"few_shot: benchmark {name!r} has no train or dev split (other than the evaluated "
+                                 f"one) to take examples from (it has {', '.join(benchmark.splits)})")
+        if self.few_shot and (records := [n for n in self.datasets if n.startswith("records:")]):
+            raise ValueError(f"few_shot: a records file has no train or dev split to take examples from: {records[0]}")
+        if self.labels is not None and (len(self.labels) != len(self.checkpoints)
+                                        or len(set(self.labels)) != len(self.labels)):
+            raise ValueError(f"labels must name each of the {len(self.checkpoints)} checkpoint(s) once")
         return self
 
     def checkpoint_labels(self) -> list[str]:
@@ -106,10 +115,16 @@ def load_plans(cfg: EvalConfig, count) -> tuple[dict[str, tuple[list[Record], Sc
         if not records:  # (else a Ray pipeline over nothing: "wrote no predictions.jsonl", a traceback)
             first = f"; line {bad[0].line}: {bad[0].reason}" if bad else ""
             raise UsageError(f"dataset {name!r}: no records to evaluate ({len(bad)} malformed{first})")
+        if bad:  # (else only metrics.json's malformed_inputs tells that lines were set aside)
+            print(f"dataset {name!r}: {len(bad)} malformed input line(s) set aside, not evaluated (first: line "
+                  f"{bad[0].line}: {bad[0].reason}); all are listed in metrics.json", file=sys.stderr)
         shots = few_shot_records(name, cfg.data_dir, cfg.few_shot, cfg.split, cfg.class_names) if cfg.few_shot else []
         data[name] = (records[:cfg.limit], library, bad)
         # the plans: NER and RE run apart; ED+EAE run as two-stage events
         tasks = benchmark_tasks(cfg, name)
+        if not tasks:  # a records file (benchmarks are checked by EvalConfig): else a run that scores nothing
+            raise UsageError(f"dataset {name!r} annotates none of the tasks {cfg.tasks} (it has "
+                             f"{', '.join(get_benchmark(name).tasks) or 'no annotations'})")
         events = ["ee"] if "eae" in tasks else ["ed"] if "ed" in tasks else []
         # as_written: scored as the model wrote them, repeats and hallucinations included
         plans[name] = [TaskPlan(f"{name}:{t}", t, library, budget=cfg.shard_tokens, count=count, shots=shots,

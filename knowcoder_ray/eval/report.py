@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from knowcoder_ray import storage
+from knowcoder_ray.settings import UsageError
 
 CLASSIFICATION = ("EC", "RC", "TC", "AC")  # the per-type bars show these
 ROW = 24  # table row height (px)
@@ -68,21 +69,40 @@ def _parse_table(labels: list[str], metrics: list[dict]):
                          [labels, *[[ck["parse"][k] for ck in metrics] for k in keys]], len(labels))
 
 
+def _json(path: str):
+    try:
+        return json.loads(storage.read_text(path))
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise UsageError(f"{path}: not JSON ({e})") from None
+
+
 def build_report(run_dir: str | Path) -> str:
     """The report page as one HTML string, from summary.json and each checkpoint's metrics.json."""
     path = storage.join(run_dir, "summary.json")
     if not storage.isfile(path):
         raise FileNotFoundError(f"{path} not found: run `knowcoder eval` first")
-    summary = json.loads(storage.read_text(path))
-    metrics = [json.loads(storage.read_text(storage.join(run_dir, c["metrics"]))) for c in summary["checkpoints"]]
+    summary = _json(path)
+    if not isinstance(summary, dict) or not isinstance(summary.get("checkpoints"), list) or not all(
+            isinstance(c, dict) and isinstance(c.get("checkpoint"), str) and isinstance(c.get("metrics"), str)
+            for c in summary["checkpoints"]):
+        raise UsageError(f"{path}: not a summary of `knowcoder eval` (a 'checkpoints' list of objects with "
+                         "'checkpoint' and 'metrics')")
+    if not summary["checkpoints"]:
+        raise UsageError(f"{path}: lists no checkpoints: nothing to report")
+    metrics = [_json(storage.join(run_dir, c["metrics"])) for c in summary["checkpoints"]]
     labels = [c["checkpoint"] for c in summary["checkpoints"]]
-    modes = dict.fromkeys([metrics[0]["mode"], *metrics[0]["modes"]])  # the summary's mode first
-    figs = [_lines(labels, metrics), *(_table(labels, metrics, mode) for mode in modes)]
-    figs += [_type_bars(d, labels, metrics) for d in metrics[0]["datasets"]]
-    figs.append(_parse_table(labels, metrics))
+    try:  # a metrics.json cut short or hand-edited, or checkpoints scored on different datasets
+        modes = dict.fromkeys([metrics[0]["mode"], *metrics[0]["modes"]])  # the summary's mode first
+        figs = [_lines(labels, metrics), *(_table(labels, metrics, mode) for mode in modes)]
+        figs += [_type_bars(d, labels, metrics) for d in metrics[0]["datasets"]]
+        figs.append(_parse_table(labels, metrics))
+        split, datasets = str(summary.get("split", "?")), ", ".join(map(str, summary.get("datasets") or []))
+    except (KeyError, TypeError, IndexError, AttributeError, ValueError) as e:
+        raise UsageError(f"{run_dir}: the metrics of its checkpoints are incomplete or disagree "
+                         f"({type(e).__name__}: {e}); rerun `knowcoder eval`") from None
     divs = [pio.to_html(f, full_html=False, include_plotlyjs=(i == 0), div_id=f"fig{i}") for i, f in enumerate(figs)]
-    title = f"KnowCoder evaluation: {len(labels)} checkpoint(s), split {summary['split']}"
-    info = (f"<p>Datasets: {html.escape(', '.join(summary['datasets']))}<br>"
+    title = f"KnowCoder evaluation: {len(labels)} checkpoint(s), split {split}"
+    info = (f"<p>Datasets: {html.escape(datasets)}<br>"
             f"Checkpoints: {html.escape(', '.join(labels))}</p>")
     return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title></head>"
             f"<body style=\"font-family: sans-serif; margin: 1em 2em\"><h1>{html.escape(title)}</h1>{info}"
@@ -91,5 +111,7 @@ def build_report(run_dir: str | Path) -> str:
 
 def write_report(run_dir: str | Path, out: str | Path | None = None) -> str:
     path = str(out) if out else storage.join(run_dir, "report.html")
+    if storage.isdir(path):  # (else "Is a directory" naming the temporary file beside it)
+        raise UsageError(f"{path} is a folder: give the report's file path")
     storage.write_text(path, build_report(run_dir))
     return path

@@ -55,6 +55,16 @@ def _evaluation_row(d: dict, n: int, where: str) -> tuple[str, Record, Record]:
         gold, pred = Record.from_dict(d["gold"]), Record.from_dict(d["prediction"])
     except (KeyError, TypeError, AttributeError) as e:
         raise ScoreFileError(f"{where}: malformed record ({e!r})") from None
+    for what, r in (("gold", gold), ("prediction", pred)):  # (else a TypeError deep in the metrics)
+        strings = [*((m.text, m.type) for m in r.entities),
+                   *((x.type, x.head.text, x.head.type, x.tail.text, x.tail.type) for x in r.relations),
+                   *((e.type, e.trigger, *(f for a in e.arguments for f in (a.role, a.text, a.type)))
+                     for e in r.events)]
+        if bad := [x for fields in strings for x in fields if not isinstance(x, str)]:  # (None and 0 included)
+            raise ScoreFileError(f"{where}: {what}: every type, role and mention text must be a string, "
+                                 f"got {bad[0]!r}")
+    if not isinstance(gold.text, str):
+        raise ScoreFileError(f"{where}: gold: 'text' must be a string")
     dataset = str(d.get("dataset") or gold.source or "records")
     pred.text, pred.id, gold.id = gold.text, str(n), str(n)  # one line, one sentence
     return dataset, gold, pred
@@ -91,9 +101,19 @@ def _objects(path: str | Path):
         raise ScoreFileError(f"{path}: not UTF-8 text ({e.reason})") from None
 
 
+def dataset_tasks(golds: list[Record]) -> tuple[str, ...]:
+    """The tasks of a dataset that is not a known benchmark: those its gold annotates, across all its
+    sentences (as `get_benchmark` finds them for a `records:` file, so evaluate's metrics agree)."""
+    has = {"ner": any(r.entities for r in golds), "re": any(r.relations for r in golds),
+           "ed": any(r.events for r in golds), "eae": any(e.arguments for r in golds for e in r.events)}
+    return tuple(t for t in has if has[t])
+
+
 def read_rows(path: str | Path) -> Groups:
     """Gold and predicted records of one file, grouped by (task, source)."""
     rows: Groups = {}
+    evaluation: Groups = {}  # dataset -> evaluation rows, scored on the tasks of the whole dataset
+    seen: dict[tuple[str, str], int] = {}  # (dataset, id) -> line
     for n, where, d in _objects(path):
         if "task" in d:
             task = d["task"]
@@ -107,13 +127,21 @@ def read_rows(path: str | Path) -> Groups:
                      _items_record(str(n), task, sentence, d.get("pred"), source, where + " pred"))
         elif "prediction" in d and "gold" in d:
             dataset, gold, pred = _evaluation_row(d, n, where)
-            tasks = BENCHMARKS[dataset].tasks if dataset in BENCHMARKS else (  # else the tasks its gold annotates
-                ("ner",) * bool(gold.entities) + ("re",) * bool(gold.relations) + ("ed", "eae") * bool(gold.events))
-            for task in tasks:
-                _add(rows, (task, dataset), gold, pred)
+            if (key := (dataset, str(d.get("id")))) in seen and "id" in d:  # (else scored twice: files joined)
+                raise ScoreFileError(f"{where}: dataset {dataset!r} id {key[1]!r} repeats line {seen[key]}")
+            seen[key] = n
+            _add(evaluation, dataset, gold, pred)
         else:
             raise ScoreFileError(f"{where}: expected 'task'/'sentence'/'gold'/'pred' or an evaluation row "
                                  "with 'prediction' and 'gold'")
+    for dataset, (golds, preds) in evaluation.items():
+        tasks = BENCHMARKS[dataset].tasks if dataset in BENCHMARKS else dataset_tasks(golds)
+        if not tasks:  # (its rows were dropped: a sentence without gold lost its predictions' false positives)
+            raise ScoreFileError(f"{path}: dataset {dataset!r} is not a known benchmark and its gold annotates "
+                                 "nothing, so its tasks are unknown")
+        for task in tasks:
+            for gold, pred in zip(golds, preds):
+                _add(rows, (task, dataset), gold, pred)
     if not rows:
         raise ScoreFileError(f"{path}: no rows")
     return rows

@@ -176,7 +176,8 @@ def test_train_names_a_corpus_without_data_files(files, capsys, monkeypatch):
      "checkpoint 'fake-model': max_new_tokens 100000 exceeds the model's context of 4096 tokens"),
     # before: RuntimeError "the Ray pipeline wrote no .../predictions.jsonl" (no record could be read)
     ("{t}/fake-model", "records:{t}/c.jsonl", "dataset 'records:{t}/c.jsonl': no records to evaluate "
-                                              "(20 malformed; line 1: KeyError: 'id')"),
+                                              "(20 malformed; line 1: ValueError: 'id' must be a non-empty string "
+                                              "or an integer, got None)"),
 ])
 def test_eval_names_a_folder_that_is_no_model_and_a_dataset_without_records(files, capsys, monkeypatch, checkpoint,
                                                                              dataset, message):
