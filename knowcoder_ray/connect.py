@@ -16,10 +16,10 @@ def connect(address: str | None = None, num_cpus: int | None = None, *, new_loca
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
+    if address:  # checked even when Ray is up here: a wrong address is an error, not ignored
+        _check_reachable(address)
     if ray.is_initialized():
         return False
-    if address:
-        _check_reachable(address)
     ray.init(address=address or ("local" if new_local else None), num_cpus=None if address else num_cpus,
              include_dashboard=False, log_to_driver=log_to_driver)
     return True
