@@ -53,9 +53,9 @@ class KnowCoder:
              data_dir: str | None = None, shard_tokens: int = 1500, **engine_settings) -> "KnowCoder":
         """`model`: a model or adapter folder (path or URI); `engine_settings`: EngineConfig fields
         (max_new_tokens, batch_size, device, dtype...)."""
-        from knowcoder_ray.infer.engine import tokenizer_folder
+        from knowcoder_ray.infer.engine import check_checkpoint_folder, tokenizer_folder
         from knowcoder_ray.infer.llm import EngineSpec
-        from knowcoder_ray.storage import isdir, isfile, join, name
+        from knowcoder_ray.storage import isdir, name
         from knowcoder_ray.tokens import TokenCounter
 
         if isinstance(shard_tokens, bool) or not isinstance(shard_tokens, int) or shard_tokens < 1:
@@ -63,9 +63,8 @@ class KnowCoder:
             raise ValueError(f"shard_tokens: expected a whole number of at least 1, got {shard_tokens!r}")
         library = load_schema(schema, data_dir)  # the cheaper check first
         model = str(model)
-        if engine in ("transformers", "vllm") and isdir(model) and not any(
-                isfile(join(model, f)) for f in ("config.json", "adapter_config.json")):
-            raise ValueError(f"{model} is not a model folder: it holds no config.json or adapter_config.json")
+        if engine in ("transformers", "vllm") and isdir(model):
+            check_checkpoint_folder(model)
         spec = EngineSpec.of(engine, model, engine_settings)
         loaded = spec.load()
         # the transformers engine has its tokenizer loaded already

@@ -16,7 +16,7 @@ from knowcoder_ray.codec.render import Layout
 from knowcoder_ray.data.benchmarks import default_data_dir, few_shot_records, get_benchmark, load_benchmark
 from knowcoder_ray.eval.metrics import METRICS, MODES, Score, score, summary
 from knowcoder_ray.eval.scorefile import read_predictions
-from knowcoder_ray.infer.engine import EngineConfig, check_context, tokenizer_folder
+from knowcoder_ray.infer.engine import EngineConfig, check_checkpoint_folder, check_context, tokenizer_folder
 from knowcoder_ray.infer.extraction import TaskPlan
 from knowcoder_ray.infer.llm import EngineSpec, vllm_processor
 from knowcoder_ray.records import Record
@@ -141,11 +141,9 @@ def evaluate(cfg: EvalConfig) -> dict:
     for label, path in checkpoints.items():
         if not storage.isdir(path):
             raise FileNotFoundError(f"checkpoint {label!r}: no model folder at {path}")
-        if cfg.engine in ("transformers", "vllm") and not any(
-                storage.isfile(storage.join(path, f)) for f in ("config.json", "adapter_config.json")):
-            raise UsageError(f"checkpoint {label!r}: {path} is not a model folder: it holds no config.json or "
-                             "adapter_config.json")  # (before: the tokenizer's ValueError, a traceback)
-        try:  # (else every actor dies at its first batch: ActorDiedError)
+        try:  # (else the tokenizer's traceback, or every actor dying at its first batch: ActorDiedError)
+            if cfg.engine in ("transformers", "vllm"):
+                check_checkpoint_folder(path)
             check_context(path, cfg.engine_config.max_new_tokens)
         except ValueError as e:
             raise UsageError(f"checkpoint {label!r}: {e}") from None

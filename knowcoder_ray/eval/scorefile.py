@@ -85,20 +85,17 @@ def read_predictions(path: str | Path) -> tuple[Groups, list[dict]]:
 
 def _objects(path: str | Path):
     """(line number, "path:line", JSON object) of each line."""
-    try:
-        for n, line in json_lines(path):
-            where = f"{path}:{n}"
-            try:
-                d = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ScoreFileError(f"{where}: not JSON ({e.msg})") from None
-            except RecursionError:
-                raise ScoreFileError(f"{where}: not JSON (nested too deeply to decode)") from None
-            if not isinstance(d, dict):
-                raise ScoreFileError(f"{where}: expected a JSON object")
-            yield n, where, d
-    except UnicodeDecodeError as e:  # the reader decodes ahead of the lines: no line number to give
-        raise ScoreFileError(f"{path}: not UTF-8 text ({e.reason})") from None
+    for n, line in json_lines(path):  # a line that is not UTF-8: json_lines' ValueError names it
+        where = f"{path}:{n}"
+        try:
+            d = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ScoreFileError(f"{where}: not JSON ({e.msg})") from None
+        except RecursionError:
+            raise ScoreFileError(f"{where}: not JSON (nested too deeply to decode)") from None
+        if not isinstance(d, dict):
+            raise ScoreFileError(f"{where}: expected a JSON object")
+        yield n, where, d
 
 
 def dataset_tasks(golds: list[Record]) -> tuple[str, ...]:

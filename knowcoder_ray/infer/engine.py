@@ -122,6 +122,13 @@ def tokenizer_folder(checkpoint: str) -> str:
     return base if base and not storage.isfile(storage.join(checkpoint, "tokenizer_config.json")) else checkpoint
 
 
+def check_checkpoint_folder(path: str) -> None:
+    """ValueError unless the folder `path` holds a model's config.json or an adapter's adapter_config.json
+    (else loading its tokenizer fails later, with a traceback)."""
+    if not any(storage.isfile(storage.join(path, f)) for f in ("config.json", "adapter_config.json")):
+        raise ValueError(f"{path} is not a model folder: it holds no config.json or adapter_config.json")
+
+
 def check_context(checkpoint: str, max_new_tokens: int, context: int | None = None) -> None:
     """max_new_tokens over the model's context (`context`, else max_position_embeddings in the config.json
     of the model folder or of an adapter's base) is a ValueError: the generation cache is sized by it, and
