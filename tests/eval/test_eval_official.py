@@ -251,3 +251,22 @@ def test_parsed_outputs_score_as_the_released_evaluation_scores_them(task, outpu
     pred = Parser(task, known, roles=roles).parse(output).to_record("1", TEXT, "s")
     for metric, figures in expected.items():
         assert prf([gold], [pred], metric, "official") == figures, metric
+
+
+def test_a_real_model_output_with_the_lists_bracket_for_its_item_scores_as_officially(data_dir):
+    """Not a made-up input: the demo's tuned SmolLM2 wrote this for CoNLL04 test sentence conll04-1640 (the
+    list's `]` where the item's `)` belongs). The released reader's regular expressions take the mention, so
+    against the real gold it is an EI hit and an EC miss (Organization in gold); before, it read nothing."""
+    from knowcoder_ray.codec import Parser
+    from knowcoder_ray.data.benchmarks import load_benchmark
+
+    records, library = load_benchmark("conll04", str(data_dir), "test")
+    (gold,) = [r for r in records if r.id == "conll04-1640"]
+    parsed = Parser.for_types("ner", [t for t in library if t.kind == "entity"], library).parse(
+        'results = [\n\tLocation("Pacific Marine Inc."\n]')
+    assert [(e.type, e.text) for e in parsed.entities] == [("Location", "Pacific Marine Inc.")] and not parsed.errors
+    pred = Record(gold.id, gold.text, parsed.entities)
+    scored = [e for e in gold.entities if e.type != "Other"]  # O4: '15 miles' (Other) is not counted
+    assert len(scored) == 3 == len(gold.entities) - 1
+    assert counts([gold], [pred], "EI", "official") == (1, 1, 3)
+    assert counts([gold], [pred], "EC", "official") == (0, 1, 3)
