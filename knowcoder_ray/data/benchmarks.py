@@ -97,13 +97,11 @@ ENTITY_LABELS: dict[str, tuple[str, str]] = {
     "Cuisine": ("Cuisine", "A style of cooking."),
     "Dish": ("Dish", "A specific food preparation."),
     "Hours": ("OpeningHours", "The time when a restaurant is open."),
-    "Location": ("Location", "A place, such as a geographic area, region or site."),
     "Price": ("Price", "The cost of a meal or restaurant."),
     "Rating": ("Rating", "An evaluation of a restaurant's quality."),
     "Restaurant_Name": ("RestaurantName", "The name of a restaurant."),
     # MIT Movie trivia10k13
     "Actor": ("Actor", "A person who acts in films."),
-    "Award": ("Award", "Something given in recognition of an achievement."),
     "Character_Name": ("Character", "A fictional character in a film."),
     "Director": ("Director", "A person who directs films."),
     "Genre": ("Genre", "A category of film."),
@@ -114,12 +112,12 @@ ENTITY_LABELS: dict[str, tuple[str, str]] = {
     "Relationship": ("Relationship", "A relation of a film to other films, such as sequel or remake."),
     "Soundtrack": ("Soundtrack", "Recorded music accompanying a film."),
     "Year": ("Year", "The year or period of a film's release."),
-    # CoNLL04
-    "Peop": ("Person", "A human being."),
-    "Org": ("Organization", "A group of people with a particular purpose, such as a company or institution."),
-    "Loc": ("Location", "A place, such as a geographic area, region or site."),
+    # CoNLL04 (its Peop, Org and Loc below)
     "Other": ("Other", "A named entity that is not a person, organization or location."),
 }
+ENTITY_LABELS |= {label: ENTITY_LABELS[same] for label, same in [("Location", "location"), ("Award", "award"),
+                                                                  ("Peop", "person"), ("Org", "organisation"),
+                                                                  ("Loc", "location")]}
 ENTITY_NAMES = {k: v[0] for k, v in ENTITY_LABELS.items()}  # label -> class name
 
 CONLL04_RELATIONS: dict[str, tuple[str, str, str, str]] = {  # label -> (class, description, head, tail)

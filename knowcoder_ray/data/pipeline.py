@@ -1,20 +1,19 @@
 """The streaming Ray Data machinery both corpora share: plan shards, transform, write, keep a manifest.
 
-Shards, not Ray blocks, are the unit of work and of resumption. The planner cuts every input into
-shards with deterministic names (`<source>-<file stem>-<hash of the URI>-<block index>`): JSON-lines/TSV
-files by byte ranges (a line belongs to the block holding its first byte), JSON arrays by element
-boundaries, Parquet files by row ranges, benchmarks by record ranges. Ray Data streams the pending
-shard specs through one `map_batches` stage on an actor pool; each call reads its shard's records, runs
-the corpus transform (as the single-process loop does) and writes, in this order,
+Shards, not Ray blocks, are the unit of work and of resumption. The planner cuts every input into shards
+named `<source>-<file stem>-<hash of the URI>-<block index>`: JSON-lines/TSV files by byte ranges (a line
+belongs to the block holding its first byte), JSON arrays by element boundaries, Parquet files by row
+ranges, benchmarks by record ranges. Ray Data streams the pending specs through one `map_batches` stage on
+an actor pool (or a local loop runs them); each call reads, transforms and writes, in this order,
 
     <out>/data/<shard>.parquet|jsonl      the rows (written to a temporary name, then moved)
     <out>/quarantine/<shard>.jsonl        malformed records with the reason (only when there are some)
     <out>/_shards/<shard>.json            the completion record: counts per task and source, tokens
 
 A shard is done once its completion record exists; a rerun skips done shards and rewrites the others
-under the same names, so nothing is duplicated and an interrupted run resumes. `<out>/manifest.json`
-sums the completion records with a hash of the configuration; a rerun with another configuration is
-refused unless told to overwrite. Paths may be local or any URI pyarrow.fs understands (s3://, gs://).
+under the same names, so an interrupted run resumes without duplicates. `<out>/manifest.json` sums the
+completion records with a hash of the configuration; another configuration is refused unless told to
+overwrite. Paths may be local or any URI pyarrow.fs understands (s3://, gs://).
 
 Why not Ray Data's readers, writers and checkpointing (checked on Ray 2.60): its readers give a file to
 one read task, carry no line number or byte offset, and abort on one bad line or byte (or drop the whole
@@ -42,15 +41,13 @@ import pyarrow.parquet as pq
 
 from knowcoder_ray import storage
 from knowcoder_ray.data.benchmarks import load_benchmark
+from knowcoder_ray.data.readers import MALFORMED
 from knowcoder_ray.storage import filesystem, sniff_compression
 from knowcoder_ray.tokens import TokenCounter
 
 DEFAULT_BLOCK_BYTES = 16 << 20
 _LINE_EXTS = (".jsonl", ".tsv", ".txt", ".json")
 INPUT_EXTS = (*_LINE_EXTS, *(e + c for e in _LINE_EXTS for c in (".gz", ".bz2", ".zst")), ".parquet")
-# The exceptions a malformed record raises (RecursionError: JSON nested too deeply to decode); anything else
-# is a bug and stops the run.
-MALFORMED = (ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError)
 _BETWEEN_ELEMENTS = re.compile(r"[ \t\r\n,]*")  # what _skip passes over in a JSON array
 BOM = b"\xef\xbb\xbf"  # a UTF-8 byte order mark: some editors open a file with it; it is not part of a record
 
@@ -110,8 +107,7 @@ class ShardSpec:
 
 
 def _newlines_before(fs: pafs.FileSystem, path: str, cuts: list[int]) -> list[int]:
-    """For each byte offset in `cuts` (ascending), the number of newlines before it (one streaming pass),
-    so each shard knows the line number it starts at."""
+    """The number of newlines before each offset of `cuts` (ascending; one pass): shards' first line numbers."""
     out, seen, pos = [], 0, 0
     with fs.open_input_stream(path, compression=None) as f:
         for cut in cuts:
@@ -175,11 +171,10 @@ def _starts_array(fs: pafs.FileSystem, path: str) -> bool:
 
 def _plan_json_array(f, size: int, block_bytes: int, chunk: int = 1 << 20,
                      max_element: int = 64 << 20) -> list[tuple[int, int, int]]:
-    """(start, stop, first element index) byte ranges of whole top-level elements of the JSON array in
-    the stream `f`, ~block_bytes each. Read a chunk at a time, dropping what is planned: the driver holds
-    one chunk and one element, never the file. Decoded as Latin-1 (one character a byte; JSON's structure
-    is ASCII), so text offsets are byte offsets. A syntax error (or an element over `max_element`) ends
-    planning with a final range from the error on, which the reader quarantines with the decoder's message."""
+    """(start, stop, first element index) byte ranges of whole elements of the JSON array in `f`, ~block_bytes
+    each, read a chunk at a time (the driver holds one chunk and one element, never the file). Latin-1 (JSON's
+    structure is ASCII) makes text offsets byte offsets. A syntax error (or an element over `max_element`)
+    ends planning with a final range from there on, which the reader quarantines with the decoder's message."""
     dec = json.JSONDecoder()
     text, base, eof = "", 0, False  # text[i] is file byte base + i
 
@@ -397,9 +392,8 @@ def _check_unicode(pairs: list[tuple[str, dict]]) -> None:
 
 
 def process_shard(transform: Transform, spec: ShardSpec, out: str, fmt: str, counter: TokenCounter) -> dict:
-    """Read, transform and count one shard in memory, then commit it: data file, quarantine file, then
-    the completion record. Every record read is written (as rows) or quarantined: records = written +
-    quarantined."""
+    """Read, transform and count one shard in memory, then commit it: data file, quarantine file, completion
+    record. Every record read is written (as rows) or quarantined: records = written + quarantined."""
     t0 = time.perf_counter()
     before = Counter(transform.counters())
     produced, bad, written = [], [], 0  # produced: (task, row) pairs

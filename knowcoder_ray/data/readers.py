@@ -17,6 +17,9 @@ from knowcoder_ray import storage
 from knowcoder_ray.records import Argument, EntityMention, EventMention, Record, RelationMention
 from knowcoder_ray.schema.types import to_class_name, to_role_name
 
+# The exceptions a malformed record raises (RecursionError: JSON nested too deeply); anything else is a bug.
+MALFORMED = (ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError)
+
 
 @dataclass(frozen=True)
 class Malformed:
@@ -57,7 +60,7 @@ def parse_json_lines(path: str, parse: Callable[[int, object], object], bad: lis
     for lineno, line in json_lines(path, bad):
         try:
             yield parse(lineno, json.loads(line))
-        except (ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError) as e:
+        except MALFORMED as e:
             bad.append(Malformed(path, lineno, f"{type(e).__name__}: {e}", line))
 
 
