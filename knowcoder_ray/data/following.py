@@ -87,8 +87,7 @@ class FollowingTransform(Transform):
         positives = {t.name: t for t in ex.types if t.kind == kind}
         # every annotated class is shown, even if the source omitted it
         for x in {"ner": rec.entities, "re": rec.relations}.get(task, rec.events):
-            if x.type not in positives:
-                positives[x.type] = self.index.get(kind, x.type)
+            positives.setdefault(x.type, self.index.get(kind, x.type))
         rng = random.Random(f"{self.config.seed}|{task}|{rec.source}|{rec.id}")
         shown = list(positives.values())
         pool, k = self.pool[kind], self.config.distractors
