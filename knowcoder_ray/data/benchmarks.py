@@ -112,12 +112,12 @@ ENTITY_LABELS: dict[str, tuple[str, str]] = {
     "Relationship": ("Relationship", "A relation of a film to other films, such as sequel or remake."),
     "Soundtrack": ("Soundtrack", "Recorded music accompanying a film."),
     "Year": ("Year", "The year or period of a film's release."),
-    # CoNLL04 (its Peop, Org and Loc below)
+    # CoNLL04
     "Other": ("Other", "A named entity that is not a person, organization or location."),
 }
-ENTITY_LABELS |= {label: ENTITY_LABELS[same] for label, same in [("Location", "location"), ("Award", "award"),
-                                                                  ("Peop", "person"), ("Org", "organisation"),
-                                                                  ("Loc", "location")]}
+# MIT Restaurant's Location, MIT Movie's Award, CoNLL04's Peop, Org and Loc: classes of labels above
+ENTITY_LABELS |= {label: ENTITY_LABELS[same] for label, same in {
+    "Location": "location", "Award": "award", "Peop": "person", "Org": "organisation", "Loc": "location"}.items()}
 ENTITY_NAMES = {k: v[0] for k, v in ENTITY_LABELS.items()}  # label -> class name
 
 CONLL04_RELATIONS: dict[str, tuple[str, str, str, str]] = {  # label -> (class, description, head, tail)

@@ -94,7 +94,7 @@ def bio_chunks(tags: list[str]) -> list[tuple[str, int, int]]:
         if label is not None and (tag == "O" or begins):
             chunks.append((label, start, i))
             label = None
-        if prefix in ("B", "I") and (begins or label is None):
+        if prefix in ("B", "I") and label is None:  # a chunk just ended or none was open
             label, start = lab, i
     return chunks
 

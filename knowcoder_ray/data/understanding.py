@@ -64,7 +64,7 @@ def definition_groups(library: SchemaLibrary, max_group: int = 16) -> list[list[
             chain = order([*(a for a in library.ancestors(parent) if a in library), parent])
             for i in range(0, len(kids), max_group):
                 groups.append(chain + [k for k in order(kids[i:i + max_group]) if k not in chain])
-        loners = [n for n in names if not library.children(n) and not any(p in library for p in library.parents(n))]
+        loners = [n for n in names if not library.children(n) and not parents(n)]
         groups += [loners[i:i + max_group] for i in range(0, len(loners), max_group)]
     return groups
 
