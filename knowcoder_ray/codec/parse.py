@@ -159,10 +159,9 @@ class _Scan:
 
 
 def split_items(text: str, fast: bool = True) -> tuple[list[str], bool, list[str]]:
-    """Calls written before the first `results = [...]` list (or in an output without one), the list's
-    top-level items, then the calls written after its `]` (up to the stop quote): (items, truncated, errors).
-    A list cut short yields its pending item closed, unless the cut fell inside a string. fast=False: the
-    character scanner alone (same result)."""
+    """(items, truncated, errors): the calls before the first `results = [...]` list (or in an output without
+    one), the list's top-level items, then the calls after its `]` (up to the stop quote). A list cut short
+    yields its pending item closed, unless cut inside a string. fast=False: the character scanner alone."""
     m = _RESULTS.search(text)
     items: list[str] = []
     errors: list[str] = []
@@ -366,10 +365,9 @@ class Parser:
         return result
 
     def _read(self, item: str, out: ParseResult, whole: bool = True) -> None:
-        """Read one item with `ast`. An item `ast` refuses is read as the official regular expressions read
-        it: repaired (`_repair`: closing brackets matched to their openers, missing commas inside a call),
-        then, if it holds other text around its calls (calls not separated by commas, `A("x")\n\tB("y")` or
-        `A("x"); B("y")`, words around a call), call by call."""
+        """Read one item with `ast`; one it refuses is read as the official regular expressions read it:
+        repaired (`_repair`), then, if it holds other text around its calls (`A("x")\n\tB("y")`, `A("x");
+        B("y")`, words around a call), call by call."""
         try:
             self._item(_read_item(item), out)
         except _Bad as e:

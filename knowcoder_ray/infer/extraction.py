@@ -40,12 +40,10 @@ def coarse_name(library: SchemaLibrary, name: str) -> str:
 class TaskPlan:
     """How one task runs over one schema: the shards of stage 1 and, for "ee", of stage 2.
 
-    key: unique among the plans of one run (rows carry it back to their plan). types: the task's types
-    (default: the schema's of the task's kind; for "ed"/"ee" its leaf event types), sharded to fit `budget`
-    tokens per prompt head. layout: codec.render.Layout. shots: few-shot records shown before each
-    sentence, reduced to the classes of the prompt. as_written: keep predictions as the model wrote them
-    (evaluation: the metrics decide what repeats and hallucinated types and roles count); otherwise merged
-    predictions hold only the classes and roles the prompts defined, each mention once.
+    key: unique among a run's plans (rows carry it back). types: default the schema's of the task's kind (events:
+    the leaf types), sharded to fit `budget` tokens per prompt head. shots: few-shot records, reduced to the
+    prompt's classes. as_written: predictions as the model wrote them (evaluation: the metrics decide what
+    repeats and hallucinations count); else only the prompts' classes and roles, each mention once.
     """
 
     def __init__(self, key: str, task: str, library: SchemaLibrary, types: Sequence[SchemaType] | None = None,
@@ -75,7 +73,7 @@ class TaskPlan:
         key = (stage, shard.names)
         if key not in self._shot_cache:
             names = set(shard.names)
-            pairs = []
+            self._shot_cache[key] = pairs = []
             for r in self.shots:  # render_output writes the mentions of the shard's task only
                 events = r.events
                 if self.two_stage and stage == 1:
@@ -83,7 +81,6 @@ class TaskPlan:
                 kept = Record(r.id, r.text, [e for e in r.entities if e.type in names],
                               [x for x in r.relations if x.type in names], [e for e in events if e.type in names])
                 pairs.append((r.text, render_output(shard.task, kept)))
-            self._shot_cache[key] = pairs
         return self._shot_cache[key]
 
     def _row(self, record: Record, stage: int, index: int, shard: Shard, triggers=()) -> dict:
@@ -158,13 +155,12 @@ def parse_rows(rows: Iterable[dict], outputs: Iterable[str], libraries: dict[str
 
 
 def local_executor(generate: Callable[[list[Prompt]], list[str]], plans: Iterable[TaskPlan]) -> Executor:
-    """Runs rows in this process: one engine call for all rows (it groups them by shared prefix)."""
+    """Runs rows in this process: one engine call for all rows."""
     libraries = {p.key: p.library for p in plans}
     return lambda rows: parse_rows(rows, generate(row_prompts(rows)), libraries)
 
 
 # ---- merging -------------------------------------------------------------------------------------------
-
 
 @dataclass
 class Extraction:
@@ -247,7 +243,7 @@ def extraction_steps(jobs: Sequence[tuple[str, TaskPlan, Sequence[Record]]]
 def run_extraction(jobs: Sequence[tuple[str, TaskPlan, Sequence[Record]]],
                    execute: Executor) -> dict[tuple[str, str, str], Extraction]:
     """Run every (group, plan, records) job; `group` (e.g. a checkpoint name) travels with each row, so
-    one executor call can serve many models. Returns {(group, plan key, record id): Extraction}."""
+    one executor call can serve many models."""
     steps = extraction_steps(jobs)
     try:
         rows = next(steps)
