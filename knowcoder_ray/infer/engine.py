@@ -1,11 +1,10 @@
-"""Inference engines: `Prompt`s (or strings) in, generated texts out (greedy, up to max new tokens, cut before
-the first `STOP` and, with `stop_at_repeat` (the default), at the first item written twice). Prompts over
-`max_prompt_tokens` keep their first `keep_head` + last `keep_tail` tokens, as the official evaluation does
-(3,500 -> 1,500 + 2,000).
+"""Inference engines: `Prompt`s (or strings) in, generated texts out (greedy, cut before the first `STOP` and,
+with `stop_at_repeat`, at the first item written twice). Prompts over `max_prompt_tokens` keep their first
+`keep_head` + last `keep_tail` tokens, as the official evaluation does (3,500 -> 1,500 + 2,000).
 
 `TransformersEngine` batches prompts with padding before the sentence part and runs the schema prefix a
-shard's prompts share (instruction + class definitions) once per shard (a small LRU of KV caches). Each
-prompt sees exactly the tokens of plain generation (the prefix is cut from its own tokenization).
+shard's prompts share once per shard (a small LRU of KV caches). Each prompt sees exactly the tokens of
+plain generation (the prefix is cut from its own tokenization).
 """
 from __future__ import annotations
 
@@ -31,8 +30,8 @@ from knowcoder_ray.train.merge import adapter_base
 
 @dataclass(frozen=True)
 class Prompt:
-    """A full prompt; its first `prefix_chars` characters are shared with other prompts (the schema
-    prefix: wrapper instruction + class definitions), which lets an engine reuse their KV cache."""
+    """A full prompt; its first `prefix_chars` characters (the schema prefix) are shared with other prompts,
+    which lets an engine reuse their KV cache."""
 
     text: str
     prefix_chars: int = 0
