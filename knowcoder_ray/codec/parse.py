@@ -319,12 +319,9 @@ def _resolver(names: Iterable[str]):
 
 
 class Parser:
-    """Reads outputs of one task against a set of known class names.
-
-    known: class names of the task's kind; entity_types: entity classes of the schema (None: any), used to
-    recognise relation heads and argument types; roles: event type -> its role names (None: any).
-    Names outside them are read as written and reported (`hallucinated`, `unknown_roles`).
-    fast: read items of the common shapes without `ast` (same results; False is the reference reader).
+    """Reads outputs of one task against known class names: `known` (the task's kind), `entity_types` (relation
+    heads and argument types; None: any), `roles` (event type -> role names; None: any). Names outside them are
+    read as written and reported. fast: common shapes without `ast` (same results; False: the reference reader).
     """
 
     def __init__(self, task: str, known: Iterable[str], entity_types: Iterable[str] | None = None,
@@ -451,10 +448,9 @@ class Parser:
         """Read a whole output that is one plain list of common-shape items (the usual case) in one pass:
         the same result as cutting it into items and reading each. None for any other output."""
         m = _RESULTS.search(text)
-        if m is not None and "(" in text[:m.start()]:  # maybe calls before the list: the general way reads them
-            return None
-        # no item of a text this short can pass the general path's item limit: both ways read the same
-        if m is None or len(text) > MAX_ITEM_CHARS:
+        # maybe calls before the list: the general way reads them; and no item of a text this short can pass
+        # the general path's item limit: both ways read the same
+        if m is None or "(" in text[:m.start()] or len(text) > MAX_ITEM_CHARS:
             return None
         whole = self._fast_list.match(text, m.end())
         if whole is None or _LIST_END.match(text, whole.end()) is None:

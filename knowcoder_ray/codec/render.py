@@ -52,8 +52,7 @@ def prompt_types(task: str, types: Iterable[SchemaType], library: SchemaLibrary 
     """The task's types (RE with `relation_entity_classes`: after the entity types they name)."""
     types = list(types)
     kind = TASK_KIND[task]
-    bad = [t.name for t in types if t.kind != kind]
-    if bad:
+    if bad := [t.name for t in types if t.kind != kind]:
         raise ValueError(f"{task} prompt takes {kind} types; got {bad}")
     if task != "re" or library is None or not layout.relation_entity_classes:
         return types

@@ -1,9 +1,8 @@
-"""One checkpoint's evaluation as one Ray Data pipeline: benchmark records -> extraction ->
-`predictions.jsonl` written by a datasink (the metrics are computed from the file). The extraction runs
-either in-process engines (`EngineSpec.load()`) in one actor stage over batches of records, or a
-`ray.data.llm` processor: stage-1 prompt rows -> processor -> per record (a groupby) stage-2 rows ->
-processor -> per record its line. Both merge through `run_extraction`. Rows carry their record as JSON
-(gold included); the plans go to the workers once as an object ref.
+"""One checkpoint's evaluation as one Ray Data pipeline: benchmark records -> extraction -> `predictions.jsonl`
+(the metrics are computed from the file). The extraction runs in-process engines (`EngineSpec.load()`) in one
+actor stage, or a `ray.data.llm` processor: stage-1 prompt rows -> processor -> per record (a groupby) stage-2
+rows -> processor -> per record its line. Both merge through `run_extraction`. Rows carry their record as
+JSON (gold included); the plans go to the workers once as an object ref.
 """
 from __future__ import annotations
 

@@ -1,15 +1,14 @@
-"""Sharded extraction: records -> prompt rows (one per record and schema shard) -> texts -> parsed and
-merged predictions, clean for users or as written for evaluation (`TaskPlan`). Executing the rows is a
-function handed in, so a plan runs in-process (`local_executor`), on Ray Data (`eval.dataflow`) or in
-the Serve ingress. Rows are plain dicts of strings and ints (Arrow friendly).
+"""Sharded extraction: records -> prompt rows (one per record and schema shard) -> texts -> parsed and merged
+predictions, clean for users or as written for evaluation (`TaskPlan`). Executing the rows is a function handed
+in: in-process (`local_executor`), on Ray Data (`eval.dataflow`) or in the Serve ingress. Rows are plain dicts
+of strings and ints (Arrow friendly).
 
-Two-stage events ("ee", as the official evaluation runs them): stage 1 is ED over the coarse types
-(each event type's top ancestor in the schema, e.g. `ConflictEvent`); stage 2 is EAE over the subtypes
-of the coarse types detected in the sentence. A detected trigger is confirmed only with a type the
-prompt defines (as in the released data: `"wife" is the trigger of event type "Marriage"` next to
-`class Marriage`), so a coarse type the stage-2 prompt lacks is not named, as in the official evaluation.
-The final events are the stage-2 events, plus any stage-1 event of a leaf type whose trigger stage 2 did
-not return (so one-level schemas keep their detections).
+Two-stage events ("ee", as the official evaluation runs them): stage 1 is ED over the coarse types (each event
+type's top ancestor in the schema, e.g. `ConflictEvent`); stage 2 is EAE over the subtypes of those detected.
+A trigger is confirmed only with a type the prompt defines (released data: `"wife" is the trigger of event type
+"Marriage"` next to `class Marriage`), so a coarse type the stage-2 prompt lacks is not named, as officially.
+The final events are the stage-2 events, plus any stage-1 event of a leaf type whose trigger stage 2 did not
+return (so one-level schemas keep their detections).
 """
 from __future__ import annotations
 
@@ -184,8 +183,8 @@ def _clean(parsed: Record, names: set[str], library: SchemaLibrary) -> Record:
 
 
 def merge_stage(ex: Extraction, rows: Iterable[dict], plan: TaskPlan) -> None:
-    """Merge one stage's parsed rows of one record into `ex`, in shard order (as-written predictions keep
-    the order the shards wrote them, which the official per-type metrics depend on)."""
+    """Merge one stage's parsed rows of one record into `ex`, in shard order (the official per-type metrics
+    depend on the order)."""
     merge = (lambda old, new: old + new) if plan.as_written else (lambda old, new: dedupe([*old, *new]))
     for row in sorted(rows, key=lambda r: (r["stage"], r["shard"])):
         parsed = Record.from_dict({"id": row["record_id"], "text": "", "entities": row["entities"],
@@ -204,9 +203,8 @@ def merge_stage(ex: Extraction, rows: Iterable[dict], plan: TaskPlan) -> None:
 
 def extraction_steps(jobs: Sequence[tuple[str, TaskPlan, Sequence[Record]]]
                      ) -> Generator[list[dict], list[dict], dict[tuple[str, str, str], Extraction]]:
-    """The extraction as a generator: yields the rows to execute (stage 1, then stage 2), is sent their
-    executed rows, returns {(group, plan key, record id): Extraction}. The same steps run synchronously
-    (`run_extraction`) and on an event loop (`serve.extract.arun`, the Serve ingress)."""
+    """A generator: yields the rows to execute (stage 1, then stage 2), is sent them executed, returns
+    {(group, plan key, record id): Extraction}; run synchronously (`run_extraction`) or on an event loop (Serve)."""
     plans = {p.key: p for _, p, _ in jobs}
     if len(plans) != len({id(p) for _, p, _ in jobs}):
         raise ValueError("two different plans share one key")
