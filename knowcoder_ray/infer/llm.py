@@ -62,9 +62,8 @@ class EngineSpec:
 
 
 class VLLMEngine:
-    """Greedy generation with vLLM. `model_path` is a model folder or a PEFT adapter folder (then its
-    base is loaded and the adapter is the default LoRA request). Other keyword arguments go to
-    `vllm.LLM` (e.g. gpu_memory_utilization, max_model_len, enforce_eager)."""
+    """Greedy generation with vLLM. `model_path`: a model folder, or a PEFT adapter folder (its base loaded, the
+    adapter the default LoRA request). Other keyword arguments go to `vllm.LLM` (e.g. max_model_len)."""
 
     def __init__(self, model_path: str | Path, config: EngineConfig | None = None, *, tensor_parallel_size: int = 1,
                  enable_lora: bool = False, max_lora_rank: int = 64, max_loras: int = 4, dtype: str | None = None,
