@@ -38,7 +38,7 @@ STOP = '"""'  # generation stops at the closing triple quote of the next docstri
 class Layout:
     """How prompts are written; the default is the released layout."""
 
-    escape: bool = False  # the sentence and trigger hints as Python literals (`quote`); released: raw in quotes
+    escape: bool = False  # sentence and trigger hints as Python literals (`quote`: valid Python); released: raw text
     # RE prompts also define the entity classes relations name and type the head/tail hints with them;
     # released: `head_entity: Entity, tail_entity: Entity` only
     relation_entity_classes: bool = False
