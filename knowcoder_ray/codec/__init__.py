@@ -6,6 +6,6 @@ from knowcoder_ray.codec.render import (
 )
 
 __all__ = [
-    "RELEASED", "Layout", "STOP", "TASK_KIND", "TASKS", "ParseResult", "Parser", "prompt_prefix", "prompt_suffix", "quote",
-    "render_class", "render_output", "render_prompt", "split_items", "wrap",
+    "RELEASED", "Layout", "STOP", "TASK_KIND", "TASKS", "ParseResult", "Parser", "prompt_prefix", "prompt_suffix",
+    "quote", "render_class", "render_output", "render_prompt", "split_items", "wrap",
 ]

@@ -159,10 +159,9 @@ class _Scan:
 
 
 def split_items(text: str, fast: bool = True) -> tuple[list[str], bool, list[str]]:
-    """Calls written before the first `results = [...]` list (or in an output without one), the list's
-    top-level items, then the calls written after its `]` (up to the stop quote): (items, truncated, errors).
-    A list cut short yields its pending item closed, unless the cut fell inside a string. fast=False: the
-    character scanner alone (same result)."""
+    """(items, truncated, errors): the calls before the first `results = [...]` list (or in an output without
+    one), the list's top-level items, then the calls after its `]` (up to the stop quote). A list cut short
+    yields its pending item closed, unless cut inside a string. fast=False: the character scanner alone."""
     m = _RESULTS.search(text)
     items: list[str] = []
     errors: list[str] = []
@@ -320,12 +319,9 @@ def _resolver(names: Iterable[str]):
 
 
 class Parser:
-    """Reads outputs of one task against a set of known class names.
-
-    known: class names of the task's kind; entity_types: entity classes of the schema (None: any), used to
-    recognise relation heads and argument types; roles: event type -> its role names (None: any).
-    Names outside them are read as written and reported (`hallucinated`, `unknown_roles`).
-    fast: read items of the common shapes without `ast` (same results; False is the reference reader).
+    """Reads outputs of one task against known class names: `known` (the task's kind), `entity_types` (relation
+    heads and argument types; None: any), `roles` (event type -> role names; None: any). Names outside them are
+    read as written and reported. fast: common shapes without `ast` (same results; False: the reference reader).
     """
 
     def __init__(self, task: str, known: Iterable[str], entity_types: Iterable[str] | None = None,
@@ -366,10 +362,9 @@ class Parser:
         return result
 
     def _read(self, item: str, out: ParseResult, whole: bool = True) -> None:
-        """Read one item with `ast`. An item `ast` refuses is read as the official regular expressions read
-        it: repaired (`_repair`: closing brackets matched to their openers, missing commas inside a call),
-        then, if it holds other text around its calls (calls not separated by commas, `A("x")\n\tB("y")` or
-        `A("x"); B("y")`, words around a call), call by call."""
+        """Read one item with `ast`; one it refuses is read as the official regular expressions read it:
+        repaired (`_repair`), then, if it holds other text around its calls (`A("x")\n\tB("y")`, `A("x");
+        B("y")`, words around a call), call by call."""
         try:
             self._item(_read_item(item), out)
         except _Bad as e:
@@ -453,10 +448,9 @@ class Parser:
         """Read a whole output that is one plain list of common-shape items (the usual case) in one pass:
         the same result as cutting it into items and reading each. None for any other output."""
         m = _RESULTS.search(text)
-        if m is not None and "(" in text[:m.start()]:  # maybe calls before the list: the general way reads them
-            return None
-        # no item of a text this short can pass the general path's item limit: both ways read the same
-        if m is None or len(text) > MAX_ITEM_CHARS:
+        # maybe calls before the list: the general way reads them; and no item of a text this short can pass
+        # the general path's item limit: both ways read the same
+        if m is None or "(" in text[:m.start()] or len(text) > MAX_ITEM_CHARS:
             return None
         whole = self._fast_list.match(text, m.end())
         if whole is None or _LIST_END.match(text, whole.end()) is None:

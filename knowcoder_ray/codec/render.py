@@ -36,15 +36,11 @@ STOP = '"""'  # generation stops at the closing triple quote of the next docstri
 
 @dataclass(frozen=True)
 class Layout:
-    """How prompts are written; the default is the released layout.
+    """How prompts are written; the default is the released layout."""
 
-    escape: write the sentence line and the confirmed-trigger hints as Python string literals (`quote`),
-    so the prompt is valid Python; released: raw text between double quotes.
-    relation_entity_classes: RE prompts also define the entity classes that relation constraints name and
-    type the head/tail hints with them; released: `head_entity: Entity, tail_entity: Entity` only.
-    """
-
-    escape: bool = False
+    escape: bool = False  # sentence and trigger hints as Python literals (`quote`: valid Python); released: raw text
+    # RE prompts also define the entity classes relations name and type the head/tail hints with them;
+    # released: `head_entity: Entity, tail_entity: Entity` only
     relation_entity_classes: bool = False
 
 
@@ -53,12 +49,10 @@ RELEASED = Layout()
 
 def prompt_types(task: str, types: Iterable[SchemaType], library: SchemaLibrary | None = None,
                  layout: Layout = RELEASED) -> list[SchemaType]:
-    """The classes a prompt shows: the task's types (and, for RE with `relation_entity_classes`, the entity
-    types their constraints name)."""
+    """The task's types (RE with `relation_entity_classes`: after the entity types they name)."""
     types = list(types)
     kind = TASK_KIND[task]
-    bad = [t.name for t in types if t.kind != kind]
-    if bad:
+    if bad := [t.name for t in types if t.kind != kind]:
         raise ValueError(f"{task} prompt takes {kind} types; got {bad}")
     if task != "re" or library is None or not layout.relation_entity_classes:
         return types
@@ -97,8 +91,7 @@ def render_prompt(task: str, types: Iterable[SchemaType], sentence: str, *,
 
 def prompt_prefix(task: str, types: Iterable[SchemaType], *, library: SchemaLibrary | None = None,
                   layout: Layout = RELEASED) -> str:
-    """The code block of a prompt before the sentence, the same for every sentence of a schema shard: base
-    classes, then the type classes."""
+    """The code before the sentence, the same for every sentence of a schema shard: base, then type classes."""
     shown = [render_class(t, task, layout.relation_entity_classes) for t in prompt_types(task, types, library, layout)]
     bases = {"ner": [ENTITY_BASE], "re": [ENTITY_BASE, RELATION_BASE], "ed": [EVENT_BASE_ED],
              "eae": [ENTITY_BASE, EVENT_BASE_EAE]}[task]
@@ -107,8 +100,7 @@ def prompt_prefix(task: str, types: Iterable[SchemaType], *, library: SchemaLibr
 
 def prompt_suffix(task: str, sentence: str, triggers: Sequence[tuple[str, str]] = (), layout: Layout = RELEASED,
                   shots: Sequence[tuple[str, str]] = ()) -> str:
-    """The instruction and sentence line; few-shot `shots` come first, each an instruction, its sentence
-    line and its output."""
+    """The instruction and sentence line, after the few-shot `shots` written the same way with their outputs."""
     examples = "".join(f"{render_instruction(task, (), layout)}sentence = {_literal(s, layout)}\n{out}\n\n"
                        for s, out in shots)
     return examples + render_instruction(task, triggers, layout) + f"sentence = {_literal(sentence, layout)}\n"

@@ -1,9 +1,8 @@
-"""One checkpoint's evaluation as one Ray Data pipeline: benchmark records -> extraction ->
-`predictions.jsonl` written by a datasink (the metrics are computed from the file). The extraction runs
-either in-process engines (`EngineSpec.load()`) in one actor stage over batches of records, or a
-`ray.data.llm` processor: stage-1 prompt rows -> processor -> per record (a groupby) stage-2 rows ->
-processor -> per record its line. Both merge through `run_extraction`. Rows carry their record as JSON
-(gold included); the plans go to the workers once as an object ref.
+"""One checkpoint's evaluation as one Ray Data pipeline: benchmark records -> extraction -> `predictions.jsonl`
+(the metrics are computed from the file). The extraction runs in-process engines (`EngineSpec.load()`) in one
+actor stage, or a `ray.data.llm` processor: stage-1 prompt rows -> processor -> per record (a groupby) stage-2
+rows -> processor -> per record its line. Both merge through `run_extraction`. Rows carry their record as
+JSON (gold included); the plans go to the workers once as an object ref.
 """
 from __future__ import annotations
 
@@ -20,6 +19,7 @@ from knowcoder_ray import storage
 from knowcoder_ray.infer.extraction import PARSED, Extraction, TaskPlan, local_executor, parse_row, run_extraction
 from knowcoder_ray.infer.llm import EngineSpec
 from knowcoder_ray.records import Record
+
 
 @functools.lru_cache(maxsize=1)
 def _plans(ref) -> dict[str, list[TaskPlan]]:
@@ -69,10 +69,9 @@ class ExtractionStage:
 
 def extract_in_actors(ds, spec: EngineSpec, plans_ref, num_actors: int, records_per_batch: int, num_cpus: float,
                       num_gpus: float):
+    # one block at a time per actor: a second block queued on the first ready actor would wait while others idle
     return ds.map_batches(ExtractionStage, batch_size=records_per_batch, batch_format="numpy",
                           fn_constructor_kwargs={"spec": spec, "plans": [plans_ref]},
-                          # one block at a time per actor: a second block queued on the first actor
-                          # that is ready would wait there while the other actors idle
                           compute=ray.data.ActorPoolStrategy(size=num_actors, max_tasks_in_flight_per_actor=1),
                           num_cpus=num_cpus, num_gpus=num_gpus or None)
 
@@ -89,8 +88,7 @@ def stage1_rows(row: dict, plans: list) -> list[dict]:
 
 
 def _flat(row: dict) -> dict:
-    """A prompt row for Arrow: `names` as JSON (a list column of varying length per row is fine, but an
-    empty one has no type), `source` as a string."""
+    """A prompt row for Arrow: `names` as JSON (an empty list column has no type), `source` as a string."""
     return {**row, "names": json.dumps(list(row["names"])), "source": row["source"] or ""}
 
 
@@ -150,12 +148,12 @@ def extract_with_processor(ds, processor, plans_ref, two_stage: bool):
 
 
 def write_predictions(lines, folder: str) -> None:
-    """`folder/predictions.jsonl`, sorted by dataset and record (the official per-type metrics depend on the order)."""
+    """Sorted by dataset and record: the official per-type metrics depend on the order."""
     lines.sort(["pos", "index"]).repartition(1).write_datasink(_JsonLinesSink(folder, "predictions.jsonl"))
 
 
 class _JsonLinesSink(BlockBasedFileDatasink):
-    """A Ray Data datasink writing the `line` column, one line per row (a JSON text already), to one file."""
+    """Writes the `line` column (JSON texts already), one line per row, to one file."""
 
     def __init__(self, folder: str, name: str) -> None:
         self.filename = name

@@ -54,8 +54,7 @@ class EvalConfig(Section):
     @field_validator("layout")
     @classmethod
     def _layout(cls, layout: dict) -> dict:
-        bad = set(layout) - set(Layout.__dataclass_fields__)
-        if bad:
+        if bad := set(layout) - set(Layout.__dataclass_fields__):
             raise ValueError(f"unknown layout options {sorted(bad)}; known: {sorted(Layout.__dataclass_fields__)}")
         return layout
 

@@ -206,11 +206,8 @@ def score(golds: Sequence[Record], preds: Sequence[Record], metrics: Iterable[st
           filter_outlier: bool = False, schema_types: Iterable[str] | None = None,
           ancestors: Callable[[str], Iterable[str]] | None = None) -> dict[str, Score]:
     """Score predictions against gold records (paired by id; a missing prediction scores as empty).
-
-    mode: `official` or `strict` (module docstring). filter_outlier: drop outlier predictions, checking
-    types against `schema_types` (the dataset's class names; None: no type check). ancestors: the
-    `wikidata_upper` option (NER, e.g. `library.ancestors`): an ancestor of the predicted type may match.
-    """
+    filter_outlier checks types against `schema_types` (None: no type check). ancestors: `wikidata_upper`
+    (NER, e.g. `library.ancestors`): an ancestor of the predicted type may match."""
     if mode not in MODES:
         raise ValueError(f"unknown metric mode {mode!r}; expected one of {MODES}")
     by_id = {p.id: p for p in preds}

@@ -71,8 +71,8 @@ def _evaluation_row(d: dict, n: int, where: str) -> tuple[str, Record, Record]:
 
 
 def read_predictions(path: str | Path) -> tuple[Groups, list[dict]]:
-    """The evaluation layout only (what `evaluate` scores and `knowcoder score` reads the same way): per
-    dataset in file order, gold and predicted records; and the raw outputs of every record's prompts."""
+    """The evaluation layout only: per dataset in file order, gold and predicted records; and the raw outputs
+    of every record's prompts."""
     datasets: Groups = {}
     outputs: list[dict] = []
     for n, where, d in _objects(path):
@@ -99,8 +99,7 @@ def _objects(path: str | Path):
 
 
 def dataset_tasks(golds: list[Record]) -> tuple[str, ...]:
-    """The tasks of a dataset that is not a known benchmark: those its gold annotates, across all its
-    sentences (as `get_benchmark` finds them for a `records:` file, so evaluate's metrics agree)."""
+    """Those its gold annotates, as `get_benchmark` finds them for a `records:` file (so evaluate agrees)."""
     has = {"ner": any(r.entities for r in golds), "re": any(r.relations for r in golds),
            "ed": any(r.events for r in golds), "eae": any(e.arguments for r in golds for e in r.events)}
     return tuple(t for t in has if has[t])

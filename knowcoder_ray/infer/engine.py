@@ -1,11 +1,10 @@
-"""Inference engines: `Prompt`s (or strings) in, generated texts out (greedy, up to max new tokens, cut before
-the first `STOP` and, with `stop_at_repeat` (the default), at the first item written twice). Prompts over
-`max_prompt_tokens` keep their first `keep_head` + last `keep_tail` tokens, as the official evaluation does
-(3,500 -> 1,500 + 2,000).
+"""Inference engines: `Prompt`s (or strings) in, generated texts out (greedy, cut before the first `STOP` and,
+with `stop_at_repeat`, at the first item written twice). Prompts over `max_prompt_tokens` keep their first
+`keep_head` + last `keep_tail` tokens, as the official evaluation does (3,500 -> 1,500 + 2,000).
 
 `TransformersEngine` batches prompts with padding before the sentence part and runs the schema prefix a
-shard's prompts share (instruction + class definitions) once per shard (a small LRU of KV caches). Each
-prompt sees exactly the tokens of plain generation (the prefix is cut from its own tokenization).
+shard's prompts share once per shard (a small LRU of KV caches). Each prompt sees exactly the tokens of
+plain generation (the prefix is cut from its own tokenization).
 """
 from __future__ import annotations
 
@@ -31,8 +30,8 @@ from knowcoder_ray.train.merge import adapter_base
 
 @dataclass(frozen=True)
 class Prompt:
-    """A full prompt; its first `prefix_chars` characters are shared with other prompts (the schema
-    prefix: wrapper instruction + class definitions), which lets an engine reuse their KV cache."""
+    """A full prompt; its first `prefix_chars` characters (the schema prefix) are shared with other prompts,
+    which lets an engine reuse their KV cache."""
 
     text: str
     prefix_chars: int = 0
@@ -75,8 +74,7 @@ def cut_at_stop(text: str) -> str:
 
 
 def finish(text: str, config: EngineConfig) -> str:
-    """A generated text as every engine path returns it: cut at the stop quote, then (`stop_at_repeat`)
-    before its first repeated item."""
+    """A generated text as every engine path returns it."""
     text = cut_at_stop(text)
     return drop_repeats(text) if config.stop_at_repeat else text
 
@@ -106,9 +104,7 @@ def drop_repeats(text: str) -> str:
 
 def truncate_ids(ids: list[int], max_tokens: int = 3500, head: int = 1500, tail: int = 2000) -> list[int]:
     """The official cut: a prompt over `max_tokens` keeps its first `head` and last `tail` tokens."""
-    if len(ids) <= max_tokens:
-        return ids
-    return ids[:head] + ids[len(ids) - tail:]
+    return ids if len(ids) <= max_tokens else ids[:head] + ids[len(ids) - tail:]
 
 
 def encode_prompt(tokenizer, text: str, config: EngineConfig) -> list[int]:
@@ -123,16 +119,14 @@ def tokenizer_folder(checkpoint: str) -> str:
 
 
 def check_checkpoint_folder(path: str) -> None:
-    """ValueError unless the folder `path` holds a model's config.json or an adapter's adapter_config.json
-    (else loading its tokenizer fails later, with a traceback)."""
+    """Checked before loading (else the tokenizer fails later, with a traceback)."""
     if not any(storage.isfile(storage.join(path, f)) for f in ("config.json", "adapter_config.json")):
         raise ValueError(f"{path} is not a model folder: it holds no config.json or adapter_config.json")
 
 
 def check_context(checkpoint: str, max_new_tokens: int, context: int | None = None) -> None:
-    """max_new_tokens over the model's context (`context`, else max_position_embeddings in the config.json
-    of the model folder or of an adapter's base) is a ValueError: the generation cache is sized by it, and
-    a failed allocation would come only at the first generate."""
+    """max_new_tokens over the model's context (`context`, else the model's or adapter base's config.json) is
+    a ValueError: the generation cache is sized by it, and would fail only at the first generate."""
     if context is None:
         try:
             config = json.loads(storage.read_text(storage.join(adapter_base(checkpoint) or checkpoint, "config.json")))
@@ -167,9 +161,9 @@ class TransformersEngine:
         self.model = model.to(self.device).eval()
         eos = self.tokenizer.eos_token_id
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos
-        self.generation_config = GenerationConfig(
-            max_new_tokens=self.config.max_new_tokens, do_sample=False, num_beams=1,
-            pad_token_id=self.pad_id, eos_token_id=eos, bos_token_id=self.tokenizer.bos_token_id)
+        self.generation_config = GenerationConfig(max_new_tokens=cfg.max_new_tokens, do_sample=False, num_beams=1,
+                                                  pad_token_id=self.pad_id, eos_token_id=eos,
+                                                  bos_token_id=self.tokenizer.bos_token_id)
         self._repeat_stop = RepeatedItemStop(self.tokenizer)
         self.stopping = StoppingCriteriaList([StopStringCriteria(self.tokenizer, [STOP])]
                                              + [self._repeat_stop] * self.config.stop_at_repeat)
@@ -189,9 +183,8 @@ class TransformersEngine:
         return encode_prompt(self.tokenizer, text, self.config)
 
     def _shared_len(self, p: Prompt, ids: list[int]) -> int:
-        """Tokens at the start of `ids` that belong to the prompt's shared prefix. Taken as the common
-        part of the prompt's own tokens and the prefix's tokens, so a BPE merge across the boundary or the
-        official cut can only shorten it; at least one token is left to generate from."""
+        """Tokens of `ids` in the prompt's shared prefix: the common start of its own and the prefix's tokens (a
+        BPE merge across the boundary or the official cut can only shorten it), leaving one to generate from."""
         if not self.config.prefix_reuse or p.prefix_chars <= 0:
             return 0
         prefix_ids = self._prefix_ids(p.text[:p.prefix_chars])
@@ -224,9 +217,8 @@ class TransformersEngine:
         return cache
 
     def _batch_cache(self, prefix_cache, rows: int, prompt_len: int):
-        """The prefix's keys and values for `rows` rows, in a cache with room for the whole generation.
-        A static cache is written in place at each step, where a dynamic one is concatenated anew (the
-        prefix copied once per generated token); models with sliding-window layers keep the dynamic one."""
+        """The prefix's keys and values for `rows` rows, with room for the whole generation: a static cache is
+        written in place (a dynamic one copies the prefix at each token); sliding-window models keep a dynamic one."""
         from transformers import StaticCache
 
         if getattr(self.model.config, "sliding_window", None):

@@ -1,15 +1,14 @@
-"""Sharded extraction: records -> prompt rows (one per record and schema shard) -> texts -> parsed and
-merged predictions, clean for users or as written for evaluation (`TaskPlan`). Executing the rows is a
-function handed in, so a plan runs in-process (`local_executor`), on Ray Data (`eval.dataflow`) or in
-the Serve ingress. Rows are plain dicts of strings and ints (Arrow friendly).
+"""Sharded extraction: records -> prompt rows (one per record and schema shard) -> texts -> parsed and merged
+predictions, clean for users or as written for evaluation (`TaskPlan`). Executing the rows is a function handed
+in: in-process (`local_executor`), on Ray Data (`eval.dataflow`) or in the Serve ingress. Rows are plain dicts
+of strings and ints (Arrow friendly).
 
-Two-stage events ("ee", as the official evaluation runs them): stage 1 is ED over the coarse types
-(each event type's top ancestor in the schema, e.g. `ConflictEvent`); stage 2 is EAE over the subtypes
-of the coarse types detected in the sentence. A detected trigger is confirmed only with a type the
-prompt defines (as in the released data: `"wife" is the trigger of event type "Marriage"` next to
-`class Marriage`), so a coarse type the stage-2 prompt lacks is not named, as in the official evaluation.
-The final events are the stage-2 events, plus any stage-1 event of a leaf type whose trigger stage 2 did
-not return (so one-level schemas keep their detections).
+Two-stage events ("ee", as the official evaluation runs them): stage 1 is ED over the coarse types (each event
+type's top ancestor in the schema, e.g. `ConflictEvent`); stage 2 is EAE over the subtypes of those detected.
+A trigger is confirmed only with a type the prompt defines (released data: `"wife" is the trigger of event type
+"Marriage"` next to `class Marriage`), so a coarse type the stage-2 prompt lacks is not named, as officially.
+The final events are the stage-2 events, plus any stage-1 event of a leaf type whose trigger stage 2 did not
+return (so one-level schemas keep their detections).
 """
 from __future__ import annotations
 
@@ -40,12 +39,10 @@ def coarse_name(library: SchemaLibrary, name: str) -> str:
 class TaskPlan:
     """How one task runs over one schema: the shards of stage 1 and, for "ee", of stage 2.
 
-    key: unique among the plans of one run (rows carry it back to their plan). types: the task's types
-    (default: the schema's of the task's kind; for "ed"/"ee" its leaf event types), sharded to fit `budget`
-    tokens per prompt head. layout: codec.render.Layout. shots: few-shot records shown before each
-    sentence, reduced to the classes of the prompt. as_written: keep predictions as the model wrote them
-    (evaluation: the metrics decide what repeats and hallucinated types and roles count); otherwise merged
-    predictions hold only the classes and roles the prompts defined, each mention once.
+    key: unique among a run's plans (rows carry it back). types: default the schema's of the task's kind (events:
+    the leaf types), sharded to fit `budget` tokens per prompt head. shots: few-shot records, reduced to the
+    prompt's classes. as_written: predictions as the model wrote them (evaluation: the metrics decide what
+    repeats and hallucinations count); else only the prompts' classes and roles, each mention once.
     """
 
     def __init__(self, key: str, task: str, library: SchemaLibrary, types: Sequence[SchemaType] | None = None,
@@ -75,7 +72,7 @@ class TaskPlan:
         key = (stage, shard.names)
         if key not in self._shot_cache:
             names = set(shard.names)
-            pairs = []
+            self._shot_cache[key] = pairs = []
             for r in self.shots:  # render_output writes the mentions of the shard's task only
                 events = r.events
                 if self.two_stage and stage == 1:
@@ -83,7 +80,6 @@ class TaskPlan:
                 kept = Record(r.id, r.text, [e for e in r.entities if e.type in names],
                               [x for x in r.relations if x.type in names], [e for e in events if e.type in names])
                 pairs.append((r.text, render_output(shard.task, kept)))
-            self._shot_cache[key] = pairs
         return self._shot_cache[key]
 
     def _row(self, record: Record, stage: int, index: int, shard: Shard, triggers=()) -> dict:
@@ -158,13 +154,12 @@ def parse_rows(rows: Iterable[dict], outputs: Iterable[str], libraries: dict[str
 
 
 def local_executor(generate: Callable[[list[Prompt]], list[str]], plans: Iterable[TaskPlan]) -> Executor:
-    """Runs rows in this process: one engine call for all rows (it groups them by shared prefix)."""
+    """Runs rows in this process: one engine call for all rows."""
     libraries = {p.key: p.library for p in plans}
     return lambda rows: parse_rows(rows, generate(row_prompts(rows)), libraries)
 
 
 # ---- merging -------------------------------------------------------------------------------------------
-
 
 @dataclass
 class Extraction:
@@ -188,8 +183,8 @@ def _clean(parsed: Record, names: set[str], library: SchemaLibrary) -> Record:
 
 
 def merge_stage(ex: Extraction, rows: Iterable[dict], plan: TaskPlan) -> None:
-    """Merge one stage's parsed rows of one record into `ex`, in shard order (as-written predictions keep
-    the order the shards wrote them, which the official per-type metrics depend on)."""
+    """Merge one stage's parsed rows of one record into `ex`, in shard order (the official per-type metrics
+    depend on the order)."""
     merge = (lambda old, new: old + new) if plan.as_written else (lambda old, new: dedupe([*old, *new]))
     for row in sorted(rows, key=lambda r: (r["stage"], r["shard"])):
         parsed = Record.from_dict({"id": row["record_id"], "text": "", "entities": row["entities"],
@@ -208,9 +203,8 @@ def merge_stage(ex: Extraction, rows: Iterable[dict], plan: TaskPlan) -> None:
 
 def extraction_steps(jobs: Sequence[tuple[str, TaskPlan, Sequence[Record]]]
                      ) -> Generator[list[dict], list[dict], dict[tuple[str, str, str], Extraction]]:
-    """The extraction as a generator: yields the rows to execute (stage 1, then stage 2), is sent their
-    executed rows, returns {(group, plan key, record id): Extraction}. The same steps run synchronously
-    (`run_extraction`) and on an event loop (`serve.extract.arun`, the Serve ingress)."""
+    """A generator: yields the rows to execute (stage 1, then stage 2), is sent them executed, returns
+    {(group, plan key, record id): Extraction}; run synchronously (`run_extraction`) or on an event loop (Serve)."""
     plans = {p.key: p for _, p, _ in jobs}
     if len(plans) != len({id(p) for _, p, _ in jobs}):
         raise ValueError("two different plans share one key")
@@ -247,7 +241,7 @@ def extraction_steps(jobs: Sequence[tuple[str, TaskPlan, Sequence[Record]]]
 def run_extraction(jobs: Sequence[tuple[str, TaskPlan, Sequence[Record]]],
                    execute: Executor) -> dict[tuple[str, str, str], Extraction]:
     """Run every (group, plan, records) job; `group` (e.g. a checkpoint name) travels with each row, so
-    one executor call can serve many models. Returns {(group, plan key, record id): Extraction}."""
+    one executor call can serve many models."""
     steps = extraction_steps(jobs)
     try:
         rows = next(steps)

@@ -1,12 +1,10 @@
-"""One engine contract for every host: `EngineSpec` (kind, checkpoint, decoding settings, vLLM options)
--> `spec.load()` (an in-process engine: transformers, `VLLMEngine` or a plugin `module:Class`),
-`vllm_processor` (a `ray.data.llm` processor) or `llm_config` (a `ray.serve.llm` LLMConfig).
+"""One engine contract for every host: `EngineSpec` -> `spec.load()` (an in-process engine: transformers,
+`VLLMEngine` or a plugin `module:Class`), `vllm_processor` (`ray.data.llm`) or `llm_config` (`ray.serve.llm`).
 
-Every path feeds the same token ids (`encode_prompt`, the official head+tail cut), decodes greedily to
-the closing triple quote and cuts outputs alike (`engine.finish`: at the stop quote and, with the config's
-`stop_at_repeat`, before the first repeated item). A PEFT adapter is a LoRA request on its base under vLLM
-(Serve: multiplexed from a bucket), merged into its base under transformers. vLLM is imported only where it
-runs (`pip install knowcoder-ray[gpu]`).
+Every path feeds the same token ids (`encode_prompt`, the official head+tail cut), decodes greedily to the
+closing triple quote and cuts outputs alike (`engine.finish`). A PEFT adapter is a LoRA request on its base
+under vLLM (Serve: multiplexed from a bucket), merged into its base under transformers. vLLM is imported
+only where it runs (`pip install knowcoder-ray[gpu]`).
 """
 from __future__ import annotations
 
@@ -46,12 +44,11 @@ class EngineSpec:
         return self.checkpoint if adapter_base(self.checkpoint) else None
 
     def load(self):
-        """The in-process engine (an adapter is a LoRA request under vLLM, merged under transformers)."""
+        """The in-process engine."""
         return load_engine(self.kind, self.checkpoint, self.config, **(self.vllm if self.kind == "vllm" else {}))
 
     def vllm_engine_kwargs(self) -> dict:
-        """vLLM engine arguments: prefix caching on (prompts of a schema shard share their head), LoRA
-        when the checkpoint is an adapter, the decoding dtype of the engine config."""
+        """vLLM engine arguments: prefix caching (a schema shard's prompts share their head), LoRA for an adapter."""
         kw = {"enable_prefix_caching": True, **self.vllm}
         if self.adapter:
             kw.setdefault("enable_lora", True)
@@ -65,9 +62,8 @@ class EngineSpec:
 
 
 class VLLMEngine:
-    """Greedy generation with vLLM. `model_path` is a model folder or a PEFT adapter folder (then its
-    base is loaded and the adapter is the default LoRA request). Other keyword arguments go to
-    `vllm.LLM` (e.g. gpu_memory_utilization, max_model_len, enforce_eager)."""
+    """Greedy generation with vLLM. `model_path`: a model folder, or a PEFT adapter folder (its base loaded, the
+    adapter the default LoRA request). Other keyword arguments go to `vllm.LLM` (e.g. max_model_len)."""
 
     def __init__(self, model_path: str | Path, config: EngineConfig | None = None, *, tensor_parallel_size: int = 1,
                  enable_lora: bool = False, max_lora_rank: int = 64, max_loras: int = 4, dtype: str | None = None,
@@ -116,9 +112,8 @@ def _tokenizer(path: str):
 
 def vllm_processor(spec: EngineSpec, batch_size: int = 32, concurrency: int = 1,
                    placement_group_config: dict | None = None, output: str = "output"):
-    """A `ray.data.llm` processor that adds `output` (the generated text) to rows holding `prompt`.
-    Rows keep their other columns. `placement_group_config` e.g. {"bundles": [{"CPU": 1}]} on CPU
-    nodes; by default Ray Data LLM reserves tensor x pipeline parallel GPUs per engine."""
+    """A `ray.data.llm` processor that adds `output` (the generated text) to rows holding `prompt`, keeping their
+    other columns. `placement_group_config`: e.g. {"bundles": [{"CPU": 1}]} on CPU nodes (default: GPUs)."""
     from ray.data.llm import build_processor, vLLMEngineProcessorConfig
 
     kw = {} if placement_group_config is None else {"placement_group_config": placement_group_config}

@@ -15,8 +15,7 @@ _MARK = "\x00"
 
 
 def shared_head(prefix_code: str) -> str:
-    """The part of a wrapped prompt that precedes the sentence part: the wrapper instruction, `Input:`
-    and the class definitions (wrap() puts the instruction before the code)."""
+    """The part of a wrapped prompt before the sentence part: wrapper instruction, `Input:`, class definitions."""
     return wrap(prefix_code + _MARK).split(_MARK, 1)[0]
 
 
@@ -36,8 +35,7 @@ class Shard:
 
     def prompt(self, sentence: str, triggers: Sequence[tuple[str, str]] = (),
                shots: Sequence[tuple[str, str]] = ()) -> str:
-        """Exactly `render_prompt(task, types, sentence, library=..., triggers=..., layout=..., shots=...)`,
-        reusing the prefix."""
+        """Exactly `render_prompt(task, types, sentence, ...)`, reusing the prefix."""
         return wrap(self.prefix_code + prompt_suffix(self.task, sentence, triggers, self.layout, shots))
 
 
@@ -49,13 +47,10 @@ def make_shard(task: str, types: Sequence[SchemaType], library: SchemaLibrary | 
 
 def shard_schema(task: str, types: Sequence[SchemaType], budget: int, count: TokenCounter,
                  library: SchemaLibrary | None = None, layout: Layout = RELEASED) -> list[Shard]:
-    """Split `types` (in order) into shards whose head fits in `budget` tokens.
-
-    Greedy packing on per-class token counts (RE also pays for the entity classes a relation's
-    constraints bring in, once per shard), then an exact count of each rendered head; a shard still over
-    budget is halved. A single class larger than the budget gets a shard of its own (the engine's
-    official head+tail cut then applies).
-    """
+    """Split `types` (in order) into shards whose head fits in `budget` tokens: greedy packing on per-class
+    token counts (RE also pays once per shard for the entity classes its constraints bring in), then an exact
+    count of each head; a shard still over budget is halved. A class over the budget gets a shard of its own
+    (the engine's official head+tail cut then applies)."""
     types = list(types)
     if not types:
         return []
