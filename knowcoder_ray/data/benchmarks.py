@@ -358,9 +358,14 @@ def get_benchmark(name: str) -> Benchmark:
         bad.extend(malformed)
         return iter(records)
 
+    return Benchmark(name, annotated_tasks(records), read, lambda _d: schema_of_records(records))
+
+
+def annotated_tasks(records: list[Record]) -> tuple[str, ...]:
+    """The tasks `records` annotate: the tasks of a `records:` file (and of a scored file's dataset)."""
     has = {"ner": any(r.entities for r in records), "re": any(r.relations for r in records),
            "ed": any(r.events for r in records), "eae": any(e.arguments for r in records for e in r.events)}
-    return Benchmark(name, tuple(t for t in has if has[t]), read, lambda _d: schema_of_records(records))
+    return tuple(t for t in has if has[t])
 
 
 # ---- the released evaluation's class names -----------------------------------------------------------

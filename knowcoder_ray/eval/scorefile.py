@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from knowcoder_ray.data.benchmarks import BENCHMARKS
+from knowcoder_ray.data.benchmarks import BENCHMARKS, annotated_tasks
 from knowcoder_ray.data.readers import json_lines
 from knowcoder_ray.eval.metrics import METRICS, Score, score
 from knowcoder_ray.records import Argument, EntityMention, EventMention, Record, RelationMention
@@ -98,13 +98,6 @@ def _objects(path: str | Path):
         yield n, where, d
 
 
-def dataset_tasks(golds: list[Record]) -> tuple[str, ...]:
-    """Those its gold annotates, as `get_benchmark` finds them for a `records:` file (so evaluate agrees)."""
-    has = {"ner": any(r.entities for r in golds), "re": any(r.relations for r in golds),
-           "ed": any(r.events for r in golds), "eae": any(e.arguments for r in golds for e in r.events)}
-    return tuple(t for t in has if has[t])
-
-
 def read_rows(path: str | Path) -> Groups:
     """Gold and predicted records of one file, grouped by (task, source)."""
     rows: Groups = {}
@@ -131,7 +124,7 @@ def read_rows(path: str | Path) -> Groups:
             raise ScoreFileError(f"{where}: expected 'task'/'sentence'/'gold'/'pred' or an evaluation row "
                                  "with 'prediction' and 'gold'")
     for dataset, (golds, preds) in evaluation.items():
-        tasks = BENCHMARKS[dataset].tasks if dataset in BENCHMARKS else dataset_tasks(golds)
+        tasks = BENCHMARKS[dataset].tasks if dataset in BENCHMARKS else annotated_tasks(golds)
         if not tasks:  # (its rows were dropped: a sentence without gold lost its predictions' false positives)
             raise ScoreFileError(f"{path}: dataset {dataset!r} is not a known benchmark and its gold annotates "
                                  "nothing, so its tasks are unknown")
