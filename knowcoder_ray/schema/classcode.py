@@ -1,20 +1,10 @@
 """One schema type as KnowCoder class code, both ways, never executing code.
 
 `render_class` writes a type in the released code style, `read_class` reads one class definition back from
-its syntax tree, `read_class_code` reads a user's schema given as class code, e.g.
-
-    class Person(Entity):
-        \"\"\"
-        Description: A human being.
-        Examples: Ada Lovelace, Alan Turing
-        \"\"\"
-    class WorkFor(Relation):
-        def __init__(self, head_entity: Person, tail_entity: Organization): ...
-    class Attack(Event):
-        def __init__(self, trigger: str, attacker: List[Person | Organization], target: List[Entity]): ...
-
-Unlike a library file (one kind per file, pyfile.py) such code mixes kinds: a class's kind comes from its
-bases (Entity / Relation / Event, or a class defined above or in the served library). Anything but class
+its syntax tree, `read_class_code` reads a user's schema given as class code (`class Attack(Event):` with a
+docstring and `def __init__(self, trigger: str, attacker: List[Person | Organization]): ...`). Unlike a
+library file (one kind per file, pyfile.py) such code mixes kinds: a class's kind comes from its bases
+(Entity / Relation / Event, or a class defined above or in the served library). Anything but class
 definitions (imports and docstrings aside) is refused with its line number.
 """
 from __future__ import annotations

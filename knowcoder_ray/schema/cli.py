@@ -66,9 +66,7 @@ def _build(args: argparse.Namespace) -> int:
             import ray
 
             ray.shutdown()
-    print(json.dumps(report.summary()))
-    for n in report.notes:
-        print(n)
+    print(json.dumps(report.summary()), *report.notes, sep="\n")
     if report.malformed:
         print(f"{len(report.malformed)} malformed lines written to {join(args.out, 'malformed.jsonl')}")
     if report.truncated:  # outputs are written, but the status tells scripts the input was incomplete
@@ -84,8 +82,7 @@ def _to_py(args: argparse.Namespace) -> int:
         paths = pyfile.write_pyfiles(table.read_parquet(args.parquet), args.out)
     except ValueError as e:  # not Parquet, not a schema table, a bad row, a type that does not render
         raise UsageError(e) from None
-    for path in paths:
-        print(path)
+    print(*paths, sep="\n")
     return 0
 
 

@@ -44,13 +44,17 @@ def render_file(kind: str, types: Iterable[SchemaType]) -> str:
     blocks = list(HEADERS[kind])
     metadata = {}
     for t in map(by_name.get, order):
-        code = render_class(t)
-        try:
-            shown = read_class(ast.parse(code).body[0], kind, source_lines(code))
-        except (SyntaxError, ValueError):  # a backslash that is no Python escape (`C:\xampp`), a NUL: escaped
-            code = render_class(_escaped(t))
-            shown = _read_back(t, code, kind)
-        seen = shown.to_row()
+        # a backslash that is no Python escape (`C:\xampp`), a NUL: rendered again escaped
+        for candidate in (t, _escaped(t)):
+            code = render_class(candidate)
+            try:
+                seen = read_class(ast.parse(code).body[0], kind, source_lines(code)).to_row()
+                break
+            except (SyntaxError, ValueError) as e:
+                error = e
+        else:
+            raise SchemaError(f"type {t.name!r} does not render to valid Python ({getattr(error, 'msg', error)}); "
+                              "check its description and examples for triple quotes")
         if extra := {k: v for k, v in t.to_row().items() if v != seen[k]}:
             metadata[t.name] = extra
         blocks.append(code)
@@ -67,14 +71,6 @@ def _escaped(t: SchemaType) -> SchemaType:
         return "".join(c if c.isprintable() or c in "\n\t" else c.encode("unicode_escape").decode() for c in text)
 
     return replace(t, description=escape(t.description), examples=tuple(map(escape, t.examples)))
-
-
-def _read_back(t: SchemaType, code: str, kind: str) -> SchemaType:
-    try:
-        return read_class(ast.parse(code).body[0], kind, source_lines(code))
-    except (SyntaxError, ValueError) as e:
-        raise SchemaError(f"type {t.name!r} does not render to valid Python ({getattr(e, 'msg', e)}); "
-                          "check its description and examples for triple quotes") from None
 
 
 def write_pyfiles(library: SchemaLibrary, out_dir: str) -> list[str]:
@@ -196,7 +192,7 @@ def read_pyfile(source: str, kind: str, filename: str = "<schema>",
                     metadata = ast.literal_eval(node.value)
                 except (ValueError, TypeError, SyntaxError, RecursionError):
                     problems.append(ClassProblem(filename, METADATA, offset + node.lineno, "not a literal; ignored"))
-    out, first_line = [], {}
+    out: dict[str, tuple[int, SchemaType]] = {}  # name -> (first line, type)
     for offset, chunk, tree in parts:
         lines = source_lines(chunk)
         for node in tree.body:
@@ -210,13 +206,11 @@ def read_pyfile(source: str, kind: str, filename: str = "<schema>",
             except (ValueError, TypeError, KeyError) as e:  # SchemaError: a bad name, role or metadata
                 problems.append(ClassProblem(filename, node.name, offset + node.lineno, str(e)))
                 continue
-            first = first_line.setdefault(t.name, offset + node.lineno)
-            if first == offset + node.lineno:
-                out.append(t)
-            elif t != next(k for k in out if k.name == t.name):  # an identical copy is dropped silently
+            first, kept = out.setdefault(t.name, (offset + node.lineno, t))
+            if kept != t:  # an identical copy is dropped silently
                 problems.append(ClassProblem(filename, t.name, offset + node.lineno,
                                              f"defined again (first at line {first}); the first is kept"))
-    return out
+    return [t for _, t in out.values()]
 
 
 class MetadataEntry(Section):

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import bisect
-import json
+import pickle
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import TYPE_CHECKING, NamedTuple
 
-from knowcoder_ray.schema.dump import MIN_RANGE_BYTES, byte_ranges, compression_of, iter_lines, read_dump
-from knowcoder_ray.schema.wikidata import (
-    P_INSTANCE_OF, P_SUBCLASS_OF, Malformed, Truncated, entity_aliases, entity_text, item_targets,
-    literal_targets, num, parse_line, property_record, statements,
+from knowcoder_ray.schema.dump import (
+    MIN_RANGE_BYTES, P_INSTANCE_OF, P_SUBCLASS_OF, Malformed, Truncated, byte_ranges, compression_of, entity_aliases,
+    entity_text, item_targets, iter_lines, literal_targets, num, parse_line, property_record, read_dump, statements,
 )
 
 if TYPE_CHECKING:
@@ -64,15 +63,6 @@ class DumpSummary:
             mine[0] += n
             mine[1].update(props)
         return self
-
-    def to_json(self) -> str:
-        return json.dumps(self.__dict__, separators=(",", ":"))
-
-    @classmethod
-    def from_json(cls, text: str) -> "DumpSummary":
-        d = json.loads(text)  # its counts are plain dicts: it is only merged into a new summary
-        d["lines"] = {int(r): n for r, n in d["lines"].items()}
-        return cls(**d)
 
 
 def _keep_lowest(kept: list, item: list, k: int) -> None:
@@ -150,7 +140,7 @@ def _summarize_batch(batch, config: BuildConfig, plan: ScanTargets | None):
     import pyarrow as pa
 
     rows = zip(*(batch.column(c).to_pylist() for c in ("range", "line", "text")))
-    return pa.table({"summary": [summarize(rows, config, plan).to_json()]})
+    return pa.table({"summary": [pickle.dumps(summarize(rows, config, plan))]})
 
 
 def summarize_range(uri: str, rng: int, start: int, end: float, config: BuildConfig,
@@ -176,7 +166,7 @@ def scan_ray(uri: str, config: BuildConfig, plan: ScanTargets | None = None, par
                             fn_kwargs={"config": config, "plan": plan})
         total = DumpSummary()
         for row in ds.iter_rows():
-            total.merge(DumpSummary.from_json(row["summary"]), config.max_examples)
+            total.merge(pickle.loads(row["summary"]), config.max_examples)
         return total
 
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))

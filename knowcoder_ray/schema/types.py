@@ -17,6 +17,7 @@ from dataclasses import dataclass, fields
 KINDS = ("entity", "relation", "event")
 BASE_CLASS = {"entity": "Entity", "relation": "Relation", "event": "Event"}
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_CAMEL = re.compile(r"([a-z])([A-Z])")
 
 
 class SchemaError(ValueError):
@@ -106,9 +107,6 @@ def norm_name(name: str) -> str:
     'Restaurant_Name' and 'RestaurantName' -> 'restaurant name'; 'PER' -> 'per'."""
     sep = "-" if "-" in name else "_" if "_" in name else None
     return name.replace(sep, " ").lower() if sep else _CAMEL.sub(r"\1 \2", name).lower()
-
-
-_CAMEL = re.compile(r"([a-z])([A-Z])")
 
 
 def to_class_name(label: str) -> str:
