@@ -4,9 +4,8 @@
     kc = KnowCoder.load("build/demo-real/models/merged", schema="benchmarks")
     kc.extract("Barack Obama was born in Honolulu.", types=["Person", "Location"])
 
-`extract` runs what the HTTP endpoint runs (the same request checks, schema sharding, two-stage events,
-parsing and merging: knowcoder_ray.serve.extract) with one in-process engine, and returns the endpoint's
-typed results. `knowcoder extract` is the same on the command line.
+`extract` runs what the HTTP endpoint runs (knowcoder_ray.serve.extract) with one in-process engine and returns
+the endpoint's typed results; `knowcoder extract` is the same on the command line.
 """
 from __future__ import annotations
 
@@ -59,25 +58,21 @@ class KnowCoder:
         from knowcoder_ray.tokens import TokenCounter
 
         if isinstance(shard_tokens, bool) or not isinstance(shard_tokens, int) or shard_tokens < 1:
-            # (before: None or "abc" failed at the first extract with a TypeError; 0 or -5 were taken)
             raise ValueError(f"shard_tokens: expected a whole number of at least 1, got {shard_tokens!r}")
         library = load_schema(schema, data_dir)  # the cheaper check first
         model = str(model)
         if engine in ("transformers", "vllm") and isdir(model):
             check_checkpoint_folder(model)
         spec = EngineSpec.of(engine, model, engine_settings)
-        loaded = spec.load()
-        # the transformers engine has its tokenizer loaded already
+        loaded = spec.load()  # the transformers engine has its tokenizer loaded already
         count = TokenCounter(getattr(loaded, "tokenizer", None) or tokenizer_folder(spec.checkpoint))
         return cls(loaded, library, count, name(model), shard_tokens)
 
     def extract(self, texts: str | list[str], task: str = "ner", types: list[str] | None = None,
                 schema_code: str | None = None, triggers: list[list[dict]] | None = None,
                 return_raw: bool = False) -> "TextResult | list[TextResult]":
-        """Mentions of `types` (library names) and/or the classes of `schema_code` (class code, read with
-        `ast`) in one text (one result) or a list of texts (a list); without either, the library's types
-        of the task's kind. task: ner | re | ed | eae (`triggers`: confirmed triggers per text, eae only).
-        A bad argument raises ValueError naming it."""
+        """Mentions of `types` (library names) and/or the classes of `schema_code` (else the library's types of
+        the task's kind) in one text or a list of texts; `triggers`: eae only. ValueError names a bad argument."""
         from pydantic import ValidationError
 
         from knowcoder_ray.infer.extraction import local_executor

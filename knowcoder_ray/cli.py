@@ -1,7 +1,6 @@
 """`knowcoder`: one command with a subcommand per phase.
 
-Each phase keeps its subcommands in its own `cli.py` module exposing `add_commands(subparsers)`; those
-modules import nothing heavy at module level, so `knowcoder --help` stays fast.
+Each phase's `cli.py` exposes `add_commands(subparsers)` and imports nothing heavy at module level (fast --help).
 """
 from __future__ import annotations
 
@@ -30,13 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:  # a handler's: named with its subcommand (`knowcoder model tiny: ...`)
         command = [args.command, *(v for k, v in vars(args).items() if k.endswith("_command"))]
         print(f"knowcoder {' '.join(command)}: {e}", file=sys.stderr)
-    # a bad config or --set (its lines name the keys), a path that is not there, a cluster that does not answer:
-    # a message, no traceback
+    # a bad config or --set (its lines name the keys), a path that is not there, a cluster that does not answer,
+    # a file that is not UTF-8 text (storage.read_text's message names it): a message, no traceback
     except (ConfigError, ConnectionError, FileExistsError, FileNotFoundError, IsADirectoryError,
-            NotADirectoryError) as e:
+            NotADirectoryError, UnicodeDecodeError) as e:
         print(f"knowcoder {args.command}: {_message(e)}", file=sys.stderr)
-    except UnicodeDecodeError as e:  # a file of other bytes than UTF-8 text (storage.read_text's message names it)
-        print(f"knowcoder {args.command}: {e}", file=sys.stderr)
     return 2
 
 

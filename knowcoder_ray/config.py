@@ -125,8 +125,7 @@ class PipelineConfig(Section):
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> PipelineConfig:
-        """The pipeline YAML from a local path or a bucket URI, validated: a misspelled or misplaced key
-        raises ConfigError naming its location, before any cluster time is spent."""
+        """The pipeline YAML (path or URI), validated: ConfigError names a misspelled or misplaced key."""
         return validate(read_yaml(str(path)), str(path))
 
     def artifact(self, name: str) -> str:
@@ -162,9 +161,8 @@ class PipelineConfig(Section):
                        **section.model_dump(exclude_unset=True), "out": self.artifact(name), "library": library})
 
     def eval_config(self) -> EvalConfig:
-        """The eval phase's config: every checkpoint of the run it names (default: base, pretrained and
-        merged, base only when the run starts from a tiny or imported model), their labels, the data
-        folder and the output folder filled in."""
+        """The eval phase's config with the checkpoints it names (default: pretrained and merged, and base when
+        the run starts from a tiny or imported model), their labels, the data and the output folders filled in."""
         e = self.eval
         which = e.checkpoints or (["base", "pretrained", "merged"] if self.tiny_model or self.base_model
                                   else ["pretrained", "merged"])

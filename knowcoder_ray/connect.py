@@ -7,10 +7,9 @@ import socket
 
 def connect(address: str | None = None, num_cpus: int | None = None, *, new_local: bool = False,
             log_to_driver: bool = True) -> bool:
-    """Join the cluster at `address` (or RAY_ADDRESS, which `ray job submit` sets), else start a local one
-    bound to 127.0.0.1 (DESIGN.md section 6) with `num_cpus` logical CPUs; `new_local`: never join a Ray
-    that another `ray start` left on this machine. Returns True when this call started Ray here (the caller
-    may shut it down); an already initialised Ray is kept."""
+    """Join the cluster at `address` (or RAY_ADDRESS), else start a local one bound to 127.0.0.1 with `num_cpus`
+    CPUs (`new_local`: never join a Ray that `ray start` left here); an initialised Ray is kept. True when this
+    call started Ray here (the caller may shut it down)."""
     address = address or os.environ.get("RAY_ADDRESS") or None
     if not address:  # read when Ray is first imported: a local node then binds 127.0.0.1
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")

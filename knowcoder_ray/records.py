@@ -84,21 +84,16 @@ class Record:
     source: str = ""
 
     def to_dict(self) -> dict:
-        return {
-            "id": self.id, "text": self.text, "source": self.source,
-            "entities": [e.to_dict() for e in self.entities],
-            "relations": [r.to_dict() for r in self.relations],
-            "events": [e.to_dict() for e in self.events],
-        }
+        return {"id": self.id, "text": self.text, "source": self.source,
+                "entities": [e.to_dict() for e in self.entities], "relations": [r.to_dict() for r in self.relations],
+                "events": [e.to_dict() for e in self.events]}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Record":
-        return cls(
-            id=str(d["id"]), text=d["text"], source=d.get("source") or "",
-            entities=[EntityMention.from_dict(e) for e in d.get("entities") or ()],
-            relations=[RelationMention.from_dict(r) for r in d.get("relations") or ()],
-            events=[EventMention.from_dict(e) for e in d.get("events") or ()],
-        )
+        return cls(id=str(d["id"]), text=d["text"], source=d.get("source") or "",
+                   entities=[EntityMention.from_dict(e) for e in d.get("entities") or ()],
+                   relations=[RelationMention.from_dict(r) for r in d.get("relations") or ()],
+                   events=[EventMention.from_dict(e) for e in d.get("events") or ()])
 
 
 def span_of(text: str, mention: str, start: int | None = None) -> tuple[int, int] | None:

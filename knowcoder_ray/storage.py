@@ -1,9 +1,7 @@
-"""Every file the project reads or writes, at a local path or a `file://`, `s3://` or `gs://` URI.
-
-One layer over `pyarrow.fs`: Ray Data and Ray Train already resolve their paths with it, so a URI means
-the same bucket, credentials and endpoint (`AWS_ENDPOINT_URL`, instance profiles, workload identity) in
-every phase. Nothing here assumes that a path written on one node is visible on another: engines that
-need a model folder on disk get a per-node cached copy (`local_copy`).
+"""Every file the project reads or writes, at a local path or a `file://`, `s3://` or `gs://` URI: one layer
+over `pyarrow.fs`, which Ray Data and Ray Train resolve their paths with, so a URI means the same bucket,
+credentials and endpoint in every phase. A path written on one node need not be visible on another: engines
+that need a model folder on disk get a per-node cached copy (`local_copy`).
 """
 from __future__ import annotations
 
@@ -127,8 +125,7 @@ def sniff_compression(path: str) -> str | None:
 def read_bytes(path: str) -> bytes:
     local = _local(path)
     if local is not None:
-        with open(local, "rb") as f:
-            return f.read()
+        return Path(local).read_bytes()
     fs, inner = filesystem(path)
     with fs.open_input_stream(inner, compression=None) as f:  # the bytes as stored, never decompressed
         return f.read()
@@ -235,9 +232,8 @@ def _fingerprint(fs: pafs.FileSystem, inner: str) -> str:
 
 
 def local_copy(path: str) -> str:
-    """A local folder with the contents of `path`: a local folder as it is, a URI's folder downloaded
-    once per node into the cache. The download goes to a temporary folder renamed into place, under a
-    per-entry file lock, so concurrent actors on a node fetch it once and never see a partial copy."""
+    """A local folder with the contents of `path`: a URI's folder is downloaded once per node into the cache
+    (under a file lock, then renamed into place: concurrent actors fetch it once, never see a partial copy)."""
     import fcntl
 
     path = str(path)
@@ -263,9 +259,8 @@ def local_copy(path: str) -> str:
 
 
 def publish_folder(target: Path, fill) -> Path:
-    """The local folder `target`, filled by `fill(tmp)` in a temporary sibling folder and renamed into place
-    (replacing any older `target`): no reader ever sees a partial folder under the final name, and an
-    interrupted fill leaves none."""
+    """The local folder `target`, filled by `fill(tmp)` in a temporary sibling renamed into place (replacing
+    any older `target`): no reader ever sees a partial folder, and an interrupted fill leaves none."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))  # same filesystem: rename is atomic
     try:

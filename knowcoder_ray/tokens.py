@@ -1,7 +1,5 @@
-"""Token counts, one meaning everywhere (corpus rows' `n_tokens`, schema shards' prompt budgets).
-
-With a Hugging Face tokenizer: its ids without special tokens. Without one: an estimate, the larger of the
-whitespace words and characters / 4 (about what a LLaMA tokenizer gives on English)."""
+"""Token counts, one meaning everywhere (corpus rows' `n_tokens`, schema shards' prompt budgets): a Hugging Face
+tokenizer's ids without special tokens, else the larger of words and characters / 4 (about a LLaMA tokenizer's)."""
 from __future__ import annotations
 
 import math

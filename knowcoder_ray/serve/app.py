@@ -5,11 +5,10 @@
     GET  /healthz      liveness, model and library size
     GET  /docs         OpenAPI docs (/openapi.json)
 
-A request's schema is split into prompt-sized shards, so it may name the whole library; the ingress
-awaits every (text, shard) prompt at once (async, no thread pool: requests in flight are bounded by
-Serve's `max_ongoing_requests`) and merges the parsed outputs per text. The model deployment is a
-`ray.serve.llm` LLMServer (`engine: vllm`) or our `Engine` replica, whose `@serve.batch` gathers the
-prompts of concurrent requests. A prompt whose replica dies is sent again: a crash costs latency only.
+A request's schema is split into prompt-sized shards; the ingress awaits every (text, shard) prompt at once
+(async, bounded by Serve's `max_ongoing_requests`) and merges the parsed outputs per text. The model deployment
+is a `ray.serve.llm` LLMServer (`engine: vllm`) or our `Engine` replica, whose `@serve.batch` gathers the prompts
+of concurrent requests. A prompt whose replica dies is sent again: a crash costs latency only.
 """
 import asyncio
 import logging
@@ -41,19 +40,15 @@ from knowcoder_ray.tokens import TokenCounter
 
 logger = logging.getLogger("ray.serve")
 
-api = FastAPI(
-    title="KnowCoder extraction service",
-    version="0.1.0",
-    description="Code-style universal information extraction (KnowCoder): NER, RE, ED and EAE against a "
-                "schema library or your own class code, sharded over engine replicas.",
-)
+api = FastAPI(title="KnowCoder extraction service", version="0.1.0",
+              description="Code-style universal information extraction (KnowCoder): NER, RE, ED and EAE against a "
+                          "schema library or your own class code, sharded over engine replicas.")
 
 
 def _json_safe(value, flags: set[str], depth: int = 0):
-    """`value` with what JSON/UTF-8 cannot carry made visible instead: non-finite floats (Python's JSON
-    reader accepts NaN, Infinity and overflows to inf) become strings, lone surrogates backslash escapes.
-    Cut like the echo it is: 20 items, 300 characters, 20 levels (a body nested hundreds deep would
-    otherwise exhaust Python's recursion limit here, in the error handler: a 500)."""
+    """`value` with what JSON/UTF-8 cannot carry made visible: non-finite floats (Python's JSON reader takes NaN,
+    Infinity, 1e400) as strings, lone surrogates backslash-escaped. Cut like the echo it is: 20 items, 300
+    characters, 20 levels (a body nested hundreds deep would exhaust the recursion limit here: a 500)."""
     if depth > 20:
         return "..."
     if isinstance(value, float) and not math.isfinite(value):
@@ -109,10 +104,8 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     error parsing the body": here it names the problem. Our own HTTPExceptions are raised `from None`."""
     cause = exc.__cause__
     if exc.status_code == 400 and cause is not None:
-        if isinstance(cause, UnicodeDecodeError):
-            why = f"byte 0x{cause.object[cause.start]:02x} at offset {cause.start} is not UTF-8"
-        else:
-            why = f"{type(cause).__name__}: {str(cause)[:200]}"
+        why = (f"byte 0x{cause.object[cause.start]:02x} at offset {cause.start} is not UTF-8"
+               if isinstance(cause, UnicodeDecodeError) else f"{type(cause).__name__}: {str(cause)[:200]}")
         return JSONResponse({"detail": {"error": f"the body is not readable JSON ({why})"}}, status_code=400)
     return await http_exception_handler(request, exc)
 

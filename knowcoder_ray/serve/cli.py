@@ -1,11 +1,10 @@
 """`knowcoder serve`: run the extraction service locally (loopback by default) until Ctrl-C. For a
 cluster, deploy knowcoder_ray/serve/serve_config.yaml with `serve deploy` or a RayService.
 
-Ray Serve's own HTTP proxy (uvicorn) holds a socket forever for a request whose headers or body never
-finish, so `knowcoder serve` starts its local Ray with Serve's HAProxy ingress: a connection silent for
-`--client-timeout` seconds gets 408 (incomplete headers) or 400 (incomplete body) and is closed, as is an
-idle keep-alive connection; a malformed chunked body (chunk size FFFFFFFFFFFFFFFF) gets 400 at once. On
-a cluster started by `ray start`, set the same environment there (see serve_config.yaml).
+Ray Serve's own HTTP proxy (uvicorn) holds a socket forever for a request that never finishes, so `knowcoder
+serve` starts its local Ray with Serve's HAProxy ingress: a connection silent for `--client-timeout` seconds gets
+408 (incomplete headers) or 400 (incomplete body) and is closed, as is an idle keep-alive connection. On a
+cluster started by `ray start`, set the same environment there (see serve_config.yaml).
 """
 from __future__ import annotations
 
@@ -21,7 +20,7 @@ CLIENT_TIMEOUT_S = 30
 
 def haproxy_env(client_timeout_s: int, state_dir: str) -> dict[str, str]:
     """Environment of a Ray whose Serve fronts its HTTP proxies with HAProxy, closing silent clients after
-    `client_timeout_s` (>= 1 by the option's type; HAProxy's `timeout client`, also `timeout http-request`)."""
+    `client_timeout_s` (HAProxy's `timeout client`, also `timeout http-request`)."""
     return {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_HAPROXY_TIMEOUT_CLIENT_S": str(client_timeout_s),
             # per-run files, so two services on one machine do not share HAProxy's config or admin socket
             "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": os.path.join(state_dir, "haproxy.cfg"),
@@ -59,9 +58,8 @@ def config_from_args(args: argparse.Namespace):
 
 
 def _preflight(cfg) -> None:
-    """What every replica would fail on, refused before Ray starts (else Serve retries the deployment for
-    minutes and ends in a traceback): a model folder that is not one, an adapter that is not one or was
-    trained on another base, max_new_tokens over the model's context, a library that does not load."""
+    """What every replica would fail on (model, adapter, max_new_tokens over the context, library), refused
+    before Ray starts: Serve would retry the deployment for minutes and end in a traceback."""
     from knowcoder_ray.infer.engine import check_context
     from knowcoder_ray.schema.table import load_library
     from knowcoder_ray.storage import isdir, isfile, join, local_copy

@@ -1,7 +1,6 @@
-"""From a request to a sharded extraction plan (infer.extraction, which the evaluation runs too) and from
-the merged results to the response body: limits (413), the schema named or defined (400). Executing the
-prompts is handed in (Serve's engine replicas, or an in-process engine in `KnowCoder.extract`). Also the
-search of the served schema library (GET /v1/schemas).
+"""From a request to a sharded extraction plan (infer.extraction) and from the merged results to the response
+body: limits (413), the schema named or defined (400). Executing the prompts is handed in (Serve's engine
+replicas, or an in-process engine in `KnowCoder.extract`). Also the schema search (GET /v1/schemas).
 """
 from __future__ import annotations
 
@@ -119,16 +118,13 @@ def build_response(req: ExtractRequest, plan: TaskPlan, extractions: Sequence[Ex
     results = []
     for ex in extractions:
         record, text, mine = ex.record.to_dict(), ex.record.text, by_record.get(ex.record.id, ())
-        result = {
-            "text": text, "entities": [_located(e, text) for e in record["entities"]],
-            "relations": [{**r, "head": _located(r["head"], text), "tail": _located(r["tail"], text)}
-                          for r in record["relations"]],
-            "events": [{**_located(e, text, "trigger"), "arguments": [_located(a, text) for a in e["arguments"]]}
-                       for e in record["events"]],
-            "hallucinated": list(dict.fromkeys(h for r in mine for h in r["hallucinated"])),
-            "errors": [e for r in mine for e in r["errors"]],
-            "truncated": any(r["truncated"] for r in mine),
-        }
+        result = {"text": text, "entities": [_located(e, text) for e in record["entities"]],
+                  "relations": [{**r, "head": _located(r["head"], text), "tail": _located(r["tail"], text)}
+                                for r in record["relations"]],
+                  "events": [{**_located(e, text, "trigger"), "arguments": [_located(a, text) for a in e["arguments"]]}
+                             for e in record["events"]],
+                  "hallucinated": list(dict.fromkeys(h for r in mine for h in r["hallucinated"])),
+                  "errors": [e for r in mine for e in r["errors"]], "truncated": any(r["truncated"] for r in mine)}
         if req.return_raw:
             result["raw"] = [{"stage": r["task"], "shard": r["shard"], "types": list(r["names"]),
                               "prompt_chars": len(r["prompt"]), "output": r["output"]} for r in mine]

@@ -1,7 +1,6 @@
-"""Training configuration: a YAML file and dotted `--set key=value` overrides, validated by pydantic.
-
-One `TrainConfig` serves both phases; `phase` picks the defaults that differ (pretrain: full-parameter,
-loss on every token; sft: LoRA, loss on the output tokens only).
+"""Training configuration: a YAML file and dotted `--set key=value` overrides, validated by pydantic. One
+`TrainConfig` serves both phases; `phase` picks the defaults that differ (pretrain: full-parameter, loss on
+every token; sft: LoRA, loss on the output tokens only).
 """
 from __future__ import annotations
 

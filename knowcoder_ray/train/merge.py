@@ -9,8 +9,7 @@ from knowcoder_ray import storage
 
 
 def adapter_base(path: str | Path) -> str | None:
-    """The base model (path or URI) a PEFT adapter folder was trained on, or None when `path` is a full
-    model folder. Read through storage: the folder may be a bucket URI."""
+    """The base model a PEFT adapter folder (path or URI) was trained on, or None for a full model folder."""
     cfg = storage.join(str(path), "adapter_config.json")
     if not storage.isfile(cfg):
         return None

@@ -1,10 +1,7 @@
-"""Tokenization and sequence packing.
-
-Several samples share one row of `seq_len` tokens, each with its own attention: position ids restart at 0
-at every sample, which the Llama models of transformers >= 5 turn into a block-diagonal causal mask when
-there is no attention mask and no KV cache (training with sdpa runs each sample alone: engine.packed_sdpa);
-the tests check that packed logits equal per-sample logits. The first token of every sample is left out of
-the loss (no sample learns to predict from its neighbour); SFT samples mask their prompt tokens (labels -100).
+"""Tokenization and sequence packing. Several samples share one row of `seq_len` tokens, each with its own
+attention: position ids restart at 0 at every sample, which the Llama models of transformers >= 5 turn into a
+block-diagonal causal mask without attention mask and KV cache (training with sdpa: engine.packed_sdpa). The
+first token of every sample is outside the loss; SFT samples mask their prompt tokens (labels -100).
 `packing=False` pads every sample to a row of its own, as the official KnowCoder code does.
 """
 from __future__ import annotations
@@ -35,9 +32,8 @@ def text_samples(tokenizer, text: str, seq_len: int) -> list[Sample]:
 
 
 def pair_sample(tokenizer, prompt: str, output: str, seq_len: int) -> Sample:
-    """SFT pair: BOS + prompt + output + EOS with the prompt outside the loss. Prompt and full text are
-    tokenized as they are at inference time; a token straddling the boundary counts as output. Longer than
-    `seq_len`: the end is cut (the official `cutoff_len`); a prompt that leaves no output token raises."""
+    """SFT pair: BOS + prompt + output + EOS with the prompt (as tokenized at inference) outside the loss.
+    Longer than `seq_len`: the end is cut (the official `cutoff_len`); a prompt that leaves no room raises."""
     full = list(tokenizer(prompt + output)["input_ids"]) + [tokenizer.eos_token_id]
     n_prompt = len(os.path.commonprefix([tokenizer(prompt)["input_ids"], full]))  # shared leading ids
     if n_prompt >= seq_len:

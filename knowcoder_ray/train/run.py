@@ -1,8 +1,6 @@
-"""Driver side of a training run: pack the corpus with Ray Data, run the Ray Train trainer, and
-copy the exported model (pretrain: HF folder; sft: PEFT adapter folder) to `output_dir`.
-
-Re-running with the same `run_name` and `storage_path` resumes from the run's latest checkpoint (Ray
-Train restores it for the new workers), and so does a restart after a worker failure (`max_failures`).
+"""Driver side of a training run: pack the corpus with Ray Data, run the Ray Train trainer, and copy the
+exported model (pretrain: HF folder; sft: PEFT adapter folder) to `output_dir`. Re-running with the same
+`run_name` and `storage_path` resumes from the run's latest checkpoint, as a worker-failure restart does.
 """
 from __future__ import annotations
 
@@ -60,10 +58,8 @@ def _trainer_class(cfg: TrainConfig):
 
 def train(cfg: TrainConfig, step_hooks: Sequence[Callable] = ()) -> TrainResult:
     """Run one training phase on the connected Ray cluster (`connect()` first). `step_hooks` are called on
-    every worker after each optimizer step with the step's metrics (step, loss, lr, tokens...), `rank`,
-    `world_size` and `resumed_at` (the step this attempt restored, else None); one that raises fails the
-    worker, which Ray Train restarts from the last checkpoint up to `max_failures` times."""
-    import ray
+    every worker after each optimizer step with the step's metrics, `rank`, `world_size` and `resumed_at`
+    (the step this attempt restored, else None); one that raises fails the worker (`max_failures`)."""
     import ray.train
 
     from knowcoder_ray.train.dataset import OrderedSplit, check_model_folder, fmt_of, prepare_dataset
@@ -81,9 +77,8 @@ def train(cfg: TrainConfig, step_hooks: Sequence[Callable] = ()) -> TrainResult:
             os.environ.setdefault(k, v)  # read by the driver; Ray Train passes them on to its controller
     trainer_cls, backend = _trainer_class(cfg)
     trainer = trainer_cls(
-        train_loop,
-        train_loop_config={"train": cfg.model_dump(), "rows_per_worker": rows_per_worker,
-                           "step_hooks": list(step_hooks)},
+        train_loop, train_loop_config={"train": cfg.model_dump(), "rows_per_worker": rows_per_worker,
+                                       "step_hooks": list(step_hooks)},
         **backend,
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                                resources_per_worker={"CPU": cfg.cpus_per_worker}),
@@ -93,8 +88,7 @@ def train(cfg: TrainConfig, step_hooks: Sequence[Callable] = ()) -> TrainResult:
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.keep_checkpoints)),
         datasets={"train": packed},
         # split (and so computed) here, before the workers take their CPUs: see OrderedSplit
-        dataset_config=OrderedSplit({"train": packed.split(cfg.num_workers, equal=True)}),
-    )
+        dataset_config=OrderedSplit({"train": packed.split(cfg.num_workers, equal=True)}))
     prepared, fit_start = time.perf_counter(), time.time()
     result = trainer.fit()
     fitted, fit_end = time.perf_counter(), time.time()

@@ -58,8 +58,7 @@ def make_tiny_model(out_dir: str | Path, corpus_texts: Iterable[str], seed: int 
         num_hidden_layers=spec.num_layers, num_attention_heads=spec.num_heads,
         num_key_value_heads=spec.num_kv_heads, max_position_embeddings=spec.max_position_embeddings,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False,
-    )
+        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False)
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     model.generation_config = GenerationConfig(bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id,
@@ -71,9 +70,7 @@ def make_tiny_model(out_dir: str | Path, corpus_texts: Iterable[str], seed: int 
 
 
 def corpus_texts(path: str) -> list[str]:
-    """Texts of a training corpus (a Parquet or JSON-lines file or folder, or a corpus folder written by
-    `knowcoder data`; rows {"text"} or {"prompt", "output"}) for training a tokenizer: `text`, else `prompt +
-    output`."""
+    """For training a tokenizer, the `text` (else `prompt + output`) of a training corpus's rows."""
     import pyarrow as pa
     import pyarrow.dataset as pads
 
@@ -81,7 +78,7 @@ def corpus_texts(path: str) -> list[str]:
 
     root = corpus_root(str(path))
     try:  # to_pylist decodes the strings: a file not UTF-8 fails there
-        table = pads.dataset(root, format="parquet" if _detect_format(root) == "parquet" else "json").to_table()
+        table = pads.dataset(root, format=_detect_format(root)).to_table()
         cols = set(table.column_names)
         if "text" in cols:
             texts = table.column("text").to_pylist()
