@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import TYPE_CHECKING, NamedTuple
 
-from knowcoder_ray.schema.dump import (
-    MIN_RANGE_BYTES, P_INSTANCE_OF, P_SUBCLASS_OF, Malformed, Truncated, byte_ranges, compression_of, entity_aliases,
-    entity_text, item_targets, iter_lines, literal_targets, num, parse_line, property_record, read_dump, statements,
+from knowcoder_ray.schema.dump import MIN_RANGE_BYTES, byte_ranges, compression_of, iter_lines, read_dump
+from knowcoder_ray.schema.wikidata import (
+    P_INSTANCE_OF, P_SUBCLASS_OF, Malformed, Truncated, entity_aliases, entity_text, item_targets,
+    literal_targets, num, parse_line, property_record, statements,
 )
 
 if TYPE_CHECKING:
