@@ -71,8 +71,10 @@ class KnowCoder:
     def extract(self, texts: str | list[str], task: str = "ner", types: list[str] | None = None,
                 schema_code: str | None = None, triggers: list[list[dict]] | None = None,
                 return_raw: bool = False) -> "TextResult | list[TextResult]":
-        """Mentions of `types` (library names) and/or the classes of `schema_code` (else the library's types of
-        the task's kind) in one text or a list of texts; `triggers`: eae only. ValueError names a bad argument."""
+        """Mentions of `types` (library names) and/or the classes of `schema_code` (class code, read with `ast`;
+        else the library's types of the task's kind) in one text (one result) or a list of texts (a list).
+        task: ner | re | ed | eae (`triggers`: confirmed triggers per text, eae only). ValueError names a bad
+        argument."""
         from pydantic import ValidationError
 
         from knowcoder_ray.infer.extraction import local_executor
