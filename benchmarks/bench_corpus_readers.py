@@ -15,7 +15,7 @@ line that is not JSON and one record holding an unescaped U+2028 do to each; wha
 same folder adds; whether two runs give the same file names and bytes. Timings on this shared 2-core
 machine are noisy.
 
-    python benchmarks/bench_corpus_readers.py [--data-dir ../shared/data] [--scale 20] [--cpus 2]
+    python benchmarks/bench_corpus_readers.py [--data-dir ../shared/data] [--scale 10] [--cpus 2]
 """
 from __future__ import annotations
 
@@ -111,7 +111,7 @@ def _digest(folder, files) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
-    p.add_argument("--scale", type=int, default=20)
+    p.add_argument("--scale", type=int, default=10)
     p.add_argument("--cpus", type=int, default=2)
     args = p.parse_args()
     import ray
