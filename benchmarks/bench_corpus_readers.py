@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -142,6 +143,7 @@ def main() -> None:
         res["rerun", name] = fn(clean, str(tmp / f"{name}-clean"), args.data_dir, args.cpus)
         res["again", name] = fn(clean, str(tmp / f"{name}-again"), args.data_dir, args.cpus)
     ray.shutdown()
+    shutil.rmtree(tmp, ignore_errors=True)  # inputs and outputs: several copies of the input
 
     print(f"\n{'input':22s} {'builder':9s} {'seconds':>8s} {'rows':>7s} {'quarant.':>8s}  outcome")
     for (case, name), r in res.items():
